@@ -1,0 +1,152 @@
+//! Types shared by the kernel side (`monitor-ebpf`) and userspace (`monitor`).
+//!
+//! This is the only place where the layout of a map key or value is defined.
+//! Every type is `#[repr(C)]`, has no implicit padding (explicit `_pad`
+//! fields instead, zeroed by the constructors), and is plain old data, so the
+//! bytes the kernel hashes are exactly the bytes userspace wrote.
+#![no_std]
+
+/// Capacity of the per-interface maps. One slot per watched interface.
+pub const MAX_INTERFACES: u32 = 4096;
+/// Capacity of the map of local (delivered-to-host) MAC addresses: every
+/// local FDB entry of every watched bridge, plus standalone interface MACs.
+pub const MAX_LOCAL_MACS: u32 = 16384;
+/// Capacity of the map of the host's IP addresses (all families).
+pub const MAX_LOCAL_ADDRS: u32 = 8192;
+/// How many 802.1Q / 802.1ad tags the classifier walks through to reach the
+/// network header. Deeper stacks still get a MAC class, but no IP check.
+pub const MAX_VLAN_TAGS: usize = 3;
+
+/// Names of the maps and globals in the eBPF object, used by userspace.
+pub mod names {
+    pub const XDP_PROGRAM: &str = "macdrop_xdp";
+    pub const IFACES: &str = "MACDROP_IFACES";
+    pub const COUNTERS: &str = "MACDROP_COUNTERS";
+    pub const LOCAL_MACS: &str = "MACDROP_LOCAL_MACS";
+    pub const LOCAL_ADDRS: &str = "MACDROP_LOCAL_ADDRS";
+    /// Global (read-only after load) holding the inode number of the network
+    /// namespace this object instance serves.
+    pub const NETNS_INO: &str = "MACDROP_NETNS_INO";
+}
+
+/// Identifies an interface host-wide: ifindex is only unique inside one
+/// network namespace, so the namespace's inode number is part of the key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct IfKey {
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
+/// `IfConfig::flags` bit: `fast_mac` is a MAC the kernel delivers to the host
+/// on this interface (verified by userspace against the FDB or the device
+/// address), so a frame addressed to it is `own` without a map lookup.
+pub const IF_FAST_MAC_VALID: u32 = 1;
+
+/// What the classifier needs to know about one watched interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct IfConfig {
+    /// Index into the per-CPU counter array; assigned by userspace, stable
+    /// for the life of the monitor.
+    pub slot: u32,
+    /// Which set of local MACs decides `own`: 0 means "only `fast_mac`"
+    /// (a standalone interface); otherwise the ifindex of the bridge whose
+    /// local FDB entries are looked up in `LOCAL_MACS`.
+    pub mac_domain: u32,
+    /// `IF_FAST_MAC_*` bits.
+    pub flags: u32,
+    /// The most common `own` destination (the device's or bridge's MAC).
+    pub fast_mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+/// Key of `LOCAL_MACS`: a MAC address that a watched bridge delivers to the
+/// host (a local FDB entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MacKey {
+    pub netns: u32,
+    pub mac_domain: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+impl MacKey {
+    pub const fn new(netns: u32, mac_domain: u32, mac: [u8; 6]) -> Self {
+        Self {
+            netns,
+            mac_domain,
+            mac,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Key of `LOCAL_ADDRS`: an IP address of the namespace. IPv4 addresses are
+/// stored IPv4-mapped (`::ffff:a.b.c.d`) so both families share one map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AddrKey {
+    pub netns: u32,
+    pub addr: [u8; 16],
+}
+
+impl AddrKey {
+    pub const fn v4(netns: u32, a: [u8; 4]) -> Self {
+        Self {
+            netns,
+            addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]],
+        }
+    }
+    pub const fn v6(netns: u32, addr: [u8; 16]) -> Self {
+        Self { netns, addr }
+    }
+}
+
+/// Per-interface frame counters (one copy per CPU in the kernel).
+///
+/// `total` = `own + broadcast + multicast + foreign_unicast + runt`;
+/// `host_ip_wrong_mac` is a subset of `foreign_unicast`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FrameCounters {
+    pub total: u64,
+    pub own: u64,
+    pub broadcast: u64,
+    pub multicast: u64,
+    pub foreign_unicast: u64,
+    pub host_ip_wrong_mac: u64,
+    pub runt: u64,
+}
+
+impl FrameCounters {
+    /// Adds `other` into `self` (summing per-CPU copies, or deltas).
+    pub fn add(&mut self, other: &Self) {
+        self.total += other.total;
+        self.own += other.own;
+        self.broadcast += other.broadcast;
+        self.multicast += other.multicast;
+        self.foreign_unicast += other.foreign_unicast;
+        self.host_ip_wrong_mac += other.host_ip_wrong_mac;
+        self.runt += other.runt;
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are #[repr(C)], Copy, contain only integers and
+    // byte arrays, and have no implicit padding.
+    unsafe impl aya::Pod for super::IfKey {}
+    unsafe impl aya::Pod for super::IfConfig {}
+    unsafe impl aya::Pod for super::MacKey {}
+    unsafe impl aya::Pod for super::AddrKey {}
+    unsafe impl aya::Pod for super::FrameCounters {}
+}
+
+// The layouts are part of the kernel/user contract: pin them.
+const _: () = assert!(core::mem::size_of::<IfKey>() == 8);
+const _: () = assert!(core::mem::size_of::<IfConfig>() == 20);
+const _: () = assert!(core::mem::size_of::<MacKey>() == 16);
+const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
+const _: () = assert!(core::mem::size_of::<FrameCounters>() == 56);

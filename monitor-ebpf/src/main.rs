@@ -1,0 +1,28 @@
+//! macdrop's kernel side: classify every received frame by destination MAC
+//! and count it per interface. The programs only read the frame and always
+//! let it pass.
+#![no_std]
+#![no_main]
+
+mod classify;
+mod maps;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+
+/// XDP entry point, attached to each watched interface (driver mode on
+/// devices that support it, generic mode on bridges).
+#[xdp]
+pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
+    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32);
+    xdp_action::XDP_PASS
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
