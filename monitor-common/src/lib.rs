@@ -96,7 +96,9 @@ impl AddrKey {
     pub const fn v4(netns: u32, a: [u8; 4]) -> Self {
         Self {
             netns,
-            addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]],
+            addr: [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+            ],
         }
     }
     pub const fn v6(netns: u32, addr: [u8; 16]) -> Self {

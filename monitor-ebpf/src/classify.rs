@@ -27,7 +27,11 @@ const VLAN_HLEN: usize = 4;
 /// Returns a pointer to `LEN` bytes at `off`, or None if they are not all
 /// inside the frame. The explicit check is what the verifier needs.
 #[inline(always)]
-fn bytes_at<const LEN: usize>(data: usize, data_end: usize, off: usize) -> Option<*const [u8; LEN]> {
+fn bytes_at<const LEN: usize>(
+    data: usize,
+    data_end: usize,
+    off: usize,
+) -> Option<*const [u8; LEN]> {
     let start = data + off;
     if start + LEN > data_end {
         return None;

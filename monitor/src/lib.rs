@@ -1,1 +1,22 @@
+//! macdrop: counts, per interface, the frames a Linux host drops or
+//! misdelivers because their destination MAC is not the receiver's.
+//!
+//! Data flows one way: kernel program (`monitor-ebpf`) -> maps ->
+//! `kernel::counters` (the one collector) -> `model::World` -> `render`.
+//! `netlink` and `topology` decide what to watch and fill the kernel's
+//! configuration maps through `kernel::config`; `watch` runs the loop.
 
+pub mod classify;
+pub mod cli;
+pub mod error;
+pub mod kernel;
+pub mod mac;
+pub mod model;
+pub mod netlink;
+pub mod privileges;
+pub mod render;
+pub mod topology;
+pub mod watch;
+
+#[cfg(test)]
+mod test_run;

@@ -1,1 +1,69 @@
-fn main() {}
+//! The `macdrop` binary: parse flags, run the command, turn errors into one
+//! line on stderr and a documented exit code (see `error.rs`).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use macdrop::{
+    cli::{Cli, Command},
+    error::{ExitKind, classify},
+};
+
+fn main() -> ExitCode {
+    // A panic is a bug: one line, exit 1, no backtrace. Links are file
+    // descriptors, so nothing stays attached when the process ends.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("macdrop: internal error (a bug, please report it): {info}");
+    }));
+
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("macdrop: cannot start the async runtime: {e}");
+            return ExitCode::from(ExitKind::Unexpected as u8);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Watch(args) => macdrop::watch::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let (kind, message) = classify(&err);
+            eprintln!("macdrop: {message}");
+            ExitCode::from(kind as u8)
+        }
+    }
+}
+
+/// clap's own help/version output is printed as is; real usage errors are
+/// shortened to their first line, with a pointer to --help.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::from(ExitKind::Usage as u8)
+        }
+        _ => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("macdrop: {first} (see macdrop --help)");
+            ExitCode::from(ExitKind::Usage as u8)
+        }
+    }
+}

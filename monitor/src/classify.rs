@@ -1,0 +1,261 @@
+//! The reference model of the classification, in plain Rust over a byte
+//! slice. It is the specification the eBPF classifier
+//! (`monitor-ebpf/src/classify.rs`) is tested against with `test_run`, and
+//! it is written independently of it on purpose: sharing the code would make
+//! the agreement tests tautological.
+
+use std::{
+    collections::HashSet,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use monitor_common::{FrameCounters, MAX_VLAN_TAGS};
+
+use crate::mac::Mac;
+
+/// The class of one received frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameClass {
+    /// Shorter than an Ethernet header.
+    Runt,
+    Broadcast,
+    /// Group bit set, not broadcast.
+    Multicast,
+    /// A destination the kernel delivers to the host on this interface.
+    Own,
+    /// Unicast to someone else. `host_ip`: the destination IP (or ARP target)
+    /// is an address of the host's namespace — a frame meant for this host
+    /// carrying the wrong MAC.
+    ForeignUnicast {
+        host_ip: bool,
+    },
+}
+
+/// What the classifier knows about the receiving interface.
+pub struct Receiver<'a> {
+    /// MACs the kernel delivers to the host when received here: the bridge's
+    /// local FDB entries for a bridge or port, the device MAC otherwise.
+    pub local_macs: &'a HashSet<Mac>,
+    /// IP addresses of the namespace.
+    pub host_addrs: &'a HashSet<IpAddr>,
+}
+
+pub fn classify(frame: &[u8], rx: &Receiver<'_>) -> FrameClass {
+    if frame.len() < 14 {
+        return FrameClass::Runt;
+    }
+    let dst = Mac::from_slice(&frame[0..6]).expect("6 bytes");
+    if dst == Mac::BROADCAST {
+        FrameClass::Broadcast
+    } else if dst.is_multicast() {
+        FrameClass::Multicast
+    } else if rx.local_macs.contains(&dst) {
+        FrameClass::Own
+    } else {
+        let host_ip = destination_ip(frame).is_some_and(|ip| rx.host_addrs.contains(&ip));
+        FrameClass::ForeignUnicast { host_ip }
+    }
+}
+
+/// The destination IPv4/IPv6 address, or the ARP target protocol address,
+/// after up to `MAX_VLAN_TAGS` 802.1Q/802.1ad tags.
+pub fn destination_ip(frame: &[u8]) -> Option<IpAddr> {
+    let mut ethertype_at = 12;
+    let mut ethertype = be16(frame, ethertype_at)?;
+    for _ in 0..MAX_VLAN_TAGS {
+        if ethertype != 0x8100 && ethertype != 0x88a8 {
+            break;
+        }
+        ethertype_at += 4;
+        ethertype = be16(frame, ethertype_at)?;
+    }
+    let l3 = frame.get(ethertype_at + 2..)?;
+    match ethertype {
+        0x0800 => {
+            let a: [u8; 4] = l3.get(16..20)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(a)))
+        }
+        0x86dd => {
+            let a: [u8; 16] = l3.get(24..40)?.try_into().ok()?;
+            Some(IpAddr::V6(Ipv6Addr::from(a)))
+        }
+        0x0806 => {
+            // Ethernet/IPv4 ARP only.
+            if l3.get(0..6)? != [0, 1, 8, 0, 6, 4] {
+                return None;
+            }
+            let a: [u8; 4] = l3.get(24..28)?.try_into().ok()?;
+            Some(IpAddr::V4(Ipv4Addr::from(a)))
+        }
+        _ => None,
+    }
+}
+
+fn be16(frame: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
+}
+
+/// The counter increments one frame of `class` causes.
+pub fn counter_delta(class: FrameClass) -> FrameCounters {
+    let mut c = FrameCounters {
+        total: 1,
+        ..Default::default()
+    };
+    match class {
+        FrameClass::Runt => c.runt = 1,
+        FrameClass::Broadcast => c.broadcast = 1,
+        FrameClass::Multicast => c.multicast = 1,
+        FrameClass::Own => c.own = 1,
+        FrameClass::ForeignUnicast { host_ip } => {
+            c.foreign_unicast = 1;
+            c.host_ip_wrong_mac = u64::from(host_ip);
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWN: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
+    const OTHER: Mac = Mac([2, 0, 0, 0, 0xee, 0xee]);
+    const HOST_V4: [u8; 4] = [192, 0, 2, 1];
+
+    fn rx_sets() -> (HashSet<Mac>, HashSet<IpAddr>) {
+        (
+            HashSet::from([OWN]),
+            HashSet::from([
+                IpAddr::V4(HOST_V4.into()),
+                IpAddr::V6("2001:db8::1".parse().unwrap()),
+            ]),
+        )
+    }
+
+    fn frame(dst: Mac, ethertype: u16, l3: &[u8]) -> Vec<u8> {
+        let mut f = dst.0.to_vec();
+        f.extend([2, 0, 0, 0, 0x0c, 1]);
+        f.extend(ethertype.to_be_bytes());
+        f.extend(l3);
+        f
+    }
+
+    fn ipv4_to(dst: [u8; 4]) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 198, 51, 100, 7];
+        h.extend(dst);
+        h
+    }
+
+    fn class_of(f: &[u8]) -> FrameClass {
+        let (macs, addrs) = rx_sets();
+        classify(
+            f,
+            &Receiver {
+                local_macs: &macs,
+                host_addrs: &addrs,
+            },
+        )
+    }
+
+    #[test]
+    fn mac_classes() {
+        assert_eq!(class_of(&[0; 13]), FrameClass::Runt);
+        assert_eq!(
+            class_of(&frame(Mac::BROADCAST, 0x0800, &[])),
+            FrameClass::Broadcast
+        );
+        assert_eq!(
+            class_of(&frame(Mac([1, 0, 0x5e, 0, 0, 1]), 0x0800, &[])),
+            FrameClass::Multicast
+        );
+        assert_eq!(
+            class_of(&frame(OWN, 0x0800, &ipv4_to(HOST_V4))),
+            FrameClass::Own
+        );
+    }
+
+    #[test]
+    fn foreign_unicast_with_and_without_host_ip() {
+        assert_eq!(
+            class_of(&frame(OTHER, 0x0800, &ipv4_to(HOST_V4))),
+            FrameClass::ForeignUnicast { host_ip: true }
+        );
+        assert_eq!(
+            class_of(&frame(OTHER, 0x0800, &ipv4_to([203, 0, 113, 9]))),
+            FrameClass::ForeignUnicast { host_ip: false }
+        );
+        // Truncated IPv4 header: no address to check.
+        assert_eq!(
+            class_of(&frame(OTHER, 0x0800, &ipv4_to(HOST_V4)[..19])),
+            FrameClass::ForeignUnicast { host_ip: false }
+        );
+    }
+
+    #[test]
+    fn vlan_tags_are_skipped_up_to_the_limit() {
+        let mut l3 = Vec::new();
+        for _ in 0..MAX_VLAN_TAGS - 1 {
+            l3.extend([0, 10, 0x81, 0x00]);
+        }
+        l3.extend([0, 10, 0x08, 0x00]);
+        l3.extend(ipv4_to(HOST_V4));
+        let tagged = frame(OTHER, 0x88a8, &l3);
+        assert_eq!(
+            class_of(&tagged),
+            FrameClass::ForeignUnicast { host_ip: true }
+        );
+
+        let mut deeper = vec![0, 10, 0x81, 0x00];
+        deeper.extend(&l3);
+        assert_eq!(
+            class_of(&frame(OTHER, 0x88a8, &deeper)),
+            FrameClass::ForeignUnicast { host_ip: false },
+            "more than MAX_VLAN_TAGS tags: no IP check"
+        );
+    }
+
+    #[test]
+    fn ipv6_and_arp_targets() {
+        let mut v6 = vec![0x60, 0, 0, 0, 0, 0, 17, 64];
+        v6.extend("2001:db8::99".parse::<Ipv6Addr>().unwrap().octets());
+        v6.extend("2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
+        assert_eq!(
+            class_of(&frame(OTHER, 0x86dd, &v6)),
+            FrameClass::ForeignUnicast { host_ip: true }
+        );
+
+        let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
+        arp.extend([2, 0, 0, 0, 0x0c, 1, 192, 0, 2, 11]);
+        arp.extend([0; 6]);
+        arp.extend(HOST_V4);
+        assert_eq!(
+            class_of(&frame(OTHER, 0x0806, &arp)),
+            FrameClass::ForeignUnicast { host_ip: true }
+        );
+        arp[5] = 16; // not IPv4 ARP
+        assert_eq!(
+            class_of(&frame(OTHER, 0x0806, &arp)),
+            FrameClass::ForeignUnicast { host_ip: false }
+        );
+    }
+
+    #[test]
+    fn deltas_partition_total() {
+        for class in [
+            FrameClass::Runt,
+            FrameClass::Broadcast,
+            FrameClass::Multicast,
+            FrameClass::Own,
+            FrameClass::ForeignUnicast { host_ip: true },
+            FrameClass::ForeignUnicast { host_ip: false },
+        ] {
+            let d = counter_delta(class);
+            assert_eq!(d.total, 1);
+            assert_eq!(
+                d.own + d.broadcast + d.multicast + d.foreign_unicast + d.runt,
+                1
+            );
+            assert!(d.host_ip_wrong_mac <= d.foreign_unicast);
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Keeps the kernel-side configuration maps equal to what userspace knows:
+//! which interfaces are watched (and their counter slot), which MACs each
+//! bridge delivers to the host, which IP addresses are the host's. Updates
+//! are diffs, so calling `sync` every interval costs only the changes.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::IpAddr,
+};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, MapData},
+};
+use monitor_common::{
+    AddrKey, IF_FAST_MAC_VALID, IfConfig, IfKey, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS,
+    MacKey, names,
+};
+
+use crate::{mac::Mac, netlink::NetState, topology::Watched};
+
+/// The configuration the kernel program should see.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub ifaces: HashMap<IfKey, IfConfig>,
+    pub local_macs: HashSet<MacKey>,
+    pub local_addrs: HashSet<AddrKey>,
+}
+
+/// Computes the map contents for `watched` (with their slots) in the
+/// namespace `netns`.
+pub fn desired(netns: u32, state: &NetState, watched: &[(Watched, u32)]) -> Desired {
+    let mut out = Desired::default();
+    for (w, slot) in watched {
+        let device_mac = state.link(w.ifindex).and_then(|l| l.mac);
+        let (mac_domain, fast) = match &w.bridge {
+            Some((bridge, _)) => {
+                let local = state.local_fdb.get(bridge);
+                // The fast path may only short-cut a MAC the FDB confirms:
+                // a bridge MAC missing from the FDB is exactly the failure
+                // macdrop must see.
+                let bridge_mac = state.link(*bridge).and_then(|l| l.mac);
+                let fast = bridge_mac.filter(|m| local.is_some_and(|l| l.contains(m)));
+                for mac in local.into_iter().flatten() {
+                    out.local_macs.insert(MacKey::new(netns, *bridge, mac.0));
+                }
+                (*bridge, fast)
+            }
+            None => (0, device_mac),
+        };
+        out.ifaces.insert(
+            IfKey {
+                netns,
+                ifindex: w.ifindex,
+            },
+            IfConfig {
+                slot: *slot,
+                mac_domain,
+                flags: if fast.is_some() { IF_FAST_MAC_VALID } else { 0 },
+                fast_mac: fast.unwrap_or(Mac([0; 6])).0,
+                _pad: [0; 2],
+            },
+        );
+    }
+    for addr in &state.addrs {
+        out.local_addrs.insert(match addr {
+            IpAddr::V4(a) => AddrKey::v4(netns, a.octets()),
+            IpAddr::V6(a) => AddrKey::v6(netns, a.octets()),
+        });
+    }
+    out
+}
+
+/// Userspace handles on the configuration maps, plus what was last written.
+pub struct ConfigMaps {
+    ifaces: BpfHashMap<MapData, IfKey, IfConfig>,
+    local_macs: BpfHashMap<MapData, MacKey, u8>,
+    local_addrs: BpfHashMap<MapData, AddrKey, u8>,
+    written: Desired,
+}
+
+impl ConfigMaps {
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        fn take<K: aya::Pod, V: aya::Pod>(
+            ebpf: &mut Ebpf,
+            name: &str,
+        ) -> anyhow::Result<BpfHashMap<MapData, K, V>> {
+            let map = ebpf
+                .take_map(name)
+                .with_context(|| format!("map {name} missing from the eBPF object"))?;
+            BpfHashMap::try_from(map).with_context(|| format!("map {name} has the wrong type"))
+        }
+        Ok(Self {
+            ifaces: take(ebpf, names::IFACES)?,
+            local_macs: take(ebpf, names::LOCAL_MACS)?,
+            local_addrs: take(ebpf, names::LOCAL_ADDRS)?,
+            written: Desired::default(),
+        })
+    }
+
+    /// Writes the difference between what the maps hold and `want`. Stale
+    /// entries are removed first so a full map can take the new ones.
+    pub fn sync(&mut self, want: Desired) -> anyhow::Result<()> {
+        check_capacity("interfaces", want.ifaces.len(), MAX_INTERFACES)?;
+        check_capacity("local MAC addresses", want.local_macs.len(), MAX_LOCAL_MACS)?;
+        check_capacity(
+            "local IP addresses",
+            want.local_addrs.len(),
+            MAX_LOCAL_ADDRS,
+        )?;
+
+        for key in self.written.ifaces.keys() {
+            if !want.ifaces.contains_key(key) {
+                remove(&mut self.ifaces, key)?;
+            }
+        }
+        for (key, value) in &want.ifaces {
+            if self.written.ifaces.get(key) != Some(value) {
+                self.ifaces
+                    .insert(key, value, 0)
+                    .context("cannot update the interface map")?;
+            }
+        }
+        sync_set(
+            &mut self.local_macs,
+            &self.written.local_macs,
+            &want.local_macs,
+        )?;
+        sync_set(
+            &mut self.local_addrs,
+            &self.written.local_addrs,
+            &want.local_addrs,
+        )?;
+        self.written = want;
+        Ok(())
+    }
+}
+
+fn sync_set<K: aya::Pod + Eq + std::hash::Hash>(
+    map: &mut BpfHashMap<MapData, K, u8>,
+    had: &HashSet<K>,
+    want: &HashSet<K>,
+) -> anyhow::Result<()> {
+    for key in had.difference(want) {
+        remove(map, key)?;
+    }
+    for key in want.difference(had) {
+        map.insert(key, 1, 0)
+            .context("cannot update a configuration map")?;
+    }
+    Ok(())
+}
+
+fn remove<K: aya::Pod, V: aya::Pod>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    key: &K,
+) -> anyhow::Result<()> {
+    match map.remove(key) {
+        Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(e).context("cannot remove a configuration map entry"),
+    }
+}
+
+fn check_capacity(what: &str, n: usize, max: u32) -> anyhow::Result<()> {
+    if n > max as usize {
+        return Err(crate::error::Failure::environment(format!(
+            "{n} {what} exceed macdrop's kernel map capacity of {max}; watch fewer \
+             interfaces with --bridge/--iface"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{netlink::Link, topology};
+
+    const BR_MAC: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
+    const P1_MAC: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
+
+    fn state(fdb: Vec<Mac>) -> NetState {
+        let link = |ifindex, name: &str, kind: &str, master, mac| Link {
+            ifindex,
+            name: name.into(),
+            mac: Some(mac),
+            promisc: false,
+            promiscuity: 0,
+            up: true,
+            master,
+            kind: Some(kind.into()),
+        };
+        NetState {
+            links: vec![
+                link(2, "br0", "bridge", None, BR_MAC),
+                link(3, "p1", "veth", Some(2), P1_MAC),
+                link(9, "v0", "veth", None, Mac([2, 0, 0, 0, 0x0d, 1])),
+            ],
+            addrs: vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+            local_fdb: BTreeMap::from([(2, fdb)]),
+        }
+    }
+
+    fn watched(s: &NetState) -> Vec<(Watched, u32)> {
+        s.links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (topology::describe(s, l), i as u32))
+            .collect()
+    }
+
+    #[test]
+    fn bridge_members_share_the_fdb_domain_and_fast_mac() {
+        let s = state(vec![BR_MAC, P1_MAC]);
+        let d = desired(77, &s, &watched(&s));
+        let p1 = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 3,
+        }];
+        assert_eq!((p1.slot, p1.mac_domain), (1, 2));
+        assert_eq!(p1.flags, IF_FAST_MAC_VALID);
+        assert_eq!(p1.fast_mac, BR_MAC.0);
+        assert!(d.local_macs.contains(&MacKey::new(77, 2, P1_MAC.0)));
+        assert!(d.local_macs.contains(&MacKey::new(77, 2, BR_MAC.0)));
+        assert_eq!(d.local_macs.len(), 2);
+        assert!(d.local_addrs.contains(&AddrKey::v4(77, [192, 0, 2, 1])));
+        assert_eq!(d.local_addrs.len(), 2);
+    }
+
+    #[test]
+    fn bridge_mac_missing_from_fdb_gets_no_fast_path() {
+        let s = state(vec![P1_MAC]);
+        let d = desired(77, &s, &watched(&s));
+        let br0 = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 2,
+        }];
+        assert_eq!(br0.flags, 0);
+        assert!(!d.local_macs.contains(&MacKey::new(77, 2, BR_MAC.0)));
+    }
+
+    #[test]
+    fn standalone_uses_its_device_mac_only() {
+        let s = state(vec![BR_MAC]);
+        let d = desired(77, &s, &watched(&s));
+        let v0 = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 9,
+        }];
+        assert_eq!((v0.mac_domain, v0.flags), (0, IF_FAST_MAC_VALID));
+        assert_eq!(v0.fast_mac, [2, 0, 0, 0, 0x0d, 1]);
+    }
+}

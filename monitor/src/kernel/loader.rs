@@ -1,0 +1,51 @@
+//! Loads macdrop's eBPF object (built by build.rs, embedded in the binary).
+
+use anyhow::Context as _;
+use aya::{Ebpf, EbpfLoader};
+use monitor_common::names;
+
+use crate::error::Failure;
+
+/// The object file produced by `monitor/build.rs` from `monitor-ebpf`.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/macdrop"));
+
+/// Loads the object for one network namespace: the namespace's inode is
+/// baked in as a read-only global, so every map key the program builds is
+/// (namespace, ifindex) without a helper call per frame.
+pub fn load(netns_ino: u32) -> anyhow::Result<Ebpf> {
+    if EBPF_OBJECT.is_empty() {
+        anyhow::bail!("this macdrop binary was built without its eBPF object (AYA_BUILD_SKIP?)");
+    }
+    raise_memlock_limit();
+    let ebpf = EbpfLoader::new()
+        .override_global(names::NETNS_INO, &netns_ino, true)
+        .load(EBPF_OBJECT)
+        .map_err(|e| {
+            Failure::environment(format!(
+                "the kernel refused macdrop's eBPF maps or programs ({e}); \
+                 macdrop needs Linux >= 5.10 with BPF and XDP enabled"
+            ))
+        })?;
+    Ok(ebpf)
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so map
+/// creation does not fail there. Harmless on newer kernels.
+fn raise_memlock_limit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: plain syscall with a valid pointer.
+    let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+/// Inode number of a network namespace file (e.g. /proc/self/ns/net): the
+/// identifier `ip netns identify` and `lsns` show.
+pub fn netns_inode(path: &str) -> anyhow::Result<u32> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = std::fs::metadata(path)
+        .with_context(|| format!("cannot stat {path}"))?
+        .ino();
+    u32::try_from(ino).with_context(|| format!("namespace inode {ino} does not fit in 32 bits"))
+}

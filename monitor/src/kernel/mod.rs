@@ -1,0 +1,7 @@
+//! Everything that talks to the BPF subsystem: loading the object, filling
+//! the configuration maps, attaching hooks, reading counters.
+
+pub mod attach;
+pub mod config;
+pub mod counters;
+pub mod loader;

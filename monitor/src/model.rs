@@ -1,0 +1,144 @@
+//! The one model of the world the renderers read: every watched interface
+//! with its identity, state, cumulative counts since attach and rates over
+//! the last interval. Only the watch loop writes it.
+
+use std::time::{Instant, SystemTime};
+
+use monitor_common::FrameCounters;
+
+use crate::{kernel::attach::Hook, mac::Mac, topology::Role};
+
+/// Per-second rates of each frame class over the last interval.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rates {
+    pub total: f64,
+    pub own: f64,
+    pub broadcast: f64,
+    pub multicast: f64,
+    pub foreign_unicast: f64,
+    pub host_ip_wrong_mac: f64,
+    pub runt: f64,
+}
+
+impl Rates {
+    fn between(old: &FrameCounters, new: &FrameCounters, secs: f64) -> Self {
+        let r = |a: u64, b: u64| {
+            if secs > 0.0 {
+                b.saturating_sub(a) as f64 / secs
+            } else {
+                0.0
+            }
+        };
+        Self {
+            total: r(old.total, new.total),
+            own: r(old.own, new.own),
+            broadcast: r(old.broadcast, new.broadcast),
+            multicast: r(old.multicast, new.multicast),
+            foreign_unicast: r(old.foreign_unicast, new.foreign_unicast),
+            host_ip_wrong_mac: r(old.host_ip_wrong_mac, new.host_ip_wrong_mac),
+            runt: r(old.runt, new.runt),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Interface {
+    pub name: String,
+    pub ifindex: u32,
+    /// Inode number of the interface's network namespace.
+    pub netns: u32,
+    pub role: Role,
+    /// Master bridge name, for ports.
+    pub master: Option<String>,
+    pub mac: Option<Mac>,
+    pub promisc: bool,
+    pub hook: Option<Hook>,
+    /// Cumulative counts since macdrop attached.
+    pub frames: FrameCounters,
+    pub rates: Rates,
+    /// The interface disappeared; `frames` holds its final counts.
+    pub gone: bool,
+    sampled_at: Option<Instant>,
+}
+
+impl Interface {
+    pub fn new(name: String, ifindex: u32, netns: u32, role: Role, master: Option<String>) -> Self {
+        Self {
+            name,
+            ifindex,
+            netns,
+            role,
+            master,
+            mac: None,
+            promisc: false,
+            hook: None,
+            frames: FrameCounters::default(),
+            rates: Rates::default(),
+            gone: false,
+            sampled_at: None,
+        }
+    }
+
+    /// Records a new cumulative sample taken at `at`.
+    pub fn sample(&mut self, frames: FrameCounters, at: Instant) {
+        if let Some(prev) = self.sampled_at {
+            let secs = at.saturating_duration_since(prev).as_secs_f64();
+            self.rates = Rates::between(&self.frames, &frames, secs);
+        }
+        self.frames = frames;
+        self.sampled_at = Some(at);
+    }
+
+    /// The interface vanished: keep its counts, stop its rates.
+    pub fn mark_gone(&mut self) {
+        self.gone = true;
+        self.rates = Rates::default();
+    }
+}
+
+/// One report: the time it describes and every interface.
+#[derive(Clone, Debug)]
+pub struct World {
+    pub ts: SystemTime,
+    pub interfaces: Vec<Interface>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn rates_are_per_second_deltas() {
+        let mut i = Interface::new("p1".into(), 3, 1, Role::Port, Some("br0".into()));
+        let t0 = Instant::now();
+        i.sample(
+            FrameCounters {
+                total: 10,
+                own: 10,
+                ..Default::default()
+            },
+            t0,
+        );
+        assert_eq!(i.rates, Rates::default(), "no rate from a single sample");
+        i.sample(
+            FrameCounters {
+                total: 30,
+                own: 10,
+                foreign_unicast: 20,
+                host_ip_wrong_mac: 5,
+                ..Default::default()
+            },
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(i.rates.total, 10.0);
+        assert_eq!(i.rates.own, 0.0);
+        assert_eq!(i.rates.foreign_unicast, 10.0);
+        assert_eq!(i.rates.host_ip_wrong_mac, 2.5);
+        assert_eq!(i.frames.total, 30);
+        i.mark_gone();
+        assert!(i.gone);
+        assert_eq!(i.frames.total, 30, "counts survive the interface");
+    }
+}

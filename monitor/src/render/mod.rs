@@ -1,0 +1,4 @@
+//! Renderers: turn a `World` into text. They never read the kernel.
+
+pub mod json;
+pub mod table;

@@ -1,0 +1,268 @@
+//! Decides which interfaces to watch, and what "own" means on each, from
+//! the user's selection and the namespace's state. Pure functions over
+//! `NetState`, so they are unit-tested without a kernel.
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::{
+    error::Failure,
+    mac::Mac,
+    netlink::{Link, NetState},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// A bridge device: sees what the bridge passes up to the host.
+    Bridge,
+    /// A port of a bridge: sees every frame entering the bridge there.
+    Port,
+    /// Any other interface: the kernel judges by the device's own MAC.
+    Standalone,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Bridge => "bridge",
+            Role::Port => "port",
+            Role::Standalone => "standalone",
+        }
+    }
+}
+
+/// The user's choice of interfaces.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    pub bridges: Vec<String>,
+    pub ifaces: Vec<String>,
+}
+
+/// One interface to watch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watched {
+    pub ifindex: u32,
+    pub name: String,
+    pub role: Role,
+    /// The bridge whose FDB decides `own` (the bridge itself for a bridge,
+    /// the master for a port), by ifindex and name.
+    pub bridge: Option<(u32, String)>,
+}
+
+impl Watched {
+    /// Master device name, for ports.
+    pub fn master(&self) -> Option<&str> {
+        match self.role {
+            Role::Port => self.bridge.as_ref().map(|(_, n)| n.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves the selection to a list of interfaces, ports before their
+/// bridges (the order XDP must be attached in, see kernel-notes.md).
+pub fn select(state: &NetState, sel: &Selection) -> Result<Vec<Watched>, Failure> {
+    let mut chosen: BTreeSet<u32> = BTreeSet::new();
+    let bridges: Vec<&Link> =
+        if sel.bridges.is_empty() && sel.ifaces.is_empty() {
+            let all: Vec<&Link> = state.links.iter().filter(|l| l.is_bridge()).collect();
+            if all.is_empty() {
+                return Err(Failure::environment(
+                    "no bridges in this network namespace; name an interface with --iface NAME \
+                 (or run inside the right namespace: ip netns exec NS macdrop ...)",
+                ));
+            }
+            all
+        } else {
+            sel.bridges
+            .iter()
+            .map(|name| {
+                let link = find(state, name)?;
+                if !link.is_bridge() {
+                    let kind = link.kind.as_deref().unwrap_or("a device");
+                    return Err(Failure::usage(format!(
+                        "{name} is not a bridge (it is {}); use --iface {name} to watch it alone",
+                        if kind == "a device" { kind.to_owned() } else { format!("a {kind}") }
+                    )));
+                }
+                Ok(link)
+            })
+            .collect::<Result<_, _>>()?
+        };
+    for bridge in &bridges {
+        chosen.insert(bridge.ifindex);
+        chosen.extend(ports_of(state, bridge.ifindex).map(|p| p.ifindex));
+    }
+    for name in &sel.ifaces {
+        chosen.insert(find(state, name)?.ifindex);
+    }
+
+    let mut out: Vec<Watched> = chosen
+        .into_iter()
+        .filter_map(|ifindex| state.link(ifindex))
+        .map(|link| describe(state, link))
+        .collect();
+    // Ports (and standalone) first, bridges last.
+    out.sort_by_key(|w| (w.role == Role::Bridge, w.ifindex));
+    Ok(out)
+}
+
+/// Role and FDB domain of one interface.
+pub fn describe(state: &NetState, link: &Link) -> Watched {
+    let master_bridge = link
+        .master
+        .and_then(|m| state.link(m))
+        .filter(|m| m.is_bridge());
+    let (role, bridge) = if link.is_bridge() {
+        (Role::Bridge, Some((link.ifindex, link.name.clone())))
+    } else if let Some(m) = master_bridge {
+        (Role::Port, Some((m.ifindex, m.name.clone())))
+    } else {
+        (Role::Standalone, None)
+    };
+    Watched {
+        ifindex: link.ifindex,
+        name: link.name.clone(),
+        role,
+        bridge,
+    }
+}
+
+pub fn ports_of(state: &NetState, bridge: u32) -> impl Iterator<Item = &Link> {
+    state
+        .links
+        .iter()
+        .filter(move |l| l.master == Some(bridge) && !l.is_bridge())
+}
+
+fn find<'a>(state: &'a NetState, name: &str) -> Result<&'a Link, Failure> {
+    state.link_by_name(name).ok_or_else(|| {
+        let names: Vec<&str> = state.links.iter().map(|l| l.name.as_str()).collect();
+        Failure::environment(format!(
+            "no interface named {name} in this network namespace; candidates: {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// The destinations the kernel delivers to the host when received on `w`:
+/// the bridge's local FDB entries for bridges and ports (never assumed from
+/// the bridge's address: a bridge whose own MAC is missing from its FDB
+/// floods frames addressed to it), the device MAC for standalone ones.
+pub fn local_macs(state: &NetState, w: &Watched) -> HashSet<Mac> {
+    match &w.bridge {
+        Some((bridge, _)) => state
+            .local_fdb
+            .get(bridge)
+            .map(|macs| macs.iter().copied().collect())
+            .unwrap_or_default(),
+        None => state
+            .link(w.ifindex)
+            .and_then(|l| l.mac)
+            .into_iter()
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::error::ExitKind;
+
+    fn link(ifindex: u32, name: &str, kind: Option<&str>, master: Option<u32>) -> Link {
+        Link {
+            ifindex,
+            name: name.into(),
+            mac: Some(Mac([2, 0, 0, 0, 0, ifindex as u8])),
+            promisc: false,
+            promiscuity: 0,
+            up: true,
+            master,
+            kind: kind.map(Into::into),
+        }
+    }
+
+    fn lab() -> NetState {
+        NetState {
+            links: vec![
+                link(1, "lo", None, None),
+                link(2, "br0", Some("bridge"), None),
+                link(3, "p1", Some("veth"), Some(2)),
+                link(4, "p2", Some("veth"), Some(2)),
+                link(5, "v0", Some("veth"), None),
+                link(6, "br1", Some("bridge"), None),
+            ],
+            addrs: vec![],
+            local_fdb: BTreeMap::from([(2, vec![Mac([2, 0, 0, 0, 0, 3])]), (6, vec![])]),
+        }
+    }
+
+    fn names(w: &[Watched]) -> Vec<&str> {
+        w.iter().map(|w| w.name.as_str()).collect()
+    }
+
+    #[test]
+    fn default_is_every_bridge_with_ports_first() {
+        let w = select(&lab(), &Selection::default()).unwrap();
+        assert_eq!(names(&w), ["p1", "p2", "br0", "br1"]);
+        assert_eq!(w[0].role, Role::Port);
+        assert_eq!(w[0].master(), Some("br0"));
+        assert_eq!(w[2].role, Role::Bridge);
+        assert_eq!(w[2].master(), None);
+    }
+
+    #[test]
+    fn bridge_and_iface_selection() {
+        let sel = Selection {
+            bridges: vec!["br0".into()],
+            ifaces: vec!["v0".into(), "p1".into()],
+        };
+        let w = select(&lab(), &sel).unwrap();
+        assert_eq!(names(&w), ["p1", "p2", "v0", "br0"]);
+        assert_eq!(w[2].role, Role::Standalone);
+        assert_eq!(w[2].bridge, None);
+    }
+
+    #[test]
+    fn errors_name_problem_and_fix() {
+        let sel = Selection {
+            bridges: vec!["p1".into()],
+            ..Default::default()
+        };
+        let err = select(&lab(), &sel).unwrap_err();
+        assert_eq!(err.kind, ExitKind::Usage);
+        assert!(err.message.contains("--iface p1"), "{}", err.message);
+
+        let sel = Selection {
+            ifaces: vec!["nosuch0".into()],
+            ..Default::default()
+        };
+        let err = select(&lab(), &sel).unwrap_err();
+        assert_eq!(err.kind, ExitKind::Environment);
+        assert!(err.message.contains("nosuch0") && err.message.contains("br0, p1"));
+
+        let mut no_bridges = lab();
+        no_bridges.links.retain(|l| !l.is_bridge());
+        let err = select(&no_bridges, &Selection::default()).unwrap_err();
+        assert_eq!(err.kind, ExitKind::Environment);
+        assert!(err.message.contains("no bridges"));
+    }
+
+    #[test]
+    fn own_macs_come_from_the_fdb_not_the_bridge_address() {
+        let state = lab();
+        let w = select(&state, &Selection::default()).unwrap();
+        let p1 = &w[0];
+        // br0's own MAC (…:02) is not in the FDB: not own.
+        assert_eq!(
+            local_macs(&state, p1),
+            HashSet::from([Mac([2, 0, 0, 0, 0, 3])])
+        );
+        let v0 = describe(&state, state.link(5).unwrap());
+        assert_eq!(
+            local_macs(&state, &v0),
+            HashSet::from([Mac([2, 0, 0, 0, 0, 5])])
+        );
+    }
+}
