@@ -19,7 +19,10 @@ pub const MAX_VLAN_TAGS: usize = 3;
 
 /// Names of the maps and globals in the eBPF object, used by userspace.
 pub mod names {
+    /// Multi-buffer aware XDP program (Linux >= 5.18).
     pub const XDP_PROGRAM: &str = "macdrop_xdp";
+    /// The same classifier without `xdp.frags`, for older kernels.
+    pub const XDP_PROGRAM_LEGACY: &str = "macdrop_xdp_legacy";
     pub const IFACES: &str = "MACDROP_IFACES";
     pub const COUNTERS: &str = "MACDROP_COUNTERS";
     pub const LOCAL_MACS: &str = "MACDROP_LOCAL_MACS";

@@ -11,8 +11,23 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 /// XDP entry point, attached to each watched interface (driver mode on
 /// devices that support it, generic mode on bridges).
-#[xdp]
+///
+/// Declared multi-buffer aware (`xdp.frags`) although it only reads the
+/// headers: without it, veth caps its peer's MTU while the program is
+/// attached (measured on 6.18: maxmtu 65535 -> 3506) and refuses to attach
+/// at all when the peer's MTU is larger (jumbo frames). Native XDP on veth
+/// still turns TSO off on the peer; tc/TCX leaves offloads alone, which is
+/// why the choice of hook is kept in one place (`kernel::attach`).
+#[xdp(frags)]
 pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
+    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32);
+    xdp_action::XDP_PASS
+}
+
+/// The same program for kernels without multi-buffer XDP (< 5.18), which
+/// reject `xdp.frags` programs at load time.
+#[xdp]
+pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
     classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32);
     xdp_action::XDP_PASS
 }

@@ -48,6 +48,7 @@ enum Scenario {
 
 struct Harness {
     ebpf: Ebpf,
+    program: &'static str,
     counters: CounterReader,
     _config: ConfigMaps,
     local_macs: HashSet<Mac>,
@@ -56,6 +57,10 @@ struct Harness {
 
 impl Harness {
     fn new(scenario: Scenario) -> Self {
+        Self::with_program(scenario, names::XDP_PROGRAM)
+    }
+
+    fn with_program(scenario: Scenario, program: &'static str) -> Self {
         assert!(
             crate::privileges::check().is_ok(),
             "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
@@ -64,11 +69,7 @@ impl Harness {
         let mut ebpf = loader::load(netns).unwrap();
         let mut cfg = ConfigMaps::take(&mut ebpf).unwrap();
         let counters = CounterReader::take(&mut ebpf).unwrap();
-        let prog: &mut Xdp = ebpf
-            .program_mut(names::XDP_PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let prog: &mut Xdp = ebpf.program_mut(program).unwrap().try_into().unwrap();
         prog.load().unwrap();
 
         let host_addrs: Vec<IpAddr> =
@@ -110,6 +111,7 @@ impl Harness {
         let local_macs = topology::local_macs(&state, &watched);
         Self {
             ebpf,
+            program,
             counters,
             _config: cfg,
             local_macs,
@@ -124,12 +126,7 @@ impl Harness {
 
     fn run_with_len(&mut self, frame: &[u8], data_end: usize) -> FrameCounters {
         let before = self.counters.read(0).unwrap();
-        let prog: &Xdp = self
-            .ebpf
-            .program(names::XDP_PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let prog: &Xdp = self.ebpf.program(self.program).unwrap().try_into().unwrap();
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
         // rx_queue_index, egress_ifindex.
         // The kernel wants data_end == frame length when a context is given.
@@ -302,11 +299,16 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
 }
 
 fn agree_on_corpus(scenario: Scenario) {
-    let mut h = Harness::new(scenario);
-    for (what, frame) in corpus() {
-        let got = h.run(&frame);
-        let want = h.expected(&frame);
-        assert_eq!(got, want, "{scenario:?}: {what}: kernel vs model");
+    for program in [names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
+        let mut h = Harness::with_program(scenario, program);
+        for (what, frame) in corpus() {
+            let got = h.run(&frame);
+            let want = h.expected(&frame);
+            assert_eq!(
+                got, want,
+                "{program}: {scenario:?}: {what}: kernel vs model"
+            );
+        }
     }
 }
 

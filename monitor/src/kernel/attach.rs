@@ -56,21 +56,25 @@ pub fn hook_ladder(role: Role) -> &'static [Hook] {
 /// Owns the attachments; detaches them on `detach_all` or drop (links are
 /// file descriptors, so they also vanish if the process dies).
 pub struct Attacher {
+    /// The XDP program that loaded: multi-buffer aware where the kernel
+    /// supports it, the legacy twin otherwise.
+    program: &'static str,
     links: BTreeMap<u32, (XdpLinkId, Hook)>,
 }
 
 impl Attacher {
-    /// Loads the XDP program into the kernel (verifier runs here).
+    /// Loads the XDP program into the kernel (the verifier runs here).
     pub fn new(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        program(ebpf)?.load().map_err(|e| {
-            Failure::environment(format!(
-                "the kernel rejected macdrop's XDP program ({e}); macdrop needs a kernel \
-                 with XDP support (Linux >= 5.10)"
-            ))
-        })?;
+        let program = load_program(ebpf)?;
         Ok(Self {
+            program,
             links: BTreeMap::new(),
         })
+    }
+
+    /// Which program is attached (`macdrop_xdp` or `macdrop_xdp_legacy`).
+    pub fn program_name(&self) -> &'static str {
+        self.program
     }
 
     /// Attaches to one interface, trying the hooks of its role in order.
@@ -81,7 +85,7 @@ impl Attacher {
         name: &str,
         role: Role,
     ) -> anyhow::Result<Hook> {
-        let prog = program(ebpf)?;
+        let prog = program(ebpf, self.program)?;
         let mut last_err = None;
         for &hook in hook_ladder(role) {
             match prog.attach_to_if_index(ifindex, hook.mode()) {
@@ -129,7 +133,7 @@ impl Attacher {
     /// caller's order). A vanished interface already lost its link.
     pub fn detach(&mut self, ebpf: &mut Ebpf, ifindex: u32) {
         if let Some((id, _)) = self.links.remove(&ifindex)
-            && let Ok(prog) = program(ebpf)
+            && let Ok(prog) = program(ebpf, self.program)
         {
             let _ = prog.detach(id);
         }
@@ -148,16 +152,29 @@ impl Attacher {
     }
 }
 
-fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut Xdp> {
-    ebpf.program_mut(names::XDP_PROGRAM)
-        .with_context(|| {
-            format!(
-                "program {} missing from the eBPF object",
-                names::XDP_PROGRAM
-            )
-        })?
+/// Loads `macdrop_xdp` (xdp.frags), or its legacy twin on kernels that
+/// reject multi-buffer programs; returns the name of the one that loaded.
+pub fn load_program(ebpf: &mut Ebpf) -> anyhow::Result<&'static str> {
+    let mut errors = Vec::new();
+    for name in [names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
+        match program(ebpf, name)?.load() {
+            Ok(()) => return Ok(name),
+            Err(e) => errors.push(format!("{name}: {e}")),
+        }
+    }
+    Err(Failure::environment(format!(
+        "the kernel rejected macdrop's XDP program ({}); macdrop needs a kernel with \
+         BPF and XDP support (Linux >= 5.10)",
+        errors.join("; ")
+    ))
+    .into())
+}
+
+fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?
         .try_into()
-        .context("macdrop_xdp is not an XDP program")
+        .with_context(|| format!("{name} is not an XDP program"))
 }
 
 /// The errno behind an attach failure, if there is one.
