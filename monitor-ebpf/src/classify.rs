@@ -50,7 +50,7 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 pub fn count_frame(data: usize, data_end: usize, ifindex: u32) {
     let netns = netns_ino();
     let key = IfKey { netns, ifindex };
-    let Some(cfg) = (unsafe { IFACES.get(&key) }) else {
+    let Some(cfg) = (unsafe { IFACES.get(key) }) else {
         return;
     };
     let Some(counters) = COUNTERS.get_ptr_mut(cfg.slot) else {
@@ -90,7 +90,7 @@ fn is_own(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> bool {
         return false;
     }
     let key = MacKey::new(netns, cfg.mac_domain, *dst);
-    unsafe { LOCAL_MACS.get(&key) }.is_some()
+    unsafe { LOCAL_MACS.get(key) }.is_some()
 }
 
 /// Is the frame's destination IPv4/IPv6 address (or ARP target address) an
@@ -142,5 +142,5 @@ fn dst_ip_is_local(netns: u32, data: usize, data_end: usize) -> bool {
         }
         _ => return false,
     };
-    unsafe { LOCAL_ADDRS.get(&key) }.is_some()
+    unsafe { LOCAL_ADDRS.get(key) }.is_some()
 }
