@@ -37,6 +37,27 @@ impl Link {
     pub fn is_bridge(&self) -> bool {
         self.kind.as_deref() == Some("bridge")
     }
+
+    /// An up, non-promiscuous link, for tests that build a `NetState` by hand.
+    #[cfg(test)]
+    pub(crate) fn fake(
+        ifindex: u32,
+        name: &str,
+        kind: &str,
+        master: Option<u32>,
+        mac: Mac,
+    ) -> Self {
+        Self {
+            ifindex,
+            name: name.into(),
+            mac: Some(mac),
+            promisc: false,
+            promiscuity: 0,
+            up: true,
+            master,
+            kind: Some(kind.into()),
+        }
+    }
 }
 
 /// Everything macdrop needs to know about a namespace, read in one go.

@@ -74,16 +74,7 @@ impl Harness {
 
         let host_addrs: Vec<IpAddr> =
             vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
-        let link = |ifindex, name: &str, kind: &str, master, mac| Link {
-            ifindex,
-            name: name.into(),
-            mac: Some(mac),
-            promisc: false,
-            promiscuity: 0,
-            up: true,
-            master,
-            kind: Some(kind.into()),
-        };
+        let link = Link::fake;
         let (links, fdb) = match scenario {
             Scenario::HealthyPort | Scenario::PortOfBridgeWithoutOwnMac => {
                 let mut fdb = vec![LO_MAC, P2_MAC];

@@ -171,16 +171,15 @@ mod tests {
     use crate::error::ExitKind;
 
     fn link(ifindex: u32, name: &str, kind: Option<&str>, master: Option<u32>) -> Link {
-        Link {
+        let mut link = Link::fake(
             ifindex,
-            name: name.into(),
-            mac: Some(Mac([2, 0, 0, 0, 0, ifindex as u8])),
-            promisc: false,
-            promiscuity: 0,
-            up: true,
+            name,
+            "",
             master,
-            kind: kind.map(Into::into),
-        }
+            Mac([2, 0, 0, 0, 0, ifindex as u8]),
+        );
+        link.kind = kind.map(Into::into);
+        link
     }
 
     fn lab() -> NetState {

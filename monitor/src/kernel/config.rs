@@ -184,16 +184,7 @@ mod tests {
     const P1_MAC: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
 
     fn state(fdb: Vec<Mac>) -> NetState {
-        let link = |ifindex, name: &str, kind: &str, master, mac| Link {
-            ifindex,
-            name: name.into(),
-            mac: Some(mac),
-            promisc: false,
-            promiscuity: 0,
-            up: true,
-            master,
-            kind: Some(kind.into()),
-        };
+        let link = Link::fake;
         NetState {
             links: vec![
                 link(2, "br0", "bridge", None, BR_MAC),
