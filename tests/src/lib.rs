@@ -1,1 +1,24 @@
+//! Test harness for macdrop: throwaway network labs, raw frame injection and
+//! a driver for the real `macdrop` binary, plus the demo behind
+//! `cargo xtask demo`.
+//!
+//! Everything here needs root (network namespaces, AF_PACKET, XDP) and runs
+//! against the real kernel. Each module does one job:
+//!
+//! - [`netns`]: namespace guards, deleted on drop even when a test panics;
+//! - [`lab`]: bridge and standalone topologies with fixed MACs;
+//! - [`frames`]: raw Ethernet/IPv4/IPv6/ARP/VLAN frame builders;
+//! - [`sender`]: sends exact numbers of frames from inside a namespace;
+//! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON;
+//! - [`macdrop`]: runs `macdrop watch` and reads its JSON reports;
+//! - [`wait`]: polling for a condition with a deadline;
+//! - [`demo`]: reproduces the background incident for a human reader.
 
+pub mod demo;
+pub mod frames;
+pub mod kernel;
+pub mod lab;
+pub mod macdrop;
+pub mod netns;
+pub mod sender;
+pub mod wait;

@@ -1,0 +1,430 @@
+//! Runs the real `macdrop` binary inside a lab namespace and reads its reports.
+//!
+//! The tests exercise the binary exactly as a user runs it (`ip netns exec NS
+//! macdrop watch ...`), so the CLI, the JSON contract, signal handling and
+//! exit codes are all under test, not just the library. Output is read on
+//! threads and waited on with timeouts, never with fixed sleeps, and the
+//! process is killed if a test drops the handle without stopping it.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver, RecvTimeoutError},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Deserialize;
+
+use crate::netns::{NetNs, describe};
+
+/// macdrop prints this on stderr once every program is attached: from then
+/// on, every frame a test sends is counted.
+pub const READY_PREFIX: &str = "macdrop: watching ";
+
+/// How long to wait for attachment. Loading and verifying the eBPF object
+/// takes well under a second; the margin is for a loaded CI machine.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long macdrop may take to print its last report and exit on a signal.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Report interval used by [`Macdrop::spawn`]: short, so conditions are seen
+/// quickly.
+pub const TEST_INTERVAL: &str = "0.2";
+
+/// The binary under test: `$MACDROP_BIN`, else the workspace's debug build.
+pub fn macdrop_bin() -> PathBuf {
+    match std::env::var_os("MACDROP_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/macdrop"),
+    }
+}
+
+/// One line of `macdrop watch --format json`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct Report {
+    /// RFC 3339 timestamp of the sample.
+    pub ts: String,
+    pub interfaces: Vec<InterfaceReport>,
+}
+
+impl Report {
+    /// The interface called `name`, if macdrop reports it.
+    pub fn interface(&self, name: &str) -> Option<&InterfaceReport> {
+        self.interfaces.iter().find(|iface| iface.name == name)
+    }
+
+    /// The counters of interface `name`, if macdrop reports it.
+    pub fn frames(&self, name: &str) -> Option<FrameCounts> {
+        self.interface(name).map(|iface| iface.frames)
+    }
+}
+
+/// One watched interface in a [`Report`].
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct InterfaceReport {
+    pub name: String,
+    pub ifindex: u32,
+    /// Inode number of the interface's network namespace, in decimal.
+    pub netns: String,
+    pub role: Role,
+    /// The bridge's name for a port, `null` otherwise.
+    pub master: Option<String>,
+    pub mac: String,
+    pub promisc: bool,
+    pub frames: FrameCounts,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Bridge,
+    Port,
+    Standalone,
+}
+
+/// Frames received by one interface since attach, by destination class.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct FrameCounts {
+    pub total: u64,
+    pub own: u64,
+    pub broadcast: u64,
+    pub multicast: u64,
+    pub foreign_unicast: u64,
+    /// Subset of `foreign_unicast` carrying one of the host's IP addresses.
+    pub host_ip_wrong_mac: u64,
+    pub runt: u64,
+}
+
+impl FrameCounts {
+    /// Sets `total` to the sum of the disjoint classes, so expectations are
+    /// written once: `FrameCounts { own: 3, ..Default::default() }.with_total()`.
+    pub fn with_total(mut self) -> Self {
+        self.total = self.own + self.broadcast + self.multicast + self.foreign_unicast + self.runt;
+        self
+    }
+}
+
+/// What macdrop's stdout is used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// `--format json --interval 0.2`: captured and parsed into [`Report`]s.
+    Json,
+    /// Stdout and stderr go to the terminal (the demo); no reports are read.
+    Terminal,
+}
+
+/// Events from the stderr reader thread.
+enum StderrEvent {
+    Ready,
+    Closed,
+}
+
+/// A running `macdrop watch`.
+pub struct Macdrop {
+    child: Child,
+    output: Output,
+    /// Raw stdout lines (JSON mode); disconnected when stdout closes.
+    lines: Receiver<String>,
+    latest: Option<Report>,
+    latest_raw: Option<String>,
+    /// Reports received so far, to tell whether a final one followed a signal.
+    received: usize,
+    stderr: Arc<Mutex<String>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Macdrop {
+    /// Starts `macdrop watch --format json --interval 0.2 ARGS` in `ns` and
+    /// waits until it has attached.
+    pub fn spawn(ns: &NetNs, args: &[&str]) -> Result<Self> {
+        Self::spawn_bin(&macdrop_bin(), ns, args, Output::Json)
+    }
+
+    /// Starts `BIN watch [--format json --interval 0.2] ARGS` in `ns` and
+    /// waits for the readiness line on stderr.
+    pub fn spawn_bin(bin: &Path, ns: &NetNs, args: &[&str], output: Output) -> Result<Self> {
+        check_bin(bin)?;
+        let mut argv: Vec<&std::ffi::OsStr> = vec![bin.as_os_str(), "watch".as_ref()];
+        if output == Output::Json {
+            argv.extend(
+                ["--format", "json", "--interval", TEST_INTERVAL].map(std::ffi::OsStr::new),
+            );
+        }
+        argv.extend(args.iter().map(std::ffi::OsStr::new));
+        let mut cmd = ns.command(&argv);
+        cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+        cmd.stdout(match output {
+            Output::Json => Stdio::piped(),
+            Output::Terminal => Stdio::inherit(),
+        });
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", describe(&cmd)))?;
+
+        let stderr_text = Arc::new(Mutex::new(String::new()));
+        let (events_tx, events) = mpsc::channel();
+        let stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let echo = output == Output::Terminal;
+        let sink = Arc::clone(&stderr_text);
+        let mut threads = vec![std::thread::spawn(move || {
+            for line in BufReader::new(stderr_pipe).lines() {
+                let Ok(line) = line else { break };
+                if echo {
+                    eprintln!("{line}");
+                }
+                if line.starts_with(READY_PREFIX) {
+                    let _ = events_tx.send(StderrEvent::Ready);
+                }
+                let mut text = sink.lock().unwrap_or_else(|e| e.into_inner());
+                text.push_str(&line);
+                text.push('\n');
+            }
+            let _ = events_tx.send(StderrEvent::Closed);
+        })];
+
+        let (lines_tx, lines) = mpsc::channel();
+        if let Some(stdout) = child.stdout.take() {
+            threads.push(std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if lines_tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+
+        let mut macdrop = Self {
+            child,
+            output,
+            lines,
+            latest: None,
+            latest_raw: None,
+            received: 0,
+            stderr: stderr_text,
+            threads,
+        };
+        match events.recv_timeout(READY_TIMEOUT) {
+            Ok(StderrEvent::Ready) => Ok(macdrop),
+            Ok(StderrEvent::Closed) | Err(RecvTimeoutError::Disconnected) => {
+                let status = macdrop.wait_exit(EXIT_TIMEOUT);
+                bail!(
+                    "macdrop exited before attaching ({}); stderr:\n{}",
+                    status.map_or_else(|e| e.to_string(), |s| s.to_string()),
+                    macdrop.stderr()
+                )
+            }
+            Err(RecvTimeoutError::Timeout) => bail!(
+                "macdrop did not print {READY_PREFIX:?} within {READY_TIMEOUT:?}; stderr:\n{}",
+                macdrop.stderr()
+            ),
+        }
+    }
+
+    /// The process id (of macdrop itself: `ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything macdrop printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The most recent report received (reports already queued are not
+    /// read; see [`Macdrop::wait_for`]).
+    pub fn latest(&self) -> Option<&Report> {
+        self.latest.as_ref()
+    }
+
+    /// The most recent report as raw JSON, for checking the contract itself
+    /// (field presence and types) rather than what serde accepts.
+    pub fn latest_json(&self) -> Result<Option<serde_json::Value>> {
+        self.latest_raw
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .context("latest report is not JSON")
+    }
+
+    /// Reads reports until `cond` holds for one (returned) or `timeout`
+    /// passes (error showing the last report).
+    pub fn wait_for(
+        &mut self,
+        mut cond: impl FnMut(&Report) -> bool,
+        timeout: Duration,
+    ) -> Result<Report> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(report) = self.latest.as_ref().filter(|r| cond(r)) {
+                return Ok(report.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.accept(line)?,
+                Err(RecvTimeoutError::Timeout) => bail!(
+                    "condition not met within {timeout:?}; last report: {}",
+                    self.latest_raw.as_deref().unwrap_or("none")
+                ),
+                Err(RecvTimeoutError::Disconnected) => bail!(
+                    "macdrop closed stdout before the condition was met; last report: {}; stderr:\n{}",
+                    self.latest_raw.as_deref().unwrap_or("none"),
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Sends SIGTERM and returns the final report (the last line macdrop
+    /// printed). Fails unless macdrop printed a report after the signal and
+    /// exited with status 0.
+    pub fn stop(self) -> Result<Report> {
+        self.stop_with(libc::SIGTERM)?
+            .context("macdrop printed no report at all")
+    }
+
+    /// Sends SIGINT (what Ctrl-C does) and waits for a clean exit. Returns
+    /// the final report in JSON mode, `None` in terminal mode.
+    pub fn interrupt(self) -> Result<Option<Report>> {
+        self.stop_with(libc::SIGINT)
+    }
+
+    fn stop_with(mut self, signal: libc::c_int) -> Result<Option<Report>> {
+        // Take what was already printed, so "after the signal" is exact.
+        while let Ok(line) = self.lines.try_recv() {
+            self.accept(line)?;
+        }
+        let before = self.received;
+        // SAFETY: plain syscall; the child has not been reaped yet (we hold
+        // it), so the pid cannot have been reused.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("kill(macdrop)");
+        }
+        let status = self.wait_exit(EXIT_TIMEOUT)?;
+        // The process is gone, so stdout is closed: drain to the end.
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        while let Ok(line) = self.lines.try_recv() {
+            self.accept(line)?;
+        }
+        if !status.success() {
+            bail!(
+                "macdrop exited with {status} after signal {signal}; stderr:\n{}",
+                self.stderr()
+            );
+        }
+        if self.output == Output::Json && self.received == before {
+            bail!("macdrop printed no final report after signal {signal}");
+        }
+        Ok(self.latest.take())
+    }
+
+    fn accept(&mut self, line: String) -> Result<()> {
+        let report: Report = serde_json::from_str(&line)
+            .with_context(|| format!("macdrop printed a line that is not a report: {line}"))?;
+        self.latest = Some(report);
+        self.latest_raw = Some(line);
+        self.received += 1;
+        Ok(())
+    }
+
+    /// Polls for exit; kills the process if it outlives `timeout`.
+    fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        wait_child(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Macdrop {
+    fn drop(&mut self) {
+        // Still running: the test failed before stop(). Kill it so it does
+        // not outlive the test (its XDP links go away with it).
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How a one-shot run of the binary ended.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `macdrop ARGS` (no implied `watch`) in `ns` to completion, for
+/// commands expected to exit on their own (usage and environment errors).
+/// Killed, and an error, if it runs longer than `timeout`.
+pub fn run(ns: &NetNs, args: &[&str], timeout: Duration) -> Result<Finished> {
+    let bin = macdrop_bin();
+    check_bin(&bin)?;
+    let mut argv: Vec<&std::ffi::OsStr> = vec![bin.as_os_str()];
+    argv.extend(args.iter().map(std::ffi::OsStr::new));
+    let mut cmd = ns.command(&argv);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", describe(&cmd)))?;
+    let stdout = read_to_end_on_thread(child.stdout.take().expect("piped"));
+    let stderr = read_to_end_on_thread(child.stderr.take().expect("piped"));
+    let status =
+        wait_child(&mut child, timeout).with_context(|| format!("running {}", describe(&cmd)))?;
+    Ok(Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn check_bin(bin: &Path) -> Result<()> {
+    if !bin.is_file() {
+        bail!(
+            "macdrop binary not found at {}: build it with `cargo build -p monitor`, \
+             or point MACDROP_BIN at it",
+            bin.display()
+        );
+    }
+    Ok(())
+}
+
+fn read_to_end_on_thread(mut pipe: impl std::io::Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Waits for `child` to exit, polling every 10 ms. `Child::wait` has no
+/// timeout, and a hung process must fail the test rather than hang it.
+fn wait_child(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("waitpid")? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "process {} did not exit within {timeout:?}; killed it",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
