@@ -1,1 +1,124 @@
-fn main() {}
+//! `cargo xtask`: the project's commands (`cargo xtask --help`). One module
+//! per command; `cmd` runs programs, `ui` formats progress.
+
+mod build;
+mod cmd;
+mod lint;
+mod run;
+mod setup;
+mod test;
+mod ui;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, lint, test and run macdrop."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Install what is missing: Debian packages (LLVM 22, iproute2, ping,
+    /// tcpdump), rustup nightly + rust-src, clippy/rustfmt, bpf-linker 0.13.
+    /// Idempotent.
+    Setup {
+        /// Only check and print what would be installed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Setup, then build macdrop (`cargo build -p monitor`; the eBPF object is
+    /// built and embedded by monitor/build.rs).
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// The whole suite, as CI runs it: setup, lint, build, `cargo test` over
+    /// the workspace with MACDROP_BIN set. Needs root.
+    Test {
+        /// Passed to `cargo test`: a test name filter, or `-- --nocapture`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// `cargo fmt --check` and clippy (host crates, and the eBPF crate for
+    /// bpfel-unknown-none), warnings denied.
+    Lint,
+    /// Setup + build, then the demo (no ARGS) or `macdrop ARGS` as root
+    /// (via sudo if needed); exits with macdrop's exit code.
+    Run {
+        #[arg(long)]
+        release: bool,
+        /// Arguments for macdrop.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Setup + build, then the demo (same as `run` without arguments).
+    Demo {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Internal: the demo with an already built binary, as root (what `demo`
+    /// re-executes under sudo).
+    #[command(hide = true)]
+    DemoAsRoot { bin: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            // `{:#}`: the error and its causes on one line, no backtrace.
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Setup { dry_run } => setup::run(&setup::Options { dry_run })?,
+        Command::Build { release } => {
+            setup::run(&setup::Options::default())?;
+            let bin = build::run(release)?;
+            println!("xtask: built {}", bin.display());
+        }
+        Command::Test { args } => test::run(&args)?,
+        Command::Lint => lint::run()?,
+        Command::Run { release, args } => return run::run(release, &args),
+        Command::Demo { release } => return run::run(release, &[]),
+        Command::DemoAsRoot { bin } => run::demo_as_root(&bin)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_passes_arguments_after_double_dash() {
+        let cli = Cli::try_parse_from(["xtask", "run", "--release", "--", "--json", "-i", "eth0"])
+            .expect("parses");
+        let Command::Run { release, args } = cli.command else {
+            panic!("not run");
+        };
+        assert!(release);
+        assert_eq!(args, ["--json", "-i", "eth0"]);
+    }
+}
