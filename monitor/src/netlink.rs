@@ -9,7 +9,7 @@ use futures::TryStreamExt as _;
 use netlink_packet_route::{
     AddressFamily,
     address::AddressAttribute,
-    link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    link::{LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage},
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourState},
 };
 
@@ -31,6 +31,9 @@ pub struct Link {
     pub master: Option<u32>,
     /// `IFLA_INFO_KIND` ("bridge", "veth", ...); None for physical NICs.
     pub kind: Option<String>,
+    /// Frames start with an Ethernet header (ARPHRD_ETHER, or loopback,
+    /// which uses one too); tun, WireGuard, GRE and the like do not.
+    pub ethernet: bool,
 }
 
 impl Link {
@@ -56,6 +59,7 @@ impl Link {
             up: true,
             master,
             kind: Some(kind.into()),
+            ethernet: true,
         }
     }
 }
@@ -69,6 +73,10 @@ pub struct NetState {
     /// Per bridge ifindex: the MACs that are *local* entries of its FDB,
     /// i.e. the destinations the bridge delivers to the host.
     pub local_fdb: BTreeMap<u32, Vec<Mac>>,
+    /// Per non-bridge ifindex: extra unicast addresses the device accepts
+    /// besides its own (its unicast filter list, e.g. a macvlan's MAC on
+    /// its lower device).
+    pub secondary_macs: BTreeMap<u32, Vec<Mac>>,
 }
 
 impl NetState {
@@ -99,11 +107,12 @@ impl Netlink {
     pub async fn read_state(&self) -> anyhow::Result<NetState> {
         let links = self.links().await?;
         let addrs = self.addrs().await?;
-        let local_fdb = self.local_fdb(&links).await?;
+        let (local_fdb, secondary_macs) = self.fdb(&links).await?;
         Ok(NetState {
             links,
             addrs,
             local_fdb,
+            secondary_macs,
         })
     }
 
@@ -138,15 +147,18 @@ impl Netlink {
         Ok(out)
     }
 
-    /// Reads the bridge FDB (`AF_BRIDGE` neighbour dump) and keeps the
-    /// local entries: entries with an `NDA_MASTER` bridge in state
-    /// `NUD_PERMANENT` (iproute2's "master br0 permanent"). These
-    /// are exactly the destinations `br_handle_frame_finish` passes up to
-    /// the host (static user entries are `NUD_NOARP` and are forwarded).
-    async fn local_fdb(&self, links: &[Link]) -> anyhow::Result<BTreeMap<u32, Vec<Mac>>> {
-        let mut out: BTreeMap<u32, Vec<Mac>> = BTreeMap::new();
+    /// Reads the `AF_BRIDGE` neighbour dump, which holds two things:
+    /// - bridge FDB entries, with an `NDA_MASTER` bridge: the local ones
+    ///   (state `NUD_PERMANENT`, iproute2's "master br0 permanent") are
+    ///   exactly the destinations `br_handle_frame_finish` passes up to the
+    ///   host; static user entries are `NUD_NOARP` and are forwarded;
+    /// - devices' own address lists (`NTF_SELF`): their unicast entries are
+    ///   extra MACs the device accepts (e.g. a macvlan's on its lower device).
+    async fn fdb(&self, links: &[Link]) -> anyhow::Result<(MacsByIfindex, MacsByIfindex)> {
+        let mut local_fdb = MacsByIfindex::new();
+        let mut secondary = MacsByIfindex::new();
         for bridge in links.iter().filter(|l| l.is_bridge()) {
-            out.entry(bridge.ifindex).or_default();
+            local_fdb.entry(bridge.ifindex).or_default();
         }
         let mut dump = self
             .handle
@@ -155,11 +167,7 @@ impl Netlink {
             .set_address_family(AddressFamily::Bridge)
             .execute();
         while let Some(msg) = dump.try_next().await.context("netlink FDB dump failed")? {
-            // NTF_SELF entries are devices' own unicast/multicast address
-            // lists, not the bridge's forwarding database.
-            if msg.header.state != NeighbourState::Permanent
-                || msg.header.flags.contains(NeighbourFlags::Own)
-            {
+            if msg.header.state != NeighbourState::Permanent {
                 continue;
             }
             let mut mac = None;
@@ -171,19 +179,30 @@ impl Netlink {
                     _ => {}
                 }
             }
-            // NDA_MASTER names the bridge that owns the entry.
-            if let (Some(mac), Some(master)) = (mac, master)
-                && out.contains_key(&master)
-            {
-                let macs = out.entry(master).or_default();
-                if !macs.contains(&mac) {
-                    macs.push(mac);
+            let Some(mac) = mac else { continue };
+            let (map, key) = if msg.header.flags.contains(NeighbourFlags::Own) {
+                let device = links.iter().find(|l| l.ifindex == msg.header.ifindex);
+                if mac.is_multicast() || device.is_none_or(|d| d.is_bridge() || d.mac == Some(mac))
+                {
+                    continue;
                 }
+                (&mut secondary, msg.header.ifindex)
+            } else {
+                match master {
+                    Some(bridge) if local_fdb.contains_key(&bridge) => (&mut local_fdb, bridge),
+                    _ => continue,
+                }
+            };
+            let macs = map.entry(key).or_default();
+            if !macs.contains(&mac) {
+                macs.push(mac);
             }
         }
-        Ok(out)
+        Ok((local_fdb, secondary))
     }
 }
+
+type MacsByIfindex = BTreeMap<u32, Vec<Mac>>;
 
 fn link_from_message(msg: &LinkMessage) -> Link {
     let mut link = Link {
@@ -195,6 +214,10 @@ fn link_from_message(msg: &LinkMessage) -> Link {
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
         kind: None,
+        ethernet: matches!(
+            msg.header.link_layer_type,
+            LinkLayerType::Ether | LinkLayerType::Loopback
+        ),
     };
     for attr in &msg.attributes {
         match attr {

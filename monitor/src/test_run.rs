@@ -95,6 +95,7 @@ impl Harness {
             links,
             addrs: host_addrs.clone(),
             local_fdb: fdb,
+            secondary_macs: BTreeMap::new(),
         };
         let watched = topology::describe(&state, state.link(LO).unwrap());
         cfg.sync(config::desired(netns, &state, &[(watched.clone(), 0)]))

@@ -93,7 +93,15 @@ pub fn select(state: &NetState, sel: &Selection) -> Result<Vec<Watched>, Failure
         chosen.extend(ports_of(state, bridge.ifindex).map(|p| p.ifindex));
     }
     for name in &sel.ifaces {
-        chosen.insert(find(state, name)?.ifindex);
+        let link = find(state, name)?;
+        if !link.ethernet {
+            return Err(Failure::usage(format!(
+                "{name} carries no Ethernet header (a {} device), so it has no destination MAC \
+                 to check; macdrop watches Ethernet interfaces only",
+                link.kind.as_deref().unwrap_or("layer-3")
+            )));
+        }
+        chosen.insert(link.ifindex);
     }
 
     let mut out: Vec<Watched> = chosen
@@ -147,7 +155,8 @@ fn find<'a>(state: &'a NetState, name: &str) -> Result<&'a Link, Failure> {
 /// The destinations the kernel delivers to the host when received on `w`:
 /// the bridge's local FDB entries for bridges and ports (never assumed from
 /// the bridge's address: a bridge whose own MAC is missing from its FDB
-/// floods frames addressed to it), the device MAC for standalone ones.
+/// floods frames addressed to it); for standalone ones the device MAC plus
+/// the extra unicast addresses it accepts (e.g. its macvlans').
 pub fn local_macs(state: &NetState, w: &Watched) -> HashSet<Mac> {
     match &w.bridge {
         Some((bridge, _)) => state
@@ -159,6 +168,14 @@ pub fn local_macs(state: &NetState, w: &Watched) -> HashSet<Mac> {
             .link(w.ifindex)
             .and_then(|l| l.mac)
             .into_iter()
+            .chain(
+                state
+                    .secondary_macs
+                    .get(&w.ifindex)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
             .collect(),
     }
 }
@@ -194,6 +211,7 @@ mod tests {
             ],
             addrs: vec![],
             local_fdb: BTreeMap::from([(2, vec![Mac([2, 0, 0, 0, 0, 3])]), (6, vec![])]),
+            secondary_macs: BTreeMap::from([(5, vec![Mac([2, 0, 0, 0, 0xcc, 1])])]),
         }
     }
 
@@ -241,6 +259,20 @@ mod tests {
         assert_eq!(err.kind, ExitKind::Environment);
         assert!(err.message.contains("nosuch0") && err.message.contains("br0, p1"));
 
+        let mut tun = lab();
+        tun.links[4].ethernet = false;
+        let sel = Selection {
+            ifaces: vec!["v0".into()],
+            ..Default::default()
+        };
+        let err = select(&tun, &sel).unwrap_err();
+        assert_eq!(err.kind, ExitKind::Usage);
+        assert!(
+            err.message.contains("no Ethernet header"),
+            "{}",
+            err.message
+        );
+
         let mut no_bridges = lab();
         no_bridges.links.retain(|l| !l.is_bridge());
         let err = select(&no_bridges, &Selection::default()).unwrap_err();
@@ -261,7 +293,8 @@ mod tests {
         let v0 = describe(&state, state.link(5).unwrap());
         assert_eq!(
             local_macs(&state, &v0),
-            HashSet::from([Mac([2, 0, 0, 0, 0, 5])])
+            HashSet::from([Mac([2, 0, 0, 0, 0, 5]), Mac([2, 0, 0, 0, 0xcc, 1])]),
+            "device MAC and its unicast filter entries"
         );
     }
 }

@@ -370,9 +370,16 @@ pub struct Finished {
 pub fn run(ns: &NetNs, args: &[&str], timeout: Duration) -> Result<Finished> {
     let bin = macdrop_bin();
     check_bin(&bin)?;
-    let mut argv: Vec<&std::ffi::OsStr> = vec![bin.as_os_str()];
-    argv.extend(args.iter().map(std::ffi::OsStr::new));
-    let mut cmd = ns.command(&argv);
+    let bin = bin.to_str().context("MACDROP_BIN is not UTF-8")?;
+    let mut argv = vec![bin];
+    argv.extend(args);
+    run_command(ns, &argv, timeout)
+}
+
+/// Runs any command line in `ns` to completion (e.g. macdrop behind
+/// `setpriv`), like `run`.
+pub fn run_command(ns: &NetNs, argv: &[&str], timeout: Duration) -> Result<Finished> {
+    let mut cmd = ns.command(argv);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

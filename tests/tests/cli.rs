@@ -134,52 +134,185 @@ fn duration_ends_the_run_with_a_final_report_and_status_0() {
     assert_no_panic(&stderr);
 }
 
+/// One bad input: how to run it, the exit code, words the one-line message
+/// must contain.
+struct BadInput {
+    what: &'static str,
+    /// Command run in the lab's host namespace before macdrop.
+    prefix: &'static [&'static str],
+    args: &'static [&'static str],
+    code: i32,
+    mentions: &'static [&'static str],
+}
+
+/// Every error a user can make gets one line naming the problem and the
+/// fix, and its documented exit code (2 usage, 3 environment).
 #[test]
-fn bridge_flag_on_a_port_is_a_usage_error() {
+fn bad_input_gets_one_line_and_its_exit_code() {
+    let cases = [
+        BadInput {
+            what: "--bridge on a port",
+            prefix: &[],
+            args: &["--bridge", "p1"],
+            code: 2,
+            mentions: &["p1", "not a bridge", "--iface p1"],
+        },
+        BadInput {
+            what: "unknown interface",
+            prefix: &[],
+            args: &["--iface", "nosuch0"],
+            code: 3,
+            mentions: &["nosuch0", "candidates", "br0"],
+        },
+        BadInput {
+            what: "unknown flag",
+            prefix: &[],
+            args: &["--no-such-flag"],
+            code: 2,
+            mentions: &["--no-such-flag"],
+        },
+        BadInput {
+            what: "zero interval",
+            prefix: &[],
+            args: &["--interval", "0"],
+            code: 2,
+            mentions: &["--interval", "0.1"],
+        },
+        BadInput {
+            what: "negative interval",
+            prefix: &[],
+            args: &["--interval=-1"],
+            code: 2,
+            mentions: &["--interval"],
+        },
+        BadInput {
+            what: "zero duration",
+            prefix: &[],
+            args: &["--duration", "0"],
+            code: 2,
+            mentions: &["--duration"],
+        },
+        BadInput {
+            what: "interface name over 15 bytes",
+            prefix: &[],
+            args: &["--iface", "a-name-of-16-byt"],
+            code: 2,
+            mentions: &["15"],
+        },
+        BadInput {
+            what: "empty interface name",
+            prefix: &[],
+            args: &["--bridge", ""],
+            code: 2,
+            mentions: &["empty"],
+        },
+        BadInput {
+            what: "unknown format",
+            prefix: &[],
+            args: &["--format", "xml"],
+            code: 2,
+            mentions: &["xml"],
+        },
+        BadInput {
+            what: "missing capabilities",
+            prefix: &[
+                "setpriv",
+                "--bounding-set",
+                "-bpf,-net_admin,-sys_admin",
+                "--",
+            ],
+            args: &[],
+            code: 3,
+            mentions: &["CAP_BPF", "CAP_NET_ADMIN", "root"],
+        },
+    ];
     let lab = BridgeLab::new(1).unwrap();
-    let out = run_watch(&lab, &["--bridge", "p1"]);
-    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", out.stderr);
+    lab.host()
+        .exec(&["ip", "tuntap", "add", "tun0", "mode", "tun"])
+        .unwrap();
+    let tun = BadInput {
+        what: "interface without an Ethernet header",
+        prefix: &[],
+        args: &["--iface", "tun0"],
+        code: 2,
+        mentions: &["tun0", "Ethernet"],
+    };
+    for case in cases.iter().chain([&tun]) {
+        let mut argv: Vec<&str> = case.prefix.to_vec();
+        let bin = macdrop::macdrop_bin();
+        let bin = bin.to_str().unwrap();
+        argv.extend([bin, "watch", "--duration", "2"]);
+        argv.extend(case.args);
+        let out = macdrop::run_command(lab.host(), &argv, RUN_TIMEOUT).unwrap();
+        check_one_line_error(case.what, &out, case.code, case.mentions);
+    }
+}
+
+/// Without bridges there is nothing to watch by default: say so, exit 3.
+#[test]
+fn no_bridges_is_an_environment_error() {
+    let lab = StandaloneLab::new().unwrap();
+    let out = macdrop::run(lab.host(), &["watch", "--duration", "2"], RUN_TIMEOUT).unwrap();
+    check_one_line_error("no bridges", &out, 3, &["no bridges", "--iface"]);
+}
+
+/// An interface that already has an XDP program that is not ours (here: a
+/// second macdrop's) is never taken over: exit 3, and the first monitor
+/// keeps running undisturbed.
+#[test]
+fn a_busy_interface_is_refused_not_replaced() {
+    let lab = StandaloneLab::new().unwrap();
+    let first = Macdrop::spawn(lab.host(), &["--iface", STANDALONE_IFACE]).unwrap();
+    let out = macdrop::run(
+        lab.host(),
+        &["watch", "--iface", STANDALONE_IFACE, "--duration", "2"],
+        RUN_TIMEOUT,
+    )
+    .unwrap();
+    check_one_line_error(
+        "busy interface",
+        &out,
+        3,
+        &[
+            STANDALONE_IFACE,
+            "already has an XDP program",
+            "never replaces",
+        ],
+    );
+    first.stop().unwrap();
+}
+
+fn check_one_line_error(what: &str, out: &Finished, code: i32, mentions: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: stderr:\n{}",
+        out.stderr
+    );
     assert_eq!(
         out.stderr.trim_end().lines().count(),
         1,
-        "want a one-line message, got:\n{}",
+        "{what}: want a one-line message, got:\n{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("p1"),
-        "message does not name p1: {}",
+        out.stderr.starts_with("macdrop: "),
+        "{what}: {}",
         out.stderr
     );
-    assert_no_panic(&out.stderr);
-}
-
-#[test]
-fn unknown_interface_is_an_environment_error_naming_it() {
-    let lab = BridgeLab::new(1).unwrap();
-    let out = run_watch(&lab, &["--iface", "nosuch0"]);
-    assert_eq!(out.status.code(), Some(3), "stderr:\n{}", out.stderr);
+    for word in mentions {
+        assert!(
+            out.stderr.contains(word),
+            "{what}: message does not mention {word:?}: {}",
+            out.stderr
+        );
+    }
     assert!(
-        out.stderr.contains("nosuch0"),
-        "message does not name the interface: {}",
-        out.stderr
+        out.stdout.is_empty(),
+        "{what}: printed a report: {}",
+        out.stdout
     );
     assert_no_panic(&out.stderr);
-}
-
-#[test]
-fn unknown_flag_is_a_usage_error() {
-    let lab = BridgeLab::new(1).unwrap();
-    let out = run_watch(&lab, &["--no-such-flag"]);
-    assert_eq!(out.status.code(), Some(2), "stderr:\n{}", out.stderr);
-    assert_no_panic(&out.stderr);
-}
-
-/// `macdrop watch ARGS --duration 2` in the lab's host namespace; the
-/// duration bounds a wrong implementation that starts watching anyway.
-fn run_watch(lab: &BridgeLab, args: &[&str]) -> Finished {
-    let mut argv = vec!["watch", "--duration", "2"];
-    argv.extend_from_slice(args);
-    macdrop::run(lab.host(), &argv, RUN_TIMEOUT).unwrap()
 }
 
 fn assert_no_panic(stderr: &str) {

@@ -4,10 +4,14 @@ mod common;
 
 use common::SETTLE;
 use macdrop_tests::{
-    frames::mac_to_string,
-    kernel::ifindex,
-    lab::{STANDALONE_IFACE, STANDALONE_MAC, StandaloneLab},
+    frames::{Mac, ipv4_udp, mac_to_string},
+    kernel::{ifindex, link_stats},
+    lab::{
+        FOREIGN_IPV4, PEER_IFACE, STANDALONE_IFACE, STANDALONE_MAC, STANDALONE_PEER_IPV4,
+        STANDALONE_PEER_MAC, StandaloneLab,
+    },
     macdrop::{FrameCounts, Macdrop, Role},
+    sender::RawSender,
 };
 
 #[test]
@@ -44,4 +48,55 @@ fn counts_own_foreign_and_broadcast_exactly() {
 
     let last = macdrop.stop().unwrap();
     assert_eq!(last.frames(STANDALONE_IFACE), Some(expected));
+}
+
+/// A macvlan on the watched interface adds its MAC to the interface's
+/// unicast filter, and the kernel delivers frames for it (to the macvlan):
+/// they are `own`, not foreign, on the lower device.
+#[test]
+fn a_macvlan_mac_on_the_interface_counts_as_own() {
+    const MACVLAN_MAC: Mac = [0x02, 0, 0, 0, 0x0d, 0x11];
+    let lab = StandaloneLab::new().unwrap();
+    let host = lab.host();
+    let mac = mac_to_string(&MACVLAN_MAC);
+    host.exec(&[
+        "ip",
+        "link",
+        "add",
+        "mv0",
+        "link",
+        STANDALONE_IFACE,
+        "address",
+        &mac,
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ])
+    .unwrap();
+    host.exec(&["ip", "link", "set", "mv0", "up"]).unwrap();
+    let mut macdrop = Macdrop::spawn(host, &["--iface", STANDALONE_IFACE]).unwrap();
+
+    let tx = RawSender::new(lab.peer(), PEER_IFACE).unwrap();
+    let frame = ipv4_udp(
+        MACVLAN_MAC,
+        STANDALONE_PEER_MAC,
+        STANDALONE_PEER_IPV4,
+        FOREIGN_IPV4,
+    );
+    tx.send(&frame, 6).unwrap();
+
+    let expected = FrameCounts {
+        own: 6,
+        ..FrameCounts::default()
+    }
+    .with_total();
+    let report = macdrop
+        .wait_for(|r| r.frames(STANDALONE_IFACE) == Some(expected), SETTLE)
+        .unwrap_or_else(|_| macdrop.latest().cloned().expect("no report"));
+    assert_eq!(report.frames(STANDALONE_IFACE), Some(expected));
+    // The kernel really delivered them, to the macvlan.
+    let mv0 = link_stats(host, "mv0").unwrap();
+    assert_eq!(mv0.rx_packets, 6);
+    macdrop.stop().unwrap();
 }

@@ -99,8 +99,9 @@ impl Attacher {
                     Some(libc::EBUSY) | Some(libc::EEXIST) => {
                         return Err(Failure::environment(format!(
                             "{name} (or its bridge) already has an XDP program that is not \
-                             macdrop's; macdrop never replaces another program: detach it \
-                             (ip link set {name} xdp off) or leave {name} out of the selection"
+                             macdrop's, possibly another macdrop; macdrop never replaces \
+                             another program: leave {name} out of the selection, or stop the \
+                             tool that owns it (see `ip link show {name}`)"
                         ))
                         .into());
                     }

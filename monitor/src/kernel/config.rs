@@ -47,7 +47,19 @@ pub fn desired(netns: u32, state: &NetState, watched: &[(Watched, u32)]) -> Desi
                 }
                 (*bridge, fast)
             }
-            None => (0, device_mac),
+            None => {
+                // Extra accepted MACs need the map; the device MAC alone is
+                // the fast path and needs no lookup at all.
+                let extra = state.secondary_macs.get(&w.ifindex);
+                if extra.is_some_and(|e| !e.is_empty()) {
+                    for mac in device_mac.iter().chain(extra.into_iter().flatten()) {
+                        out.local_macs.insert(MacKey::new(netns, w.ifindex, mac.0));
+                    }
+                    (w.ifindex, device_mac)
+                } else {
+                    (0, device_mac)
+                }
+            }
         };
         out.ifaces.insert(
             IfKey {
@@ -193,6 +205,7 @@ mod tests {
             ],
             addrs: vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
             local_fdb: BTreeMap::from([(2, fdb)]),
+            secondary_macs: BTreeMap::new(),
         }
     }
 
@@ -232,6 +245,24 @@ mod tests {
         }];
         assert_eq!(br0.flags, 0);
         assert!(!d.local_macs.contains(&MacKey::new(77, 2, BR_MAC.0)));
+    }
+
+    #[test]
+    fn standalone_with_extra_unicast_addresses_gets_its_own_domain() {
+        let mut s = state(vec![BR_MAC]);
+        let macvlan = Mac([2, 0, 0, 0, 0xcc, 1]);
+        s.secondary_macs.insert(9, vec![macvlan]);
+        let d = desired(77, &s, &watched(&s));
+        let v0 = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 9,
+        }];
+        assert_eq!(v0.mac_domain, 9);
+        assert!(d.local_macs.contains(&MacKey::new(77, 9, macvlan.0)));
+        assert!(
+            d.local_macs
+                .contains(&MacKey::new(77, 9, [2, 0, 0, 0, 0x0d, 1]))
+        );
     }
 
     #[test]
