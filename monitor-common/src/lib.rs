@@ -6,6 +6,8 @@
 //! bytes the kernel hashes are exactly the bytes userspace wrote.
 #![no_std]
 
+pub mod drops;
+
 /// Capacity of the per-interface maps. One slot per watched interface.
 pub const MAX_INTERFACES: u32 = 4096;
 /// Capacity of the map of local (delivered-to-host) MAC addresses: every
@@ -64,8 +66,9 @@ pub struct IfConfig {
     pub _pad: [u8; 2],
 }
 
-/// Key of `LOCAL_MACS`: a MAC address that a watched bridge delivers to the
-/// host (a local FDB entry).
+/// Key of `LOCAL_MACS`: a MAC address that matters to one MAC domain (a
+/// bridge's FDB, or one standalone interface); the value says why
+/// (`MAC_LOCAL` or `MAC_PREVIOUS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct MacKey {
@@ -74,6 +77,14 @@ pub struct MacKey {
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
 }
+
+/// `LOCAL_MACS` value: the domain delivers this destination to the host.
+pub const MAC_LOCAL: u8 = 1;
+/// `LOCAL_MACS` value: a MAC the domain's bridge or interface had before a
+/// change; frames still sent to it are counted as `stale_mac`.
+pub const MAC_PREVIOUS: u8 = 2;
+/// How many previous MACs are remembered per MAC domain.
+pub const MAX_PREVIOUS_MACS: usize = 8;
 
 impl MacKey {
     pub const fn new(netns: u32, mac_domain: u32, mac: [u8; 6]) -> Self {
@@ -112,7 +123,7 @@ impl AddrKey {
 /// Per-interface frame counters (one copy per CPU in the kernel).
 ///
 /// `total` = `own + broadcast + multicast + foreign_unicast + runt`;
-/// `host_ip_wrong_mac` is a subset of `foreign_unicast`.
+/// `host_ip_wrong_mac` and `stale_mac` are subsets of `foreign_unicast`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FrameCounters {
@@ -123,6 +134,9 @@ pub struct FrameCounters {
     pub foreign_unicast: u64,
     pub host_ip_wrong_mac: u64,
     pub runt: u64,
+    /// Foreign unicast addressed to a previous MAC of the bridge (or of the
+    /// standalone interface): peers with a stale neighbour entry.
+    pub stale_mac: u64,
 }
 
 impl FrameCounters {
@@ -135,6 +149,7 @@ impl FrameCounters {
         self.foreign_unicast += other.foreign_unicast;
         self.host_ip_wrong_mac += other.host_ip_wrong_mac;
         self.runt += other.runt;
+        self.stale_mac += other.stale_mac;
     }
 }
 
@@ -154,4 +169,4 @@ const _: () = assert!(core::mem::size_of::<IfKey>() == 8);
 const _: () = assert!(core::mem::size_of::<IfConfig>() == 20);
 const _: () = assert!(core::mem::size_of::<MacKey>() == 16);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
-const _: () = assert!(core::mem::size_of::<FrameCounters>() == 56);
+const _: () = assert!(core::mem::size_of::<FrameCounters>() == 64);

@@ -4,14 +4,17 @@
 //!
 //! - every frame: the interface's config and counters (1 hash + 1 array);
 //! - unicast not equal to the interface's verified fast MAC: 1 hash lookup
-//!   in the bridge's local MACs (bridge members only);
+//!   in the MAC domain's known MACs (local and previous), when the
+//!   interface has a domain (bridge members; standalone interfaces with
+//!   extra or previous MACs);
 //! - foreign unicast: 1 hash lookup of the destination IP.
 //!
 //! The plain-Rust reference model in `monitor/src/classify.rs` defines the
 //! same classes; the `test_run` tests hold the two in agreement.
 
 use monitor_common::{
-    AddrKey, FrameCounters, IF_FAST_MAC_VALID, IfConfig, IfKey, MAX_VLAN_TAGS, MacKey,
+    AddrKey, FrameCounters, IF_FAST_MAC_VALID, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS,
+    MAX_VLAN_TAGS, MacKey,
 };
 
 use crate::maps::{COUNTERS, IFACES, LOCAL_ADDRS, LOCAL_MACS, netns_ino};
@@ -70,27 +73,35 @@ pub fn count_frame(data: usize, data_end: usize, ifindex: u32) {
         counters.broadcast += 1;
     } else if dst[0] & 1 != 0 {
         counters.multicast += 1;
-    } else if is_own(netns, cfg, &dst) {
-        counters.own += 1;
     } else {
-        counters.foreign_unicast += 1;
-        if dst_ip_is_local(netns, data, data_end) {
-            counters.host_ip_wrong_mac += 1;
+        match known_mac(netns, cfg, &dst) {
+            Some(MAC_LOCAL) => counters.own += 1,
+            known => {
+                counters.foreign_unicast += 1;
+                if known == Some(MAC_PREVIOUS) {
+                    counters.stale_mac += 1;
+                }
+                if dst_ip_is_local(netns, data, data_end) {
+                    counters.host_ip_wrong_mac += 1;
+                }
+            }
         }
     }
 }
 
-/// Would the kernel deliver a frame for `dst` received here to the host?
+/// What the interface's MAC domain knows about unicast `dst`: `MAC_LOCAL`
+/// (the kernel delivers it to the host), `MAC_PREVIOUS` (a MAC the bridge or
+/// interface used to have), or None (someone else's).
 #[inline(always)]
-fn is_own(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> bool {
+fn known_mac(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> Option<u8> {
     if cfg.flags & IF_FAST_MAC_VALID != 0 && *dst == cfg.fast_mac {
-        return true;
+        return Some(MAC_LOCAL);
     }
     if cfg.mac_domain == 0 {
-        return false;
+        return None;
     }
     let key = MacKey::new(netns, cfg.mac_domain, *dst);
-    unsafe { LOCAL_MACS.get(key) }.is_some()
+    unsafe { LOCAL_MACS.get(key) }.copied()
 }
 
 /// Is the frame's destination IPv4/IPv6 address (or ARP target address) an

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod classify;
+mod drops;
 mod maps;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -41,3 +42,19 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Confirmed drops, on the `kfree_skb(skb, location, reason, rx_sk)`
+/// tracepoint (`reason` is argument 2, checked against BTF by userspace).
+/// The BTF-typed flavour, preferred: the kernel checks the arguments.
+#[aya_ebpf::macros::btf_tracepoint(function = "kfree_skb")]
+pub fn macdrop_kfree_skb_btf(ctx: aya_ebpf::programs::BtfTracePointContext) -> i32 {
+    drops::count_drop(ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
+    0
+}
+
+/// The same on a raw tracepoint, for when the tp_btf program will not load.
+#[aya_ebpf::macros::raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn macdrop_kfree_skb_raw(ctx: aya_ebpf::programs::RawTracePointContext) -> u32 {
+    drops::count_drop(ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
+    0
+}

@@ -19,8 +19,10 @@ pub static IFACES: HashMap<IfKey, IfConfig> = HashMap::with_max_entries(MAX_INTE
 #[map(name = "MACDROP_COUNTERS")]
 pub static COUNTERS: PerCpuArray<FrameCounters> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
-/// Destinations each watched bridge delivers to the host: its local FDB
-/// entries, as read by userspace from the FDB (never assumed).
+/// MACs known to each MAC domain: the destinations a watched bridge
+/// delivers to the host (its local FDB entries, as read by userspace from
+/// the FDB, never assumed) with value `MAC_LOCAL`, and the domain's previous
+/// MACs with value `MAC_PREVIOUS`.
 #[map(name = "MACDROP_LOCAL_MACS")]
 pub static LOCAL_MACS: HashMap<MacKey, u8> = HashMap::with_max_entries(MAX_LOCAL_MACS, 0);
 

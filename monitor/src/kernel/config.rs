@@ -4,7 +4,7 @@
 //! are diffs, so calling `sync` every interval costs only the changes.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
 };
 
@@ -14,8 +14,8 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData},
 };
 use monitor_common::{
-    AddrKey, IF_FAST_MAC_VALID, IfConfig, IfKey, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS,
-    MacKey, names,
+    AddrKey, IF_FAST_MAC_VALID, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES,
+    MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, names,
 };
 
 use crate::{mac::Mac, netlink::NetState, topology::Watched};
@@ -24,40 +24,72 @@ use crate::{mac::Mac, netlink::NetState, topology::Watched};
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Desired {
     pub ifaces: HashMap<IfKey, IfConfig>,
-    pub local_macs: HashSet<MacKey>,
+    /// MAC -> `MAC_LOCAL` or `MAC_PREVIOUS`, per MAC domain.
+    pub local_macs: HashMap<MacKey, u8>,
     pub local_addrs: HashSet<AddrKey>,
 }
 
+impl Desired {
+    fn add_macs(&mut self, netns: u32, domain: u32, macs: &[Mac], kind: u8) {
+        for mac in macs {
+            let key = MacKey::new(netns, domain, mac.0);
+            // A MAC that is local again is local, whatever it was before.
+            let entry = self.local_macs.entry(key).or_insert(kind);
+            if kind == MAC_LOCAL {
+                *entry = MAC_LOCAL;
+            }
+        }
+    }
+}
+
 /// Computes the map contents for `watched` (with their slots) in the
-/// namespace `netns`.
-pub fn desired(netns: u32, state: &NetState, watched: &[(Watched, u32)]) -> Desired {
+/// namespace `netns`. `previous` holds each interface's earlier MACs (see
+/// `tracker`): they become `MAC_PREVIOUS` entries of the interface's domain.
+pub fn desired(
+    netns: u32,
+    state: &NetState,
+    watched: &[(Watched, u32)],
+    previous: &BTreeMap<u32, Vec<Mac>>,
+) -> Desired {
     let mut out = Desired::default();
+    let previous_of = |ifindex: u32| previous.get(&ifindex).map(Vec::as_slice).unwrap_or(&[]);
     for (w, slot) in watched {
         let device_mac = state.link(w.ifindex).and_then(|l| l.mac);
         let (mac_domain, fast) = match &w.bridge {
             Some((bridge, _)) => {
-                let local = state.local_fdb.get(bridge);
+                let local = state
+                    .local_fdb
+                    .get(bridge)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
                 // The fast path may only short-cut a MAC the FDB confirms:
                 // a bridge MAC missing from the FDB is exactly the failure
                 // macdrop must see.
                 let bridge_mac = state.link(*bridge).and_then(|l| l.mac);
-                let fast = bridge_mac.filter(|m| local.is_some_and(|l| l.contains(m)));
-                for mac in local.into_iter().flatten() {
-                    out.local_macs.insert(MacKey::new(netns, *bridge, mac.0));
-                }
+                let fast = bridge_mac.filter(|m| local.contains(m));
+                out.add_macs(netns, *bridge, local, MAC_LOCAL);
+                // Old MACs of the bridge, and of this port (its old local
+                // FDB entry), are stale destinations in the bridge's domain.
+                out.add_macs(netns, *bridge, previous_of(*bridge), MAC_PREVIOUS);
+                out.add_macs(netns, *bridge, previous_of(w.ifindex), MAC_PREVIOUS);
                 (*bridge, fast)
             }
             None => {
-                // Extra accepted MACs need the map; the device MAC alone is
-                // the fast path and needs no lookup at all.
-                let extra = state.secondary_macs.get(&w.ifindex);
-                if extra.is_some_and(|e| !e.is_empty()) {
-                    for mac in device_mac.iter().chain(extra.into_iter().flatten()) {
-                        out.local_macs.insert(MacKey::new(netns, w.ifindex, mac.0));
-                    }
-                    (w.ifindex, device_mac)
-                } else {
+                // Extra or previous MACs need the map; the device MAC alone
+                // is the fast path and needs no lookup at all.
+                let extra = state
+                    .secondary_macs
+                    .get(&w.ifindex)
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let old = previous_of(w.ifindex);
+                if extra.is_empty() && old.is_empty() {
                     (0, device_mac)
+                } else {
+                    let own: Vec<Mac> = device_mac.iter().chain(extra).copied().collect();
+                    out.add_macs(netns, w.ifindex, &own, MAC_LOCAL);
+                    out.add_macs(netns, w.ifindex, old, MAC_PREVIOUS);
+                    (w.ifindex, device_mac)
                 }
             }
         };
@@ -122,19 +154,8 @@ impl ConfigMaps {
             MAX_LOCAL_ADDRS,
         )?;
 
-        for key in self.written.ifaces.keys() {
-            if !want.ifaces.contains_key(key) {
-                remove(&mut self.ifaces, key)?;
-            }
-        }
-        for (key, value) in &want.ifaces {
-            if self.written.ifaces.get(key) != Some(value) {
-                self.ifaces
-                    .insert(key, value, 0)
-                    .context("cannot update the interface map")?;
-            }
-        }
-        sync_set(
+        sync_map(&mut self.ifaces, &self.written.ifaces, &want.ifaces)?;
+        sync_map(
             &mut self.local_macs,
             &self.written.local_macs,
             &want.local_macs,
@@ -147,6 +168,26 @@ impl ConfigMaps {
         self.written = want;
         Ok(())
     }
+}
+
+/// Removes what `had` has and `want` lacks, then writes what differs.
+fn sync_map<K: aya::Pod + Eq + std::hash::Hash, V: aya::Pod + PartialEq>(
+    map: &mut BpfHashMap<MapData, K, V>,
+    had: &HashMap<K, V>,
+    want: &HashMap<K, V>,
+) -> anyhow::Result<()> {
+    for key in had.keys() {
+        if !want.contains_key(key) {
+            remove(map, key)?;
+        }
+    }
+    for (key, value) in want {
+        if had.get(key) != Some(value) {
+            map.insert(key, value, 0)
+                .context("cannot update a configuration map")?;
+        }
+    }
+    Ok(())
 }
 
 fn sync_set<K: aya::Pod + Eq + std::hash::Hash>(
@@ -220,7 +261,7 @@ mod tests {
     #[test]
     fn bridge_members_share_the_fdb_domain_and_fast_mac() {
         let s = state(vec![BR_MAC, P1_MAC]);
-        let d = desired(77, &s, &watched(&s));
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
         let p1 = d.ifaces[&IfKey {
             netns: 77,
             ifindex: 3,
@@ -228,8 +269,8 @@ mod tests {
         assert_eq!((p1.slot, p1.mac_domain), (1, 2));
         assert_eq!(p1.flags, IF_FAST_MAC_VALID);
         assert_eq!(p1.fast_mac, BR_MAC.0);
-        assert!(d.local_macs.contains(&MacKey::new(77, 2, P1_MAC.0)));
-        assert!(d.local_macs.contains(&MacKey::new(77, 2, BR_MAC.0)));
+        assert!(d.local_macs.contains_key(&MacKey::new(77, 2, P1_MAC.0)));
+        assert!(d.local_macs.contains_key(&MacKey::new(77, 2, BR_MAC.0)));
         assert_eq!(d.local_macs.len(), 2);
         assert!(d.local_addrs.contains(&AddrKey::v4(77, [192, 0, 2, 1])));
         assert_eq!(d.local_addrs.len(), 2);
@@ -238,13 +279,13 @@ mod tests {
     #[test]
     fn bridge_mac_missing_from_fdb_gets_no_fast_path() {
         let s = state(vec![P1_MAC]);
-        let d = desired(77, &s, &watched(&s));
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
         let br0 = d.ifaces[&IfKey {
             netns: 77,
             ifindex: 2,
         }];
         assert_eq!(br0.flags, 0);
-        assert!(!d.local_macs.contains(&MacKey::new(77, 2, BR_MAC.0)));
+        assert!(!d.local_macs.contains_key(&MacKey::new(77, 2, BR_MAC.0)));
     }
 
     #[test]
@@ -252,23 +293,54 @@ mod tests {
         let mut s = state(vec![BR_MAC]);
         let macvlan = Mac([2, 0, 0, 0, 0xcc, 1]);
         s.secondary_macs.insert(9, vec![macvlan]);
-        let d = desired(77, &s, &watched(&s));
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
         let v0 = d.ifaces[&IfKey {
             netns: 77,
             ifindex: 9,
         }];
         assert_eq!(v0.mac_domain, 9);
-        assert!(d.local_macs.contains(&MacKey::new(77, 9, macvlan.0)));
+        assert!(d.local_macs.contains_key(&MacKey::new(77, 9, macvlan.0)));
         assert!(
             d.local_macs
-                .contains(&MacKey::new(77, 9, [2, 0, 0, 0, 0x0d, 1]))
+                .contains_key(&MacKey::new(77, 9, [2, 0, 0, 0, 0x0d, 1]))
+        );
+    }
+
+    #[test]
+    fn previous_macs_are_stale_unless_local_again() {
+        let s = state(vec![BR_MAC, P1_MAC]);
+        let old_bridge = Mac([2, 0, 0, 0, 0x0b, 0x99]);
+        let previous = BTreeMap::from([(2, vec![old_bridge, P1_MAC]), (9, vec![old_bridge])]);
+        let d = desired(77, &s, &watched(&s), &previous);
+        assert_eq!(
+            d.local_macs[&MacKey::new(77, 2, old_bridge.0)],
+            MAC_PREVIOUS
+        );
+        assert_eq!(
+            d.local_macs[&MacKey::new(77, 2, P1_MAC.0)],
+            MAC_LOCAL,
+            "local wins"
+        );
+        // A standalone interface with a previous MAC gets a domain of its own.
+        let v0 = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 9,
+        }];
+        assert_eq!(v0.mac_domain, 9);
+        assert_eq!(
+            d.local_macs[&MacKey::new(77, 9, old_bridge.0)],
+            MAC_PREVIOUS
+        );
+        assert_eq!(
+            d.local_macs[&MacKey::new(77, 9, [2, 0, 0, 0, 0x0d, 1])],
+            MAC_LOCAL
         );
     }
 
     #[test]
     fn standalone_uses_its_device_mac_only() {
         let s = state(vec![BR_MAC]);
-        let d = desired(77, &s, &watched(&s));
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
         let v0 = d.ifaces[&IfKey {
             netns: 77,
             ifindex: 9,

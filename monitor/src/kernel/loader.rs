@@ -11,21 +11,25 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// Loads the object for one network namespace: the namespace's inode is
 /// baked in as a read-only global, so every map key the program builds is
-/// (namespace, ifindex) without a helper call per frame.
-pub fn load(netns_ino: u32) -> anyhow::Result<Ebpf> {
+/// (namespace, ifindex) without a helper call per frame. `extra_globals`
+/// are more read-only globals to set, e.g. the drop layer's BTF offsets
+/// (`drops::DropLayer::globals`); each must exist in the object.
+pub fn load(netns_ino: u32, extra_globals: &[(&str, u32)]) -> anyhow::Result<Ebpf> {
     if EBPF_OBJECT.is_empty() {
         anyhow::bail!("this macdrop binary was built without its eBPF object (AYA_BUILD_SKIP?)");
     }
     raise_memlock_limit();
-    let ebpf = EbpfLoader::new()
-        .override_global(names::NETNS_INO, &netns_ino, true)
-        .load(EBPF_OBJECT)
-        .map_err(|e| {
-            Failure::environment(format!(
-                "the kernel refused macdrop's eBPF maps or programs ({e}); \
+    let mut loader = EbpfLoader::new();
+    loader.override_global(names::NETNS_INO, &netns_ino, true);
+    for (name, value) in extra_globals {
+        loader.override_global(name, value, true);
+    }
+    let ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
+        Failure::environment(format!(
+            "the kernel refused macdrop's eBPF maps or programs ({e}); \
                  macdrop needs Linux >= 5.10 with BPF and XDP enabled"
-            ))
-        })?;
+        ))
+    })?;
     Ok(ebpf)
 }
 

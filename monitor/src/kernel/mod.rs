@@ -4,4 +4,5 @@
 pub mod attach;
 pub mod config;
 pub mod counters;
+pub mod drops;
 pub mod loader;

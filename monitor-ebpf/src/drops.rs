@@ -1,0 +1,109 @@
+//! Confirmed drops: on the kernel's `kfree_skb` tracepoint, count the frames
+//! the kernel frees as dropped on a watched interface, per (namespace,
+//! ifindex, reason). The XDP classifier says what arrived; this says what
+//! the kernel actually threw away, and why.
+//!
+//! `kfree_skb` fires for every dropped skb of every namespace on the host,
+//! so the path is short: a compare against `SKB_CONSUMED`, four kernel reads
+//! (skb->dev, dev->ifindex, dev->nd_net.net, net->ns.inum) with early exits,
+//! one lookup in the watched-interface map, and only for watched interfaces
+//! one per-CPU counter update. Nothing is sent to userspace per drop.
+//!
+//! There are no CO-RE relocations in Rust eBPF: every struct offset is a
+//! global that userspace fills from the running kernel's BTF at load time.
+//! The reads use `bpf_probe_read_kernel`, which both program types may call
+//! and which fails cleanly on a bad pointer: `skb->dev` shares a union with
+//! `dev_scratch`, which holds a number, not a pointer, for skbs that sat in
+//! a socket's receive queue.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST, helpers::bpf_probe_read_kernel, macros::map, maps::PerCpuHashMap,
+};
+use monitor_common::{
+    IfKey,
+    drops::{DropKey, MAX_DROP_KEYS, REASON_NONE},
+};
+
+use crate::maps::IFACES;
+
+/// Drop counters, one copy per CPU: (netns, ifindex, reason) -> frames.
+#[map(name = "MACDROP_DROPS")]
+pub static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(MAX_DROP_KEYS, 0);
+
+// Set by userspace at load time (`EbpfLoader::override_global`) from BTF.
+// The defaults only matter to objects that never load the drop programs
+// (the XDP-only paths), so zero offsets are harmless.
+#[unsafe(no_mangle)]
+static MACDROP_OFF_SKB_DEV: u32 = 0;
+#[unsafe(no_mangle)]
+static MACDROP_OFF_DEV_IFINDEX: u32 = 0;
+#[unsafe(no_mangle)]
+static MACDROP_OFF_DEV_NET: u32 = 0;
+#[unsafe(no_mangle)]
+static MACDROP_OFF_NET_INUM: u32 = 0;
+#[unsafe(no_mangle)]
+static MACDROP_REASON_CONSUMED: u32 = REASON_NONE;
+
+/// Reads a global patched after compilation; `read_volatile` keeps the
+/// compiler from folding the initializer.
+#[inline(always)]
+fn global(v: &'static u32) -> u32 {
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+/// Reads a `T` from kernel memory at `base + off`; None if the read faults.
+#[inline(always)]
+fn read_at<T>(base: u64, off: u32) -> Option<T> {
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+}
+
+/// Counts one `kfree_skb(skb, .., reason, ..)` if `skb->dev` is watched.
+#[inline(always)]
+pub fn count_drop(skb: u64, reason: u32) {
+    // A free with reason SKB_CONSUMED is not a drop. Recent kernels route
+    // it to the `consume_skb` tracepoint instead; some older ones with drop
+    // reasons passed it here.
+    if skb == 0 || reason == global(&MACDROP_REASON_CONSUMED) {
+        return;
+    }
+    let Some(dev) = read_at::<u64>(skb, global(&MACDROP_OFF_SKB_DEV)) else {
+        return;
+    };
+    if dev == 0 {
+        return;
+    }
+    let Some(ifindex) = read_at::<u32>(dev, global(&MACDROP_OFF_DEV_IFINDEX)) else {
+        return;
+    };
+    let Some(net) = read_at::<u64>(dev, global(&MACDROP_OFF_DEV_NET)) else {
+        return;
+    };
+    if net == 0 {
+        return;
+    }
+    let Some(netns) = read_at::<u32>(net, global(&MACDROP_OFF_NET_INUM)) else {
+        return;
+    };
+    if unsafe { IFACES.get(IfKey { netns, ifindex }) }.is_none() {
+        return;
+    }
+    bump(DropKey::new(netns, ifindex, reason));
+}
+
+#[inline(always)]
+fn bump(key: DropKey) {
+    if let Some(n) = DROPS.get_ptr_mut(key) {
+        // This CPU's copy; the kernel does not nest a tracing program on
+        // the CPU it already runs on, so a plain add is enough.
+        unsafe { *n += 1 };
+        return;
+    }
+    // First drop of this kind. NOEXIST: if another CPU created the entry
+    // since the lookup, count into it instead of overwriting it. A full
+    // map fails both ways and the drop goes uncounted.
+    if DROPS.insert(key, 1, BPF_NOEXIST as u64).is_err()
+        && let Some(n) = DROPS.get_ptr_mut(key)
+    {
+        unsafe { *n += 1 };
+    }
+}
