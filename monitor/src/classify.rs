@@ -25,9 +25,11 @@ pub enum FrameClass {
     Own,
     /// Unicast to someone else. `host_ip`: the destination IP (or ARP target)
     /// is an address of the host's namespace — a frame meant for this host
-    /// carrying the wrong MAC.
+    /// carrying the wrong MAC. `stale`: the destination is a MAC the bridge
+    /// (or interface) had before a change.
     ForeignUnicast {
         host_ip: bool,
+        stale: bool,
     },
 }
 
@@ -38,6 +40,8 @@ pub struct Receiver<'a> {
     pub local_macs: &'a HashSet<Mac>,
     /// IP addresses of the namespace.
     pub host_addrs: &'a HashSet<IpAddr>,
+    /// MACs the bridge or interface had before (and no longer delivers).
+    pub previous_macs: &'a HashSet<Mac>,
 }
 
 pub fn classify(frame: &[u8], rx: &Receiver<'_>) -> FrameClass {
@@ -53,7 +57,8 @@ pub fn classify(frame: &[u8], rx: &Receiver<'_>) -> FrameClass {
         FrameClass::Own
     } else {
         let host_ip = destination_ip(frame).is_some_and(|ip| rx.host_addrs.contains(&ip));
-        FrameClass::ForeignUnicast { host_ip }
+        let stale = rx.previous_macs.contains(&dst);
+        FrameClass::ForeignUnicast { host_ip, stale }
     }
 }
 
@@ -106,9 +111,10 @@ pub fn counter_delta(class: FrameClass) -> FrameCounters {
         FrameClass::Broadcast => c.broadcast = 1,
         FrameClass::Multicast => c.multicast = 1,
         FrameClass::Own => c.own = 1,
-        FrameClass::ForeignUnicast { host_ip } => {
+        FrameClass::ForeignUnicast { host_ip, stale } => {
             c.foreign_unicast = 1;
             c.host_ip_wrong_mac = u64::from(host_ip);
+            c.stale_mac = u64::from(stale);
         }
     }
     c
@@ -146,6 +152,8 @@ mod tests {
         h
     }
 
+    const OLD: Mac = Mac([2, 0, 0, 0, 0x0b, 0x99]);
+
     fn class_of(f: &[u8]) -> FrameClass {
         let (macs, addrs) = rx_sets();
         classify(
@@ -153,6 +161,7 @@ mod tests {
             &Receiver {
                 local_macs: &macs,
                 host_addrs: &addrs,
+                previous_macs: &HashSet::from([OLD]),
             },
         )
     }
@@ -178,16 +187,36 @@ mod tests {
     fn foreign_unicast_with_and_without_host_ip() {
         assert_eq!(
             class_of(&frame(OTHER, 0x0800, &ipv4_to(HOST_V4))),
-            FrameClass::ForeignUnicast { host_ip: true }
+            FrameClass::ForeignUnicast {
+                host_ip: true,
+                stale: false
+            }
         );
         assert_eq!(
             class_of(&frame(OTHER, 0x0800, &ipv4_to([203, 0, 113, 9]))),
-            FrameClass::ForeignUnicast { host_ip: false }
+            FrameClass::ForeignUnicast {
+                host_ip: false,
+                stale: false
+            }
         );
         // Truncated IPv4 header: no address to check.
         assert_eq!(
             class_of(&frame(OTHER, 0x0800, &ipv4_to(HOST_V4)[..19])),
-            FrameClass::ForeignUnicast { host_ip: false }
+            FrameClass::ForeignUnicast {
+                host_ip: false,
+                stale: false
+            }
+        );
+    }
+
+    #[test]
+    fn previous_macs_are_stale_foreign_unicast() {
+        assert_eq!(
+            class_of(&frame(OLD, 0x0800, &ipv4_to(HOST_V4))),
+            FrameClass::ForeignUnicast {
+                host_ip: true,
+                stale: true
+            }
         );
     }
 
@@ -202,14 +231,20 @@ mod tests {
         let tagged = frame(OTHER, 0x88a8, &l3);
         assert_eq!(
             class_of(&tagged),
-            FrameClass::ForeignUnicast { host_ip: true }
+            FrameClass::ForeignUnicast {
+                host_ip: true,
+                stale: false
+            }
         );
 
         let mut deeper = vec![0, 10, 0x81, 0x00];
         deeper.extend(&l3);
         assert_eq!(
             class_of(&frame(OTHER, 0x88a8, &deeper)),
-            FrameClass::ForeignUnicast { host_ip: false },
+            FrameClass::ForeignUnicast {
+                host_ip: false,
+                stale: false
+            },
             "more than MAX_VLAN_TAGS tags: no IP check"
         );
     }
@@ -221,7 +256,10 @@ mod tests {
         v6.extend("2001:db8::1".parse::<Ipv6Addr>().unwrap().octets());
         assert_eq!(
             class_of(&frame(OTHER, 0x86dd, &v6)),
-            FrameClass::ForeignUnicast { host_ip: true }
+            FrameClass::ForeignUnicast {
+                host_ip: true,
+                stale: false
+            }
         );
 
         let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
@@ -230,12 +268,18 @@ mod tests {
         arp.extend(HOST_V4);
         assert_eq!(
             class_of(&frame(OTHER, 0x0806, &arp)),
-            FrameClass::ForeignUnicast { host_ip: true }
+            FrameClass::ForeignUnicast {
+                host_ip: true,
+                stale: false
+            }
         );
         arp[5] = 16; // not IPv4 ARP
         assert_eq!(
             class_of(&frame(OTHER, 0x0806, &arp)),
-            FrameClass::ForeignUnicast { host_ip: false }
+            FrameClass::ForeignUnicast {
+                host_ip: false,
+                stale: false
+            }
         );
     }
 
@@ -246,8 +290,14 @@ mod tests {
             FrameClass::Broadcast,
             FrameClass::Multicast,
             FrameClass::Own,
-            FrameClass::ForeignUnicast { host_ip: true },
-            FrameClass::ForeignUnicast { host_ip: false },
+            FrameClass::ForeignUnicast {
+                host_ip: true,
+                stale: false,
+            },
+            FrameClass::ForeignUnicast {
+                host_ip: false,
+                stale: true,
+            },
         ] {
             let d = counter_delta(class);
             assert_eq!(d.total, 1);
@@ -256,6 +306,7 @@ mod tests {
                 1
             );
             assert!(d.host_ip_wrong_mac <= d.foreign_unicast);
+            assert!(d.stale_mac <= d.foreign_unicast);
         }
     }
 }

@@ -27,6 +27,21 @@ pub enum Command {
     /// Attach to bridges/interfaces and report frame classes per interface
     /// every interval until --duration ends or SIGINT/SIGTERM.
     Watch(WatchArgs),
+    /// One-shot check of the namespace's interfaces and bridges (no eBPF):
+    /// roles, MACs, promiscuous mode, otherhost counters, and findings such
+    /// as a bridge whose own MAC is missing from its forwarding database.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Interfaces to show (default: all).
+    #[arg(value_name = "IFACE", value_parser = parse_ifname)]
+    pub ifaces: Vec<String>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -106,7 +121,9 @@ mod tests {
 
     #[test]
     fn watch_defaults() {
-        let Command::Watch(w) = parse(&["watch"]).unwrap().command;
+        let Command::Watch(w) = parse(&["watch"]).unwrap().command else {
+            panic!("not watch")
+        };
         assert!(w.bridges.is_empty() && w.ifaces.is_empty());
         assert_eq!(w.interval, Duration::from_secs(1));
         assert_eq!(w.duration, None);
@@ -131,12 +148,28 @@ mod tests {
             "json",
         ])
         .unwrap()
-        .command;
+        .command
+        else {
+            panic!("not watch")
+        };
         assert_eq!(w.bridges, ["br0", "docker0"]);
         assert_eq!(w.ifaces, ["eth0"]);
         assert_eq!(w.interval, Duration::from_millis(200));
         assert_eq!(w.duration, Some(Duration::from_secs(3)));
         assert_eq!(w.format, Format::Json);
+    }
+
+    #[test]
+    fn status_takes_interface_names() {
+        let Command::Status(s) = parse(&["status", "br0", "eth0", "--format", "json"])
+            .unwrap()
+            .command
+        else {
+            panic!("not status")
+        };
+        assert_eq!(s.ifaces, ["br0", "eth0"]);
+        assert_eq!(s.format, Format::Json);
+        assert!(parse(&["status", "seventeen-bytes-x"]).is_err());
     }
 
     #[test]

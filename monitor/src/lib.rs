@@ -10,12 +10,18 @@ pub mod classify;
 pub mod cli;
 pub mod error;
 pub mod kernel;
+pub mod kernel_version;
 pub mod mac;
 pub mod model;
 pub mod netlink;
 pub mod privileges;
+pub mod promisc;
 pub mod render;
+pub mod status;
+pub mod sysfs;
 pub mod topology;
+pub mod tracker;
+pub mod verdict;
 pub mod watch;
 
 #[cfg(test)]

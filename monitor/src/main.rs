@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Watch(args) => macdrop::watch::run(args).await,
+            Command::Status(args) => macdrop::status::run(args).await,
         }
     });
     match result {

@@ -2,11 +2,14 @@
 //! with its identity, state, cumulative counts since attach and rates over
 //! the last interval. Only the watch loop writes it.
 
-use std::time::{Instant, SystemTime};
+use std::{
+    collections::BTreeMap,
+    time::{Instant, SystemTime},
+};
 
 use monitor_common::FrameCounters;
 
-use crate::{kernel::attach::Hook, mac::Mac, topology::Role};
+use crate::{kernel::attach::Hook, mac::Mac, netlink::Link, topology::Role, tracker::Event};
 
 /// Per-second rates of each frame class over the last interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -18,6 +21,7 @@ pub struct Rates {
     pub foreign_unicast: f64,
     pub host_ip_wrong_mac: f64,
     pub runt: f64,
+    pub stale_mac: f64,
 }
 
 impl Rates {
@@ -37,6 +41,7 @@ impl Rates {
             foreign_unicast: r(old.foreign_unicast, new.foreign_unicast),
             host_ip_wrong_mac: r(old.host_ip_wrong_mac, new.host_ip_wrong_mac),
             runt: r(old.runt, new.runt),
+            stale_mac: r(old.stale_mac, new.stale_mac),
         }
     }
 }
@@ -52,13 +57,22 @@ pub struct Interface {
     pub master: Option<String>,
     pub mac: Option<Mac>,
     pub promisc: bool,
+    /// How many holders asked for promiscuous mode (`IFLA_PROMISCUITY`).
+    pub promiscuity: u32,
     pub hook: Option<Hook>,
+    /// `rx_otherhost_dropped` since macdrop attached; None where the kernel
+    /// has no such counter.
+    pub kernel_rx_otherhost_dropped: Option<u64>,
+    /// Confirmed kernel drops on this interface since attach, by drop reason
+    /// name; None when the drop layer is unavailable.
+    pub drops: Option<BTreeMap<String, u64>>,
     /// Cumulative counts since macdrop attached.
     pub frames: FrameCounters,
     pub rates: Rates,
     /// The interface disappeared; `frames` holds its final counts.
     pub gone: bool,
     sampled_at: Option<Instant>,
+    otherhost_at_attach: Option<u64>,
 }
 
 impl Interface {
@@ -71,11 +85,28 @@ impl Interface {
             master,
             mac: None,
             promisc: false,
+            promiscuity: 0,
             hook: None,
+            kernel_rx_otherhost_dropped: None,
+            drops: None,
             frames: FrameCounters::default(),
             rates: Rates::default(),
             gone: false,
             sampled_at: None,
+            otherhost_at_attach: None,
+        }
+    }
+
+    /// Copies what the kernel says about the link now: MAC, promiscuity,
+    /// and the otherhost counter (as a delta from its value at the first
+    /// observation, i.e. at attach).
+    pub fn observe_link(&mut self, link: &Link) {
+        self.mac = link.mac;
+        self.promisc = link.promisc;
+        self.promiscuity = link.promiscuity;
+        if let Some(now) = link.rx_otherhost_dropped {
+            let base = *self.otherhost_at_attach.get_or_insert(now);
+            self.kernel_rx_otherhost_dropped = Some(now.saturating_sub(base));
         }
     }
 
@@ -96,11 +127,16 @@ impl Interface {
     }
 }
 
-/// One report: the time it describes and every interface.
+/// One report: the time it describes, every interface, and the events
+/// (promiscuous transitions, MAC changes) seen since the previous report.
 #[derive(Clone, Debug)]
 pub struct World {
     pub ts: SystemTime,
     pub interfaces: Vec<Interface>,
+    pub events: Vec<Event>,
+    /// Where confirmed drops come from ("tp_btf", "raw_tracepoint"), or why
+    /// they are unavailable.
+    pub drop_source: Result<&'static str, String>,
 }
 
 #[cfg(test)]

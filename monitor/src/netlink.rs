@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use anyhow::Context as _;
 use futures::TryStreamExt as _;
 use netlink_packet_route::{
-    AddressFamily,
+    AddressFamily, RouteNetlinkMessage,
     address::AddressAttribute,
     link::{LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage},
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourState},
@@ -22,7 +22,11 @@ pub struct Link {
     pub name: String,
     /// Device address; None for devices without an Ethernet address.
     pub mac: Option<Mac>,
-    /// `IFF_PROMISC` as reported to userspace.
+    /// Whether the device is promiscuous: the kernel's own IFF_PROMISC
+    /// (`dev->flags`, 0x100 in /sys/class/net/X/flags), i.e. promiscuity
+    /// above zero. rtnetlink's `ifi_flags` only carries the flag userspace
+    /// set with `ip link set promisc on`, not a bridge's hold on its ports
+    /// nor tcpdump's packet socket, so it is combined with the count here.
     pub promisc: bool,
     /// `IFLA_PROMISCUITY`: how many holders asked for promiscuous mode.
     pub promiscuity: u32,
@@ -34,6 +38,10 @@ pub struct Link {
     /// Frames start with an Ethernet header (ARPHRD_ETHER, or loopback,
     /// which uses one too); tun, WireGuard, GRE and the like do not.
     pub ethernet: bool,
+    /// `rx_otherhost_dropped` from `IFLA_STATS64`: frames the IP layer threw
+    /// away as not addressed to this host. None where the kernel has no such
+    /// counter (before 5.19).
+    pub rx_otherhost_dropped: Option<u64>,
 }
 
 impl Link {
@@ -60,6 +68,7 @@ impl Link {
             master,
             kind: Some(kind.into()),
             ethernet: true,
+            rx_otherhost_dropped: Some(0),
         }
     }
 }
@@ -204,7 +213,67 @@ impl Netlink {
 
 type MacsByIfindex = BTreeMap<u32, Vec<Mac>>;
 
-fn link_from_message(msg: &LinkMessage) -> Link {
+/// A change the kernel announced on the namespace's rtnetlink groups.
+#[derive(Debug)]
+pub enum Change {
+    /// A link appeared or changed (flags, MAC, master, ...).
+    Link(Link),
+    /// A link disappeared.
+    LinkGone(u32),
+    /// An address, FDB or other change: re-read the state.
+    Other,
+}
+
+/// Link, address and neighbour (FDB) notifications of the current
+/// namespace, so changes are seen when they happen rather than at the next
+/// interval (a promiscuous on/off pair inside one interval is not lost).
+pub struct Notifications {
+    messages: futures::channel::mpsc::UnboundedReceiver<(
+        netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+}
+
+impl Notifications {
+    pub fn subscribe() -> anyhow::Result<Self> {
+        use rtnetlink::MulticastGroup as G;
+        let (connection, _handle, messages) =
+            rtnetlink::new_multicast_connection(&[G::Link, G::Neigh, G::Ipv4Ifaddr, G::Ipv6Ifaddr])
+                .context("cannot subscribe to rtnetlink notifications")?;
+        tokio::spawn(connection);
+        Ok(Self { messages })
+    }
+
+    /// The next change; None if the socket closed.
+    pub async fn next(&mut self) -> Option<Change> {
+        use futures::StreamExt as _;
+        let (msg, _) = self.messages.next().await?;
+        Some(decode(msg))
+    }
+
+    /// A change that already arrived, without waiting.
+    pub fn ready(&mut self) -> Option<Change> {
+        use futures::{FutureExt as _, StreamExt as _};
+        let (msg, _) = self.messages.next().now_or_never().flatten()?;
+        Some(decode(msg))
+    }
+}
+
+fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Change {
+    use netlink_packet_core::NetlinkPayload;
+    match msg.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+            Change::Link(link_from_message(&link))
+        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
+            Change::LinkGone(link.header.index)
+        }
+        _ => Change::Other,
+    }
+}
+
+/// Decodes one RTM_NEWLINK message (from a dump or a notification).
+pub fn link_from_message(msg: &LinkMessage) -> Link {
     let mut link = Link {
         ifindex: msg.header.index,
         name: String::new(),
@@ -218,6 +287,7 @@ fn link_from_message(msg: &LinkMessage) -> Link {
             msg.header.link_layer_type,
             LinkLayerType::Ether | LinkLayerType::Loopback
         ),
+        rx_otherhost_dropped: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -225,6 +295,11 @@ fn link_from_message(msg: &LinkMessage) -> Link {
             LinkAttribute::Address(bytes) => link.mac = Mac::from_slice(bytes),
             LinkAttribute::Controller(ifindex) => link.master = Some(*ifindex),
             LinkAttribute::Promiscuity(n) => link.promiscuity = *n,
+            // Older kernels send a shorter struct, which the parser pads
+            // with zeros: only trust the field where the kernel has it.
+            LinkAttribute::Stats64(stats) if crate::kernel_version::has_otherhost_counter() => {
+                link.rx_otherhost_dropped = Some(stats.rx_otherhost_dropped);
+            }
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(kind) = info {
@@ -236,5 +311,6 @@ fn link_from_message(msg: &LinkMessage) -> Link {
             _ => {}
         }
     }
+    link.promisc |= link.promiscuity > 0;
     link
 }

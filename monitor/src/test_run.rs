@@ -33,6 +33,8 @@ const BR_MAC: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
 const LO_MAC: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
 const P2_MAC: Mac = Mac([2, 0, 0, 0, 0x0a, 2]);
 const FOREIGN: Mac = Mac([2, 0, 0, 0, 0xee, 0xee]);
+/// A MAC the bridge (or the standalone device) had before a change.
+const OLD_MAC: Mac = Mac([2, 0, 0, 0, 0x0b, 0x99]);
 const SRC: Mac = Mac([2, 0, 0, 0, 0x0c, 1]);
 
 /// How the loopback device is presented to the classifier.
@@ -53,6 +55,7 @@ struct Harness {
     _config: ConfigMaps,
     local_macs: HashSet<Mac>,
     host_addrs: HashSet<IpAddr>,
+    previous_macs: HashSet<Mac>,
 }
 
 impl Harness {
@@ -66,7 +69,7 @@ impl Harness {
             "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
         );
         let netns = loader::netns_inode("/proc/self/ns/net").unwrap();
-        let mut ebpf = loader::load(netns).unwrap();
+        let mut ebpf = loader::load(netns, &[]).unwrap();
         let mut cfg = ConfigMaps::take(&mut ebpf).unwrap();
         let counters = CounterReader::take(&mut ebpf).unwrap();
         let prog: &mut Xdp = ebpf.program_mut(program).unwrap().try_into().unwrap();
@@ -98,8 +101,16 @@ impl Harness {
             secondary_macs: BTreeMap::new(),
         };
         let watched = topology::describe(&state, state.link(LO).unwrap());
-        cfg.sync(config::desired(netns, &state, &[(watched.clone(), 0)]))
-            .unwrap();
+        // The previous MAC belongs to the bridge, or to the device itself.
+        let owner = watched.bridge.as_ref().map_or(LO, |(b, _)| *b);
+        let previous = BTreeMap::from([(owner, vec![OLD_MAC])]);
+        cfg.sync(config::desired(
+            netns,
+            &state,
+            &[(watched.clone(), 0)],
+            &previous,
+        ))
+        .unwrap();
         let local_macs = topology::local_macs(&state, &watched);
         Self {
             ebpf,
@@ -108,6 +119,7 @@ impl Harness {
             _config: cfg,
             local_macs,
             host_addrs: host_addrs.into_iter().collect(),
+            previous_macs: HashSet::from([OLD_MAC]),
         }
     }
 
@@ -143,6 +155,7 @@ impl Harness {
             &Receiver {
                 local_macs: &self.local_macs,
                 host_addrs: &self.host_addrs,
+                previous_macs: &self.previous_macs,
             },
         ))
     }
@@ -157,6 +170,7 @@ fn delta(a: &FrameCounters, b: &FrameCounters) -> FrameCounters {
         foreign_unicast: b.foreign_unicast - a.foreign_unicast,
         host_ip_wrong_mac: b.host_ip_wrong_mac - a.host_ip_wrong_mac,
         runt: b.runt - a.runt,
+        stale_mac: b.stale_mac - a.stale_mac,
     }
 }
 
@@ -331,6 +345,11 @@ fn pinned_classes() {
     );
     let d = h.run(&eth(P2_MAC, &[], 0x0800, &ipv4(HOST)));
     assert_eq!((d.total, d.own), (1, 1));
+    let d = h.run(&eth(OLD_MAC, &[], 0x0800, &ipv4(HOST)));
+    assert_eq!(
+        (d.foreign_unicast, d.stale_mac, d.host_ip_wrong_mac),
+        (1, 1, 1)
+    );
 
     let mut h = Harness::new(Scenario::HealthyPort);
     let d = h.run(&eth(BR_MAC, &[], 0x0800, &ipv4(HOST)));

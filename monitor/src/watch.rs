@@ -12,11 +12,19 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     cli::{Format, WatchArgs},
-    kernel::{attach::Attacher, config, config::ConfigMaps, counters::CounterReader, loader},
+    kernel::{
+        attach::Attacher,
+        config,
+        config::ConfigMaps,
+        counters::CounterReader,
+        drops::{DropHook, DropLayer, DropMap},
+        loader,
+    },
     model::{Interface, World},
-    netlink::{NetState, Netlink},
+    netlink::{Change, Link, NetState, Netlink, Notifications},
     privileges, render,
     topology::{self, Role, Selection, Watched},
+    tracker::{Event, Tracker},
 };
 
 /// The attached monitor for one network namespace.
@@ -29,11 +37,30 @@ struct Session {
     /// Watched interfaces with their counter slots, in attach order.
     watched: Vec<(Watched, u32)>,
     interfaces: Vec<Interface>,
+    tracker: Tracker,
+    /// Events not yet reported.
+    events: Vec<Event>,
+    /// The confirmed-drops layer, or why it is unavailable.
+    drops: Result<Drops, String>,
+}
+
+/// The attached kfree_skb counter.
+struct Drops {
+    layer: DropLayer,
+    map: DropMap,
+    hook: DropHook,
 }
 
 impl Session {
     fn start(netns: u32, state: &NetState, watched: Vec<Watched>) -> anyhow::Result<Self> {
-        let mut ebpf = loader::load(netns)?;
+        // BTF tells the drop program where to find skb->dev and friends; a
+        // kernel without it still gets the frame classes.
+        let layer = DropLayer::prepare();
+        let globals = layer
+            .as_ref()
+            .map(|l| l.globals().to_vec())
+            .unwrap_or_default();
+        let mut ebpf = loader::load(netns, &globals)?;
         let config = ConfigMaps::take(&mut ebpf)?;
         let counters = CounterReader::take(&mut ebpf)?;
         let attacher = Attacher::new(&mut ebpf)?;
@@ -62,12 +89,12 @@ impl Session {
             attacher,
             watched,
             interfaces,
+            tracker: Tracker::new(state),
+            events: Vec::new(),
+            drops: Err("not attached yet".into()),
         };
         // Configuration first, so the very first frame is classified right.
-        session
-            .config
-            .sync(config::desired(netns, state, &session.watched))?;
-        session.refresh_identity(state);
+        session.resync(state)?;
         // Ports before bridges: a port attach fails once its bridge has XDP.
         for i in 0..session.watched.len() {
             let (w, _) = &session.watched[i];
@@ -83,26 +110,49 @@ impl Session {
                 }
             }
         }
+        session.drops = layer.and_then(|layer| {
+            let hook = layer.attach(&mut session.ebpf)?;
+            let map = DropLayer::take_map(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
+            Ok(Drops { layer, map, hook })
+        });
         Ok(session)
     }
 
-    /// Copies MAC and promiscuous flag from the latest netlink state and
-    /// marks vanished interfaces as gone (their counts are kept).
+    /// Copies MAC, promiscuity and kernel counters from the latest netlink
+    /// state and marks vanished interfaces as gone (their counts are kept).
     fn refresh_identity(&mut self, state: &NetState) {
         for iface in &mut self.interfaces {
             match state.link(iface.ifindex).filter(|l| l.name == iface.name) {
-                Some(link) => {
-                    iface.mac = link.mac;
-                    iface.promisc = link.promisc;
-                }
+                Some(link) => iface.observe_link(link),
                 None if !iface.gone => iface.mark_gone(),
                 None => {}
             }
         }
     }
 
-    /// One interval: refresh maps from the namespace, read the counters.
-    fn tick(&mut self, state: &NetState) -> anyhow::Result<World> {
+    fn is_watched(&self, ifindex: u32) -> bool {
+        self.interfaces
+            .iter()
+            .any(|i| i.ifindex == ifindex && !i.gone)
+    }
+
+    /// Feeds one link observation to the tracker; keeps the events that
+    /// concern watched interfaces.
+    fn observe(&mut self, link: &Link) {
+        let events = self.tracker.observe(link, SystemTime::now());
+        let watched: Vec<Event> = events
+            .into_iter()
+            .filter(|e| self.is_watched(e.ifindex))
+            .collect();
+        self.events.extend(watched);
+    }
+
+    /// Re-reads nothing itself: brings identity, events and the kernel's
+    /// configuration maps up to date with `state`.
+    fn resync(&mut self, state: &NetState) -> anyhow::Result<()> {
+        for link in &state.links {
+            self.observe(link);
+        }
         self.refresh_identity(state);
         let present: Vec<(Watched, u32)> = self
             .watched
@@ -111,21 +161,39 @@ impl Session {
             .filter(|(_, i)| !i.gone)
             .map(|(w, _)| w.clone())
             .collect();
-        self.config
-            .sync(config::desired(self.netns, state, &present))?;
-        self.collect()
+        self.config.sync(config::desired(
+            self.netns,
+            state,
+            &present,
+            self.tracker.previous_macs(),
+        ))
     }
 
+    /// One report: counters now, events since the last report.
     fn collect(&mut self) -> anyhow::Result<World> {
         let now = Instant::now();
+        let drops = match &self.drops {
+            Ok(d) => Some(d.layer.read(&d.map)?),
+            Err(_) => None,
+        };
         for ((_, slot), iface) in self.watched.iter().zip(&mut self.interfaces) {
             if !iface.gone {
                 iface.sample(self.counters.read(*slot)?, now);
+            }
+            if let Some(drops) = &drops {
+                let key = (self.netns, iface.ifindex);
+                iface.drops = Some(drops.get(&key).cloned().unwrap_or_default());
             }
         }
         Ok(World {
             ts: SystemTime::now(),
             interfaces: self.interfaces.clone(),
+            events: std::mem::take(&mut self.events),
+            drop_source: self
+                .drops
+                .as_ref()
+                .map(|d| d.hook.as_str())
+                .map_err(Clone::clone),
         })
     }
 
@@ -186,12 +254,16 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             }
         })
         .collect();
+    if let Err(why) = &session.drops {
+        eprintln!("macdrop: confirmed kernel drops unavailable ({why}); frame classes only");
+    }
     eprintln!(
         "macdrop: watching {} interface(s) in netns {netns}: {}",
         summary.len(),
         summary.join(", ")
     );
 
+    let mut notifications = Notifications::subscribe()?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(args.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -206,8 +278,21 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = ticker.tick() => {
                 let state = netlink.read_state().await?;
-                let world = session.tick(&state)?;
-                emit(args.format, &world);
+                session.resync(&state)?;
+                emit(args.format, &session.collect()?);
+            }
+            Some(change) = notifications.next() => {
+                // Take every link change in order (each may be a
+                // transition), then re-read the namespace once.
+                let mut change = Some(change);
+                while let Some(c) = change {
+                    if let Change::Link(link) = &c {
+                        session.observe(link);
+                    }
+                    change = notifications.ready();
+                }
+                let state = netlink.read_state().await?;
+                session.resync(&state)?;
             }
             _ = sleep_until_deadline => break,
             _ = sigint.recv() => break,
@@ -217,8 +302,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
     }
     // The last report, then detach (also done by Drop on error paths).
     let state = netlink.read_state().await?;
-    let world = session.tick(&state)?;
-    emit(args.format, &world);
+    session.resync(&state)?;
+    emit(args.format, &session.collect()?);
     session.detach_all();
     Ok(())
 }

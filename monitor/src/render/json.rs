@@ -1,14 +1,26 @@
 //! One JSON object per report, one per line. The field names are a public
 //! contract (see README): fields may be added, never renamed.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
-use crate::model::{Interface, World};
+use crate::{
+    model::{Interface, World},
+    tracker::{Event, EventKind},
+    verdict::{MAC_MISMATCH_REASONS, verdict},
+};
 
 #[derive(Serialize)]
 struct Report<'a> {
     ts: String,
     interfaces: Vec<IfaceJson<'a>>,
+    /// Events since the previous report.
+    events: Vec<EventJson<'a>>,
+    /// "tp_btf" or "raw_tracepoint"; null when drops are unavailable.
+    drop_source: Option<&'static str>,
+    /// Why confirmed drops are unavailable, or null.
+    drops_unavailable: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -21,10 +33,15 @@ struct IfaceJson<'a> {
     master: Option<&'a str>,
     mac: Option<String>,
     promisc: bool,
+    promiscuity: u32,
     hook: Option<&'static str>,
     gone: bool,
     frames: Classes<u64>,
     rates: Classes<f64>,
+    /// Reason name -> confirmed drops since attach; null if unavailable.
+    drops: Option<BTreeMap<&'a str, u64>>,
+    kernel_rx_otherhost_dropped: Option<u64>,
+    verdict: String,
 }
 
 #[derive(Serialize)]
@@ -35,7 +52,27 @@ struct Classes<T> {
     multicast: T,
     foreign_unicast: T,
     host_ip_wrong_mac: T,
+    stale_mac: T,
     runt: T,
+}
+
+#[derive(Serialize)]
+struct EventJson<'a> {
+    ts: String,
+    interface: &'a str,
+    ifindex: u32,
+    /// "promisc_entered", "promisc_left", "promiscuity_changed" or
+    /// "mac_changed".
+    kind: &'static str,
+    description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    promiscuity_from: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    promiscuity_to: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old_mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new_mac: Option<String>,
 }
 
 fn iface(i: &Interface) -> IfaceJson<'_> {
@@ -43,6 +80,12 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
     let r = &i.rates;
     // Rates rounded to milli-frames per second keep the lines short.
     let q = |x: f64| (x * 1000.0).round() / 1000.0;
+    let drops = i.drops.as_ref().map(|d| {
+        // The MAC-mismatch reasons are always present, zero or not.
+        let mut out: BTreeMap<&str, u64> = MAC_MISMATCH_REASONS.iter().map(|r| (*r, 0)).collect();
+        out.extend(d.iter().map(|(k, v)| (k.as_str(), *v)));
+        out
+    });
     IfaceJson {
         name: &i.name,
         ifindex: i.ifindex,
@@ -51,6 +94,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         master: i.master.as_deref(),
         mac: i.mac.map(|m| m.to_string()),
         promisc: i.promisc,
+        promiscuity: i.promiscuity,
         hook: i.hook.map(|h| h.as_str()),
         gone: i.gone,
         frames: Classes {
@@ -60,6 +104,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
             multicast: f.multicast,
             foreign_unicast: f.foreign_unicast,
             host_ip_wrong_mac: f.host_ip_wrong_mac,
+            stale_mac: f.stale_mac,
             runt: f.runt,
         },
         rates: Classes {
@@ -69,15 +114,49 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
             multicast: q(r.multicast),
             foreign_unicast: q(r.foreign_unicast),
             host_ip_wrong_mac: q(r.host_ip_wrong_mac),
+            stale_mac: q(r.stale_mac),
             runt: q(r.runt),
         },
+        drops,
+        kernel_rx_otherhost_dropped: i.kernel_rx_otherhost_dropped,
+        verdict: verdict(i),
     }
+}
+
+fn event(e: &Event) -> EventJson<'_> {
+    let mut out = EventJson {
+        ts: humantime::format_rfc3339_millis(e.ts).to_string(),
+        interface: &e.ifname,
+        ifindex: e.ifindex,
+        kind: e.kind_name(),
+        description: e.describe(),
+        promiscuity_from: None,
+        promiscuity_to: None,
+        old_mac: None,
+        new_mac: None,
+    };
+    match &e.kind {
+        EventKind::PromiscEntered { from, to }
+        | EventKind::PromiscLeft { from, to }
+        | EventKind::PromiscuityChanged { from, to } => {
+            out.promiscuity_from = Some(*from);
+            out.promiscuity_to = Some(*to);
+        }
+        EventKind::MacChanged { old, new } => {
+            out.old_mac = Some(old.to_string());
+            out.new_mac = Some(new.to_string());
+        }
+    }
+    out
 }
 
 pub fn render(world: &World) -> String {
     let report = Report {
         ts: humantime::format_rfc3339_millis(world.ts).to_string(),
         interfaces: world.interfaces.iter().map(iface).collect(),
+        events: world.events.iter().map(event).collect(),
+        drop_source: world.drop_source.as_ref().ok().copied(),
+        drops_unavailable: world.drop_source.as_ref().err().map(String::as_str),
     };
     serde_json::to_string(&report).expect("report serializes")
 }
@@ -91,8 +170,7 @@ mod tests {
     use super::*;
     use crate::{mac::Mac, topology::Role};
 
-    #[test]
-    fn matches_the_documented_shape() {
+    fn world() -> World {
         let mut br0 = Interface::new("br0".into(), 3, 4026531840, Role::Bridge, None);
         br0.mac = Some(Mac([2, 0, 0, 0, 0x0b, 1]));
         br0.frames = FrameCounters {
@@ -100,14 +178,35 @@ mod tests {
             own: 2,
             foreign_unicast: 3,
             host_ip_wrong_mac: 1,
+            stale_mac: 1,
             ..Default::default()
         };
-        let world = World {
+        br0.drops = Some(BTreeMap::from([
+            ("OTHERHOST".to_owned(), 3),
+            ("NO_SOCKET".to_owned(), 1),
+        ]));
+        br0.kernel_rx_otherhost_dropped = Some(3);
+        br0.promiscuity = 1;
+        br0.promisc = true;
+        World {
             ts: UNIX_EPOCH + Duration::from_millis(1_000_000_000_123),
             interfaces: vec![br0],
-        };
-        let v: serde_json::Value = serde_json::from_str(&render(&world)).unwrap();
+            events: vec![Event {
+                ts: UNIX_EPOCH + Duration::from_millis(1_000_000_000_000),
+                ifname: "br0".into(),
+                ifindex: 3,
+                kind: EventKind::PromiscEntered { from: 0, to: 1 },
+            }],
+            drop_source: Ok("tp_btf"),
+        }
+    }
+
+    #[test]
+    fn matches_the_documented_shape() {
+        let v: serde_json::Value = serde_json::from_str(&render(&world())).unwrap();
         assert_eq!(v["ts"], "2001-09-09T01:46:40.123Z");
+        assert_eq!(v["drop_source"], "tp_btf");
+        assert!(v["drops_unavailable"].is_null());
         let i = &v["interfaces"][0];
         assert_eq!(i["name"], "br0");
         assert_eq!(i["ifindex"], 3);
@@ -115,7 +214,9 @@ mod tests {
         assert_eq!(i["role"], "bridge");
         assert!(i["master"].is_null());
         assert_eq!(i["mac"], "02:00:00:00:0b:01");
-        assert_eq!(i["promisc"], false);
+        assert_eq!(i["promisc"], true);
+        assert_eq!(i["promiscuity"], 1);
+        assert_eq!(i["kernel_rx_otherhost_dropped"], 3);
         let f = &i["frames"];
         for (k, want) in [
             ("total", 5),
@@ -124,9 +225,38 @@ mod tests {
             ("multicast", 0),
             ("foreign_unicast", 3),
             ("host_ip_wrong_mac", 1),
+            ("stale_mac", 1),
             ("runt", 0),
         ] {
             assert_eq!(f[k], want, "{k}");
         }
+        let d = &i["drops"];
+        assert_eq!(d["OTHERHOST"], 3);
+        assert_eq!(d["NO_TX_TARGET"], 0, "mismatch reasons are always present");
+        assert_eq!(d["IPV6_NDISC_NS_OTHERHOST"], 0);
+        assert_eq!(d["NO_SOCKET"], 1, "other reasons by their BTF name");
+        assert!(i["verdict"].as_str().unwrap().starts_with("ALERT"));
+        let e = &v["events"][0];
+        assert_eq!(e["kind"], "promisc_entered");
+        assert_eq!(e["interface"], "br0");
+        assert_eq!(
+            e["description"],
+            "br0 entered promiscuous mode, promiscuity 0 -> 1"
+        );
+        assert_eq!(e["promiscuity_to"], 1);
+        assert_eq!(e["ts"], "2001-09-09T01:46:40.000Z");
+    }
+
+    #[test]
+    fn unavailable_drops_are_null_with_a_reason() {
+        let mut w = world();
+        w.interfaces[0].drops = None;
+        w.interfaces[0].kernel_rx_otherhost_dropped = None;
+        w.drop_source = Err("kernel has no BTF".into());
+        let v: serde_json::Value = serde_json::from_str(&render(&w)).unwrap();
+        assert!(v["drop_source"].is_null());
+        assert_eq!(v["drops_unavailable"], "kernel has no BTF");
+        assert!(v["interfaces"][0]["drops"].is_null());
+        assert!(v["interfaces"][0]["kernel_rx_otherhost_dropped"].is_null());
     }
 }

@@ -1,11 +1,16 @@
 //! An aligned table per report, for people: one row of cumulative counts
-//! per interface and, under it, the per-second rates of the last interval.
+//! per interface and, under it, the per-second rates of the last interval;
+//! then one verdict line per interface and the events of the interval.
 
 use std::fmt::Write as _;
 
-use crate::model::{Interface, World};
+use crate::{
+    model::{Interface, World},
+    verdict::{MAC_MISMATCH_REASONS, verdict},
+};
 
-const HEADERS: [&str; 13] = [
+const COLUMNS: usize = 16;
+const HEADERS: [&str; COLUMNS] = [
     "IFACE",
     "ROLE",
     "MASTER",
@@ -18,24 +23,48 @@ const HEADERS: [&str; 13] = [
     "MCAST",
     "FOREIGN",
     "HOST_IP_WRONG_MAC",
+    "STALE_MAC",
     "RUNT",
+    "KERNEL_DROPS",
+    "OTHERHOST_CTR",
 ];
 /// Columns from this one on are numbers, right-aligned.
 const FIRST_NUMERIC: usize = 6;
 
-fn count_cells(i: &Interface) -> [String; 13] {
+fn count_cells(i: &Interface) -> [String; COLUMNS] {
     let f = &i.frames;
     let name = if i.gone {
         format!("{} (gone)", i.name)
     } else {
         i.name.clone()
     };
+    let promisc = if i.promisc {
+        format!("yes ({})", i.promiscuity)
+    } else {
+        "no".to_owned()
+    };
+    // Confirmed drops for a MAC mismatch, all reasons together.
+    let drops = i
+        .drops
+        .as_ref()
+        .map(|d| {
+            MAC_MISMATCH_REASONS
+                .iter()
+                .map(|r| d.get(*r).copied().unwrap_or(0))
+                .sum::<u64>()
+                .to_string()
+        })
+        .unwrap_or_else(|| "n/a".into());
+    let otherhost = i
+        .kernel_rx_otherhost_dropped
+        .map(|n| n.to_string())
+        .unwrap_or_else(|| "n/a".into());
     [
         name,
         i.role.as_str().to_owned(),
         i.master.clone().unwrap_or_else(|| "-".into()),
         i.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-        if i.promisc { "yes" } else { "no" }.to_owned(),
+        promisc,
         i.hook.map(|h| h.as_str()).unwrap_or("-").to_owned(),
         f.total.to_string(),
         f.own.to_string(),
@@ -43,37 +72,39 @@ fn count_cells(i: &Interface) -> [String; 13] {
         f.multicast.to_string(),
         f.foreign_unicast.to_string(),
         f.host_ip_wrong_mac.to_string(),
+        f.stale_mac.to_string(),
         f.runt.to_string(),
+        drops,
+        otherhost,
     ]
 }
 
-fn rate_cells(i: &Interface) -> [String; 13] {
+fn rate_cells(i: &Interface) -> [String; COLUMNS] {
     let r = &i.rates;
     let s = |x: f64| format!("{x:.1}/s");
-    [
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        s(r.total),
-        s(r.own),
-        s(r.broadcast),
-        s(r.multicast),
-        s(r.foreign_unicast),
-        s(r.host_ip_wrong_mac),
-        s(r.runt),
-    ]
+    let mut cells: [String; COLUMNS] = Default::default();
+    for (cell, rate) in cells[FIRST_NUMERIC..].iter_mut().zip([
+        r.total,
+        r.own,
+        r.broadcast,
+        r.multicast,
+        r.foreign_unicast,
+        r.host_ip_wrong_mac,
+        r.stale_mac,
+        r.runt,
+    ]) {
+        *cell = s(rate);
+    }
+    cells
 }
 
 pub fn render(world: &World) -> String {
-    let mut rows: Vec<[String; 13]> = vec![HEADERS.map(str::to_owned)];
+    let mut rows: Vec<[String; COLUMNS]> = vec![HEADERS.map(str::to_owned)];
     for i in &world.interfaces {
         rows.push(count_cells(i));
         rows.push(rate_cells(i));
     }
-    let mut widths = [0usize; 13];
+    let mut widths = [0usize; COLUMNS];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.len());
@@ -101,6 +132,26 @@ pub fn render(world: &World) -> String {
         out.push_str(line.trim_end());
         out.push('\n');
     }
+    let name_width = world
+        .interfaces
+        .iter()
+        .map(|i| i.name.len())
+        .max()
+        .unwrap_or(0);
+    for i in &world.interfaces {
+        let _ = writeln!(out, "  {:<name_width$}  {}", i.name, verdict(i));
+    }
+    if let Err(why) = &world.drop_source {
+        let _ = writeln!(out, "  (confirmed kernel drops unavailable: {why})");
+    }
+    for e in &world.events {
+        let _ = writeln!(
+            out,
+            "  event {}  {}",
+            humantime::format_rfc3339_millis(e.ts),
+            e.describe()
+        );
+    }
     out
 }
 
@@ -111,10 +162,13 @@ mod tests {
     use monitor_common::FrameCounters;
 
     use super::*;
-    use crate::topology::Role;
+    use crate::{
+        topology::Role,
+        tracker::{Event, EventKind},
+    };
 
     #[test]
-    fn columns_line_up() {
+    fn columns_line_up_and_verdicts_and_events_follow() {
         let mut p1 = Interface::new("p1".into(), 3, 1, Role::Port, Some("br0".into()));
         p1.frames = FrameCounters {
             total: 12345,
@@ -126,9 +180,16 @@ mod tests {
         let text = render(&World {
             ts: SystemTime::now(),
             interfaces: vec![p1, br0],
+            events: vec![Event {
+                ts: SystemTime::now(),
+                ifname: "br0".into(),
+                ifindex: 2,
+                kind: EventKind::PromiscEntered { from: 0, to: 1 },
+            }],
+            drop_source: Err("no BTF".into()),
         });
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 6, "{text}");
+        assert_eq!(lines.len(), 10, "{text}");
         assert!(lines[1].starts_with("IFACE"));
         assert!(lines[2].starts_with("p1 ") && lines[2].contains("br0"));
         // Right-aligned numeric columns end at the same offset.
@@ -138,5 +199,13 @@ mod tests {
             end_of(lines[2], " 7")
         );
         assert!(lines[3].trim_start().starts_with("0.0/s"));
+        assert!(
+            lines[6].trim_start().starts_with("p1   ALERT: 7 frame(s)"),
+            "{}",
+            lines[6]
+        );
+        assert!(lines[7].contains("ok: no MAC-mismatch frames"));
+        assert!(lines[8].contains("unavailable: no BTF"));
+        assert!(lines[9].contains("br0 entered promiscuous mode"));
     }
 }

@@ -1,0 +1,228 @@
+//! `macdrop status` output: a table and findings for people, or one JSON
+//! document for programs.
+
+use std::{fmt::Write as _, time::SystemTime};
+
+use serde::Serialize;
+
+use crate::{
+    promisc::{IfaceHistory, TransitionKind, Verdict},
+    status::{IfaceStatus, Status},
+};
+
+fn log_json(h: &IfaceHistory, promisc_now: bool) -> LogJson {
+    LogJson {
+        entered: h.entered,
+        left: h.left,
+        last: h.last.as_ref().map(|t| match t.kind {
+            TransitionKind::Entered => "entered",
+            TransitionKind::Left => "left",
+        }),
+        last_ts: h
+            .last
+            .as_ref()
+            .map(|t| humantime::format_rfc3339_seconds(t.wall).to_string()),
+        complete: h.history_complete,
+        agrees: match h.verdict(promisc_now) {
+            Verdict::Agrees => Some(true),
+            Verdict::Disagrees => Some(false),
+            Verdict::Uncertain(_) => None,
+        },
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    ts: String,
+    interfaces: Vec<IfaceJson<'a>>,
+    findings: Vec<FindingJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct IfaceJson<'a> {
+    name: &'a str,
+    ifindex: u32,
+    netns: String,
+    role: &'static str,
+    master: Option<&'a str>,
+    kind: Option<&'a str>,
+    mac: Option<String>,
+    up: bool,
+    /// Promiscuous now (the kernel's IFF_PROMISC: promiscuity > 0).
+    promisc: bool,
+    /// Number of holders: `ip link set promisc on`, packet sockets, a bridge
+    /// for its ports, upper devices.
+    promiscuity: u32,
+    /// Absolute kernel counter; null before Linux 5.19.
+    rx_otherhost_dropped: Option<u64>,
+    bridge: Option<BridgeJson>,
+    /// "promiscuity 2: bridge port, tcpdump (pid 4242)"; null when not
+    /// promiscuous or /proc is unreadable.
+    promisc_holders: Option<&'a str>,
+    /// The kernel log's history for this name; null when /dev/kmsg is
+    /// unreadable.
+    promisc_log: Option<LogJson>,
+}
+
+#[derive(Serialize)]
+struct LogJson {
+    entered: u32,
+    left: u32,
+    /// "entered" or "left".
+    last: Option<&'static str>,
+    last_ts: Option<String>,
+    /// Whether the log covers everything since boot.
+    complete: bool,
+    /// Whether the log agrees with the current state; null when it cannot
+    /// be told (log wrapped, or the name was shared by several devices).
+    agrees: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct BridgeJson {
+    local_fdb: Vec<String>,
+    own_mac_in_fdb: bool,
+    mac_pinned: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct FindingJson<'a> {
+    severity: &'static str,
+    id: &'static str,
+    interface: &'a str,
+    message: &'a str,
+    remedy: &'a str,
+}
+
+fn iface(i: &IfaceStatus) -> IfaceJson<'_> {
+    IfaceJson {
+        name: &i.link.name,
+        ifindex: i.link.ifindex,
+        netns: i.netns.to_string(),
+        role: i.role.as_str(),
+        master: i.master.as_deref(),
+        kind: i.link.kind.as_deref(),
+        mac: i.link.mac.map(|m| m.to_string()),
+        up: i.link.up,
+        promisc: i.link.promisc,
+        promiscuity: i.link.promiscuity,
+        rx_otherhost_dropped: i.link.rx_otherhost_dropped,
+        bridge: i.bridge.as_ref().map(|b| BridgeJson {
+            local_fdb: b.local_fdb.iter().map(|m| m.to_string()).collect(),
+            own_mac_in_fdb: b.own_mac_in_fdb,
+            mac_pinned: b.mac_pinned,
+        }),
+        promisc_holders: i.promisc_holders.as_deref(),
+        promisc_log: i
+            .promisc_log
+            .as_ref()
+            .map(|h| log_json(h, i.link.promiscuity > 0)),
+    }
+}
+
+pub fn json(status: &Status, ts: SystemTime) -> String {
+    let doc = StatusJson {
+        ts: humantime::format_rfc3339_millis(ts).to_string(),
+        interfaces: status.interfaces.iter().map(iface).collect(),
+        findings: status
+            .findings
+            .iter()
+            .map(|f| FindingJson {
+                severity: f.severity.as_str(),
+                id: f.id,
+                interface: &f.interface,
+                message: &f.message,
+                remedy: &f.remedy,
+            })
+            .collect(),
+    };
+    serde_json::to_string(&doc).expect("status serializes")
+}
+
+pub fn table(status: &Status) -> String {
+    const HEADERS: [&str; 8] = [
+        "IFACE",
+        "ROLE",
+        "MASTER",
+        "KIND",
+        "MAC",
+        "STATE",
+        "PROMISC",
+        "RX_OTHERHOST_DROPPED",
+    ];
+    let mut rows: Vec<[String; 8]> = vec![HEADERS.map(str::to_owned)];
+    for i in &status.interfaces {
+        let l = &i.link;
+        rows.push([
+            l.name.clone(),
+            i.role.as_str().to_owned(),
+            i.master.clone().unwrap_or_else(|| "-".into()),
+            l.kind.clone().unwrap_or_else(|| "-".into()),
+            l.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            if l.up { "up" } else { "down" }.to_owned(),
+            if l.promisc {
+                format!("yes ({})", l.promiscuity)
+            } else {
+                "no".to_owned()
+            },
+            l.rx_otherhost_dropped
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| "n/a".into()),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (col, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if col > 0 {
+                line.push_str("  ");
+            }
+            if col == 7 {
+                let _ = write!(line, "{cell:>w$}");
+            } else {
+                let _ = write!(line, "{cell:<w$}");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for i in &status.interfaces {
+        if let Some(who) = &i.promisc_holders {
+            let _ = writeln!(out, "{}: {who}", i.link.name);
+        }
+        if let Some(h) = i.promisc_log.as_ref().filter(|h| h.entered + h.left > 0) {
+            let j = log_json(h, i.link.promiscuity > 0);
+            let agreement = match j.agrees {
+                Some(true) => "agrees with its current state",
+                Some(false) => "DISAGREES with its current state",
+                None => "cannot be compared (log incomplete or name reused)",
+            };
+            let _ = writeln!(
+                out,
+                "{}: kernel log since boot: entered promiscuous mode {} time(s), left {} time(s), \
+                 last {} at {}; {agreement}",
+                i.link.name,
+                j.entered,
+                j.left,
+                j.last.unwrap_or("-"),
+                j.last_ts.as_deref().unwrap_or("-"),
+            );
+        }
+    }
+    if status.findings.is_empty() {
+        out.push_str("\nno findings: every bridge delivers its own MAC and has it pinned\n");
+    } else {
+        out.push('\n');
+        for f in &status.findings {
+            let _ = writeln!(out, "{}: {}", f.severity.as_str(), f.message);
+            let _ = writeln!(out, "  fix: {}", f.remedy);
+        }
+    }
+    out
+}

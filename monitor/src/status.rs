@@ -1,0 +1,340 @@
+//! `macdrop status`: a one-shot look at the namespace, no eBPF needed — the
+//! first command on a broken host. Every interface's role, MAC and
+//! promiscuous state, the kernel's otherhost counter, and findings: an
+//! error for each bridge whose own MAC is not a local FDB entry (the
+//! background incident), a warning for each bridge whose MAC is not pinned.
+
+use crate::{
+    mac::Mac,
+    netlink::{Link, NetState},
+    promisc::{self, History, IfaceHistory},
+    sysfs,
+    topology::{self, Role},
+};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    /// Stable identifier, for automation.
+    pub id: &'static str,
+    pub interface: String,
+    pub message: String,
+    pub remedy: String,
+}
+
+/// What `status` knows about a bridge beyond the link itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeFacts {
+    /// Local FDB entries: what the bridge delivers to the host.
+    pub local_fdb: Vec<Mac>,
+    pub own_mac_in_fdb: bool,
+    /// None when it cannot be told (sysfs of another namespace).
+    pub mac_pinned: Option<bool>,
+}
+
+#[derive(Clone, Debug)]
+pub struct IfaceStatus {
+    pub link: Link,
+    pub netns: u32,
+    pub role: Role,
+    pub master: Option<String>,
+    pub bridge: Option<BridgeFacts>,
+    /// Who holds promiscuous mode ("promiscuity 2: bridge port, tcpdump
+    /// (pid 4242)"), when the interface is promiscuous and /proc could be
+    /// read.
+    pub promisc_holders: Option<String>,
+    /// The kernel log's promiscuous-mode history for this name, when
+    /// /dev/kmsg could be read.
+    pub promisc_log: Option<IfaceHistory>,
+}
+
+/// Best-effort facts about promiscuous mode: each may be missing (no
+/// permission to read /dev/kmsg or other processes' fds).
+#[derive(Default)]
+pub struct PromiscFacts {
+    pub sockets: Option<promisc::Snapshot>,
+    pub history: Option<History>,
+}
+
+impl PromiscFacts {
+    pub fn read() -> Self {
+        Self {
+            sockets: promisc::Snapshot::read().ok(),
+            history: History::read().ok(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Status {
+    pub interfaces: Vec<IfaceStatus>,
+    pub findings: Vec<Finding>,
+}
+
+/// Builds the status of `names` (all interfaces when empty).
+/// `mac_pinned(bridge)` answers whether a bridge's MAC was set by userspace.
+pub fn gather(
+    netns: u32,
+    state: &NetState,
+    names: &[String],
+    mac_pinned: &dyn Fn(&Link) -> Option<bool>,
+    promisc_facts: &PromiscFacts,
+) -> Result<Status, crate::error::Failure> {
+    let links: Vec<&Link> = if names.is_empty() {
+        state.links.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| {
+                state.link_by_name(n).ok_or_else(|| {
+                    let all: Vec<&str> = state.links.iter().map(|l| l.name.as_str()).collect();
+                    crate::error::Failure::environment(format!(
+                        "no interface named {n} in this network namespace; candidates: {}",
+                        all.join(", ")
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let mut interfaces = Vec::new();
+    let mut findings = Vec::new();
+    for link in links {
+        let w = topology::describe(state, link);
+        let bridge = link.is_bridge().then(|| {
+            let local_fdb = state
+                .local_fdb
+                .get(&link.ifindex)
+                .cloned()
+                .unwrap_or_default();
+            BridgeFacts {
+                own_mac_in_fdb: link.mac.is_some_and(|m| local_fdb.contains(&m)),
+                local_fdb,
+                mac_pinned: mac_pinned(link),
+            }
+        });
+        if let Some(b) = &bridge {
+            findings.extend(bridge_findings(link, b));
+        }
+        let promisc_holders = (link.promiscuity > 0)
+            .then(|| {
+                let sockets = promisc_facts.sockets.as_ref()?;
+                let holders = sockets.holders(link.ifindex).promiscuous();
+                Some(promisc::describe(
+                    link.promiscuity,
+                    w.role == Role::Port,
+                    &holders,
+                ))
+            })
+            .flatten();
+        if w.role != Role::Port && (link.promisc || link.promiscuity > 0) {
+            findings.push(promiscuous_finding(link, promisc_holders.as_deref()));
+        }
+        interfaces.push(IfaceStatus {
+            link: link.clone(),
+            netns,
+            role: w.role,
+            master: link
+                .master
+                .and_then(|m| state.link(m))
+                .map(|m| m.name.clone()),
+            bridge,
+            promisc_holders,
+            promisc_log: promisc_facts
+                .history
+                .as_ref()
+                .map(|h| h.interface(&link.name)),
+        });
+    }
+    findings.sort_by(|a, b| (a.severity, &a.interface).cmp(&(b.severity, &b.interface)));
+    Ok(Status {
+        interfaces,
+        findings,
+    })
+}
+
+/// `macdrop status`: read the namespace, print, exit.
+pub async fn run(args: crate::cli::StatusArgs) -> anyhow::Result<()> {
+    let netns = crate::kernel::loader::netns_inode("/proc/self/ns/net")?;
+    let state = crate::netlink::Netlink::connect()?.read_state().await?;
+    let status = gather(
+        netns,
+        &state,
+        &args.ifaces,
+        &mac_pinned_from_sysfs,
+        &PromiscFacts::read(),
+    )?;
+    let text = match args.format {
+        crate::cli::Format::Json => {
+            crate::render::status::json(&status, std::time::SystemTime::now())
+        }
+        crate::cli::Format::Table => crate::render::status::table(&status),
+    };
+    println!("{}", text.trim_end());
+    Ok(())
+}
+
+/// The real `mac_pinned`: sysfs `addr_assign_type == NET_ADDR_SET`.
+pub fn mac_pinned_from_sysfs(link: &Link) -> Option<bool> {
+    sysfs::addr_assign_type(&link.name, link.ifindex).map(|t| t == sysfs::NET_ADDR_SET)
+}
+
+/// A promiscuous bridge or standalone interface accepts frames for any MAC:
+/// a MAC mismatch then goes unnoticed (the background incident's tcpdump).
+fn promiscuous_finding(link: &Link, holders: Option<&str>) -> Finding {
+    let name = &link.name;
+    let who = holders
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("promiscuity {}", link.promiscuity));
+    Finding {
+        severity: Severity::Warning,
+        id: "interface_promiscuous",
+        interface: name.clone(),
+        message: format!(
+            "{name} is promiscuous ({who}): it accepts frames for any MAC, so frames with a \
+             wrong destination MAC may be delivered only because of it"
+        ),
+        remedy: format!(
+            "find out whether traffic still works without it: `macdrop watch --iface {name}` \
+             shows frames that carry this host's IP but a wrong MAC"
+        ),
+    }
+}
+
+fn bridge_findings(link: &Link, b: &BridgeFacts) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let name = &link.name;
+    if let Some(mac) = link.mac
+        && !b.own_mac_in_fdb
+    {
+        out.push(Finding {
+            severity: Severity::Error,
+            id: "bridge_mac_not_in_fdb",
+            interface: name.clone(),
+            message: format!(
+                "{name}'s own MAC {mac} is not a local entry in its forwarding database: the \
+                 bridge floods frames addressed to it instead of delivering them, so traffic to \
+                 this host through {name} works only while {name} is promiscuous (e.g. while \
+                 tcpdump runs)"
+            ),
+            remedy: format!("bridge fdb add {mac} dev {name} self local"),
+        });
+    }
+    if b.mac_pinned == Some(false) {
+        out.push(Finding {
+            severity: Severity::Warning,
+            id: "bridge_mac_not_pinned",
+            interface: name.clone(),
+            message: format!(
+                "{name}'s MAC is not pinned: a bridge takes the lowest MAC of its ports and \
+                 changes it when ports come and go, leaving peers with stale neighbour entries"
+            ),
+            remedy: format!(
+                "pin it: ip link set {name} address {} (or set it in the bridge's network \
+                 configuration)",
+                link.mac
+                    .map(|m| m.to_string())
+                    .unwrap_or_else(|| "<MAC>".into())
+            ),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
+    const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
+
+    fn state(fdb: Vec<Mac>) -> NetState {
+        NetState {
+            links: vec![
+                Link::fake(2, "br0", "bridge", None, BR),
+                Link::fake(3, "p1", "veth", Some(2), P1),
+            ],
+            local_fdb: BTreeMap::from([(2, fdb)]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn healthy_pinned_bridge_has_no_findings() {
+        let s = gather(
+            7,
+            &state(vec![BR, P1]),
+            &[],
+            &|_| Some(true),
+            &PromiscFacts::default(),
+        )
+        .unwrap();
+        assert!(s.findings.is_empty(), "{:?}", s.findings);
+        assert_eq!(s.interfaces.len(), 2);
+        assert_eq!(s.interfaces[1].role, Role::Port);
+        assert_eq!(s.interfaces[1].master.as_deref(), Some("br0"));
+        assert!(s.interfaces[0].bridge.as_ref().unwrap().own_mac_in_fdb);
+    }
+
+    #[test]
+    fn missing_local_entry_is_an_error_with_the_fix() {
+        let s = gather(
+            7,
+            &state(vec![P1]),
+            &[],
+            &|_| Some(false),
+            &PromiscFacts::default(),
+        )
+        .unwrap();
+        assert_eq!(s.findings.len(), 2);
+        let e = &s.findings[0];
+        assert_eq!(
+            (e.severity, e.id),
+            (Severity::Error, "bridge_mac_not_in_fdb")
+        );
+        assert_eq!(
+            e.remedy,
+            "bridge fdb add 02:00:00:00:0b:01 dev br0 self local"
+        );
+        assert_eq!(s.findings[1].id, "bridge_mac_not_pinned");
+    }
+
+    #[test]
+    fn named_interfaces_only_and_unknown_names_fail() {
+        let s = gather(
+            7,
+            &state(vec![BR]),
+            &["p1".into()],
+            &|_| None,
+            &PromiscFacts::default(),
+        )
+        .unwrap();
+        assert_eq!(s.interfaces.len(), 1);
+        assert!(
+            gather(
+                7,
+                &state(vec![BR]),
+                &["nope".into()],
+                &|_| None,
+                &PromiscFacts::default()
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! Turns successive observations of links (from rtnetlink notifications and
+//! from the periodic dumps) into events: promiscuous-mode transitions and
+//! MAC changes, each with the time it was observed. It also remembers each
+//! interface's previous MACs, so frames still sent to them can be counted
+//! as `stale_mac`.
+
+use std::{collections::BTreeMap, time::SystemTime};
+
+use monitor_common::MAX_PREVIOUS_MACS;
+
+use crate::{
+    mac::Mac,
+    netlink::{Link, NetState},
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The device started accepting every frame: its promiscuity count
+    /// (holders: `ip link set promisc on`, packet sockets such as tcpdump's,
+    /// a bridge for its ports) went from 0 to `to` — what the kernel logs
+    /// as "entered promiscuous mode".
+    PromiscEntered {
+        from: u32,
+        to: u32,
+    },
+    /// The last holder let go.
+    PromiscLeft {
+        from: u32,
+        to: u32,
+    },
+    /// Holders came or went without crossing zero (e.g. tcpdump on a bridge
+    /// port, which its bridge already holds), or the user-visible
+    /// IFF_PROMISC flag changed while other holders remained.
+    PromiscuityChanged {
+        from: u32,
+        to: u32,
+    },
+    MacChanged {
+        old: Mac,
+        new: Mac,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub ts: SystemTime,
+    pub ifname: String,
+    pub ifindex: u32,
+    pub kind: EventKind,
+}
+
+impl Event {
+    /// "br0 entered promiscuous mode, promiscuity 0 -> 1"
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            EventKind::PromiscEntered { from, to } => format!(
+                "{} entered promiscuous mode, promiscuity {from} -> {to}",
+                self.ifname
+            ),
+            EventKind::PromiscLeft { from, to } => format!(
+                "{} left promiscuous mode, promiscuity {from} -> {to}",
+                self.ifname
+            ),
+            EventKind::PromiscuityChanged { from, to } => format!(
+                "{} promiscuity {from} -> {to} (still promiscuous)",
+                self.ifname
+            ),
+            EventKind::MacChanged { old, new } => {
+                format!("{} changed its MAC from {old} to {new}", self.ifname)
+            }
+        }
+    }
+
+    /// Stable machine name of the event kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            EventKind::PromiscEntered { .. } => "promisc_entered",
+            EventKind::PromiscLeft { .. } => "promisc_left",
+            EventKind::PromiscuityChanged { .. } => "promiscuity_changed",
+            EventKind::MacChanged { .. } => "mac_changed",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    promisc: bool,
+    promiscuity: u32,
+    mac: Option<Mac>,
+}
+
+impl Seen {
+    fn effective(&self) -> bool {
+        self.promisc || self.promiscuity > 0
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    last: BTreeMap<u32, Seen>,
+    previous_macs: BTreeMap<u32, Vec<Mac>>,
+}
+
+impl Tracker {
+    /// Starts from the namespace as it is: no events for the initial state.
+    pub fn new(state: &NetState) -> Self {
+        let mut tracker = Self::default();
+        for link in &state.links {
+            tracker.last.insert(link.ifindex, seen(link));
+        }
+        tracker
+    }
+
+    /// Records one observation of `link`; returns what changed since the
+    /// last one.
+    pub fn observe(&mut self, link: &Link, now: SystemTime) -> Vec<Event> {
+        let mut events = Vec::new();
+        let new = seen(link);
+        let event = |kind| Event {
+            ts: now,
+            ifname: link.name.clone(),
+            ifindex: link.ifindex,
+            kind,
+        };
+        if let Some(old) = self.last.get(&link.ifindex) {
+            // The kernel's own notion: promiscuous while anyone holds it.
+            // (A packet socket's PACKET_MR_PROMISC raises the count without
+            // setting the user-visible IFF_PROMISC flag and without any
+            // rtnetlink notification: only the dumps see it.)
+            let (was, is) = (old.effective(), new.effective());
+            let (from, to) = (old.promiscuity, new.promiscuity);
+            if was != is {
+                events.push(event(if is {
+                    EventKind::PromiscEntered { from, to }
+                } else {
+                    EventKind::PromiscLeft { from, to }
+                }));
+            } else if is && (from != to || old.promisc != new.promisc) {
+                events.push(event(EventKind::PromiscuityChanged { from, to }));
+            }
+            if let (Some(old_mac), Some(new_mac)) = (old.mac, new.mac)
+                && old_mac != new_mac
+            {
+                let previous = self.previous_macs.entry(link.ifindex).or_default();
+                previous.retain(|m| *m != old_mac && *m != new_mac);
+                previous.push(old_mac);
+                if previous.len() > MAX_PREVIOUS_MACS {
+                    previous.remove(0);
+                }
+                events.push(event(EventKind::MacChanged {
+                    old: old_mac,
+                    new: new_mac,
+                }));
+            }
+        }
+        self.last.insert(link.ifindex, new);
+        events
+    }
+
+    /// Observes every link of a dump; links that vanished are forgotten (a
+    /// new device may reuse the ifindex).
+    pub fn observe_state(&mut self, state: &NetState, now: SystemTime) -> Vec<Event> {
+        self.last
+            .retain(|ifindex, _| state.link(*ifindex).is_some());
+        state
+            .links
+            .iter()
+            .flat_map(|link| self.observe(link, now))
+            .collect()
+    }
+
+    /// MACs this interface had before, oldest first (at most
+    /// `MAX_PREVIOUS_MACS`).
+    pub fn previous_macs(&self) -> &BTreeMap<u32, Vec<Mac>> {
+        &self.previous_macs
+    }
+}
+
+fn seen(link: &Link) -> Seen {
+    Seen {
+        promisc: link.promisc,
+        promiscuity: link.promiscuity,
+        mac: link.mac,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: Mac = Mac([2, 0, 0, 0, 0, 0xa]);
+    const B: Mac = Mac([2, 0, 0, 0, 0, 0xb]);
+
+    fn br0(promiscuity: u32, mac: Mac) -> Link {
+        let mut l = Link::fake(3, "br0", "bridge", None, mac);
+        l.promisc = promiscuity > 0;
+        l.promiscuity = promiscuity;
+        l
+    }
+
+    #[test]
+    fn promisc_transitions_with_counts() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let mut t = Tracker::new(&NetState {
+            links: vec![br0(0, A)],
+            ..Default::default()
+        });
+        let e = t.observe(&br0(1, A), t0);
+        assert_eq!(e.len(), 1);
+        assert_eq!(
+            e[0].describe(),
+            "br0 entered promiscuous mode, promiscuity 0 -> 1"
+        );
+        assert_eq!(e[0].kind_name(), "promisc_entered");
+        let e = t.observe(&br0(2, A), t0);
+        assert_eq!(
+            e[0].describe(),
+            "br0 promiscuity 1 -> 2 (still promiscuous)"
+        );
+        assert_eq!(e[0].kind_name(), "promiscuity_changed");
+        let e = t.observe(&br0(0, A), t0);
+        assert_eq!(
+            e[0].describe(),
+            "br0 left promiscuous mode, promiscuity 2 -> 0"
+        );
+        assert!(t.observe(&br0(0, A), t0).is_empty(), "no change, no event");
+    }
+
+    #[test]
+    fn a_packet_socket_raises_promiscuity_without_the_flag() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let mut t = Tracker::new(&NetState {
+            links: vec![br0(0, A)],
+            ..Default::default()
+        });
+        let mut tcpdump = br0(0, A);
+        tcpdump.promiscuity = 1; // IFF_PROMISC stays off for userspace
+        let e = t.observe(&tcpdump, t0);
+        assert_eq!(e[0].kind_name(), "promisc_entered");
+    }
+
+    #[test]
+    fn mac_changes_remember_previous_macs() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let mut t = Tracker::new(&NetState {
+            links: vec![br0(0, A)],
+            ..Default::default()
+        });
+        let e = t.observe(&br0(0, B), t0);
+        assert_eq!(
+            e[0].describe(),
+            format!("br0 changed its MAC from {A} to {B}")
+        );
+        assert_eq!(t.previous_macs()[&3], vec![A]);
+        // Back to A: A is current again, B is now the previous one.
+        t.observe(&br0(0, A), t0);
+        assert_eq!(t.previous_macs()[&3], vec![B]);
+        for i in 0..20u8 {
+            t.observe(&br0(0, Mac([2, 0, 0, 1, 0, i])), t0);
+        }
+        assert_eq!(t.previous_macs()[&3].len(), MAX_PREVIOUS_MACS, "bounded");
+    }
+
+    #[test]
+    fn a_new_link_is_a_baseline_not_an_event() {
+        let mut t = Tracker::default();
+        assert!(t.observe(&br0(1, A), SystemTime::UNIX_EPOCH).is_empty());
+    }
+}

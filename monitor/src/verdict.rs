@@ -1,0 +1,119 @@
+//! One line per interface that puts macdrop's prediction (the frame
+//! classes), the kernel's confirmation (drop reasons) and the kernel's own
+//! counter side by side, in words an on-call engineer can act on.
+
+use crate::{model::Interface, topology::Role};
+
+/// Drop reasons that mean "dropped for a MAC mismatch".
+pub const MAC_MISMATCH_REASONS: [&str; 3] =
+    ["OTHERHOST", "NO_TX_TARGET", "IPV6_NDISC_NS_OTHERHOST"];
+
+pub fn verdict(i: &Interface) -> String {
+    let f = &i.frames;
+    let mut prediction = if f.host_ip_wrong_mac > 0 {
+        let mut p = format!(
+            "ALERT: {} frame(s) for this host's IP carried a MAC {} will not deliver",
+            f.host_ip_wrong_mac,
+            if i.role == Role::Standalone {
+                "the interface"
+            } else {
+                "the bridge"
+            }
+        );
+        if f.stale_mac > 0 {
+            p.push_str(&format!(" ({} to a previous MAC)", f.stale_mac));
+        }
+        p
+    } else if f.foreign_unicast > 0 && i.role != Role::Port {
+        format!(
+            "{} frame(s) for other MACs reached {} (the kernel drops these as OTHERHOST)",
+            f.foreign_unicast, i.name
+        )
+    } else if f.foreign_unicast > 0 {
+        format!(
+            "ok: {} frame(s) for other MACs bridged on (normal), none for this host",
+            f.foreign_unicast
+        )
+    } else {
+        "ok: no MAC-mismatch frames".to_owned()
+    };
+    if i.gone {
+        prediction = format!("gone (final counts kept); {prediction}");
+    }
+    let confirmed = match &i.drops {
+        Some(drops) => {
+            let parts: Vec<String> = MAC_MISMATCH_REASONS
+                .iter()
+                .map(|r| format!("{} {r}", drops.get(*r).copied().unwrap_or(0)))
+                .collect();
+            format!("kernel drops: {}", parts.join(", "))
+        }
+        None => "kernel drops: n/a".to_owned(),
+    };
+    let counter = match i.kernel_rx_otherhost_dropped {
+        Some(n) => format!("rx_otherhost_dropped +{n}"),
+        None => "rx_otherhost_dropped n/a".to_owned(),
+    };
+    let promisc = if i.promisc {
+        format!(" | promiscuous (promiscuity {})", i.promiscuity)
+    } else {
+        String::new()
+    };
+    format!("{prediction} | {confirmed} | {counter}{promisc}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use monitor_common::FrameCounters;
+
+    use super::*;
+
+    fn port() -> Interface {
+        Interface::new("p1".into(), 3, 1, Role::Port, Some("br0".into()))
+    }
+
+    #[test]
+    fn healthy_port() {
+        let mut i = port();
+        i.drops = Some(BTreeMap::new());
+        i.kernel_rx_otherhost_dropped = Some(0);
+        assert_eq!(
+            verdict(&i),
+            "ok: no MAC-mismatch frames | kernel drops: 0 OTHERHOST, 0 NO_TX_TARGET, \
+             0 IPV6_NDISC_NS_OTHERHOST | rx_otherhost_dropped +0"
+        );
+    }
+
+    #[test]
+    fn the_incident_on_a_port() {
+        let mut i = port();
+        i.frames = FrameCounters {
+            total: 9,
+            foreign_unicast: 9,
+            host_ip_wrong_mac: 9,
+            stale_mac: 2,
+            ..Default::default()
+        };
+        i.drops = Some(BTreeMap::from([("NO_TX_TARGET".to_owned(), 9)]));
+        i.promisc = true;
+        i.promiscuity = 1;
+        let v = verdict(&i);
+        assert!(
+            v.starts_with("ALERT: 9 frame(s) for this host's IP carried a MAC the bridge"),
+            "{v}"
+        );
+        assert!(v.contains("(2 to a previous MAC)"), "{v}");
+        assert!(v.contains("9 NO_TX_TARGET"), "{v}");
+        assert!(v.contains("rx_otherhost_dropped n/a"), "{v}");
+        assert!(v.ends_with("promiscuous (promiscuity 1)"), "{v}");
+    }
+
+    #[test]
+    fn foreign_on_a_standalone_interface_is_a_drop() {
+        let mut i = Interface::new("v0".into(), 2, 1, Role::Standalone, None);
+        i.frames.foreign_unicast = 5;
+        assert!(verdict(&i).starts_with("5 frame(s) for other MACs reached v0"));
+    }
+}
