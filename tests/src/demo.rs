@@ -40,8 +40,8 @@ pub fn run_demo(macdrop_bin: &Path) -> Result<()> {
     say("ctr1 (192.0.2.11) and port p2 to namespace ctr2 (192.0.2.12)");
     let lab = BridgeLab::with_options(BridgeLabOptions {
         ports: 2,
-        bridge_ipv6: false,
         ns_prefix: "macdrop-demo".to_owned(),
+        ..BridgeLabOptions::default()
     })?;
     lab.set_peer_address(1, "192.0.2.11/24")?;
     lab.set_peer_address(2, "192.0.2.12/24")?;

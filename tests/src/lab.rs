@@ -80,6 +80,9 @@ pub struct BridgeLabOptions {
     pub bridge_ipv6: bool,
     /// Prefix of the namespace names.
     pub ns_prefix: String,
+    /// Create `br0` with the fixed `BRIDGE_MAC`. Without it the bridge
+    /// takes the lowest port MAC (p1's) and changes it as ports come and go.
+    pub pin_bridge_mac: bool,
 }
 
 impl Default for BridgeLabOptions {
@@ -88,6 +91,7 @@ impl Default for BridgeLabOptions {
             ports: 2,
             bridge_ipv6: false,
             ns_prefix: TEST_PREFIX.to_owned(),
+            pin_bridge_mac: true,
         }
     }
 }
@@ -125,18 +129,12 @@ impl BridgeLab {
         let br_mac = mac_to_string(&BRIDGE_MAC);
         // STP off: ports forward at once instead of after the listening and
         // learning delays, and the bridge sends no BPDUs.
-        lab.host.exec(&[
-            "ip",
-            "link",
-            "add",
-            BRIDGE,
-            "address",
-            &br_mac,
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-        ])?;
+        let mut add_bridge = vec!["ip", "link", "add", BRIDGE];
+        if options.pin_bridge_mac {
+            add_bridge.extend(["address", &br_mac]);
+        }
+        add_bridge.extend(["type", "bridge", "stp_state", "0"]);
+        lab.host.exec(&add_bridge)?;
         // No link-local address, even if IPv6 is enabled later.
         lab.host
             .exec(&["ip", "link", "set", BRIDGE, "addrgenmode", "none"])?;
@@ -194,6 +192,13 @@ impl BridgeLab {
         }
         lab.host.exec(&["ip", "link", "set", BRIDGE, "up"])?;
         Ok(lab)
+    }
+
+    /// Deletes port `pN` (and its veth peer): the bridge loses it, and an
+    /// unpinned bridge recomputes its MAC.
+    pub fn remove_port(&self, i: usize) -> Result<()> {
+        self.host.exec(&["ip", "link", "del", &port_name(i)])?;
+        Ok(())
     }
 
     /// The namespace holding `br0` and the ports.

@@ -9,6 +9,7 @@
 //! - [`lab`]: bridge and standalone topologies with fixed MACs;
 //! - [`frames`]: raw Ethernet/IPv4/IPv6/ARP/VLAN frame builders;
 //! - [`sender`]: sends exact numbers of frames from inside a namespace;
+//! - [`promisc`]: holds an interface promiscuous like tcpdump does;
 //! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON;
 //! - [`macdrop`]: runs `macdrop watch` and reads its JSON reports;
 //! - [`wait`]: polling for a condition with a deadline;
@@ -20,5 +21,6 @@ pub mod kernel;
 pub mod lab;
 pub mod macdrop;
 pub mod netns;
+pub mod promisc;
 pub mod sender;
 pub mod wait;

@@ -52,6 +52,24 @@ pub struct Report {
     /// RFC 3339 timestamp of the sample.
     pub ts: String,
     pub interfaces: Vec<InterfaceReport>,
+    /// Events since the previous report.
+    #[serde(default)]
+    pub events: Vec<EventReport>,
+}
+
+/// A promiscuous-mode transition or MAC change.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct EventReport {
+    pub ts: String,
+    pub interface: String,
+    pub ifindex: u32,
+    /// "promisc_entered", "promisc_left" or "mac_changed".
+    pub kind: String,
+    pub description: String,
+    pub promiscuity_from: Option<u32>,
+    pub promiscuity_to: Option<u32>,
+    pub old_mac: Option<String>,
+    pub new_mac: Option<String>,
 }
 
 impl Report {
@@ -78,7 +96,17 @@ pub struct InterfaceReport {
     pub master: Option<String>,
     pub mac: String,
     pub promisc: bool,
+    #[serde(default)]
+    pub promiscuity: u32,
     pub frames: FrameCounts,
+    /// Confirmed kernel drops by reason; None when unavailable.
+    #[serde(default)]
+    pub drops: Option<std::collections::BTreeMap<String, u64>>,
+    /// `rx_otherhost_dropped` since attach; None when unavailable.
+    #[serde(default)]
+    pub kernel_rx_otherhost_dropped: Option<u64>,
+    #[serde(default)]
+    pub verdict: String,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -100,6 +128,10 @@ pub struct FrameCounts {
     /// Subset of `foreign_unicast` carrying one of the host's IP addresses.
     pub host_ip_wrong_mac: u64,
     pub runt: u64,
+    /// Subset of `foreign_unicast` sent to a previous MAC of the bridge or
+    /// interface.
+    #[serde(default)]
+    pub stale_mac: u64,
 }
 
 impl FrameCounts {
@@ -136,6 +168,8 @@ pub struct Macdrop {
     latest_raw: Option<String>,
     /// Reports received so far, to tell whether a final one followed a signal.
     received: usize,
+    /// Every event of every report received so far.
+    events: Vec<EventReport>,
     stderr: Arc<Mutex<String>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -208,6 +242,7 @@ impl Macdrop {
             latest: None,
             latest_raw: None,
             received: 0,
+            events: Vec::new(),
             stderr: stderr_text,
             threads,
         };
@@ -239,6 +274,11 @@ impl Macdrop {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Every event reported so far, in order.
+    pub fn events(&self) -> &[EventReport] {
+        &self.events
     }
 
     /// The most recent report received (reports already queued are not
@@ -279,6 +319,44 @@ impl Macdrop {
                 Err(RecvTimeoutError::Disconnected) => bail!(
                     "macdrop closed stdout before the condition was met; last report: {}; stderr:\n{}",
                     self.latest_raw.as_deref().unwrap_or("none"),
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Like [`Macdrop::wait_for`], but on timeout returns the latest report
+    /// instead of an error, so the caller's exact assertions show what
+    /// differs. Panics only if there is no report at all.
+    pub fn settle(&mut self, cond: impl FnMut(&Report) -> bool, timeout: Duration) -> Report {
+        match self.wait_for(cond, timeout) {
+            Ok(report) => report,
+            Err(_) => self.latest.clone().expect("macdrop printed no report"),
+        }
+    }
+
+    /// Reads reports until an event (of any report so far) matches `pred`;
+    /// returns it, or an error listing the events seen after `timeout`.
+    pub fn wait_for_event(
+        &mut self,
+        mut pred: impl FnMut(&EventReport) -> bool,
+        timeout: Duration,
+    ) -> Result<EventReport> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(event) = self.events.iter().find(|e| pred(e)) {
+                return Ok(event.clone());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.accept(line)?,
+                Err(RecvTimeoutError::Timeout) => bail!(
+                    "no matching event within {timeout:?}; events seen: {:?}",
+                    self.events
+                ),
+                Err(RecvTimeoutError::Disconnected) => bail!(
+                    "macdrop closed stdout before the event; events seen: {:?}; stderr:\n{}",
+                    self.events,
                     self.stderr()
                 ),
             }
@@ -333,6 +411,7 @@ impl Macdrop {
     fn accept(&mut self, line: String) -> Result<()> {
         let report: Report = serde_json::from_str(&line)
             .with_context(|| format!("macdrop printed a line that is not a report: {line}"))?;
+        self.events.extend(report.events.iter().cloned());
         self.latest = Some(report);
         self.latest_raw = Some(line);
         self.received += 1;

@@ -80,6 +80,7 @@ fn reports_the_bridge_and_each_port_with_its_role() {
     assert_eq!(br0.netns, netns);
     assert_eq!(br0.ifindex, ifindex(lab.host(), BRIDGE).unwrap());
     assert!(!br0.promisc);
+    assert_eq!(br0.promiscuity, 0);
     for i in 1..=2 {
         let name = format!("p{i}");
         let port = report.interface(&name).unwrap();
@@ -88,7 +89,9 @@ fn reports_the_bridge_and_each_port_with_its_role() {
         assert_eq!(port.mac, mac_to_string(&port_mac(i)), "{name}");
         assert_eq!(port.netns, netns, "{name}");
         assert_eq!(port.ifindex, ifindex(lab.host(), &name).unwrap(), "{name}");
-        assert!(!port.promisc, "{name}");
+        // A bridge holds each of its ports promiscuous.
+        assert!(port.promisc, "{name}");
+        assert_eq!(port.promiscuity, 1, "{name}");
     }
     macdrop.stop().unwrap();
 }

@@ -32,9 +32,7 @@ fn counts_own_foreign_and_broadcast_exactly() {
     }
     .with_total();
     assert_eq!(expected.total, m::TOTAL);
-    let report = macdrop
-        .wait_for(|r| r.frames(STANDALONE_IFACE) == Some(expected), SETTLE)
-        .unwrap_or_else(|_| macdrop.latest().cloned().expect("no report"));
+    let report = macdrop.settle(|r| r.frames(STANDALONE_IFACE) == Some(expected), SETTLE);
     assert_eq!(report.frames(STANDALONE_IFACE), Some(expected));
 
     assert_eq!(report.interfaces.len(), 1, "{report:?}");
@@ -91,9 +89,7 @@ fn a_macvlan_mac_on_the_interface_counts_as_own() {
         ..FrameCounts::default()
     }
     .with_total();
-    let report = macdrop
-        .wait_for(|r| r.frames(STANDALONE_IFACE) == Some(expected), SETTLE)
-        .unwrap_or_else(|_| macdrop.latest().cloned().expect("no report"));
+    let report = macdrop.settle(|r| r.frames(STANDALONE_IFACE) == Some(expected), SETTLE);
     assert_eq!(report.frames(STANDALONE_IFACE), Some(expected));
     // The kernel really delivered them, to the macvlan.
     let mv0 = link_stats(host, "mv0").unwrap();
