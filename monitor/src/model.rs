@@ -59,6 +59,8 @@ pub struct Interface {
     pub promisc: bool,
     /// How many holders asked for promiscuous mode (`IFLA_PROMISCUITY`).
     pub promiscuity: u32,
+    /// Who they are, e.g. "promiscuity 2: bridge port, tcpdump (pid 4242)".
+    pub promisc_holders: Option<String>,
     pub hook: Option<Hook>,
     /// `rx_otherhost_dropped` since macdrop attached; None where the kernel
     /// has no such counter.
@@ -86,6 +88,7 @@ impl Interface {
             mac: None,
             promisc: false,
             promiscuity: 0,
+            promisc_holders: None,
             hook: None,
             kernel_rx_otherhost_dropped: None,
             drops: None,

@@ -54,10 +54,11 @@ pub fn verdict(i: &Interface) -> String {
         Some(n) => format!("rx_otherhost_dropped +{n}"),
         None => "rx_otherhost_dropped n/a".to_owned(),
     };
-    let promisc = if i.promisc {
-        format!(" | promiscuous (promiscuity {})", i.promiscuity)
-    } else {
-        String::new()
+    // A bridge holding its port is the normal case, not worth a mention.
+    let promisc = match &i.promisc_holders {
+        _ if !i.promisc || (i.role == Role::Port && i.promiscuity <= 1) => String::new(),
+        Some(who) => format!(" | promiscuous: {who}"),
+        None => format!(" | promiscuous (promiscuity {})", i.promiscuity),
     };
     format!("{prediction} | {confirmed} | {counter}{promisc}")
 }
@@ -98,7 +99,8 @@ mod tests {
         };
         i.drops = Some(BTreeMap::from([("NO_TX_TARGET".to_owned(), 9)]));
         i.promisc = true;
-        i.promiscuity = 1;
+        i.promiscuity = 2;
+        i.promisc_holders = Some("promiscuity 2: bridge port, tcpdump (pid 42)".into());
         let v = verdict(&i);
         assert!(
             v.starts_with("ALERT: 9 frame(s) for this host's IP carried a MAC the bridge"),
@@ -107,7 +109,13 @@ mod tests {
         assert!(v.contains("(2 to a previous MAC)"), "{v}");
         assert!(v.contains("9 NO_TX_TARGET"), "{v}");
         assert!(v.contains("rx_otherhost_dropped n/a"), "{v}");
-        assert!(v.ends_with("promiscuous (promiscuity 1)"), "{v}");
+        assert!(
+            v.ends_with("promiscuous: promiscuity 2: bridge port, tcpdump (pid 42)"),
+            "{v}"
+        );
+        // A port held only by its bridge is not news.
+        i.promiscuity = 1;
+        assert!(!verdict(&i).contains("promiscuous"));
     }
 
     #[test]

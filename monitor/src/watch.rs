@@ -22,7 +22,7 @@ use crate::{
     },
     model::{Interface, World},
     netlink::{Change, Link, NetState, Netlink, Notifications},
-    privileges, render,
+    privileges, promisc, render,
     topology::{self, Role, Selection, Watched},
     tracker::{Event, Tracker},
 };
@@ -121,9 +121,27 @@ impl Session {
     /// Copies MAC, promiscuity and kernel counters from the latest netlink
     /// state and marks vanished interfaces as gone (their counts are kept).
     fn refresh_identity(&mut self, state: &NetState) {
+        // /proc is scanned only when some promiscuity is not explained by
+        // a bridge holding its port (the common, cheap case).
+        let unexplained = |i: &Interface, l: &Link| l.promiscuity > u32::from(i.role == Role::Port);
+        let sockets = self
+            .interfaces
+            .iter()
+            .any(|i| state.link(i.ifindex).is_some_and(|l| unexplained(i, l)))
+            .then(|| promisc::Snapshot::read().ok())
+            .flatten();
         for iface in &mut self.interfaces {
             match state.link(iface.ifindex).filter(|l| l.name == iface.name) {
-                Some(link) => iface.observe_link(link),
+                Some(link) => {
+                    iface.observe_link(link);
+                    iface.promisc_holders = (link.promiscuity > 0).then(|| {
+                        let holders = sockets
+                            .as_ref()
+                            .map(|s| s.holders(link.ifindex).promiscuous())
+                            .unwrap_or_default();
+                        promisc::describe(link.promiscuity, iface.role == Role::Port, &holders)
+                    });
+                }
                 None if !iface.gone => iface.mark_gone(),
                 None => {}
             }

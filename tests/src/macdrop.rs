@@ -98,6 +98,9 @@ pub struct InterfaceReport {
     pub promisc: bool,
     #[serde(default)]
     pub promiscuity: u32,
+    /// Who holds promiscuous mode; None when not promiscuous.
+    #[serde(default)]
+    pub promisc_holders: Option<String>,
     pub frames: FrameCounts,
     /// Confirmed kernel drops by reason; None when unavailable.
     #[serde(default)]

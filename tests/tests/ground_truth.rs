@@ -162,9 +162,17 @@ fn packet_socket_promiscuity_is_seen() {
             SETTLE,
         )
         .unwrap();
+    let br0 = report.interface(BRIDGE).unwrap();
     assert!(
-        report.interface(BRIDGE).unwrap().promisc,
+        br0.promisc,
         "promiscuous although `ip link` shows no PROMISC flag"
+    );
+    // This test process holds it, through its packet socket.
+    let holders = br0.promisc_holders.as_deref().unwrap_or_default();
+    assert!(
+        holders.starts_with("promiscuity 1: ")
+            && holders.ends_with(&format!("(pid {})", std::process::id())),
+        "{holders}"
     );
 
     drop(on_bridge);

@@ -34,6 +34,8 @@ struct IfaceJson<'a> {
     mac: Option<String>,
     promisc: bool,
     promiscuity: u32,
+    /// Who holds promiscuous mode; null when not promiscuous.
+    promisc_holders: Option<&'a str>,
     hook: Option<&'static str>,
     gone: bool,
     frames: Classes<u64>,
@@ -95,6 +97,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         mac: i.mac.map(|m| m.to_string()),
         promisc: i.promisc,
         promiscuity: i.promiscuity,
+        promisc_holders: i.promisc_holders.as_deref(),
         hook: i.hook.map(|h| h.as_str()),
         gone: i.gone,
         frames: Classes {
