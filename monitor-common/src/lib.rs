@@ -137,9 +137,44 @@ pub struct FrameCounters {
     /// Foreign unicast addressed to a previous MAC of the bridge (or of the
     /// standalone interface): peers with a stale neighbour entry.
     pub stale_mac: u64,
+    /// The kernel's own view, `skb->pkt_type` as `eth_type_trans` set it
+    /// relative to the receiving device's MAC: counted by the tc program
+    /// only (XDP runs before there is an skb). PACKET_HOST.
+    pub pkt_host: u64,
+    /// PACKET_BROADCAST.
+    pub pkt_broadcast: u64,
+    /// PACKET_MULTICAST.
+    pub pkt_multicast: u64,
+    /// PACKET_OTHERHOST: what the IP layer drops unless something (a
+    /// bridge, macvlan) claims the frame first.
+    pub pkt_otherhost: u64,
+    /// Any other pkt_type (not expected on ingress).
+    pub pkt_other: u64,
 }
 
 impl FrameCounters {
+    /// `self - earlier`, field by field (counters only grow; saturating in
+    /// case a slot was cleared in between).
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            total: self.total.saturating_sub(earlier.total),
+            own: self.own.saturating_sub(earlier.own),
+            broadcast: self.broadcast.saturating_sub(earlier.broadcast),
+            multicast: self.multicast.saturating_sub(earlier.multicast),
+            foreign_unicast: self.foreign_unicast.saturating_sub(earlier.foreign_unicast),
+            host_ip_wrong_mac: self
+                .host_ip_wrong_mac
+                .saturating_sub(earlier.host_ip_wrong_mac),
+            runt: self.runt.saturating_sub(earlier.runt),
+            stale_mac: self.stale_mac.saturating_sub(earlier.stale_mac),
+            pkt_host: self.pkt_host.saturating_sub(earlier.pkt_host),
+            pkt_broadcast: self.pkt_broadcast.saturating_sub(earlier.pkt_broadcast),
+            pkt_multicast: self.pkt_multicast.saturating_sub(earlier.pkt_multicast),
+            pkt_otherhost: self.pkt_otherhost.saturating_sub(earlier.pkt_otherhost),
+            pkt_other: self.pkt_other.saturating_sub(earlier.pkt_other),
+        }
+    }
+
     /// Adds `other` into `self` (summing per-CPU copies, or deltas).
     pub fn add(&mut self, other: &Self) {
         self.total += other.total;
@@ -150,6 +185,11 @@ impl FrameCounters {
         self.host_ip_wrong_mac += other.host_ip_wrong_mac;
         self.runt += other.runt;
         self.stale_mac += other.stale_mac;
+        self.pkt_host += other.pkt_host;
+        self.pkt_broadcast += other.pkt_broadcast;
+        self.pkt_multicast += other.pkt_multicast;
+        self.pkt_otherhost += other.pkt_otherhost;
+        self.pkt_other += other.pkt_other;
     }
 }
 
@@ -169,4 +209,4 @@ const _: () = assert!(core::mem::size_of::<IfKey>() == 8);
 const _: () = assert!(core::mem::size_of::<IfConfig>() == 20);
 const _: () = assert!(core::mem::size_of::<MacKey>() == 16);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
-const _: () = assert!(core::mem::size_of::<FrameCounters>() == 64);
+const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
