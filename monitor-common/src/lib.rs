@@ -25,6 +25,10 @@ pub mod names {
     pub const XDP_PROGRAM: &str = "macdrop_xdp";
     /// The same classifier without `xdp.frags`, for older kernels.
     pub const XDP_PROGRAM_LEGACY: &str = "macdrop_xdp_legacy";
+    /// tc ingress classifier (TCX link, or cls_bpf filter on clsact). Also
+    /// the name of its cls_bpf filter, which is how a filter left behind by
+    /// a killed macdrop is recognised.
+    pub const TC_PROGRAM: &str = "macdrop_tc";
     pub const IFACES: &str = "MACDROP_IFACES";
     pub const COUNTERS: &str = "MACDROP_COUNTERS";
     pub const LOCAL_MACS: &str = "MACDROP_LOCAL_MACS";

@@ -49,17 +49,42 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 }
 
 /// Counts one frame received on `ifindex`. Never touches the frame.
+/// `tags_removed`: VLAN tags the kernel already took out of the frame data
+/// (at tc, the outermost tag sits in `skb->vlan_tci`), so the walk to the
+/// network header still covers `MAX_VLAN_TAGS` tags of the frame on the
+/// wire, as XDP and the reference model do.
+///
+/// Returns the interface's counters (this CPU's copy), so that a hook which
+/// knows more than the frame bytes (tc: the kernel's `pkt_type`) can count
+/// that into the same slot; None if the interface is not watched.
 #[inline(always)]
-pub fn count_frame(data: usize, data_end: usize, ifindex: u32) {
+pub fn count_frame(
+    data: usize,
+    data_end: usize,
+    ifindex: u32,
+    tags_removed: usize,
+) -> Option<&'static mut FrameCounters> {
     let netns = netns_ino();
     let key = IfKey { netns, ifindex };
-    let Some(cfg) = (unsafe { IFACES.get(key) }) else {
-        return;
-    };
-    let Some(counters) = COUNTERS.get_ptr_mut(cfg.slot) else {
-        return;
-    };
-    let counters: &mut FrameCounters = unsafe { &mut *counters };
+    let cfg = unsafe { IFACES.get(key) }?;
+    let counters = COUNTERS.get_ptr_mut(cfg.slot)?;
+    // SAFETY: a per-CPU array slot, valid for the whole program run and
+    // touched by nothing else on this CPU meanwhile.
+    let counters: &'static mut FrameCounters = unsafe { &mut *counters };
+    classify_into(counters, netns, cfg, data, data_end, tags_removed);
+    Some(counters)
+}
+
+/// The classification proper, into the counters of one interface.
+#[inline(always)]
+fn classify_into(
+    counters: &mut FrameCounters,
+    netns: u32,
+    cfg: &IfConfig,
+    data: usize,
+    data_end: usize,
+    tags_removed: usize,
+) {
     counters.total += 1;
 
     // A frame too short for an Ethernet header has no class of its own.
@@ -81,7 +106,7 @@ pub fn count_frame(data: usize, data_end: usize, ifindex: u32) {
                 if known == Some(MAC_PREVIOUS) {
                     counters.stale_mac += 1;
                 }
-                if dst_ip_is_local(netns, data, data_end) {
+                if dst_ip_is_local(netns, data, data_end, tags_removed) {
                     counters.host_ip_wrong_mac += 1;
                 }
             }
@@ -105,14 +130,15 @@ fn known_mac(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> Option<u8> {
 }
 
 /// Is the frame's destination IPv4/IPv6 address (or ARP target address) an
-/// address of this namespace? Walks up to `MAX_VLAN_TAGS` tags.
+/// address of this namespace? Walks up to `MAX_VLAN_TAGS` tags, counting
+/// those already removed from the data.
 #[inline(always)]
-fn dst_ip_is_local(netns: u32, data: usize, data_end: usize) -> bool {
+fn dst_ip_is_local(netns: u32, data: usize, data_end: usize, tags_removed: usize) -> bool {
     let mut off = 12;
     let Some(mut proto) = be16_at(data, data_end, off) else {
         return false;
     };
-    let mut tags = 0;
+    let mut tags = tags_removed;
     while tags < MAX_VLAN_TAGS && (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
         off += VLAN_HLEN;
         match be16_at(data, data_end, off) {

@@ -7,6 +7,7 @@
 mod classify;
 mod drops;
 mod maps;
+mod tc;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
@@ -21,7 +22,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 /// why the choice of hook is kept in one place (`kernel::attach`).
 #[xdp(frags)]
 pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
-    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32);
+    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, 0);
     xdp_action::XDP_PASS
 }
 
@@ -29,7 +30,7 @@ pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
 /// reject `xdp.frags` programs at load time.
 #[xdp]
 pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
-    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32);
+    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, 0);
     xdp_action::XDP_PASS
 }
 
@@ -57,4 +58,36 @@ pub fn macdrop_kfree_skb_btf(ctx: aya_ebpf::programs::BtfTracePointContext) -> i
 pub fn macdrop_kfree_skb_raw(ctx: aya_ebpf::programs::RawTracePointContext) -> u32 {
     drops::count_drop(ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
     0
+}
+
+/// tc ingress entry point (TCX on Linux >= 6.6, a clsact qdisc's cls_bpf
+/// filter in direct-action mode before): the same classifier as the XDP
+/// program, over the skb's linear part (`data..data_end`; the frame is never
+/// pulled or changed, so headers beyond the linear part go unread, as in
+/// XDP's first buffer), plus the kernel's `pkt_type`.
+///
+/// The interface is `ingress_ifindex` (`skb->skb_iif`): the core receive
+/// path sets it to the receiving device right before tc ingress (and again
+/// on every "another round", e.g. after a bridge passes a frame up), so at
+/// this hook it names the device the program is attached to.
+///
+/// Always TC_ACT_UNSPEC (-1): under TCX that is TCX_NEXT, "no verdict, run
+/// the next program", and for a cls_bpf filter it means "continue with the
+/// next filter". An observer must never decide the verdict: TC_ACT_OK (TCX_PASS)
+/// would end the chain early and skip other tools' programs after ours.
+#[aya_ebpf::macros::classifier]
+pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
+    let skb = ctx.skb.skb;
+    // SAFETY: the context pointer the kernel passed in; plain field reads
+    // the verifier rewrites into sk_buff accesses.
+    let (ifindex, pkt_type, vlan_present) =
+        unsafe { ((*skb).ingress_ifindex, (*skb).pkt_type, (*skb).vlan_present) };
+    // The core receive path moves the outermost VLAN tag out of the data
+    // into skb->vlan_tci before tc (as NICs with VLAN offload do).
+    let tags_removed = usize::from(vlan_present != 0);
+    if let Some(counters) = classify::count_frame(ctx.data(), ctx.data_end(), ifindex, tags_removed)
+    {
+        tc::count_pkt_type(counters, pkt_type);
+    }
+    aya_ebpf::bindings::TC_ACT_UNSPEC
 }

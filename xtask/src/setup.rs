@@ -30,6 +30,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "tcpdump",
+    // The tests' independent witness of what is attached (programs, links).
+    "bpftool",
 ];
 
 /// Where Debian's llvm-22 packages put LLVM.

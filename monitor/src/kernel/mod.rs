@@ -6,3 +6,4 @@ pub mod config;
 pub mod counters;
 pub mod drops;
 pub mod loader;
+pub mod tc;
