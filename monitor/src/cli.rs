@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::kernel::attach::AttachMode;
+
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
 
@@ -65,6 +67,21 @@ pub struct WatchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// Hook to attach: auto picks the cheapest per device (tc on veth and
+    /// bridges, native XDP on NICs that have it).
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+
+    /// Watch inside this network namespace (a name under /run/netns or
+    /// /run/docker/netns, or a path like /proc/PID/ns/net); repeatable.
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "all_netns")]
+    pub netns: Vec<String>,
+
+    /// Watch every namespace under /run/netns and /run/docker/netns (and
+    /// this one) that has a bridge (or the --iface names).
+    #[arg(long)]
+    pub all_netns: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

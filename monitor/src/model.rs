@@ -52,6 +52,9 @@ pub struct Interface {
     pub ifindex: u32,
     /// Inode number of the interface's network namespace.
     pub netns: u32,
+    /// The namespace's name (under /run/netns, or as given to --netns);
+    /// None for the namespace macdrop runs in.
+    pub netns_name: Option<String>,
     pub role: Role,
     /// Master bridge name, for ports.
     pub master: Option<String>,
@@ -83,6 +86,7 @@ impl Interface {
             name,
             ifindex,
             netns,
+            netns_name: None,
             role,
             master,
             mac: None,
@@ -98,6 +102,11 @@ impl Interface {
             sampled_at: None,
             otherhost_at_attach: None,
         }
+    }
+
+    pub fn in_namespace(mut self, name: Option<String>) -> Self {
+        self.netns_name = name;
+        self
     }
 
     /// Copies what the kernel says about the link now: MAC, promiscuity,

@@ -28,6 +28,9 @@ pub struct Link {
     /// set with `ip link set promisc on`, not a bridge's hold on its ports
     /// nor tcpdump's packet socket, so it is combined with the count here.
     pub promisc: bool,
+    /// IFF_PROMISC as rtnetlink reports it: set by userspace (`ip link set
+    /// promisc on`), one of the holders counted in `promiscuity`.
+    pub promisc_flag: bool,
     /// `IFLA_PROMISCUITY`: how many holders asked for promiscuous mode.
     pub promiscuity: u32,
     pub up: bool,
@@ -63,6 +66,7 @@ impl Link {
             name: name.into(),
             mac: Some(mac),
             promisc: false,
+            promisc_flag: false,
             promiscuity: 0,
             up: true,
             master,
@@ -279,6 +283,7 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
         name: String::new(),
         mac: None,
         promisc: msg.header.flags.contains(LinkFlags::Promisc),
+        promisc_flag: false,
         promiscuity: 0,
         up: msg.header.flags.contains(LinkFlags::Up),
         master: None,
@@ -311,6 +316,7 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
             _ => {}
         }
     }
+    link.promisc_flag = link.promisc;
     link.promisc |= link.promiscuity > 0;
     link
 }

@@ -134,8 +134,9 @@ pub fn gather(
             .then(|| {
                 let sockets = promisc_facts.sockets.as_ref()?;
                 let holders = sockets.holders(link.ifindex).promiscuous();
-                Some(promisc::describe(
+                Some(promisc::describe_with_flag(
                     link.promiscuity,
+                    link.promisc_flag,
                     w.role == Role::Port,
                     &holders,
                 ))
@@ -169,7 +170,7 @@ pub fn gather(
 
 /// `macdrop status`: read the namespace, print, exit.
 pub async fn run(args: crate::cli::StatusArgs) -> anyhow::Result<()> {
-    let netns = crate::kernel::loader::netns_inode("/proc/self/ns/net")?;
+    let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net"))?;
     let state = crate::netlink::Netlink::connect()?.read_state().await?;
     let status = gather(
         netns,

@@ -114,6 +114,32 @@ pub fn select(state: &NetState, sel: &Selection) -> Result<Vec<Watched>, Failure
     Ok(out)
 }
 
+/// What the selection covers now, for following changes after start:
+/// like `select`, but names that vanished (or stopped being bridges) and
+/// an empty namespace are not errors — their interfaces are simply absent.
+pub fn select_present(state: &NetState, sel: &Selection) -> Vec<Watched> {
+    let all_bridges = sel.bridges.is_empty() && sel.ifaces.is_empty();
+    let mut chosen: BTreeSet<u32> = BTreeSet::new();
+    for bridge in state.links.iter().filter(|l| l.is_bridge()) {
+        if all_bridges || sel.bridges.contains(&bridge.name) {
+            chosen.insert(bridge.ifindex);
+            chosen.extend(ports_of(state, bridge.ifindex).map(|p| p.ifindex));
+        }
+    }
+    for name in &sel.ifaces {
+        if let Some(link) = state.link_by_name(name).filter(|l| l.ethernet) {
+            chosen.insert(link.ifindex);
+        }
+    }
+    let mut out: Vec<Watched> = chosen
+        .into_iter()
+        .filter_map(|ifindex| state.link(ifindex))
+        .map(|link| describe(state, link))
+        .collect();
+    out.sort_by_key(|w| (w.role == Role::Bridge, w.ifindex));
+    out
+}
+
 /// Role and FDB domain of one interface.
 pub fn describe(state: &NetState, link: &Link) -> Watched {
     let master_bridge = link
@@ -278,6 +304,32 @@ mod tests {
         let err = select(&no_bridges, &Selection::default()).unwrap_err();
         assert_eq!(err.kind, ExitKind::Environment);
         assert!(err.message.contains("no bridges"));
+    }
+
+    #[test]
+    fn following_changes_never_fails() {
+        let mut state = lab();
+        let sel = Selection {
+            bridges: vec!["br0".into()],
+            ifaces: vec!["v0".into()],
+        };
+        assert_eq!(
+            names(&select_present(&state, &sel)),
+            ["p1", "p2", "v0", "br0"]
+        );
+        // A new port of br0 is picked up; v0 and br1 vanish quietly.
+        state.links.retain(|l| l.name != "v0" && l.name != "br1");
+        state.links.push(link(7, "p3", Some("veth"), Some(2)));
+        assert_eq!(
+            names(&select_present(&state, &sel)),
+            ["p1", "p2", "p3", "br0"]
+        );
+        // Watching all bridges picks up a new bridge.
+        state.links.push(link(8, "br2", Some("bridge"), None));
+        let all = select_present(&state, &Selection::default());
+        assert_eq!(names(&all), ["p1", "p2", "p3", "br0", "br2"]);
+        state.links.retain(|l| !l.is_bridge());
+        assert!(select_present(&state, &Selection::default()).is_empty());
     }
 
     #[test]

@@ -39,6 +39,14 @@ pub enum EventKind {
         old: Mac,
         new: Mac,
     },
+    /// macdrop started watching the interface (at start, or when it
+    /// appeared), with this hook.
+    Attached {
+        hook: &'static str,
+    },
+    /// The interface disappeared or left the selection; its final counts
+    /// stay in the report.
+    Gone,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +76,8 @@ impl Event {
             EventKind::MacChanged { old, new } => {
                 format!("{} changed its MAC from {old} to {new}", self.ifname)
             }
+            EventKind::Attached { hook } => format!("{} is watched through {hook}", self.ifname),
+            EventKind::Gone => format!("{} is gone; its final counts are kept", self.ifname),
         }
     }
 
@@ -78,6 +88,8 @@ impl Event {
             EventKind::PromiscLeft { .. } => "promisc_left",
             EventKind::PromiscuityChanged { .. } => "promiscuity_changed",
             EventKind::MacChanged { .. } => "mac_changed",
+            EventKind::Attached { .. } => "attached",
+            EventKind::Gone => "gone",
         }
     }
 }

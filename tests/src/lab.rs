@@ -139,31 +139,7 @@ impl BridgeLab {
         lab.host
             .exec(&["ip", "link", "set", BRIDGE, "addrgenmode", "none"])?;
         for i in 1..=options.ports {
-            let port = port_name(i);
-            let peer = &lab.peers[i - 1];
-            // Create the peer end directly in its namespace, so the many
-            // `eth0`s never meet in the host namespace.
-            lab.host.exec(&[
-                "ip",
-                "link",
-                "add",
-                &port,
-                "address",
-                &mac_to_string(&port_mac(i)),
-                "type",
-                "veth",
-                "peer",
-                "name",
-                PEER_IFACE,
-                "address",
-                &mac_to_string(&peer_mac(i)),
-                "netns",
-                peer.name(),
-            ])?;
-            lab.host
-                .exec(&["ip", "link", "set", &port, "master", BRIDGE])?;
-            lab.host.exec(&["ip", "link", "set", &port, "up"])?;
-            peer.exec(&["ip", "link", "set", PEER_IFACE, "up"])?;
+            lab.connect_port(i)?;
         }
         lab.host.exec(&[
             "ip",
@@ -192,6 +168,46 @@ impl BridgeLab {
         }
         lab.host.exec(&["ip", "link", "set", BRIDGE, "up"])?;
         Ok(lab)
+    }
+
+    /// Creates port `pI` to peer `I`'s namespace and enslaves it to br0.
+    fn connect_port(&self, i: usize) -> Result<()> {
+        let port = port_name(i);
+        let peer = &self.peers[i - 1];
+        // Create the peer end directly in its namespace, so the many
+        // `eth0`s never meet in the host namespace.
+        self.host.exec(&[
+            "ip",
+            "link",
+            "add",
+            &port,
+            "address",
+            &mac_to_string(&port_mac(i)),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            PEER_IFACE,
+            "address",
+            &mac_to_string(&peer_mac(i)),
+            "netns",
+            peer.name(),
+        ])?;
+        self.host
+            .exec(&["ip", "link", "set", &port, "master", BRIDGE])?;
+        self.host.exec(&["ip", "link", "set", &port, "up"])?;
+        peer.exec(&["ip", "link", "set", PEER_IFACE, "up"])?;
+        Ok(())
+    }
+
+    /// Adds one more port (and peer namespace) to a running lab; returns
+    /// its number.
+    pub fn add_port(&mut self, ns_prefix: &str) -> Result<usize> {
+        ensure!(self.peers.len() < 9, "at most 9 ports");
+        self.peers.push(NetNs::with_prefix(ns_prefix)?);
+        let i = self.peers.len();
+        self.connect_port(i)?;
+        Ok(i)
     }
 
     /// Deletes port `pN` (and its veth peer): the bridge loses it, and an

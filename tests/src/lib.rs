@@ -11,10 +11,13 @@
 //! - [`sender`]: sends exact numbers of frames from inside a namespace;
 //! - [`promisc`]: holds an interface promiscuous like tcpdump does;
 //! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON;
+//! - [`bpf`]: which BPF programs and links a process holds, and whether
+//!   they outlive it;
 //! - [`macdrop`]: runs `macdrop watch` and reads its JSON reports;
 //! - [`wait`]: polling for a condition with a deadline;
 //! - [`demo`]: reproduces the background incident for a human reader.
 
+pub mod bpf;
 pub mod demo;
 pub mod frames;
 pub mod kernel;

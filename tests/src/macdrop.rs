@@ -70,6 +70,9 @@ pub struct EventReport {
     pub promiscuity_to: Option<u32>,
     pub old_mac: Option<String>,
     pub new_mac: Option<String>,
+    /// For "attached": the hook.
+    #[serde(default)]
+    pub hook: Option<String>,
 }
 
 impl Report {
@@ -91,6 +94,9 @@ pub struct InterfaceReport {
     pub ifindex: u32,
     /// Inode number of the interface's network namespace, in decimal.
     pub netns: String,
+    /// The namespace's name, for namespaces other than macdrop's own.
+    #[serde(default)]
+    pub netns_name: Option<String>,
     pub role: Role,
     /// The bridge's name for a port, `null` otherwise.
     pub master: Option<String>,
@@ -101,6 +107,12 @@ pub struct InterfaceReport {
     /// Who holds promiscuous mode; None when not promiscuous.
     #[serde(default)]
     pub promisc_holders: Option<String>,
+    /// The hook in use ("tcx", "xdp-driver", ...); None if not attached.
+    #[serde(default)]
+    pub hook: Option<String>,
+    /// The interface vanished; its counts are final.
+    #[serde(default)]
+    pub gone: bool,
     pub frames: FrameCounts,
     /// Confirmed kernel drops by reason; None when unavailable.
     #[serde(default)]
@@ -409,6 +421,25 @@ impl Macdrop {
             bail!("macdrop printed no final report after signal {signal}");
         }
         Ok(self.latest.take())
+    }
+
+    /// Sends `signal` and waits for the process to end, whatever its exit
+    /// status (SIGKILL gives none); for tests of what an exit leaves behind.
+    pub fn kill_with(mut self, signal: libc::c_int) -> Result<ExitStatus> {
+        // SAFETY: plain syscall; the child has not been reaped yet.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signal) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("kill(macdrop)");
+        }
+        self.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// Waits for macdrop to end on its own (`--duration`); it must exit 0.
+    pub fn wait_until_exit(mut self, timeout: Duration) -> Result<ExitStatus> {
+        let status = self.wait_exit(timeout)?;
+        if !status.success() {
+            bail!("macdrop exited with {status}; stderr:\n{}", self.stderr());
+        }
+        Ok(status)
     }
 
     fn accept(&mut self, line: String) -> Result<()> {

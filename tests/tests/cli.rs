@@ -256,32 +256,6 @@ fn no_bridges_is_an_environment_error() {
     check_one_line_error("no bridges", &out, 3, &["no bridges", "--iface"]);
 }
 
-/// An interface that already has an XDP program that is not ours (here: a
-/// second macdrop's) is never taken over: exit 3, and the first monitor
-/// keeps running undisturbed.
-#[test]
-fn a_busy_interface_is_refused_not_replaced() {
-    let lab = StandaloneLab::new().unwrap();
-    let first = Macdrop::spawn(lab.host(), &["--iface", STANDALONE_IFACE]).unwrap();
-    let out = macdrop::run(
-        lab.host(),
-        &["watch", "--iface", STANDALONE_IFACE, "--duration", "2"],
-        RUN_TIMEOUT,
-    )
-    .unwrap();
-    check_one_line_error(
-        "busy interface",
-        &out,
-        3,
-        &[
-            STANDALONE_IFACE,
-            "already has an XDP program",
-            "never replaces",
-        ],
-    );
-    first.stop().unwrap();
-}
-
 fn check_one_line_error(what: &str, out: &Finished, code: i32, mentions: &[&str]) {
     assert_eq!(
         out.status.code(),

@@ -1,5 +1,15 @@
 //! Attaching the classifier to interfaces. The choice of hook for each kind
-//! of device lives in `hook_ladder` and nowhere else.
+//! of device lives in `ladder` and nowhere else.
+//!
+//! Why `auto` prefers tc on veth and bridges (measured on these machines,
+//! see the benchmark issue): native XDP on veth makes the driver copy every
+//! frame for headroom and turns TSO off on the peer (an empty XDP program
+//! already costs 34% of a veth's receive rate, generic XDP 19%, an empty
+//! TCX program 4%); generic XDP on a bridge linearises every frame passed
+//! up. tc sees the same frames at the same point (before the bridge's
+//! rx_handler on a port, after it on the bridge), changes nothing, and
+//! coexists with other tools' programs. Native XDP stays the choice on NICs
+//! whose driver has it.
 
 use std::{collections::BTreeMap, fmt};
 
@@ -8,17 +18,41 @@ use aya::{
     Ebpf,
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
+use clap::ValueEnum;
 use monitor_common::names;
 
-use crate::{error::Failure, topology::Role};
+use super::tc::TcMode;
+use crate::{
+    error::Failure,
+    topology::{Role, Watched},
+};
+
+/// `--attach`: which hook to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum AttachMode {
+    /// The cheapest hook for each device: tc on veth and bridges, native
+    /// XDP on NICs that have it, tc elsewhere.
+    #[default]
+    Auto,
+    /// XDP: driver mode where the driver has it, generic mode otherwise.
+    Xdp,
+    /// Generic (skb) XDP only.
+    XdpGeneric,
+    /// tc ingress: TCX on Linux >= 6.6, a clsact qdisc before.
+    Tc,
+}
 
 /// Where and how the classifier runs on one interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
     /// XDP in the driver, before an skb exists (veth, NICs with native XDP).
     XdpDriver,
-    /// Generic XDP in the core receive path (any device, e.g. bridges).
+    /// Generic XDP in the core receive path (any device).
     XdpGeneric,
+    /// tc ingress through a TCX link (Linux >= 6.6).
+    Tcx,
+    /// tc ingress through a clsact qdisc and a cls_bpf filter.
+    TcClsact,
 }
 
 impl Hook {
@@ -26,13 +60,13 @@ impl Hook {
         match self {
             Hook::XdpDriver => "xdp-driver",
             Hook::XdpGeneric => "xdp-generic",
+            Hook::Tcx => "tcx",
+            Hook::TcClsact => "tc-clsact",
         }
     }
-    fn mode(self) -> XdpMode {
-        match self {
-            Hook::XdpDriver => XdpMode::Driver,
-            Hook::XdpGeneric => XdpMode::Skb,
-        }
+
+    fn is_xdp(self) -> bool {
+        matches!(self, Hook::XdpDriver | Hook::XdpGeneric)
     }
 }
 
@@ -42,123 +76,211 @@ impl fmt::Display for Hook {
     }
 }
 
-/// Hooks to try, best first. Bridges have no native XDP, so they only take
-/// generic mode; everything else tries driver mode and falls back to
-/// generic when the driver lacks XDP support. (The benchmark issue will
-/// revisit this: on veth, tc/TCX is cheaper than XDP.)
-pub fn hook_ladder(role: Role) -> &'static [Hook] {
-    match role {
-        Role::Bridge => &[Hook::XdpGeneric],
-        Role::Port | Role::Standalone => &[Hook::XdpDriver, Hook::XdpGeneric],
+/// The tc hook this kernel offers.
+pub fn tc_hook() -> Hook {
+    match TcMode::for_running_kernel() {
+        TcMode::Tcx => Hook::Tcx,
+        TcMode::Clsact => Hook::TcClsact,
     }
 }
 
-/// Owns the attachments; detaches them on `detach_all` or drop (links are
-/// file descriptors, so they also vanish if the process dies).
+/// Hooks to try for an interface, best first. tc is always the last resort
+/// of the XDP modes: an interface whose XDP slot is taken by another tool
+/// (or whose bridge already has XDP) is watched through tc instead.
+pub fn ladder(mode: AttachMode, w: &Watched, kind: Option<&str>) -> Vec<Hook> {
+    let tc = tc_hook();
+    match mode {
+        AttachMode::Auto => match (w.role, kind) {
+            (Role::Bridge, _) | (_, Some("veth")) => vec![tc],
+            // Physical NICs (no IFLA_INFO_KIND) may have native XDP.
+            (_, None) => vec![Hook::XdpDriver, tc],
+            _ => vec![tc],
+        },
+        AttachMode::Xdp if w.role == Role::Bridge => vec![Hook::XdpGeneric, tc],
+        AttachMode::Xdp => vec![Hook::XdpDriver, Hook::XdpGeneric, tc],
+        AttachMode::XdpGeneric => vec![Hook::XdpGeneric, tc],
+        AttachMode::Tc => vec![tc],
+    }
+}
+
+/// The result of one attach, and what to tell the user about it.
+pub struct Attached {
+    pub hook: Hook,
+    /// Set when the hook is not the first choice ("p1: XDP taken by another
+    /// program, watching through tcx").
+    pub note: Option<String>,
+}
+
+enum Link {
+    Xdp(XdpLinkId),
+    Tc(super::tc::TcAttachment),
+}
+
+/// Owns the attachments; detaches them on `detach_all` or drop (XDP and
+/// TCX links are file descriptors, so they also vanish if the process
+/// dies; a clsact filter is cleaned up by the next start).
 pub struct Attacher {
+    mode: AttachMode,
     /// The XDP program that loaded: multi-buffer aware where the kernel
     /// supports it, the legacy twin otherwise.
-    program: &'static str,
-    links: BTreeMap<u32, (XdpLinkId, Hook)>,
+    xdp_program: &'static str,
+    tc_loaded: bool,
+    links: BTreeMap<u32, (Link, Hook)>,
 }
 
 impl Attacher {
-    /// Loads the XDP program into the kernel (the verifier runs here).
-    pub fn new(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
-        let program = load_program(ebpf)?;
+    /// Loads the programs the mode may need (the verifier runs here).
+    pub fn new(ebpf: &mut Ebpf, mode: AttachMode) -> anyhow::Result<Self> {
+        let xdp_program = load_xdp_program(ebpf)?;
+        super::tc::load_tc_program(ebpf).map_err(|e| {
+            Failure::environment(format!(
+                "the kernel rejected macdrop's tc program ({e:#}); macdrop needs a kernel with \
+                 BPF and tc classifier support (Linux >= 5.10)"
+            ))
+        })?;
         Ok(Self {
-            program,
+            mode,
+            xdp_program,
+            tc_loaded: true,
             links: BTreeMap::new(),
         })
     }
 
-    /// Which program is attached (`macdrop_xdp` or `macdrop_xdp_legacy`).
-    pub fn program_name(&self) -> &'static str {
-        self.program
+    /// Which XDP program is loaded (`macdrop_xdp` or `macdrop_xdp_legacy`).
+    pub fn xdp_program_name(&self) -> &'static str {
+        self.xdp_program
     }
 
-    /// Attaches to one interface, trying the hooks of its role in order.
+    /// Attaches to one interface (`kind`: its IFLA_INFO_KIND), trying the
+    /// hooks of its ladder in order. Must run inside the interface's
+    /// network namespace.
     pub fn attach(
         &mut self,
         ebpf: &mut Ebpf,
-        ifindex: u32,
-        name: &str,
-        role: Role,
-    ) -> anyhow::Result<Hook> {
-        let prog = program(ebpf, self.program)?;
-        let mut last_err = None;
-        for &hook in hook_ladder(role) {
-            match prog.attach_to_if_index(ifindex, hook.mode()) {
-                Ok(id) => {
-                    self.links.insert(ifindex, (id, hook));
-                    return Ok(hook);
+        w: &Watched,
+        kind: Option<&str>,
+    ) -> anyhow::Result<Attached> {
+        let ladder = ladder(self.mode, w, kind);
+        let mut skipped: Vec<String> = Vec::new();
+        for (i, &hook) in ladder.iter().enumerate() {
+            let last = i + 1 == ladder.len();
+            let result = if hook.is_xdp() {
+                self.attach_xdp(ebpf, w.ifindex, hook).map(Link::Xdp)
+            } else {
+                debug_assert!(self.tc_loaded);
+                let mode = if hook == Hook::Tcx {
+                    TcMode::Tcx
+                } else {
+                    TcMode::Clsact
+                };
+                super::tc::attach(ebpf, w.ifindex, mode).map(Link::Tc)
+            };
+            match result {
+                Ok(link) => {
+                    self.links.insert(w.ifindex, (link, hook));
+                    let note = (!skipped.is_empty()).then(|| {
+                        format!(
+                            "{}: {}; watching through {hook}",
+                            w.name,
+                            skipped.join("; ")
+                        )
+                    });
+                    return Ok(Attached { hook, note });
                 }
-                Err(e) => match errno(&e) {
-                    // The driver has no native XDP: try the next hook.
-                    Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => last_err = Some(e),
-                    Some(libc::EBUSY) | Some(libc::EEXIST) => {
-                        return Err(Failure::environment(format!(
-                            "{name} (or its bridge) already has an XDP program that is not \
-                             macdrop's, possibly another macdrop; macdrop never replaces \
-                             another program: leave {name} out of the selection, or stop the \
-                             tool that owns it (see `ip link show {name}`)"
-                        ))
-                        .into());
-                    }
-                    Some(libc::EPERM) | Some(libc::EACCES) => {
-                        return Err(Failure::environment(format!(
-                            "not permitted to attach XDP to {name}: run as root or grant \
-                             CAP_BPF and CAP_NET_ADMIN"
-                        ))
-                        .into());
-                    }
-                    _ => {
-                        return Err(anyhow::Error::new(e))
-                            .with_context(|| format!("cannot attach XDP to {name}"));
-                    }
-                },
+                Err(e) if last => return Err(explain(e, &w.name, hook)),
+                Err(e) => skipped.push(why_skipped(&e, hook)),
             }
         }
-        Err(Failure::environment(format!(
-            "cannot attach XDP to {name} in any mode ({}); the kernel lacks XDP support",
-            last_err.map(|e| e.to_string()).unwrap_or_default()
-        ))
-        .into())
+        unreachable!("every ladder ends in a hook whose failure is returned")
+    }
+
+    fn attach_xdp(
+        &mut self,
+        ebpf: &mut Ebpf,
+        ifindex: u32,
+        hook: Hook,
+    ) -> anyhow::Result<XdpLinkId> {
+        let mode = match hook {
+            Hook::XdpDriver => XdpMode::Driver,
+            _ => XdpMode::Skb,
+        };
+        let prog = xdp(ebpf, self.xdp_program)?;
+        Ok(prog.attach_to_if_index(ifindex, mode)?)
     }
 
     pub fn hook(&self, ifindex: u32) -> Option<Hook> {
         self.links.get(&ifindex).map(|(_, h)| *h)
     }
 
-    /// Detaches from one interface (bridges after their ports is the
-    /// caller's order). A vanished interface already lost its link.
+    /// Detaches from one interface. Must run inside its namespace.
     pub fn detach(&mut self, ebpf: &mut Ebpf, ifindex: u32) {
-        if let Some((id, _)) = self.links.remove(&ifindex)
-            && let Ok(prog) = program(ebpf, self.program)
-        {
-            let _ = prog.detach(id);
+        match self.links.remove(&ifindex) {
+            Some((Link::Xdp(id), _)) => {
+                if let Ok(prog) = xdp(ebpf, self.xdp_program) {
+                    let _ = prog.detach(id);
+                }
+            }
+            Some((Link::Tc(attachment), _)) => {
+                let _ = attachment.detach();
+            }
+            None => {}
         }
     }
 
-    /// Detaches everything: bridges first, so ports are never re-attached
-    /// under a bridge that still has a program.
-    pub fn detach_all(&mut self, ebpf: &mut Ebpf, bridges_first: &[u32]) {
-        for ifindex in bridges_first {
-            self.detach(ebpf, *ifindex);
-        }
-        let rest: Vec<u32> = self.links.keys().copied().collect();
-        for ifindex in rest {
+    /// Releases what is left of an interface that vanished: its links died
+    /// with the device; only the file descriptors remain to close.
+    pub fn forget(&mut self, ebpf: &mut Ebpf, ifindex: u32) {
+        self.detach(ebpf, ifindex);
+    }
+
+    /// Detaches everything.
+    pub fn detach_all(&mut self, ebpf: &mut Ebpf) {
+        let all: Vec<u32> = self.links.keys().copied().collect();
+        for ifindex in all {
             self.detach(ebpf, ifindex);
         }
     }
 }
 
+/// Why a hook was passed over, for the note.
+fn why_skipped(e: &anyhow::Error, hook: Hook) -> String {
+    match errno(e) {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => {
+            format!("{hook} is taken by another program (or its bridge has XDP)")
+        }
+        Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => format!("the driver has no {hook}"),
+        _ => format!("{hook} failed ({e:#})"),
+    }
+}
+
+/// The error for the last hook of a ladder, in words the user can act on.
+fn explain(e: anyhow::Error, name: &str, hook: Hook) -> anyhow::Error {
+    match errno(&e) {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => Failure::environment(format!(
+            "{name} already has a {hook} program that is not macdrop's, possibly another macdrop; \
+             macdrop never replaces another program: leave {name} out of the selection, or stop \
+             the tool that owns it (see `ip link show {name}`)"
+        ))
+        .into(),
+        Some(libc::EPERM) | Some(libc::EACCES) => Failure::environment(format!(
+            "not permitted to attach {hook} to {name}: run as root or grant CAP_BPF and \
+             CAP_NET_ADMIN"
+        ))
+        .into(),
+        Some(libc::EOPNOTSUPP) => Failure::environment(format!(
+            "{name} does not support {hook}; try --attach auto or --attach tc"
+        ))
+        .into(),
+        _ => e.context(format!("cannot attach {hook} to {name}")),
+    }
+}
+
 /// Loads `macdrop_xdp` (xdp.frags), or its legacy twin on kernels that
 /// reject multi-buffer programs; returns the name of the one that loaded.
-pub fn load_program(ebpf: &mut Ebpf) -> anyhow::Result<&'static str> {
+pub fn load_xdp_program(ebpf: &mut Ebpf) -> anyhow::Result<&'static str> {
     let mut errors = Vec::new();
     for name in [names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
-        match program(ebpf, name)?.load() {
+        match xdp(ebpf, name)?.load() {
             Ok(()) => return Ok(name),
             Err(e) => errors.push(format!("{name}: {e}")),
         }
@@ -171,7 +293,7 @@ pub fn load_program(ebpf: &mut Ebpf) -> anyhow::Result<&'static str> {
     .into())
 }
 
-fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
     ebpf.program_mut(name)
         .with_context(|| format!("program {name} missing from the eBPF object"))?
         .try_into()
@@ -179,18 +301,63 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
 }
 
 /// The errno behind an attach failure, if there is one.
-fn errno(e: &ProgramError) -> Option<i32> {
-    match e {
-        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
-        _ => {
-            let mut src: Option<&dyn std::error::Error> = Some(e);
-            while let Some(err) = src {
-                if let Some(io) = err.downcast_ref::<std::io::Error>() {
-                    return io.raw_os_error();
-                }
-                src = err.source();
-            }
-            None
+fn errno(e: &anyhow::Error) -> Option<i32> {
+    e.chain().find_map(|cause| {
+        if let Some(ProgramError::SyscallError(s)) = cause.downcast_ref::<ProgramError>() {
+            return s.io_error.raw_os_error();
         }
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.raw_os_error())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(role: Role) -> Watched {
+        Watched {
+            ifindex: 3,
+            name: "x".into(),
+            role,
+            bridge: None,
+        }
+    }
+
+    #[test]
+    fn auto_prefers_tc_on_veth_and_bridges_and_xdp_on_nics() {
+        let tc = tc_hook();
+        assert_eq!(ladder(AttachMode::Auto, &w(Role::Port), Some("veth")), [tc]);
+        assert_eq!(
+            ladder(AttachMode::Auto, &w(Role::Bridge), Some("bridge")),
+            [tc]
+        );
+        assert_eq!(
+            ladder(AttachMode::Auto, &w(Role::Standalone), None),
+            [Hook::XdpDriver, tc]
+        );
+        assert_eq!(
+            ladder(AttachMode::Auto, &w(Role::Standalone), Some("macvlan")),
+            [tc]
+        );
+    }
+
+    #[test]
+    fn xdp_modes_fall_back_to_tc_and_never_to_replacing() {
+        let tc = tc_hook();
+        assert_eq!(
+            ladder(AttachMode::Xdp, &w(Role::Port), Some("veth")),
+            [Hook::XdpDriver, Hook::XdpGeneric, tc]
+        );
+        assert_eq!(
+            ladder(AttachMode::Xdp, &w(Role::Bridge), Some("bridge")),
+            [Hook::XdpGeneric, tc]
+        );
+        assert_eq!(
+            ladder(AttachMode::XdpGeneric, &w(Role::Port), Some("veth")),
+            [Hook::XdpGeneric, tc]
+        );
+        assert_eq!(ladder(AttachMode::Tc, &w(Role::Port), Some("veth")), [tc]);
     }
 }

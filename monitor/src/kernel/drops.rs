@@ -600,7 +600,7 @@ mod tests {
                 "drop-layer tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
             );
             let layer = DropLayer::prepare().unwrap();
-            let netns = loader::netns_inode("/proc/self/ns/net").unwrap();
+            let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
             let mut ebpf = loader::load(netns, &layer.globals()).unwrap();
             let mut ifaces: BpfHashMap<MapData, IfKey, IfConfig> =
                 BpfHashMap::try_from(ebpf.take_map(xdp_names::IFACES).unwrap()).unwrap();
@@ -751,7 +751,7 @@ mod tests {
     fn attach_prefers_tp_btf() {
         let rig_hook = {
             let layer = DropLayer::prepare().unwrap();
-            let netns = loader::netns_inode("/proc/self/ns/net").unwrap();
+            let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
             let mut ebpf = loader::load(netns, &layer.globals()).unwrap();
             layer.attach(&mut ebpf)
         };

@@ -1,6 +1,5 @@
 //! Loads macdrop's eBPF object (built by build.rs, embedded in the binary).
 
-use anyhow::Context as _;
 use aya::{Ebpf, EbpfLoader};
 use monitor_common::names;
 
@@ -42,14 +41,4 @@ fn raise_memlock_limit() {
     };
     // SAFETY: plain syscall with a valid pointer.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
-}
-
-/// Inode number of a network namespace file (e.g. /proc/self/ns/net): the
-/// identifier `ip netns identify` and `lsns` show.
-pub fn netns_inode(path: &str) -> anyhow::Result<u32> {
-    use std::os::unix::fs::MetadataExt as _;
-    let ino = std::fs::metadata(path)
-        .with_context(|| format!("cannot stat {path}"))?
-        .ino();
-    u32::try_from(ino).with_context(|| format!("namespace inode {ino} does not fit in 32 bits"))
 }

@@ -271,9 +271,24 @@ pub fn holders(ifindex: u32) -> Result<Holders> {
 /// (`promisc == Some(false)`) are left out; what remains unexplained is
 /// said as a count, since the kernel does not name those holders.
 pub fn describe(promiscuity: u32, is_bridge_port: bool, holders: &[Holder]) -> String {
+    describe_with_flag(promiscuity, false, is_bridge_port, holders)
+}
+
+/// Like [`describe`], knowing whether userspace set the flag (`ip link set
+/// promisc on`, the IFF_PROMISC rtnetlink reports), which is one holder.
+pub fn describe_with_flag(
+    promiscuity: u32,
+    user_flag: bool,
+    is_bridge_port: bool,
+    holders: &[Holder],
+) -> String {
     let mut parts = Vec::new();
     let mut explained = 0u32;
-    if is_bridge_port && promiscuity > 0 {
+    if user_flag && promiscuity > 0 {
+        parts.push("`ip link set promisc on`".to_owned());
+        explained += 1;
+    }
+    if is_bridge_port && promiscuity > explained {
         parts.push("bridge port".to_owned());
         explained += 1;
     }
@@ -294,10 +309,17 @@ pub fn describe(promiscuity: u32, is_bridge_port: bool, holders: &[Holder]) -> S
     }
     if promiscuity > explained {
         let rest = promiscuity - explained;
-        parts.push(format!(
-            "{rest} other (`ip link set promisc on`, an upper device such as macvlan or \
-             bond, or a process not visible here)"
-        ));
+        parts.push(if user_flag {
+            format!(
+                "{rest} other (an upper device such as macvlan or bond, or a process not \
+                 visible here)"
+            )
+        } else {
+            format!(
+                "{rest} other (`ip link set promisc on`, an upper device such as macvlan or \
+                 bond, or a process not visible here)"
+            )
+        });
     }
     if parts.is_empty() {
         format!("promiscuity {promiscuity}")
@@ -631,6 +653,14 @@ sk               RefCnt Type Proto  Iface R Rmem   User   Inode
              visible here)"
         );
         assert!(describe(1, false, &[]).starts_with("promiscuity 1: 1 other ("));
+        assert_eq!(
+            describe_with_flag(1, true, false, &[]),
+            "promiscuity 1: `ip link set promisc on`"
+        );
+        assert_eq!(
+            describe_with_flag(2, true, true, &[]),
+            "promiscuity 2: `ip link set promisc on`, bridge port"
+        );
         // One socket shared by two processes (tcpdump forked) is one holder.
         let parent = holder(10, "capture", 5, Some(true));
         let child = holder(11, "capture", 5, Some(true));

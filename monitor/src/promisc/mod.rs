@@ -36,7 +36,7 @@ pub mod holders;
 pub use history::{
     History, IfaceHistory, LogState, Transition, TransitionKind, Uncertainty, Verdict,
 };
-pub use holders::{Holder, Holders, PacketSocket, Snapshot, describe, holders};
+pub use holders::{Holder, Holders, PacketSocket, Snapshot, describe, describe_with_flag, holders};
 
 /// Helpers shared by the privileged tests of both modules.
 #[cfg(test)]

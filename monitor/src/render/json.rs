@@ -29,6 +29,9 @@ struct IfaceJson<'a> {
     ifindex: u32,
     /// Decimal string: inode numbers are identifiers, not quantities.
     netns: String,
+    /// The namespace's name under /run/netns (or as given to --netns);
+    /// null for the namespace macdrop runs in.
+    netns_name: Option<&'a str>,
     role: &'static str,
     master: Option<&'a str>,
     mac: Option<String>,
@@ -63,8 +66,8 @@ struct EventJson<'a> {
     ts: String,
     interface: &'a str,
     ifindex: u32,
-    /// "promisc_entered", "promisc_left", "promiscuity_changed" or
-    /// "mac_changed".
+    /// "promisc_entered", "promisc_left", "promiscuity_changed",
+    /// "mac_changed", "attached" (with `hook`) or "gone".
     kind: &'static str,
     description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +78,8 @@ struct EventJson<'a> {
     old_mac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     new_mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook: Option<&'static str>,
 }
 
 fn iface(i: &Interface) -> IfaceJson<'_> {
@@ -92,6 +97,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         name: &i.name,
         ifindex: i.ifindex,
         netns: i.netns.to_string(),
+        netns_name: i.netns_name.as_deref(),
         role: i.role.as_str(),
         master: i.master.as_deref(),
         mac: i.mac.map(|m| m.to_string()),
@@ -137,6 +143,7 @@ fn event(e: &Event) -> EventJson<'_> {
         promiscuity_to: None,
         old_mac: None,
         new_mac: None,
+        hook: None,
     };
     match &e.kind {
         EventKind::PromiscEntered { from, to }
@@ -149,6 +156,8 @@ fn event(e: &Event) -> EventJson<'_> {
             out.old_mac = Some(old.to_string());
             out.new_mac = Some(new.to_string());
         }
+        EventKind::Attached { hook } => out.hook = Some(hook),
+        EventKind::Gone => {}
     }
     out
 }

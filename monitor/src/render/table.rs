@@ -33,11 +33,14 @@ const FIRST_NUMERIC: usize = 6;
 
 fn count_cells(i: &Interface) -> [String; COLUMNS] {
     let f = &i.frames;
-    let name = if i.gone {
-        format!("{} (gone)", i.name)
-    } else {
-        i.name.clone()
+    // Interfaces of other namespaces carry the namespace's name.
+    let mut name = match &i.netns_name {
+        Some(ns) => format!("{ns}/{}", i.name),
+        None => i.name.clone(),
     };
+    if i.gone {
+        name.push_str(" (gone)");
+    }
     let promisc = if i.promisc {
         format!("yes ({})", i.promiscuity)
     } else {

@@ -1,0 +1,481 @@
+//! One network namespace under watch: its netlink sockets, its instance of
+//! the eBPF object, the interfaces it follows (attaching new ones as they
+//! appear, keeping the final counts of those that go), and the events seen
+//! there. The watch loop drives one session per namespace.
+
+use std::time::{Instant, SystemTime};
+
+use aya::Ebpf;
+use monitor_common::MAX_INTERFACES;
+
+use crate::{
+    kernel::{
+        attach::{AttachMode, Attacher},
+        config,
+        config::ConfigMaps,
+        counters::CounterReader,
+        drops::{DropHook, DropLayer, DropMap},
+        loader, tc,
+    },
+    model::Interface,
+    netlink::{Change, Link, NetState, Netlink, Notifications},
+    netns::Namespace,
+    promisc,
+    topology::{self, Role, Selection, Watched},
+    tracker::{Event, EventKind, Tracker},
+};
+
+/// One interface the session has watched, present or gone.
+struct Member {
+    watched: Watched,
+    /// Counter slot while present; returned to the pool once gone (the
+    /// final counts live on in `model`).
+    slot: Option<u32>,
+    model: Interface,
+    /// No hook could be attached; not retried while the device exists.
+    failed: bool,
+}
+
+/// Counter slots: a fixed kernel array, recycled as interfaces come and go.
+#[derive(Debug)]
+pub struct SlotPool {
+    next: u32,
+    free: Vec<u32>,
+    capacity: u32,
+}
+
+impl SlotPool {
+    pub fn new(capacity: u32) -> Self {
+        Self {
+            next: 0,
+            free: Vec::new(),
+            capacity,
+        }
+    }
+
+    pub fn take(&mut self) -> Option<u32> {
+        if let Some(slot) = self.free.pop() {
+            return Some(slot);
+        }
+        (self.next < self.capacity).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    pub fn give_back(&mut self, slot: u32) {
+        self.free.push(slot);
+    }
+}
+
+/// The attached kfree_skb counter.
+struct Drops {
+    layer: DropLayer,
+    map: DropMap,
+    hook: DropHook,
+}
+
+pub struct Session {
+    pub ns: Namespace,
+    netlink: Netlink,
+    /// Handed to the watch loop, which multiplexes all sessions' streams.
+    notifications: Option<Notifications>,
+    selection: Selection,
+    ebpf: Ebpf,
+    config: ConfigMaps,
+    counters: CounterReader,
+    attacher: Attacher,
+    slots: SlotPool,
+    members: Vec<Member>,
+    tracker: Tracker,
+    /// Events not yet reported.
+    events: Vec<Event>,
+    /// Lines for stderr not yet printed (fallbacks, full maps).
+    notes: Vec<String>,
+    drops: Result<Drops, String>,
+    /// The initial attach is done: later failures are per interface.
+    started: bool,
+}
+
+impl Session {
+    /// Resolves the selection in `ns` (errors name what is wrong), loads
+    /// the object, configures the maps and attaches. `notifications` are
+    /// subscribed first so no change between the first read and the
+    /// attach is missed.
+    pub async fn start(
+        ns: Namespace,
+        selection: Selection,
+        mode: AttachMode,
+    ) -> anyhow::Result<Self> {
+        let (netlink, notifications) = {
+            let _inside = ns.enter()?;
+            (Netlink::connect()?, Notifications::subscribe()?)
+        };
+        let state = netlink.read_state().await?;
+        // A macdrop killed with SIGKILL on a kernel without TCX leaves its
+        // clsact filter (and qdisc) behind: remove them before anything.
+        let leftovers = {
+            let _inside = ns.enter()?;
+            let ifindexes: Vec<u32> = state.links.iter().map(|l| l.ifindex).collect();
+            tc::cleanup_leftovers(&ifindexes)?
+        };
+        let initial = topology::select(&state, &selection)?;
+
+        // BTF tells the drop program where to find skb->dev and friends; a
+        // kernel without it still gets the frame classes.
+        let layer = DropLayer::prepare();
+        let globals = layer
+            .as_ref()
+            .map(|l| l.globals().to_vec())
+            .unwrap_or_default();
+        let mut ebpf = loader::load(ns.inode, &globals)?;
+        let config = ConfigMaps::take(&mut ebpf)?;
+        let counters = CounterReader::take(&mut ebpf)?;
+        let attacher = Attacher::new(&mut ebpf, mode)?;
+        let mut session = Self {
+            tracker: Tracker::new(&state),
+            ns,
+            netlink,
+            notifications: Some(notifications),
+            selection,
+            ebpf,
+            config,
+            counters,
+            attacher,
+            slots: SlotPool::new(MAX_INTERFACES),
+            members: Vec::new(),
+            events: Vec::new(),
+            notes: leftovers,
+            drops: Err("not attached yet".into()),
+            started: false,
+        };
+        if let Err(e) = session.follow(&state, initial) {
+            session.detach_all();
+            return Err(e);
+        }
+        session.drops = layer.and_then(|layer| {
+            let hook = layer.attach(&mut session.ebpf)?;
+            let map = DropLayer::take_map(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
+            Ok(Drops { layer, map, hook })
+        });
+        session.started = true;
+        Ok(session)
+    }
+
+    /// Re-reads the namespace and follows it: new interfaces of the
+    /// selection are attached, vanished ones marked gone, and the kernel's
+    /// configuration (MACs, FDB, addresses) brought up to date.
+    pub async fn refresh(&mut self) -> anyhow::Result<()> {
+        let state = self.netlink.read_state().await?;
+        let wanted = topology::select_present(&state, &self.selection);
+        self.follow(&state, wanted)
+    }
+
+    /// The namespace's rtnetlink notifications, for the watch loop to
+    /// forward (once).
+    pub fn take_notifications(&mut self) -> Option<Notifications> {
+        self.notifications.take()
+    }
+
+    /// Takes one notification into account (link changes may be
+    /// transitions between two dumps).
+    pub fn notice(&mut self, change: &Change) {
+        if let Change::Link(link) = change {
+            self.observe(link);
+        }
+    }
+
+    /// Feeds one link observation to the tracker; keeps the events that
+    /// concern watched interfaces.
+    pub fn observe(&mut self, link: &Link) {
+        let events = self.tracker.observe(link, SystemTime::now());
+        let present = |ifindex| {
+            self.members
+                .iter()
+                .any(|m| m.watched.ifindex == ifindex && m.slot.is_some())
+        };
+        let events: Vec<Event> = events.into_iter().filter(|e| present(e.ifindex)).collect();
+        self.events.extend(events);
+    }
+
+    fn follow(&mut self, state: &NetState, wanted: Vec<Watched>) -> anyhow::Result<()> {
+        for link in &state.links {
+            self.observe(link);
+        }
+        // Gone: no longer present under the same name (an ifindex may be
+        // reused by a new device), or no longer selected (a port that left
+        // its bridge).
+        for i in 0..self.members.len() {
+            let m = &self.members[i];
+            let present = state
+                .link(m.watched.ifindex)
+                .is_some_and(|l| l.name == m.watched.name);
+            let still_wanted = wanted.iter().any(|w| same(w, &m.watched));
+            if m.slot.is_some() && !(present && still_wanted) {
+                self.retire(i, present);
+            }
+        }
+        // New: configure first, so the very first frame is classified
+        // right, then attach (ports before bridges: `wanted` is ordered).
+        let mut added = Vec::new();
+        for w in wanted {
+            if self
+                .members
+                .iter()
+                .any(|m| (m.slot.is_some() || m.failed) && same(&m.watched, &w))
+            {
+                continue;
+            }
+            let Some(slot) = self.slots.take() else {
+                self.notes.push(format!(
+                    "cannot watch {}: all {MAX_INTERFACES} counter slots of macdrop's kernel maps \
+                     are in use; watch fewer interfaces with --bridge/--iface",
+                    w.name
+                ));
+                continue;
+            };
+            self.counters.clear(slot)?;
+            let model = Interface::new(
+                w.name.clone(),
+                w.ifindex,
+                self.ns.inode,
+                w.role,
+                w.master().map(str::to_owned),
+            )
+            .in_namespace(self.ns.name.clone());
+            self.members.push(Member {
+                watched: w,
+                slot: Some(slot),
+                model,
+                failed: false,
+            });
+            added.push(self.members.len() - 1);
+        }
+        self.sync_config(state)?;
+        for i in added {
+            let kind = state
+                .link(self.members[i].watched.ifindex)
+                .and_then(|l| l.kind.clone());
+            self.attach(i, kind.as_deref())?;
+        }
+        self.refresh_identity(state);
+        Ok(())
+    }
+
+    fn attach(&mut self, i: usize, kind: Option<&str>) -> anyhow::Result<()> {
+        let w = self.members[i].watched.clone();
+        let attached = {
+            let _inside = self.ns.enter()?;
+            self.attacher.attach(&mut self.ebpf, &w, kind)
+        };
+        match attached {
+            Ok(outcome) => {
+                if let Some(note) = outcome.note {
+                    self.notes.push(note);
+                }
+                self.members[i].model.hook = Some(outcome.hook);
+                self.events.push(Event {
+                    ts: SystemTime::now(),
+                    ifname: w.name.clone(),
+                    ifindex: w.ifindex,
+                    kind: EventKind::Attached {
+                        hook: outcome.hook.as_str(),
+                    },
+                });
+                Ok(())
+            }
+            // An interface that vanished between the dump and the attach
+            // is not an error: it is gone.
+            Err(_) if !self.still_exists(w.ifindex) => {
+                self.retire(i, false);
+                Ok(())
+            }
+            // After start, one interface that cannot be watched must not
+            // stop the monitor of all the others: say so and go on.
+            Err(e) if self.started => {
+                self.notes.push(format!("cannot watch {}: {e:#}", w.name));
+                if let Some(slot) = self.members[i].slot.take() {
+                    self.slots.give_back(slot);
+                }
+                self.members[i].failed = true;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn still_exists(&self, ifindex: u32) -> bool {
+        let Ok(_inside) = self.ns.enter() else {
+            return false;
+        };
+        // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes.
+        let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+        !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
+    }
+
+    /// Takes one member out of the kernel's view: final counts read, slot
+    /// freed, link released (a vanished device already dropped it).
+    fn retire(&mut self, i: usize, detach: bool) {
+        let Some(slot) = self.members[i].slot.take() else {
+            return;
+        };
+        if let Ok(frames) = self.counters.read(slot) {
+            self.members[i].model.sample(frames, Instant::now());
+        }
+        let ifindex = self.members[i].watched.ifindex;
+        if detach {
+            if let Ok(_inside) = self.ns.enter() {
+                self.attacher.detach(&mut self.ebpf, ifindex);
+            }
+        } else {
+            self.attacher.forget(&mut self.ebpf, ifindex);
+        }
+        self.members[i].model.mark_gone();
+        self.slots.give_back(slot);
+        self.events.push(Event {
+            ts: SystemTime::now(),
+            ifname: self.members[i].watched.name.clone(),
+            ifindex,
+            kind: EventKind::Gone,
+        });
+    }
+
+    fn sync_config(&mut self, state: &NetState) -> anyhow::Result<()> {
+        let present: Vec<(Watched, u32)> = self
+            .members
+            .iter()
+            .filter_map(|m| m.slot.map(|s| (m.watched.clone(), s)))
+            .collect();
+        self.config.sync(config::desired(
+            self.ns.inode,
+            state,
+            &present,
+            self.tracker.previous_macs(),
+        ))
+    }
+
+    /// Copies MAC, promiscuity and kernel counters from the latest dump.
+    fn refresh_identity(&mut self, state: &NetState) {
+        // /proc is scanned only when some promiscuity is not explained by
+        // a bridge holding its port (the common, cheap case).
+        let unexplained =
+            |m: &Member, l: &Link| l.promiscuity > u32::from(m.watched.role == Role::Port);
+        let sockets = self
+            .members
+            .iter()
+            .filter(|m| m.slot.is_some())
+            .any(|m| {
+                state
+                    .link(m.watched.ifindex)
+                    .is_some_and(|l| unexplained(m, l))
+            })
+            .then(|| {
+                let _inside = self.ns.enter().ok()?;
+                promisc::Snapshot::read().ok()
+            })
+            .flatten();
+        for m in self.members.iter_mut().filter(|m| m.slot.is_some()) {
+            let Some(link) = state.link(m.watched.ifindex) else {
+                continue;
+            };
+            m.model.observe_link(link);
+            m.model.promisc_holders = (link.promiscuity > 0).then(|| {
+                let holders = sockets
+                    .as_ref()
+                    .map(|s| s.holders(link.ifindex).promiscuous())
+                    .unwrap_or_default();
+                promisc::describe_with_flag(
+                    link.promiscuity,
+                    link.promisc_flag,
+                    m.watched.role == Role::Port,
+                    &holders,
+                )
+            });
+        }
+    }
+
+    /// Samples the counters: the interfaces for a report.
+    pub fn collect(&mut self) -> anyhow::Result<Vec<Interface>> {
+        let now = Instant::now();
+        let drops = match &self.drops {
+            Ok(d) => Some(d.layer.read(&d.map)?),
+            Err(_) => None,
+        };
+        for m in &mut self.members {
+            if let Some(slot) = m.slot {
+                m.model.sample(self.counters.read(slot)?, now);
+            }
+            if let Some(drops) = &drops {
+                let key = (self.ns.inode, m.model.ifindex);
+                // Gone interfaces keep what they had.
+                if m.slot.is_some() || m.model.drops.is_none() {
+                    m.model.drops = Some(drops.get(&key).cloned().unwrap_or_default());
+                }
+            }
+        }
+        Ok(self.members.iter().map(|m| m.model.clone()).collect())
+    }
+
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    pub fn drop_source(&self) -> Result<&'static str, String> {
+        self.drops
+            .as_ref()
+            .map(|d| d.hook.as_str())
+            .map_err(Clone::clone)
+    }
+
+    /// "p1 (port of br0, tc)" for every present interface.
+    pub fn summary(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.slot.is_some())
+            .map(|m| {
+                let hook = m.model.hook.map(|h| h.as_str()).unwrap_or("-");
+                match m.watched.master() {
+                    Some(master) => format!("{} (port of {master}, {hook})", m.watched.name),
+                    None => format!("{} ({}, {hook})", m.watched.name, m.watched.role.as_str()),
+                }
+            })
+            .collect()
+    }
+
+    pub fn detach_all(&mut self) {
+        if let Ok(_inside) = self.ns.enter() {
+            self.attacher.detach_all(&mut self.ebpf);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
+
+/// The same interface: same device (ifindex and name) in the same role.
+fn same(a: &Watched, b: &Watched) -> bool {
+    a.ifindex == b.ifindex && a.name == b.name && a.role == b.role
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SlotPool;
+
+    #[test]
+    fn slots_are_recycled_and_bounded() {
+        let mut pool = SlotPool::new(2);
+        assert_eq!(pool.take(), Some(0));
+        assert_eq!(pool.take(), Some(1));
+        assert_eq!(pool.take(), None, "full");
+        pool.give_back(0);
+        assert_eq!(pool.take(), Some(0), "a freed slot is reused");
+        assert_eq!(pool.take(), None);
+    }
+}

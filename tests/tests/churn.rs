@@ -1,0 +1,174 @@
+//! Scale and churn: a watched bridge gets 200 veth ports added and removed
+//! in waves while traffic flows on two ports that stay. Every port is
+//! attached within a second of appearing, the surviving ports' counts are
+//! exact, and macdrop's file descriptors and memory come back to where they
+//! were.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    io::Write as _,
+    time::{Duration, SystemTime},
+};
+
+use common::SETTLE;
+use macdrop_tests::{
+    frames::ipv4_udp,
+    lab::{BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, PEER_IFACE, peer_ipv4, peer_mac},
+    macdrop::Macdrop,
+    netns::NetNs,
+    sender::RawSender,
+};
+
+const WAVES: usize = 4;
+const PORTS_PER_WAVE: usize = 50;
+const FRAMES_PER_WAVE: usize = 100;
+
+/// Runs `ip -batch` with `commands` inside `ns`: one process for a whole
+/// wave, so ports appear as fast as a container runtime makes them.
+fn ip_batch(ns: &NetNs, commands: &[String]) {
+    let mut file = tempfile_in_tmp();
+    for c in commands {
+        writeln!(file.0, "{c}").unwrap();
+    }
+    file.0.flush().unwrap();
+    ns.exec(&["ip", "-batch", file.1.to_str().unwrap()])
+        .unwrap();
+}
+
+/// A temp file removed on drop.
+struct TempFile(std::fs::File, std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.1);
+    }
+}
+
+fn tempfile_in_tmp() -> TempFile {
+    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("macdrop-churn-{}-{n}.batch", std::process::id()));
+    TempFile(std::fs::File::create(&path).unwrap(), path)
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// VmRSS in KiB, from the kernel's /proc/PID/status.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+fn ts(e: &macdrop_tests::macdrop::EventReport) -> SystemTime {
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+    let t = OffsetDateTime::parse(&e.ts, &Rfc3339).unwrap();
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
+}
+
+#[test]
+fn two_hundred_ports_come_and_go_while_traffic_flows() {
+    let lab = BridgeLab::new(2).unwrap();
+    let crowd = NetNs::new().unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
+    let pid = macdrop.pid();
+    let senders: Vec<RawSender> = (1..=2)
+        .map(|i| RawSender::new(lab.peer(i), PEER_IFACE).unwrap())
+        .collect();
+    let send = |i: usize| {
+        let frame = ipv4_udp(BRIDGE_MAC, peer_mac(i), peer_ipv4(i), BRIDGE_IPV4);
+        senders[i - 1].send(&frame, FRAMES_PER_WAVE).unwrap();
+    };
+    // Baseline once macdrop has settled into its loop.
+    macdrop.wait_for(|_| true, SETTLE).unwrap();
+    let (fds_before, rss_before) = (fd_count(pid), rss_kib(pid));
+
+    for wave in 0..WAVES {
+        let names: Vec<String> = (0..PORTS_PER_WAVE)
+            .map(|n| format!("c{}", wave * PORTS_PER_WAVE + n))
+            .collect();
+        let mut add = Vec::new();
+        for name in &names {
+            let peer = format!("x{}", &name[1..]);
+            add.push(format!(
+                "link add {name} type veth peer name {peer} netns {}",
+                crowd.name()
+            ));
+            add.push(format!("link set {name} master {BRIDGE}"));
+            add.push(format!("link set {name} up"));
+        }
+        let appeared = SystemTime::now();
+        ip_batch(lab.host(), &add);
+        send(1);
+        for name in &names {
+            let e = macdrop
+                .wait_for_event(|e| e.kind == "attached" && &e.interface == name, SETTLE)
+                .unwrap_or_else(|e| panic!("wave {wave}: {name} never attached: {e:#}"));
+            let late = ts(&e).duration_since(appeared).unwrap_or_default();
+            assert!(
+                late <= Duration::from_secs(1),
+                "wave {wave}: {name} attached {late:?} after the wave began"
+            );
+        }
+        let del: Vec<String> = names.iter().map(|n| format!("link del {n}")).collect();
+        ip_batch(lab.host(), &del);
+        send(2);
+        let gone: BTreeSet<&String> = names.iter().collect();
+        for name in gone {
+            macdrop
+                .wait_for_event(|e| e.kind == "gone" && &e.interface == name, SETTLE)
+                .unwrap_or_else(|e| panic!("wave {wave}: {name} never gone: {e:#}"));
+        }
+    }
+
+    let want = (WAVES * FRAMES_PER_WAVE) as u64;
+    let report = macdrop.settle(
+        |r| {
+            r.frames("p1").is_some_and(|f| f.own == want)
+                && r.frames("p2").is_some_and(|f| f.own == want)
+        },
+        SETTLE,
+    );
+    for p in ["p1", "p2"] {
+        let f = report.frames(p).unwrap();
+        assert_eq!((f.total, f.own), (want, want), "{p}");
+    }
+    let churned = report
+        .interfaces
+        .iter()
+        .filter(|i| i.name.starts_with('c'))
+        .count();
+    assert_eq!(churned, WAVES * PORTS_PER_WAVE, "every port is reported");
+    assert!(
+        report
+            .interfaces
+            .iter()
+            .filter(|i| i.name.starts_with('c'))
+            .all(|i| i.gone)
+    );
+
+    // Resources: every link and socket of a gone port released; memory
+    // grows only by the gone ports' final counts kept in the report.
+    let fds_after = macdrop_tests::wait::poll_until(
+        SETTLE,
+        || Ok::<_, anyhow::Error>(fd_count(pid)),
+        |n| *n <= fds_before,
+    )
+    .unwrap();
+    assert_eq!(fds_after, fds_before, "file descriptors back to baseline");
+    let rss_after = rss_kib(pid);
+    assert!(
+        rss_after <= rss_before + 8 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    macdrop.stop().unwrap();
+}

@@ -1,0 +1,249 @@
+//! Live topology and clean attach: ports that come and go, other
+//! namespaces, the choice of hook, coexistence with other programs, and
+//! nothing left behind after any kind of exit.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::SETTLE;
+use macdrop_tests::{
+    bpf,
+    frames::{BROADCAST, ipv4_udp},
+    lab::{
+        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, FOREIGN_IPV4, FOREIGN_MAC, PEER_IFACE,
+        StandaloneLab, peer_ipv4, peer_mac, port_name,
+    },
+    macdrop::{EventReport, FrameCounts, Macdrop, Output, macdrop_bin},
+    netns::TEST_PREFIX,
+    sender::RawSender,
+};
+
+/// How late an "attached" event may come after the port appeared.
+const ATTACH_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Sends `own` frames to br0's MAC, `foreign` to a foreign MAC and
+/// `broadcast` broadcasts from peer `i`.
+fn send_plan(lab: &BridgeLab, i: usize, own: usize, foreign: usize, broadcast: usize) {
+    let tx = RawSender::new(lab.peer(i), PEER_IFACE).unwrap();
+    let (src, sip) = (peer_mac(i), peer_ipv4(i));
+    tx.send(&ipv4_udp(BRIDGE_MAC, src, sip, BRIDGE_IPV4), own)
+        .unwrap();
+    tx.send(&ipv4_udp(FOREIGN_MAC, src, sip, FOREIGN_IPV4), foreign)
+        .unwrap();
+    tx.send(&ipv4_udp(BROADCAST, src, sip, BRIDGE_IPV4), broadcast)
+        .unwrap();
+}
+
+fn plan_counts(own: u64, foreign: u64, broadcast: u64) -> FrameCounts {
+    FrameCounts {
+        own,
+        foreign_unicast: foreign,
+        broadcast,
+        ..FrameCounts::default()
+    }
+    .with_total()
+}
+
+fn attached_event(macdrop: &mut Macdrop, name: &str) -> EventReport {
+    macdrop
+        .wait_for_event(|e| e.kind == "attached" && e.interface == name, SETTLE)
+        .unwrap_or_else(|e| panic!("{name} never attached: {e:#}"))
+}
+
+fn event_time(e: &EventReport) -> SystemTime {
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+    let t = OffsetDateTime::parse(&e.ts, &Rfc3339).unwrap_or_else(|err| panic!("{}: {err}", e.ts));
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
+}
+
+/// A port added to a watched bridge is attached within a second and
+/// counted exactly; a removed port keeps its final counts, marked gone.
+#[test]
+fn ports_that_come_and_go_are_followed() {
+    let mut lab = BridgeLab::new(1).unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
+    send_plan(&lab, 1, 2, 3, 1);
+
+    let before = SystemTime::now();
+    let i = lab.add_port(TEST_PREFIX).unwrap();
+    let p2 = port_name(i);
+    let attached = attached_event(&mut macdrop, &p2);
+    let late = event_time(&attached)
+        .duration_since(before)
+        .unwrap_or_default();
+    assert!(
+        late <= ATTACH_DEADLINE,
+        "{p2} attached {late:?} after it appeared"
+    );
+    send_plan(&lab, i, 4, 1, 2);
+    let want_p2 = plan_counts(4, 1, 2);
+    let report = macdrop.settle(|r| r.frames(&p2) == Some(want_p2), SETTLE);
+    assert_eq!(report.frames(&p2), Some(want_p2));
+
+    lab.remove_port(1).unwrap();
+    macdrop
+        .wait_for_event(|e| e.kind == "gone" && e.interface == "p1", SETTLE)
+        .unwrap();
+    let last = macdrop.stop().unwrap();
+    let p1 = last
+        .interface("p1")
+        .expect("a gone port stays in the report");
+    assert!(p1.gone);
+    assert_eq!(p1.frames, plan_counts(2, 3, 1), "final counts are kept");
+    assert_eq!(last.frames(&p2), Some(want_p2));
+}
+
+/// `--netns NAME` watches a namespace macdrop does not run in, and the
+/// report names it.
+#[test]
+fn another_namespace_by_name() {
+    let lab = BridgeLab::new(1).unwrap();
+    let elsewhere = StandaloneLab::new().unwrap();
+    let name = lab.host().name().to_owned();
+    let mut macdrop =
+        Macdrop::spawn(elsewhere.host(), &["--netns", &name, "--bridge", BRIDGE]).unwrap();
+    send_plan(&lab, 1, 3, 2, 1);
+    let want = plan_counts(3, 2, 1);
+    let report = macdrop.settle(|r| r.frames("p1") == Some(want), SETTLE);
+    assert_eq!(report.frames("p1"), Some(want));
+    let p1 = report.interface("p1").unwrap();
+    assert_eq!(p1.netns, lab.host().inode().to_string());
+    assert_eq!(p1.netns_name.as_deref(), Some(name.as_str()));
+    assert!(report.interface("v0").is_none(), "only the named namespace");
+    macdrop.stop().unwrap();
+}
+
+/// `--all-netns` finds every named namespace with a bridge.
+#[test]
+fn all_namespaces_with_a_bridge() {
+    let (a, b) = (BridgeLab::new(1).unwrap(), BridgeLab::new(1).unwrap());
+    let quiet = StandaloneLab::new().unwrap();
+    let mut macdrop = Macdrop::spawn(quiet.host(), &["--all-netns"]).unwrap();
+    send_plan(&a, 1, 1, 0, 0);
+    send_plan(&b, 1, 0, 2, 0);
+    let in_ns = |r: &macdrop_tests::macdrop::Report, lab: &BridgeLab| {
+        r.interfaces
+            .iter()
+            .find(|i| i.name == "p1" && i.netns == lab.host().inode().to_string())
+            .map(|i| i.frames)
+    };
+    let (want_a, want_b) = (plan_counts(1, 0, 0), plan_counts(0, 2, 0));
+    let report = macdrop.settle(
+        |r| in_ns(r, &a) == Some(want_a) && in_ns(r, &b) == Some(want_b),
+        SETTLE,
+    );
+    assert_eq!(in_ns(&report, &a), Some(want_a));
+    assert_eq!(in_ns(&report, &b), Some(want_b));
+    assert!(
+        !report
+            .interfaces
+            .iter()
+            .any(|i| i.netns == quiet.host().inode().to_string()),
+        "a namespace without a bridge is not watched"
+    );
+    macdrop.stop().unwrap();
+}
+
+/// Every `--attach` mode gives the same exact counts; the report says which
+/// hook each interface got.
+#[test]
+fn every_hook_counts_the_same() {
+    for (mode, port_hook, bridge_hook) in [
+        ("auto", "tcx", "tcx"),
+        ("tc", "tcx", "tcx"),
+        ("xdp", "xdp-driver", "xdp-generic"),
+        ("xdp-generic", "xdp-generic", "xdp-generic"),
+    ] {
+        let lab = BridgeLab::new(2).unwrap();
+        let mut macdrop =
+            Macdrop::spawn(lab.host(), &["--bridge", BRIDGE, "--attach", mode]).unwrap();
+        send_plan(&lab, 1, 3, 4, 2);
+        let want_p1 = plan_counts(3, 4, 2);
+        // br0 gets what the bridge passes up: own and broadcast.
+        let want_br0 = plan_counts(3, 0, 2);
+        let report = macdrop.settle(
+            |r| r.frames("p1") == Some(want_p1) && r.frames(BRIDGE) == Some(want_br0),
+            SETTLE,
+        );
+        assert_eq!(report.frames("p1"), Some(want_p1), "{mode}");
+        assert_eq!(report.frames(BRIDGE), Some(want_br0), "{mode}");
+        let hook = |n: &str| report.interface(n).and_then(|i| i.hook.clone());
+        assert_eq!(hook("p1").as_deref(), Some(port_hook), "{mode}");
+        assert_eq!(hook(BRIDGE).as_deref(), Some(bridge_hook), "{mode}");
+        macdrop.stop().unwrap();
+    }
+}
+
+/// A port whose XDP hook another program holds (here: a second macdrop) is
+/// watched through tc instead, with a note saying so, and the other program
+/// keeps running and counting.
+#[test]
+fn a_port_with_a_foreign_xdp_program_is_watched_through_tc() {
+    let lab = BridgeLab::new(1).unwrap();
+    let mut other = Macdrop::spawn(lab.host(), &["--iface", "p1", "--attach", "xdp"]).unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE, "--attach", "xdp"]).unwrap();
+    assert!(
+        macdrop
+            .stderr()
+            .contains("p1: xdp-driver is taken by another program"),
+        "{}",
+        macdrop.stderr()
+    );
+    send_plan(&lab, 1, 2, 5, 1);
+    let want = plan_counts(2, 5, 1);
+    let mine = macdrop.settle(|r| r.frames("p1") == Some(want), SETTLE);
+    assert_eq!(mine.frames("p1"), Some(want));
+    assert_eq!(mine.interface("p1").unwrap().hook.as_deref(), Some("tcx"));
+    let theirs = other.settle(|r| r.frames("p1") == Some(want), SETTLE);
+    assert_eq!(
+        theirs.frames("p1"),
+        Some(want),
+        "the other program still runs"
+    );
+    assert_eq!(
+        theirs.interface("p1").unwrap().hook.as_deref(),
+        Some("xdp-driver")
+    );
+    macdrop.stop().unwrap();
+    other.stop().unwrap();
+}
+
+/// However macdrop ends — signal, duration, or SIGKILL — no program or
+/// link it held outlives it (the kernel's own listing, via bpftool).
+#[test]
+fn nothing_is_left_behind_after_any_exit() {
+    for (how, signal) in [
+        ("SIGINT", Some(libc::SIGINT)),
+        ("SIGTERM", Some(libc::SIGTERM)),
+        ("SIGHUP", Some(libc::SIGHUP)),
+        ("SIGKILL", Some(libc::SIGKILL)),
+        ("--duration", None),
+    ] {
+        for mode in ["auto", "xdp"] {
+            let lab = BridgeLab::new(2).unwrap();
+            let mut args = vec!["--bridge", BRIDGE, "--attach", mode];
+            if signal.is_none() {
+                args.extend(["--duration", "1"]);
+            }
+            let macdrop =
+                Macdrop::spawn_bin(&macdrop_bin(), lab.host(), &args, Output::Json).unwrap();
+            let held = bpf::held_by(macdrop.pid()).unwrap();
+            assert!(
+                !held.programs.is_empty() && !held.links.is_empty(),
+                "{how}/{mode}: macdrop holds no BPF objects? {held:?}"
+            );
+            match signal {
+                Some(sig) => macdrop.kill_with(sig).map(|_| ()).unwrap(),
+                None => macdrop.wait_until_exit(SETTLE).map(|_| ()).unwrap(),
+            }
+            let left = macdrop_tests::wait::poll_until(
+                SETTLE,
+                || bpf::still_existing(&held),
+                |left| left.programs.is_empty() && left.links.is_empty(),
+            )
+            .unwrap();
+            assert_eq!(left, bpf::Held::default(), "{how}/{mode}: left behind");
+        }
+    }
+}
