@@ -113,6 +113,9 @@ pub struct InterfaceReport {
     /// The interface vanished; its counts are final.
     #[serde(default)]
     pub gone: bool,
+    /// The kernel's pkt_type of the same frames (tc hooks only).
+    #[serde(default)]
+    pub pkt_type: Option<PktType>,
     pub frames: FrameCounts,
     /// Confirmed kernel drops by reason; None when unavailable.
     #[serde(default)]
@@ -122,6 +125,16 @@ pub struct InterfaceReport {
     pub kernel_rx_otherhost_dropped: Option<u64>,
     #[serde(default)]
     pub verdict: String,
+}
+
+/// `skb->pkt_type` counts, as the tc program saw them.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct PktType {
+    pub host: u64,
+    pub broadcast: u64,
+    pub multicast: u64,
+    pub otherhost: u64,
+    pub other: u64,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]

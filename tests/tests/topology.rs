@@ -14,7 +14,7 @@ use macdrop_tests::{
         BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, FOREIGN_IPV4, FOREIGN_MAC, PEER_IFACE,
         StandaloneLab, peer_ipv4, peer_mac, port_name,
     },
-    macdrop::{EventReport, FrameCounts, Macdrop, Output, macdrop_bin},
+    macdrop::{EventReport, FrameCounts, Macdrop, Output, PktType, macdrop_bin},
     netns::TEST_PREFIX,
     sender::RawSender,
 };
@@ -171,6 +171,26 @@ fn every_hook_counts_the_same() {
         let hook = |n: &str| report.interface(n).and_then(|i| i.hook.clone());
         assert_eq!(hook("p1").as_deref(), Some(port_hook), "{mode}");
         assert_eq!(hook(BRIDGE).as_deref(), Some(bridge_hook), "{mode}");
+        // The kernel's own view beside macdrop's, where there is an skb:
+        // on the port everything not for p1's MAC is "otherhost" (the
+        // bridge then claims its own), on br0 the bridge's MAC is "host".
+        let pkt = |n: &str| report.interface(n).and_then(|i| i.pkt_type);
+        if port_hook == "tcx" {
+            let want = PktType {
+                otherhost: 7,
+                broadcast: 2,
+                ..PktType::default()
+            };
+            assert_eq!(pkt("p1"), Some(want), "{mode}");
+            let want = PktType {
+                host: 3,
+                broadcast: 2,
+                ..PktType::default()
+            };
+            assert_eq!(pkt(BRIDGE), Some(want), "{mode}");
+        } else {
+            assert_eq!(pkt("p1"), None, "{mode}: XDP has no pkt_type");
+        }
         macdrop.stop().unwrap();
     }
 }

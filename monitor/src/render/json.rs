@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
+    kernel::attach::Hook,
     model::{Interface, World},
     tracker::{Event, EventKind},
     verdict::{MAC_MISMATCH_REASONS, verdict},
@@ -43,6 +44,9 @@ struct IfaceJson<'a> {
     gone: bool,
     frames: Classes<u64>,
     rates: Classes<f64>,
+    /// The kernel's own `skb->pkt_type` of the same frames (tc hooks only;
+    /// null with XDP, which runs before there is an skb).
+    pkt_type: Option<PktType>,
     /// Reason name -> confirmed drops since attach; null if unavailable.
     drops: Option<BTreeMap<&'a str, u64>>,
     kernel_rx_otherhost_dropped: Option<u64>,
@@ -59,6 +63,15 @@ struct Classes<T> {
     host_ip_wrong_mac: T,
     stale_mac: T,
     runt: T,
+}
+
+#[derive(Serialize)]
+struct PktType {
+    host: u64,
+    broadcast: u64,
+    multicast: u64,
+    otherhost: u64,
+    other: u64,
 }
 
 #[derive(Serialize)]
@@ -126,6 +139,16 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
             stale_mac: q(r.stale_mac),
             runt: q(r.runt),
         },
+        pkt_type: i
+            .hook
+            .filter(|h| matches!(h, Hook::Tcx | Hook::TcClsact))
+            .map(|_| PktType {
+                host: f.pkt_host,
+                broadcast: f.pkt_broadcast,
+                multicast: f.pkt_multicast,
+                otherhost: f.pkt_otherhost,
+                other: f.pkt_other,
+            }),
         drops,
         kernel_rx_otherhost_dropped: i.kernel_rx_otherhost_dropped,
         verdict: verdict(i),
