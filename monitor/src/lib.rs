@@ -4,7 +4,9 @@
 //! Data flows one way: kernel program (`monitor-ebpf`) -> maps ->
 //! `kernel::counters` (the one collector) -> `model::World` -> `render`.
 //! `netlink` and `topology` decide what to watch and fill the kernel's
-//! configuration maps through `kernel::config`; `watch` runs the loop.
+//! configuration maps through `kernel::config`; a `session` does that for
+//! one network namespace, the `monitor` drives all sessions and yields
+//! reports, and commands (`watch`, `status`) decide what to print.
 
 pub mod classify;
 pub mod cli;
@@ -13,6 +15,7 @@ pub mod kernel;
 pub mod kernel_version;
 pub mod mac;
 pub mod model;
+pub mod monitor;
 pub mod netlink;
 pub mod netns;
 pub mod privileges;
