@@ -625,3 +625,5 @@ fn tc_pinned_pkt_types() {
         );
     });
 }
+
+mod fuzz;

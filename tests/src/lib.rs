@@ -10,6 +10,7 @@
 //! - [`frames`]: raw Ethernet/IPv4/IPv6/ARP/VLAN frame builders;
 //! - [`sender`]: sends exact numbers of frames from inside a namespace;
 //! - [`promisc`]: holds an interface promiscuous like tcpdump does;
+//! - [`receiver`]: counts and fingerprints what an interface receives;
 //! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON;
 //! - [`bpf`]: which BPF programs and links a process holds, and whether
 //!   they outlive it;
@@ -25,5 +26,6 @@ pub mod lab;
 pub mod macdrop;
 pub mod netns;
 pub mod promisc;
+pub mod receiver;
 pub mod sender;
 pub mod wait;
