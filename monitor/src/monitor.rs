@@ -105,6 +105,10 @@ impl Monitor {
                 });
             }
         }
+        // Attached: keep only what following new ports needs.
+        let enters_namespaces = plan.all_netns || !plan.netns.is_empty();
+        privileges::drop_after_attach(enters_namespaces)?;
+
         let mut ticker = tokio::time::interval(plan.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate

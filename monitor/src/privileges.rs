@@ -24,3 +24,37 @@ pub fn check() -> Result<(), Failure> {
         missing.join(", ")
     )))
 }
+
+/// What macdrop still needs once everything is attached:
+/// - CAP_BPF and CAP_NET_ADMIN, to attach to ports that appear later;
+/// - CAP_SYS_ADMIN only when it enters other namespaces (setns), and on
+///   kernels before 5.8, where it stands in for CAP_BPF;
+/// - CAP_SYS_PTRACE, to name the processes holding promiscuous mode
+///   (/proc/PID/fd of other processes).
+///
+/// Everything else (CAP_PERFMON once the drop tracepoint is attached,
+/// CAP_SYS_RESOURCE for the memlock limit, CAP_SYSLOG, CAP_DAC_OVERRIDE,
+/// CAP_SETUID, ...) is dropped from the effective and permitted sets, so a
+/// bug after start cannot use it. Returns the capabilities kept.
+pub fn drop_after_attach(enters_namespaces: bool) -> anyhow::Result<Vec<Capability>> {
+    use std::collections::HashSet;
+    let permitted = caps::read(None, CapSet::Permitted)?;
+    let mut keep: HashSet<Capability> = [
+        Capability::CAP_BPF,
+        Capability::CAP_NET_ADMIN,
+        Capability::CAP_SYS_PTRACE,
+    ]
+    .into();
+    let bpf_needs_sys_admin = !permitted.contains(&Capability::CAP_BPF);
+    if enters_namespaces || bpf_needs_sys_admin {
+        keep.insert(Capability::CAP_SYS_ADMIN);
+    }
+    let keep: HashSet<Capability> = keep.intersection(&permitted).copied().collect();
+    caps::clear(None, CapSet::Ambient)?;
+    caps::set(None, CapSet::Inheritable, &HashSet::new())?;
+    caps::set(None, CapSet::Effective, &keep)?;
+    caps::set(None, CapSet::Permitted, &keep)?;
+    let mut kept: Vec<Capability> = keep.into_iter().collect();
+    kept.sort_by_key(|c| c.index());
+    Ok(kept)
+}
