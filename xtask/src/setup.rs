@@ -32,6 +32,8 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     // The tests' independent witness of what is attached (programs, links).
     "bpftool",
+    // setcap, for the least-privilege tests (file capabilities).
+    "libcap2-bin",
 ];
 
 /// Where Debian's llvm-22 packages put LLVM.
