@@ -3,6 +3,7 @@
 
 mod build;
 mod cmd;
+mod kernel_matrix;
 mod lint;
 mod run;
 mod setup;
@@ -65,6 +66,10 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
+    /// Boot Debian's cloud kernels 5.10, 6.1, 6.12 under QEMU and run a
+    /// privileged smoke subset in each, and natively on the host's kernel;
+    /// prints a table, writes target/kernel-matrix/report.md. Needs root.
+    KernelMatrix(kernel_matrix::Args),
     /// Internal: the demo with an already built binary, as root (what `demo`
     /// re-executes under sudo).
     #[command(hide = true)]
@@ -96,6 +101,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Run { release, args } => return run::run(release, &args),
         Command::Demo { release } => return run::run(release, &[]),
         Command::DemoAsRoot { bin } => run::demo_as_root(&bin)?,
+        Command::KernelMatrix(args) => return kernel_matrix::run(&args),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -32,8 +32,12 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     // The tests' independent witness of what is attached (programs, links).
     "bpftool",
+    // promtool and the Prometheus server the metrics tests scrape with.
+    "prometheus",
     // setcap, for the least-privilege tests (file capabilities).
     "libcap2-bin",
+    // The terminal the `macdrop top` tests drive (send-keys, capture-pane).
+    "tmux",
 ];
 
 /// Where Debian's llvm-22 packages put LLVM.
@@ -71,11 +75,23 @@ fn act(options: &Options, cmd: &Cmd) -> Result<()> {
 // ---- 1. Debian packages ----------------------------------------------------
 
 fn apt_packages(options: &Options) -> Result<()> {
-    let missing = missing_apt_packages(APT_PACKAGES)?;
+    install_apt_packages(options, APT_PACKAGES)
+}
+
+/// Installs those of `packages` that are missing, exactly as `setup` installs
+/// its own (checked one by one; `apt-get update`, then `apt-get install
+/// --no-install-recommends`); prints one "ok" line if none is. For commands
+/// with prerequisites of their own, such as `cargo xtask kernel-matrix`.
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    install_apt_packages(&Options::default(), packages)
+}
+
+fn install_apt_packages(options: &Options, packages: &[&str]) -> Result<()> {
+    let missing = missing_apt_packages(packages)?;
     if missing.is_empty() {
         println!(
             "setup: apt packages: ok (already present: {})",
-            APT_PACKAGES.join(" ")
+            packages.join(" ")
         );
         return Ok(());
     }
