@@ -15,6 +15,24 @@ pub const MAX_INTERFACES: u32 = 4096;
 pub const MAX_LOCAL_MACS: u32 = 16384;
 /// Capacity of the map of the host's IP addresses (all families).
 pub const MAX_LOCAL_ADDRS: u32 = 8192;
+/// Interfaces whose ifindex is below this bound have their configuration
+/// in an array indexed by ifindex (`IF_BY_INDEX`), so the per-frame lookup
+/// is an array index, not a hash; those above it (ifindexes only grow
+/// within a namespace, so a host with a long history of containers gets
+/// there) are found in the `IFACES` hash, which holds every watched
+/// interface. 65,536 entries of 24 bytes: 1.5 MiB per loaded object.
+pub const IFINDEX_DIRECT: u32 = 65536;
+/// log2 of the bits in the MAC filter (see `mac_filter_bit`): 2^18 bits,
+/// 32 KiB; at `MAX_LOCAL_MACS` entries 6% of the bits are set, with 1,000
+/// (a bridge with 1,000 ports) 0.4%.
+pub const MAC_FILTER_BITS: u32 = 18;
+/// u64 words of the MAC filter array.
+pub const MAC_FILTER_WORDS: u32 = 1 << (MAC_FILTER_BITS - 6);
+/// log2 of the slots of the address table (see `AddrSlot`): 8,192 slots
+/// of 16 bytes, 128 KiB.
+pub const ADDR_TABLE_BITS: u32 = 13;
+/// Slots of the address table.
+pub const ADDR_TABLE_SLOTS: u32 = 1 << ADDR_TABLE_BITS;
 /// How many 802.1Q / 802.1ad tags the classifier walks through to reach the
 /// network header. Deeper stacks still get a MAC class, but no IP check.
 pub const MAX_VLAN_TAGS: usize = 3;
@@ -30,6 +48,13 @@ pub mod names {
     /// a killed macdrop is recognised.
     pub const TC_PROGRAM: &str = "macdrop_tc";
     pub const IFACES: &str = "MACDROP_IFACES";
+    /// Array indexed by ifindex (below `IFINDEX_DIRECT`): the same
+    /// `IfConfig`s as `IFACES`, found without a hash lookup.
+    pub const IF_BY_INDEX: &str = "MACDROP_IF_BY_INDEX";
+    /// Bit filter over (MAC domain, MAC) of `LOCAL_MACS` (`mac_filter_bit`).
+    pub const MAC_FILTER: &str = "MACDROP_MAC_FILTER";
+    /// Direct-mapped table of the addresses of `LOCAL_ADDRS` (`AddrSlot`).
+    pub const ADDR_TABLE: &str = "MACDROP_ADDR_TABLE";
     pub const COUNTERS: &str = "MACDROP_COUNTERS";
     pub const LOCAL_MACS: &str = "MACDROP_LOCAL_MACS";
     pub const LOCAL_ADDRS: &str = "MACDROP_LOCAL_ADDRS";
@@ -51,6 +76,15 @@ pub struct IfKey {
 /// on this interface (verified by userspace against the FDB or the device
 /// address), so a frame addressed to it is `own` without a map lookup.
 pub const IF_FAST_MAC_VALID: u32 = 1;
+/// `IfConfig::flags` bit: the entry is a watched interface. Set on every
+/// entry userspace writes; an `IF_BY_INDEX` slot without it is unused (the
+/// classifier then looks in `IFACES`).
+pub const IF_WATCHED: u32 = 2;
+/// `IfConfig::flags` bit: userspace keeps the MAC filter (`MAC_FILTER`) and
+/// the address table (`ADDR_TABLE`) in step with `LOCAL_MACS` and
+/// `LOCAL_ADDRS`, so the classifier may answer from them and skip the hash
+/// lookup. Without it (maps filled by hand) every lookup is made.
+pub const IF_FILTERED: u32 = 4;
 
 /// What the classifier needs to know about one watched interface.
 #[repr(C)]
@@ -122,6 +156,85 @@ impl AddrKey {
     pub const fn v6(netns: u32, addr: [u8; 16]) -> Self {
         Self { netns, addr }
     }
+}
+
+/// Multiplier of the filter and table hashes (2^64 / golden ratio: Fibonacci hashing,
+/// which spreads consecutive keys such as sequentially assigned MACs and
+/// addresses evenly over the top bits).
+const FIB: u64 = 0x9e37_79b9_7f4a_7c15;
+/// Spreads the MAC domain over the MAC filter's key.
+const MIX: u64 = 0xff51_afd7_ed55_8ccd;
+
+/// The bit of `MAC_FILTER` for `mac` in `mac_domain`. The filter has the
+/// bit of every key of `LOCAL_MACS` set: a clear bit proves that (domain,
+/// MAC) is neither local nor previous, which is what the classifier learns
+/// about most foreign unicast without a hash lookup. Shared by the kernel
+/// and userspace, so both compute the same bit.
+#[inline(always)]
+pub fn mac_filter_bit(mac_domain: u32, mac: &[u8; 6]) -> u32 {
+    let m = (mac[0] as u64) << 40
+        | (mac[1] as u64) << 32
+        | (mac[2] as u64) << 24
+        | (mac[3] as u64) << 16
+        | (mac[4] as u64) << 8
+        | mac[5] as u64;
+    let k = m ^ (mac_domain as u64).wrapping_mul(MIX);
+    (k.wrapping_mul(FIB) >> (64 - MAC_FILTER_BITS)) as u32
+}
+
+/// One slot of the address table (`ADDR_TABLE`): a direct-mapped copy of
+/// `LOCAL_ADDRS` that answers "is this an address of the namespace?" with
+/// one array lookup and a compare, the alarm path (`host_ip_wrong_mac`)
+/// included. The address is stored as `AddrKey` stores it (IPv4-mapped for
+/// IPv4), as two little-endian words, in slot `addr_slot(hi)`; a slot is
+/// `EMPTY`, holds the one address that hashes there, or is `SHARED` by
+/// several (then `LOCAL_ADDRS` decides). Neither marker is a unicast
+/// address (`::` and `ffff:...:ffff`), and only unicast addresses are the
+/// namespace's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AddrSlot {
+    pub lo: u64,
+    pub hi: u64,
+}
+
+impl AddrSlot {
+    pub const EMPTY: Self = Self { lo: 0, hi: 0 };
+    pub const SHARED: Self = Self {
+        lo: u64::MAX,
+        hi: u64::MAX,
+    };
+
+    /// The slot value for an address as `AddrKey::addr` holds it.
+    #[inline(always)]
+    pub fn of(addr: &[u8; 16]) -> Self {
+        Self {
+            lo: u64::from_le_bytes([
+                addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+            ]),
+            hi: u64::from_le_bytes([
+                addr[8], addr[9], addr[10], addr[11], addr[12], addr[13], addr[14], addr[15],
+            ]),
+        }
+    }
+
+    /// `of` the IPv4-mapped form of `a`, without building it: the first 8
+    /// bytes are zero and the next 8 are `00 00 ff ff a b c d`.
+    #[inline(always)]
+    pub fn v4(a: &[u8; 4]) -> Self {
+        Self {
+            lo: 0,
+            hi: 0xffff_0000 | (u32::from_le_bytes(*a) as u64) << 32,
+        }
+    }
+}
+
+/// The slot of an address in `ADDR_TABLE`, from its second word only (the
+/// IPv4 address itself for IPv4, the interface identifier for IPv6), so the
+/// kernel can tell an empty slot before reading the first.
+#[inline(always)]
+pub fn addr_slot(hi: u64) -> u32 {
+    (hi.wrapping_mul(FIB) >> (64 - ADDR_TABLE_BITS)) as u32
 }
 
 /// Per-interface frame counters (one copy per CPU in the kernel).
@@ -206,6 +319,7 @@ mod pod {
     unsafe impl aya::Pod for super::MacKey {}
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::FrameCounters {}
+    unsafe impl aya::Pod for super::AddrSlot {}
 }
 
 // The layouts are part of the kernel/user contract: pin them.
@@ -214,3 +328,40 @@ const _: () = assert!(core::mem::size_of::<IfConfig>() == 20);
 const _: () = assert!(core::mem::size_of::<MacKey>() == 16);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
+const _: () = assert!(core::mem::size_of::<AddrSlot>() == 16);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v4_slot_is_that_of_the_mapped_address() {
+        for a in [[192, 0, 2, 1], [10, 0, 0, 0], [255, 255, 255, 255], [0; 4]] {
+            assert_eq!(AddrSlot::v4(&a), AddrSlot::of(&AddrKey::v4(7, a).addr));
+        }
+        let unicast = AddrSlot::of(
+            &AddrKey::v6(7, [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).addr,
+        );
+        assert_ne!(unicast, AddrSlot::EMPTY);
+        assert_ne!(unicast, AddrSlot::SHARED);
+    }
+
+    #[test]
+    fn filter_bits_spread_consecutive_keys() {
+        // 1,000 sequential MACs (as a bridge with 1,000 ports has) hit
+        // nearly 1,000 distinct bits; sequential IPv4 addresses spread over
+        // the address table.
+        let mut macs = [0u64; (MAC_FILTER_WORDS) as usize];
+        let mut addrs = [0u64; (ADDR_TABLE_SLOTS / 64) as usize];
+        for i in 0..1000u32 {
+            let b = mac_filter_bit(3, &[2, 0, 0, 0x0a, (i >> 8) as u8, i as u8]);
+            macs[(b / 64) as usize] |= 1 << (b % 64);
+            let b = addr_slot(AddrSlot::v4(&[10, 0, (i >> 8) as u8, i as u8]).hi);
+            addrs[(b / 64) as usize] |= 1 << (b % 64);
+        }
+        let set = |w: &[u64]| w.iter().map(|w| w.count_ones()).sum::<u32>();
+        assert!(set(&macs) >= 995, "{}", set(&macs));
+        // 1,000 keys in 8,192 slots: ~6% collide even when spread at random.
+        assert!(set(&addrs) >= 900, "{}", set(&addrs));
+    }
+}

@@ -1,23 +1,41 @@
 //! The classifier: one pass over the Ethernet header, optional VLAN tags and
-//! the network header's destination address. O(1) map lookups per frame and
-//! only on the paths that need them:
+//! the network header's destination address. No hash lookup on the common
+//! paths:
 //!
-//! - every frame: the interface's config and counters (1 hash + 1 array);
-//! - unicast not equal to the interface's verified fast MAC: 1 hash lookup
-//!   in the MAC domain's known MACs (local and previous), when the
-//!   interface has a domain (bridge members; standalone interfaces with
-//!   extra or previous MACs);
-//! - foreign unicast: 1 hash lookup of the destination IP.
+//! - every frame: the interface's config, an array indexed by ifindex
+//!   (`IF_BY_INDEX`; the `IFACES` hash only for ifindexes beyond it), and
+//!   its counters, a per-CPU array slot. Both lookups are inlined by the
+//!   verifier into a few instructions;
+//! - broadcast, multicast, and unicast to the interface's verified fast MAC
+//!   (`own` in the common case): nothing more;
+//! - other unicast: a bit of the MAC filter; only when it is set (the
+//!   destination is one of the domain's local or previous MACs, or a rare
+//!   filter collision) a hash lookup in `LOCAL_MACS`;
+//! - foreign unicast: the destination IP's slot of the address table, a
+//!   direct-mapped copy of `LOCAL_ADDRS` that answers exactly, the alarm
+//!   (`host_ip_wrong_mac`) included; only a slot shared by several host
+//!   addresses sends the frame to a hash lookup in `LOCAL_ADDRS`.
+//!
+//! The MAC filter is exact in the direction that matters: a clear bit
+//! proves the key absent from `LOCAL_MACS`, a set bit only sends the frame
+//! to the hash lookup that decides. Userspace keeps the filter and the table
+//! in step with the hash maps (`kernel::config`); interfaces configured
+//! without `IF_FILTERED` take the hash lookups every time.
 //!
 //! The plain-Rust reference model in `monitor/src/classify.rs` defines the
 //! same classes; the `test_run` tests hold the two in agreement.
 
+use core::mem::offset_of;
+
 use monitor_common::{
-    AddrKey, FrameCounters, IF_FAST_MAC_VALID, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS,
-    MAX_VLAN_TAGS, MacKey,
+    AddrKey, AddrSlot, FrameCounters, IF_FAST_MAC_VALID, IF_FILTERED, IF_WATCHED, IfConfig, IfKey,
+    MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, addr_slot, mac_filter_bit,
 };
 
-use crate::maps::{COUNTERS, IFACES, LOCAL_ADDRS, LOCAL_MACS, netns_ino};
+use crate::maps::{
+    ADDR_TABLE, COUNTERS, IF_BY_INDEX, IFACES, LOCAL_ADDRS, LOCAL_MACS, MAC_FILTER, filter_has,
+    netns_ino,
+};
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -65,14 +83,26 @@ pub fn count_frame(
     tags_removed: usize,
 ) -> Option<&'static mut FrameCounters> {
     let netns = netns_ino();
-    let key = IfKey { netns, ifindex };
-    let cfg = unsafe { IFACES.get(key) }?;
+    let cfg = if_config(netns, ifindex)?;
     let counters = COUNTERS.get_ptr_mut(cfg.slot)?;
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
     classify_into(counters, netns, cfg, data, data_end, tags_removed);
     Some(counters)
+}
+
+/// The configuration of a watched interface: its `IF_BY_INDEX` entry, or
+/// for an ifindex beyond the array (or an entry not written there) its
+/// `IFACES` entry.
+#[inline(always)]
+fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
+    if let Some(cfg) = IF_BY_INDEX.get(ifindex)
+        && cfg.flags & IF_WATCHED != 0
+    {
+        return Some(cfg);
+    }
+    unsafe { IFACES.get(IfKey { netns, ifindex }) }
 }
 
 /// The classification proper, into the counters of one interface.
@@ -94,10 +124,14 @@ fn classify_into(
     };
     let dst: [u8; 6] = unsafe { *(eth as *const [u8; 6]) };
 
-    if dst == [0xff; 6] {
-        counters.broadcast += 1;
-    } else if dst[0] & 1 != 0 {
-        counters.multicast += 1;
+    if dst[0] & 1 != 0 {
+        if dst == [0xff; 6] {
+            counters.broadcast += 1;
+        } else {
+            counters.multicast += 1;
+        }
+    } else if cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, &dst) {
+        counters.own += 1;
     } else {
         match known_mac(netns, cfg, &dst) {
             Some(MAC_LOCAL) => counters.own += 1,
@@ -106,7 +140,7 @@ fn classify_into(
                 if known == Some(MAC_PREVIOUS) {
                     counters.stale_mac += 1;
                 }
-                if dst_ip_is_local(netns, data, data_end, tags_removed) {
+                if dst_ip_is_local(netns, cfg, data, data_end, tags_removed) {
                     counters.host_ip_wrong_mac += 1;
                 }
             }
@@ -114,15 +148,34 @@ fn classify_into(
     }
 }
 
-/// What the interface's MAC domain knows about unicast `dst`: `MAC_LOCAL`
-/// (the kernel delivers it to the host), `MAC_PREVIOUS` (a MAC the bridge or
-/// interface used to have), or None (someone else's).
+/// Whether `dst` is the interface's fast MAC. The same as `dst ==
+/// cfg.fast_mac`, with the configuration side read as one u32 and one u16
+/// (aligned) instead of six bytes: this compare is most of the `own` path.
+#[inline(always)]
+fn is_fast_mac(cfg: &IfConfig, dst: &[u8; 6]) -> bool {
+    const OFF: usize = offset_of!(IfConfig, fast_mac);
+    const _: () = assert!(OFF.is_multiple_of(4) && align_of::<IfConfig>() >= 4);
+    // SAFETY: `fast_mac` starts 4-aligned inside a 4-aligned IfConfig
+    // (asserted above), so both reads are aligned and within the field.
+    let (head, tail) = unsafe {
+        let base = (cfg as *const IfConfig).cast::<u8>().add(OFF);
+        (*base.cast::<u32>(), *base.add(4).cast::<u16>())
+    };
+    u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]) == head
+        && u16::from_ne_bytes([dst[4], dst[5]]) == tail
+}
+
+/// What the interface's MAC domain knows about unicast `dst` other than the
+/// fast MAC: `MAC_LOCAL` (the kernel delivers it to the host),
+/// `MAC_PREVIOUS` (a MAC the bridge or interface used to have), or None
+/// (someone else's).
 #[inline(always)]
 fn known_mac(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> Option<u8> {
-    if cfg.flags & IF_FAST_MAC_VALID != 0 && *dst == cfg.fast_mac {
-        return Some(MAC_LOCAL);
-    }
     if cfg.mac_domain == 0 {
+        return None;
+    }
+    if cfg.flags & IF_FILTERED != 0 && !filter_has(&MAC_FILTER, mac_filter_bit(cfg.mac_domain, dst))
+    {
         return None;
     }
     let key = MacKey::new(netns, cfg.mac_domain, *dst);
@@ -133,7 +186,14 @@ fn known_mac(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> Option<u8> {
 /// address of this namespace? Walks up to `MAX_VLAN_TAGS` tags, counting
 /// those already removed from the data.
 #[inline(always)]
-fn dst_ip_is_local(netns: u32, data: usize, data_end: usize, tags_removed: usize) -> bool {
+fn dst_ip_is_local(
+    netns: u32,
+    cfg: &IfConfig,
+    data: usize,
+    data_end: usize,
+    tags_removed: usize,
+) -> bool {
+    let filtered = cfg.flags & IF_FILTERED != 0;
     let mut off = 12;
     let Some(mut proto) = be16_at(data, data_end, off) else {
         return false;
@@ -154,13 +214,26 @@ fn dst_ip_is_local(netns: u32, data: usize, data_end: usize, tags_removed: usize
             let Some(a) = bytes_at::<4>(data, data_end, l3 + 16) else {
                 return false;
             };
-            AddrKey::v4(netns, unsafe { *a })
+            let a = unsafe { *a };
+            if filtered && let Some(local) = addr_table_says(AddrSlot::v4(&a).hi, || 0) {
+                return local;
+            }
+            AddrKey::v4(netns, a)
         }
         ETH_P_IPV6 => {
             let Some(a) = bytes_at::<16>(data, data_end, l3 + 24) else {
                 return false;
             };
-            AddrKey::v6(netns, unsafe { *a })
+            // SAFETY: inside the frame, checked above.
+            let a = unsafe { &*a };
+            // The second word first: most slots are empty, and then the
+            // first is never read.
+            let hi = || u64::from_le_bytes([a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15]]);
+            let lo = || u64::from_le_bytes([a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]]);
+            if filtered && let Some(local) = addr_table_says(hi(), lo) {
+                return local;
+            }
+            AddrKey::v6(netns, *a)
         }
         ETH_P_ARP => {
             // Only Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4;
@@ -175,9 +248,29 @@ fn dst_ip_is_local(netns: u32, data: usize, data_end: usize, tags_removed: usize
             let Some(a) = bytes_at::<4>(data, data_end, l3 + 24) else {
                 return false;
             };
-            AddrKey::v4(netns, unsafe { *a })
+            let a = unsafe { *a };
+            if filtered && let Some(local) = addr_table_says(AddrSlot::v4(&a).hi, || 0) {
+                return local;
+            }
+            AddrKey::v4(netns, a)
         }
         _ => return false,
     };
     unsafe { LOCAL_ADDRS.get(key) }.is_some()
+}
+
+/// What the address table says about the address whose `AddrSlot` words
+/// are `hi` and `lo()`: Some(true) if it is the address in its slot,
+/// Some(false) if the slot is empty or holds another address, None if
+/// several host addresses share the slot (or it cannot be read): then
+/// `LOCAL_ADDRS` decides.
+#[inline(always)]
+fn addr_table_says(hi: u64, lo: impl FnOnce() -> u64) -> Option<bool> {
+    let slot = ADDR_TABLE.get(addr_slot(hi))?;
+    if *slot == AddrSlot::SHARED {
+        return None;
+    }
+    // The slot's address, the first word read only if the second matches;
+    // an empty slot holds no address (not even `::`).
+    Some(*slot != AddrSlot::EMPTY && slot.hi == hi && slot.lo == lo())
 }

@@ -91,3 +91,25 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     }
     aya_ebpf::bindings::TC_ACT_UNSPEC
 }
+
+// ---- benchmark baselines ----------------------------------------------------
+//
+// Never loaded or attached by macdrop itself: `cargo xtask bench` (through
+// `macdrop-bench`) measures macdrop's programs against these, in the same
+// object so both go through the same loader and verifier. They do nothing
+// but return the same verdict as macdrop's programs.
+
+/// Benchmark baseline: an XDP program that only passes the frame (declared
+/// `xdp.frags` like `macdrop_xdp`, so attaching it has the same effect on
+/// the device).
+#[xdp(frags)]
+pub fn bench_empty_xdp(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
+/// Benchmark baseline: a tc classifier that only returns TC_ACT_UNSPEC, as
+/// `macdrop_tc` does.
+#[aya_ebpf::macros::classifier]
+pub fn bench_empty_tc(_ctx: aya_ebpf::programs::TcContext) -> i32 {
+    aya_ebpf::bindings::TC_ACT_UNSPEC
+}

@@ -3,17 +3,27 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, PerCpuArray},
+    maps::{Array, HashMap, PerCpuArray},
 };
 use monitor_common::{
-    AddrKey, FrameCounters, IfConfig, IfKey, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS,
-    MacKey,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, FrameCounters, IFINDEX_DIRECT, IfConfig, IfKey,
+    MAC_FILTER_WORDS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey,
 };
 
 /// Watched interfaces: (netns, ifindex) -> slot and how to judge `own`.
-/// Frames on interfaces missing here are not counted.
+/// Frames on interfaces missing here are not counted. Holds every watched
+/// interface; the classifier consults it only for those `IF_BY_INDEX`
+/// cannot hold (the drop counter always does).
 #[map(name = "MACDROP_IFACES")]
 pub static IFACES: HashMap<IfKey, IfConfig> = HashMap::with_max_entries(MAX_INTERFACES, 0);
+
+/// The same configurations indexed by ifindex, for ifindexes below
+/// `IFINDEX_DIRECT` (entries without `IF_WATCHED` are unused): the
+/// classifier's per-frame lookup, an array index the verifier inlines
+/// instead of a hash lookup. The object serves one namespace, so the
+/// ifindex alone is the key.
+#[map(name = "MACDROP_IF_BY_INDEX")]
+pub static IF_BY_INDEX: Array<IfConfig> = Array::with_max_entries(IFINDEX_DIRECT, 0);
 
 /// Frame counters per slot, one copy per CPU (no atomics on the hot path).
 #[map(name = "MACDROP_COUNTERS")]
@@ -29,6 +39,27 @@ pub static LOCAL_MACS: HashMap<MacKey, u8> = HashMap::with_max_entries(MAX_LOCAL
 /// IP addresses of the namespace (IPv4-mapped for IPv4).
 #[map(name = "MACDROP_LOCAL_ADDRS")]
 pub static LOCAL_ADDRS: HashMap<AddrKey, u8> = HashMap::with_max_entries(MAX_LOCAL_ADDRS, 0);
+
+/// Bit filter over the keys of `LOCAL_MACS` (`monitor_common::mac_filter_bit`):
+/// a clear bit proves a destination unknown to the domain, so most foreign
+/// unicast is classified without a hash lookup.
+#[map(name = "MACDROP_MAC_FILTER")]
+pub static MAC_FILTER: Array<u64> = Array::with_max_entries(MAC_FILTER_WORDS, 0);
+
+/// The addresses of `LOCAL_ADDRS`, direct-mapped (`monitor_common::AddrSlot`):
+/// whether a destination is the host's, mostly without a hash lookup.
+#[map(name = "MACDROP_ADDR_TABLE")]
+pub static ADDR_TABLE: Array<AddrSlot> = Array::with_max_entries(ADDR_TABLE_SLOTS, 0);
+
+/// Whether `bit` is set in `filter`; true if it cannot be read, so that a
+/// filter problem costs a hash lookup, never a wrong class.
+#[inline(always)]
+pub fn filter_has(filter: &Array<u64>, bit: u32) -> bool {
+    match filter.get(bit >> 6) {
+        Some(word) => *word & (1u64 << (bit & 63)) != 0,
+        None => true,
+    }
+}
 
 /// Inode number of the network namespace this object instance serves; set
 /// by userspace at load time (`EbpfLoader::override_global`).

@@ -1,7 +1,7 @@
 //! Command-line interface. Values are validated here so that every bad
 //! flag is a usage error (exit 2) with a one-line message.
 
-use std::time::Duration;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -9,6 +9,9 @@ pub use crate::kernel::attach::AttachMode;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
+
+/// Where `--metrics` without a value serves: loopback only.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9815";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +25,12 @@ pub const IFNAME_MAX: usize = 15;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+
+    /// Read the command's settings from this TOML file (a [watch],
+    /// [status], [top] or [diagnose] table, keys named like the flags);
+    /// flags on the command line override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +42,78 @@ pub enum Command {
     /// roles, MACs, promiscuous mode, otherhost counters, and findings such
     /// as a bridge whose own MAC is missing from its forwarding database.
     Status(StatusArgs),
+    /// Full-screen live view: per interface, totals and rates of each frame
+    /// class, confirmed drops, promiscuous state, a sparkline of the
+    /// mismatch rate, and the latest events. Keys: q quit, s sort, / filter.
+    Top(TopArgs),
+    /// Watch for a short window (default 10 s), then print findings ranked
+    /// by severity, each with its evidence and a remedy.
+    Diagnose(DiagnoseArgs),
+}
+
+/// What to watch: the selection flags `top` and `diagnose` share (the same
+/// as `watch`'s).
+#[derive(Debug, Args)]
+pub struct SelectionArgs {
+    /// Watch this bridge and all its ports (repeatable).
+    #[arg(long = "bridge", value_name = "NAME", value_parser = parse_ifname)]
+    pub bridges: Vec<String>,
+
+    /// Watch this single interface (repeatable).
+    #[arg(long = "iface", value_name = "NAME", value_parser = parse_ifname)]
+    pub ifaces: Vec<String>,
+
+    /// Hook to attach: auto picks the cheapest per device (tc on veth and
+    /// bridges, native XDP on NICs that have it).
+    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
+    pub attach: AttachMode,
+
+    /// Watch inside this network namespace (a name under /run/netns or
+    /// /run/docker/netns, or a path like /proc/PID/ns/net); repeatable.
+    #[arg(long, value_name = "NAME|PATH", conflicts_with = "all_netns")]
+    pub netns: Vec<String>,
+
+    /// Watch every namespace under /run/netns and /run/docker/netns (and
+    /// this one) that has a bridge (or the --iface names).
+    #[arg(long)]
+    pub all_netns: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub select: SelectionArgs,
+
+    /// Seconds between screen updates (0.1 to 3600, fractions allowed).
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_interval)]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    #[command(flatten)]
+    pub select: SelectionArgs,
+
+    /// How long to watch before concluding, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Output format (json: the same findings with stable ids).
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Exit with code 4 when a finding of this severity or worse exists
+    /// (default: exit 0 whatever is found).
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<FailOn>,
+}
+
+/// `--fail-on`: the least severe finding that makes `diagnose` exit 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    Error,
+    Warning,
+    Info,
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +163,23 @@ pub struct WatchArgs {
     /// this one) that has a bridge (or the --iface names).
     #[arg(long)]
     pub all_netns: bool,
+
+    /// Serve Prometheus metrics (/metrics) and /healthz over HTTP on
+    /// ADDR:PORT; without a value on 127.0.0.1:9815 (loopback only).
+    /// Anything but a loopback address exposes them to the network.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        num_args = 0..=1,
+        default_missing_value = DEFAULT_METRICS_ADDR,
+        value_parser = parse_metrics_addr
+    )]
+    pub metrics: Option<SocketAddr>,
+
+    /// Enable the kernel's BPF run-time statistics while running and report
+    /// macdrop's own programs' run count and average ns per run.
+    #[arg(long)]
+    pub self_stats: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -123,6 +221,15 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_secs(s, 0.1, 3600.0)
 }
 
+fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim().parse().map_err(|_| {
+        format!(
+            "{s:?} is not ADDR:PORT: use an IP address and a port, e.g. {DEFAULT_METRICS_ADDR} \
+             or [::1]:9815"
+        )
+    })
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     // At least one 0.1 s interval; at most a year.
     parse_secs(s, 0.1, 366.0 * 86400.0)
@@ -145,6 +252,34 @@ mod tests {
         assert_eq!(w.interval, Duration::from_secs(1));
         assert_eq!(w.duration, None);
         assert_eq!(w.format, Format::Table);
+        assert_eq!(w.metrics, None, "no metrics unless asked");
+    }
+
+    #[test]
+    fn metrics_address_is_optional() {
+        let metrics = |args: &[&str]| {
+            let Command::Watch(w) = parse(args).unwrap().command else {
+                panic!("not watch")
+            };
+            w.metrics.map(|a| a.to_string())
+        };
+        assert_eq!(
+            metrics(&["watch", "--metrics"]).as_deref(),
+            Some(DEFAULT_METRICS_ADDR)
+        );
+        assert_eq!(
+            metrics(&["watch", "--metrics", "--bridge", "br0"]).as_deref(),
+            Some(DEFAULT_METRICS_ADDR),
+            "a following flag is not taken as the address"
+        );
+        assert_eq!(
+            metrics(&["watch", "--metrics", "0.0.0.0:9100"]).as_deref(),
+            Some("0.0.0.0:9100")
+        );
+        assert_eq!(
+            metrics(&["watch", "--metrics=[::1]:9815"]).as_deref(),
+            Some("[::1]:9815")
+        );
     }
 
     #[test]
@@ -190,6 +325,50 @@ mod tests {
     }
 
     #[test]
+    fn top_and_diagnose_share_the_selection_flags() {
+        let Command::Top(t) = parse(&["top", "--bridge", "br0", "--interval", "0.5"])
+            .unwrap()
+            .command
+        else {
+            panic!("not top")
+        };
+        assert_eq!(t.select.bridges, ["br0"]);
+        assert_eq!(t.interval, Duration::from_millis(500));
+        let Command::Diagnose(d) = parse(&["diagnose", "--iface", "eth0"]).unwrap().command else {
+            panic!("not diagnose")
+        };
+        assert_eq!(d.select.ifaces, ["eth0"]);
+        assert_eq!(d.duration, Duration::from_secs(10), "default window");
+        assert_eq!((d.format, d.fail_on), (Format::Table, None));
+        let Command::Diagnose(d) = parse(&[
+            "diagnose",
+            "--duration",
+            "2",
+            "--format",
+            "json",
+            "--fail-on",
+            "warning",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not diagnose")
+        };
+        assert_eq!(d.duration, Duration::from_secs(2));
+        assert_eq!((d.format, d.fail_on), (Format::Json, Some(FailOn::Warning)));
+        for args in [
+            &["top", "--format", "json"][..],
+            &["top", "--interval", "0"],
+            &["diagnose", "--duration", "0"],
+            &["diagnose", "--fail-on", "sometimes"],
+            &["diagnose", "--netns", "a", "--all-netns"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         for args in [
             &["watch", "--interval", "0"][..],
@@ -204,6 +383,11 @@ mod tests {
             &["watch", "--bridge", "a/b"],
             &["watch", "--format", "xml"],
             &["watch", "--bogus"],
+            &["watch", "--metrics", "localhost:9815"],
+            &["watch", "--metrics", "127.0.0.1"],
+            &["watch", "--metrics", "9815"],
+            &["watch", "--metrics", "127.0.0.1:65536"],
+            &["watch", "--metrics", ""],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -10,10 +10,13 @@
 
 pub mod classify;
 pub mod cli;
+pub mod config_file;
+pub mod diagnose;
 pub mod error;
 pub mod kernel;
 pub mod kernel_version;
 pub mod mac;
+pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod netlink;
@@ -26,6 +29,7 @@ pub mod status;
 pub mod sysfs;
 pub mod topology;
 pub mod tracker;
+pub mod tui;
 pub mod verdict;
 pub mod watch;
 

@@ -3,9 +3,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser as _;
 use macdrop::{
-    cli::{Cli, Command},
+    cli::Command,
     error::{ExitKind, classify},
 };
 
@@ -16,7 +15,8 @@ fn main() -> ExitCode {
         eprintln!("macdrop: internal error (a bug, please report it): {info}");
     }));
 
-    let cli = match Cli::try_parse() {
+    // The command line, completed from `--config FILE` where it is silent.
+    let cli = match macdrop::config_file::parse(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
@@ -34,6 +34,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Watch(args) => macdrop::watch::run(args).await,
             Command::Status(args) => macdrop::status::run(args).await,
+            Command::Top(args) => macdrop::tui::run(args).await,
+            Command::Diagnose(args) => macdrop::diagnose::run(args).await,
         }
     });
     match result {

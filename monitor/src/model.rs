@@ -149,6 +149,9 @@ pub struct World {
     /// Where confirmed drops come from ("tp_btf", "raw_tracepoint"), or why
     /// they are unavailable.
     pub drop_source: Result<&'static str, String>,
+    /// With `--self-stats`: macdrop's programs' runs and run time, by
+    /// program name, since they were loaded.
+    pub self_stats: Option<BTreeMap<String, crate::kernel::self_stats::ProgramStats>>,
 }
 
 #[cfg(test)]

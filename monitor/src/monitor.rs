@@ -3,7 +3,10 @@
 //! (`World`s); the commands (`watch`, and whatever renders them) decide what
 //! to do with each. Detaches everything when it stops or is dropped.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
 
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
@@ -12,8 +15,14 @@ use tokio::{
 };
 
 use crate::{
-    error::Failure, kernel::attach::AttachMode, model::World, netlink::Change, netns::Namespace,
-    privileges, session::Session, topology::Selection,
+    error::Failure,
+    kernel::{attach::AttachMode, self_stats::StatsEnabled},
+    model::World,
+    netlink::Change,
+    netns::Namespace,
+    privileges,
+    session::Session,
+    topology::Selection,
 };
 
 /// What to watch and how.
@@ -26,6 +35,8 @@ pub struct Plan {
     pub all_netns: bool,
     pub interval: Duration,
     pub duration: Option<Duration>,
+    /// Measure macdrop's own programs (`--self-stats`).
+    pub self_stats: bool,
 }
 
 /// What the monitor's loop produced.
@@ -44,6 +55,8 @@ pub struct Monitor {
     deadline: Option<Instant>,
     signals: [Signal; 3],
     finished: bool,
+    /// Keeps BPF run-time statistics on while macdrop runs.
+    self_stats: Option<StatsEnabled>,
 }
 
 impl Monitor {
@@ -51,6 +64,11 @@ impl Monitor {
     /// (attaching everything), and prints what is watched on stderr.
     pub async fn start(plan: Plan) -> anyhow::Result<Self> {
         privileges::check()?;
+        let self_stats = if plan.self_stats {
+            Some(StatsEnabled::enable()?)
+        } else {
+            None
+        };
         // Signals are set up before attaching so none is missed.
         let signals = [
             signal(SignalKind::interrupt())?,
@@ -119,6 +137,7 @@ impl Monitor {
             deadline: plan.duration.map(|d| Instant::now() + d),
             signals,
             finished: false,
+            self_stats,
         })
     }
 
@@ -194,12 +213,16 @@ impl Monitor {
             interfaces: Vec::new(),
             events: Vec::new(),
             drop_source: Err("no session".into()),
+            self_stats: self.self_stats.as_ref().map(|_| BTreeMap::new()),
         };
         for (i, s) in self.sessions.iter_mut().enumerate() {
             world.interfaces.extend(s.collect()?);
             world.events.extend(s.take_events());
             if i == 0 {
                 world.drop_source = s.drop_source();
+            }
+            if let Some(stats) = &mut world.self_stats {
+                s.add_program_stats(stats);
             }
         }
         world.events.sort_by_key(|e| e.ts);

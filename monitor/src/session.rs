@@ -424,6 +424,14 @@ impl Session {
         std::mem::take(&mut self.notes)
     }
 
+    /// Adds this session's programs' run-time statistics into `into`.
+    pub fn add_program_stats(
+        &self,
+        into: &mut std::collections::BTreeMap<String, crate::kernel::self_stats::ProgramStats>,
+    ) {
+        crate::kernel::self_stats::add_program_stats(&self.ebpf, into);
+    }
+
     pub fn drop_source(&self) -> Result<&'static str, String> {
         self.drops
             .as_ref()

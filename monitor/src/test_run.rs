@@ -410,6 +410,12 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             "foreign, ipv6 other",
             eth(FOREIGN, &[], 0x86dd, &ipv6("2001:db8::2")),
         ),
+        // `::` is no host's address (nor an empty slot of the kernel's
+        // address table).
+        (
+            "foreign, ipv6 unspecified",
+            eth(FOREIGN, &[], 0x86dd, &ipv6("::")),
+        ),
         (
             "foreign, QinQ ipv6 host",
             eth(FOREIGN, &[ad, q], 0x86dd, &ipv6("2001:db8::1")),

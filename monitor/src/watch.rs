@@ -5,6 +5,7 @@ use std::io::Write as _;
 
 use crate::{
     cli::{Format, WatchArgs},
+    metrics::http::Exporter,
     model::World,
     monitor::{Monitor, Plan, Step},
     render,
@@ -34,16 +35,39 @@ impl From<&WatchArgs> for Plan {
             all_netns: args.all_netns,
             interval: args.interval,
             duration: args.duration,
+            self_stats: args.self_stats,
         }
     }
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    // Bound before anything is attached: a port in use fails fast.
+    let exporter = match args.metrics {
+        Some(addr) => Some(start_exporter(addr, &args).await?),
+        None => None,
+    };
     let mut monitor = Monitor::start(Plan::from(&args)).await?;
     while let Some(step) = monitor.next().await? {
         match step {
-            Step::Report(world) | Step::Final(world) => emit(args.format, &world),
+            Step::Report(world) | Step::Final(world) => {
+                emit(args.format, &world);
+                if let Some(exporter) = &exporter {
+                    exporter.publish(world);
+                }
+            }
         }
     }
     Ok(())
+}
+
+async fn start_exporter(addr: std::net::SocketAddr, args: &WatchArgs) -> anyhow::Result<Exporter> {
+    let exporter = Exporter::start(addr, args.interval).await?;
+    let local = exporter.local_addr();
+    let reach = if local.ip().is_loopback() {
+        ""
+    } else {
+        " (beyond loopback: reachable from the network, without authentication)"
+    };
+    eprintln!("macdrop: serving metrics on http://{local}/metrics{reach}");
+    Ok(exporter)
 }

@@ -78,3 +78,24 @@ pub fn still_existing(held: &Held) -> Result<Held> {
         links: held.links.intersection(&now.links).copied().collect(),
     })
 }
+
+/// The kernel's run count of a program (`bpftool prog show id N`): zero
+/// unless BPF run-time statistics were on while it ran.
+pub fn run_count(program_id: u32) -> Result<u64> {
+    #[derive(Deserialize)]
+    struct Prog {
+        #[serde(default)]
+        run_cnt: u64,
+    }
+    let out = Command::new("bpftool")
+        .args(["-j", "prog", "show", "id", &program_id.to_string()])
+        .output()
+        .context("cannot run bpftool")?;
+    if !out.status.success() {
+        bail!(
+            "bpftool prog show id {program_id}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice::<Prog>(&out.stdout)?.run_cnt)
+}

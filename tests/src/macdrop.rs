@@ -47,7 +47,7 @@ pub fn macdrop_bin() -> PathBuf {
 }
 
 /// One line of `macdrop watch --format json`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct Report {
     /// RFC 3339 timestamp of the sample.
     pub ts: String,
@@ -55,6 +55,16 @@ pub struct Report {
     /// Events since the previous report.
     #[serde(default)]
     pub events: Vec<EventReport>,
+    /// With --self-stats: program name -> runs and average ns per run.
+    #[serde(default)]
+    pub self_stats: Option<std::collections::BTreeMap<String, SelfStat>>,
+}
+
+/// One program's run-time statistics.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct SelfStat {
+    pub runs: u64,
+    pub avg_ns: f64,
 }
 
 /// A promiscuous-mode transition or MAC change.

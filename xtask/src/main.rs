@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's commands (`cargo xtask --help`). One module
 //! per command; `cmd` runs programs, `ui` formats progress.
 
+mod bench;
 mod build;
 mod cmd;
 mod kernel_matrix;
@@ -66,6 +67,10 @@ enum Command {
         #[arg(long)]
         release: bool,
     },
+    /// Measure macdrop's cost (per-frame test_run, end-to-end rate per
+    /// hook and against tcpdump, userspace CPU/RSS and attach time with
+    /// 1,000 ports); writes target/bench/bench.{md,json}. Needs root.
+    Bench(bench::Args),
     /// Boot Debian's cloud kernels 5.10, 6.1, 6.12 under QEMU and run a
     /// privileged smoke subset in each, and natively on the host's kernel;
     /// prints a table, writes target/kernel-matrix/report.md. Needs root.
@@ -102,6 +107,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         Command::Demo { release } => return run::run(release, &[]),
         Command::DemoAsRoot { bin } => run::demo_as_root(&bin)?,
         Command::KernelMatrix(args) => return kernel_matrix::run(&args),
+        Command::Bench(args) => bench::run(&args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

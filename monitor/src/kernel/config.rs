@@ -2,6 +2,14 @@
 //! which interfaces are watched (and their counter slot), which MACs each
 //! bridge delivers to the host, which IP addresses are the host's. Updates
 //! are diffs, so calling `sync` every interval costs only the changes.
+//!
+//! Besides the hash maps, two structures exist only so the classifier can
+//! skip hash lookups on its common paths (see `monitor-ebpf/src/classify.rs`):
+//! `IF_BY_INDEX`, the interfaces' configurations in an array indexed by
+//! ifindex, the MAC bit filter, whose clear bits prove a key absent from
+//! `LOCAL_MACS`, and the address table, a direct-mapped copy of
+//! `LOCAL_ADDRS`. All are derived from the same `Desired` as the hash maps
+//! and written in the same `sync`.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -11,11 +19,12 @@ use std::{
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, MapData},
+    maps::{Array as BpfArray, HashMap as BpfHashMap, MapData},
 };
 use monitor_common::{
-    AddrKey, IF_FAST_MAC_VALID, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES,
-    MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, names,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_WATCHED,
+    IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES,
+    MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, addr_slot, mac_filter_bit, names,
 };
 
 use crate::{mac::Mac, netlink::NetState, topology::Watched};
@@ -30,6 +39,31 @@ pub struct Desired {
 }
 
 impl Desired {
+    /// The MAC filter's words for `local_macs`.
+    pub fn mac_filter(&self) -> Vec<u64> {
+        let mut words = vec![0u64; MAC_FILTER_WORDS as usize];
+        for key in self.local_macs.keys() {
+            set_bit(&mut words, mac_filter_bit(key.mac_domain, &key.mac));
+        }
+        words
+    }
+
+    /// The address table's slots for `local_addrs`: each address in its
+    /// slot, `SHARED` where several meet.
+    pub fn addr_table(&self) -> Vec<AddrSlot> {
+        let mut slots = vec![AddrSlot::EMPTY; ADDR_TABLE_SLOTS as usize];
+        for key in &self.local_addrs {
+            let addr = AddrSlot::of(&key.addr);
+            let slot = &mut slots[addr_slot(addr.hi) as usize];
+            *slot = if *slot == AddrSlot::EMPTY || *slot == addr {
+                addr
+            } else {
+                AddrSlot::SHARED
+            };
+        }
+        slots
+    }
+
     fn add_macs(&mut self, netns: u32, domain: u32, macs: &[Mac], kind: u8) {
         for mac in macs {
             let key = MacKey::new(netns, domain, mac.0);
@@ -53,24 +87,32 @@ pub fn desired(
 ) -> Desired {
     let mut out = Desired::default();
     let previous_of = |ifindex: u32| previous.get(&ifindex).map(Vec::as_slice).unwrap_or(&[]);
+    // Linear in the watched interfaces: a bridge with 1,000 ports is looked
+    // at once, not once per port (this runs on every refresh).
+    let macs: HashMap<u32, Option<Mac>> = state.links.iter().map(|l| (l.ifindex, l.mac)).collect();
+    let mac_of = |ifindex: u32| macs.get(&ifindex).copied().flatten();
+    // Per bridge: its fast MAC (computed once, with its MACs added once).
+    let mut bridges: HashMap<u32, Option<Mac>> = HashMap::new();
     for (w, slot) in watched {
-        let device_mac = state.link(w.ifindex).and_then(|l| l.mac);
+        let device_mac = mac_of(w.ifindex);
         let (mac_domain, fast) = match &w.bridge {
             Some((bridge, _)) => {
-                let local = state
-                    .local_fdb
-                    .get(bridge)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                // The fast path may only short-cut a MAC the FDB confirms:
-                // a bridge MAC missing from the FDB is exactly the failure
-                // macdrop must see.
-                let bridge_mac = state.link(*bridge).and_then(|l| l.mac);
-                let fast = bridge_mac.filter(|m| local.contains(m));
-                out.add_macs(netns, *bridge, local, MAC_LOCAL);
-                // Old MACs of the bridge, and of this port (its old local
-                // FDB entry), are stale destinations in the bridge's domain.
-                out.add_macs(netns, *bridge, previous_of(*bridge), MAC_PREVIOUS);
+                let fast = *bridges.entry(*bridge).or_insert_with(|| {
+                    let local = state
+                        .local_fdb
+                        .get(bridge)
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    out.add_macs(netns, *bridge, local, MAC_LOCAL);
+                    // Old MACs of the bridge are stale destinations in its
+                    // domain.
+                    out.add_macs(netns, *bridge, previous_of(*bridge), MAC_PREVIOUS);
+                    // The fast path may only short-cut a MAC the FDB
+                    // confirms: a bridge MAC missing from the FDB is
+                    // exactly the failure macdrop must see.
+                    mac_of(*bridge).filter(|m| local.contains(m))
+                });
+                // So are old MACs of this port (its old local FDB entry).
                 out.add_macs(netns, *bridge, previous_of(w.ifindex), MAC_PREVIOUS);
                 (*bridge, fast)
             }
@@ -101,7 +143,10 @@ pub fn desired(
             IfConfig {
                 slot: *slot,
                 mac_domain,
-                flags: if fast.is_some() { IF_FAST_MAC_VALID } else { 0 },
+                // `sync` keeps the filters in step with the maps.
+                flags: IF_WATCHED
+                    | IF_FILTERED
+                    | if fast.is_some() { IF_FAST_MAC_VALID } else { 0 },
                 fast_mac: fast.unwrap_or(Mac([0; 6])).0,
                 _pad: [0; 2],
             },
@@ -116,12 +161,21 @@ pub fn desired(
     out
 }
 
+fn set_bit(words: &mut [u64], bit: u32) {
+    words[(bit / 64) as usize] |= 1 << (bit % 64);
+}
+
 /// Userspace handles on the configuration maps, plus what was last written.
 pub struct ConfigMaps {
     ifaces: BpfHashMap<MapData, IfKey, IfConfig>,
+    if_by_index: BpfArray<MapData, IfConfig>,
     local_macs: BpfHashMap<MapData, MacKey, u8>,
     local_addrs: BpfHashMap<MapData, AddrKey, u8>,
+    mac_filter: BpfArray<MapData, u64>,
+    addr_table: BpfArray<MapData, AddrSlot>,
     written: Desired,
+    written_mac_filter: Vec<u64>,
+    written_addr_table: Vec<AddrSlot>,
 }
 
 impl ConfigMaps {
@@ -135,11 +189,23 @@ impl ConfigMaps {
                 .with_context(|| format!("map {name} missing from the eBPF object"))?;
             BpfHashMap::try_from(map).with_context(|| format!("map {name} has the wrong type"))
         }
+        fn array<V: aya::Pod>(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<BpfArray<MapData, V>> {
+            let map = ebpf
+                .take_map(name)
+                .with_context(|| format!("map {name} missing from the eBPF object"))?;
+            BpfArray::try_from(map).with_context(|| format!("map {name} has the wrong type"))
+        }
         Ok(Self {
             ifaces: take(ebpf, names::IFACES)?,
+            if_by_index: array(ebpf, names::IF_BY_INDEX)?,
             local_macs: take(ebpf, names::LOCAL_MACS)?,
             local_addrs: take(ebpf, names::LOCAL_ADDRS)?,
+            mac_filter: array(ebpf, names::MAC_FILTER)?,
+            addr_table: array(ebpf, names::ADDR_TABLE)?,
             written: Desired::default(),
+            // The arrays start zeroed.
+            written_mac_filter: vec![0; MAC_FILTER_WORDS as usize],
+            written_addr_table: vec![AddrSlot::EMPTY; ADDR_TABLE_SLOTS as usize],
         })
     }
 
@@ -154,7 +220,23 @@ impl ConfigMaps {
             MAX_LOCAL_ADDRS,
         )?;
 
+        // Interfaces: out of the array first (the classifier then finds
+        // the hash entry until it goes too), into it last.
+        for key in self.written.ifaces.keys() {
+            if !want.ifaces.contains_key(key) && key.ifindex < IFINDEX_DIRECT {
+                self.if_by_index
+                    .set(key.ifindex, IfConfig::default(), 0)
+                    .context("cannot update the interface array")?;
+            }
+        }
         sync_map(&mut self.ifaces, &self.written.ifaces, &want.ifaces)?;
+        for (key, value) in &want.ifaces {
+            if key.ifindex < IFINDEX_DIRECT && self.written.ifaces.get(key) != Some(value) {
+                self.if_by_index
+                    .set(key.ifindex, value, 0)
+                    .context("cannot update the interface array")?;
+            }
+        }
         sync_map(
             &mut self.local_macs,
             &self.written.local_macs,
@@ -165,9 +247,33 @@ impl ConfigMaps {
             &self.written.local_addrs,
             &want.local_addrs,
         )?;
+        // A MAC is in its map before its filter bit is set; in between the
+        // classifier merely skips a lookup that would have found it, as if
+        // the change had come a moment later.
+        let mac_filter = want.mac_filter();
+        sync_words(&mut self.mac_filter, &self.written_mac_filter, &mac_filter)?;
+        let addr_table = want.addr_table();
+        sync_words(&mut self.addr_table, &self.written_addr_table, &addr_table)?;
         self.written = want;
+        self.written_mac_filter = mac_filter;
+        self.written_addr_table = addr_table;
         Ok(())
     }
+}
+
+/// Writes the entries of an array that changed.
+fn sync_words<V: aya::Pod + PartialEq>(
+    map: &mut BpfArray<MapData, V>,
+    had: &[V],
+    want: &[V],
+) -> anyhow::Result<()> {
+    for (i, (old, new)) in had.iter().zip(want).enumerate() {
+        if old != new {
+            map.set(i as u32, new, 0)
+                .context("cannot update a filter map")?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes what `had` has and `want` lacks, then writes what differs.
@@ -267,7 +373,7 @@ mod tests {
             ifindex: 3,
         }];
         assert_eq!((p1.slot, p1.mac_domain), (1, 2));
-        assert_eq!(p1.flags, IF_FAST_MAC_VALID);
+        assert_eq!(p1.flags, IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID);
         assert_eq!(p1.fast_mac, BR_MAC.0);
         assert!(d.local_macs.contains_key(&MacKey::new(77, 2, P1_MAC.0)));
         assert!(d.local_macs.contains_key(&MacKey::new(77, 2, BR_MAC.0)));
@@ -284,7 +390,7 @@ mod tests {
             netns: 77,
             ifindex: 2,
         }];
-        assert_eq!(br0.flags, 0);
+        assert_eq!(br0.flags & IF_FAST_MAC_VALID, 0);
         assert!(!d.local_macs.contains_key(&MacKey::new(77, 2, BR_MAC.0)));
     }
 
@@ -338,6 +444,73 @@ mod tests {
     }
 
     #[test]
+    fn filters_hold_every_key_of_their_maps() {
+        let s = state(vec![BR_MAC, P1_MAC]);
+        let previous = BTreeMap::from([(2, vec![Mac([2, 0, 0, 0, 0x0b, 0x99])])]);
+        let d = desired(77, &s, &watched(&s), &previous);
+        let has = |words: &[u64], bit: u32| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0;
+        let macs = d.mac_filter();
+        for key in d.local_macs.keys() {
+            assert!(has(&macs, mac_filter_bit(key.mac_domain, &key.mac)));
+        }
+        let set: u32 = macs.iter().map(|w| w.count_ones()).sum();
+        assert!(set as usize <= d.local_macs.len());
+        let table = d.addr_table();
+        for key in &d.local_addrs {
+            let addr = AddrSlot::of(&key.addr);
+            assert_eq!(table[addr_slot(addr.hi) as usize], addr);
+        }
+        let other = AddrSlot::v4(&[192, 0, 2, 2]);
+        assert_ne!(table[addr_slot(other.hi) as usize], other);
+        assert_eq!(
+            table.iter().filter(|s| **s != AddrSlot::EMPTY).count(),
+            d.local_addrs.len()
+        );
+    }
+
+    #[test]
+    fn addresses_meeting_in_a_slot_share_it() {
+        // Find two IPv4 addresses with the same slot.
+        let mut seen = HashMap::new();
+        let (a, b) = (0u32..)
+            .find_map(|i| {
+                let a = AddrSlot::v4(&i.to_be_bytes());
+                seen.insert(addr_slot(a.hi), i)
+                    .map(|j| (j.to_be_bytes(), i.to_be_bytes()))
+            })
+            .unwrap();
+        let mut d = Desired::default();
+        d.local_addrs.insert(AddrKey::v4(1, a));
+        d.local_addrs.insert(AddrKey::v4(1, b));
+        let table = d.addr_table();
+        assert_eq!(
+            table[addr_slot(AddrSlot::v4(&a).hi) as usize],
+            AddrSlot::SHARED
+        );
+    }
+
+    #[test]
+    fn bridge_macs_are_added_once_for_all_ports() {
+        // A bridge with many ports: every port shares the bridge's domain
+        // and fast MAC; the domain's MACs are the FDB's, whatever the
+        // number of ports.
+        let mut s = state(vec![BR_MAC]);
+        for i in 0..300u32 {
+            let mac = Mac([2, 0, 0, 1, (i >> 8) as u8, i as u8]);
+            s.links
+                .push(Link::fake(1000 + i, &format!("q{i}"), "veth", Some(2), mac));
+            s.local_fdb.get_mut(&2).unwrap().push(mac);
+        }
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
+        assert_eq!(d.local_macs.len(), 301);
+        let q = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 1299,
+        }];
+        assert_eq!((q.mac_domain, q.fast_mac), (2, BR_MAC.0));
+    }
+
+    #[test]
     fn standalone_uses_its_device_mac_only() {
         let s = state(vec![BR_MAC]);
         let d = desired(77, &s, &watched(&s), &BTreeMap::new());
@@ -345,7 +518,10 @@ mod tests {
             netns: 77,
             ifindex: 9,
         }];
-        assert_eq!((v0.mac_domain, v0.flags), (0, IF_FAST_MAC_VALID));
+        assert_eq!(
+            (v0.mac_domain, v0.flags),
+            (0, IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID)
+        );
         assert_eq!(v0.fast_mac, [2, 0, 0, 0, 0x0d, 1]);
     }
 }

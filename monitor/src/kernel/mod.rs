@@ -6,4 +6,5 @@ pub mod config;
 pub mod counters;
 pub mod drops;
 pub mod loader;
+pub mod self_stats;
 pub mod tc;

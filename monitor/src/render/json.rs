@@ -22,6 +22,14 @@ struct Report<'a> {
     drop_source: Option<&'static str>,
     /// Why confirmed drops are unavailable, or null.
     drops_unavailable: Option<&'a str>,
+    /// With --self-stats: program name -> runs and average ns per run.
+    self_stats: Option<BTreeMap<&'a str, SelfStatJson>>,
+}
+
+#[derive(Serialize)]
+struct SelfStatJson {
+    runs: u64,
+    avg_ns: f64,
 }
 
 #[derive(Serialize)]
@@ -192,6 +200,21 @@ pub fn render(world: &World) -> String {
         events: world.events.iter().map(event).collect(),
         drop_source: world.drop_source.as_ref().ok().copied(),
         drops_unavailable: world.drop_source.as_ref().err().map(String::as_str),
+        self_stats: world.self_stats.as_ref().map(|stats| {
+            stats
+                .iter()
+                .map(|(name, s)| {
+                    let avg_ns = (s.avg_ns() * 10.0).round() / 10.0;
+                    (
+                        name.as_str(),
+                        SelfStatJson {
+                            runs: s.runs,
+                            avg_ns,
+                        },
+                    )
+                })
+                .collect()
+        }),
     };
     serde_json::to_string(&report).expect("report serializes")
 }
@@ -233,6 +256,7 @@ mod tests {
                 kind: EventKind::PromiscEntered { from: 0, to: 1 },
             }],
             drop_source: Ok("tp_btf"),
+            self_stats: None,
         }
     }
 

@@ -144,6 +144,13 @@ pub fn render(world: &World) -> String {
     for i in &world.interfaces {
         let _ = writeln!(out, "  {:<name_width$}  {}", i.name, verdict(i));
     }
+    if let Some(stats) = &world.self_stats {
+        let parts: Vec<String> = stats
+            .iter()
+            .map(|(name, s)| format!("{name} {} runs, {:.1} ns/run", s.runs, s.avg_ns()))
+            .collect();
+        let _ = writeln!(out, "  self: {}", parts.join("; "));
+    }
     if let Err(why) = &world.drop_source {
         let _ = writeln!(out, "  (confirmed kernel drops unavailable: {why})");
     }
@@ -190,6 +197,7 @@ mod tests {
                 kind: EventKind::PromiscEntered { from: 0, to: 1 },
             }],
             drop_source: Err("no BTF".into()),
+            self_stats: None,
         });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 10, "{text}");

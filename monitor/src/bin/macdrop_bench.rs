@@ -1,0 +1,508 @@
+//! `macdrop-bench`: the kernel-side measurements behind `cargo xtask bench`,
+//! on macdrop's own eBPF object (the one embedded in the `macdrop` binary).
+//! xtask builds the namespaces and runs this inside them; every command
+//! prints one JSON object on stdout.
+//!
+//! - `test-run`: per-frame cost of `macdrop_xdp` and `macdrop_tc` against
+//!   the object's empty baselines (`bench_empty_xdp`, `bench_empty_tc`),
+//!   with BPF_PROG_TEST_RUN and the kernel's own duration, on a real
+//!   interface of this namespace whose ifindex is in the context, so the
+//!   configuration lookups take the path real traffic takes. The maps are
+//!   filled by `kernel::config` as macdrop fills them, for a bridge with
+//!   1,000 ports of which the interface is one.
+//! - `attach-empty`: attaches an empty baseline program to an interface
+//!   until stdin closes (end-to-end baselines).
+//! - `counter-read`: the time of one full counter read of N slots, as a
+//!   report does it (`CounterReader::read` per slot).
+//!
+//! Not part of macdrop: nothing here is installed or run by users.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::IpAddr,
+    path::Path,
+    time::Instant,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use aya::{
+    Ebpf,
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
+        tc::TcAttachOptions,
+    },
+};
+use clap::{Parser, Subcommand, ValueEnum};
+use macdrop::{
+    kernel::{config, config::ConfigMaps, counters::CounterReader, loader, tc},
+    mac::Mac,
+    netlink::{Link, NetState},
+    topology,
+};
+use monitor_common::{FrameCounters, names};
+use serde_json::json;
+
+const EMPTY_XDP: &str = "bench_empty_xdp";
+const EMPTY_TC: &str = "bench_empty_tc";
+const XDP_PASS: u32 = 2;
+const TC_ACT_UNSPEC: u32 = -1i32 as u32;
+
+#[derive(Parser)]
+#[command(
+    name = "macdrop-bench",
+    about = "Kernel-side measurements for `cargo xtask bench`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Per-frame cost of macdrop's XDP and tc programs and of the empty
+    /// baselines, interleaved, for each frame class.
+    TestRun {
+        /// The interface whose ifindex goes into the context (a veth of
+        /// this namespace).
+        #[arg(long)]
+        iface: String,
+        /// BPF_PROG_TEST_RUN repeat count per measurement.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        /// Measurements per program and class.
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Ports of the simulated bridge (map population).
+        #[arg(long, default_value_t = 1000)]
+        ports: u32,
+    },
+    /// Attach an empty baseline program to IFACE until stdin closes.
+    AttachEmpty {
+        #[arg(long)]
+        iface: String,
+        #[arg(long, value_enum)]
+        hook: EmptyHook,
+    },
+    /// Time full counter reads of SLOTS slots.
+    CounterRead {
+        #[arg(long, default_value_t = 1000)]
+        slots: u32,
+        #[arg(long, default_value_t = 20)]
+        reps: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum EmptyHook {
+    /// Native (driver) XDP.
+    Xdp,
+    /// Generic (skb) XDP.
+    XdpGeneric,
+    /// tc ingress through TCX (Linux >= 6.6), else clsact.
+    Tc,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let out = match cli.command {
+        Command::TestRun {
+            iface,
+            repeat,
+            reps,
+            ports,
+        } => test_run(&iface, repeat, reps, ports)?,
+        Command::AttachEmpty { iface, hook } => return attach_empty(&iface, hook),
+        Command::CounterRead { slots, reps } => counter_read(slots, reps)?,
+    };
+    println!("{out}");
+    Ok(())
+}
+
+fn netns_inode() -> anyhow::Result<u32> {
+    macdrop::netns::inode_of(Path::new("/proc/self/ns/net"))
+}
+
+// ---- test-run ---------------------------------------------------------------
+
+const BRIDGE_MAC: Mac = Mac([0x02, 0, 0, 0, 0x0b, 0x01]);
+const FOREIGN_MAC: Mac = Mac([0x02, 0, 0, 0, 0xee, 0xee]);
+const SRC_MAC: Mac = Mac([0x02, 0, 0, 0, 0x0c, 0x01]);
+const HOST_V4: [u8; 4] = [192, 0, 2, 1];
+const OTHER_V4: [u8; 4] = [192, 0, 2, 50];
+const HOST_V6: &str = "2001:db8::1";
+const OTHER_V6: &str = "2001:db8::50";
+/// ifindex of the simulated bridge; its other ports follow it.
+const FAKE_BRIDGE: u32 = 5000;
+
+/// A frame class, its frame, and the counter it must land in.
+struct Class {
+    name: &'static str,
+    what: &'static str,
+    frame: Vec<u8>,
+    counter: fn(&FrameCounters) -> u64,
+}
+
+fn classes() -> Vec<Class> {
+    let udp4 = |dst_mac: Mac, tag: bool, dst: [u8; 4]| {
+        let mut l3 = vec![0x45, 0, 0, 46, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 11];
+        l3.extend(dst);
+        l3.extend([0x30, 0x39, 0x30, 0x39, 0, 26, 0, 0]);
+        l3.resize(46, 0);
+        eth(dst_mac, tag, 0x0800, &l3)
+    };
+    let udp6 = |dst_mac: Mac, dst: &str| {
+        let mut l3 = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
+        l3.extend(
+            "2001:db8::11"
+                .parse::<std::net::Ipv6Addr>()
+                .unwrap()
+                .octets(),
+        );
+        l3.extend(dst.parse::<std::net::Ipv6Addr>().unwrap().octets());
+        l3.extend([0x30, 0x39, 0x30, 0x39, 0, 8, 0, 0]);
+        eth(dst_mac, false, 0x86dd, &l3)
+    };
+    let mut arp = vec![0, 1, 8, 0, 6, 4, 0, 1];
+    arp.extend(SRC_MAC.0);
+    arp.extend([192, 0, 2, 11]);
+    arp.extend([0; 6]);
+    arp.extend(HOST_V4);
+    arp.resize(46, 0);
+    vec![
+        Class {
+            name: "own",
+            what: "to the bridge's MAC (the fast MAC), IPv4 to the host",
+            frame: udp4(BRIDGE_MAC, false, HOST_V4),
+            counter: |c| c.own,
+        },
+        Class {
+            name: "broadcast",
+            what: "ARP request for the host's IPv4",
+            frame: eth(Mac::BROADCAST, false, 0x0806, &arp),
+            counter: |c| c.broadcast,
+        },
+        Class {
+            name: "multicast",
+            what: "IPv4 multicast (01:00:5e:00:00:fb)",
+            frame: udp4(Mac([1, 0, 0x5e, 0, 0, 0xfb]), false, [224, 0, 0, 251]),
+            counter: |c| c.multicast,
+        },
+        Class {
+            name: "foreign",
+            what: "another station's MAC, IPv4 to another address",
+            frame: udp4(FOREIGN_MAC, false, OTHER_V4),
+            counter: |c| c.foreign_unicast,
+        },
+        Class {
+            name: "foreign_host_ip",
+            what: "another station's MAC, IPv4 to the host (host_ip_wrong_mac)",
+            frame: udp4(FOREIGN_MAC, false, HOST_V4),
+            counter: |c| c.host_ip_wrong_mac,
+        },
+        Class {
+            name: "vlan",
+            what: "802.1Q-tagged, another station's MAC, IPv4 to another address",
+            frame: udp4(FOREIGN_MAC, true, OTHER_V4),
+            counter: |c| c.foreign_unicast,
+        },
+        Class {
+            name: "ipv6",
+            what: "another station's MAC, IPv6 to another address",
+            frame: udp6(FOREIGN_MAC, OTHER_V6),
+            counter: |c| c.foreign_unicast,
+        },
+    ]
+}
+
+fn eth(dst: Mac, tag: bool, ethertype: u16, l3: &[u8]) -> Vec<u8> {
+    let mut f = dst.0.to_vec();
+    f.extend(SRC_MAC.0);
+    if tag {
+        f.extend([0x81, 0x00, 0x00, 0x0a]);
+    }
+    f.extend(ethertype.to_be_bytes());
+    f.extend(l3);
+    f
+}
+
+fn link(ifindex: u32, name: &str, kind: &str, master: Option<u32>, mac: Mac) -> Link {
+    Link {
+        ifindex,
+        name: name.into(),
+        mac: Some(mac),
+        promisc: false,
+        promisc_flag: false,
+        promiscuity: 0,
+        up: true,
+        master,
+        kind: Some(kind.into()),
+        ethernet: true,
+        rx_otherhost_dropped: Some(0),
+    }
+}
+
+fn port_mac(i: u32) -> Mac {
+    Mac([0x02, 0, 0, 0x0a, (i >> 8) as u8, i as u8])
+}
+
+/// Fills the configuration maps as macdrop would for a bridge with
+/// `ports` ports, one of which is `iface` (slot 0): every port and the
+/// bridge watched, the FDB holding the bridge's and every port's MAC, and
+/// the host's addresses.
+fn configure(cfg: &mut ConfigMaps, netns: u32, iface: &str, ports: u32) -> anyhow::Result<()> {
+    let ifindex = ifindex_of(iface)?;
+    let mut links = vec![
+        link(FAKE_BRIDGE, "br-bench", "bridge", None, BRIDGE_MAC),
+        link(ifindex, iface, "veth", Some(FAKE_BRIDGE), port_mac(0)),
+    ];
+    for i in 1..ports {
+        links.push(link(
+            FAKE_BRIDGE + i,
+            &format!("pb{i}"),
+            "veth",
+            Some(FAKE_BRIDGE),
+            port_mac(i),
+        ));
+    }
+    let fdb: Vec<Mac> = links.iter().filter_map(|l| l.mac).collect();
+    let mut addrs: Vec<IpAddr> = vec![
+        IpAddr::from(HOST_V4),
+        HOST_V6.parse().expect("valid address"),
+    ];
+    // A few more addresses, as a host with containers has.
+    addrs.extend((1..=8).map(|i| IpAddr::from([10, 88, 0, i])));
+    let state = NetState {
+        links,
+        addrs,
+        local_fdb: BTreeMap::from([(FAKE_BRIDGE, fdb)]),
+        secondary_macs: BTreeMap::new(),
+    };
+    // The veth first (slot 0), then the other ports, the bridge last.
+    let mut order: Vec<&Link> = state.links[1..].iter().collect();
+    order.push(&state.links[0]);
+    let watched: Vec<_> = order
+        .into_iter()
+        .enumerate()
+        .map(|(slot, l)| (topology::describe(&state, l), slot as u32))
+        .collect();
+    cfg.sync(config::desired(netns, &state, &watched, &BTreeMap::new()))
+}
+
+fn ifindex_of(iface: &str) -> anyhow::Result<u32> {
+    let name = std::ffi::CString::new(iface)?;
+    // SAFETY: a valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if i == 0 {
+        bail!("no interface {iface} in this namespace");
+    }
+    Ok(i)
+}
+
+/// The four programs, in the order they are measured for each class.
+const PROGRAMS: [(&str, &str); 4] = [
+    ("xdp_empty", EMPTY_XDP),
+    ("xdp_macdrop", names::XDP_PROGRAM),
+    ("tc_empty", EMPTY_TC),
+    ("tc_macdrop", names::TC_PROGRAM),
+];
+
+fn test_run(
+    iface: &str,
+    repeat: u32,
+    reps: usize,
+    ports: u32,
+) -> anyhow::Result<serde_json::Value> {
+    ensure!(
+        repeat > 0 && reps > 0,
+        "--repeat and --reps must be positive"
+    );
+    let netns = netns_inode()?;
+    let ifindex = ifindex_of(iface)?;
+    let mut ebpf = loader::load(netns, &[])?;
+    let mut cfg = ConfigMaps::take(&mut ebpf)?;
+    let counters = CounterReader::take(&mut ebpf)?;
+    for name in [EMPTY_XDP, names::XDP_PROGRAM] {
+        xdp(&mut ebpf, name)?.load()?;
+    }
+    tc::load_tc_program(&mut ebpf)?;
+    classifier(&mut ebpf, EMPTY_TC)?.load()?;
+    configure(&mut cfg, netns, iface, ports)?;
+
+    let classes = classes();
+    // Each program once per class first: the class lands in the counter it
+    // must (so the timings below are of the intended path), and caches warm.
+    for class in &classes {
+        for (label, prog) in PROGRAMS {
+            let before = counters.read(0)?;
+            run_once(&ebpf, prog, ifindex, &class.frame, 1)?;
+            let delta = counters.read(0)?.since(&before);
+            let macdrop = label.ends_with("macdrop");
+            ensure!(
+                !macdrop || ((class.counter)(&delta) == 1 && delta.total == 1),
+                "{label} did not count a {} frame as such: {delta:?}",
+                class.name
+            );
+            ensure!(macdrop || delta.total == 0, "{label} counted a frame");
+        }
+    }
+
+    let mut samples: Vec<BTreeMap<&str, Vec<u64>>> = vec![BTreeMap::new(); classes.len()];
+    for _ in 0..reps {
+        for (c, class) in classes.iter().enumerate() {
+            for (label, prog) in PROGRAMS {
+                let ns = run_once(&ebpf, prog, ifindex, &class.frame, repeat)?;
+                samples[c].entry(label).or_default().push(ns);
+            }
+        }
+    }
+    let classes: Vec<_> = classes
+        .iter()
+        .zip(samples)
+        .map(|(class, s)| {
+            json!({
+                "class": class.name,
+                "frame": class.what,
+                "len": class.frame.len(),
+                "ns": s,
+            })
+        })
+        .collect();
+    Ok(json!({
+        "repeat": repeat,
+        "reps": reps,
+        "ports": ports,
+        "ifindex": ifindex,
+        "classes": classes,
+    }))
+}
+
+/// One BPF_PROG_TEST_RUN of `prog` on `frame` received on `ifindex`,
+/// `repeat` times; the kernel's average duration per run, in ns.
+fn run_once(
+    ebpf: &Ebpf,
+    prog: &str,
+    ifindex: u32,
+    frame: &[u8],
+    repeat: u32,
+) -> anyhow::Result<u64> {
+    let mut out = vec![0u8; frame.len() + 256];
+    let program = ebpf
+        .program(prog)
+        .with_context(|| format!("program {prog} missing from the object"))?;
+    let (result, want) = if prog.contains("xdp") {
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex.
+        let mut ctx = [0u8; 24];
+        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
+        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+        let p: &Xdp = program.try_into()?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.ctx_in = Some(&ctx);
+        opts.repeat = repeat;
+        (p.test_run(opts)?, XDP_PASS)
+    } else {
+        // struct __sk_buff up to ifindex: ingress_ifindex at 36, ifindex at 40.
+        let mut ctx = [0u8; 44];
+        ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
+        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        let p: &SchedClassifier = program.try_into()?;
+        let mut opts = TestRunOptions::new();
+        opts.data_in = Some(frame);
+        opts.data_out = Some(&mut out);
+        opts.ctx_in = Some(&ctx);
+        opts.repeat = repeat;
+        (p.test_run(opts)?, TC_ACT_UNSPEC)
+    };
+    ensure!(
+        result.return_value == want,
+        "{prog} returned {}",
+        result.return_value
+    );
+    Ok(result.duration.as_nanos() as u64)
+}
+
+fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {
+    Ok(ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?)
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut SchedClassifier> {
+    Ok(ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the object"))?
+        .try_into()?)
+}
+
+// ---- attach-empty -----------------------------------------------------------
+
+fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
+    let mut ebpf = loader::load(netns_inode()?, &[])?;
+    // The links live as long as these bindings; dropping them detaches.
+    let mut _xdp_link = None;
+    let mut _tc_link = None;
+    match hook {
+        EmptyHook::Xdp | EmptyHook::XdpGeneric => {
+            let mode = if matches!(hook, EmptyHook::Xdp) {
+                XdpMode::Driver
+            } else {
+                XdpMode::Skb
+            };
+            let p = xdp(&mut ebpf, EMPTY_XDP)?;
+            p.load()?;
+            _xdp_link = Some(
+                p.attach(iface, mode)
+                    .with_context(|| format!("attaching {EMPTY_XDP} to {iface} ({hook:?})"))?,
+            );
+        }
+        EmptyHook::Tc => {
+            let p = classifier(&mut ebpf, EMPTY_TC)?;
+            p.load()?;
+            let options = if macdrop::kernel_version::running() >= (6, 6) {
+                TcAttachOptions::TcxOrder(LinkOrder::default())
+            } else {
+                let _ = aya::programs::tc::qdisc_add_clsact(iface);
+                TcAttachOptions::Netlink(Default::default())
+            };
+            _tc_link = Some(
+                p.attach_with_options(iface, TcAttachType::Ingress, options)
+                    .with_context(|| format!("attaching {EMPTY_TC} to {iface}"))?,
+            );
+        }
+    }
+    println!("ready");
+    std::io::stdout().flush()?;
+    // Until the caller closes our stdin (or dies).
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    Ok(())
+}
+
+// ---- counter-read -----------------------------------------------------------
+
+fn counter_read(slots: u32, reps: usize) -> anyhow::Result<serde_json::Value> {
+    let mut ebpf = loader::load(netns_inode()?, &[])?;
+    let counters = CounterReader::take(&mut ebpf)?;
+    let mut ns = Vec::with_capacity(reps);
+    let mut sink = FrameCounters::default();
+    // One warm-up read, then the timed ones.
+    for rep in 0..=reps {
+        let t = Instant::now();
+        for slot in 0..slots {
+            sink.add(&counters.read(slot)?);
+        }
+        if rep > 0 {
+            ns.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    std::hint::black_box(sink);
+    Ok(json!({
+        "slots": slots,
+        "cpus": aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
+        "ns": ns,
+    }))
+}

@@ -1,0 +1,216 @@
+//! `macdrop diagnose`: watch for a short window, then say what is wrong.
+//!
+//! The window is an ordinary monitor run (`--duration`, default 10 s,
+//! reports every tenth of it); afterwards `status` is gathered for every
+//! namespace that was watched, and [`findings::analyse`] turns both into
+//! findings ranked by severity, each with its evidence and a remedy. The
+//! exit code is 0 whatever is found, unless `--fail-on` asks for 4.
+
+pub mod findings;
+pub mod render;
+pub mod timeline;
+
+use std::{
+    collections::BTreeMap,
+    io::Write as _,
+    net::IpAddr,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context as _;
+use futures::TryStreamExt as _;
+use netlink_packet_route::address::AddressAttribute;
+
+use crate::{
+    cli::{DiagnoseArgs, FailOn, Format, SelectionArgs},
+    monitor::{Monitor, Step},
+    netlink::Netlink,
+    netns::Namespace,
+    promisc::{self, History},
+    status::{self, PromiscFacts},
+};
+use findings::{Input, NsFacts, Severity, analyse, secs};
+use timeline::{Observed, Timeline};
+
+/// Exit code of `--fail-on` when a finding reaches the threshold.
+pub const EXIT_FINDINGS: i32 = 4;
+
+/// Everything a diagnosis printed.
+pub struct Report {
+    pub start: SystemTime,
+    pub end: SystemTime,
+    pub observed: Vec<Observed>,
+    pub findings: Vec<findings::Finding>,
+    pub drop_source: Result<&'static str, String>,
+}
+
+impl Report {
+    pub fn seconds(&self) -> f64 {
+        self.end
+            .duration_since(self.start)
+            .unwrap_or_default()
+            .as_secs_f64()
+    }
+}
+
+pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
+    let report = diagnose(&args.select, args.duration).await?;
+    let text = match args.format {
+        Format::Json => render::json(&report),
+        Format::Table => render::table(&report),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", text.trim_end());
+    let _ = out.flush();
+    if let Some(threshold) = args.fail_on {
+        let worst = match threshold {
+            FailOn::Error => Severity::Error,
+            FailOn::Warning => Severity::Warning,
+            FailOn::Info => Severity::Info,
+        };
+        if report.findings.iter().any(|f| f.severity <= worst) {
+            // The monitor is gone (detached); nothing is left to clean up.
+            std::process::exit(EXIT_FINDINGS);
+        }
+    }
+    Ok(())
+}
+
+/// Watches for `duration` (less if a signal ends it), then analyses.
+pub async fn diagnose(select: &SelectionArgs, duration: Duration) -> anyhow::Result<Report> {
+    let interval = Duration::from_secs_f64((duration.as_secs_f64() / 10.0).clamp(0.1, 1.0));
+    // The monitor drops CAP_SYSLOG once attached: read the kernel log's
+    // promiscuous-mode history first (the window's own transitions are
+    // events).
+    let history = History::read().ok();
+    let mut monitor = Monitor::start(select.plan(interval, Some(duration))).await?;
+    let start = SystemTime::now();
+    eprintln!(
+        "macdrop: diagnosing for {} s: reproduce the failing traffic now",
+        secs(duration.as_secs_f64())
+    );
+    let mut timeline = Timeline::default();
+    while let Some(step) = monitor.next().await? {
+        match step {
+            Step::Report(world) | Step::Final(world) => timeline.add(&world),
+        }
+    }
+    drop(monitor);
+    let end = SystemTime::now();
+    let observed = timeline.observed();
+    let namespaces = namespace_facts(select, &observed, history.as_ref()).await?;
+    let seconds = end.duration_since(start).unwrap_or_default().as_secs_f64();
+    let findings = analyse(&Input {
+        seconds,
+        observed: &observed,
+        events: timeline.events(),
+        namespaces: &namespaces,
+        flows: None,
+    });
+    Ok(Report {
+        start,
+        end,
+        observed,
+        findings,
+        drop_source: timeline
+            .drop_source
+            .clone()
+            .unwrap_or_else(|| Err("no report".into())),
+    })
+}
+
+/// `status` of each watched namespace, limited to the watched interfaces
+/// that still exist, and its addresses per interface.
+async fn namespace_facts(
+    select: &SelectionArgs,
+    observed: &[Observed],
+    history: Option<&History>,
+) -> anyhow::Result<Vec<NsFacts>> {
+    let namespaces = if select.all_netns {
+        Namespace::all()?
+    } else if select.netns.is_empty() {
+        vec![Namespace::current()?]
+    } else {
+        select
+            .netns
+            .iter()
+            .map(|spec| Namespace::open(spec).map_err(anyhow::Error::from))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut out: Vec<NsFacts> = Vec::new();
+    for ns in namespaces {
+        if out.iter().any(|o| o.inode == ns.inode)
+            || !observed.iter().any(|o| o.iface.netns == ns.inode)
+        {
+            continue;
+        }
+        let (netlink, addr_handle, promisc) = {
+            let _inside = ns.enter()?;
+            let (connection, handle, _) =
+                rtnetlink::new_connection().context("cannot open a netlink route socket")?;
+            tokio::spawn(connection);
+            let promisc = PromiscFacts {
+                sockets: promisc::Snapshot::read().ok(),
+                history: history.cloned(),
+            };
+            (Netlink::connect()?, handle, promisc)
+        };
+        let state = netlink.read_state().await?;
+        let addrs = addresses(&addr_handle).await?;
+        // The watched interfaces, and the bridges of watched ports (whose
+        // FDB decides what the ports deliver).
+        let mut names: Vec<String> = Vec::new();
+        for o in observed
+            .iter()
+            .filter(|o| o.iface.netns == ns.inode && !o.iface.gone)
+        {
+            for name in std::iter::once(&o.iface.name).chain(o.iface.master.as_ref()) {
+                if !names.contains(name) && state.link_by_name(name).is_some() {
+                    names.push(name.clone());
+                }
+            }
+        }
+        let status = if names.is_empty() {
+            status::Status {
+                interfaces: Vec::new(),
+                findings: Vec::new(),
+            }
+        } else {
+            status::gather(
+                ns.inode,
+                &state,
+                &names,
+                &status::mac_pinned_from_sysfs,
+                &promisc,
+            )?
+        };
+        out.push(NsFacts {
+            inode: ns.inode,
+            name: ns.name.clone(),
+            status,
+            addrs,
+        });
+    }
+    Ok(out)
+}
+
+/// Unicast addresses per ifindex (IFA_LOCAL or IFA_ADDRESS).
+async fn addresses(handle: &rtnetlink::Handle) -> anyhow::Result<BTreeMap<u32, Vec<IpAddr>>> {
+    let mut out: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
+    let mut dump = handle.address().get().execute();
+    while let Some(msg) = dump
+        .try_next()
+        .await
+        .context("netlink address dump failed")?
+    {
+        let list = out.entry(msg.header.index).or_default();
+        for attr in &msg.attributes {
+            if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = attr
+                && !list.contains(ip)
+            {
+                list.push(*ip);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,314 @@
+//! The metrics endpoint: hyper's HTTP/1 server on the monitor's own tokio
+//! runtime. `GET /metrics` (Prometheus text format) and `GET /healthz`;
+//! HEAD works like GET without the body; any other path is 404, any other
+//! method on those paths 405.
+//!
+//! Bounded, because it may face a network: at most [`MAX_CONNECTIONS`] at a
+//! time (further ones are closed at once), request headers at most
+//! [`MAX_HEADER_BYTES`] bytes and [`MAX_HEADERS`] fields (else 431), headers
+//! must arrive within [`HEADER_READ_TIMEOUT`] (also between keep-alive
+//! requests: an idle client is dropped), and no connection lives longer
+//! than [`CONNECTION_DEADLINE`]. Request bodies are never read.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode, body::Bytes, header, server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::registry::Registry;
+use tokio::{net::TcpListener, sync::Semaphore};
+
+use super::{Latest, Publisher};
+use crate::{error::Failure, model::World};
+
+/// Connections served at once; more are closed as soon as accepted.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Request line and headers, in bytes (a scrape request is ~200).
+pub const MAX_HEADER_BYTES: usize = 8 * 1024;
+/// Header fields per request.
+pub const MAX_HEADERS: usize = 32;
+/// Time a client has to send a request's headers, counted from the
+/// connection (or the previous response); slow or idle clients are dropped.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest life of one connection, whatever it does.
+pub const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running exporter: the listener is bound and served in the background;
+/// the monitor publishes each report into it.
+pub struct Exporter {
+    publisher: Publisher,
+    local_addr: SocketAddr,
+}
+
+impl Exporter {
+    /// Binds `addr` (before anything is attached, so a port in use fails
+    /// fast) and serves it on the current tokio runtime. `interval` is the
+    /// monitor's report interval, for /healthz's notion of "stale".
+    pub async fn start(addr: SocketAddr, interval: Duration) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| bind_failure(addr, &e))?;
+        let local_addr = listener.local_addr()?;
+        let (publisher, latest) = super::channel();
+        let state = Arc::new(State {
+            registry: super::registry(latest.clone()),
+            latest,
+            stale_after: interval * 3 + Duration::from_secs(10),
+        });
+        tokio::spawn(serve(listener, state));
+        Ok(Self {
+            publisher,
+            local_addr,
+        })
+    }
+
+    /// Where it listens (the port chosen when the given port was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn publish(&self, world: World) {
+        self.publisher.publish(world);
+    }
+}
+
+/// One line naming the problem and the fix; exit 3.
+fn bind_failure(addr: SocketAddr, e: &std::io::Error) -> Failure {
+    use std::io::ErrorKind;
+    let port = addr.port();
+    let why = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "the address is already in use (another macdrop?); stop what listens there \
+             (`ss -ltnp 'sport = :{port}'` names it) or choose another with --metrics ADDR:PORT"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "binding port {port} is not permitted (ports below 1024 need CAP_NET_BIND_SERVICE); \
+             choose a port from 1024 up, e.g. --metrics 127.0.0.1:9815"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "{} is not an address of this host's network namespace; use 127.0.0.1, 0.0.0.0 or \
+             an address `ip addr` shows",
+            addr.ip()
+        ),
+        _ => format!("{e}; choose another address with --metrics ADDR:PORT"),
+    };
+    Failure::environment(format!("cannot serve metrics on {addr}: {why}"))
+}
+
+struct State {
+    registry: Registry,
+    latest: Latest,
+    stale_after: Duration,
+}
+
+async fn serve(listener: TcpListener, state: Arc<State>) {
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_headers(MAX_HEADERS);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors, say: wait a little rather than spin.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let state = Arc::clone(&state);
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| {
+                let response = respond(&state, &req);
+                async move { Ok::<_, Infallible>(response) }
+            }),
+        );
+        tokio::spawn(async move {
+            // Errors (a client gone, a header timeout) concern that client only.
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
+            drop(permit);
+        });
+    }
+}
+
+fn respond<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    if !matches!(path, "/metrics" | "/healthz") {
+        return text(
+            StatusCode::NOT_FOUND,
+            "not found: macdrop serves /metrics and /healthz\n".into(),
+        );
+    }
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method not allowed: {path} answers GET and HEAD\n"),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match path {
+        "/metrics" => match super::encode(&state.registry) {
+            Ok(body) => {
+                let mut response = text(StatusCode::OK, body);
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(super::CONTENT_TYPE),
+                );
+                response
+            }
+            Err(_) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the metrics\n".into(),
+            ),
+        },
+        _ => health(state),
+    }
+}
+
+/// 200 while reports arrive; 503 before the first and once they stop.
+fn health(state: &State) -> Response<Full<Bytes>> {
+    let at = state.latest.borrow().as_ref().map(|p| p.at);
+    match at.map(|at| Instant::now().saturating_duration_since(at)) {
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: no report yet\n".into(),
+        ),
+        Some(age) if age > state.stale_after => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "stale: last report {:.1} s ago (limit {:.1} s)\n",
+                age.as_secs_f64(),
+                state.stale_after.as_secs_f64()
+            ),
+        ),
+        Some(age) => text(
+            StatusCode::OK,
+            format!("ok: last report {:.1} s ago\n", age.as_secs_f64()),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use super::*;
+
+    fn state(stale_after: Duration) -> (Publisher, State) {
+        let (publisher, latest) = super::super::channel();
+        let state = State {
+            registry: super::super::registry(latest.clone()),
+            latest,
+            stale_after,
+        };
+        (publisher, state)
+    }
+
+    fn request(method: Method, path: &str) -> Request<()> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .body(())
+            .unwrap()
+    }
+
+    fn empty_world() -> World {
+        World {
+            ts: SystemTime::now(),
+            interfaces: Vec::new(),
+            events: Vec::new(),
+            drop_source: Ok("tp_btf"),
+            self_stats: None,
+        }
+    }
+
+    #[test]
+    fn routes_and_methods() {
+        let (_publisher, state) = state(Duration::from_secs(60));
+        for path in ["/", "/metrics/", "/metricsx", "/healthz/x", "/favicon.ico"] {
+            assert_eq!(
+                respond(&state, &request(Method::GET, path)).status(),
+                StatusCode::NOT_FOUND,
+                "{path}"
+            );
+        }
+        let metrics = respond(&state, &request(Method::GET, "/metrics?x=1"));
+        assert_eq!(metrics.status(), StatusCode::OK);
+        assert_eq!(
+            metrics.headers()[header::CONTENT_TYPE],
+            super::super::CONTENT_TYPE
+        );
+        assert_eq!(
+            respond(&state, &request(Method::HEAD, "/metrics")).status(),
+            StatusCode::OK
+        );
+        for method in [Method::POST, Method::PUT, Method::DELETE, Method::OPTIONS] {
+            let r = respond(&state, &request(method.clone(), "/metrics"));
+            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+            assert_eq!(r.headers()[header::ALLOW], "GET, HEAD");
+        }
+        assert_eq!(
+            respond(&state, &request(Method::POST, "/elsewhere")).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn health_follows_the_reports() {
+        let (publisher, state) = state(Duration::from_millis(50));
+        let health = || respond(&state, &request(Method::GET, "/healthz")).status();
+        assert_eq!(health(), StatusCode::SERVICE_UNAVAILABLE, "no report yet");
+        publisher.publish(empty_world());
+        assert_eq!(health(), StatusCode::OK);
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(health(), StatusCode::SERVICE_UNAVAILABLE, "stale");
+        publisher.publish(empty_world());
+        assert_eq!(health(), StatusCode::OK);
+    }
+
+    #[test]
+    fn bind_failures_name_the_problem_and_the_fix() {
+        let addr: SocketAddr = "127.0.0.1:9815".parse().unwrap();
+        let in_use = bind_failure(addr, &std::io::ErrorKind::AddrInUse.into());
+        assert_eq!(in_use.kind, crate::error::ExitKind::Environment);
+        assert!(
+            in_use
+                .message
+                .starts_with("cannot serve metrics on 127.0.0.1:9815: ")
+        );
+        assert!(in_use.message.contains("already in use"));
+        assert!(in_use.message.contains("--metrics ADDR:PORT"));
+        let denied = bind_failure(addr, &std::io::ErrorKind::PermissionDenied.into());
+        assert!(denied.message.contains("CAP_NET_BIND_SERVICE"));
+        for f in [in_use, denied] {
+            assert!(!f.message.contains('\n'), "one line: {}", f.message);
+        }
+    }
+}

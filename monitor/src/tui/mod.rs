@@ -1,0 +1,146 @@
+//! `macdrop top`: a full-screen live view over the same monitor `watch`
+//! prints from.
+//!
+//! The monitor runs in a task of its own and sends each report over a
+//! channel, so keys are answered at once without ever cancelling the
+//! monitor half-way through a refresh. The terminal is restored on every
+//! way out: `q` or Ctrl-C, SIGINT/SIGTERM/SIGHUP (the monitor's own signal
+//! handling ends it and the loop returns), an error, or a panic.
+
+pub mod app;
+pub mod screen;
+pub mod view;
+
+use std::{io::IsTerminal as _, time::Duration};
+
+use crossterm::event::{Event as TermEvent, EventStream};
+use futures::StreamExt as _;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    cli::{SelectionArgs, TopArgs},
+    error::Failure,
+    model::World,
+    monitor::{Monitor, Plan, Step},
+    topology::Selection,
+};
+use app::{Action, App};
+use screen::Screen;
+
+impl SelectionArgs {
+    /// The monitor's plan for these flags.
+    pub fn plan(&self, interval: Duration, duration: Option<Duration>) -> Plan {
+        Plan {
+            selection: Selection {
+                bridges: self.bridges.clone(),
+                ifaces: self.ifaces.clone(),
+            },
+            attach: self.attach,
+            netns: self.netns.clone(),
+            all_netns: self.all_netns,
+            interval,
+            duration,
+            self_stats: false,
+        }
+    }
+}
+
+/// What the monitor task sends.
+enum Update {
+    Report(World),
+    /// The monitor stopped on a signal.
+    Stopped,
+    Failed(anyhow::Error),
+}
+
+pub async fn run(args: TopArgs) -> anyhow::Result<()> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(Failure::environment(
+            "macdrop top needs a terminal on stdin and stdout; for pipes and files use \
+             `macdrop watch` (--format json for programs)",
+        )
+        .into());
+    }
+    // Errors (privileges, unknown interface, no bridge) are printed on a
+    // normal terminal, before the screen is taken.
+    let monitor = Monitor::start(args.select.plan(args.interval, None)).await?;
+    tokio::task::LocalSet::new()
+        .run_until(show(monitor, args.interval))
+        .await
+}
+
+async fn show(mut monitor: Monitor, interval: Duration) -> anyhow::Result<()> {
+    let (updates_tx, mut updates) = mpsc::unbounded_channel();
+    let (stop_tx, mut stop) = oneshot::channel::<()>();
+    let driver = tokio::task::spawn_local(async move {
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                step = monitor.next() => {
+                    let (update, last) = match step {
+                        Ok(Some(Step::Report(world))) => (Update::Report(world), false),
+                        Ok(Some(Step::Final(_))) => (Update::Stopped, true),
+                        Ok(None) => break,
+                        Err(e) => (Update::Failed(e), true),
+                    };
+                    if updates_tx.send(update).is_err() || last {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping the monitor detaches everything.
+        drop(monitor);
+    });
+
+    let (mut screen, mut notes) = Screen::enter()?;
+    let mut captured: Vec<String> = Vec::new();
+    let mut keys = EventStream::new();
+    let mut app = App::new(interval);
+    let outcome: anyhow::Result<()> = async {
+        screen.terminal.draw(|f| view::draw(f, &app))?;
+        loop {
+            tokio::select! {
+                update = updates.recv() => match update {
+                    Some(Update::Report(world)) => app.update(world),
+                    Some(Update::Stopped) | None => return Ok(()),
+                    Some(Update::Failed(e)) => return Err(e),
+                },
+                event = keys.next() => match event {
+                    Some(Ok(TermEvent::Key(key))) => match app.key(key) {
+                        Action::Quit => return Ok(()),
+                        Action::Redraw => {}
+                        Action::Nothing => continue,
+                    },
+                    Some(Ok(TermEvent::Resize(..))) => {}
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(anyhow::Error::new(e).context("cannot read the terminal")),
+                    // The terminal went away (SSH closed): nothing to show on.
+                    None => return Ok(()),
+                },
+                Some((ts, line)) = notes.recv() => {
+                    app.note(ts, line.clone());
+                    captured.push(line);
+                }
+            }
+            screen.terminal.draw(|f| view::draw(f, &app))?;
+        }
+    }
+    .await;
+
+    let _ = stop_tx.send(());
+    let _ = driver.await;
+    screen.leave();
+    // What went to stderr meanwhile is printed for real now, so nothing
+    // (a fallback, an interface that could not be watched) is lost.
+    while let Ok(Some((_, line))) =
+        tokio::time::timeout(Duration::from_millis(50), notes.recv()).await
+    {
+        captured.push(line);
+    }
+    for line in captured {
+        eprintln!("{line}");
+    }
+    outcome
+}

@@ -1,0 +1,515 @@
+//! `macdrop diagnose`: each fault it must recognise is built in a lab, the
+//! traffic that shows it is sent during the window, and the finding must
+//! name it with the exact numbers; a healthy lab yields no finding, and
+//! the remedy for the background incident is applied and shown to work.
+
+mod common;
+
+use std::{
+    io::{BufRead as _, BufReader, Read as _},
+    process::{Child, ExitStatus, Stdio},
+    sync::mpsc::{self, Receiver},
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use common::SETTLE;
+use macdrop_tests::{
+    frames::{BROADCAST, ipv4_udp, mac_to_string},
+    lab::{
+        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, PEER_IFACE, peer_ipv4,
+        peer_mac, port_mac, port_name,
+    },
+    macdrop::{READY_TIMEOUT, macdrop_bin},
+    netns::NetNs,
+    promisc::PromiscSocket,
+    sender::RawSender,
+    wait::poll_until,
+};
+use serde_json::Value;
+
+/// What diagnose prints on stderr once attached, when the window opens.
+const WINDOW_OPEN: &str = "macdrop: diagnosing for ";
+
+/// A running `macdrop diagnose`, whose window is open.
+struct Diagnosis {
+    child: Child,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// What a finished diagnosis printed.
+struct Done {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Done {
+    fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "diagnose printed no JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl Diagnosis {
+    /// Starts `macdrop diagnose ARGS` in `ns`; returns once the window is
+    /// open (everything attached), so frames sent from now on count.
+    fn start(ns: &NetNs, args: &[&str]) -> Self {
+        let bin = macdrop_bin();
+        let mut argv = vec![bin.to_str().unwrap(), "diagnose"];
+        argv.extend(args);
+        let mut child = ns
+            .command(&argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start macdrop diagnose");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let (ready_tx, ready): (_, Receiver<()>) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if line.starts_with(WINDOW_OPEN) {
+                    let _ = ready_tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let mut d = Self {
+            child,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+        };
+        if ready.recv_timeout(READY_TIMEOUT).is_err() {
+            let _ = d.child.kill();
+            let done = d.finish();
+            panic!(
+                "diagnose never opened its window ({}); stderr:\n{}",
+                done.status, done.stderr
+            );
+        }
+        d
+    }
+
+    /// Waits for the window to close and the findings to be printed.
+    fn finish(mut self) -> Done {
+        let deadline = Instant::now() + SETTLE + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("diagnose did not finish in time");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Done {
+            status,
+            stdout: self.stdout.take().unwrap().join().unwrap(),
+            stderr: self.stderr.take().unwrap().join().unwrap(),
+        }
+    }
+}
+
+impl Drop for Diagnosis {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn ids(report: &Value) -> Vec<&str> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect()
+}
+
+fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no {id} in {report:#}"))
+}
+
+fn interface<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name && i["gone"] == false)
+        .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+}
+
+/// `count` UDP frames from peer `i` for br0's IP, addressed to `dst`.
+fn send_to_host(lab: &BridgeLab, i: usize, dst: [u8; 6], count: usize) {
+    let tx = RawSender::new(lab.peer(i), PEER_IFACE).unwrap();
+    tx.send(
+        &ipv4_udp(dst, peer_mac(i), peer_ipv4(i), BRIDGE_IPV4),
+        count,
+    )
+    .unwrap();
+}
+
+/// Whether the kernel's confirmed drops are available here (BTF and drop
+/// reasons): then the evidence must include them exactly.
+fn drops_available(report: &Value) -> bool {
+    !report["summary"]["drop_source"].is_null()
+}
+
+/// Healthy: frames to the bridge's MAC and broadcasts only, a pinned MAC
+/// in the FDB: no finding, in JSON and in words.
+#[test]
+fn a_healthy_lab_yields_no_finding() {
+    let lab = BridgeLab::new(2).unwrap();
+    let run = Diagnosis::start(
+        lab.host(),
+        &["--duration", "2", "--format", "json", "--bridge", BRIDGE],
+    );
+    send_to_host(&lab, 1, BRIDGE_MAC, 5);
+    let tx = RawSender::new(lab.peer(1), PEER_IFACE).unwrap();
+    tx.send(
+        &ipv4_udp(BROADCAST, peer_mac(1), peer_ipv4(1), BRIDGE_IPV4),
+        2,
+    )
+    .unwrap();
+    let done = run.finish();
+    assert!(done.status.success(), "{}", done.stderr);
+    let report = done.json();
+    assert_eq!(report["healthy"], true, "{report:#}");
+    assert_eq!(ids(&report), Vec::<&str>::new());
+    assert_eq!(
+        report["summary"]["text"],
+        "no MAC-mismatch drops in 2 s on 3 interfaces"
+    );
+    let p1 = &interface(&report, "p1")["frames"];
+    assert_eq!(
+        (p1["own"].as_u64(), p1["broadcast"].as_u64()),
+        (Some(5), Some(2))
+    );
+
+    // The same in words.
+    let run = Diagnosis::start(lab.host(), &["--duration", "1"]);
+    let done = run.finish();
+    assert!(done.status.success());
+    assert!(
+        done.stdout
+            .trim_end()
+            .ends_with("no MAC-mismatch drops in 1 s on 3 interfaces"),
+        "{}",
+        done.stdout
+    );
+}
+
+/// The background incident: br0's own MAC removed from its FDB. diagnose
+/// names it with the frames that came for this host, the kernel's confirmed
+/// drops and the fix; applying the fix makes pings work and the next
+/// diagnosis healthy.
+#[test]
+fn missing_fdb_entry_is_named_with_its_numbers_and_the_remedy_works() {
+    let lab = BridgeLab::new(1).unwrap();
+    lab.remove_bridge_mac_from_fdb().unwrap();
+    let run = Diagnosis::start(lab.host(), &["--duration", "2", "--format", "json"]);
+    send_to_host(&lab, 1, BRIDGE_MAC, 7);
+    let done = run.finish();
+    assert!(
+        done.status.success(),
+        "exit 0 with findings: {}",
+        done.stderr
+    );
+    let report = done.json();
+    assert_eq!(ids(&report), ["bridge_mac_not_in_fdb"], "{report:#}");
+    let f = finding(&report, "bridge_mac_not_in_fdb");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["rank"], 1);
+    assert_eq!(f["interface"], BRIDGE);
+    let mac = mac_to_string(&BRIDGE_MAC);
+    assert_eq!(f["facts"]["mac"], mac.as_str());
+    assert_eq!(f["facts"]["host_ip_wrong_mac"], 7);
+    assert_eq!(f["facts"]["per_interface"]["p1"], 7);
+    assert_eq!(
+        f["facts"]["local_fdb"],
+        serde_json::json!([mac_to_string(&port_mac(1))])
+    );
+    assert_eq!(f["facts"]["host_ips"], serde_json::json!(["192.0.2.1"]));
+    assert_eq!(f["facts"]["bridge_promiscuous"], false);
+    let evidence = f["evidence"].to_string();
+    assert!(
+        evidence.contains(
+            "p1: 7 frame(s) for this host's IP (192.0.2.1) with a MAC br0 does not deliver"
+        ),
+        "{evidence}"
+    );
+    if drops_available(&report) {
+        // One port: the flood has nowhere to go.
+        assert_eq!(f["facts"]["kernel_drops"], 7);
+        assert!(
+            evidence.contains("kernel confirmed drops: 7 NO_TX_TARGET"),
+            "{evidence}"
+        );
+    }
+    let remedy = f["remedy"][0].as_str().unwrap();
+    assert_eq!(
+        remedy,
+        format!("bridge fdb add {mac} dev {BRIDGE} self local")
+    );
+
+    // The symptom, independently: a real ping from the peer fails...
+    lab.set_peer_address(1, "192.0.2.11/24").unwrap();
+    let ping = |ns: &NetNs| {
+        ns.command(&["ping", "-c", "1", "-W", "1", "192.0.2.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    let forget = |ns: &NetNs| {
+        // No ARP probes of the peer may land in the next window.
+        ns.exec(&["ip", "neigh", "flush", "dev", PEER_IFACE])
+            .unwrap();
+    };
+    assert!(!ping(lab.peer(1)), "the incident lab must break pings");
+    forget(lab.peer(1));
+    // ...the remedy, exactly as printed...
+    let argv: Vec<&str> = remedy.split_whitespace().collect();
+    lab.host().exec(&argv).unwrap();
+    // ...and it works.
+    assert!(ping(lab.peer(1)), "ping still fails after `{remedy}`");
+    forget(lab.peer(1));
+    let run = Diagnosis::start(lab.host(), &["--duration", "2", "--format", "json"]);
+    send_to_host(&lab, 1, BRIDGE_MAC, 7);
+    let after = run.finish().json();
+    assert_eq!(ids(&after), Vec::<&str>::new(), "{after:#}");
+    let p1 = &interface(&after, "p1")["frames"];
+    assert_eq!(
+        (p1["own"].as_u64(), p1["host_ip_wrong_mac"].as_u64()),
+        (Some(7), Some(0))
+    );
+}
+
+/// In words, with `--fail-on error`: the ranked text and exit code 4.
+#[test]
+fn the_text_report_and_fail_on() {
+    let lab = BridgeLab::new(1).unwrap();
+    lab.remove_bridge_mac_from_fdb().unwrap();
+    let run = Diagnosis::start(lab.host(), &["--duration", "2", "--fail-on", "error"]);
+    send_to_host(&lab, 1, BRIDGE_MAC, 3);
+    let done = run.finish();
+    assert_eq!(
+        done.status.code(),
+        Some(4),
+        "{}{}",
+        done.stdout,
+        done.stderr
+    );
+    let text = &done.stdout;
+    assert!(
+        text.starts_with("macdrop diagnose: 2 interface(s) in netns "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n1 finding(s), most severe first:\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n1. ERROR bridge_mac_not_in_fdb on br0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "   - p1: 3 frame(s) for this host's IP (192.0.2.1) with a MAC br0 does not deliver"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("   remedy:\n   - bridge fdb add 02:00:00:00:0b:01 dev br0 self local\n"),
+        "{text}"
+    );
+    // A lower threshold than what was found still fails; no finding passes.
+    lab.host()
+        .exec(&[
+            "bridge",
+            "fdb",
+            "add",
+            &mac_to_string(&BRIDGE_MAC),
+            "dev",
+            BRIDGE,
+            "self",
+            "local",
+        ])
+        .unwrap();
+    let done = Diagnosis::start(lab.host(), &["--duration", "1", "--fail-on", "info"]).finish();
+    assert_eq!(done.status.code(), Some(0), "{}", done.stdout);
+}
+
+/// An unpinned bridge changes its MAC when the port whose MAC it had goes;
+/// a peer still sending to the old MAC is named, with the change, and the
+/// unpinned MAC is the warning under it.
+#[test]
+fn stale_peers_after_a_mac_change() {
+    let lab = BridgeLab::with_options(BridgeLabOptions {
+        ports: 2,
+        pin_bridge_mac: false,
+        ..BridgeLabOptions::default()
+    })
+    .unwrap();
+    let (old, new) = (port_mac(1), port_mac(2));
+    let run = Diagnosis::start(lab.host(), &["--duration", "4", "--format", "json"]);
+    lab.remove_port(1).unwrap();
+    let mac_now = poll_until(
+        SETTLE,
+        || {
+            let out = lab.host().exec(&["cat", "/sys/class/net/br0/address"])?;
+            Ok(String::from_utf8_lossy(&out).trim().to_owned())
+        },
+        |mac| *mac == mac_to_string(&new),
+    )
+    .unwrap();
+    assert_eq!(mac_now, mac_to_string(&new));
+    // macdrop hears of the change by notification at once; a margin for
+    // it to reach the kernel's previous-MAC map before the frames.
+    std::thread::sleep(Duration::from_millis(800));
+    send_to_host(&lab, 2, old, 5);
+    send_to_host(&lab, 2, new, 3);
+    let report = run.finish().json();
+    assert_eq!(
+        ids(&report),
+        ["stale_mac_after_mac_change", "bridge_mac_not_pinned"],
+        "{report:#}"
+    );
+    let f = finding(&report, "stale_mac_after_mac_change");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["facts"]["stale_mac"], 5);
+    assert_eq!(f["facts"]["per_interface"]["p2"], 5);
+    assert_eq!(f["facts"]["mac"], mac_to_string(&new).as_str());
+    assert_eq!(
+        f["facts"]["mac_changes"][0]["old_mac"],
+        mac_to_string(&old).as_str()
+    );
+    assert_eq!(
+        f["facts"]["mac_changes"][0]["new_mac"],
+        mac_to_string(&new).as_str()
+    );
+    assert_eq!(f["facts"]["mac_pinned"], false);
+    let remedy = f["remedy"].to_string();
+    assert!(
+        remedy.contains("arping -U -c 3 -I br0 192.0.2.1"),
+        "{remedy}"
+    );
+    assert!(
+        remedy.contains(&format!("ip link set br0 address {}", mac_to_string(&new))),
+        "{remedy}"
+    );
+    let pin = finding(&report, "bridge_mac_not_pinned");
+    assert_eq!(pin["facts"]["mac_changes"], 1);
+    let p2 = &interface(&report, &port_name(2))["frames"];
+    assert_eq!(
+        (p2["own"].as_u64(), p2["stale_mac"].as_u64()),
+        (Some(3), Some(5))
+    );
+}
+
+/// Frames for this host's IP with a MAC nobody here has (a VMware vNIC's):
+/// not explained by the FDB or a MAC change, so something upstream picks
+/// or rewrites the MAC. Without per-flow records the finding names the
+/// interface and the count, and says how to see the MACs.
+#[test]
+fn a_mac_no_local_interface_owns_is_unexplained() {
+    let lab = BridgeLab::new(2).unwrap();
+    let vmware = [0x00, 0x50, 0x56, 0xaa, 0xbb, 0xcc];
+    let run = Diagnosis::start(lab.host(), &["--duration", "2", "--format", "json"]);
+    send_to_host(&lab, 1, vmware, 6);
+    send_to_host(&lab, 1, BRIDGE_MAC, 2);
+    let report = run.finish().json();
+    assert_eq!(
+        ids(&report),
+        ["host_ip_wrong_mac_unexplained"],
+        "{report:#}"
+    );
+    let f = finding(&report, "host_ip_wrong_mac_unexplained");
+    assert_eq!(f["severity"], "error");
+    assert_eq!(f["interface"], BRIDGE);
+    assert_eq!(f["facts"]["host_ip_wrong_mac"], 6);
+    assert_eq!(f["facts"]["per_interface"], serde_json::json!({"p1": 6}));
+    assert_eq!(f["facts"]["destination_macs"], Value::Null);
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("6 frame(s) for this host's IP (192.0.2.1) arrived on the ports of br0"),
+        "{f:#}"
+    );
+    let evidence = f["evidence"].to_string();
+    assert!(
+        evidence.contains("tcpdump -p -e -n -c 20 -i p1"),
+        "{evidence}"
+    );
+}
+
+/// The incident while something holds br0 promiscuous (a packet socket, as
+/// tcpdump does): pings "work", and diagnose says they do only because of
+/// it, who holds it and since when.
+#[test]
+fn a_promiscuous_bridge_hiding_the_incident() {
+    let lab = BridgeLab::new(2).unwrap();
+    lab.remove_bridge_mac_from_fdb().unwrap();
+    let run = Diagnosis::start(lab.host(), &["--duration", "3", "--format", "json"]);
+    let holder = PromiscSocket::join(lab.host(), BRIDGE).unwrap();
+    send_to_host(&lab, 1, BRIDGE_MAC, 4);
+    let report = run.finish().json();
+    drop(holder);
+    assert_eq!(
+        ids(&report),
+        ["bridge_mac_not_in_fdb", "interface_promiscuous"],
+        "{report:#}"
+    );
+    let p = finding(&report, "interface_promiscuous");
+    assert_eq!(p["severity"], "warning");
+    assert_eq!(p["facts"]["delivered_while_promiscuous"], 4);
+    assert_eq!(p["facts"]["promiscuity"], 1);
+    let holders = p["facts"]["holders"].as_str().unwrap();
+    assert!(
+        holders.contains(&format!("(pid {})", std::process::id())),
+        "the test process holds it: {holders}"
+    );
+    assert!(p["facts"]["since"].is_string(), "{p:#}");
+    let evidence = p["evidence"].to_string();
+    assert!(
+        evidence.contains("while promiscuous, br0 passed 4 frame(s) for this host's IP with a MAC it does not own up to the host"),
+        "{evidence}"
+    );
+    assert!(
+        p["remedy"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("fix the cause first")
+    );
+    let f = finding(&report, "bridge_mac_not_in_fdb");
+    assert_eq!(f["facts"]["host_ip_wrong_mac"], 4);
+    assert_eq!(f["facts"]["bridge_promiscuous"], true);
+    assert_eq!(f["facts"]["passed_up_while_promiscuous"], 4);
+    let br0 = &interface(&report, BRIDGE)["frames"];
+    assert_eq!(br0["host_ip_wrong_mac"], 4, "passed up: counted on br0 too");
+}

@@ -1,0 +1,443 @@
+//! `cargo xtask bench`: measures macdrop's cost and writes
+//! `target/bench/bench.md` and `bench.json` (`bench-quick.*` with
+//! `--quick`). Four parts, each figure a median over repetitions with min
+//! and max, every comparison against a baseline measured in the same run,
+//! interleaved with it:
+//!
+//! 1. `test_run`: per-frame cost of the XDP and tc programs against empty
+//!    programs (BPF_PROG_TEST_RUN, the kernel's own duration);
+//! 2. `e2e`: end-to-end receive rate through veth (and a bridge) with each
+//!    hook, empty programs and tcpdump, as ratios to nothing attached;
+//! 3. `scale::userspace`: CPU and memory of macdrop watching a bridge with
+//!    1,000 ports, and one full counter read;
+//! 4. `scale::attach_time`: attaching 1,000 ports, and one new port.
+//!
+//! `--quick` runs each part briefly, with the debug build `cargo xtask
+//! test` already made: a smoke test for CI, no thresholds asserted (the full
+//! run asserts none either; it reports each target as met or not).
+//! Needs root. Namespaces are named `macdrop-b-*` and removed afterwards.
+
+mod e2e;
+mod proc;
+mod scale;
+mod stats;
+mod test_run;
+mod traffic;
+
+use std::{
+    path::PathBuf,
+    time::{Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use clap::ValueEnum;
+use serde_json::{Value, json};
+
+use crate::{cmd::Cmd, cmd::is_root, ui};
+
+/// Prefix of every namespace the benchmark creates.
+pub const NS_PREFIX: &str = "macdrop-b";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Each part briefly (fewer, shorter repetitions, 100 ports) with the
+    /// debug build: a smoke test, figures not to be quoted.
+    #[arg(long)]
+    quick: bool,
+    /// Only these parts (comma-separated); all by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Part>,
+    /// Ports of the bridge for the userspace and attach parts (default
+    /// 1,000; 100 with --quick).
+    #[arg(long)]
+    ports: Option<usize>,
+    /// Use the release build even with --quick (the full run always does).
+    #[arg(long)]
+    release: bool,
+    /// Do not build: use the binaries already in the target directory.
+    #[arg(long)]
+    no_build: bool,
+    /// Use `macdrop` and `macdrop-bench` from DIR instead (no build): to
+    /// measure a saved build, e.g. of another commit.
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Per-frame cost with BPF_PROG_TEST_RUN.
+    TestRun,
+    /// End-to-end receive rate per hook.
+    E2e,
+    /// Userspace CPU, memory and counter read with many ports.
+    Userspace,
+    /// Attach time for many ports and for a new port.
+    Attach,
+}
+
+/// What every part needs.
+pub struct Settings {
+    pub quick: bool,
+    pub macdrop_bin: PathBuf,
+    pub bench_bin: PathBuf,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "`cargo xtask bench` needs root (namespaces, BPF programs, tcpdump); run it with sudo"
+        );
+    }
+    for tool in ["ip", "taskset", "tcpdump"] {
+        ensure!(
+            crate::cmd::find_in_path(tool).is_some(),
+            "{tool} is not installed; run `cargo xtask setup`"
+        );
+    }
+    let release = args.release || !args.quick;
+    let profile = if release { "release" } else { "debug" };
+    if !args.no_build && args.bin_dir.is_none() {
+        Cmd::cargo()
+            .args(["build", "--package", "monitor", "--bins"])
+            .args(release.then_some("--release"))
+            .run()?;
+    }
+    let dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => target_dir()?.join(profile),
+    };
+    let s = Settings {
+        quick: args.quick,
+        macdrop_bin: dir.join("macdrop"),
+        bench_bin: dir.join("macdrop-bench"),
+    };
+    for bin in [&s.macdrop_bin, &s.bench_bin] {
+        ensure!(
+            bin.is_file(),
+            "{} is missing (build it, or drop --no-build)",
+            bin.display()
+        );
+    }
+    let ports = args.ports.unwrap_or(if args.quick { 100 } else { 1000 });
+    let want = |p: Part| args.only.is_empty() || args.only.contains(&p);
+
+    let start = Instant::now();
+    let machine = machine(profile, args.quick);
+    let mut json = json!({ "machine": machine.clone() });
+    let mut md = String::new();
+    let mut summary: Vec<Target> = Vec::new();
+
+    if want(Part::TestRun) {
+        ui::phase("bench: per-frame cost (BPF_PROG_TEST_RUN)");
+        let r = test_run::run(&s)?;
+        json["test_run"] = r.json();
+        md += &format!("## Per-frame cost\n\n{}\n", r.markdown());
+        for c in &r.classes {
+            for (hook, d) in [("XDP", c.xdp_delta()), ("tc", c.tc_delta())] {
+                summary.push(Target::at_most(
+                    format!("{hook} {} over the empty program", c.name),
+                    median(&d),
+                    c.target_ns(),
+                    "ns",
+                ));
+            }
+        }
+    }
+    if want(Part::E2e) {
+        ui::phase("bench: end-to-end receive rate");
+        let r = e2e::run(&s)?;
+        json["e2e"] = r.json();
+        md += &format!("## End-to-end receive rate\n\n{}\n", r.markdown());
+        let veth = e2e::scenario(&r, "veth")?;
+        if let Some(auto) = veth.auto() {
+            let a = e2e::median(&auto.ratios);
+            summary.push(Target::at_least(
+                "veth, `auto`: ratio to nothing attached".into(),
+                a,
+                0.95,
+                "",
+            ));
+            if let Some(t) = veth.best_tcpdump() {
+                summary.push(Target {
+                    what: "veth, `auto` ahead of tcpdump (best tcpdump ratio)".into(),
+                    measured: format!("{a:.3} vs {t:.3}"),
+                    target: "clearly ahead".into(),
+                    met: a > t + 0.05,
+                });
+            }
+        }
+        for sc in &r.scenarios {
+            if let (Some(auto), Some(best)) = (sc.auto(), sc.cheapest_macdrop()) {
+                let verdict = sc.auto_verdict().unwrap_or_default();
+                summary.push(Target {
+                    what: format!("{}: `auto` picks the cheapest hook", sc.name),
+                    measured: format!(
+                        "auto {} {:.3}, cheapest {} {:.3}",
+                        auto.hook.as_deref().unwrap_or("?"),
+                        e2e::median(&auto.ratios),
+                        best.hook.as_deref().unwrap_or("?"),
+                        e2e::median(&best.ratios)
+                    ),
+                    target: "cheapest".into(),
+                    met: !verdict.contains("not confirmed"),
+                });
+            }
+        }
+    }
+    if want(Part::Userspace) || want(Part::Attach) {
+        ui::phase(&format!("bench: bridge with {ports} ports"));
+        let lab = scale::Lab::new(ports)?;
+        if want(Part::Attach) {
+            let r = scale::attach_time(&lab, &s)?;
+            json["attach"] = r.json();
+            md += &format!("## Attach time\n\n{}\n", r.markdown());
+            summary.push(Target::at_most(
+                format!("attach {ports} ports"),
+                median(&r.all),
+                2.0,
+                "s",
+            ));
+            summary.push(Target::at_most(
+                "attach a new port".into(),
+                median(&r.new_port),
+                100.0,
+                "ms",
+            ));
+        }
+        if want(Part::Userspace) {
+            let r = scale::userspace(&lab, &s)?;
+            json["userspace"] = r.json();
+            md += &format!("## Userspace cost\n\n{}\n", r.markdown());
+            summary.push(Target::at_most(
+                format!("CPU watching {} interfaces at 1 s", ports + 1),
+                median(&r.cpu),
+                1.0,
+                "%",
+            ));
+            summary.push(Target::at_most(
+                "peak RSS".into(),
+                r.peak_rss_mib,
+                30.0,
+                "MiB",
+            ));
+            summary.push(Target::at_most(
+                format!("one full counter read ({ports} slots)"),
+                median(&r.counter_read_ms),
+                2.0,
+                "ms",
+            ));
+        }
+    }
+
+    let elapsed = start.elapsed();
+    json["machine"]["load_average_end"] = json!(load_average());
+    json["elapsed_s"] = json!(elapsed.as_secs_f64());
+    json["targets"] = Value::Array(summary.iter().map(Target::json).collect());
+    let report = format!(
+        "# macdrop benchmark{}\n\n{}\n{}\n{}",
+        if args.quick {
+            " (--quick: smoke test, not for quoting)"
+        } else {
+            ""
+        },
+        machine_markdown(&machine, &json),
+        targets_markdown(&summary),
+        md
+    );
+    let out = target_dir()?.join("bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let stem = if args.quick { "bench-quick" } else { "bench" };
+    let (md_path, json_path) = (
+        out.join(format!("{stem}.md")),
+        out.join(format!("{stem}.json")),
+    );
+    std::fs::write(&md_path, &report)?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&json)? + "\n")?;
+    println!("{report}");
+    println!(
+        "xtask: bench: done in {}; wrote {} and {}",
+        ui::duration(elapsed),
+        md_path.display(),
+        json_path.display()
+    );
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    stats::Stat::of(v).map_or(f64::NAN, |s| s.median)
+}
+
+/// One target of the issue and whether the run met it.
+struct Target {
+    what: String,
+    measured: String,
+    target: String,
+    met: bool,
+}
+
+impl Target {
+    fn at_most(what: String, v: f64, max: f64, unit: &str) -> Self {
+        Self {
+            what,
+            measured: format!("{} {unit}", fmt_num(v)),
+            target: format!("≤ {} {unit}", fmt_num(max)),
+            met: v <= max,
+        }
+    }
+
+    fn at_least(what: String, v: f64, min: f64, unit: &str) -> Self {
+        Self {
+            what,
+            measured: format!("{} {unit}", fmt_num(v)).trim().to_owned(),
+            target: format!("≥ {} {unit}", fmt_num(min)).trim().to_owned(),
+            met: v >= min,
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "target": self.what,
+            "measured": self.measured,
+            "wanted": self.target,
+            "met": self.met,
+        })
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    let decimals = if v.abs() >= 100.0 {
+        0
+    } else if v.abs() >= 10.0 {
+        1
+    } else {
+        3
+    };
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+fn targets_markdown(targets: &[Target]) -> String {
+    if targets.is_empty() {
+        return String::new();
+    }
+    let mut md =
+        "## Targets\n\n| target | measured | wanted | met |\n|---|---|---|---|\n".to_owned();
+    for t in targets {
+        md += &format!(
+            "| {} | {} | {} | {} |\n",
+            t.what,
+            t.measured,
+            t.target,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+    md
+}
+
+/// What the figures were measured on.
+fn machine(profile: &str, quick: bool) -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let commit = crate::cmd::probe("git", &["rev-parse", "--short", "HEAD"])
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let dirty = crate::cmd::probe("git", &["status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.trim().is_empty());
+    let date = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({
+        "cpu": cpu,
+        "cpus": cpus,
+        "kernel": kernel,
+        "commit": commit,
+        "dirty": dirty,
+        "profile": profile,
+        "quick": quick,
+        "unix_time": date,
+        "load_average_start": load_average(),
+    })
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn machine_markdown(m: &Value, all: &Value) -> String {
+    let date = crate::cmd::probe(
+        "date",
+        &[
+            "-u",
+            "-d",
+            &format!("@{}", m["unix_time"].as_u64().unwrap_or(0)),
+            "+%Y-%m-%d %H:%M UTC",
+        ],
+    )
+    .map(|s| s.trim().to_owned())
+    .unwrap_or_default();
+    format!(
+        "{date}: {} CPU(s), {}, Linux {}; macdrop {}{} ({} build); load average {} at the \
+         start, {} at the end (other work on the machine shows as spread between min and max); \
+         {:.0} s.\n",
+        m["cpus"],
+        m["cpu"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?"),
+        m["commit"].as_str().unwrap_or("?"),
+        if m["dirty"] == true {
+            " with local changes"
+        } else {
+            ""
+        },
+        m["profile"].as_str().unwrap_or("?"),
+        m["load_average_start"].as_str().unwrap_or("?"),
+        all["machine"]["load_average_end"].as_str().unwrap_or("?"),
+        all["elapsed_s"].as_f64().unwrap_or(0.0),
+    )
+}
+
+/// The workspace's target directory, as cargo resolves it.
+fn target_dir() -> Result<PathBuf> {
+    let metadata = crate::cmd::probe("cargo", &["metadata", "--format-version", "1", "--no-deps"])
+        .context("`cargo metadata` failed")?;
+    let metadata: Value =
+        serde_json::from_str(&metadata).context("`cargo metadata` printed invalid JSON")?;
+    let dir = metadata["target_directory"]
+        .as_str()
+        .context("`cargo metadata` printed no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_read_naturally() {
+        let t = Target::at_most("x".into(), 7.0, 10.0, "ns");
+        assert_eq!(
+            (t.measured.as_str(), t.target.as_str(), t.met),
+            ("7 ns", "≤ 10 ns", true)
+        );
+        let t = Target::at_least("y".into(), 0.9312, 0.95, "");
+        assert_eq!((t.measured.as_str(), t.met), ("0.931", false));
+        assert_eq!(fmt_num(1234.5), "1234");
+        assert_eq!(fmt_num(12.34), "12.3");
+        assert_eq!(fmt_num(10.0), "10");
+    }
+}

@@ -1,0 +1,580 @@
+//! Part 2: end-to-end receive rate through a veth pair between two
+//! namespaces (and through a bridge), with nothing attached, macdrop with
+//! each `--attach` mode, an empty program on each hook, and tcpdump. Every
+//! setup is measured between two measurements with nothing attached
+//! (A B A B ... A) and reported as a ratio to their mean.
+
+use std::{
+    net::{Ipv4Addr, SocketAddrV4},
+    thread::sleep,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use macdrop_tests::netns::NetNs;
+use serde_json::{Value, json};
+
+use super::{
+    Settings, proc,
+    proc::Proc,
+    stats::{self, Stat},
+    traffic::{Flow, Rates, rates},
+};
+
+/// What is attached to the receiving interface.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    /// `macdrop watch --iface IF --attach MODE`.
+    Macdrop(&'static str),
+    /// `macdrop-bench attach-empty --hook HOOK`.
+    Empty(&'static str),
+    /// `tcpdump -i IF -w /dev/null`, with `-p` if false.
+    Tcpdump { promisc: bool },
+}
+
+impl Kind {
+    fn label(self) -> String {
+        match self {
+            Kind::Macdrop(mode) => format!("macdrop --attach {mode}"),
+            Kind::Empty("xdp") => "empty XDP program (driver)".into(),
+            Kind::Empty("xdp-generic") => "empty XDP program (generic)".into(),
+            Kind::Empty(_) => "empty tc program (TCX)".into(),
+            Kind::Tcpdump { promisc: true } => "tcpdump -w /dev/null".into(),
+            Kind::Tcpdump { promisc: false } => "tcpdump -p -w /dev/null".into(),
+        }
+    }
+}
+
+/// Two namespaces and the receiving interface.
+struct Lab {
+    name: &'static str,
+    description: String,
+    tx: NetNs,
+    rx: NetNs,
+    iface: &'static str,
+    dst: SocketAddrV4,
+    setups: Vec<Kind>,
+}
+
+const VETH_SETUPS: [Kind; 9] = [
+    Kind::Macdrop("auto"),
+    Kind::Macdrop("xdp"),
+    Kind::Macdrop("xdp-generic"),
+    Kind::Macdrop("tc"),
+    Kind::Empty("xdp"),
+    Kind::Empty("xdp-generic"),
+    Kind::Empty("tc"),
+    Kind::Tcpdump { promisc: true },
+    Kind::Tcpdump { promisc: false },
+];
+
+const BRIDGE_SETUPS: [Kind; 5] = [
+    Kind::Macdrop("auto"),
+    Kind::Macdrop("xdp"),
+    Kind::Macdrop("tc"),
+    Kind::Empty("xdp-generic"),
+    Kind::Empty("tc"),
+];
+
+fn veth_lab() -> Result<Lab> {
+    let tx = NetNs::with_prefix(super::NS_PREFIX)?;
+    let rx = NetNs::with_prefix(super::NS_PREFIX)?;
+    let (s, r) = (tx.name(), rx.name());
+    proc::ip(
+        s,
+        &[
+            "link",
+            "add",
+            "s0",
+            "address",
+            "02:00:00:00:0e:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "r0",
+            "address",
+            "02:00:00:00:0e:02",
+            "netns",
+            r,
+        ],
+    )?;
+    proc::ip(s, &["addr", "add", "198.18.0.1/24", "dev", "s0"])?;
+    proc::ip(s, &["link", "set", "s0", "up"])?;
+    proc::ip(r, &["addr", "add", "198.18.0.2/24", "dev", "r0"])?;
+    proc::ip(r, &["link", "set", "r0", "up"])?;
+    // No ARP during the measurement.
+    proc::ip(
+        s,
+        &[
+            "neigh",
+            "replace",
+            "198.18.0.2",
+            "lladdr",
+            "02:00:00:00:0e:02",
+            "dev",
+            "s0",
+            "nud",
+            "permanent",
+        ],
+    )?;
+    Ok(Lab {
+        name: "veth",
+        description: "UDP to the receiver's address through a veth pair; hooks on the receiving \
+                      veth (`r0`, standalone)"
+            .into(),
+        tx,
+        rx,
+        iface: "r0",
+        dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 9000),
+        setups: VETH_SETUPS.to_vec(),
+    })
+}
+
+fn bridge_lab() -> Result<Lab> {
+    let tx = NetNs::with_prefix(super::NS_PREFIX)?;
+    let rx = NetNs::with_prefix(super::NS_PREFIX)?;
+    let (s, r) = (tx.name(), rx.name());
+    proc::ip(
+        s,
+        &[
+            "link",
+            "add",
+            "s0",
+            "address",
+            "02:00:00:00:0f:01",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "p0",
+            "address",
+            "02:00:00:00:0f:02",
+            "netns",
+            r,
+        ],
+    )?;
+    proc::ip(
+        r,
+        &[
+            "link",
+            "add",
+            "br0",
+            "address",
+            "02:00:00:00:0f:0b",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+        ],
+    )?;
+    proc::ip(r, &["link", "set", "p0", "master", "br0"])?;
+    proc::ip(r, &["link", "set", "p0", "up"])?;
+    proc::ip(r, &["addr", "add", "198.18.1.2/24", "dev", "br0"])?;
+    proc::ip(r, &["link", "set", "br0", "up"])?;
+    proc::ip(s, &["addr", "add", "198.18.1.1/24", "dev", "s0"])?;
+    proc::ip(s, &["link", "set", "s0", "up"])?;
+    proc::ip(
+        s,
+        &[
+            "neigh",
+            "replace",
+            "198.18.1.2",
+            "lladdr",
+            "02:00:00:00:0f:0b",
+            "dev",
+            "s0",
+            "nud",
+            "permanent",
+        ],
+    )?;
+    Ok(Lab {
+        name: "bridge",
+        description: "UDP to the bridge's address through a veth port of `br0`; hooks on the \
+                      bridge device (`--iface br0`), nothing on the port"
+            .into(),
+        tx,
+        rx,
+        iface: "br0",
+        dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 2), 9000),
+        setups: BRIDGE_SETUPS.to_vec(),
+    })
+}
+
+/// One setup's measurements.
+pub struct Row {
+    pub label: String,
+    kind: Kind,
+    /// The hook macdrop reported (macdrop rows).
+    pub hook: Option<String>,
+    pub rates: Vec<Rates>,
+    /// Each rate per CPU-second over the mean of the two nothing-attached
+    /// measurements around it: the figure compared.
+    pub ratios: Vec<f64>,
+    /// The same with the wall-clock rates (at the mercy of other work).
+    pub wall_ratios: Vec<f64>,
+}
+
+pub struct ScenarioResult {
+    pub name: &'static str,
+    pub description: String,
+    /// Every nothing-attached measurement.
+    pub baseline: Vec<Rates>,
+    pub rows: Vec<Row>,
+}
+
+pub struct Results {
+    pub reps: usize,
+    pub window: Duration,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+pub fn run(s: &Settings) -> Result<Results> {
+    let reps = if s.quick { 1 } else { 5 };
+    let window = if s.quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_millis(1500)
+    };
+    let labs = [veth_lab()?, bridge_lab()?];
+    let mut scenarios: Vec<ScenarioResult> = labs
+        .iter()
+        .map(|lab| ScenarioResult {
+            name: lab.name,
+            description: lab.description.clone(),
+            baseline: Vec::new(),
+            rows: lab
+                .setups
+                .iter()
+                .map(|&kind| Row {
+                    label: kind.label(),
+                    kind,
+                    hook: None,
+                    rates: Vec::new(),
+                    ratios: Vec::new(),
+                    wall_ratios: Vec::new(),
+                })
+                .collect(),
+        })
+        .collect();
+    for rep in 0..reps {
+        for (lab, result) in labs.iter().zip(scenarios.iter_mut()) {
+            println!(
+                "xtask: bench: end-to-end {} repetition {}/{reps}",
+                lab.name,
+                rep + 1
+            );
+            let mut before = measure(lab, s, window)?;
+            result.baseline.push(before);
+            for row in &mut result.rows {
+                let attached = attach(lab, row.kind, s)?;
+                let measured = measure(lab, s, window);
+                let hook = detach(attached)?;
+                let rate = measured?;
+                let after = measure(lab, s, window)?;
+                result.baseline.push(after);
+                row.rates.push(rate);
+                row.ratios.push(
+                    rate.per_cpu_second / ((before.per_cpu_second + after.per_cpu_second) / 2.0),
+                );
+                row.wall_ratios
+                    .push(rate.received / ((before.received + after.received) / 2.0));
+                if hook.is_some() {
+                    row.hook = hook;
+                }
+                before = after;
+            }
+        }
+    }
+    Ok(Results {
+        reps,
+        window,
+        scenarios,
+    })
+}
+
+/// The flow's rates over `window`, after a warm-up.
+fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
+    let flow = Flow::start(lab.tx.name(), lab.rx.name(), lab.dst, 0, 1)?;
+    sleep(if s.quick {
+        Duration::from_millis(100)
+    } else {
+        Duration::from_millis(300)
+    });
+    let a = flow.sample();
+    sleep(window);
+    let b = flow.sample();
+    flow.stop()?;
+    Ok(rates(a, b))
+}
+
+/// What is attached while a setup is measured.
+struct Attached {
+    kind: Kind,
+    proc: Option<Proc>,
+    hook: Option<String>,
+}
+
+/// Starts what `kind` needs on the receiving interface (pinned to the
+/// receiver's CPU, away from the path under test) and waits until it is
+/// in place.
+fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
+    let ns = lab.rx.name();
+    let pinned = |argv: &[&std::ffi::OsStr]| {
+        let mut v: Vec<&std::ffi::OsStr> = vec!["taskset".as_ref(), "-c".as_ref(), "1".as_ref()];
+        v.extend_from_slice(argv);
+        proc::in_netns(ns, &v)
+    };
+    let timeout = Duration::from_secs(60);
+    let (proc, hook) = match kind {
+        Kind::Macdrop(mode) => {
+            let cmd = pinned(&[
+                s.macdrop_bin.as_os_str(),
+                "watch".as_ref(),
+                "--iface".as_ref(),
+                lab.iface.as_ref(),
+                "--attach".as_ref(),
+                mode.as_ref(),
+                "--interval".as_ref(),
+                "1".as_ref(),
+                "--format".as_ref(),
+                "json".as_ref(),
+            ]);
+            let mut p = Proc::spawn("macdrop", cmd, false)?;
+            let line = p.wait_line(false, timeout, |l| l.starts_with("macdrop: watching "))?;
+            let hook = line
+                .text
+                .rsplit_once(", ")
+                .map(|(_, h)| h.trim_end_matches(')').to_owned());
+            (Some(p), hook)
+        }
+        Kind::Empty(hook) => {
+            let cmd = pinned(&[
+                s.bench_bin.as_os_str(),
+                "attach-empty".as_ref(),
+                "--iface".as_ref(),
+                lab.iface.as_ref(),
+                "--hook".as_ref(),
+                hook.as_ref(),
+            ]);
+            let mut p = Proc::spawn("macdrop-bench attach-empty", cmd, true)?;
+            p.wait_line(true, timeout, |l| l == "ready")?;
+            (Some(p), None)
+        }
+        Kind::Tcpdump { promisc } => {
+            let mut argv: Vec<&std::ffi::OsStr> = vec![
+                "tcpdump".as_ref(),
+                "-i".as_ref(),
+                lab.iface.as_ref(),
+                "-w".as_ref(),
+                "/dev/null".as_ref(),
+            ];
+            if !promisc {
+                argv.push("-p".as_ref());
+            }
+            let mut p = Proc::spawn("tcpdump", pinned(&argv), false)?;
+            p.wait_line(false, timeout, |l| l.contains("listening on"))?;
+            (Some(p), None)
+        }
+    };
+    Ok(Attached { kind, proc, hook })
+}
+
+/// Stops what `attach` started; returns macdrop's hook.
+fn detach(a: Attached) -> Result<Option<String>> {
+    if let Some(mut p) = a.proc {
+        let timeout = Duration::from_secs(30);
+        match a.kind {
+            Kind::Empty(_) => {
+                p.stop_by_stdin(timeout)?;
+            }
+            _ => {
+                p.stop(timeout)?;
+            }
+        }
+    }
+    Ok(a.hook)
+}
+
+impl Row {
+    fn macdrop_mode(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Macdrop(m) => Some(m),
+            _ => None,
+        }
+    }
+    fn is_tcpdump(&self) -> bool {
+        matches!(self.kind, Kind::Tcpdump { .. })
+    }
+}
+
+impl ScenarioResult {
+    /// The row of `macdrop --attach auto`.
+    pub fn auto(&self) -> Option<&Row> {
+        self.rows.iter().find(|r| r.macdrop_mode() == Some("auto"))
+    }
+
+    /// The explicit macdrop mode with the highest median ratio.
+    pub fn cheapest_macdrop(&self) -> Option<&Row> {
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.macdrop_mode(), Some(m) if m != "auto"))
+            .max_by(|a, b| median(&a.ratios).total_cmp(&median(&b.ratios)))
+    }
+
+    /// The best (highest) median ratio of the tcpdump rows.
+    pub fn best_tcpdump(&self) -> Option<f64> {
+        self.rows
+            .iter()
+            .filter(|r| r.is_tcpdump())
+            .map(|r| median(&r.ratios))
+            .max_by(f64::total_cmp)
+    }
+
+    /// Whether `auto`'s hook is the cheapest explicit one, or within the
+    /// noise of it (its ratio at least the cheapest one's minimum).
+    pub fn auto_verdict(&self) -> Option<String> {
+        let auto = self.auto()?;
+        let best = self.cheapest_macdrop()?;
+        let hook = auto.hook.clone().unwrap_or_default();
+        let best_hook = best.hook.clone().unwrap_or_default();
+        let best_min = Stat::of(&best.ratios)?.min;
+        Some(if hook == best_hook {
+            format!("`auto` chose {hook}, the cheapest hook measured here: confirmed")
+        } else if median(&auto.ratios) >= best_min {
+            format!(
+                "`auto` chose {hook}; {best_hook} measured a higher median ratio \
+                 ({:.3} vs {:.3}) but within the noise: not contradicted",
+                median(&best.ratios),
+                median(&auto.ratios)
+            )
+        } else {
+            format!(
+                "`auto` chose {hook}, but {best_hook} is cheaper here ({:.3} vs {:.3}): \
+                 **not confirmed**",
+                median(&best.ratios),
+                median(&auto.ratios)
+            )
+        })
+    }
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    Stat::of(v).map_or(f64::NAN, |s| s.median)
+}
+
+/// One field of every measurement.
+fn field(rates: &[Rates], f: impl Fn(&Rates) -> f64) -> Vec<f64> {
+    rates.iter().map(f).collect()
+}
+
+fn rates_json(rates: &[Rates]) -> Value {
+    json!({
+        "received_pps": stats::json_of(&field(rates, |r| r.received)),
+        "sent_pps": stats::json_of(&field(rates, |r| r.sent)),
+        "received_per_cpu_second": stats::json_of(&field(rates, |r| r.per_cpu_second)),
+        "cpu_share": stats::json_of(&field(rates, |r| r.cpu_share)),
+    })
+}
+
+impl Results {
+    pub fn json(&self) -> Value {
+        let scenarios: Vec<Value> = self
+            .scenarios
+            .iter()
+            .map(|sc| {
+                let rows: Vec<Value> = sc
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "setup": r.label,
+                            "hook": r.hook,
+                            "rates": rates_json(&r.rates),
+                            "ratio_to_nothing": stats::json_of(&r.ratios),
+                            "wall_ratio_to_nothing": stats::json_of(&r.wall_ratios),
+                        })
+                    })
+                    .collect();
+                json!({
+                    "scenario": sc.name,
+                    "description": sc.description,
+                    "nothing_attached": rates_json(&sc.baseline),
+                    "setups": rows,
+                    "auto": sc.auto_verdict(),
+                })
+            })
+            .collect();
+        json!({
+            "reps": self.reps,
+            "window_s": self.window.as_secs_f64(),
+            "frame_bytes": 60,
+            "scenarios": scenarios,
+        })
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = format!(
+            "UDP datagrams in 60-byte frames from a sender pinned to CPU 0, where the whole \
+             receive path runs (in the sender's softirq), to a receiver draining the socket on \
+             CPU 1; whatever is attached (macdrop, tcpdump, the holder of an empty program) also \
+             runs on CPU 1. The rate compared is datagrams received per second of CPU time the \
+             path got on CPU 0 (the sender thread's CPU clock plus ksoftirqd/0), i.e. the \
+             single-core rate, unaffected by other work taking turns on CPU 0; the wall-clock \
+             rate is shown beside it. Each setup is measured for {:.1} s between two \
+             measurements with nothing attached; ratio = its rate / the mean of those two. {} \
+             repetition(s); median (min–max).\n",
+            self.window.as_secs_f64(),
+            self.reps
+        );
+        for sc in &self.scenarios {
+            md += &format!(
+                "\n**{}**: {}. Nothing attached: {} Mpps per CPU-second ({} Mpps received, the \
+                 path had {} of CPU 0).\n\n",
+                sc.name,
+                sc.description,
+                show_mpps(&field(&sc.baseline, |r| r.per_cpu_second)),
+                show_mpps(&field(&sc.baseline, |r| r.received)),
+                stats::show(&field(&sc.baseline, |r| r.cpu_share), 2),
+            );
+            md += "| setup | hook | Mpps per CPU-second | ratio to nothing attached | cost | \
+                   Mpps received (wall) | wall-clock ratio |\n";
+            md += "|---|---|---|---|---|---|---|\n";
+            for r in &sc.rows {
+                md += &format!(
+                    "| {} | {} | {} | {} | {:.0}% | {} | {} |\n",
+                    r.label,
+                    r.hook.as_deref().unwrap_or(match r.kind {
+                        Kind::Empty("xdp") => "xdp-driver",
+                        Kind::Empty("xdp-generic") => "xdp-generic",
+                        Kind::Empty(_) => "tcx",
+                        Kind::Tcpdump { .. } => "AF_PACKET",
+                        _ => "-",
+                    }),
+                    show_mpps(&field(&r.rates, |x| x.per_cpu_second)),
+                    stats::show(&r.ratios, 3),
+                    (1.0 - median(&r.ratios)) * 100.0,
+                    show_mpps(&field(&r.rates, |x| x.received)),
+                    stats::show(&r.wall_ratios, 3),
+                );
+            }
+            if let Some(v) = sc.auto_verdict() {
+                md += &format!("\n{v}.\n");
+            }
+        }
+        md
+    }
+}
+
+fn show_mpps(pps: &[f64]) -> String {
+    let m: Vec<f64> = pps.iter().map(|p| p / 1e6).collect();
+    stats::show(&m, 3)
+}
+
+/// The scenario named `name`.
+pub fn scenario<'a>(r: &'a Results, name: &str) -> Result<&'a ScenarioResult> {
+    r.scenarios
+        .iter()
+        .find(|s| s.name == name)
+        .with_context(|| format!("no {name} scenario"))
+}

@@ -1,0 +1,494 @@
+//! Parts 3 and 4 on one lab: a bridge with N veth ports (1,000 by
+//! default), their peers in a second namespace; both namespaces private to
+//! the benchmark (`PrivateNs`).
+//!
+//! - Attach time: from starting `macdrop watch --bridge br0` to its
+//!   "watching N interface(s)" line, then the time from enslaving one new
+//!   port to macdrop's `attached` event for it (the event's own `ts`), and
+//!   how long macdrop takes to exit (detach everything).
+//! - Userspace cost: CPU % (the scheduler's runtime of every thread) over windows of a
+//!   steady-state run at a 1 s interval with JSON output, peak RSS
+//!   (VmHWM), and the time of one full counter read of N slots
+//!   (`macdrop-bench counter-read`, the same `CounterReader` a report uses).
+
+use std::{
+    ffi::OsStr,
+    fmt::Write as _,
+    path::PathBuf,
+    process::Command,
+    thread::sleep,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use serde_json::{Value, json};
+
+use super::{
+    Settings, proc,
+    proc::Proc,
+    stats::{self, Stat},
+};
+
+/// A network namespace bound at /run/macdrop-bench/NAME instead of under
+/// /run/netns: invisible to `ip netns` and to `macdrop --all-netns`, so a
+/// bridge with 1,000 ports does not land in the all-namespace runs of tests
+/// or users on the same machine (detaching 1,000 links takes seconds).
+/// Removed (with its interfaces) on drop.
+pub struct PrivateNs {
+    path: PathBuf,
+    /// `sleep` inside, for `ip link ... netns PID`; started on demand.
+    holder: Option<Proc>,
+}
+
+impl PrivateNs {
+    pub fn new(tag: &str) -> Result<Self> {
+        let dir = PathBuf::from("/run/macdrop-bench");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{tag}-{}", std::process::id()));
+        std::fs::File::create(&path)?;
+        let mut unshare = Command::new("unshare");
+        unshare.arg(format!("--net={}", path.display())).arg("true");
+        if let Err(e) = proc::output(unshare) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        let ns = Self { path, holder: None };
+        // Quiet, as the test labs: no IPv6 (no link-local addresses, DAD or
+        // MLD on 1,000 ports), lo up.
+        proc::output(ns.command(&[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+        ]))?;
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// `argv` run inside (nsenter execs it: the child's pid is its own).
+    pub fn command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path.display()));
+        cmd.args(argv);
+        cmd
+    }
+
+    pub fn ip(&self, args: &[&str]) -> Result<()> {
+        let mut argv = vec!["ip"];
+        argv.extend_from_slice(args);
+        proc::output(self.command(&argv)).map(drop)
+    }
+
+    /// `ip -batch -` inside, with `commands` on stdin.
+    pub fn ip_batch(&self, commands: &str) -> Result<()> {
+        proc::input(self.command(&["ip", "-batch", "-"]), commands)
+    }
+
+    /// The pid of a process inside, for `netns PID`.
+    pub fn pid(&mut self) -> Result<u32> {
+        if self.holder.is_none() {
+            let holder = Proc::spawn("sleep", self.command(&["sleep", "infinity"]), false)?;
+            self.holder = Some(holder);
+        }
+        Ok(self.holder.as_ref().expect("set").pid())
+    }
+}
+
+impl Drop for PrivateNs {
+    fn drop(&mut self) {
+        drop(self.holder.take());
+        let Ok(c) = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes()) else {
+            return;
+        };
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            eprintln!(
+                "xtask: bench: cannot unmount {}: {}",
+                self.path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The bridge lab: host namespace (br0 + ports p1..pN), peer namespace.
+pub struct Lab {
+    pub ports: usize,
+    host: PrivateNs,
+    peer: PrivateNs,
+}
+
+impl Lab {
+    pub fn new(ports: usize) -> Result<Self> {
+        let host = PrivateNs::new("host")?;
+        let mut peer = PrivateNs::new("peer")?;
+        let peer_pid = peer.pid()?;
+        let t = Instant::now();
+        host.ip(&[
+            "link",
+            "add",
+            "br0",
+            "address",
+            "02:00:00:00:0b:01",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+        ])?;
+        let mut cmds = String::new();
+        for i in 1..=ports {
+            let _ = writeln!(
+                cmds,
+                "link add p{i} type veth peer name q{i} netns {peer_pid}"
+            );
+            let _ = writeln!(cmds, "link set p{i} master br0 up");
+        }
+        cmds += "addr add 198.18.2.1/24 dev br0\nlink set br0 up\n";
+        host.ip_batch(&cmds)?;
+        let up: String = (1..=ports).map(|i| format!("link set q{i} up\n")).collect();
+        peer.ip_batch(&up)?;
+        println!(
+            "xtask: bench: lab with a bridge of {ports} ports built in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        Ok(Self { ports, host, peer })
+    }
+
+    fn spawn_macdrop(&self, s: &Settings, interval: &str) -> Result<Proc> {
+        let cmd = self.host.command(&[
+            s.macdrop_bin.as_os_str(),
+            "watch".as_ref(),
+            "--bridge".as_ref(),
+            "br0".as_ref(),
+            "--interval".as_ref(),
+            interval.as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ]);
+        Proc::spawn("macdrop", cmd, false)
+    }
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct AttachResults {
+    pub ports: usize,
+    /// Interfaces macdrop said it watches.
+    pub watched: usize,
+    /// Start to "watching N interface(s)", seconds.
+    pub all: Vec<f64>,
+    /// Enslaving a new port to its `attached` event, milliseconds.
+    pub new_port: Vec<f64>,
+    /// SIGTERM to exit (final report, every link detached), seconds.
+    pub exit: Vec<f64>,
+}
+
+pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
+    let reps = if s.quick { 2 } else { 5 };
+    let mut r = AttachResults {
+        ports: lab.ports,
+        watched: 0,
+        all: Vec::new(),
+        new_port: Vec::new(),
+        exit: Vec::new(),
+    };
+    let peer_pid = lab
+        .peer
+        .holder
+        .as_ref()
+        .map(Proc::pid)
+        .context("no peer pid")?;
+    for rep in 0..reps {
+        println!("xtask: bench: attach repetition {}/{reps}", rep + 1);
+        let mut md = lab.spawn_macdrop(s, "1")?;
+        let ready = md.wait_line(false, READY_TIMEOUT, |l| {
+            l.starts_with("macdrop: watching ")
+        })?;
+        r.all.push((ready.at - md.started).as_secs_f64());
+        r.watched = watched_count(&ready.text)?;
+
+        // A new port: created first (macdrop ignores it, it is nobody's
+        // port), then enslaved: the moment it becomes watchable.
+        lab.host.ip(&[
+            "link",
+            "add",
+            "pnew",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "qnew",
+            "netns",
+            &peer_pid.to_string(),
+        ])?;
+        lab.peer.ip(&["link", "set", "qnew", "up"])?;
+        sleep(Duration::from_millis(300));
+        let enslaved = SystemTime::now();
+        lab.host
+            .ip(&["link", "set", "pnew", "master", "br0", "up"])?;
+        let line = md.wait_line(true, Duration::from_secs(30), |l| {
+            attached_ts(l, "pnew").is_some()
+        })?;
+        let ts = attached_ts(&line.text, "pnew").expect("matched");
+        let since = ts
+            .duration_since(enslaved)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or_else(|e| -e.duration().as_secs_f64() * 1e3);
+        r.new_port.push(since);
+
+        let (status, took) = md.stop(EXIT_TIMEOUT)?;
+        ensure!(status.success(), "macdrop exited with {status}");
+        r.exit.push(took.as_secs_f64());
+        lab.host.ip(&["link", "del", "pnew"])?;
+    }
+    Ok(r)
+}
+
+/// N of `macdrop: watching N interface(s) ...`.
+fn watched_count(line: &str) -> Result<usize> {
+    line.strip_prefix("macdrop: watching ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("unexpected ready line: {line}"))
+}
+
+/// The `ts` of an `attached` event for `iface` in a JSON report line.
+fn attached_ts(line: &str, iface: &str) -> Option<SystemTime> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    v["events"].as_array()?.iter().find_map(|e| {
+        (e["kind"] == "attached" && e["interface"] == iface)
+            .then(|| parse_rfc3339(e["ts"].as_str()?))
+            .flatten()
+    })
+}
+
+/// `2026-11-28T10:14:02.907Z` (UTC, as macdrop writes it) as a SystemTime.
+fn parse_rfc3339(ts: &str) -> Option<SystemTime> {
+    let ts = ts.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let nanos: u32 = format!("{frac:0<9}").get(..9)?.parse().ok()?;
+    // Days from 1970-01-01 (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(UNIX_EPOCH + Duration::new(u64::try_from(secs).ok()?, nanos))
+}
+
+pub struct UserspaceResults {
+    pub ports: usize,
+    pub window: Duration,
+    /// CPU % of one CPU per window.
+    pub cpu: Vec<f64>,
+    /// Over the whole measured time.
+    pub cpu_overall: f64,
+    pub peak_rss_mib: f64,
+    pub rss_mib: f64,
+    pub reports: usize,
+    /// One full counter read of `ports` slots, ms.
+    pub counter_read_ms: Vec<f64>,
+    pub cpus: u64,
+}
+
+pub fn userspace(lab: &Lab, s: &Settings) -> Result<UserspaceResults> {
+    let (windows, window) = if s.quick {
+        (5, Duration::from_secs(1))
+    } else {
+        (6, Duration::from_secs(10))
+    };
+    println!(
+        "xtask: bench: userspace cost over {}s",
+        windows * window.as_secs()
+    );
+    let mut md = lab.spawn_macdrop(s, "1")?;
+    md.wait_line(false, READY_TIMEOUT, |l| {
+        l.starts_with("macdrop: watching ")
+    })?;
+    // Let the first reports (with the attach events) pass.
+    sleep(Duration::from_secs(2));
+    let pid = md.pid();
+    let mut cpu = Vec::new();
+    let percent = |ns: u64, wall: Duration| ns as f64 / 1e9 / wall.as_secs_f64() * 100.0;
+    let (mut t0, mut c0) = (Instant::now(), cpu_ns(pid)?);
+    let (start_t, start_c) = (t0, c0);
+    for _ in 0..windows {
+        sleep(window);
+        let (t1, c1) = (Instant::now(), cpu_ns(pid)?);
+        cpu.push(percent(c1 - c0, t1 - t0));
+        (t0, c0) = (t1, c1);
+    }
+    let cpu_overall = percent(c0 - start_c, t0 - start_t);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = |field: &str| -> Result<f64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .with_context(|| format!("no {field} in /proc/{pid}/status"))
+    };
+    let (peak, rss) = (kib("VmHWM:")? / 1024.0, kib("VmRSS:")? / 1024.0);
+    let reports = md.stdout.try_iter().count();
+    let (status, _) = md.stop(EXIT_TIMEOUT)?;
+    ensure!(status.success(), "macdrop exited with {status}");
+
+    let reads = if s.quick { 10 } else { 50 };
+    let out = proc::output(lab.host.command(&[
+        s.bench_bin.as_os_str(),
+        "counter-read".as_ref(),
+        "--slots".as_ref(),
+        lab.ports.to_string().as_ref(),
+        "--reps".as_ref(),
+        reads.to_string().as_ref(),
+    ]))?;
+    let v: Value = serde_json::from_str(&out).context("counter-read printed bad JSON")?;
+    let counter_read_ms = v["ns"]
+        .as_array()
+        .context("no samples")?
+        .iter()
+        .filter_map(Value::as_f64)
+        .map(|ns| ns / 1e6)
+        .collect();
+    Ok(UserspaceResults {
+        ports: lab.ports,
+        window,
+        cpu,
+        cpu_overall,
+        peak_rss_mib: peak,
+        rss_mib: rss,
+        reports,
+        counter_read_ms,
+        cpus: v["cpus"].as_u64().unwrap_or(0),
+    })
+}
+
+/// CPU time of every thread of `pid` so far (the scheduler's own clock,
+/// /proc/PID/task/*/schedstat), in ns.
+fn cpu_ns(pid: u32) -> Result<u64> {
+    let mut total = 0;
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("macdrop (pid {pid}) is gone"))?;
+    for task in tasks.flatten() {
+        if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            total += ns;
+        }
+    }
+    Ok(total)
+}
+
+impl AttachResults {
+    pub fn json(&self) -> Value {
+        json!({
+            "ports": self.ports,
+            "watched_interfaces": self.watched,
+            "all_ports_s": stats::json_of(&self.all),
+            "new_port_ms": stats::json_of(&self.new_port),
+            "exit_s": stats::json_of(&self.exit),
+        })
+    }
+
+    pub fn markdown(&self) -> String {
+        format!(
+            "A bridge with {} veth ports (macdrop watches {} interfaces: the bridge and its \
+             ports), `macdrop watch --bridge br0 --format json`, {} repetition(s); median \
+             (min–max).\n\n\
+             | figure | measured | target |\n|---|---|---|\n\
+             | start to all ports attached (the \"watching\" line) | {} s | < 2 s |\n\
+             | new port: enslaved to its `attached` event | {} ms | < 100 ms |\n\
+             | exit: SIGTERM to exit (final report, every link detached) | {} s | - |\n",
+            self.ports,
+            self.watched,
+            self.all.len(),
+            stats::show(&self.all, 2),
+            stats::show(&self.new_port, 0),
+            stats::show(&self.exit, 2),
+        )
+    }
+}
+
+impl UserspaceResults {
+    pub fn json(&self) -> Value {
+        json!({
+            "ports": self.ports,
+            "window_s": self.window.as_secs_f64(),
+            "cpu_percent": stats::json_of(&self.cpu),
+            "cpu_percent_overall": self.cpu_overall,
+            "peak_rss_mib": self.peak_rss_mib,
+            "rss_mib": self.rss_mib,
+            "reports": self.reports,
+            "counter_read_ms": stats::json_of(&self.counter_read_ms),
+            "cpus": self.cpus,
+        })
+    }
+
+    pub fn markdown(&self) -> String {
+        let cpu = Stat::of(&self.cpu);
+        format!(
+            "`macdrop watch --bridge br0 --interval 1 --format json` on the same bridge ({} \
+             ports, {} interfaces), output read and discarded; CPU time from the scheduler \
+             (/proc/PID/task/*/schedstat) over {} windows of {} s after start-up ({} reports).\n\n\
+             | figure | measured | target |\n|---|---|---|\n\
+             | CPU, % of one CPU, per window | {} (overall {:.2}) | < 1% |\n\
+             | peak RSS (VmHWM, start-up included) | {:.1} MiB (RSS at the end {:.1} MiB) | < 30 MiB |\n\
+             | one full counter read ({} slots × {} CPUs, one syscall per slot) | {} ms | < 2 ms |\n",
+            self.ports,
+            self.ports + 1,
+            self.cpu.len(),
+            self.window.as_secs(),
+            self.reports,
+            cpu.map_or("n/a".into(), |c| c.show(2)),
+            self.cpu_overall,
+            self.peak_rss_mib,
+            self.rss_mib,
+            self.ports,
+            self.cpus,
+            stats::show(&self.counter_read_ms, 2),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        let t = parse_rfc3339("2026-11-28T10:14:02.907Z").unwrap();
+        let d = t.duration_since(UNIX_EPOCH).unwrap();
+        // date -u -d 2026-11-28T10:14:02Z +%s
+        assert_eq!(d.as_secs(), 1_795_860_842);
+        assert_eq!(d.subsec_millis(), 907);
+        assert_eq!(
+            parse_rfc3339("1970-01-01T00:00:00Z"),
+            Some(UNIX_EPOCH),
+            "no fraction"
+        );
+    }
+
+    #[test]
+    fn ready_line_and_events() {
+        assert_eq!(
+            watched_count("macdrop: watching 1001 interface(s) in netns 1: p1 (port of br0, tcx)")
+                .unwrap(),
+            1001
+        );
+        let line = r#"{"ts":"x","interfaces":[],"events":[{"ts":"1970-01-01T00:00:01.5Z","interface":"pnew","kind":"attached","hook":"tcx"}]}"#;
+        assert_eq!(
+            attached_ts(line, "pnew"),
+            Some(UNIX_EPOCH + Duration::from_millis(1500))
+        );
+        assert_eq!(attached_ts(line, "p1"), None);
+    }
+}

@@ -1,0 +1,184 @@
+//! Part 1: per-frame cost of macdrop's XDP and tc programs against the
+//! empty programs, with BPF_PROG_TEST_RUN (the kernel's own duration), in a
+//! namespace with a real veth whose ifindex goes into the context.
+//! `macdrop-bench test-run` does the runs, interleaved (for each
+//! repetition, each class: empty XDP, macdrop XDP, empty tc, macdrop tc);
+//! this side sets up the namespace and turns the samples into figures.
+
+use anyhow::{Context as _, Result};
+use macdrop_tests::netns::NetNs;
+use serde_json::{Value, json};
+
+use super::{Settings, proc, stats::Stat};
+
+/// Per-class results: samples (ns per frame) of each program.
+pub struct Class {
+    pub name: String,
+    pub frame: String,
+    pub xdp_empty: Vec<f64>,
+    pub xdp_macdrop: Vec<f64>,
+    pub tc_empty: Vec<f64>,
+    pub tc_macdrop: Vec<f64>,
+}
+
+impl Class {
+    /// Per repetition, macdrop minus the empty program of the same
+    /// repetition (measured right before it).
+    pub fn xdp_delta(&self) -> Vec<f64> {
+        diff(&self.xdp_macdrop, &self.xdp_empty)
+    }
+    pub fn tc_delta(&self) -> Vec<f64> {
+        diff(&self.tc_macdrop, &self.tc_empty)
+    }
+    /// The target for this class: 10 ns over the empty program for frames
+    /// decided by the MAC alone, 20 ns for foreign unicast.
+    pub fn target_ns(&self) -> f64 {
+        match self.name.as_str() {
+            "own" | "broadcast" | "multicast" => 10.0,
+            _ => 20.0,
+        }
+    }
+}
+
+fn diff(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(a, b)| a - b).collect()
+}
+
+pub struct Results {
+    pub repeat: u64,
+    pub reps: u64,
+    pub classes: Vec<Class>,
+}
+
+pub fn run(s: &Settings) -> Result<Results> {
+    let ns = NetNs::with_prefix(super::NS_PREFIX)?;
+    ns.exec(&[
+        "ip",
+        "link",
+        "add",
+        "bench0",
+        "address",
+        "02:00:00:0a:00:00",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "bench1",
+    ])?;
+    ns.exec(&["ip", "link", "set", "bench0", "up"])?;
+    ns.exec(&["ip", "link", "set", "bench1", "up"])?;
+    let repeat = 1_000_000u32;
+    let reps = if s.quick { 5 } else { 11 };
+    // Pinned, so the kernel's timer and the program stay on one CPU.
+    let out = proc::output(proc::in_netns(
+        ns.name(),
+        &[
+            "taskset".as_ref(),
+            "-c".as_ref(),
+            "1".as_ref(),
+            s.bench_bin.as_os_str(),
+            "test-run".as_ref(),
+            "--iface".as_ref(),
+            "bench0".as_ref(),
+            "--repeat".as_ref(),
+            repeat.to_string().as_ref(),
+            "--reps".as_ref(),
+            reps.to_string().as_ref(),
+        ],
+    ))?;
+    parse(&out)
+}
+
+fn parse(out: &str) -> Result<Results> {
+    let v: Value = serde_json::from_str(out).context("macdrop-bench test-run printed bad JSON")?;
+    let samples = |c: &Value, key: &str| -> Vec<f64> {
+        c["ns"][key]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default()
+    };
+    let classes = v["classes"]
+        .as_array()
+        .context("no classes")?
+        .iter()
+        .map(|c| Class {
+            name: c["class"].as_str().unwrap_or("?").to_owned(),
+            frame: c["frame"].as_str().unwrap_or("").to_owned(),
+            xdp_empty: samples(c, "xdp_empty"),
+            xdp_macdrop: samples(c, "xdp_macdrop"),
+            tc_empty: samples(c, "tc_empty"),
+            tc_macdrop: samples(c, "tc_macdrop"),
+        })
+        .collect();
+    Ok(Results {
+        repeat: v["repeat"].as_u64().unwrap_or(0),
+        reps: v["reps"].as_u64().unwrap_or(0),
+        classes,
+    })
+}
+
+impl Results {
+    pub fn json(&self) -> Value {
+        let classes: Vec<Value> = self
+            .classes
+            .iter()
+            .map(|c| {
+                json!({
+                    "class": c.name,
+                    "frame": c.frame,
+                    "target_delta_ns": c.target_ns(),
+                    "xdp": {
+                        "empty_ns": super::stats::json_of(&c.xdp_empty),
+                        "macdrop_ns": super::stats::json_of(&c.xdp_macdrop),
+                        "delta_ns": super::stats::json_of(&c.xdp_delta()),
+                    },
+                    "tc": {
+                        "empty_ns": super::stats::json_of(&c.tc_empty),
+                        "macdrop_ns": super::stats::json_of(&c.tc_macdrop),
+                        "delta_ns": super::stats::json_of(&c.tc_delta()),
+                    },
+                })
+            })
+            .collect();
+        json!({ "repeat": self.repeat, "reps": self.reps, "classes": classes })
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut md = format!(
+            "BPF_PROG_TEST_RUN, {} runs per frame per measurement, the kernel's duration (integer ns \
+             per run); {} measurements per program and class, interleaved (empty XDP, macdrop XDP, \
+             empty tc, macdrop tc, next class); median (min–max). Δ = macdrop − empty of the same \
+             repetition. The interface is a real veth (its ifindex in the context), configured as \
+             a port of a bridge with 1,000 watched ports.\n\n",
+            self.repeat, self.reps
+        );
+        md += "| class | frame | XDP empty | XDP macdrop | XDP Δ | tc empty | tc macdrop | tc Δ | target Δ |\n";
+        md += "|---|---|---|---|---|---|---|---|---|\n";
+        for c in &self.classes {
+            let ok = |d: &[f64]| {
+                Stat::of(d).map_or("", |s| {
+                    if s.median <= c.target_ns() {
+                        ""
+                    } else {
+                        " **over**"
+                    }
+                })
+            };
+            md += &format!(
+                "| {} | {} | {} | {} | {}{} | {} | {} | {}{} | ≤ {} |\n",
+                c.name,
+                c.frame,
+                super::stats::show(&c.xdp_empty, 0),
+                super::stats::show(&c.xdp_macdrop, 0),
+                super::stats::show(&c.xdp_delta(), 0),
+                ok(&c.xdp_delta()),
+                super::stats::show(&c.tc_empty, 0),
+                super::stats::show(&c.tc_macdrop, 0),
+                super::stats::show(&c.tc_delta(), 0),
+                ok(&c.tc_delta()),
+                c.target_ns()
+            );
+        }
+        md
+    }
+}
