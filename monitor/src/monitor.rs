@@ -97,6 +97,10 @@ impl Monitor {
         if let Some(why) = sessions.iter().find_map(|s| s.drop_source().err()) {
             eprintln!("macdrop: confirmed kernel drops unavailable ({why}); frame classes only");
         }
+        eprintln!(
+            "macdrop: {}",
+            capability_summary(sessions[0].drop_source().ok())
+        );
         print_notes(&mut sessions);
         for s in &sessions {
             let summary = s.summary();
@@ -228,6 +232,26 @@ impl Monitor {
         world.events.sort_by_key(|e| e.ts);
         Ok(world)
     }
+}
+
+/// One line on what this kernel gives macdrop, e.g. "kernel 6.18: tc via
+/// TCX, XDP native/generic, drop reasons via tp_btf, rx_otherhost_dropped".
+pub fn capability_summary(drop_source: Option<&str>) -> String {
+    let (major, minor) = crate::kernel_version::running();
+    let tc = match crate::kernel::attach::tc_hook() {
+        crate::kernel::attach::Hook::Tcx => "tc via TCX",
+        _ => "tc via clsact",
+    };
+    let drops = match drop_source {
+        Some(hook) => format!("drop reasons via {hook}"),
+        None => "no drop reasons".to_owned(),
+    };
+    let otherhost = if crate::kernel_version::has_otherhost_counter() {
+        "rx_otherhost_dropped counter"
+    } else {
+        "no otherhost counter"
+    };
+    format!("kernel {major}.{minor}: {tc}, XDP native/generic, {drops}, {otherhost}")
 }
 
 /// The namespaces to watch: the current one, `--netns` ones, or with

@@ -207,6 +207,27 @@ fn bad_input_gets_one_line_and_its_exit_code() {
             mentions: &["empty"],
         },
         BadInput {
+            what: "unknown network namespace",
+            prefix: &[],
+            args: &["--netns", "nosuch-ns"],
+            code: 3,
+            mentions: &["nosuch-ns", "ip netns list"],
+        },
+        BadInput {
+            what: "--netns with --all-netns",
+            prefix: &[],
+            args: &["--netns", "x", "--all-netns"],
+            code: 2,
+            mentions: &["--all-netns"],
+        },
+        BadInput {
+            what: "unknown attach mode",
+            prefix: &[],
+            args: &["--attach", "ebpf"],
+            code: 2,
+            mentions: &["ebpf"],
+        },
+        BadInput {
             what: "unknown format",
             prefix: &[],
             args: &["--format", "xml"],

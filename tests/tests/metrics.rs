@@ -1001,3 +1001,63 @@ fn the_dashboard_and_rules_use_only_exported_metrics() {
     );
     macdrop.stop().unwrap();
 }
+
+/// Hostile load with a real tool (wrk, on the lab's loopback, bounded in
+/// time): 200 concurrent connections hammering /metrics for 5 seconds.
+/// macdrop keeps counting frames sent meanwhile exactly, keeps answering
+/// /metrics afterwards, and its memory stays bounded.
+#[test]
+fn wrk_with_200_connections_does_not_stop_counting() {
+    let lab = BridgeLab::new(1).unwrap();
+    let mut macdrop = spawn_with_metrics(&lab);
+    let ns = lab.host();
+    macdrop.wait_for(|_| true, SETTLE).unwrap();
+    let rss = |pid: u32| -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let rss_before = rss(macdrop.pid());
+    let wrk = ns
+        .command(&[
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            "200",
+            "-d",
+            "5s",
+            "--timeout",
+            "2s",
+            &format!("http://{METRICS_ADDR}/metrics"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk (cargo xtask setup installs it)");
+    send_frames(&lab);
+    let out = wrk.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "wrk: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The frames sent during the load are all counted, in JSON and metrics.
+    let report = macdrop.settle(|r| r.frames("p1") == Some(want_p1()), SETTLE);
+    assert_eq!(report.frames("p1"), Some(want_p1()));
+    let netns = ns.inode().to_string();
+    let scrape = scrape_until(ns, |s| {
+        scraped_frames(s, &netns, "p1").is_ok_and(|f| f == want_p1())
+    })
+    .unwrap();
+    assert_eq!(scraped_frames(&scrape, &netns, "p1").unwrap(), want_p1());
+    let rss_after = rss(macdrop.pid());
+    assert!(
+        rss_after <= rss_before + 16 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB under load"
+    );
+    macdrop.stop().unwrap();
+}

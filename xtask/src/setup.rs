@@ -38,6 +38,8 @@ const APT_PACKAGES: &[&str] = &[
     "libcap2-bin",
     // The terminal the `macdrop top` tests drive (send-keys, capture-pane).
     "tmux",
+    // The load tool of the metrics endpoint's hostile-client test.
+    "wrk",
 ];
 
 /// Where Debian's llvm-22 packages put LLVM.
