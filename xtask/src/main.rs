@@ -46,6 +46,10 @@ enum Command {
     /// The whole suite, as CI runs it: setup, lint, build, `cargo test` over
     /// the workspace with MACDROP_BIN set. Needs root.
     Test {
+        /// Skip the four-kernel matrix (`cargo xtask kernel-matrix`), which
+        /// the whole suite otherwise includes (a few minutes).
+        #[arg(long)]
+        no_kernel_matrix: bool,
         /// Passed to `cargo test`: a test name filter, or `-- --nocapture`.
         #[arg(last = true)]
         args: Vec<String>,
@@ -101,7 +105,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             let bin = build::run(release)?;
             println!("xtask: built {}", bin.display());
         }
-        Command::Test { args } => test::run(&args)?,
+        Command::Test {
+            no_kernel_matrix,
+            args,
+        } => test::run(!no_kernel_matrix, &args)?,
         Command::Lint => lint::run()?,
         Command::Run { release, args } => return run::run(release, &args),
         Command::Demo { release } => return run::run(release, &[]),

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: the whole suite, what `.ci/run` runs. Setup, lint,
-//! build macdrop, then `cargo test` over the workspace with MACDROP_BIN
-//! pointing at the binary the privileged integration tests start.
+//! build macdrop, the four-kernel matrix, then `cargo test` over the
+//! workspace with MACDROP_BIN pointing at the binary the privileged
+//! integration tests start.
 
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use anyhow::{Result, bail};
 use crate::{build, cmd::Cmd, cmd::is_root, lint, setup, ui};
 
 /// `extra` goes to `cargo test` as is (a test name filter, `-- --nocapture`).
-pub fn run(extra: &[String]) -> Result<()> {
+pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
     if !is_root() {
         bail!(
             "`cargo xtask test` needs root (the tests create network namespaces and attach XDP programs); run it with sudo"
@@ -34,6 +35,13 @@ pub fn run(extra: &[String]) -> Result<()> {
             Ok(())
         })?;
         let bin = bin.expect("build set the binary path");
+        if kernel_matrix {
+            // The same checks on Debian's 5.10, 6.1 and 6.12 kernels under
+            // QEMU and on this one (its own command, so it can run alone).
+            timed("kernel-matrix", &mut || {
+                Cmd::cargo().args(["xtask", "kernel-matrix"]).run()
+            })?;
+        }
         timed("tests", &mut || {
             let result = Cmd::cargo()
                 .env("MACDROP_BIN", &bin)
