@@ -4,20 +4,21 @@
 //! to do with each. Detaches everything when it stops or is dropped.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet, HashMap},
     time::{Duration, SystemTime},
 };
 
 use tokio::{
     signal::unix::{Signal, SignalKind, signal},
-    sync::mpsc::UnboundedReceiver,
+    sync::mpsc::{UnboundedReceiver, UnboundedSender},
+    task::JoinHandle,
     time::{Instant, Interval},
 };
 
 use crate::{
     error::Failure,
     kernel::{attach::AttachMode, self_stats::StatsEnabled},
-    model::World,
+    model::{Interface, World},
     netlink::Change,
     netns::Namespace,
     privileges,
@@ -49,8 +50,18 @@ pub enum Step {
 }
 
 pub struct Monitor {
-    sessions: Vec<Session>,
-    changes: UnboundedReceiver<(usize, Change)>,
+    plan: Plan,
+    sessions: Vec<Tracked>,
+    next_id: u64,
+    /// Every session's notifications, tagged with its id.
+    changes: UnboundedReceiver<(u64, Change)>,
+    changes_tx: UnboundedSender<(u64, Change)>,
+    /// Final state of the interfaces of namespaces that went away.
+    retired: Vec<Interface>,
+    /// With --all-netns: namespaces found without anything to watch, and
+    /// when; they are looked at again after `RECHECK_BRIDGELESS`.
+    bridgeless: HashMap<u32, Instant>,
+    last_scan: Instant,
     ticker: Interval,
     deadline: Option<Instant>,
     signals: [Signal; 3],
@@ -58,6 +69,21 @@ pub struct Monitor {
     /// Keeps BPF run-time statistics on while macdrop runs.
     self_stats: Option<StatsEnabled>,
 }
+
+/// One session and the task forwarding its notifications (aborted when the
+/// session goes, so nothing keeps a deleted namespace alive).
+struct Tracked {
+    id: u64,
+    session: Session,
+    forwarder: JoinHandle<()>,
+}
+
+/// With --all-netns, how often the namespace directories are scanned for
+/// namespaces that appeared or went away.
+const RESCAN: Duration = Duration::from_secs(2);
+/// How long a namespace without a bridge is left alone before it is looked
+/// at again (pod namespaces rarely grow a bridge; each look costs a dump).
+const RECHECK_BRIDGELESS: Duration = Duration::from_secs(30);
 
 impl Monitor {
     /// Checks privileges, resolves the namespaces, starts a session in each
@@ -87,21 +113,34 @@ impl Monitor {
                 Err(e) => return Err(e),
             }
         }
-        if sessions.is_empty() {
+        // With --all-netns an empty start is not an error: a node may have
+        // no bridge yet (before the first container), and namespaces that
+        // appear later are picked up.
+        if sessions.is_empty() && !plan.all_netns {
             return Err(Failure::environment(
                 "no namespace under /run/netns or /run/docker/netns (nor this one) has a bridge \
                  to watch; name interfaces with --iface",
             )
             .into());
         }
+        if sessions.is_empty() {
+            eprintln!(
+                "macdrop: watching 0 interface(s): no namespace has a bridge yet; waiting for \
+                 one to appear"
+            );
+        }
         if let Some(why) = sessions.iter().find_map(|s| s.drop_source().err()) {
             eprintln!("macdrop: confirmed kernel drops unavailable ({why}); frame classes only");
         }
         eprintln!(
             "macdrop: {}",
-            capability_summary(sessions[0].drop_source().ok())
+            capability_summary(sessions.first().and_then(|s| s.drop_source().ok()))
         );
-        print_notes(&mut sessions);
+        for s in &mut sessions {
+            for note in s.take_notes() {
+                eprintln!("macdrop: {note}");
+            }
+        }
         for s in &sessions {
             let summary = s.summary();
             eprintln!(
@@ -113,19 +152,11 @@ impl Monitor {
         }
 
         // Every session's notifications go to one channel, tagged with the
-        // session's index, so one select waits on all namespaces.
-        let (tx, changes) = tokio::sync::mpsc::unbounded_channel();
-        for (index, s) in sessions.iter_mut().enumerate() {
-            if let Some(mut stream) = s.take_notifications() {
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    while let Some(change) = stream.next().await {
-                        if tx.send((index, change)).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
+        // session's id, so one select waits on all namespaces.
+        let (changes_tx, changes) = tokio::sync::mpsc::unbounded_channel();
+        let mut tracked = Vec::new();
+        for (id, session) in sessions.into_iter().enumerate() {
+            tracked.push(track(id as u64, session, &changes_tx));
         }
         // Attached: keep only what following new ports needs.
         let enters_namespaces = plan.all_netns || !plan.netns.is_empty();
@@ -135,10 +166,16 @@ impl Monitor {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await; // the first tick is immediate
         Ok(Self {
-            sessions,
+            next_id: tracked.len() as u64,
+            sessions: tracked,
             changes,
-            ticker,
+            changes_tx,
+            retired: Vec::new(),
+            bridgeless: HashMap::new(),
+            last_scan: Instant::now(),
             deadline: plan.duration.map(|d| Instant::now() + d),
+            plan,
+            ticker,
             signals,
             finished: false,
             self_stats,
@@ -162,31 +199,31 @@ impl Monitor {
             let [sigint, sigterm, sighup] = &mut self.signals;
             tokio::select! {
                 _ = self.ticker.tick() => {
-                    while let Ok((index, change)) = self.changes.try_recv() {
-                        self.sessions[index].notice(&change);
+                    while let Ok((id, change)) = self.changes.try_recv() {
+                        self.notice(id, &change);
                     }
-                    for s in &mut self.sessions {
-                        s.refresh().await?;
+                    if self.plan.all_netns && self.last_scan.elapsed() >= RESCAN {
+                        self.rescan().await?;
                     }
-                    print_notes(&mut self.sessions);
+                    for t in &mut self.sessions {
+                        t.session.refresh().await?;
+                    }
+                    self.print_notes();
                     return Ok(Some(Step::Report(self.report()?)));
                 }
-                Some((index, change)) = self.changes.recv() => {
+                Some((id, change)) = self.changes.recv() => {
                     // Take every pending change in order, then re-read each
                     // namespace that had one, once.
-                    let mut touched = vec![false; self.sessions.len()];
-                    self.sessions[index].notice(&change);
-                    touched[index] = true;
-                    while let Ok((index, change)) = self.changes.try_recv() {
-                        self.sessions[index].notice(&change);
-                        touched[index] = true;
+                    let mut touched = BTreeSet::from([id]);
+                    self.notice(id, &change);
+                    while let Ok((id, change)) = self.changes.try_recv() {
+                        self.notice(id, &change);
+                        touched.insert(id);
                     }
-                    for (s, touched) in self.sessions.iter_mut().zip(touched) {
-                        if touched {
-                            s.refresh().await?;
-                        }
+                    for t in self.sessions.iter_mut().filter(|t| touched.contains(&t.id)) {
+                        t.session.refresh().await?;
                     }
-                    print_notes(&mut self.sessions);
+                    self.print_notes();
                 }
                 _ = sleep_until_deadline => break,
                 _ = sigint.recv() => break,
@@ -200,14 +237,87 @@ impl Monitor {
     /// The final report, then detach (also done on drop).
     pub async fn stop(&mut self) -> anyhow::Result<World> {
         self.finished = true;
-        for s in &mut self.sessions {
-            s.refresh().await?;
+        for t in &mut self.sessions {
+            t.session.refresh().await?;
         }
         let world = self.report()?;
-        for s in &mut self.sessions {
-            s.detach_all();
+        for t in &mut self.sessions {
+            t.session.detach_all();
+            t.forwarder.abort();
         }
         Ok(world)
+    }
+
+    fn notice(&mut self, id: u64, change: &Change) {
+        if let Some(t) = self.sessions.iter_mut().find(|t| t.id == id) {
+            t.session.notice(change);
+        }
+    }
+
+    fn print_notes(&mut self) {
+        for t in &mut self.sessions {
+            for note in t.session.take_notes() {
+                eprintln!("macdrop: {note}");
+            }
+        }
+    }
+
+    /// --all-netns: starts sessions in namespaces that appeared (with a
+    /// bridge), and retires those of namespaces that went away, keeping
+    /// their interfaces' final counts in the reports.
+    async fn rescan(&mut self) -> anyhow::Result<()> {
+        self.last_scan = Instant::now();
+        let present = Namespace::all()?;
+        let inodes: BTreeSet<u32> = present.iter().map(|ns| ns.inode).collect();
+        let mut i = 0;
+        while i < self.sessions.len() {
+            if inodes.contains(&self.sessions[i].session.ns.inode) {
+                i += 1;
+                continue;
+            }
+            let mut t = self.sessions.remove(i);
+            let label = t.session.ns.describe();
+            let mut gone = t.session.collect()?;
+            for iface in &mut gone {
+                iface.mark_gone();
+            }
+            self.retired.extend(gone);
+            t.session.detach_all();
+            t.forwarder.abort();
+            eprintln!("macdrop: {label} went away; its interfaces' final counts are kept");
+        }
+        self.bridgeless.retain(|inode, _| inodes.contains(inode));
+        for ns in present {
+            let known = self.sessions.iter().any(|t| t.session.ns.inode == ns.inode);
+            let recently_bridgeless = self
+                .bridgeless
+                .get(&ns.inode)
+                .is_some_and(|at| at.elapsed() < RECHECK_BRIDGELESS);
+            if known || recently_bridgeless {
+                continue;
+            }
+            let (inode, label) = (ns.inode, ns.describe());
+            match Session::start(ns, self.plan.selection.clone(), self.plan.attach).await {
+                Ok(session) => {
+                    let summary = session.summary();
+                    eprintln!(
+                        "macdrop: now watching {} interface(s) in {label}: {}",
+                        summary.len(),
+                        summary.join(", ")
+                    );
+                    let t = track(self.next_id, session, &self.changes_tx);
+                    self.next_id += 1;
+                    self.sessions.push(t);
+                }
+                Err(e) => {
+                    if !nothing_to_watch(&e) {
+                        eprintln!("macdrop: {label}: {e:#}");
+                    }
+                    self.bridgeless.insert(inode, Instant::now());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One report over every session.
@@ -219,7 +329,8 @@ impl Monitor {
             drop_source: Err("no session".into()),
             self_stats: self.self_stats.as_ref().map(|_| BTreeMap::new()),
         };
-        for (i, s) in self.sessions.iter_mut().enumerate() {
+        for (i, t) in self.sessions.iter_mut().enumerate() {
+            let s = &mut t.session;
             world.interfaces.extend(s.collect()?);
             world.events.extend(s.take_events());
             if i == 0 {
@@ -229,6 +340,7 @@ impl Monitor {
                 s.add_program_stats(stats);
             }
         }
+        world.interfaces.extend(self.retired.iter().cloned());
         world.events.sort_by_key(|e| e.ts);
         Ok(world)
     }
@@ -273,11 +385,25 @@ fn namespaces(plan: &Plan) -> anyhow::Result<Vec<Namespace>> {
     Ok(out)
 }
 
-fn print_notes(sessions: &mut [Session]) {
-    for s in sessions {
-        for note in s.take_notes() {
-            eprintln!("macdrop: {note}");
+/// Starts forwarding a session's notifications into the monitor's channel.
+fn track(id: u64, mut session: Session, tx: &UnboundedSender<(u64, Change)>) -> Tracked {
+    let forwarder = match session.take_notifications() {
+        Some(mut stream) => {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Some(change) = stream.next().await {
+                    if tx.send((id, change)).is_err() {
+                        break;
+                    }
+                }
+            })
         }
+        None => tokio::spawn(async {}),
+    };
+    Tracked {
+        id,
+        session,
+        forwarder,
     }
 }
 

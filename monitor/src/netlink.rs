@@ -104,6 +104,15 @@ impl NetState {
 /// A netlink route socket of the current namespace.
 pub struct Netlink {
     handle: rtnetlink::Handle,
+    /// The task driving the socket; aborted on drop, which closes the
+    /// socket (a netlink socket keeps its namespace alive).
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Netlink {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
 }
 
 impl Netlink {
@@ -112,8 +121,8 @@ impl Netlink {
     pub fn connect() -> anyhow::Result<Self> {
         let (connection, handle, _) =
             rtnetlink::new_connection().context("cannot open a netlink route socket")?;
-        tokio::spawn(connection);
-        Ok(Self { handle })
+        let connection = tokio::spawn(connection);
+        Ok(Self { handle, connection })
     }
 
     /// Dumps links, addresses and bridge FDBs.
@@ -236,6 +245,14 @@ pub struct Notifications {
         netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>,
         rtnetlink::sys::SocketAddr,
     )>,
+    /// The task driving the socket; aborted on drop (see `Netlink`).
+    connection: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Notifications {
+    fn drop(&mut self) {
+        self.connection.abort();
+    }
 }
 
 impl Notifications {
@@ -244,8 +261,11 @@ impl Notifications {
         let (connection, _handle, messages) =
             rtnetlink::new_multicast_connection(&[G::Link, G::Neigh, G::Ipv4Ifaddr, G::Ipv6Ifaddr])
                 .context("cannot subscribe to rtnetlink notifications")?;
-        tokio::spawn(connection);
-        Ok(Self { messages })
+        let connection = tokio::spawn(connection);
+        Ok(Self {
+            messages,
+            connection,
+        })
     }
 
     /// The next change; None if the socket closed.

@@ -28,7 +28,9 @@ pub fn check() -> Result<(), Failure> {
 /// What macdrop still needs once everything is attached:
 /// - CAP_BPF and CAP_NET_ADMIN, to attach to ports that appear later;
 /// - CAP_SYS_ADMIN only when it enters other namespaces (setns), and on
-///   kernels before 5.8, where it stands in for CAP_BPF;
+///   kernels before 5.8, where it stands in for CAP_BPF; with other
+///   namespaces also CAP_PERFMON, for the sessions of namespaces that appear
+///   later;
 /// - CAP_SYS_PTRACE, to name the processes holding promiscuous mode
 ///   (/proc/PID/fd of other processes).
 ///
@@ -48,6 +50,11 @@ pub fn drop_after_attach(enters_namespaces: bool) -> anyhow::Result<Vec<Capabili
     let bpf_needs_sys_admin = !permitted.contains(&Capability::CAP_BPF);
     if enters_namespaces || bpf_needs_sys_admin {
         keep.insert(Capability::CAP_SYS_ADMIN);
+    }
+    // --all-netns starts sessions in namespaces that appear later, each
+    // attaching its own drop tracepoint.
+    if enters_namespaces {
+        keep.insert(Capability::CAP_PERFMON);
     }
     let keep: HashSet<Capability> = keep.intersection(&permitted).copied().collect();
     caps::clear(None, CapSet::Ambient)?;

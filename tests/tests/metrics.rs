@@ -356,10 +356,18 @@ fn the_scrape_passes_promtool_and_counts_exactly() {
 
     let ns = lab.host();
     let netns = ns.inode().to_string();
-    let scrape = scrape_until(ns, |s| {
-        scraped_frames(s, &netns, "p1").is_ok_and(|f| f == want_p1())
-    })
-    .unwrap();
+    // Right after the load, the server may still be closing wrk's
+    // connections and turn a scrape away (the cap): poll until it answers.
+    let scrape = poll_until(
+        SETTLE,
+        || Ok::<_, anyhow::Error>(Scrape::take(ns).ok()),
+        |s| {
+            s.as_ref()
+                .is_some_and(|s| scraped_frames(s, &netns, "p1").is_ok_and(|f| f == want_p1()))
+        },
+    )
+    .unwrap()
+    .expect("/metrics answers again after the load");
     assert_eq!(scraped_frames(&scrape, &netns, "p1").unwrap(), want_p1());
 
     let (ok, output) = run_promtool(&["check", "metrics"], Some(&scrape.text)).unwrap();
@@ -1049,10 +1057,18 @@ fn wrk_with_200_connections_does_not_stop_counting() {
     let report = macdrop.settle(|r| r.frames("p1") == Some(want_p1()), SETTLE);
     assert_eq!(report.frames("p1"), Some(want_p1()));
     let netns = ns.inode().to_string();
-    let scrape = scrape_until(ns, |s| {
-        scraped_frames(s, &netns, "p1").is_ok_and(|f| f == want_p1())
-    })
-    .unwrap();
+    // Right after the load, the server may still be closing wrk's
+    // connections and turn a scrape away (the cap): poll until it answers.
+    let scrape = poll_until(
+        SETTLE,
+        || Ok::<_, anyhow::Error>(Scrape::take(ns).ok()),
+        |s| {
+            s.as_ref()
+                .is_some_and(|s| scraped_frames(s, &netns, "p1").is_ok_and(|f| f == want_p1()))
+        },
+    )
+    .unwrap()
+    .expect("/metrics answers again after the load");
     assert_eq!(scraped_frames(&scrape, &netns, "p1").unwrap(), want_p1());
     let rss_after = rss(macdrop.pid());
     assert!(

@@ -267,3 +267,66 @@ fn nothing_is_left_behind_after_any_exit() {
         }
     }
 }
+
+/// `--all-netns` follows namespaces: one created after start (as a pod's
+/// would be) is watched once it has a bridge, and when it is deleted its
+/// interfaces stay in the report with their final counts, marked gone —
+/// and macdrop holds nothing of it, so the kernel can free it.
+#[test]
+fn all_namespaces_follows_namespaces_that_come_and_go() {
+    let quiet = StandaloneLab::new().unwrap();
+    let mut macdrop = Macdrop::spawn(quiet.host(), &["--all-netns"]).unwrap();
+    macdrop.wait_for(|_| true, SETTLE).unwrap();
+    let fd_count = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let fds_before = fd_count(macdrop.pid());
+    let lab = BridgeLab::new(1).unwrap();
+    let inode = lab.host().inode().to_string();
+    let p1_of_lab = |r: &macdrop_tests::macdrop::Report| {
+        r.interfaces
+            .iter()
+            .find(|i| i.name == "p1" && i.netns == inode)
+            .cloned()
+    };
+    let report = macdrop.settle(|r| p1_of_lab(r).is_some_and(|i| i.hook.is_some()), SETTLE);
+    assert!(
+        p1_of_lab(&report).is_some(),
+        "the new namespace was never watched"
+    );
+    send_plan(&lab, 1, 2, 1, 0);
+    let want = plan_counts(2, 1, 0);
+    let report = macdrop.settle(|r| p1_of_lab(r).is_some_and(|i| i.frames == want), SETTLE);
+    assert_eq!(p1_of_lab(&report).map(|i| i.frames), Some(want));
+
+    drop(lab);
+    let report = macdrop.settle(|r| p1_of_lab(r).is_some_and(|i| i.gone), SETTLE);
+    let p1 = p1_of_lab(&report).expect("a gone namespace's port stays in the report");
+    assert!(p1.gone);
+    assert_eq!(p1.frames, want, "final counts kept");
+    // Every socket and program of that namespace's session is released
+    // (a netlink socket would keep the namespace alive)...
+    let fds = macdrop_tests::wait::poll_until(
+        SETTLE,
+        || Ok::<_, anyhow::Error>(fd_count(macdrop.pid())),
+        |n| *n <= fds_before,
+    )
+    .unwrap();
+    assert_eq!(
+        fds, fds_before,
+        "file descriptors back to before the namespace came"
+    );
+    // ...and no file descriptor of macdrop's points at that namespace.
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", macdrop.pid())).unwrap();
+    for fd in fds.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            assert!(
+                !target.to_string_lossy().contains(&inode),
+                "macdrop still holds {target:?}"
+            );
+        }
+    }
+    macdrop.stop().unwrap();
+}
