@@ -89,6 +89,15 @@ where
         .find_subcommand(name)
         .expect("clap matched this subcommand");
     let file = File::parse(&path, &source)?;
+    // A misspelt key is an error whichever command runs.
+    for other in cmd.get_subcommands() {
+        if let Some(section) = file.section(other.get_name()) {
+            for key in section.keys() {
+                arg_of(other, key)
+                    .map_err(|what| at_key(&path, &source, other.get_name(), key, what))?;
+            }
+        }
+    }
     let section = file.section(name).ok_or_else(|| {
         error(format!(
             "{}: macdrop {name} cannot be configured from a file",
@@ -140,19 +149,9 @@ impl FileArgs {
         // `all_netns` both given.
         let mut seen: BTreeMap<String, &str> = BTreeMap::new();
         for (key, value) in section {
-            let at = |what: String| {
-                error(format!(
-                    "{}:{}: [{command}] {}: {what}",
-                    path.display(),
-                    line_of(source, key.span().start),
-                    key.get_ref()
-                ))
-            };
-            let canonical = key.get_ref().replace('_', "-");
-            let Some(arg) = settable_args(sub).find(|a| key_of(a) == canonical) else {
-                let valid: Vec<String> = settable_args(sub).map(key_of).collect();
-                return Err(at(format!("unknown key; valid keys: {}", valid.join(", "))));
-            };
+            let at = |what: String| at_key(path, source, command, key, what);
+            let arg = arg_of(sub, key).map_err(&at)?;
+            let canonical = key_of(arg);
             if let Some(other) = seen.insert(canonical, key.get_ref()) {
                 return Err(at(format!("given twice (also as {other})")));
             }
@@ -223,6 +222,33 @@ fn settable_args(sub: &Command) -> impl Iterator<Item = &Arg> {
                 ArgAction::Help | ArgAction::HelpShort | ArgAction::HelpLong | ArgAction::Version
             )
     })
+}
+
+/// The argument a key of the command's table stands for.
+fn arg_of<'a>(sub: &'a Command, key: &Spanned<String>) -> Result<&'a Arg, String> {
+    let canonical = key.get_ref().replace('_', "-");
+    settable_args(sub)
+        .find(|a| key_of(a) == canonical)
+        .ok_or_else(|| {
+            let valid: Vec<String> = settable_args(sub).map(key_of).collect();
+            format!("unknown key; valid keys: {}", valid.join(", "))
+        })
+}
+
+/// An error about `key` of table `[command]`: file, line, table, key.
+fn at_key(
+    path: &Path,
+    source: &str,
+    command: &str,
+    key: &Spanned<String>,
+    what: String,
+) -> clap::Error {
+    error(format!(
+        "{}:{}: [{command}] {}: {what}",
+        path.display(),
+        line_of(source, key.span().start),
+        key.get_ref()
+    ))
 }
 
 /// The file's name for an argument: its long flag, or for a positional its
@@ -526,6 +552,12 @@ mod tests {
         let f = TempFile::new("[status]\ninterval = 5\n");
         let text = message(&run(&["--config", f.path(), "status"]).unwrap_err());
         assert!(text.contains("[status] interval: unknown key"), "{text}");
+        // Also when another command runs.
+        let text = message(&run(&["--config", f.path(), "watch"]).unwrap_err());
+        assert!(
+            text.contains(":2: [status] interval: unknown key"),
+            "{text}"
+        );
         // The same key spelled twice; --config inside the file; help.
         for body in [
             "[watch]\nall-netns = true\nall_netns = true\n",

@@ -1017,7 +1017,10 @@ fn recording_rules_check_and_pass_their_unit_tests() {
 }
 
 /// The scrape configurations in README's "Fleet deployment" pass
-/// `promtool check config` with the rule files they name.
+/// `promtool check config` with the rule files they name, and add `node`.
+/// Debian's promtool is built without Kubernetes service discovery: a
+/// `kubernetes_sd_configs` is checked here against the DaemonSet's pods,
+/// then stands in as a static target for the rest of the check.
 #[test]
 fn readme_scrape_configurations_are_valid() {
     let readme = read(&repo().join("README.md"));
@@ -1042,9 +1045,33 @@ fn readme_scrape_configurations_are_valid() {
         let entry = entry.unwrap();
         fs::copy(entry.path(), dir.0.join(entry.file_name())).unwrap();
     }
+    let pod_labels = &object("DaemonSet")["spec"]["template"]["metadata"]["labels"];
     for (i, config) in configs.iter().enumerate() {
+        let mut doc = yaml_documents(config).unwrap().remove(0);
+        for job in doc["scrape_configs"].as_array_mut().unwrap() {
+            assert_eq!(job["job_name"], "macdrop", "the rules' job");
+            assert!(
+                job["relabel_configs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["target_label"] == "node"),
+                "README scrape configuration {i} adds `node`"
+            );
+            let Some(sd) = job.as_object_mut().unwrap().remove("kubernetes_sd_configs") else {
+                continue;
+            };
+            let sd = &sd[0];
+            assert_eq!(sd["role"], "pod");
+            assert_eq!(sd["namespaces"]["names"][0], "macdrop");
+            let selector = sd["selectors"][0]["label"].as_str().unwrap();
+            let (k, v) = selector.split_once('=').unwrap();
+            assert_eq!(pod_labels[k], v, "selects the DaemonSet's pods");
+            job["static_configs"] = serde_json::json!([{"targets": ["127.0.0.1:9815"]}]);
+        }
         let path = dir.0.join(format!("prometheus-{i}.yml"));
-        fs::write(&path, config).unwrap();
+        // JSON is YAML.
+        fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         let out = run_ok(
             Command::new("promtool")
                 .args(["check", "config"])
@@ -1447,10 +1474,10 @@ fn runs_as_the_systemd_unit_runs_it() {
         if name.is_empty() || !rest[name.len()..].starts_with(['(', ' ']) {
             continue;
         }
-        if name == "socket" || name == "socketpair" {
-            if let Some(family) = rest[name.len() + 1..].split([',', ')']).next() {
-                families.insert(family.to_owned());
-            }
+        if (name == "socket" || name == "socketpair")
+            && let Some(family) = rest[name.len() + 1..].split([',', ')']).next()
+        {
+            families.insert(family.to_owned());
         }
         syscalls.insert(name);
     }
