@@ -129,13 +129,9 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
-    /// Watch this bridge and all its ports (repeatable).
-    #[arg(long = "bridge", value_name = "NAME", value_parser = parse_ifname)]
-    pub bridges: Vec<String>,
-
-    /// Watch this single interface (repeatable).
-    #[arg(long = "iface", value_name = "NAME", value_parser = parse_ifname)]
-    pub ifaces: Vec<String>,
+    /// What to watch (the same flags as `top` and `diagnose`).
+    #[command(flatten)]
+    pub select: SelectionArgs,
 
     /// Seconds between reports (0.1 to 3600, fractions allowed).
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_interval)]
@@ -148,21 +144,6 @@ pub struct WatchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-
-    /// Hook to attach: auto picks the cheapest per device (tc on veth and
-    /// bridges, native XDP on NICs that have it).
-    #[arg(long, value_enum, default_value_t = AttachMode::Auto)]
-    pub attach: AttachMode,
-
-    /// Watch inside this network namespace (a name under /run/netns or
-    /// /run/docker/netns, or a path like /proc/PID/ns/net); repeatable.
-    #[arg(long, value_name = "NAME|PATH", conflicts_with = "all_netns")]
-    pub netns: Vec<String>,
-
-    /// Watch every namespace under /run/netns and /run/docker/netns (and
-    /// this one) that has a bridge (or the --iface names).
-    #[arg(long)]
-    pub all_netns: bool,
 
     /// Serve Prometheus metrics (/metrics) and /healthz over HTTP on
     /// ADDR:PORT; without a value on 127.0.0.1:9815 (loopback only).
@@ -248,7 +229,7 @@ mod tests {
         let Command::Watch(w) = parse(&["watch"]).unwrap().command else {
             panic!("not watch")
         };
-        assert!(w.bridges.is_empty() && w.ifaces.is_empty());
+        assert!(w.select.bridges.is_empty() && w.select.ifaces.is_empty());
         assert_eq!(w.interval, Duration::from_secs(1));
         assert_eq!(w.duration, None);
         assert_eq!(w.format, Format::Table);
@@ -304,8 +285,8 @@ mod tests {
         else {
             panic!("not watch")
         };
-        assert_eq!(w.bridges, ["br0", "docker0"]);
-        assert_eq!(w.ifaces, ["eth0"]);
+        assert_eq!(w.select.bridges, ["br0", "docker0"]);
+        assert_eq!(w.select.ifaces, ["eth0"]);
         assert_eq!(w.interval, Duration::from_millis(200));
         assert_eq!(w.duration, Some(Duration::from_secs(3)));
         assert_eq!(w.format, Format::Json);

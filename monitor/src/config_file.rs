@@ -428,7 +428,7 @@ mod tests {
             &["watch", "--config", f.path()],
         ] {
             let w = watch(args);
-            assert!(w.all_netns);
+            assert!(w.select.all_netns);
             assert_eq!(
                 w.metrics.map(|a| a.to_string()).as_deref(),
                 Some("0.0.0.0:9100")
@@ -436,10 +436,10 @@ mod tests {
             assert_eq!(w.format, Format::Json);
             assert_eq!(w.interval, Duration::from_secs(15));
             assert_eq!(w.duration, Some(Duration::from_millis(2500)));
-            assert_eq!(w.attach, crate::cli::AttachMode::Tc);
+            assert_eq!(w.select.attach, crate::cli::AttachMode::Tc);
             assert!(w.self_stats);
-            assert_eq!(w.ifaces, ["eth0", "eth1"]);
-            assert!(w.bridges.is_empty());
+            assert_eq!(w.select.ifaces, ["eth0", "eth1"]);
+            assert!(w.select.bridges.is_empty());
         }
     }
 
@@ -467,27 +467,27 @@ mod tests {
         ]);
         assert_eq!(w.interval, Duration::from_secs(1), "CLI interval wins");
         assert_eq!(w.format, Format::Table, "CLI format wins");
-        assert_eq!(w.ifaces, ["eth9"], "a CLI list replaces the file's");
+        assert_eq!(w.select.ifaces, ["eth9"], "a CLI list replaces the file's");
         assert_eq!(
             w.metrics.map(|a| a.to_string()).as_deref(),
             Some(crate::cli::DEFAULT_METRICS_ADDR),
             "bare --metrics on the CLI wins over the file's address"
         );
         assert!(
-            w.all_netns,
+            w.select.all_netns,
             "what the CLI does not set still comes from the file"
         );
         // A file value conflicting with a CLI flag gives way, either way round.
         let w = watch(&["--config", f.path(), "watch", "--netns", "ns1"]);
         assert_eq!(
-            (w.netns.as_slice(), w.all_netns),
+            (w.select.netns.as_slice(), w.select.all_netns),
             (&["ns1".to_owned()][..], false)
         );
         let g = TempFile::new("[watch]\nnetns = [\"a\", \"b\"]\n");
         let w = watch(&["--config", g.path(), "watch", "--all-netns"]);
-        assert!(w.all_netns && w.netns.is_empty());
+        assert!(w.select.all_netns && w.select.netns.is_empty());
         let w = watch(&["--config", g.path(), "watch"]);
-        assert_eq!(w.netns, ["a", "b"]);
+        assert_eq!(w.select.netns, ["a", "b"]);
     }
 
     #[test]
@@ -622,7 +622,7 @@ mod tests {
     fn shipped_example_parses() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/macdrop.toml");
         let w = watch(&["--config", path, "watch"]);
-        assert!(w.all_netns);
+        assert!(w.select.all_netns);
         assert!(w.metrics.is_some());
         assert!(matches!(
             run(&["--config", path, "status"]).unwrap().command,

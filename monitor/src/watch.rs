@@ -9,7 +9,6 @@ use crate::{
     model::World,
     monitor::{Monitor, Plan, Step},
     render,
-    topology::Selection,
 };
 
 fn emit(format: Format, world: &World) {
@@ -26,16 +25,8 @@ fn emit(format: Format, world: &World) {
 impl From<&WatchArgs> for Plan {
     fn from(args: &WatchArgs) -> Self {
         Plan {
-            selection: Selection {
-                bridges: args.bridges.clone(),
-                ifaces: args.ifaces.clone(),
-            },
-            attach: args.attach,
-            netns: args.netns.clone(),
-            all_netns: args.all_netns,
-            interval: args.interval,
-            duration: args.duration,
             self_stats: args.self_stats,
+            ..args.select.plan(args.interval, args.duration)
         }
     }
 }
