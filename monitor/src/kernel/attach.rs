@@ -1,15 +1,15 @@
 //! Attaching the classifier to interfaces. The choice of hook for each kind
 //! of device lives in `ladder` and nowhere else.
 //!
-//! Why `auto` prefers tc on veth and bridges (measured on these machines,
-//! see the benchmark issue): native XDP on veth makes the driver copy every
-//! frame for headroom and turns TSO off on the peer (an empty XDP program
-//! already costs 34% of a veth's receive rate, generic XDP 19%, an empty
-//! TCX program 4%); generic XDP on a bridge linearises every frame passed
-//! up. tc sees the same frames at the same point (before the bridge's
-//! rx_handler on a port, after it on the bridge), changes nothing, and
-//! coexists with other tools' programs. Native XDP stays the choice on NICs
-//! whose driver has it.
+//! Why `auto` prefers tc on veth and bridges (measured by `cargo xtask
+//! bench` on these machines, see README "Performance"): native XDP on veth
+//! makes the driver copy every frame for headroom and turns TSO off on the
+//! peer (17% of a veth's receive rate with macdrop, as much with an empty
+//! program), generic XDP linearises frames (9%), while TCX costs 1-4%. tc
+//! sees the same frames at the same point (before the bridge's rx_handler
+//! on a port, after it on the bridge), changes nothing, and coexists with
+//! other tools' programs. Native XDP stays the choice on NICs whose driver
+//! has it.
 
 use std::{collections::BTreeMap, fmt};
 
