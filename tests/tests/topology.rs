@@ -277,12 +277,6 @@ fn all_namespaces_follows_namespaces_that_come_and_go() {
     let quiet = StandaloneLab::new().unwrap();
     let mut macdrop = Macdrop::spawn(quiet.host(), &["--all-netns"]).unwrap();
     macdrop.wait_for(|_| true, SETTLE).unwrap();
-    let fd_count = |pid: u32| {
-        std::fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap()
-            .count()
-    };
-    let fds_before = fd_count(macdrop.pid());
     let lab = BridgeLab::new(1).unwrap();
     let inode = lab.host().inode().to_string();
     let p1_of_lab = |r: &macdrop_tests::macdrop::Report| {
@@ -306,19 +300,11 @@ fn all_namespaces_follows_namespaces_that_come_and_go() {
     let p1 = p1_of_lab(&report).expect("a gone namespace's port stays in the report");
     assert!(p1.gone);
     assert_eq!(p1.frames, want, "final counts kept");
-    // Every socket and program of that namespace's session is released
-    // (a netlink socket would keep the namespace alive)...
-    let fds = macdrop_tests::wait::poll_until(
-        SETTLE,
-        || Ok::<_, anyhow::Error>(fd_count(macdrop.pid())),
-        |n| *n <= fds_before,
-    )
-    .unwrap();
-    assert_eq!(
-        fds, fds_before,
-        "file descriptors back to before the namespace came"
-    );
-    // ...and no file descriptor of macdrop's points at that namespace.
+    // No file descriptor of macdrop's points at that namespace. (The
+    // sockets a session holds are released with it too — the netlink
+    // connection tasks are aborted — but counting file descriptors here
+    // would also count the sessions of other tests' namespaces, which
+    // `--all-netns` follows as they come and go in parallel.)
     let fds = std::fs::read_dir(format!("/proc/{}/fd", macdrop.pid())).unwrap();
     for fd in fds.flatten() {
         if let Ok(target) = std::fs::read_link(fd.path()) {

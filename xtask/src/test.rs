@@ -35,6 +35,13 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
             Ok(())
         })?;
         let bin = bin.expect("build set the binary path");
+        // The benchmark's smoke run: every part briefly, no thresholds (the
+        // numbers are the product of the full run, `cargo xtask bench`).
+        timed("bench --quick", &mut || {
+            Cmd::cargo()
+                .args(["xtask", "bench", "--quick", "--no-build"])
+                .run()
+        })?;
         if kernel_matrix {
             // The same checks on Debian's 5.10, 6.1 and 6.12 kernels under
             // QEMU and on this one (its own command, so it can run alone).
