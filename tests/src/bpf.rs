@@ -70,13 +70,42 @@ pub fn existing() -> Result<Held> {
     })
 }
 
-/// Of `held`, what still exists.
+/// Of `held`, what still exists, asked id by id (`bpftool -j {prog,link}
+/// show id N`): a listing of everything fails as a whole when any object
+/// vanishes while bpftool walks them, which parallel tests make likely.
 pub fn still_existing(held: &Held) -> Result<Held> {
-    let now = existing()?;
-    Ok(Held {
-        programs: held.programs.intersection(&now.programs).copied().collect(),
-        links: held.links.intersection(&now.links).copied().collect(),
-    })
+    let exists = |what: &str, id: u32| -> Result<bool> {
+        let out = Command::new("bpftool")
+            .args(["-j", what, "show", "id", &id.to_string()])
+            .output()
+            .context("cannot run bpftool (cargo xtask setup installs it)")?;
+        if out.status.success() {
+            return Ok(true);
+        }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Only "no such object" means gone; any other failure is an error,
+        // so the check cannot pass by accident.
+        if text.contains("No such file or directory") {
+            return Ok(false);
+        }
+        bail!("bpftool {what} show id {id}: {text}")
+    };
+    let mut left = Held::default();
+    for id in &held.programs {
+        if exists("prog", *id)? {
+            left.programs.insert(*id);
+        }
+    }
+    for id in &held.links {
+        if exists("link", *id)? {
+            left.links.insert(*id);
+        }
+    }
+    Ok(left)
 }
 
 /// The kernel's run count of a program (`bpftool prog show id N`): zero
