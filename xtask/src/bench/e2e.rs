@@ -99,9 +99,9 @@ fn veth_lab() -> Result<Lab> {
             r,
         ],
     )?;
-    proc::ip(s, &["addr", "add", "198.18.0.1/24", "dev", "s0"])?;
+    proc::ip(s, &["addr", "add", "198.51.100.1/24", "dev", "s0"])?;
     proc::ip(s, &["link", "set", "s0", "up"])?;
-    proc::ip(r, &["addr", "add", "198.18.0.2/24", "dev", "r0"])?;
+    proc::ip(r, &["addr", "add", "198.51.100.2/24", "dev", "r0"])?;
     proc::ip(r, &["link", "set", "r0", "up"])?;
     // No ARP during the measurement.
     proc::ip(
@@ -109,7 +109,7 @@ fn veth_lab() -> Result<Lab> {
         &[
             "neigh",
             "replace",
-            "198.18.0.2",
+            "198.51.100.2",
             "lladdr",
             "02:00:00:00:0e:02",
             "dev",
@@ -126,7 +126,7 @@ fn veth_lab() -> Result<Lab> {
         tx,
         rx,
         iface: "r0",
-        dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 9000),
+        dst: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 9000),
         setups: VETH_SETUPS.to_vec(),
     })
 }
@@ -170,16 +170,16 @@ fn bridge_lab() -> Result<Lab> {
     )?;
     proc::ip(r, &["link", "set", "p0", "master", "br0"])?;
     proc::ip(r, &["link", "set", "p0", "up"])?;
-    proc::ip(r, &["addr", "add", "198.18.1.2/24", "dev", "br0"])?;
+    proc::ip(r, &["addr", "add", "203.0.113.2/24", "dev", "br0"])?;
     proc::ip(r, &["link", "set", "br0", "up"])?;
-    proc::ip(s, &["addr", "add", "198.18.1.1/24", "dev", "s0"])?;
+    proc::ip(s, &["addr", "add", "203.0.113.1/24", "dev", "s0"])?;
     proc::ip(s, &["link", "set", "s0", "up"])?;
     proc::ip(
         s,
         &[
             "neigh",
             "replace",
-            "198.18.1.2",
+            "203.0.113.2",
             "lladdr",
             "02:00:00:00:0f:0b",
             "dev",
@@ -196,7 +196,7 @@ fn bridge_lab() -> Result<Lab> {
         tx,
         rx,
         iface: "br0",
-        dst: SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 2), 9000),
+        dst: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 2), 9000),
         setups: BRIDGE_SETUPS.to_vec(),
     })
 }

@@ -144,7 +144,7 @@ impl Lab {
             );
             let _ = writeln!(cmds, "link set p{i} master br0 up");
         }
-        cmds += "addr add 198.18.2.1/24 dev br0\nlink set br0 up\n";
+        cmds += "addr add 192.0.2.1/24 dev br0\nlink set br0 up\n";
         host.ip_batch(&cmds)?;
         let up: String = (1..=ports).map(|i| format!("link set q{i} up\n")).collect();
         peer.ip_batch(&up)?;
