@@ -52,15 +52,9 @@ impl Link {
         self.kind.as_deref() == Some("bridge")
     }
 
-    /// An up, non-promiscuous link, for tests that build a `NetState` by hand.
-    #[cfg(test)]
-    pub(crate) fn fake(
-        ifindex: u32,
-        name: &str,
-        kind: &str,
-        master: Option<u32>,
-        mac: Mac,
-    ) -> Self {
+    /// An up, non-promiscuous link, for tests and benchmarks that build a
+    /// `NetState` by hand.
+    pub fn fake(ifindex: u32, name: &str, kind: &str, master: Option<u32>, mac: Mac) -> Self {
         Self {
             ifindex,
             name: name.into(),

@@ -227,19 +227,7 @@ fn eth(dst: Mac, tag: bool, ethertype: u16, l3: &[u8]) -> Vec<u8> {
 }
 
 fn link(ifindex: u32, name: &str, kind: &str, master: Option<u32>, mac: Mac) -> Link {
-    Link {
-        ifindex,
-        name: name.into(),
-        mac: Some(mac),
-        promisc: false,
-        promisc_flag: false,
-        promiscuity: 0,
-        up: true,
-        master,
-        kind: Some(kind.into()),
-        ethernet: true,
-        rx_otherhost_dropped: Some(0),
-    }
+    Link::fake(ifindex, name, kind, master, mac)
 }
 
 fn port_mac(i: u32) -> Mac {
