@@ -85,6 +85,45 @@ pub const IF_WATCHED: u32 = 2;
 /// `LOCAL_ADDRS`, so the classifier may answer from them and skip the hash
 /// lookup. Without it (maps filled by hand) every lookup is made.
 pub const IF_FILTERED: u32 = 4;
+/// `IfConfig::flags` bit: the interface is a bridge port. Unicast to
+/// another station's MAC is the bridge's normal forwarding work there, not
+/// a misdelivery; on a bridge device or a standalone interface it is a
+/// frame the host receives and drops (`PACKET_OTHERHOST`).
+pub const IF_PORT: u32 = 8;
+
+/// Why a frame counts as *mismatched* (bits; 0: it does not). Mismatched
+/// frames are those that feed the top-offender flows and the pcap evidence:
+/// the frames a MAC mismatch makes the host drop or misdeliver, never the
+/// normal traffic a bridge forwards between its ports.
+///
+/// Foreign unicast received by a bridge device or standalone interface:
+/// the host gets a frame not addressed to it and drops it.
+pub const MISMATCH_FOREIGN: u8 = 1;
+/// Foreign unicast whose destination IP (or ARP target) is the host's
+/// (`host_ip_wrong_mac`), on any interface: meant for the host, wrong MAC.
+pub const MISMATCH_HOST_IP: u8 = 2;
+/// Foreign unicast to a previous MAC of the bridge or interface
+/// (`stale_mac`), on any interface: a peer with a stale neighbour entry.
+pub const MISMATCH_STALE: u8 = 4;
+
+/// The mismatch bits of a foreign unicast frame (`host_ip`, `stale` as
+/// counted) received on an interface with `IfConfig::flags` `if_flags`.
+/// Shared by the kernel and the reference model's users, so both apply
+/// the same rule.
+#[inline(always)]
+pub fn mismatch_bits(if_flags: u32, host_ip: bool, stale: bool) -> u8 {
+    let mut bits = 0;
+    if if_flags & IF_PORT == 0 {
+        bits |= MISMATCH_FOREIGN;
+    }
+    if host_ip {
+        bits |= MISMATCH_HOST_IP;
+    }
+    if stale {
+        bits |= MISMATCH_STALE;
+    }
+    bits
+}
 
 /// What the classifier needs to know about one watched interface.
 #[repr(C)]

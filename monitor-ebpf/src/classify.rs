@@ -29,7 +29,7 @@ use core::mem::offset_of;
 
 use monitor_common::{
     AddrKey, AddrSlot, FrameCounters, IF_FAST_MAC_VALID, IF_FILTERED, IF_WATCHED, IfConfig, IfKey,
-    MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, addr_slot, mac_filter_bit,
+    MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, addr_slot, mac_filter_bit, mismatch_bits,
 };
 
 use crate::maps::{
@@ -74,22 +74,24 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 ///
 /// Returns the interface's counters (this CPU's copy), so that a hook which
 /// knows more than the frame bytes (tc: the kernel's `pkt_type`) can count
-/// that into the same slot; None if the interface is not watched.
+/// that into the same slot, and the frame's mismatch bits
+/// (`monitor_common::MISMATCH_*`, 0 for the common case); None if the
+/// interface is not watched.
 #[inline(always)]
 pub fn count_frame(
     data: usize,
     data_end: usize,
     ifindex: u32,
     tags_removed: usize,
-) -> Option<&'static mut FrameCounters> {
+) -> Option<(&'static mut FrameCounters, u8)> {
     let netns = netns_ino();
     let cfg = if_config(netns, ifindex)?;
     let counters = COUNTERS.get_ptr_mut(cfg.slot)?;
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    classify_into(counters, netns, cfg, data, data_end, tags_removed);
-    Some(counters)
+    let mismatch = classify_into(counters, netns, cfg, data, data_end, tags_removed);
+    Some((counters, mismatch))
 }
 
 /// The configuration of a watched interface: its `IF_BY_INDEX` entry, or
@@ -106,6 +108,7 @@ fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
 }
 
 /// The classification proper, into the counters of one interface.
+/// Returns the frame's mismatch bits (0 on every common path).
 #[inline(always)]
 fn classify_into(
     counters: &mut FrameCounters,
@@ -114,13 +117,13 @@ fn classify_into(
     data: usize,
     data_end: usize,
     tags_removed: usize,
-) {
+) -> u8 {
     counters.total += 1;
 
     // A frame too short for an Ethernet header has no class of its own.
     let Some(eth) = bytes_at::<ETH_HLEN>(data, data_end, 0) else {
         counters.runt += 1;
-        return;
+        return 0;
     };
     let dst: [u8; 6] = unsafe { *(eth as *const [u8; 6]) };
 
@@ -137,15 +140,19 @@ fn classify_into(
             Some(MAC_LOCAL) => counters.own += 1,
             known => {
                 counters.foreign_unicast += 1;
-                if known == Some(MAC_PREVIOUS) {
+                let stale = known == Some(MAC_PREVIOUS);
+                if stale {
                     counters.stale_mac += 1;
                 }
-                if dst_ip_is_local(netns, cfg, data, data_end, tags_removed) {
+                let host_ip = dst_ip_is_local(netns, cfg, data, data_end, tags_removed);
+                if host_ip {
                     counters.host_ip_wrong_mac += 1;
                 }
+                return mismatch_bits(cfg.flags, host_ip, stale);
             }
         }
     }
+    0
 }
 
 /// Whether `dst` is the interface's fast MAC. The same as `dst ==

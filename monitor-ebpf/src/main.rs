@@ -85,7 +85,8 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     // The core receive path moves the outermost VLAN tag out of the data
     // into skb->vlan_tci before tc (as NICs with VLAN offload do).
     let tags_removed = usize::from(vlan_present != 0);
-    if let Some(counters) = classify::count_frame(ctx.data(), ctx.data_end(), ifindex, tags_removed)
+    if let Some((counters, _mismatch)) =
+        classify::count_frame(ctx.data(), ctx.data_end(), ifindex, tags_removed)
     {
         tc::count_pkt_type(counters, pkt_type);
     }

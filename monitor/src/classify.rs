@@ -100,6 +100,28 @@ fn be16(frame: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
 }
 
+/// The mismatch bits (`monitor_common::MISMATCH_*`) of a frame of `class`
+/// received on a bridge port (`port`) or another interface: what decides
+/// whether it feeds the top-offender flows and the pcap evidence.
+pub fn mismatch(class: FrameClass, port: bool) -> u8 {
+    match class {
+        FrameClass::ForeignUnicast { host_ip, stale } => {
+            let mut bits = 0;
+            if !port {
+                bits |= monitor_common::MISMATCH_FOREIGN;
+            }
+            if host_ip {
+                bits |= monitor_common::MISMATCH_HOST_IP;
+            }
+            if stale {
+                bits |= monitor_common::MISMATCH_STALE;
+            }
+            bits
+        }
+        _ => 0,
+    }
+}
+
 /// The counter increments one frame of `class` causes.
 pub fn counter_delta(class: FrameClass) -> FrameCounters {
     let mut c = FrameCounters {

@@ -22,12 +22,16 @@ use aya::{
     maps::{Array as BpfArray, HashMap as BpfHashMap, MapData},
 };
 use monitor_common::{
-    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_WATCHED,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_PORT, IF_WATCHED,
     IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES,
     MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, addr_slot, mac_filter_bit, names,
 };
 
-use crate::{mac::Mac, netlink::NetState, topology::Watched};
+use crate::{
+    mac::Mac,
+    netlink::NetState,
+    topology::{Role, Watched},
+};
 
 /// The configuration the kernel program should see.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -146,7 +150,8 @@ pub fn desired(
                 // `sync` keeps the filters in step with the maps.
                 flags: IF_WATCHED
                     | IF_FILTERED
-                    | if fast.is_some() { IF_FAST_MAC_VALID } else { 0 },
+                    | if fast.is_some() { IF_FAST_MAC_VALID } else { 0 }
+                    | if w.role == Role::Port { IF_PORT } else { 0 },
                 fast_mac: fast.unwrap_or(Mac([0; 6])).0,
                 _pad: [0; 2],
             },
@@ -373,7 +378,10 @@ mod tests {
             ifindex: 3,
         }];
         assert_eq!((p1.slot, p1.mac_domain), (1, 2));
-        assert_eq!(p1.flags, IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID);
+        assert_eq!(
+            p1.flags,
+            IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_PORT
+        );
         assert_eq!(p1.fast_mac, BR_MAC.0);
         assert!(d.local_macs.contains_key(&MacKey::new(77, 2, P1_MAC.0)));
         assert!(d.local_macs.contains_key(&MacKey::new(77, 2, BR_MAC.0)));
