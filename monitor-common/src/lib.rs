@@ -33,6 +33,13 @@ pub const MAC_FILTER_WORDS: u32 = 1 << (MAC_FILTER_BITS - 6);
 pub const ADDR_TABLE_BITS: u32 = 13;
 /// Slots of the address table.
 pub const ADDR_TABLE_SLOTS: u32 = 1 << ADDR_TABLE_BITS;
+/// Capacity of the flow map (`FLOWS`, an LRU hash with per-CPU values):
+/// the mismatched flows of every watched interface of one namespace. When
+/// more distinct flows arrive, the kernel evicts the least recently used,
+/// so the top offenders are exact while the distinct flows fit. 4,096
+/// entries of 40-byte keys and 40-byte values per CPU: about 160 KiB per
+/// CPU, plus the entries themselves, per loaded object.
+pub const MAX_FLOWS: u32 = 4096;
 /// How many 802.1Q / 802.1ad tags the classifier walks through to reach the
 /// network header. Deeper stacks still get a MAC class, but no IP check.
 pub const MAX_VLAN_TAGS: usize = 3;
@@ -58,6 +65,8 @@ pub mod names {
     pub const COUNTERS: &str = "MACDROP_COUNTERS";
     pub const LOCAL_MACS: &str = "MACDROP_LOCAL_MACS";
     pub const LOCAL_ADDRS: &str = "MACDROP_LOCAL_ADDRS";
+    /// LRU hash of mismatched flows (`FlowKey` -> per-CPU `FlowValue`).
+    pub const FLOWS: &str = "MACDROP_FLOWS";
     /// Global (read-only after load) holding the inode number of the network
     /// namespace this object instance serves.
     pub const NETNS_INO: &str = "MACDROP_NETNS_INO";
@@ -90,6 +99,10 @@ pub const IF_FILTERED: u32 = 4;
 /// a misdelivery; on a bridge device or a standalone interface it is a
 /// frame the host receives and drops (`PACKET_OTHERHOST`).
 pub const IF_PORT: u32 = 8;
+/// `IfConfig::flags` bit: record this interface's mismatched frames per
+/// flow in `FLOWS` (the top offenders). Userspace clears it for
+/// `--top-flows 0`, and then the mismatch path never touches the map.
+pub const IF_FLOWS: u32 = 16;
 
 /// Why a frame counts as *mismatched* (bits; 0: it does not). Mismatched
 /// frames are those that feed the top-offender flows and the pcap evidence:
@@ -276,6 +289,55 @@ pub fn addr_slot(hi: u64) -> u32 {
     (hi.wrapping_mul(FIB) >> (64 - ADDR_TABLE_BITS)) as u32
 }
 
+/// `FlowKey::vlan` of an untagged frame (VLAN IDs are 12 bits).
+pub const FLOW_NO_VLAN: u16 = 0xffff;
+/// `FlowKey::family`: no destination IP (not IPv4, IPv6 or Ethernet/IPv4
+/// ARP, or too short to hold one).
+pub const FLOW_NO_IP: u8 = 0;
+/// `FlowKey::family`: IPv4 (or the target of an ARP packet), in the first
+/// 4 bytes of `dst_ip`.
+pub const FLOW_IPV4: u8 = 4;
+/// `FlowKey::family`: IPv6, all 16 bytes of `dst_ip`.
+pub const FLOW_IPV6: u8 = 6;
+
+/// Key of `FLOWS`: one flow of mismatched frames on one watched interface
+/// (its counter slot, which userspace clears the flows of before reusing
+/// it). The VLAN is the outermost tag's ID, wherever the hook finds it (at
+/// tc the kernel has already moved it into `skb->vlan_tci`); the
+/// destination IP is the one the classifier checks against the host's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FlowKey {
+    pub netns: u32,
+    pub slot: u32,
+    pub src_mac: [u8; 6],
+    pub dst_mac: [u8; 6],
+    /// Outermost VLAN ID, or `FLOW_NO_VLAN`.
+    pub vlan: u16,
+    /// `FLOW_NO_IP`, `FLOW_IPV4` or `FLOW_IPV6`.
+    pub family: u8,
+    pub _pad: u8,
+    /// Destination address; zero beyond what `family` uses.
+    pub dst_ip: [u8; 16],
+}
+
+/// Value of `FLOWS`, one copy per CPU (summed by userspace; a copy whose
+/// `frames` is 0 has seen nothing on that CPU).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowValue {
+    pub frames: u64,
+    /// Frame lengths as received, the outermost VLAN tag included.
+    pub bytes: u64,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first and the latest
+    /// frame on this CPU.
+    pub first_seen: u64,
+    pub last_seen: u64,
+    /// `MISMATCH_*` bits of the frames.
+    pub mismatch: u8,
+    pub _pad: [u8; 7],
+}
+
 /// Per-interface frame counters (one copy per CPU in the kernel).
 ///
 /// `total` = `own + broadcast + multicast + foreign_unicast + runt`;
@@ -359,6 +421,8 @@ mod pod {
     unsafe impl aya::Pod for super::AddrKey {}
     unsafe impl aya::Pod for super::FrameCounters {}
     unsafe impl aya::Pod for super::AddrSlot {}
+    unsafe impl aya::Pod for super::FlowKey {}
+    unsafe impl aya::Pod for super::FlowValue {}
 }
 
 // The layouts are part of the kernel/user contract: pin them.
@@ -368,6 +432,8 @@ const _: () = assert!(core::mem::size_of::<MacKey>() == 16);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
 const _: () = assert!(core::mem::size_of::<AddrSlot>() == 16);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 40);
 
 #[cfg(test)]
 mod tests {

@@ -48,7 +48,7 @@ const VLAN_HLEN: usize = 4;
 /// Returns a pointer to `LEN` bytes at `off`, or None if they are not all
 /// inside the frame. The explicit check is what the verifier needs.
 #[inline(always)]
-fn bytes_at<const LEN: usize>(
+pub fn bytes_at<const LEN: usize>(
     data: usize,
     data_end: usize,
     off: usize,
@@ -98,7 +98,7 @@ pub fn count_frame(
 /// for an ifindex beyond the array (or an entry not written there) its
 /// `IFACES` entry.
 #[inline(always)]
-fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
+pub fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
     if let Some(cfg) = IF_BY_INDEX.get(ifindex)
         && cfg.flags & IF_WATCHED != 0
     {
@@ -189,9 +189,58 @@ fn known_mac(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> Option<u8> {
     unsafe { LOCAL_MACS.get(key) }.copied()
 }
 
+/// Where a frame's destination IP is: the IPv4 destination or the
+/// Ethernet/IPv4 ARP target (4 bytes), or the IPv6 destination (16 bytes),
+/// as pointers into the frame (checked to be inside it).
+pub enum DstAddr {
+    V4(*const [u8; 4]),
+    V6(*const [u8; 16]),
+}
+
+/// The frame's destination address, after up to `MAX_VLAN_TAGS` tags
+/// (counting those already removed from the data); None for other
+/// protocols and frames too short to hold it. Shared by the classifier and
+/// the flow record, so both read the same address.
+#[inline(always)]
+pub fn dst_addr(data: usize, data_end: usize, tags_removed: usize) -> Option<DstAddr> {
+    let mut off = 12;
+    let mut proto = be16_at(data, data_end, off)?;
+    let mut tags = tags_removed;
+    while tags < MAX_VLAN_TAGS && (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
+        off += VLAN_HLEN;
+        proto = be16_at(data, data_end, off)?;
+        tags += 1;
+    }
+    let l3 = off + 2;
+    match proto {
+        // Destination address at byte 16 of the IPv4 header.
+        ETH_P_IP => Some(DstAddr::V4(bytes_at::<4>(data, data_end, l3 + 16)?)),
+        ETH_P_IPV6 => Some(DstAddr::V6(bytes_at::<16>(data, data_end, l3 + 24)?)),
+        ETH_P_ARP => {
+            // Only Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4;
+            // the target protocol address is at byte 24.
+            let h = unsafe { *bytes_at::<6>(data, data_end, l3)? };
+            if h != [0, 1, 0x08, 0x00, 6, 4] {
+                return None;
+            }
+            Some(DstAddr::V4(bytes_at::<4>(data, data_end, l3 + 24)?))
+        }
+        _ => None,
+    }
+}
+
+/// The outermost VLAN ID still in the frame data, if it is tagged.
+#[inline(always)]
+pub fn vlan_in_data(data: usize, data_end: usize) -> Option<u16> {
+    let proto = be16_at(data, data_end, 12)?;
+    if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+        return None;
+    }
+    Some(be16_at(data, data_end, 14)? & 0x0fff)
+}
+
 /// Is the frame's destination IPv4/IPv6 address (or ARP target address) an
-/// address of this namespace? Walks up to `MAX_VLAN_TAGS` tags, counting
-/// those already removed from the data.
+/// address of this namespace?
 #[inline(always)]
 fn dst_ip_is_local(
     netns: u32,
@@ -201,37 +250,17 @@ fn dst_ip_is_local(
     tags_removed: usize,
 ) -> bool {
     let filtered = cfg.flags & IF_FILTERED != 0;
-    let mut off = 12;
-    let Some(mut proto) = be16_at(data, data_end, off) else {
-        return false;
-    };
-    let mut tags = tags_removed;
-    while tags < MAX_VLAN_TAGS && (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
-        off += VLAN_HLEN;
-        match be16_at(data, data_end, off) {
-            Some(p) => proto = p,
-            None => return false,
-        }
-        tags += 1;
-    }
-    let l3 = off + 2;
-    let key = match proto {
-        ETH_P_IP => {
-            // Destination address at byte 16 of the IPv4 header.
-            let Some(a) = bytes_at::<4>(data, data_end, l3 + 16) else {
-                return false;
-            };
+    let key = match dst_addr(data, data_end, tags_removed) {
+        Some(DstAddr::V4(a)) => {
+            // SAFETY: inside the frame, checked by `dst_addr`.
             let a = unsafe { *a };
             if filtered && let Some(local) = addr_table_says(AddrSlot::v4(&a).hi, || 0) {
                 return local;
             }
             AddrKey::v4(netns, a)
         }
-        ETH_P_IPV6 => {
-            let Some(a) = bytes_at::<16>(data, data_end, l3 + 24) else {
-                return false;
-            };
-            // SAFETY: inside the frame, checked above.
+        Some(DstAddr::V6(a)) => {
+            // SAFETY: inside the frame, checked by `dst_addr`.
             let a = unsafe { &*a };
             // The second word first: most slots are empty, and then the
             // first is never read.
@@ -242,26 +271,7 @@ fn dst_ip_is_local(
             }
             AddrKey::v6(netns, *a)
         }
-        ETH_P_ARP => {
-            // Only Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4;
-            // the target protocol address is at byte 24.
-            let Some(h) = bytes_at::<6>(data, data_end, l3) else {
-                return false;
-            };
-            let h = unsafe { *h };
-            if h != [0, 1, 0x08, 0x00, 6, 4] {
-                return false;
-            }
-            let Some(a) = bytes_at::<4>(data, data_end, l3 + 24) else {
-                return false;
-            };
-            let a = unsafe { *a };
-            if filtered && let Some(local) = addr_table_says(AddrSlot::v4(&a).hi, || 0) {
-                return local;
-            }
-            AddrKey::v4(netns, a)
-        }
-        _ => return false,
+        None => return false,
     };
     unsafe { LOCAL_ADDRS.get(key) }.is_some()
 }

@@ -6,6 +6,7 @@
 
 mod classify;
 mod drops;
+mod flows;
 mod maps;
 mod tc;
 
@@ -22,16 +23,33 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 /// why the choice of hook is kept in one place (`kernel::attach`).
 #[xdp(frags)]
 pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
-    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, 0);
+    // SAFETY: the context the kernel passed in; the helper only reads it.
+    xdp_frame(&ctx, |ctx| unsafe {
+        aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx)
+    });
     xdp_action::XDP_PASS
 }
 
 /// The same program for kernels without multi-buffer XDP (< 5.18), which
-/// reject `xdp.frags` programs at load time.
+/// reject `xdp.frags` programs at load time (and lack the helper that
+/// measures a multi-buffer frame: a frame there is one buffer).
 #[xdp]
 pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
-    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, 0);
+    xdp_frame(&ctx, |ctx| (ctx.data_end() - ctx.data()) as u64);
     xdp_action::XDP_PASS
+}
+
+/// Counts one frame at XDP, and records it per flow when mismatched.
+/// `frame_len`: the whole frame's length (asked only for those).
+#[inline(always)]
+fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    if let Some((_, mismatch)) = classify::count_frame(data, data_end, ifindex, 0)
+        && mismatch != 0
+    {
+        flows::record(ifindex, data, data_end, 0, None, frame_len(ctx), mismatch);
+    }
 }
 
 #[cfg(not(test))]
@@ -85,10 +103,18 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     // The core receive path moves the outermost VLAN tag out of the data
     // into skb->vlan_tci before tc (as NICs with VLAN offload do).
     let tags_removed = usize::from(vlan_present != 0);
-    if let Some((counters, _mismatch)) =
-        classify::count_frame(ctx.data(), ctx.data_end(), ifindex, tags_removed)
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    if let Some((counters, mismatch)) = classify::count_frame(data, data_end, ifindex, tags_removed)
     {
         tc::count_pkt_type(counters, pkt_type);
+        if mismatch != 0 {
+            // The flow's VLAN is the outermost tag, as XDP sees it in the
+            // data, and its length the frame's on the wire, that tag in.
+            let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
+            let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
+            let len = u64::from(len) + 4 * tags_removed as u64;
+            flows::record(ifindex, data, data_end, tags_removed, vlan, len, mismatch);
+        }
     }
     aya_ebpf::bindings::TC_ACT_UNSPEC
 }

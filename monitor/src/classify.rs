@@ -96,6 +96,14 @@ pub fn destination_ip(frame: &[u8]) -> Option<IpAddr> {
     }
 }
 
+/// The outermost VLAN ID (802.1Q or 802.1ad tag), the flow key's VLAN.
+pub fn outer_vlan(frame: &[u8]) -> Option<u16> {
+    match be16(frame, 12)? {
+        0x8100 | 0x88a8 => Some(be16(frame, 14)? & 0x0fff),
+        _ => None,
+    }
+}
+
 fn be16(frame: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(frame.get(at..at + 2)?.try_into().ok()?))
 }

@@ -77,6 +77,12 @@ pub struct SelectionArgs {
     /// this one) that has a bridge (or the --iface names).
     #[arg(long)]
     pub all_netns: bool,
+
+    /// Keep the top N flows of mismatched frames per interface (source
+    /// MAC, destination MAC, VLAN, destination IP); 0 turns flow recording
+    /// off in the kernel.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = parse_top_flows)]
+    pub top_flows: usize,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +206,18 @@ fn parse_secs(s: &str, min: f64, max: f64) -> Result<Duration, String> {
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     parse_secs(s, 0.1, 3600.0)
+}
+
+/// Most top offenders `--top-flows` keeps per interface.
+pub const TOP_FLOWS_MAX: usize = 1000;
+
+fn parse_top_flows(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= TOP_FLOWS_MAX => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a number of flows: use 0 (no flow records) to {TOP_FLOWS_MAX}"
+        )),
+    }
 }
 
 fn parse_metrics_addr(s: &str) -> Result<SocketAddr, String> {

@@ -16,6 +16,21 @@ impl Mac {
     }
 }
 
+/// The vendor whose OUI starts `mac`, for the virtualisation vendors whose
+/// switches and NICs are behind most rewritten MACs.
+pub fn mac_vendor(mac: Mac) -> Option<&'static str> {
+    match mac.0 {
+        [0x00, 0x50, 0x56, ..] | [0x00, 0x0c, 0x29, ..] | [0x00, 0x05, 0x69, ..] => Some("VMware"),
+        [0x00, 0x1c, 0x14, ..] => Some("VMware"),
+        [0x52, 0x54, 0x00, ..] => Some("QEMU/KVM"),
+        [0x00, 0x16, 0x3e, ..] => Some("Xen"),
+        [0x00, 0x15, 0x5d, ..] => Some("Hyper-V"),
+        [0x08, 0x00, 0x27, ..] => Some("VirtualBox"),
+        [0x02, 0x42, ..] => Some("Docker"),
+        _ => None,
+    }
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let [a, b, c, d, e, g] = self.0;

@@ -4,12 +4,19 @@
 
 use std::{
     collections::BTreeMap,
+    net::IpAddr,
     time::{Instant, SystemTime},
 };
 
-use monitor_common::FrameCounters;
+use monitor_common::{FrameCounters, MISMATCH_FOREIGN, MISMATCH_HOST_IP, MISMATCH_STALE};
 
-use crate::{kernel::attach::Hook, mac::Mac, netlink::Link, topology::Role, tracker::Event};
+use crate::{
+    kernel::attach::Hook,
+    mac::{Mac, mac_vendor},
+    netlink::Link,
+    topology::Role,
+    tracker::Event,
+};
 
 /// Per-second rates of each frame class over the last interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -46,6 +53,59 @@ impl Rates {
     }
 }
 
+/// One top offender: the mismatched frames of one flow received on an
+/// interface since attach (while the kernel's bounded flow map kept it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flow {
+    pub src_mac: Mac,
+    pub dst_mac: Mac,
+    /// The outermost VLAN ID; None if untagged.
+    pub vlan: Option<u16>,
+    /// IPv4/IPv6 destination or ARP target; None for other protocols.
+    pub dst_ip: Option<IpAddr>,
+    pub frames: u64,
+    /// Frame lengths as received, VLAN tag included.
+    pub bytes: u64,
+    pub first_seen: SystemTime,
+    pub last_seen: SystemTime,
+    /// `monitor_common::MISMATCH_*` bits.
+    pub mismatch: u8,
+}
+
+impl Flow {
+    /// Why the frames are mismatched, by name: `foreign_unicast` (for
+    /// another host, received by a bridge device or standalone
+    /// interface), `host_ip_wrong_mac`, `stale_mac`.
+    pub fn reasons(&self) -> Vec<&'static str> {
+        [
+            (MISMATCH_FOREIGN, "foreign_unicast"),
+            (MISMATCH_HOST_IP, "host_ip_wrong_mac"),
+            (MISMATCH_STALE, "stale_mac"),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| self.mismatch & bit != 0)
+        .map(|(_, name)| name)
+        .collect()
+    }
+
+    /// "02:00:00:00:0c:01 > 00:50:56:aa:bb:cc (VMware) vlan 10 192.0.2.1":
+    /// the flow's key on one line, the MACs' vendors named where known.
+    pub fn describe(&self) -> String {
+        let mac = |m: Mac| match mac_vendor(m) {
+            Some(v) => format!("{m} ({v})"),
+            None => m.to_string(),
+        };
+        let mut out = format!("{} > {}", mac(self.src_mac), mac(self.dst_mac));
+        if let Some(v) = self.vlan {
+            out += &format!(" vlan {v}");
+        }
+        if let Some(ip) = self.dst_ip {
+            out += &format!(" {ip}");
+        }
+        out
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Interface {
     pub name: String,
@@ -74,6 +134,9 @@ pub struct Interface {
     /// Cumulative counts since macdrop attached.
     pub frames: FrameCounters,
     pub rates: Rates,
+    /// The top offenders since attach, most frames first; None when flows
+    /// are not tracked (`--top-flows 0`).
+    pub flows: Option<Vec<Flow>>,
     /// The interface disappeared; `frames` holds its final counts.
     pub gone: bool,
     sampled_at: Option<Instant>,
@@ -98,6 +161,7 @@ impl Interface {
             drops: None,
             frames: FrameCounters::default(),
             rates: Rates::default(),
+            flows: None,
             gone: false,
             sampled_at: None,
             otherhost_at_attach: None,

@@ -38,6 +38,8 @@ pub struct Plan {
     pub duration: Option<Duration>,
     /// Measure macdrop's own programs (`--self-stats`).
     pub self_stats: bool,
+    /// Top offenders per interface (`--top-flows`; 0: no flow records).
+    pub top_flows: usize,
 }
 
 /// What the monitor's loop produced.
@@ -104,7 +106,7 @@ impl Monitor {
         let mut sessions: Vec<Session> = Vec::new();
         for ns in namespaces(&plan)? {
             let label = ns.describe();
-            match Session::start(ns, plan.selection.clone(), plan.attach).await {
+            match Session::start(ns, plan.selection.clone(), plan.attach, plan.top_flows).await {
                 Ok(session) => sessions.push(session),
                 // With --all-netns, a namespace without anything to watch
                 // is simply not watched.
@@ -297,7 +299,14 @@ impl Monitor {
                 continue;
             }
             let (inode, label) = (ns.inode, ns.describe());
-            match Session::start(ns, self.plan.selection.clone(), self.plan.attach).await {
+            match Session::start(
+                ns,
+                self.plan.selection.clone(),
+                self.plan.attach,
+                self.plan.top_flows,
+            )
+            .await
+            {
                 Ok(session) => {
                     let summary = session.summary();
                     eprintln!(

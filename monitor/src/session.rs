@@ -15,6 +15,7 @@ use crate::{
         config::ConfigMaps,
         counters::CounterReader,
         drops::{DropHook, DropLayer, DropMap},
+        flows::{self, FlowReader},
         loader, tc,
     },
     model::Interface,
@@ -84,6 +85,9 @@ pub struct Session {
     ebpf: Ebpf,
     config: ConfigMaps,
     counters: CounterReader,
+    flows: FlowReader,
+    /// Top offenders kept per interface (`--top-flows`); 0: none recorded.
+    top_flows: usize,
     attacher: Attacher,
     slots: SlotPool,
     members: Vec<Member>,
@@ -101,11 +105,13 @@ impl Session {
     /// Resolves the selection in `ns` (errors name what is wrong), loads
     /// the object, configures the maps and attaches. `notifications` are
     /// subscribed first so no change between the first read and the
-    /// attach is missed.
+    /// attach is missed. `top_flows`: top offenders per interface (0: the
+    /// kernel records no flows).
     pub async fn start(
         ns: Namespace,
         selection: Selection,
         mode: AttachMode,
+        top_flows: usize,
     ) -> anyhow::Result<Self> {
         let (netlink, notifications) = {
             let _inside = ns.enter()?;
@@ -131,6 +137,7 @@ impl Session {
         let mut ebpf = loader::load(ns.inode, &globals)?;
         let config = ConfigMaps::take(&mut ebpf)?;
         let counters = CounterReader::take(&mut ebpf)?;
+        let flows = FlowReader::take(&mut ebpf)?;
         let attacher = Attacher::new(&mut ebpf, mode)?;
         let mut session = Self {
             tracker: Tracker::new(&state),
@@ -141,6 +148,8 @@ impl Session {
             ebpf,
             config,
             counters,
+            flows,
+            top_flows,
             attacher,
             slots: SlotPool::new(MAX_INTERFACES),
             members: Vec::new(),
@@ -235,6 +244,7 @@ impl Session {
                 continue;
             };
             self.counters.clear(slot)?;
+            self.flows.clear(slot)?;
             let model = Interface::new(
                 w.name.clone(),
                 w.ifindex,
@@ -322,6 +332,12 @@ impl Session {
         if let Ok(frames) = self.counters.read(slot) {
             self.members[i].model.sample(frames, Instant::now());
         }
+        if self.top_flows > 0
+            && let Ok(mut all) = self.flows.read()
+        {
+            let mine = all.remove(&slot).unwrap_or_default();
+            self.members[i].model.flows = Some(flows::top(mine, self.top_flows));
+        }
         let ifindex = self.members[i].watched.ifindex;
         if detach {
             if let Ok(_inside) = self.ns.enter() {
@@ -331,6 +347,10 @@ impl Session {
             self.attacher.forget(&mut self.ebpf, ifindex);
         }
         self.members[i].model.mark_gone();
+        // Detached: nothing adds to the slot's flows any more.
+        if let Err(e) = self.flows.clear(slot) {
+            self.notes.push(format!("{e:#}"));
+        }
         self.slots.give_back(slot);
         self.events.push(Event {
             ts: SystemTime::now(),
@@ -346,12 +366,12 @@ impl Session {
             .iter()
             .filter_map(|m| m.slot.map(|s| (m.watched.clone(), s)))
             .collect();
-        self.config.sync(config::desired(
-            self.ns.inode,
-            state,
-            &present,
-            self.tracker.previous_macs(),
-        ))
+        let desired = config::desired(self.ns.inode, state, &present, self.tracker.previous_macs());
+        self.config.sync(if self.top_flows == 0 {
+            desired.without_flows()
+        } else {
+            desired
+        })
     }
 
     /// Copies MAC, promiscuity and kernel counters from the latest dump.
@@ -401,9 +421,19 @@ impl Session {
             Ok(d) => Some(d.layer.read(&d.map)?),
             Err(_) => None,
         };
+        // One walk of the flow map for every interface.
+        let mut flows = if self.top_flows > 0 {
+            Some(self.flows.read()?)
+        } else {
+            None
+        };
         for m in &mut self.members {
             if let Some(slot) = m.slot {
                 m.model.sample(self.counters.read(slot)?, now);
+                if let Some(all) = &mut flows {
+                    let mine = all.remove(&slot).unwrap_or_default();
+                    m.model.flows = Some(flows::top(mine, self.top_flows));
+                }
             }
             if let Some(drops) = &drops {
                 let key = (self.ns.inode, m.model.ifindex);

@@ -20,7 +20,7 @@ use monitor_common::{FrameCounters, MAX_VLAN_TAGS, names};
 
 use crate::{
     classify::{Receiver, classify, counter_delta},
-    kernel::{config, config::ConfigMaps, counters::CounterReader, loader},
+    kernel::{config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader},
     mac::Mac,
     netlink::{Link, NetState},
     topology,
@@ -106,6 +106,10 @@ struct Harness {
     ebpf: Ebpf,
     hook: Hook,
     counters: CounterReader,
+    flows: FlowReader,
+    /// The watched interface is a bridge port (foreign unicast there is
+    /// forwarding, not a mismatch).
+    port: bool,
     _config: ConfigMaps,
     local_macs: HashSet<Mac>,
     host_addrs: HashSet<IpAddr>,
@@ -135,6 +139,16 @@ impl Harness {
     }
 
     fn with_hook(scenario: Scenario, hook: Hook) -> Self {
+        Self::with_config(scenario, hook, |d| d)
+    }
+
+    /// `with_hook`, with the configuration macdrop would write passed
+    /// through `adjust` first (e.g. `Desired::without_flows`).
+    fn with_config(
+        scenario: Scenario,
+        hook: Hook,
+        adjust: fn(config::Desired) -> config::Desired,
+    ) -> Self {
         assert!(
             crate::privileges::check().is_ok(),
             "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
@@ -143,6 +157,7 @@ impl Harness {
         let mut ebpf = loader::load(netns, &[]).unwrap();
         let mut cfg = ConfigMaps::take(&mut ebpf).unwrap();
         let counters = CounterReader::take(&mut ebpf).unwrap();
+        let flows = FlowReader::take(&mut ebpf).unwrap();
         match hook {
             Hook::Xdp(program) => {
                 let prog: &mut Xdp = ebpf.program_mut(program).unwrap().try_into().unwrap();
@@ -180,18 +195,20 @@ impl Harness {
         // The previous MAC belongs to the bridge, or to the device itself.
         let owner = watched.bridge.as_ref().map_or(LO, |(b, _)| *b);
         let previous = BTreeMap::from([(owner, vec![OLD_MAC])]);
-        cfg.sync(config::desired(
+        cfg.sync(adjust(config::desired(
             netns,
             &state,
             &[(watched.clone(), 0)],
             &previous,
-        ))
+        )))
         .unwrap();
         let local_macs = topology::local_macs(&state, &watched);
         Self {
             ebpf,
             hook,
             counters,
+            flows,
+            port: watched.bridge.is_some(),
             _config: cfg,
             local_macs,
             host_addrs: host_addrs.into_iter().collect(),
@@ -445,6 +462,7 @@ fn agree_on_corpus(scenario: Scenario) {
                 got, want,
                 "{program}: {scenario:?}: {what}: kernel vs model"
             );
+            h.assert_flow(&frame, &format!("{program}: {scenario:?}: {what}"));
         }
     }
     let dev = TcDevice::new();
@@ -466,6 +484,7 @@ fn agree_on_corpus(scenario: Scenario) {
                 got, want,
                 "macdrop_tc: {scenario:?}: {what}: kernel vs model"
             );
+            h.assert_flow(&frame, &format!("macdrop_tc: {scenario:?}: {what}"));
         }
     });
 }
@@ -632,4 +651,5 @@ fn tc_pinned_pkt_types() {
     });
 }
 
+mod flows;
 mod fuzz;

@@ -433,22 +433,11 @@ fn stale_peers_after_a_mac_change() {
 
 /// Frames for this host's IP with a MAC nobody here has (a VMware vNIC's):
 /// not explained by the FDB or a MAC change, so something upstream picks
-/// or rewrites the MAC. Without per-flow records the finding names the
-/// interface and the count, and says how to see the MACs.
+/// or rewrites the MAC. Without per-flow records (`--top-flows 0`) the
+/// finding names the interface and the count, and says how to see the MACs.
 #[test]
 fn a_mac_no_local_interface_owns_is_unexplained() {
-    let lab = BridgeLab::new(2).unwrap();
-    let vmware = [0x00, 0x50, 0x56, 0xaa, 0xbb, 0xcc];
-    let run = Diagnosis::start(lab.host(), &["--duration", "2", "--format", "json"]);
-    send_to_host(&lab, 1, vmware, 6);
-    send_to_host(&lab, 1, BRIDGE_MAC, 2);
-    let report = run.finish().json();
-    assert_eq!(
-        ids(&report),
-        ["host_ip_wrong_mac_unexplained"],
-        "{report:#}"
-    );
-    let f = finding(&report, "host_ip_wrong_mac_unexplained");
+    let f = unexplained_vmware_mac(&["--top-flows", "0"]);
     assert_eq!(f["severity"], "error");
     assert_eq!(f["interface"], BRIDGE);
     assert_eq!(f["facts"]["host_ip_wrong_mac"], 6);
@@ -466,6 +455,55 @@ fn a_mac_no_local_interface_owns_is_unexplained() {
         evidence.contains("tcpdump -p -e -n -c 20 -i p1"),
         "{evidence}"
     );
+}
+
+/// The same fault with per-flow records (the default): the finding names
+/// the destination MAC and its vendor (VMware, from the OUI 00:50:56), the
+/// sender's MAC and the destination IP, and puts the vendor's remedy first.
+#[test]
+fn the_unexplained_mac_is_named_with_its_vendor() {
+    let f = unexplained_vmware_mac(&[]);
+    assert_eq!(f["facts"]["host_ip_wrong_mac"], 6);
+    assert_eq!(
+        f["facts"]["destination_macs"],
+        serde_json::json!([{
+            "mac": "00:50:56:aa:bb:cc", "vendor": "VMware", "frames": 6,
+            "src_macs": [mac_to_string(&peer_mac(1))], "dst_ips": ["192.0.2.1"], "vlans": [],
+        }]),
+        "{f:#}"
+    );
+    let evidence = f["evidence"].to_string();
+    assert!(
+        evidence.contains(&format!(
+            "destination MAC 00:50:56:aa:bb:cc (VMware): 6 frame(s) to 192.0.2.1 from {} on p1",
+            mac_to_string(&peer_mac(1))
+        )),
+        "{evidence}"
+    );
+    assert!(
+        f["remedy"][0].as_str().unwrap().starts_with("VMware: "),
+        "{f:#}"
+    );
+}
+
+/// Diagnoses (with `args`) 6 frames for the host's IP to a VMware MAC and
+/// 2 to the bridge's own; returns the one finding, which must be
+/// `host_ip_wrong_mac_unexplained`.
+fn unexplained_vmware_mac(args: &[&str]) -> Value {
+    let lab = BridgeLab::new(2).unwrap();
+    let vmware = [0x00, 0x50, 0x56, 0xaa, 0xbb, 0xcc];
+    let mut argv = vec!["--duration", "2", "--format", "json"];
+    argv.extend(args);
+    let run = Diagnosis::start(lab.host(), &argv);
+    send_to_host(&lab, 1, vmware, 6);
+    send_to_host(&lab, 1, BRIDGE_MAC, 2);
+    let report = run.finish().json();
+    assert_eq!(
+        ids(&report),
+        ["host_ip_wrong_mac_unexplained"],
+        "{report:#}"
+    );
+    finding(&report, "host_ip_wrong_mac_unexplained").clone()
 }
 
 /// The incident while something holds br0 promiscuous (a packet socket, as

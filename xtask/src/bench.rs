@@ -133,11 +133,14 @@ pub fn run(args: &Args) -> Result<()> {
         json["test_run"] = r.json();
         md += &format!("## Per-frame cost\n\n{}\n", r.markdown());
         for c in &r.classes {
+            let Some(target) = c.target_ns() else {
+                continue;
+            };
             for (hook, d) in [("XDP", c.xdp_delta()), ("tc", c.tc_delta())] {
                 summary.push(Target::at_most(
                     format!("{hook} {} over the empty program", c.name),
                     median(&d),
-                    c.target_ns(),
+                    target,
                     "ns",
                 ));
             }

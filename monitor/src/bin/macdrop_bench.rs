@@ -35,7 +35,7 @@ use aya::{
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use macdrop::{
-    kernel::{config, config::ConfigMaps, counters::CounterReader, loader, tc},
+    kernel::{config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader, tc},
     mac::Mac,
     netlink::{Link, NetState},
     topology,
@@ -135,12 +135,14 @@ const OTHER_V6: &str = "2001:db8::50";
 /// ifindex of the simulated bridge; its other ports follow it.
 const FAKE_BRIDGE: u32 = 5000;
 
-/// A frame class, its frame, and the counter it must land in.
+/// A frame class, its frame, the counter it must land in, and whether
+/// flows are recorded meanwhile (macdrop's default; off is `--top-flows 0`).
 struct Class {
     name: &'static str,
     what: &'static str,
     frame: Vec<u8>,
     counter: fn(&FrameCounters) -> u64,
+    flows: bool,
 }
 
 fn classes() -> Vec<Class> {
@@ -175,42 +177,58 @@ fn classes() -> Vec<Class> {
             what: "to the bridge's MAC (the fast MAC), IPv4 to the host",
             frame: udp4(BRIDGE_MAC, false, HOST_V4),
             counter: |c| c.own,
+            flows: true,
         },
         Class {
             name: "broadcast",
             what: "ARP request for the host's IPv4",
             frame: eth(Mac::BROADCAST, false, 0x0806, &arp),
             counter: |c| c.broadcast,
+            flows: true,
         },
         Class {
             name: "multicast",
             what: "IPv4 multicast (01:00:5e:00:00:fb)",
             frame: udp4(Mac([1, 0, 0x5e, 0, 0, 0xfb]), false, [224, 0, 0, 251]),
             counter: |c| c.multicast,
+            flows: true,
         },
         Class {
             name: "foreign",
             what: "another station's MAC, IPv4 to another address",
             frame: udp4(FOREIGN_MAC, false, OTHER_V4),
             counter: |c| c.foreign_unicast,
+            flows: true,
         },
         Class {
             name: "foreign_host_ip",
-            what: "another station's MAC, IPv4 to the host (host_ip_wrong_mac)",
+            what: "another station's MAC, IPv4 to the host (host_ip_wrong_mac), flows off",
             frame: udp4(FOREIGN_MAC, false, HOST_V4),
             counter: |c| c.host_ip_wrong_mac,
+            flows: false,
+        },
+        // The same mismatched frame with its flow record (an existing
+        // flow: test_run repeats one frame), as macdrop runs by default.
+        Class {
+            name: "mismatched",
+            what: "the same, incl. its flow record (default)",
+            frame: udp4(FOREIGN_MAC, false, HOST_V4),
+            counter: |c| c.host_ip_wrong_mac,
+            flows: true,
         },
         Class {
             name: "vlan",
             what: "802.1Q-tagged, another station's MAC, IPv4 to another address",
             frame: udp4(FOREIGN_MAC, true, OTHER_V4),
             counter: |c| c.foreign_unicast,
+            flows: true,
         },
         Class {
             name: "ipv6",
             what: "another station's MAC, IPv6 to another address",
             frame: udp6(FOREIGN_MAC, OTHER_V6),
             counter: |c| c.foreign_unicast,
+            flows: true,
         },
     ]
 }
@@ -238,7 +256,13 @@ fn port_mac(i: u32) -> Mac {
 /// `ports` ports, one of which is `iface` (slot 0): every port and the
 /// bridge watched, the FDB holding the bridge's and every port's MAC, and
 /// the host's addresses.
-fn configure(cfg: &mut ConfigMaps, netns: u32, iface: &str, ports: u32) -> anyhow::Result<()> {
+fn configure(
+    cfg: &mut ConfigMaps,
+    netns: u32,
+    iface: &str,
+    ports: u32,
+    flows: bool,
+) -> anyhow::Result<()> {
     let ifindex = ifindex_of(iface)?;
     let mut links = vec![
         link(FAKE_BRIDGE, "br-bench", "bridge", None, BRIDGE_MAC),
@@ -274,7 +298,12 @@ fn configure(cfg: &mut ConfigMaps, netns: u32, iface: &str, ports: u32) -> anyho
         .enumerate()
         .map(|(slot, l)| (topology::describe(&state, l), slot as u32))
         .collect();
-    cfg.sync(config::desired(netns, &state, &watched, &BTreeMap::new()))
+    let desired = config::desired(netns, &state, &watched, &BTreeMap::new());
+    cfg.sync(if flows {
+        desired
+    } else {
+        desired.without_flows()
+    })
 }
 
 fn ifindex_of(iface: &str) -> anyhow::Result<u32> {
@@ -310,19 +339,35 @@ fn test_run(
     let mut ebpf = loader::load(netns, &[])?;
     let mut cfg = ConfigMaps::take(&mut ebpf)?;
     let counters = CounterReader::take(&mut ebpf)?;
+    let flow_reader = FlowReader::take(&mut ebpf)?;
     for name in [EMPTY_XDP, names::XDP_PROGRAM] {
         xdp(&mut ebpf, name)?.load()?;
     }
     tc::load_tc_program(&mut ebpf)?;
     classifier(&mut ebpf, EMPTY_TC)?.load()?;
-    configure(&mut cfg, netns, iface, ports)?;
+    // Flow recording is switched per class (a map update per interface
+    // when it changes, outside the timed runs).
+    let mut flows_on = None;
+    let mut set_flows = |cfg: &mut ConfigMaps, on: bool| -> anyhow::Result<()> {
+        if flows_on != Some(on) {
+            configure(cfg, netns, iface, ports, on)?;
+            flows_on = Some(on);
+        }
+        Ok(())
+    };
 
     let classes = classes();
     // Each program once per class first: the class lands in the counter it
-    // must (so the timings below are of the intended path), and caches warm.
+    // must, and in a flow record exactly when it should (so the timings
+    // below are of the intended path), and caches warm.
+    let recorded = |r: &FlowReader| -> anyhow::Result<u64> {
+        Ok(r.read()?.values().flatten().map(|f| f.frames).sum())
+    };
     for class in &classes {
+        set_flows(&mut cfg, class.flows)?;
         for (label, prog) in PROGRAMS {
             let before = counters.read(0)?;
+            let flows_before = recorded(&flow_reader)?;
             run_once(&ebpf, prog, ifindex, &class.frame, 1)?;
             let delta = counters.read(0)?.since(&before);
             let macdrop = label.ends_with("macdrop");
@@ -332,12 +377,20 @@ fn test_run(
                 class.name
             );
             ensure!(macdrop || delta.total == 0, "{label} counted a frame");
+            let new_flows = recorded(&flow_reader)? - flows_before;
+            let want = u64::from(macdrop && class.flows && class.name == "mismatched");
+            ensure!(
+                new_flows == want,
+                "{label} recorded {new_flows} flow frame(s) for a {} frame, not {want}",
+                class.name
+            );
         }
     }
 
     let mut samples: Vec<BTreeMap<&str, Vec<u64>>> = vec![BTreeMap::new(); classes.len()];
     for _ in 0..reps {
         for (c, class) in classes.iter().enumerate() {
+            set_flows(&mut cfg, class.flows)?;
             for (label, prog) in PROGRAMS {
                 let ns = run_once(&ebpf, prog, ifindex, &class.frame, repeat)?;
                 samples[c].entry(label).or_default().push(ns);

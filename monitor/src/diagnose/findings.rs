@@ -33,6 +33,7 @@ use std::{
 use serde_json::{Value, json};
 
 use super::timeline::Observed;
+pub use crate::mac::mac_vendor;
 use crate::{
     mac::Mac,
     promisc::{TransitionKind, Uncertainty, Verdict},
@@ -70,9 +71,9 @@ impl From<status::Severity> for Severity {
 
 /// One "top offender": frames that arrived on `interface` for this host's
 /// IP with a MAC it will not deliver, per (source MAC, destination MAC,
-/// VLAN, destination IP). macdrop does not record these yet; when it does,
-/// [`analyse`] names the MACs and their vendors instead of pointing at
-/// tcpdump.
+/// VLAN, destination IP), from the kernel's flow records. With them
+/// [`analyse`] names the MACs and their vendors; without them (`--top-flows
+/// 0`) it points at tcpdump.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Flow {
     pub netns: u32,
@@ -82,21 +83,6 @@ pub struct Flow {
     pub vlan: Option<u16>,
     pub dst_ip: Option<IpAddr>,
     pub frames: u64,
-}
-
-/// The vendor whose OUI starts `mac`, for the virtualisation vendors whose
-/// switches and NICs are behind most rewritten MACs.
-pub fn mac_vendor(mac: Mac) -> Option<&'static str> {
-    match mac.0 {
-        [0x00, 0x50, 0x56, ..] | [0x00, 0x0c, 0x29, ..] | [0x00, 0x05, 0x69, ..] => Some("VMware"),
-        [0x00, 0x1c, 0x14, ..] => Some("VMware"),
-        [0x52, 0x54, 0x00, ..] => Some("QEMU/KVM"),
-        [0x00, 0x16, 0x3e, ..] => Some("Xen"),
-        [0x00, 0x15, 0x5d, ..] => Some("Hyper-V"),
-        [0x08, 0x00, 0x27, ..] => Some("VirtualBox"),
-        [0x02, 0x42, ..] => Some("Docker"),
-        _ => None,
-    }
 }
 
 /// What to check for MACs of that vendor.
@@ -582,16 +568,25 @@ impl Scope<'_> {
             let mut per: Vec<(&Observed, u64)> = Vec::new();
             for o in self.entries(name) {
                 let n = match (self.input.flows, fdb_missing) {
-                    (Some(flows), _) => flows
-                        .iter()
-                        .filter(|fl| {
-                            fl.netns == self.ns.inode
-                                && fl.interface == o.iface.name
-                                && Some(fl.dst_mac) != fdb_missing
-                        })
-                        .map(|fl| fl.frames)
-                        .sum::<u64>()
-                        .saturating_sub(o.iface.frames.stale_mac),
+                    // What the missing entry and stale peers do not
+                    // explain: subtracted rather than summed from the
+                    // flows, which hold only the top offenders.
+                    (Some(flows), _) => o
+                        .iface
+                        .frames
+                        .host_ip_wrong_mac
+                        .saturating_sub(o.iface.frames.stale_mac)
+                        .saturating_sub(
+                            flows
+                                .iter()
+                                .filter(|fl| {
+                                    fl.netns == self.ns.inode
+                                        && fl.interface == o.iface.name
+                                        && Some(fl.dst_mac) == fdb_missing
+                                })
+                                .map(|fl| fl.frames)
+                                .sum::<u64>(),
+                        ),
                     // Without flows the frames cannot be told apart from
                     // those for the missing entry: that finding has them.
                     (None, Some(_)) => 0,
@@ -719,7 +714,8 @@ impl Scope<'_> {
                         let _ = write!(filter, " and not ether dst {m}");
                     }
                     f.evidence.push(format!(
-                        "macdrop does not record the destination MACs of these frames yet; to \
+                        "flows were not recorded (--top-flows 0), so the destination MACs of \
+                         these frames are unknown; to \
                          see them without changing anything (-p: no promiscuous mode), run \
                          `tcpdump -p -e -n -c 20 -i {} '{filter}'`, and look up the MAC's vendor \
                          (00:50:56/00:0c:29/00:05:69 VMware, 52:54:00 QEMU/KVM, 00:16:3e Xen, \

@@ -29,7 +29,7 @@ use crate::{
     promisc::{self, History},
     status::{self, PromiscFacts},
 };
-use findings::{Input, NsFacts, Severity, analyse, secs};
+use findings::{Flow, Input, NsFacts, Severity, analyse, secs};
 use timeline::{Observed, Timeline};
 
 /// Exit code of `--fail-on` when a finding reaches the threshold.
@@ -100,12 +100,13 @@ pub async fn diagnose(select: &SelectionArgs, duration: Duration) -> anyhow::Res
     let observed = timeline.observed();
     let namespaces = namespace_facts(select, &observed, history.as_ref()).await?;
     let seconds = end.duration_since(start).unwrap_or_default().as_secs_f64();
+    let flows = host_ip_flows(&observed);
     let findings = analyse(&Input {
         seconds,
         observed: &observed,
         events: timeline.events(),
         namespaces: &namespaces,
-        flows: None,
+        flows: flows.as_deref(),
     });
     Ok(Report {
         start,
@@ -117,6 +118,36 @@ pub async fn diagnose(select: &SelectionArgs, duration: Duration) -> anyhow::Res
             .clone()
             .unwrap_or_else(|| Err("no report".into())),
     })
+}
+
+/// The observed top offenders the wrong-MAC rules work from: the flows of
+/// frames for this host's IP, except those to a stale MAC (the stale-MAC
+/// finding has them). None when flows were not recorded (`--top-flows 0`).
+fn host_ip_flows(observed: &[Observed]) -> Option<Vec<Flow>> {
+    use monitor_common::{MISMATCH_HOST_IP, MISMATCH_STALE};
+    let mut out = Vec::new();
+    let mut recorded = false;
+    for o in observed {
+        let Some(flows) = &o.iface.flows else {
+            continue;
+        };
+        recorded = true;
+        out.extend(
+            flows
+                .iter()
+                .filter(|f| f.mismatch & MISMATCH_HOST_IP != 0 && f.mismatch & MISMATCH_STALE == 0)
+                .map(|f| Flow {
+                    netns: o.iface.netns,
+                    interface: o.iface.name.clone(),
+                    src_mac: f.src_mac,
+                    dst_mac: f.dst_mac,
+                    vlan: f.vlan,
+                    dst_ip: f.dst_ip,
+                    frames: f.frames,
+                }),
+        );
+    }
+    recorded.then_some(out)
 }
 
 /// `status` of each watched namespace, limited to the watched interfaces

@@ -22,9 +22,9 @@ use aya::{
     maps::{Array as BpfArray, HashMap as BpfHashMap, MapData},
 };
 use monitor_common::{
-    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_PORT, IF_WATCHED,
-    IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES,
-    MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, addr_slot, mac_filter_bit, names,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS, IF_PORT,
+    IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS,
+    MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, addr_slot, mac_filter_bit, names,
 };
 
 use crate::{
@@ -66,6 +66,15 @@ impl Desired {
             };
         }
         slots
+    }
+
+    /// The same without per-flow records (`--top-flows 0`): the kernel
+    /// then never touches the flow map.
+    pub fn without_flows(mut self) -> Self {
+        for cfg in self.ifaces.values_mut() {
+            cfg.flags &= !IF_FLOWS;
+        }
+        self
     }
 
     fn add_macs(&mut self, netns: u32, domain: u32, macs: &[Mac], kind: u8) {
@@ -151,7 +160,8 @@ pub fn desired(
                 flags: IF_WATCHED
                     | IF_FILTERED
                     | if fast.is_some() { IF_FAST_MAC_VALID } else { 0 }
-                    | if w.role == Role::Port { IF_PORT } else { 0 },
+                    | if w.role == Role::Port { IF_PORT } else { 0 }
+                    | IF_FLOWS,
                 fast_mac: fast.unwrap_or(Mac([0; 6])).0,
                 _pad: [0; 2],
             },
@@ -380,7 +390,7 @@ mod tests {
         assert_eq!((p1.slot, p1.mac_domain), (1, 2));
         assert_eq!(
             p1.flags,
-            IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_PORT
+            IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_PORT | IF_FLOWS
         );
         assert_eq!(p1.fast_mac, BR_MAC.0);
         assert!(d.local_macs.contains_key(&MacKey::new(77, 2, P1_MAC.0)));
@@ -528,7 +538,7 @@ mod tests {
         }];
         assert_eq!(
             (v0.mac_domain, v0.flags),
-            (0, IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID)
+            (0, IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_FLOWS)
         );
         assert_eq!(v0.fast_mac, [2, 0, 0, 0, 0x0d, 1]);
     }

@@ -1,10 +1,11 @@
 //! Everything that talks to the BPF subsystem: loading the object, filling
-//! the configuration maps, attaching hooks, reading counters.
+//! the configuration maps, attaching hooks, reading counters and flows.
 
 pub mod attach;
 pub mod config;
 pub mod counters;
 pub mod drops;
+pub mod flows;
 pub mod loader;
 pub mod self_stats;
 pub mod tc;

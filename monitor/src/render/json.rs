@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{
     kernel::attach::Hook,
-    model::{Interface, World},
+    model::{Flow, Interface, World},
     tracker::{Event, EventKind},
     verdict::{MAC_MISMATCH_REASONS, verdict},
 };
@@ -59,6 +59,39 @@ struct IfaceJson<'a> {
     drops: Option<BTreeMap<&'a str, u64>>,
     kernel_rx_otherhost_dropped: Option<u64>,
     verdict: String,
+    /// The top offenders since attach, most frames first; null when flows
+    /// are not recorded (`--top-flows 0`).
+    top_flows: Option<Vec<FlowJson>>,
+}
+
+#[derive(Serialize)]
+struct FlowJson {
+    src_mac: String,
+    dst_mac: String,
+    /// Outermost VLAN ID; null if untagged.
+    vlan: Option<u16>,
+    /// IPv4/IPv6 destination or ARP target; null for other protocols.
+    dst_ip: Option<String>,
+    frames: u64,
+    bytes: u64,
+    first_seen: String,
+    last_seen: String,
+    /// "foreign_unicast", "host_ip_wrong_mac", "stale_mac".
+    reasons: Vec<&'static str>,
+}
+
+fn flow(f: &Flow) -> FlowJson {
+    FlowJson {
+        src_mac: f.src_mac.to_string(),
+        dst_mac: f.dst_mac.to_string(),
+        vlan: f.vlan,
+        dst_ip: f.dst_ip.map(|ip| ip.to_string()),
+        frames: f.frames,
+        bytes: f.bytes,
+        first_seen: humantime::format_rfc3339_millis(f.first_seen).to_string(),
+        last_seen: humantime::format_rfc3339_millis(f.last_seen).to_string(),
+        reasons: f.reasons(),
+    }
 }
 
 #[derive(Serialize)]
@@ -160,6 +193,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         drops,
         kernel_rx_otherhost_dropped: i.kernel_rx_otherhost_dropped,
         verdict: verdict(i),
+        top_flows: i.flows.as_ref().map(|fs| fs.iter().map(flow).collect()),
     }
 }
 
@@ -317,5 +351,54 @@ mod tests {
         assert_eq!(v["drops_unavailable"], "kernel has no BTF");
         assert!(v["interfaces"][0]["drops"].is_null());
         assert!(v["interfaces"][0]["kernel_rx_otherhost_dropped"].is_null());
+    }
+
+    #[test]
+    fn top_flows_with_their_key_and_reasons() {
+        let mut w = world();
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&render(&w)).unwrap()["interfaces"][0]
+                ["top_flows"]
+                .is_null(),
+            "null when flows are not recorded"
+        );
+        let at = UNIX_EPOCH + Duration::from_millis(1_000_000_000_000);
+        w.interfaces[0].flows = Some(vec![
+            Flow {
+                src_mac: Mac([2, 0, 0, 0, 0x0c, 1]),
+                dst_mac: Mac([0, 0x50, 0x56, 0, 0, 1]),
+                vlan: Some(10),
+                dst_ip: Some("2001:db8::1".parse().unwrap()),
+                frames: 7,
+                bytes: 700,
+                first_seen: at,
+                last_seen: at + Duration::from_secs(2),
+                mismatch: monitor_common::MISMATCH_FOREIGN | monitor_common::MISMATCH_HOST_IP,
+            },
+            Flow {
+                src_mac: Mac([2, 0, 0, 0, 0x0c, 2]),
+                dst_mac: Mac([2, 0, 0, 0, 0x0b, 0x99]),
+                vlan: None,
+                dst_ip: None,
+                frames: 1,
+                bytes: 60,
+                first_seen: at,
+                last_seen: at,
+                mismatch: monitor_common::MISMATCH_STALE,
+            },
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&render(&w)).unwrap();
+        let f = &v["interfaces"][0]["top_flows"];
+        assert_eq!(
+            f[0],
+            serde_json::json!({
+                "src_mac": "02:00:00:00:0c:01", "dst_mac": "00:50:56:00:00:01", "vlan": 10,
+                "dst_ip": "2001:db8::1", "frames": 7, "bytes": 700,
+                "first_seen": "2001-09-09T01:46:40.000Z", "last_seen": "2001-09-09T01:46:42.000Z",
+                "reasons": ["foreign_unicast", "host_ip_wrong_mac"],
+            })
+        );
+        assert!(f[1]["vlan"].is_null() && f[1]["dst_ip"].is_null());
+        assert_eq!(f[1]["reasons"], serde_json::json!(["stale_mac"]));
     }
 }

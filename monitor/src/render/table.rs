@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::{
-    model::{Interface, World},
+    model::{Flow, Interface, World},
     verdict::{MAC_MISMATCH_REASONS, verdict},
 };
 
@@ -101,6 +101,40 @@ fn rate_cells(i: &Interface) -> [String; COLUMNS] {
     cells
 }
 
+/// The top offenders of every interface with mismatched frames: one line
+/// per flow, most frames first.
+fn offenders(out: &mut String, world: &World, name_width: usize) {
+    let with_flows: Vec<(&Interface, &Vec<Flow>)> = world
+        .interfaces
+        .iter()
+        .filter_map(|i| i.flows.as_ref().filter(|f| !f.is_empty()).map(|f| (i, f)))
+        .collect();
+    if with_flows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  top offenders (mismatched frames since attach, by flow: source > destination MAC, VLAN, destination IP):"
+    );
+    let frames_width = with_flows
+        .iter()
+        .flat_map(|(_, fs)| fs.iter().map(|f| f.frames.to_string().len()))
+        .max()
+        .unwrap_or(1);
+    for (i, flows) in with_flows {
+        for f in flows {
+            let _ = writeln!(
+                out,
+                "  {:<name_width$}  {:>frames_width$}  {}  [{}]",
+                i.name,
+                f.frames,
+                f.describe(),
+                f.reasons().join(", ")
+            );
+        }
+    }
+}
+
 pub fn render(world: &World) -> String {
     let mut rows: Vec<[String; COLUMNS]> = vec![HEADERS.map(str::to_owned)];
     for i in &world.interfaces {
@@ -144,6 +178,7 @@ pub fn render(world: &World) -> String {
     for i in &world.interfaces {
         let _ = writeln!(out, "  {:<name_width$}  {}", i.name, verdict(i));
     }
+    offenders(&mut out, world, name_width);
     if let Some(stats) = &world.self_stats {
         let parts: Vec<String> = stats
             .iter()
@@ -218,5 +253,47 @@ mod tests {
         assert!(lines[7].contains("ok: no MAC-mismatch frames"));
         assert!(lines[8].contains("unavailable: no BTF"));
         assert!(lines[9].contains("br0 entered promiscuous mode"));
+    }
+
+    #[test]
+    fn top_offenders_follow_the_verdicts() {
+        let mut p1 = Interface::new("p1".into(), 3, 1, Role::Port, Some("br0".into()));
+        p1.frames.host_ip_wrong_mac = 12;
+        let flow = |dst: [u8; 6], vlan, frames| Flow {
+            src_mac: crate::mac::Mac([2, 0, 0, 0, 0x0c, 1]),
+            dst_mac: crate::mac::Mac(dst),
+            vlan,
+            dst_ip: Some("192.0.2.1".parse().unwrap()),
+            frames,
+            bytes: frames * 60,
+            first_seen: SystemTime::UNIX_EPOCH,
+            last_seen: SystemTime::UNIX_EPOCH,
+            mismatch: monitor_common::MISMATCH_HOST_IP,
+        };
+        p1.flows = Some(vec![
+            flow([0, 0x50, 0x56, 0xaa, 0xbb, 0xcc], Some(10), 10),
+            flow([2, 0, 0, 0, 0x0b, 1], None, 2),
+        ]);
+        let mut br0 = Interface::new("br0".into(), 2, 1, Role::Bridge, None);
+        br0.flows = Some(Vec::new());
+        let text = render(&World {
+            ts: SystemTime::now(),
+            interfaces: vec![p1, br0],
+            events: Vec::new(),
+            drop_source: Ok("tp_btf"),
+            self_stats: None,
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[8].starts_with("  top offenders"), "{text}");
+        assert_eq!(
+            lines[9],
+            "  p1   10  02:00:00:00:0c:01 > 00:50:56:aa:bb:cc (VMware) vlan 10 192.0.2.1  \
+             [host_ip_wrong_mac]"
+        );
+        assert_eq!(
+            lines[10],
+            "  p1    2  02:00:00:00:0c:01 > 02:00:00:00:0b:01 192.0.2.1  [host_ip_wrong_mac]"
+        );
+        assert_eq!(lines.len(), 11, "no section line for br0 without flows");
     }
 }

@@ -41,6 +41,7 @@ impl SelectionArgs {
             interval,
             duration,
             self_stats: false,
+            top_flows: self.top_flows,
         }
     }
 }

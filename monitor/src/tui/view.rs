@@ -1,6 +1,7 @@
 //! Draws `macdrop top`: a title bar, the interface table (totals on the
 //! first line of each row, per-second rates under them), one sparkline of
-//! the mismatch rate per interface, the latest events, and a key bar.
+//! the mismatch rate per interface, the top offenders of one interface
+//! (when it has mismatched flows), the latest events, and a key bar.
 //!
 //! Narrow terminals get fewer columns: each column has a priority, and the
 //! most important ones that fit are shown in their usual order. At 80
@@ -18,7 +19,7 @@ use ratatui::{
 };
 
 use super::app::{App, Sort, confirmed_drops, display_name, key, mismatch_rate};
-use crate::model::Interface;
+use crate::model::{Flow, Interface};
 
 /// One column of the interface table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -348,16 +349,27 @@ pub fn draw(frame: &mut Frame, app: &App) {
     ])
     .areas(area);
     let (h_table, h_spark, h_events) = heights(n, rest.height);
-    let [table_area, spark_area, events_area] = Layout::vertical([
+    // The offenders take from the events, which keep their minimum.
+    let offenders = offenders_of(app, &rows);
+    let flows = offenders.and_then(|(_, f)| u16::try_from(f.len()).ok());
+    let h_offenders = flows.map_or(0, |n| {
+        (1 + n.min(OFFENDER_LINES)).min(h_events.saturating_sub(4))
+    });
+    let h_offenders = if h_offenders >= 2 { h_offenders } else { 0 };
+    let [table_area, spark_area, offenders_area, events_area] = Layout::vertical([
         Constraint::Length(h_table),
         Constraint::Length(h_spark),
-        Constraint::Length(h_events),
+        Constraint::Length(h_offenders),
+        Constraint::Length(h_events - h_offenders),
     ])
     .areas(rest);
 
     draw_title(frame, app, title, rows.len());
     draw_table(frame, app, &rows, table_area);
     draw_sparklines(frame, app, &rows, spark_area);
+    if let Some((i, flows)) = offenders {
+        draw_offenders(frame, i, flows, offenders_area);
+    }
     draw_events(frame, app, events_area);
     draw_footer(frame, app, footer);
 }
@@ -510,6 +522,44 @@ fn draw_sparklines(frame: &mut Frame, app: &App, rows: &[&Interface], area: Rect
     frame.render_widget(Paragraph::new(lines), area);
 }
 
+/// At most this many offenders are shown (the rest are in `watch`'s table
+/// and JSON).
+const OFFENDER_LINES: u16 = 3;
+
+/// Whose top offenders to show: the selected interface's if it has any,
+/// else those of the interface with the most frames in its flows.
+fn offenders_of<'a>(app: &App, rows: &[&'a Interface]) -> Option<(&'a Interface, &'a [Flow])> {
+    let flows = |i: &'a Interface| i.flows.as_deref().filter(|f| !f.is_empty()).map(|f| (i, f));
+    rows.get(app.selected).and_then(|i| flows(i)).or_else(|| {
+        rows.iter()
+            .filter_map(|i| flows(i))
+            .max_by_key(|(_, f)| f.iter().map(|fl| fl.frames).sum::<u64>())
+    })
+}
+
+fn draw_offenders(frame: &mut Frame, i: &Interface, flows: &[Flow], area: Rect) {
+    if area.height == 0 {
+        return;
+    }
+    let mut lines = vec![Line::styled(
+        truncate(
+            &format!(
+                " TOP OFFENDERS {}  (frames: source > destination MAC, VLAN, IP)",
+                display_name(i)
+            ),
+            area.width,
+        ),
+        bar_style(),
+    )];
+    for f in flows.iter().take(usize::from(area.height) - 1) {
+        lines.push(Line::from(truncate(
+            &format!("{:>6} {}", count(f.frames), f.describe()),
+            area.width,
+        )));
+    }
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
 fn draw_events(frame: &mut Frame, app: &App, area: Rect) {
     if area.height == 0 {
         return;
@@ -656,6 +706,46 @@ mod tests {
         assert!(text.contains("00:00:00.000 br0 entered promiscuous mode, promiscuity 0 -> 1"));
         assert!(lines[23].contains("q quit"));
         assert!(lines.iter().all(|l| l.chars().count() <= 80));
+    }
+
+    #[test]
+    fn offenders_of_the_selected_interface_fit_in_80x24() {
+        let mut app = app();
+        let flow = |last: u8, frames| Flow {
+            src_mac: Mac([2, 0, 0, 0, 0x0c, last]),
+            dst_mac: Mac([0, 0x50, 0x56, 0xaa, 0xbb, 0xcc]),
+            vlan: Some(10),
+            dst_ip: Some("2001:db8:ffff:ffff:ffff:ffff:ffff:1".parse().unwrap()),
+            frames,
+            bytes: 0,
+            first_seen: SystemTime::UNIX_EPOCH,
+            last_seen: SystemTime::UNIX_EPOCH,
+            mismatch: monitor_common::MISMATCH_HOST_IP,
+        };
+        let mut world_lab = lab();
+        world_lab[1].flows = Some((1..=5).rev().map(|n| flow(n, u64::from(n))).collect());
+        app.update(World {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_secs(3601),
+            interfaces: world_lab,
+            events: Vec::new(),
+            drop_source: Ok("tp_btf"),
+            self_stats: None,
+        });
+        // br0 is selected and has none: p1's are shown.
+        let lines = screen(&app, 80, 24);
+        let at = lines
+            .iter()
+            .position(|l| l.starts_with(" TOP OFFENDERS p1"))
+            .unwrap_or_else(|| panic!("{lines:#?}"));
+        assert!(
+            lines[at + 1]
+                .starts_with("     5 02:00:00:00:0c:05 > 00:50:56:aa:bb:cc (VMware) vlan 10"),
+            "{lines:#?}"
+        );
+        assert!(lines[at + 3].starts_with("     3 "));
+        assert!(lines[at + 4].contains("EVENTS"), "3 offenders, then events");
+        assert!(lines.iter().all(|l| l.chars().count() <= 80));
+        assert!(lines[23].contains("q quit"));
     }
 
     #[test]

@@ -1,0 +1,251 @@
+//! Reads the kernel's per-flow records of mismatched frames (`FLOWS`, an
+//! LRU hash with per-CPU values) and turns them into each interface's top
+//! offenders.
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf,
+    maps::{MapData, MapError, PerCpuHashMap},
+};
+use monitor_common::{FLOW_IPV4, FLOW_IPV6, FLOW_NO_VLAN, FlowKey, FlowValue, MAX_FLOWS, names};
+
+use crate::{mac::Mac, model::Flow};
+
+pub struct FlowReader {
+    map: PerCpuHashMap<MapData, FlowKey, FlowValue>,
+}
+
+impl FlowReader {
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let map = ebpf
+            .take_map(names::FLOWS)
+            .with_context(|| format!("map {} missing from the eBPF object", names::FLOWS))?;
+        Ok(Self {
+            map: PerCpuHashMap::try_from(map).context("flow map has the wrong type")?,
+        })
+    }
+
+    /// Every flow in the map, by counter slot, per-CPU copies summed.
+    pub fn read(&self) -> anyhow::Result<HashMap<u32, Vec<Flow>>> {
+        let clock = Clock::now();
+        let mut out: HashMap<u32, Vec<Flow>> = HashMap::new();
+        for key in self.keys()? {
+            let per_cpu = match self.map.get(&key, 0) {
+                Ok(v) => v,
+                // Evicted (or cleared) since the key was listed.
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e).context("cannot read a flow record"),
+            };
+            if let Some(flow) = flow_of(&key, per_cpu.iter(), &clock) {
+                out.entry(key.slot).or_default().push(flow);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the flows of `slot`: its interface is gone, and the slot
+    /// may go to another one.
+    pub fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
+        for key in self.keys()?.into_iter().filter(|k| k.slot == slot) {
+            match self.map.remove(&key) {
+                Ok(()) | Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("cannot remove a flow record"),
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys, each once. The kernel restarts a key walk from the first
+    /// key when the current one was evicted meanwhile, so the walk is
+    /// deduplicated and bounded rather than trusted to end.
+    fn keys(&self) -> anyhow::Result<BTreeSet<FlowKey>> {
+        let mut keys = BTreeSet::new();
+        for key in self.map.keys().take(2 * MAX_FLOWS as usize) {
+            match key {
+                Ok(k) => {
+                    keys.insert(k);
+                }
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e).context("cannot list the flow records"),
+            }
+        }
+        Ok(keys)
+    }
+}
+
+/// The `n` flows with the most frames (ties: the most recent first, then
+/// by key, so the order is stable), most first.
+pub fn top(mut flows: Vec<Flow>, n: usize) -> Vec<Flow> {
+    flows.sort_by(|a, b| {
+        b.frames
+            .cmp(&a.frames)
+            .then(b.last_seen.cmp(&a.last_seen))
+            .then(
+                (a.src_mac, a.dst_mac, a.vlan, a.dst_ip)
+                    .cmp(&(b.src_mac, b.dst_mac, b.vlan, b.dst_ip)),
+            )
+    });
+    flows.truncate(n);
+    flows
+}
+
+/// Wall-clock time of a `bpf_ktime_get_ns` (CLOCK_MONOTONIC) value.
+struct Clock {
+    wall: SystemTime,
+    mono_ns: u64,
+}
+
+impl Clock {
+    fn now() -> Self {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid pointer to a timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        Self {
+            wall: SystemTime::now(),
+            mono_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        }
+    }
+
+    fn wall(&self, ktime_ns: u64) -> SystemTime {
+        self.wall - Duration::from_nanos(self.mono_ns.saturating_sub(ktime_ns))
+    }
+}
+
+/// One flow from its key and its per-CPU values; None if no CPU counted a
+/// frame (an entry created but not yet counted into).
+fn flow_of<'a>(
+    key: &FlowKey,
+    per_cpu: impl Iterator<Item = &'a FlowValue>,
+    clock: &Clock,
+) -> Option<Flow> {
+    let mut sum = FlowValue::default();
+    let mut first = u64::MAX;
+    for v in per_cpu.filter(|v| v.frames > 0) {
+        sum.frames += v.frames;
+        sum.bytes += v.bytes;
+        sum.mismatch |= v.mismatch;
+        first = first.min(v.first_seen);
+        sum.last_seen = sum.last_seen.max(v.last_seen);
+    }
+    (sum.frames > 0).then(|| Flow {
+        src_mac: Mac(key.src_mac),
+        dst_mac: Mac(key.dst_mac),
+        vlan: (key.vlan != FLOW_NO_VLAN).then_some(key.vlan),
+        dst_ip: dst_ip(key),
+        frames: sum.frames,
+        bytes: sum.bytes,
+        first_seen: clock.wall(first),
+        last_seen: clock.wall(sum.last_seen),
+        mismatch: sum.mismatch,
+    })
+}
+
+fn dst_ip(key: &FlowKey) -> Option<IpAddr> {
+    match key.family {
+        FLOW_IPV4 => {
+            let [a, b, c, d, ..] = key.dst_ip;
+            Some(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+        }
+        FLOW_IPV6 => Some(IpAddr::V6(Ipv6Addr::from(key.dst_ip))),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use monitor_common::{FLOW_NO_IP, MISMATCH_HOST_IP, MISMATCH_STALE};
+
+    use super::*;
+
+    fn key(family: u8, ip: [u8; 16], vlan: u16) -> FlowKey {
+        FlowKey {
+            netns: 7,
+            slot: 1,
+            src_mac: [2, 0, 0, 0, 0x0c, 1],
+            dst_mac: [0, 0x50, 0x56, 0, 0, 1],
+            vlan,
+            family,
+            _pad: 0,
+            dst_ip: ip,
+        }
+    }
+
+    #[test]
+    fn per_cpu_copies_are_summed_and_idle_cpus_ignored() {
+        let clock = Clock {
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
+            mono_ns: 500_000_000_000,
+        };
+        let mut ip = [0; 16];
+        ip[..4].copy_from_slice(&[192, 0, 2, 1]);
+        let cpu = |frames, first, last, mismatch| FlowValue {
+            frames,
+            bytes: frames * 60,
+            first_seen: first,
+            last_seen: last,
+            mismatch,
+            _pad: [0; 7],
+        };
+        let values = [
+            cpu(3, 499_000_000_000, 499_500_000_000, MISMATCH_HOST_IP),
+            cpu(0, 0, 0, 0),
+            cpu(2, 498_000_000_000, 499_000_000_000, MISMATCH_STALE),
+        ];
+        let f = flow_of(&key(FLOW_IPV4, ip, 10), values.iter(), &clock).unwrap();
+        assert_eq!((f.frames, f.bytes), (5, 300));
+        assert_eq!(f.mismatch, MISMATCH_HOST_IP | MISMATCH_STALE);
+        assert_eq!(f.dst_ip, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!(f.vlan, Some(10));
+        assert_eq!(
+            f.first_seen,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(998)
+        );
+        assert_eq!(
+            f.last_seen,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(999_500)
+        );
+        let none = flow_of(
+            &key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN),
+            values[1..2].iter(),
+            &clock,
+        );
+        assert_eq!(none, None, "no frame counted: no flow");
+        let f = flow_of(
+            &key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN),
+            values.iter(),
+            &clock,
+        )
+        .unwrap();
+        assert_eq!((f.vlan, f.dst_ip), (None, None));
+    }
+
+    #[test]
+    fn top_is_by_frames_then_recency_and_bounded() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let flow = |last: u8, frames, seen| Flow {
+            src_mac: Mac([2, 0, 0, 0, 0, last]),
+            dst_mac: Mac([2, 0, 0, 0, 1, 1]),
+            vlan: None,
+            dst_ip: None,
+            frames,
+            bytes: 0,
+            first_seen: at(0),
+            last_seen: at(seen),
+            mismatch: MISMATCH_HOST_IP,
+        };
+        let flows = vec![flow(1, 5, 1), flow(2, 9, 1), flow(3, 5, 2), flow(4, 1, 9)];
+        let srcs = |fs: Vec<Flow>| fs.iter().map(|f| f.src_mac.0[5]).collect::<Vec<_>>();
+        assert_eq!(srcs(top(flows.clone(), 10)), [2, 3, 1, 4]);
+        assert_eq!(srcs(top(flows.clone(), 2)), [2, 3]);
+        assert!(top(flows, 0).is_empty());
+    }
+}
