@@ -252,6 +252,11 @@ mod tests {
         assert_eq!(w.duration, None);
         assert_eq!(w.format, Format::Table);
         assert_eq!(w.metrics, None, "no metrics unless asked");
+        assert_eq!(w.select.top_flows, 10, "top offenders on by default");
+        let Command::Diagnose(d) = parse(&["diagnose", "--top-flows", "0"]).unwrap().command else {
+            panic!("not diagnose")
+        };
+        assert_eq!(d.select.top_flows, 0);
     }
 
     #[test]
@@ -387,6 +392,9 @@ mod tests {
             &["watch", "--metrics", "9815"],
             &["watch", "--metrics", "127.0.0.1:65536"],
             &["watch", "--metrics", ""],
+            &["watch", "--top-flows", "-1"],
+            &["watch", "--top-flows", "1001"],
+            &["top", "--top-flows", "ten"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
