@@ -329,10 +329,6 @@ pub struct FlowValue {
     pub frames: u64,
     /// Frame lengths as received, the outermost VLAN tag included.
     pub bytes: u64,
-    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the first and the latest
-    /// frame on this CPU.
-    pub first_seen: u64,
-    pub last_seen: u64,
     /// `MISMATCH_*` bits of the frames.
     pub mismatch: u8,
     pub _pad: [u8; 7],
@@ -433,7 +429,7 @@ const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
 const _: () = assert!(core::mem::size_of::<AddrSlot>() == 16);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowValue>() == 24);
 
 #[cfg(test)]
 mod tests {

@@ -339,7 +339,7 @@ fn test_run(
     let mut ebpf = loader::load(netns, &[])?;
     let mut cfg = ConfigMaps::take(&mut ebpf)?;
     let counters = CounterReader::take(&mut ebpf)?;
-    let flow_reader = FlowReader::take(&mut ebpf)?;
+    let mut flow_reader = FlowReader::take(&mut ebpf)?;
     for name in [EMPTY_XDP, names::XDP_PROGRAM] {
         xdp(&mut ebpf, name)?.load()?;
     }
@@ -360,14 +360,14 @@ fn test_run(
     // Each program once per class first: the class lands in the counter it
     // must, and in a flow record exactly when it should (so the timings
     // below are of the intended path), and caches warm.
-    let recorded = |r: &FlowReader| -> anyhow::Result<u64> {
+    let recorded = |r: &mut FlowReader| -> anyhow::Result<u64> {
         Ok(r.read()?.values().flatten().map(|f| f.frames).sum())
     };
     for class in &classes {
         set_flows(&mut cfg, class.flows)?;
         for (label, prog) in PROGRAMS {
             let before = counters.read(0)?;
-            let flows_before = recorded(&flow_reader)?;
+            let flows_before = recorded(&mut flow_reader)?;
             run_once(&ebpf, prog, ifindex, &class.frame, 1)?;
             let delta = counters.read(0)?.since(&before);
             let macdrop = label.ends_with("macdrop");
@@ -377,7 +377,7 @@ fn test_run(
                 class.name
             );
             ensure!(macdrop || delta.total == 0, "{label} counted a frame");
-            let new_flows = recorded(&flow_reader)? - flows_before;
+            let new_flows = recorded(&mut flow_reader)? - flows_before;
             let want = u64::from(macdrop && class.flows && class.name == "mismatched");
             ensure!(
                 new_flows == want,

@@ -5,7 +5,7 @@
 use std::{
     collections::{BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    time::{Duration, SystemTime},
+    time::SystemTime,
 };
 
 use anyhow::Context as _;
@@ -19,6 +19,20 @@ use crate::{mac::Mac, model::Flow};
 
 pub struct FlowReader {
     map: PerCpuHashMap<MapData, FlowKey, FlowValue>,
+    /// When each flow in the map was first read and last seen growing:
+    /// the kernel keeps no time (a clock read per frame would cost more
+    /// than the rest of the record), so flows are dated to the report in
+    /// which their count first appeared or grew. Bounded by the map: keys
+    /// gone from it are forgotten at each read.
+    seen: HashMap<FlowKey, Seen>,
+}
+
+/// What the reader remembers of one flow between reads.
+#[derive(Clone, Copy)]
+struct Seen {
+    frames: u64,
+    first: SystemTime,
+    last: SystemTime,
 }
 
 impl FlowReader {
@@ -28,13 +42,15 @@ impl FlowReader {
             .with_context(|| format!("map {} missing from the eBPF object", names::FLOWS))?;
         Ok(Self {
             map: PerCpuHashMap::try_from(map).context("flow map has the wrong type")?,
+            seen: HashMap::new(),
         })
     }
 
     /// Every flow in the map, by counter slot, per-CPU copies summed.
-    pub fn read(&self) -> anyhow::Result<HashMap<u32, Vec<Flow>>> {
-        let clock = Clock::now();
+    pub fn read(&mut self) -> anyhow::Result<HashMap<u32, Vec<Flow>>> {
+        let now = SystemTime::now();
         let mut out: HashMap<u32, Vec<Flow>> = HashMap::new();
+        let mut seen = HashMap::with_capacity(self.seen.len());
         for key in self.keys()? {
             let per_cpu = match self.map.get(&key, 0) {
                 Ok(v) => v,
@@ -42,10 +58,15 @@ impl FlowReader {
                 Err(MapError::KeyNotFound) => continue,
                 Err(e) => return Err(e).context("cannot read a flow record"),
             };
-            if let Some(flow) = flow_of(&key, per_cpu.iter(), &clock) {
-                out.entry(key.slot).or_default().push(flow);
-            }
+            let Some(mut flow) = flow_of(&key, per_cpu.iter(), now) else {
+                continue;
+            };
+            let dated = date(self.seen.get(&key).copied(), flow.frames, now);
+            (flow.first_seen, flow.last_seen) = (dated.first, dated.last);
+            seen.insert(key, dated);
+            out.entry(key.slot).or_default().push(flow);
         }
+        self.seen = seen;
         Ok(out)
     }
 
@@ -95,46 +116,39 @@ pub fn top(mut flows: Vec<Flow>, n: usize) -> Vec<Flow> {
     flows
 }
 
-/// Wall-clock time of a `bpf_ktime_get_ns` (CLOCK_MONOTONIC) value.
-struct Clock {
-    wall: SystemTime,
-    mono_ns: u64,
-}
-
-impl Clock {
-    fn now() -> Self {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid pointer to a timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        Self {
-            wall: SystemTime::now(),
-            mono_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
-        }
-    }
-
-    fn wall(&self, ktime_ns: u64) -> SystemTime {
-        self.wall - Duration::from_nanos(self.mono_ns.saturating_sub(ktime_ns))
+/// The dates of a flow read at `now` with `frames`, given what the
+/// previous read saw of it: first seen when it first appeared (or when its
+/// count went backwards: the entry was evicted and made anew), last seen
+/// when its count last grew.
+fn date(before: Option<Seen>, frames: u64, now: SystemTime) -> Seen {
+    match before {
+        Some(b) if frames == b.frames => b,
+        Some(b) if frames > b.frames => Seen {
+            frames,
+            last: now,
+            ..b
+        },
+        _ => Seen {
+            frames,
+            first: now,
+            last: now,
+        },
     }
 }
 
-/// One flow from its key and its per-CPU values; None if no CPU counted a
-/// frame (an entry created but not yet counted into).
+/// One flow from its key and its per-CPU values, dated `now` (the reader
+/// corrects the dates); None if no CPU counted a frame (an entry created
+/// but not yet counted into).
 fn flow_of<'a>(
     key: &FlowKey,
     per_cpu: impl Iterator<Item = &'a FlowValue>,
-    clock: &Clock,
+    now: SystemTime,
 ) -> Option<Flow> {
     let mut sum = FlowValue::default();
-    let mut first = u64::MAX;
     for v in per_cpu.filter(|v| v.frames > 0) {
         sum.frames += v.frames;
         sum.bytes += v.bytes;
         sum.mismatch |= v.mismatch;
-        first = first.min(v.first_seen);
-        sum.last_seen = sum.last_seen.max(v.last_seen);
     }
     (sum.frames > 0).then(|| Flow {
         src_mac: Mac(key.src_mac),
@@ -143,8 +157,8 @@ fn flow_of<'a>(
         dst_ip: dst_ip(key),
         frames: sum.frames,
         bytes: sum.bytes,
-        first_seen: clock.wall(first),
-        last_seen: clock.wall(sum.last_seen),
+        first_seen: now,
+        last_seen: now,
         mismatch: sum.mismatch,
     })
 }
@@ -162,6 +176,8 @@ fn dst_ip(key: &FlowKey) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use monitor_common::{FLOW_NO_IP, MISMATCH_HOST_IP, MISMATCH_STALE};
 
     use super::*;
@@ -181,51 +197,50 @@ mod tests {
 
     #[test]
     fn per_cpu_copies_are_summed_and_idle_cpus_ignored() {
-        let clock = Clock {
-            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
-            mono_ns: 500_000_000_000,
-        };
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         let mut ip = [0; 16];
         ip[..4].copy_from_slice(&[192, 0, 2, 1]);
-        let cpu = |frames, first, last, mismatch| FlowValue {
+        let cpu = |frames, mismatch| FlowValue {
             frames,
             bytes: frames * 60,
-            first_seen: first,
-            last_seen: last,
             mismatch,
             _pad: [0; 7],
         };
-        let values = [
-            cpu(3, 499_000_000_000, 499_500_000_000, MISMATCH_HOST_IP),
-            cpu(0, 0, 0, 0),
-            cpu(2, 498_000_000_000, 499_000_000_000, MISMATCH_STALE),
-        ];
-        let f = flow_of(&key(FLOW_IPV4, ip, 10), values.iter(), &clock).unwrap();
+        let values = [cpu(3, MISMATCH_HOST_IP), cpu(0, 0), cpu(2, MISMATCH_STALE)];
+        let f = flow_of(&key(FLOW_IPV4, ip, 10), values.iter(), now).unwrap();
         assert_eq!((f.frames, f.bytes), (5, 300));
         assert_eq!(f.mismatch, MISMATCH_HOST_IP | MISMATCH_STALE);
         assert_eq!(f.dst_ip, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(f.vlan, Some(10));
-        assert_eq!(
-            f.first_seen,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(998)
-        );
-        assert_eq!(
-            f.last_seen,
-            SystemTime::UNIX_EPOCH + Duration::from_millis(999_500)
-        );
         let none = flow_of(
             &key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN),
             values[1..2].iter(),
-            &clock,
+            now,
         );
         assert_eq!(none, None, "no frame counted: no flow");
-        let f = flow_of(
-            &key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN),
-            values.iter(),
-            &clock,
-        )
-        .unwrap();
+        let f = flow_of(&key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN), values.iter(), now).unwrap();
         assert_eq!((f.vlan, f.dst_ip), (None, None));
+    }
+
+    #[test]
+    fn flows_are_dated_by_the_read_in_which_they_appeared_and_grew() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let first = date(None, 3, at(10));
+        assert_eq!((first.first, first.last), (at(10), at(10)));
+        let idle = date(Some(first), 3, at(11));
+        assert_eq!(
+            (idle.first, idle.last),
+            (at(10), at(10)),
+            "no growth: same dates"
+        );
+        let grew = date(Some(idle), 5, at(12));
+        assert_eq!((grew.first, grew.last), (at(10), at(12)));
+        let anew = date(Some(grew), 1, at(13));
+        assert_eq!(
+            (anew.first, anew.last),
+            (at(13), at(13)),
+            "a count that went back is an entry evicted and made anew"
+        );
     }
 
     #[test]

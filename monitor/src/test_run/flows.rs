@@ -41,7 +41,7 @@ impl Record {
 
 impl Harness {
     /// Every record in the kernel's flow map, sorted.
-    fn records(&self) -> Vec<Record> {
+    fn records(&mut self) -> Vec<Record> {
         let mut out: Vec<Record> = self
             .flows
             .read()
