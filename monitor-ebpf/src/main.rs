@@ -3,9 +3,13 @@
 //! let it pass.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the capture budget (`evidence::take`).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod classify;
 mod drops;
+mod evidence;
 mod maps;
 mod tc;
 
@@ -22,12 +26,19 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 /// why the choice of hook is kept in one place (`kernel::attach`).
 #[xdp(frags)]
 pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
-    classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, 0);
+    let ifindex = ctx.ingress_ifindex() as u32;
+    if let Some((_, mismatch)) = classify::count_frame(ctx.data(), ctx.data_end(), ifindex, 0)
+        && mismatch != 0
+        && let Some(ctl) = evidence::enabled()
+    {
+        evidence::capture_xdp_frags(&ctx, ctl, ifindex, mismatch);
+    }
     xdp_action::XDP_PASS
 }
 
 /// The same program for kernels without multi-buffer XDP (< 5.18), which
-/// reject `xdp.frags` programs at load time.
+/// reject `xdp.frags` programs at load time. No evidence capture here
+/// (`--pcap`): see `evidence` for why.
 #[xdp]
 pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
     classify::count_frame(ctx.data(), ctx.data_end(), ctx.ingress_ifindex() as u32, 0);
@@ -85,10 +96,16 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     // The core receive path moves the outermost VLAN tag out of the data
     // into skb->vlan_tci before tc (as NICs with VLAN offload do).
     let tags_removed = usize::from(vlan_present != 0);
-    if let Some((counters, _mismatch)) =
+    if let Some((counters, mismatch)) =
         classify::count_frame(ctx.data(), ctx.data_end(), ifindex, tags_removed)
     {
         tc::count_pkt_type(counters, pkt_type);
+        // Evidence only for mismatched frames, only with --pcap.
+        if mismatch != 0
+            && let Some(ctl) = evidence::enabled()
+        {
+            evidence::capture_tc(&ctx, ctl, ifindex, mismatch);
+        }
     }
     aya_ebpf::bindings::TC_ACT_UNSPEC
 }

@@ -106,6 +106,39 @@ pub struct DiagnoseArgs {
     /// (default: exit 0 whatever is found).
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<FailOn>,
+
+    #[command(flatten)]
+    pub pcap: PcapArgs,
+}
+
+/// `--pcap FILE` and `--pcap-count N`, shared by `watch` and `diagnose`.
+#[derive(Debug, Args)]
+pub struct PcapArgs {
+    /// Write the first mismatched frames (headers, 128 bytes) to this
+    /// pcapng file, as the kernel captured them (no promiscuous mode).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// How many mismatched frames --pcap writes at most.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::evidence::DEFAULT_COUNT,
+        requires = "pcap",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub pcap_count: u64,
+}
+
+impl PcapArgs {
+    pub fn plan(&self) -> Option<crate::evidence::EvidencePlan> {
+        self.pcap
+            .as_ref()
+            .map(|path| crate::evidence::EvidencePlan {
+                path: path.clone(),
+                count: self.pcap_count,
+            })
+    }
 }
 
 /// `--fail-on`: the least severe finding that makes `diagnose` exit 4.
@@ -161,6 +194,9 @@ pub struct WatchArgs {
     /// macdrop's own programs' run count and average ns per run.
     #[arg(long)]
     pub self_stats: bool,
+
+    #[command(flatten)]
+    pub pcap: PcapArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

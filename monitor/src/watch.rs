@@ -26,6 +26,7 @@ impl From<&WatchArgs> for Plan {
     fn from(args: &WatchArgs) -> Self {
         Plan {
             self_stats: args.self_stats,
+            evidence: args.pcap.plan(),
             ..args.select.plan(args.interval, args.duration)
         }
     }

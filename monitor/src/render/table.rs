@@ -154,6 +154,9 @@ pub fn render(world: &World) -> String {
     if let Err(why) = &world.drop_source {
         let _ = writeln!(out, "  (confirmed kernel drops unavailable: {why})");
     }
+    if let Some(evidence) = &world.evidence {
+        let _ = writeln!(out, "  {}", evidence.line());
+    }
     for e in &world.events {
         let _ = writeln!(
             out,
@@ -198,6 +201,7 @@ mod tests {
             }],
             drop_source: Err("no BTF".into()),
             self_stats: None,
+            evidence: None,
         });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 10, "{text}");

@@ -41,6 +41,7 @@ impl SelectionArgs {
             interval,
             duration,
             self_stats: false,
+            evidence: None,
         }
     }
 }

@@ -603,6 +603,7 @@ mod tests {
             }],
             drop_source: Ok("tp_btf"),
             self_stats: None,
+            evidence: None,
         });
         app
     }
