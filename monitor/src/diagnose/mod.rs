@@ -57,7 +57,7 @@ impl Report {
 }
 
 pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
-    let report = diagnose(&args.select, args.duration, args.pcap.plan()).await?;
+    let report = diagnose(&args.select, args.duration, args.pcap.plan()?).await?;
     let text = match args.format {
         Format::Json => render::json(&report),
         Format::Table => render::table(&report),
