@@ -309,6 +309,7 @@ fn a_flood_is_bounded_in_the_kernel_and_reported() {
         "every mismatched frame is written or counted as not captured: {report:?}"
     );
     let allowed = BURST + (elapsed.as_secs_f64() * 1000.0 * RATE_PER_MS).ceil() as u64 + 1;
+    eprintln!("flood of {FLOOD} in {elapsed:?}: {p:?}, at most {allowed} allowed");
     assert!(
         (BURST..=allowed).contains(&p.frames_written),
         "{} written in {elapsed:?}: want {BURST}..={allowed}",
