@@ -70,6 +70,96 @@ pub mod names {
     /// Global (read-only after load) holding the inode number of the network
     /// namespace this object instance serves.
     pub const NETNS_INO: &str = "MACDROP_NETNS_INO";
+    /// Ring buffer of `EvidenceRecord`s (`--pcap`).
+    pub const EVIDENCE_RING: &str = "MACDROP_EVIDENCE_RING";
+    /// One `EvidenceCtl`: the capture budget userspace sets.
+    pub const EVIDENCE_CTL: &str = "MACDROP_EVIDENCE_CTL";
+    /// Per-CPU `EvidenceCpu`: rate bound state and capture counts.
+    pub const EVIDENCE_CPU: &str = "MACDROP_EVIDENCE_CPU";
+}
+
+/// Bytes of a mismatched frame kept as evidence (`--pcap`): headers only,
+/// Ethernet + VLAN tags + IPv6 + transport fit with room to spare.
+pub const EVIDENCE_SNAPLEN: usize = 128;
+/// Rate bound of the capture, per CPU: a token bucket of
+/// `EVIDENCE_BURST` frames refilled at `EVIDENCE_RATE` frames per second,
+/// so a flood of mismatched frames cannot flood the ring buffer (or the
+/// file). Per CPU so that the kernel keeps it without atomics (5.10 has no
+/// atomic fetch operations): the bound of a host is this times its CPUs.
+pub const EVIDENCE_RATE: u64 = 1000;
+pub const EVIDENCE_BURST: u64 = 256;
+/// Nanoseconds of credit one frame costs.
+pub const EVIDENCE_COST_NS: u64 = 1_000_000_000 / EVIDENCE_RATE;
+/// Size of the evidence ring buffer with `--pcap` (a power of two, a
+/// multiple of the page size): 1,560 records of 168 bytes (with the ring's
+/// header), room for the bursts of
+/// several CPUs before userspace reads. Without `--pcap` the ring is
+/// created at one page (`EVIDENCE_RING_OFF_BYTES`).
+pub const EVIDENCE_RING_BYTES: u32 = 256 * 1024;
+pub const EVIDENCE_RING_OFF_BYTES: u32 = 4096;
+
+/// `EvidenceRecord::hook`: which program captured the frame.
+pub const EVIDENCE_HOOK_XDP: u8 = 1;
+pub const EVIDENCE_HOOK_TC: u8 = 2;
+
+/// One mismatched frame's evidence, from the kernel to userspace through the
+/// ring buffer (`--pcap`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvidenceRecord {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC.
+    pub ktime_ns: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    /// Length of the frame on the wire (at tc, with the VLAN tag the
+    /// kernel moved to `skb->vlan_tci` put back).
+    pub orig_len: u32,
+    /// Bytes of `data` that hold the frame, at most `EVIDENCE_SNAPLEN`.
+    pub cap_len: u16,
+    /// `MISMATCH_*` bits.
+    pub mismatch: u8,
+    /// `EVIDENCE_HOOK_*`.
+    pub hook: u8,
+    /// The frame's first `cap_len` bytes. Longer than the snap length by
+    /// a VLAN tag's 4 bytes, which the tc program needs to copy the frame
+    /// in one helper call and make room for the tag (the verifier of old
+    /// kernels only knows the copy's length is at most 128).
+    pub data: [u8; EVIDENCE_DATA],
+    pub _pad: [u8; 4],
+}
+
+/// Size of `EvidenceRecord::data`: the snap length plus a VLAN tag.
+pub const EVIDENCE_DATA: usize = EVIDENCE_SNAPLEN + 4;
+
+/// The capture's control block (`EVIDENCE_CTL`, one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvidenceCtl {
+    /// Frames the kernel may still capture in total; 0: capture off (the
+    /// only thing the mismatch path reads then).
+    pub budget: u64,
+    /// Frames captured so far (added to atomically; concurrent CPUs may
+    /// overshoot `budget` by a frame each, which userspace drops).
+    pub taken: u64,
+}
+
+/// Per-CPU state of the capture (`EVIDENCE_CPU`, one entry).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvidenceCpu {
+    /// Token bucket: credit in ns (at most `EVIDENCE_BURST *
+    /// EVIDENCE_COST_NS`) and when it was last refilled.
+    pub credit_ns: u64,
+    pub last_ns: u64,
+    /// Frames put in the ring buffer.
+    pub captured: u64,
+    /// Mismatched frames within the budget not captured because of the
+    /// rate bound.
+    pub rate_limited: u64,
+    /// Not captured because the ring buffer was full (userspace behind).
+    pub ring_full: u64,
+    /// Not captured because the frame could not be copied.
+    pub copy_failed: u64,
 }
 
 /// Identifies an interface host-wide: ifindex is only unique inside one
@@ -419,6 +509,9 @@ mod pod {
     unsafe impl aya::Pod for super::AddrSlot {}
     unsafe impl aya::Pod for super::FlowKey {}
     unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::EvidenceRecord {}
+    unsafe impl aya::Pod for super::EvidenceCtl {}
+    unsafe impl aya::Pod for super::EvidenceCpu {}
 }
 
 // The layouts are part of the kernel/user contract: pin them.
@@ -430,6 +523,9 @@ const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
 const _: () = assert!(core::mem::size_of::<AddrSlot>() == 16);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowValue>() == 24);
+const _: () = assert!(core::mem::size_of::<EvidenceRecord>() == 24 + EVIDENCE_DATA + 4);
+const _: () = assert!(core::mem::size_of::<EvidenceCtl>() == 16);
+const _: () = assert!(core::mem::size_of::<EvidenceCpu>() == 48);
 
 #[cfg(test)]
 mod tests {

@@ -3,9 +3,13 @@
 //! let it pass.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the capture budget (`evidence::take`).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod classify;
 mod drops;
+mod evidence;
 mod flows;
 mod maps;
 mod tc;
@@ -24,15 +28,19 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 #[xdp(frags)]
 pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: the context the kernel passed in; the helper only reads it.
-    xdp_frame(&ctx, |ctx| unsafe {
-        aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx)
-    });
+    let frame_len = |ctx: &XdpContext| unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx) };
+    if let Some((ifindex, mismatch)) = xdp_frame(&ctx, frame_len)
+        && let Some(ctl) = evidence::enabled()
+    {
+        evidence::capture_xdp_frags(&ctx, ctl, ifindex, mismatch);
+    }
     xdp_action::XDP_PASS
 }
 
 /// The same program for kernels without multi-buffer XDP (< 5.18), which
 /// reject `xdp.frags` programs at load time (and lack the helper that
-/// measures a multi-buffer frame: a frame there is one buffer).
+/// measures a multi-buffer frame: a frame there is one buffer). No evidence
+/// capture here (`--pcap`): see `evidence` for why.
 #[xdp]
 pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
     xdp_frame(&ctx, |ctx| (ctx.data_end() - ctx.data()) as u64);
@@ -40,16 +48,18 @@ pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
 }
 
 /// Counts one frame at XDP, and records it per flow when mismatched.
-/// `frame_len`: the whole frame's length (asked only for those).
+/// `frame_len`: the whole frame's length (asked only for those). Returns
+/// the interface and the mismatch bits of a mismatched frame.
 #[inline(always)]
-fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) {
+fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) -> Option<(u32, u8)> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    if let Some((_, mismatch)) = classify::count_frame(data, data_end, ifindex, 0)
-        && mismatch != 0
-    {
-        flows::record(ifindex, data, data_end, 0, None, frame_len(ctx), mismatch);
+    let (_, mismatch) = classify::count_frame(data, data_end, ifindex, 0)?;
+    if mismatch == 0 {
+        return None;
     }
+    flows::record(ifindex, data, data_end, 0, None, frame_len(ctx), mismatch);
+    Some((ifindex, mismatch))
 }
 
 #[cfg(not(test))]
@@ -114,6 +124,10 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + 4 * tags_removed as u64;
             flows::record(ifindex, data, data_end, tags_removed, vlan, len, mismatch);
+            // Evidence only with --pcap.
+            if let Some(ctl) = evidence::enabled() {
+                evidence::capture_tc(&ctx, ctl, ifindex, mismatch);
+            }
         }
     }
     aya_ebpf::bindings::TC_ACT_UNSPEC

@@ -5,6 +5,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::error::Failure;
+
 pub use crate::kernel::attach::AttachMode;
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
@@ -112,6 +114,44 @@ pub struct DiagnoseArgs {
     /// (default: exit 0 whatever is found).
     #[arg(long, value_enum, value_name = "SEVERITY")]
     pub fail_on: Option<FailOn>,
+
+    #[command(flatten)]
+    pub pcap: PcapArgs,
+}
+
+/// `--pcap FILE` and `--pcap-count N`, shared by `watch` and `diagnose`.
+#[derive(Debug, Args)]
+pub struct PcapArgs {
+    /// Write the first mismatched frames (headers, 128 bytes) to this
+    /// pcapng file, as the kernel captured them (no promiscuous mode).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// How many mismatched frames --pcap writes at most [default: 100].
+    // Not `requires = "pcap"`: `--config` checks each key alone, so the
+    // pairing is checked in `plan`.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub pcap_count: Option<u64>,
+}
+
+impl PcapArgs {
+    /// The capture asked for, if any; `--pcap-count` alone is a usage error.
+    pub fn plan(&self) -> Result<Option<crate::evidence::EvidencePlan>, Failure> {
+        match (&self.pcap, self.pcap_count) {
+            (None, Some(_)) => Err(Failure::usage(
+                "--pcap-count needs --pcap FILE: name the file to write the frames to",
+            )),
+            (None, None) => Ok(None),
+            (Some(path), count) => Ok(Some(crate::evidence::EvidencePlan {
+                path: path.clone(),
+                count: count.unwrap_or(crate::evidence::DEFAULT_COUNT),
+            })),
+        }
+    }
 }
 
 /// `--fail-on`: the least severe finding that makes `diagnose` exit 4.
@@ -167,6 +207,9 @@ pub struct WatchArgs {
     /// macdrop's own programs' run count and average ns per run.
     #[arg(long)]
     pub self_stats: bool,
+
+    #[command(flatten)]
+    pub pcap: PcapArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -257,6 +300,43 @@ mod tests {
             panic!("not diagnose")
         };
         assert_eq!(d.select.top_flows, 0);
+        assert_eq!(w.pcap.plan().unwrap(), None, "no capture unless asked");
+    }
+
+    #[test]
+    fn pcap_on_watch_and_diagnose() {
+        let Command::Watch(w) = parse(&["watch", "--pcap", "/tmp/e.pcapng"])
+            .unwrap()
+            .command
+        else {
+            panic!("not watch")
+        };
+        let plan = w.pcap.plan().unwrap().unwrap();
+        assert_eq!(
+            (plan.path.to_str(), plan.count),
+            (Some("/tmp/e.pcapng"), 100)
+        );
+        let Command::Diagnose(d) = parse(&["diagnose", "--pcap", "e.pcapng", "--pcap-count", "7"])
+            .unwrap()
+            .command
+        else {
+            panic!("not diagnose")
+        };
+        assert_eq!(d.pcap.plan().unwrap().unwrap().count, 7);
+        let Command::Watch(w) = parse(&["watch", "--pcap-count", "5"]).unwrap().command else {
+            panic!("not watch")
+        };
+        let e = w.pcap.plan().unwrap_err();
+        assert_eq!(e.kind, crate::error::ExitKind::Usage);
+        assert!(e.message.contains("--pcap FILE"), "{e}");
+        for args in [
+            &["watch", "--pcap", "x", "--pcap-count", "0"][..],
+            &["watch", "--pcap", "x", "--pcap-count", "many"],
+            &["top", "--pcap", "x"],
+        ] {
+            let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
     }
 
     #[test]

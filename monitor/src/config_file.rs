@@ -418,6 +418,8 @@ mod tests {
         attach = "tc"
         self_stats = true
         iface = ["eth0", "eth1"]
+        pcap = "/var/tmp/evidence.pcapng"
+        pcap-count = 20
     "#;
 
     #[test]
@@ -440,6 +442,13 @@ mod tests {
             assert!(w.self_stats);
             assert_eq!(w.select.ifaces, ["eth0", "eth1"]);
             assert!(w.select.bridges.is_empty());
+            assert_eq!(
+                w.pcap.plan().unwrap(),
+                Some(crate::evidence::EvidencePlan {
+                    path: "/var/tmp/evidence.pcapng".into(),
+                    count: 20
+                })
+            );
         }
     }
 

@@ -216,6 +216,8 @@ pub struct World {
     /// With `--self-stats`: macdrop's programs' runs and run time, by
     /// program name, since they were loaded.
     pub self_stats: Option<BTreeMap<String, crate::kernel::self_stats::ProgramStats>>,
+    /// With `--pcap`: what was captured so far.
+    pub evidence: Option<crate::evidence::Summary>,
 }
 
 #[cfg(test)]

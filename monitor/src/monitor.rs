@@ -17,7 +17,8 @@ use tokio::{
 
 use crate::{
     error::Failure,
-    kernel::{attach::AttachMode, self_stats::StatsEnabled},
+    evidence::{Evidence, EvidencePlan},
+    kernel::{attach::AttachMode, evidence::Counts, self_stats::StatsEnabled},
     model::{Interface, World},
     netlink::Change,
     netns::Namespace,
@@ -40,6 +41,8 @@ pub struct Plan {
     pub self_stats: bool,
     /// Top offenders per interface (`--top-flows`; 0: no flow records).
     pub top_flows: usize,
+    /// `--pcap FILE`: evidence of the first N mismatched frames.
+    pub evidence: Option<EvidencePlan>,
 }
 
 /// What the monitor's loop produced.
@@ -70,6 +73,10 @@ pub struct Monitor {
     finished: bool,
     /// Keeps BPF run-time statistics on while macdrop runs.
     self_stats: Option<StatsEnabled>,
+    /// `--pcap`: the file being written.
+    evidence: Option<Evidence>,
+    /// Capture counts of sessions that went away.
+    retired_evidence: Counts,
 }
 
 /// One session and the task forwarding its notifications (aborted when the
@@ -92,6 +99,13 @@ impl Monitor {
     /// (attaching everything), and prints what is watched on stderr.
     pub async fn start(plan: Plan) -> anyhow::Result<Self> {
         privileges::check()?;
+        // The file is created before anything is attached: a path macdrop
+        // cannot write fails fast, with nothing to undo.
+        let evidence = match &plan.evidence {
+            Some(p) => Some(Evidence::create(p)?),
+            None => None,
+        };
+        let capture = evidence.as_ref().map(Evidence::limit);
         let self_stats = if plan.self_stats {
             Some(StatsEnabled::enable()?)
         } else {
@@ -106,7 +120,15 @@ impl Monitor {
         let mut sessions: Vec<Session> = Vec::new();
         for ns in namespaces(&plan)? {
             let label = ns.describe();
-            match Session::start(ns, plan.selection.clone(), plan.attach, plan.top_flows).await {
+            match Session::start(
+                ns,
+                plan.selection.clone(),
+                plan.attach,
+                plan.top_flows,
+                capture,
+            )
+            .await
+            {
                 Ok(session) => sessions.push(session),
                 // With --all-netns, a namespace without anything to watch
                 // is simply not watched.
@@ -181,6 +203,8 @@ impl Monitor {
             signals,
             finished: false,
             self_stats,
+            evidence,
+            retired_evidence: Counts::default(),
         })
     }
 
@@ -199,6 +223,7 @@ impl Monitor {
                 }
             };
             let [sigint, sigterm, sighup] = &mut self.signals;
+            let evidence_ready = evidence_ready(&self.sessions);
             tokio::select! {
                 _ = self.ticker.tick() => {
                     while let Ok((id, change)) = self.changes.try_recv() {
@@ -227,6 +252,7 @@ impl Monitor {
                     }
                     self.print_notes();
                 }
+                _ = evidence_ready => self.write_evidence()?,
                 _ = sleep_until_deadline => break,
                 _ = sigint.recv() => break,
                 _ = sigterm.recv() => break,
@@ -242,12 +268,44 @@ impl Monitor {
         for t in &mut self.sessions {
             t.session.refresh().await?;
         }
+        // What the kernel captured up to now goes into the file, which is
+        // then complete (whole blocks, flushed).
+        self.write_evidence()?;
         let world = self.report()?;
         for t in &mut self.sessions {
             t.session.detach_all();
             t.forwarder.abort();
         }
         Ok(world)
+    }
+
+    /// Moves the records waiting in every session's ring to the pcap
+    /// file; once it holds N frames, closes every budget.
+    fn write_evidence(&mut self) -> anyhow::Result<()> {
+        let Some(evidence) = &mut self.evidence else {
+            return Ok(());
+        };
+        for t in &mut self.sessions {
+            for (record, receiver) in t.session.drain_evidence() {
+                evidence.write(&record, receiver.as_ref())?;
+            }
+        }
+        evidence.flush()?;
+        if !evidence.wants_more() {
+            for t in &mut self.sessions {
+                t.session.stop_capture()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's capture counts over every session, gone ones included.
+    fn evidence_counts(&self) -> anyhow::Result<Counts> {
+        let mut sum = self.retired_evidence;
+        for t in &self.sessions {
+            sum.add(&t.session.evidence_counts()?);
+        }
+        Ok(sum)
     }
 
     fn notice(&mut self, id: u64, change: &Change) {
@@ -277,7 +335,11 @@ impl Monitor {
                 i += 1;
                 continue;
             }
+            self.write_evidence()?;
             let mut t = self.sessions.remove(i);
+            if let Ok(counts) = t.session.evidence_counts() {
+                self.retired_evidence.add(&counts);
+            }
             let label = t.session.ns.describe();
             let mut gone = t.session.collect()?;
             for iface in &mut gone {
@@ -299,11 +361,17 @@ impl Monitor {
                 continue;
             }
             let (inode, label) = (ns.inode, ns.describe());
+            // A namespace found later captures what is left of the budget.
+            let capture = self
+                .evidence
+                .as_ref()
+                .map(|e| e.limit().saturating_sub(e.written()));
             match Session::start(
                 ns,
                 self.plan.selection.clone(),
                 self.plan.attach,
                 self.plan.top_flows,
+                capture,
             )
             .await
             {
@@ -337,7 +405,11 @@ impl Monitor {
             events: Vec::new(),
             drop_source: Err("no session".into()),
             self_stats: self.self_stats.as_ref().map(|_| BTreeMap::new()),
+            evidence: None,
         };
+        if let Some(evidence) = &self.evidence {
+            world.evidence = Some(evidence.summary(&self.evidence_counts()?));
+        }
         for (i, t) in self.sessions.iter_mut().enumerate() {
             let s = &mut t.session;
             world.interfaces.extend(s.collect()?);
@@ -392,6 +464,20 @@ fn namespaces(plan: &Plan) -> anyhow::Result<Vec<Namespace>> {
         }
     }
     Ok(out)
+}
+
+/// Resolves when some session's evidence ring has records (never without
+/// `--pcap`).
+async fn evidence_ready(sessions: &[Tracked]) {
+    let waits: Vec<_> = sessions
+        .iter()
+        .filter_map(|t| t.session.evidence())
+        .map(|ring| Box::pin(ring.readable()))
+        .collect();
+    if waits.is_empty() {
+        return std::future::pending().await;
+    }
+    futures::future::select_all(waits).await;
 }
 
 /// Starts forwarding a session's notifications into the monitor's channel.

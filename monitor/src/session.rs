@@ -9,12 +9,14 @@ use aya::Ebpf;
 use monitor_common::MAX_INTERFACES;
 
 use crate::{
+    evidence::Receiver,
     kernel::{
         attach::{AttachMode, Attacher},
         config,
         config::ConfigMaps,
         counters::CounterReader,
         drops::{DropHook, DropLayer, DropMap},
+        evidence::{Counts, EvidenceRing},
         flows::{self, FlowReader},
         loader, tc,
     },
@@ -97,6 +99,8 @@ pub struct Session {
     /// Lines for stderr not yet printed (fallbacks, full maps).
     notes: Vec<String>,
     drops: Result<Drops, String>,
+    /// `--pcap`: the evidence ring buffer and its budget.
+    evidence: Option<EvidenceRing>,
     /// The initial attach is done: later failures are per interface.
     started: bool,
 }
@@ -106,12 +110,14 @@ impl Session {
     /// the object, configures the maps and attaches. `notifications` are
     /// subscribed first so no change between the first read and the
     /// attach is missed. `top_flows`: top offenders per interface (0: the
-    /// kernel records no flows).
+    /// kernel records no flows). With `capture` (`--pcap`), the kernel may
+    /// capture that many mismatched frames.
     pub async fn start(
         ns: Namespace,
         selection: Selection,
         mode: AttachMode,
         top_flows: usize,
+        capture: Option<u64>,
     ) -> anyhow::Result<Self> {
         let (netlink, notifications) = {
             let _inside = ns.enter()?;
@@ -134,8 +140,12 @@ impl Session {
             .as_ref()
             .map(|l| l.globals().to_vec())
             .unwrap_or_default();
-        let mut ebpf = loader::load(ns.inode, &globals)?;
+        let mut ebpf = loader::load_with(ns.inode, &globals, capture.is_some())?;
         let config = ConfigMaps::take(&mut ebpf)?;
+        let evidence = match capture {
+            Some(budget) => Some(EvidenceRing::take(&mut ebpf, budget)?),
+            None => None,
+        };
         let counters = CounterReader::take(&mut ebpf)?;
         let flows = FlowReader::take(&mut ebpf)?;
         let attacher = Attacher::new(&mut ebpf, mode)?;
@@ -156,6 +166,7 @@ impl Session {
             events: Vec::new(),
             notes: leftovers,
             drops: Err("not attached yet".into()),
+            evidence,
             started: false,
         };
         if let Err(e) = session.follow(&state, initial) {
@@ -444,6 +455,60 @@ impl Session {
             }
         }
         Ok(self.members.iter().map(|m| m.model.clone()).collect())
+    }
+
+    /// The evidence ring, with `--pcap`.
+    pub fn evidence(&self) -> Option<&EvidenceRing> {
+        self.evidence.as_ref()
+    }
+
+    /// Every evidence record waiting in the ring, each with who received
+    /// it (None for an interface the session does not know).
+    pub fn drain_evidence(&mut self) -> Vec<(monitor_common::EvidenceRecord, Option<Receiver>)> {
+        let mut records = Vec::new();
+        if let Some(ring) = &mut self.evidence {
+            ring.drain(&mut records);
+        }
+        records
+            .into_iter()
+            .map(|r| {
+                let receiver = self.receiver(r.ifindex);
+                (r, receiver)
+            })
+            .collect()
+    }
+
+    /// Closes the capture budget: the kernel copies no more frames.
+    pub fn stop_capture(&mut self) -> anyhow::Result<()> {
+        match &mut self.evidence {
+            Some(ring) => ring.set_budget(0),
+            None => Ok(()),
+        }
+    }
+
+    /// The kernel's capture counts (zero without `--pcap`).
+    pub fn evidence_counts(&self) -> anyhow::Result<Counts> {
+        match &self.evidence {
+            Some(ring) => ring.counts(),
+            None => Ok(Counts::default()),
+        }
+    }
+
+    /// The interface `ifindex` of this namespace, as the evidence names it
+    /// (the latest member with that ifindex: ifindexes may be reused).
+    fn receiver(&self, ifindex: u32) -> Option<Receiver> {
+        let m = self
+            .members
+            .iter()
+            .rev()
+            .find(|m| m.watched.ifindex == ifindex)?;
+        Some(Receiver {
+            name: m.watched.name.clone(),
+            role: m.watched.role,
+            master: m.watched.master().map(str::to_owned),
+            netns: self.ns.inode,
+            netns_name: self.ns.name.clone(),
+        })
     }
 
     pub fn take_events(&mut self) -> Vec<Event> {

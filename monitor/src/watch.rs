@@ -22,22 +22,24 @@ fn emit(format: Format, world: &World) {
     let _ = out.flush();
 }
 
-impl From<&WatchArgs> for Plan {
-    fn from(args: &WatchArgs) -> Self {
-        Plan {
-            self_stats: args.self_stats,
-            ..args.select.plan(args.interval, args.duration)
-        }
+impl WatchArgs {
+    fn plan(&self) -> Result<Plan, crate::error::Failure> {
+        Ok(Plan {
+            self_stats: self.self_stats,
+            evidence: self.pcap.plan()?,
+            ..self.select.plan(self.interval, self.duration)
+        })
     }
 }
 
 pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
+    let plan = args.plan()?;
     // Bound before anything is attached: a port in use fails fast.
     let exporter = match args.metrics {
         Some(addr) => Some(start_exporter(addr, &args).await?),
         None => None,
     };
-    let mut monitor = Monitor::start(Plan::from(&args)).await?;
+    let mut monitor = Monitor::start(plan).await?;
     while let Some(step) = monitor.next().await? {
         match step {
             Step::Report(world) | Step::Final(world) => {

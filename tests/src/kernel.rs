@@ -107,3 +107,19 @@ pub fn ifindex(ns: &NetNs, ifname: &str) -> Result<u32> {
         .map(|link| link.ifindex)
         .with_context(|| format!("no link {ifname} in {}", ns.name()))
 }
+
+/// `IFLA_PROMISCUITY` of `ifname` in `ns` (`ip -j -d link show`): how many
+/// holders keep it promiscuous (a packet socket's membership included).
+pub fn promiscuity(ns: &NetNs, ifname: &str) -> Result<u32> {
+    #[derive(Deserialize)]
+    struct Link {
+        promiscuity: u32,
+    }
+    let json = ns.exec(&["ip", "-j", "-d", "link", "show", "dev", ifname])?;
+    let links: Vec<Link> = serde_json::from_slice(&json)
+        .with_context(|| format!("parsing `ip -j -d link show dev {ifname}`"))?;
+    links
+        .first()
+        .map(|l| l.promiscuity)
+        .with_context(|| format!("no link {ifname} in {}", ns.name()))
+}

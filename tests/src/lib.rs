@@ -10,6 +10,7 @@
 //! - [`frames`]: raw Ethernet/IPv4/IPv6/ARP/VLAN frame builders;
 //! - [`sender`]: sends exact numbers of frames from inside a namespace;
 //! - [`promisc`]: holds an interface promiscuous like tcpdump does;
+//! - [`pcap`]: reads a pcapng file back with tshark and tcpdump;
 //! - [`receiver`]: counts and fingerprints what an interface receives;
 //! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON;
 //! - [`bpf`]: which BPF programs and links a process holds, and whether
@@ -25,6 +26,7 @@ pub mod kernel;
 pub mod lab;
 pub mod macdrop;
 pub mod netns;
+pub mod pcap;
 pub mod promisc;
 pub mod receiver;
 pub mod sender;

@@ -58,6 +58,19 @@ pub struct Report {
     /// With --self-stats: program name -> runs and average ns per run.
     #[serde(default)]
     pub self_stats: Option<std::collections::BTreeMap<String, SelfStat>>,
+    /// With --pcap: what was captured.
+    #[serde(default)]
+    pub pcap: Option<PcapReport>,
+}
+
+/// The `pcap` object of a report.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct PcapReport {
+    pub file: String,
+    pub frames_limit: u64,
+    pub frames_written: u64,
+    pub not_captured_rate_limit: u64,
+    pub not_captured_ring_full: u64,
 }
 
 /// One program's run-time statistics.

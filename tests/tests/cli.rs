@@ -235,6 +235,43 @@ fn bad_input_gets_one_line_and_its_exit_code() {
             mentions: &["xml"],
         },
         BadInput {
+            what: "--pcap in a missing directory",
+            prefix: &[],
+            args: &["--pcap", "/nonexistent-macdrop-dir/evidence.pcapng"],
+            code: 3,
+            mentions: &[
+                "/nonexistent-macdrop-dir/evidence.pcapng",
+                "no such file or directory",
+                "create the directory",
+            ],
+        },
+        BadInput {
+            what: "--pcap naming a directory",
+            prefix: &[],
+            args: &["--pcap", "/tmp"],
+            code: 3,
+            mentions: &["/tmp", "is a directory", "name a file"],
+        },
+        BadInput {
+            what: "--pcap-count without --pcap",
+            prefix: &[],
+            args: &["--pcap-count", "5"],
+            code: 2,
+            mentions: &["--pcap-count", "--pcap FILE"],
+        },
+        BadInput {
+            what: "--pcap-count 0",
+            prefix: &[],
+            args: &[
+                "--pcap",
+                "/tmp/macdrop-never-written.pcapng",
+                "--pcap-count",
+                "0",
+            ],
+            code: 2,
+            mentions: &["--pcap-count"],
+        },
+        BadInput {
             what: "missing capabilities",
             prefix: &[
                 "setpriv",

@@ -30,6 +30,9 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "iputils-ping",
     "tcpdump",
+    // Reads back the pcapng evidence of `--pcap` in the tests (packet
+    // comments, interface names: what tcpdump does not show).
+    "tshark",
     // The tests' independent witness of what is attached (programs, links).
     "bpftool",
     // promtool and the Prometheus server the metrics tests scrape with.

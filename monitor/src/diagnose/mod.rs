@@ -23,7 +23,8 @@ use netlink_packet_route::address::AddressAttribute;
 
 use crate::{
     cli::{DiagnoseArgs, FailOn, Format, SelectionArgs},
-    monitor::{Monitor, Step},
+    evidence::EvidencePlan,
+    monitor::{Monitor, Plan, Step},
     netlink::Netlink,
     netns::Namespace,
     promisc::{self, History},
@@ -42,6 +43,8 @@ pub struct Report {
     pub observed: Vec<Observed>,
     pub findings: Vec<findings::Finding>,
     pub drop_source: Result<&'static str, String>,
+    /// With `--pcap`: what the evidence file holds.
+    pub evidence: Option<crate::evidence::Summary>,
 }
 
 impl Report {
@@ -54,7 +57,7 @@ impl Report {
 }
 
 pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
-    let report = diagnose(&args.select, args.duration).await?;
+    let report = diagnose(&args.select, args.duration, args.pcap.plan()?).await?;
     let text = match args.format {
         Format::Json => render::json(&report),
         Format::Table => render::table(&report),
@@ -77,22 +80,34 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
 }
 
 /// Watches for `duration` (less if a signal ends it), then analyses.
-pub async fn diagnose(select: &SelectionArgs, duration: Duration) -> anyhow::Result<Report> {
+pub async fn diagnose(
+    select: &SelectionArgs,
+    duration: Duration,
+    evidence: Option<EvidencePlan>,
+) -> anyhow::Result<Report> {
     let interval = Duration::from_secs_f64((duration.as_secs_f64() / 10.0).clamp(0.1, 1.0));
     // The monitor drops CAP_SYSLOG once attached: read the kernel log's
     // promiscuous-mode history first (the window's own transitions are
     // events).
     let history = History::read().ok();
-    let mut monitor = Monitor::start(select.plan(interval, Some(duration))).await?;
+    let plan = Plan {
+        evidence,
+        ..select.plan(interval, Some(duration))
+    };
+    let mut monitor = Monitor::start(plan).await?;
     let start = SystemTime::now();
     eprintln!(
         "macdrop: diagnosing for {} s: reproduce the failing traffic now",
         secs(duration.as_secs_f64())
     );
     let mut timeline = Timeline::default();
+    let mut evidence = None;
     while let Some(step) = monitor.next().await? {
         match step {
-            Step::Report(world) | Step::Final(world) => timeline.add(&world),
+            Step::Report(world) | Step::Final(world) => {
+                timeline.add(&world);
+                evidence = world.evidence;
+            }
         }
     }
     drop(monitor);
@@ -117,6 +132,7 @@ pub async fn diagnose(select: &SelectionArgs, duration: Duration) -> anyhow::Res
             .drop_source
             .clone()
             .unwrap_or_else(|| Err("no report".into())),
+        evidence,
     })
 }
 

@@ -79,6 +79,9 @@ pub fn table(report: &Report) -> String {
     }
     out.push('\n');
     out.push_str(&counts_table(&report.observed));
+    if let Some(evidence) = &report.evidence {
+        let _ = writeln!(out, "{}", evidence.line());
+    }
     out.push('\n');
     if report.findings.is_empty() {
         let _ = writeln!(out, "{}", healthy_line(report));
@@ -251,6 +254,7 @@ pub fn json(report: &Report) -> String {
         },
         "interfaces": interfaces,
         "findings": findings,
+        "pcap": report.evidence,
     });
     serde_json::to_string(&doc).expect("diagnosis serializes")
 }
@@ -284,6 +288,7 @@ mod tests {
             observed: vec![o],
             findings,
             drop_source: Ok("tp_btf"),
+            evidence: None,
         }
     }
 

@@ -14,6 +14,16 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 /// are more read-only globals to set, e.g. the drop layer's BTF offsets
 /// (`drops::DropLayer::globals`); each must exist in the object.
 pub fn load(netns_ino: u32, extra_globals: &[(&str, u32)]) -> anyhow::Result<Ebpf> {
+    load_with(netns_ino, extra_globals, false)
+}
+
+/// `load`, with the evidence ring buffer at its full size when `capture`
+/// (`--pcap`), else at one page.
+pub fn load_with(
+    netns_ino: u32,
+    extra_globals: &[(&str, u32)],
+    capture: bool,
+) -> anyhow::Result<Ebpf> {
     if EBPF_OBJECT.is_empty() {
         anyhow::bail!("this macdrop binary was built without its eBPF object (AYA_BUILD_SKIP?)");
     }
@@ -23,6 +33,7 @@ pub fn load(netns_ino: u32, extra_globals: &[(&str, u32)]) -> anyhow::Result<Ebp
     for (name, value) in extra_globals {
         loader.override_global(name, value, true);
     }
+    loader.map_max_entries(names::EVIDENCE_RING, super::evidence::ring_bytes(capture));
     let ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
         Failure::environment(format!(
             "the kernel refused macdrop's eBPF maps or programs ({e}); \

@@ -5,6 +5,7 @@ pub mod attach;
 pub mod config;
 pub mod counters;
 pub mod drops;
+pub mod evidence;
 pub mod flows;
 pub mod loader;
 pub mod self_stats;

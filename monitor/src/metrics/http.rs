@@ -246,6 +246,7 @@ mod tests {
             events: Vec::new(),
             drop_source: Ok("tp_btf"),
             self_stats: None,
+            evidence: None,
         }
     }
 

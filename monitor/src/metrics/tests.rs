@@ -29,6 +29,7 @@ fn world(interfaces: Vec<Interface>) -> World {
         events: Vec::new(),
         drop_source: Ok("tp_btf"),
         self_stats: None,
+        evidence: None,
     }
 }
 

@@ -24,6 +24,8 @@ struct Report<'a> {
     drops_unavailable: Option<&'a str>,
     /// With --self-stats: program name -> runs and average ns per run.
     self_stats: Option<BTreeMap<&'a str, SelfStatJson>>,
+    /// With --pcap: what was captured so far; null without.
+    pcap: Option<&'a crate::evidence::Summary>,
 }
 
 #[derive(Serialize)]
@@ -249,6 +251,7 @@ pub fn render(world: &World) -> String {
                 })
                 .collect()
         }),
+        pcap: world.evidence.as_ref(),
     };
     serde_json::to_string(&report).expect("report serializes")
 }
@@ -291,6 +294,7 @@ mod tests {
             }],
             drop_source: Ok("tp_btf"),
             self_stats: None,
+            evidence: None,
         }
     }
 

@@ -189,6 +189,9 @@ pub fn render(world: &World) -> String {
     if let Err(why) = &world.drop_source {
         let _ = writeln!(out, "  (confirmed kernel drops unavailable: {why})");
     }
+    if let Some(evidence) = &world.evidence {
+        let _ = writeln!(out, "  {}", evidence.line());
+    }
     for e in &world.events {
         let _ = writeln!(
             out,
@@ -233,6 +236,7 @@ mod tests {
             }],
             drop_source: Err("no BTF".into()),
             self_stats: None,
+            evidence: None,
         });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 10, "{text}");
@@ -282,6 +286,7 @@ mod tests {
             events: Vec::new(),
             drop_source: Ok("tp_btf"),
             self_stats: None,
+            evidence: None,
         });
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[8].starts_with("  top offenders"), "{text}");

@@ -342,6 +342,7 @@ mod tests {
             events,
             drop_source: Ok("tp_btf"),
             self_stats: None,
+            evidence: None,
         }
     }
 

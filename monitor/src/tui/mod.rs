@@ -42,6 +42,7 @@ impl SelectionArgs {
             duration,
             self_stats: false,
             top_flows: self.top_flows,
+            evidence: None,
         }
     }
 }

@@ -653,6 +653,7 @@ mod tests {
             }],
             drop_source: Ok("tp_btf"),
             self_stats: None,
+            evidence: None,
         });
         app
     }
@@ -730,6 +731,7 @@ mod tests {
             events: Vec::new(),
             drop_source: Ok("tp_btf"),
             self_stats: None,
+            evidence: None,
         });
         // br0 is selected and has none: p1's are shown.
         let lines = screen(&app, 80, 24);

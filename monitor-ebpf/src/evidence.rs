@@ -1,0 +1,246 @@
+//! Evidence of mismatched frames for `--pcap`: the first bytes of each
+//! frame the classifier called mismatched, through a ring buffer, within a
+//! budget userspace sets and a per-CPU rate bound.
+//!
+//! The programs call [`enabled`] only when a frame's mismatch bits are
+//! non-zero, so the common paths never come here, and with capture off
+//! (budget 0, a watch without `--pcap`) the mismatch path costs one array
+//! load. The copy itself is behind a call ([`inline(never)`]) so its
+//! registers and code stay out of the classifier's path.
+//!
+//! Helpers by hook, for the kernels the matrix loads the object on:
+//! `bpf_skb_load_bytes` at tc (any kernel); `bpf_xdp_load_bytes` in the
+//! multi-buffer XDP program, which only loads on >= 5.18 where the helper
+//! exists. The legacy XDP program (kernels < 5.18) captures nothing: it
+//! has neither helper, and what the verifier accepts instead was measured
+//! and refused. A byte loop bounded by the packet pointers, with the
+//! frame's length found by pointer comparisons (subtracting the pointers
+//! needs CAP_PERFMON, which macdrop drops once attached), exceeded the
+//! verifier's 1,000,000-instruction limit on 6.18: every exit of the loop
+//! is a path of its own, and the length search doubles them per step.
+
+use aya_ebpf::{
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
+    },
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+    programs::{TcContext, XdpContext},
+};
+use monitor_common::{
+    EVIDENCE_BURST, EVIDENCE_COST_NS, EVIDENCE_HOOK_TC, EVIDENCE_HOOK_XDP, EVIDENCE_RING_BYTES,
+    EVIDENCE_SNAPLEN, EvidenceCpu, EvidenceCtl, EvidenceRecord,
+};
+
+use crate::maps::netns_ino;
+
+/// Records for userspace. Created at `EVIDENCE_RING_BYTES`; userspace
+/// shrinks it to a page at load time when capture is off.
+#[map(name = "MACDROP_EVIDENCE_RING")]
+static RING: RingBuf = RingBuf::with_byte_size(EVIDENCE_RING_BYTES, 0);
+
+/// The budget (`EvidenceCtl`), one entry.
+#[map(name = "MACDROP_EVIDENCE_CTL")]
+static CTL: Array<EvidenceCtl> = Array::with_max_entries(1, 0);
+
+/// Rate bound and counts, per CPU (no atomics needed).
+#[map(name = "MACDROP_EVIDENCE_CPU")]
+static CPU: PerCpuArray<EvidenceCpu> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes of the 802.1Q/802.1ad tag tc re-inserts.
+const VLAN_HLEN: usize = 4;
+/// Offset of the tag: after the two MAC addresses.
+const VLAN_AT: usize = 12;
+
+/// The capture's control block when capture is on (budget left), else
+/// None. One array load: the whole cost of a mismatched frame without
+/// `--pcap`.
+#[inline(always)]
+pub fn enabled() -> Option<*mut EvidenceCtl> {
+    let ctl = CTL.get_ptr_mut(0)?;
+    // SAFETY: a valid map value; a plain read (userspace writes it whole).
+    if unsafe { (*ctl).budget } == 0 {
+        return None;
+    }
+    Some(ctl)
+}
+
+/// Whether this frame may be captured: within the budget, then within the
+/// rate bound (counted when not). Returns this CPU's state to count into.
+#[inline(always)]
+fn admit(ctl: *mut EvidenceCtl, now: u64) -> Option<&'static mut EvidenceCpu> {
+    // SAFETY: valid map values for the whole run; `cpu` is this CPU's own.
+    let (budget, taken) = unsafe { ((*ctl).budget, (*ctl).taken) };
+    if taken >= budget {
+        return None;
+    }
+    let cpu = unsafe { &mut *CPU.get_ptr_mut(0)? };
+    // Token bucket in ns of credit: refill by the time elapsed, capped at
+    // the burst; a frame costs EVIDENCE_COST_NS.
+    let cap = EVIDENCE_BURST * EVIDENCE_COST_NS;
+    let credit = cpu.credit_ns.saturating_add(now.wrapping_sub(cpu.last_ns));
+    let credit = if credit > cap { cap } else { credit };
+    cpu.last_ns = now;
+    if credit < EVIDENCE_COST_NS {
+        cpu.credit_ns = credit;
+        cpu.rate_limited += 1;
+        return None;
+    }
+    cpu.credit_ns = credit - EVIDENCE_COST_NS;
+    Some(cpu)
+}
+
+/// Counts a captured frame in the budget: an atomic add whose result is
+/// unused, which LLVM emits as `BPF_XADD`, the one atomic every supported
+/// kernel has (fetching atomics need 5.12; the BPF target has no
+/// `AtomicU64::fetch_add`, hence the intrinsic).
+#[inline(always)]
+fn take(ctl: *mut EvidenceCtl, cpu: &mut EvidenceCpu) {
+    cpu.captured += 1;
+    // SAFETY: a valid, 8-byte aligned map value shared between CPUs.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::Relaxed }>(
+            &raw mut (*ctl).taken,
+            1,
+        );
+    }
+}
+
+/// Fills the record's header.
+#[inline(always)]
+fn header(rec: *mut EvidenceRecord, now: u64, ifindex: u32, orig_len: u32, mismatch: u8, hook: u8) {
+    // SAFETY: `rec` points to a reserved record of the right size.
+    unsafe {
+        (*rec).ktime_ns = now;
+        (*rec).netns = netns_ino();
+        (*rec).ifindex = ifindex;
+        (*rec).orig_len = orig_len;
+        (*rec).mismatch = mismatch;
+        (*rec).hook = hook;
+    }
+}
+
+/// `min(len, EVIDENCE_SNAPLEN)` for a helper's length argument, in a form
+/// whose bounds the verifier of every supported kernel sees: 1..=128, or
+/// None for an empty frame. The value goes through the stack with a
+/// volatile read, so LLVM cannot fold the mask that gives the verifier its
+/// bounds (it would otherwise compare one register and pass another, which
+/// old verifiers do not connect).
+#[inline(always)]
+fn copy_len(len: u64, max: u64) -> Option<u32> {
+    if len == 0 {
+        return None;
+    }
+    let n = if len > max { max } else { len };
+    let n = unsafe { core::ptr::read_volatile(&n) };
+    Some((((n - 1) & (EVIDENCE_SNAPLEN as u64 - 1)) + 1) as u32)
+}
+
+/// tc: the frame from the skb (linear or not) with `bpf_skb_load_bytes`,
+/// the VLAN tag the receive path moved to `skb->vlan_tci` put back after
+/// the MAC addresses, as libpcap shows it, so the evidence carries the tag
+/// the frame had on the wire.
+#[inline(never)]
+pub fn capture_tc(ctx: &TcContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(cpu) = admit(ctl, now) else {
+        return;
+    };
+    let skb = ctx.skb.skb;
+    // SAFETY: context field reads the verifier rewrites.
+    let (len, vlan_present, vlan_proto, vlan_tci) = unsafe {
+        (
+            (*skb).len,
+            (*skb).vlan_present,
+            (*skb).vlan_proto,
+            (*skb).vlan_tci,
+        )
+    };
+    let tag = if vlan_present != 0 { VLAN_HLEN } else { 0 };
+    let Some(mut entry) = RING.reserve::<EvidenceRecord>(0) else {
+        cpu.ring_full += 1;
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    header(
+        rec,
+        now,
+        ifindex,
+        len + tag as u32,
+        mismatch,
+        EVIDENCE_HOOK_TC,
+    );
+    // With a tag: the frame goes 4 bytes further into `data` (which has
+    // room for that), then the MAC addresses move back to the start and
+    // the tag goes between them and the rest.
+    let copied = match copy_len(len as u64, (EVIDENCE_SNAPLEN - tag) as u64) {
+        // SAFETY: `rec` is the reserved record; `tag + n` <= its `data`
+        // (`n` <= 128 as the verifier sees it, `data` is 132 long).
+        Some(n) => unsafe {
+            let data = (*rec).data.as_mut_ptr();
+            (*rec).cap_len = n as u16 + tag as u16;
+            let ok = bpf_skb_load_bytes(skb.cast(), 0, data.add(tag).cast(), n) == 0;
+            if ok && tag != 0 && n as usize >= VLAN_AT {
+                for i in 0..VLAN_AT {
+                    *data.add(i) = *data.add(i + VLAN_HLEN);
+                }
+                // vlan_proto is kept in network order, the TCI in host order.
+                let proto = (vlan_proto as u16).to_ne_bytes();
+                let tci = (vlan_tci as u16).to_be_bytes();
+                *data.add(VLAN_AT) = proto[0];
+                *data.add(VLAN_AT + 1) = proto[1];
+                *data.add(VLAN_AT + 2) = tci[0];
+                *data.add(VLAN_AT + 3) = tci[1];
+            }
+            ok
+        },
+        None => false,
+    };
+    finish(entry, copied, ctl, cpu);
+}
+
+/// Multi-buffer XDP (>= 5.18): `bpf_xdp_load_bytes` over the frame,
+/// fragments included, and its whole length for `orig_len`.
+#[inline(never)]
+pub fn capture_xdp_frags(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(cpu) = admit(ctl, now) else {
+        return;
+    };
+    let Some(mut entry) = RING.reserve::<EvidenceRecord>(0) else {
+        cpu.ring_full += 1;
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    // SAFETY: the program's own context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    header(rec, now, ifindex, len as u32, mismatch, EVIDENCE_HOOK_XDP);
+    // SAFETY: `n` <= the record's data size.
+    let copied = match copy_len(len, EVIDENCE_SNAPLEN as u64) {
+        Some(n) => unsafe {
+            (*rec).cap_len = n as u16;
+            bpf_xdp_load_bytes(ctx.ctx, 0, (*rec).data.as_mut_ptr().cast(), n) == 0
+        },
+        None => false,
+    };
+    finish(entry, copied, ctl, cpu);
+}
+
+/// Submits a filled record (and counts it in the budget), or discards one
+/// whose copy failed.
+#[inline(always)]
+fn finish(
+    entry: aya_ebpf::maps::ring_buf::RingBufEntry<EvidenceRecord>,
+    copied: bool,
+    ctl: *mut EvidenceCtl,
+    cpu: &mut EvidenceCpu,
+) {
+    if copied {
+        entry.submit(0);
+        take(ctl, cpu);
+    } else {
+        entry.discard(0);
+        cpu.copy_failed += 1;
+    }
+}
