@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config_file;
 pub mod diagnose;
 pub mod error;
+pub mod heap;
 pub mod kernel;
 pub mod kernel_version;
 pub mod mac;

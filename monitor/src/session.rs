@@ -137,6 +137,8 @@ impl Session {
             .map(|l| l.globals().to_vec())
             .unwrap_or_default();
         let mut ebpf = loader::load(ns.inode, &globals)?;
+        // aya parsed the kernel's BTF for the load and freed it.
+        crate::heap::trim();
         let config = ConfigMaps::take(&mut ebpf)?;
         let counters = CounterReader::take(&mut ebpf)?;
         let attacher = Attacher::new(&mut ebpf, mode)?;
@@ -168,6 +170,8 @@ impl Session {
             let map = DropLayer::take_map(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
             Ok(Drops { layer, map, hook })
         });
+        // The tp_btf attach parsed the kernel's BTF once more.
+        crate::heap::trim();
         session.started = true;
         Ok(session)
     }

@@ -133,6 +133,8 @@ impl Netlink {
         let links = self.links().await?;
         let addrs = self.addrs().await?;
         let (local_fdb, secondary_macs) = self.fdb(&links).await?;
+        // The parsed dumps are freed by now; see `heap`.
+        crate::heap::trim();
         Ok(NetState {
             links,
             addrs,
