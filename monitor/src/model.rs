@@ -181,9 +181,15 @@ impl Interface {
         self.promisc = link.promisc;
         self.promiscuity = link.promiscuity;
         if let Some(now) = link.rx_otherhost_dropped {
-            let base = *self.otherhost_at_attach.get_or_insert(now);
-            self.kernel_rx_otherhost_dropped = Some(now.saturating_sub(base));
+            self.observe_otherhost(now);
         }
+    }
+
+    /// Takes the kernel's cumulative `rx_otherhost_dropped` (from a link
+    /// dump or the per-interval statistics read).
+    pub fn observe_otherhost(&mut self, now: u64) {
+        let base = *self.otherhost_at_attach.get_or_insert(now);
+        self.kernel_rx_otherhost_dropped = Some(now.saturating_sub(base));
     }
 
     /// Records a new cumulative sample taken at `at`.

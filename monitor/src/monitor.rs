@@ -67,6 +67,9 @@ pub struct Monitor {
     /// when; they are looked at again after `RECHECK_BRIDGELESS`.
     bridgeless: HashMap<u32, Instant>,
     last_scan: Instant,
+    /// When every namespace was last read in full whatever the
+    /// notifications said (see `RESYNC`).
+    last_resync: Instant,
     ticker: Interval,
     deadline: Option<Instant>,
     signals: [Signal; 3],
@@ -93,6 +96,14 @@ const RESCAN: Duration = Duration::from_secs(2);
 /// How long a namespace without a bridge is left alone before it is looked
 /// at again (pod namespaces rarely grow a bridge; each look costs a dump).
 const RECHECK_BRIDGELESS: Duration = Duration::from_secs(30);
+/// Each namespace is re-read in full when its notifications say it
+/// changed, and this often regardless: a safety net for a change the
+/// kernel did not announce, or an announcement lost to a full socket
+/// buffer. Between re-reads an interval costs one statistics read.
+const RESYNC: Duration = Duration::from_secs(30);
+/// After a notification, how long to wait for the others of the same
+/// change (enslaving a port sends several) so they cost one re-read.
+const DEBOUNCE: Duration = Duration::from_millis(5);
 
 impl Monitor {
     /// Checks privileges, resolves the namespaces, starts a session in each
@@ -197,6 +208,7 @@ impl Monitor {
             retired: Vec::new(),
             bridgeless: HashMap::new(),
             last_scan: Instant::now(),
+            last_resync: Instant::now(),
             deadline: plan.duration.map(|d| Instant::now() + d),
             plan,
             ticker,
@@ -232,22 +244,32 @@ impl Monitor {
                     if self.plan.all_netns && self.last_scan.elapsed() >= RESCAN {
                         self.rescan().await?;
                     }
+                    let resync = self.last_resync.elapsed() >= RESYNC;
+                    if resync {
+                        self.last_resync = Instant::now();
+                    }
                     for t in &mut self.sessions {
-                        t.session.refresh().await?;
+                        if resync || t.session.is_stale() {
+                            t.session.refresh().await?;
+                        } else {
+                            t.session.poll().await?;
+                        }
                     }
                     self.print_notes();
                     return Ok(Some(Step::Report(self.report()?)));
                 }
                 Some((id, change)) = self.changes.recv() => {
-                    // Take every pending change in order, then re-read each
-                    // namespace that had one, once.
-                    let mut touched = BTreeSet::from([id]);
+                    // Take every pending change in order (and those that
+                    // follow within DEBOUNCE), then re-read each namespace
+                    // that had a change that matters, once.
                     self.notice(id, &change);
+                    if change.needs_reread() {
+                        tokio::time::sleep(DEBOUNCE).await;
+                    }
                     while let Ok((id, change)) = self.changes.try_recv() {
                         self.notice(id, &change);
-                        touched.insert(id);
                     }
-                    for t in self.sessions.iter_mut().filter(|t| touched.contains(&t.id)) {
+                    for t in self.sessions.iter_mut().filter(|t| t.session.is_stale()) {
                         t.session.refresh().await?;
                     }
                     self.print_notes();

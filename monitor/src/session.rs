@@ -3,7 +3,10 @@
 //! appear, keeping the final counts of those that go), and the events seen
 //! there. The watch loop drives one session per namespace.
 
-use std::time::{Instant, SystemTime};
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Instant, SystemTime},
+};
 
 use aya::Ebpf;
 use monitor_common::MAX_INTERFACES;
@@ -93,6 +96,11 @@ pub struct Session {
     attacher: Attacher,
     slots: SlotPool,
     members: Vec<Member>,
+    /// ifindex -> index in `members` of the member holding a slot there:
+    /// following a namespace of 1,000 interfaces stays linear.
+    present: HashMap<u32, usize>,
+    /// A notification said the namespace changed since it was last read.
+    stale: bool,
     tracker: Tracker,
     /// Events not yet reported.
     events: Vec<Event>,
@@ -141,6 +149,8 @@ impl Session {
             .map(|l| l.globals().to_vec())
             .unwrap_or_default();
         let mut ebpf = loader::load_with(ns.inode, &globals, capture.is_some())?;
+        // aya parsed the kernel's BTF for the load and freed it.
+        crate::heap::trim();
         let config = ConfigMaps::take(&mut ebpf)?;
         let evidence = match capture {
             Some(budget) => Some(EvidenceRing::take(&mut ebpf, budget)?),
@@ -163,6 +173,8 @@ impl Session {
             attacher,
             slots: SlotPool::new(MAX_INTERFACES),
             members: Vec::new(),
+            present: HashMap::new(),
+            stale: false,
             events: Vec::new(),
             notes: leftovers,
             drops: Err("not attached yet".into()),
@@ -178,6 +190,8 @@ impl Session {
             let map = DropLayer::take_map(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
             Ok(Drops { layer, map, hook })
         });
+        // The tp_btf attach parsed the kernel's BTF once more.
+        crate::heap::trim();
         session.started = true;
         Ok(session)
     }
@@ -186,9 +200,30 @@ impl Session {
     /// selection are attached, vanished ones marked gone, and the kernel's
     /// configuration (MACs, FDB, addresses) brought up to date.
     pub async fn refresh(&mut self) -> anyhow::Result<()> {
+        self.stale = false;
         let state = self.netlink.read_state().await?;
         let wanted = topology::select_present(&state, &self.selection);
         self.follow(&state, wanted)
+    }
+
+    /// Whether a notification since the last `refresh` said the namespace
+    /// changed.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// The per-interval read when nothing changed: only the kernel's
+    /// `rx_otherhost_dropped` of the watched links (MACs, promiscuity and
+    /// membership come with the notifications and the refresh they cause).
+    pub async fn poll(&mut self) -> anyhow::Result<()> {
+        let otherhost = self.netlink.read_otherhost().await?;
+        for &i in self.present.values() {
+            let m = &mut self.members[i];
+            if let Some(&now) = otherhost.get(&m.watched.ifindex) {
+                m.model.observe_otherhost(now);
+            }
+        }
+        Ok(())
     }
 
     /// The namespace's rtnetlink notifications, for the watch loop to
@@ -203,19 +238,19 @@ impl Session {
         if let Change::Link(link) = change {
             self.observe(link);
         }
+        self.stale |= change.needs_reread();
     }
 
     /// Feeds one link observation to the tracker; keeps the events that
     /// concern watched interfaces.
     pub fn observe(&mut self, link: &Link) {
         let events = self.tracker.observe(link, SystemTime::now());
-        let present = |ifindex| {
-            self.members
-                .iter()
-                .any(|m| m.watched.ifindex == ifindex && m.slot.is_some())
-        };
-        let events: Vec<Event> = events.into_iter().filter(|e| present(e.ifindex)).collect();
-        self.events.extend(events);
+        let present = &self.present;
+        self.events.extend(
+            events
+                .into_iter()
+                .filter(|e| present.contains_key(&e.ifindex)),
+        );
     }
 
     fn follow(&mut self, state: &NetState, wanted: Vec<Watched>) -> anyhow::Result<()> {
@@ -225,27 +260,38 @@ impl Session {
         // Gone: no longer present under the same name (an ifindex may be
         // reused by a new device), or no longer selected (a port that left
         // its bridge).
-        for i in 0..self.members.len() {
-            let m = &self.members[i];
-            let present = state
-                .link(m.watched.ifindex)
-                .is_some_and(|l| l.name == m.watched.name);
-            let still_wanted = wanted.iter().any(|w| same(w, &m.watched));
-            if m.slot.is_some() && !(present && still_wanted) {
-                self.retire(i, present);
-            }
+        let mut leaving: Vec<(usize, bool)> = {
+            let wanted: HashMap<u32, &Watched> = wanted.iter().map(|w| (w.ifindex, w)).collect();
+            self.present
+                .values()
+                .filter_map(|&i| {
+                    let m = &self.members[i].watched;
+                    let present = state.link(m.ifindex).is_some_and(|l| l.name == m.name);
+                    let still_wanted = wanted.get(&m.ifindex).is_some_and(|w| same(w, m));
+                    (!(present && still_wanted)).then_some((i, present))
+                })
+                .collect()
+        };
+        leaving.sort_unstable();
+        for (i, present) in leaving {
+            self.retire(i, present);
         }
         // New: configure first, so the very first frame is classified
         // right, then attach (ports before bridges: `wanted` is ordered).
-        let mut added = Vec::new();
-        for w in wanted {
-            if self
+        let new: Vec<Watched> = {
+            let known: HashSet<(u32, &str, Role)> = self
                 .members
                 .iter()
-                .any(|m| (m.slot.is_some() || m.failed) && same(&m.watched, &w))
-            {
-                continue;
-            }
+                .filter(|m| m.slot.is_some() || m.failed)
+                .map(|m| key(&m.watched))
+                .collect();
+            wanted
+                .into_iter()
+                .filter(|w| !known.contains(&key(w)))
+                .collect()
+        };
+        let mut added = Vec::new();
+        for w in new {
             let Some(slot) = self.slots.take() else {
                 self.notes.push(format!(
                     "cannot watch {}: all {MAX_INTERFACES} counter slots of macdrop's kernel maps \
@@ -264,6 +310,7 @@ impl Session {
                 w.master().map(str::to_owned),
             )
             .in_namespace(self.ns.name.clone());
+            self.present.insert(w.ifindex, self.members.len());
             self.members.push(Member {
                 watched: w,
                 slot: Some(slot),
@@ -317,6 +364,7 @@ impl Session {
                 self.notes.push(format!("cannot watch {}: {e:#}", w.name));
                 if let Some(slot) = self.members[i].slot.take() {
                     self.slots.give_back(slot);
+                    self.present.remove(&w.ifindex);
                 }
                 self.members[i].failed = true;
                 Ok(())
@@ -340,6 +388,7 @@ impl Session {
         let Some(slot) = self.members[i].slot.take() else {
             return;
         };
+        self.present.remove(&self.members[i].watched.ifindex);
         if let Ok(frames) = self.counters.read(slot) {
             self.members[i].model.sample(frames, Instant::now());
         }
@@ -564,7 +613,12 @@ impl Drop for Session {
 
 /// The same interface: same device (ifindex and name) in the same role.
 fn same(a: &Watched, b: &Watched) -> bool {
-    a.ifindex == b.ifindex && a.name == b.name && a.role == b.role
+    key(a) == key(b)
+}
+
+/// What `same` compares, for sets.
+fn key(w: &Watched) -> (u32, &str, Role) {
+    (w.ifindex, w.name.as_str(), w.role)
 }
 
 #[cfg(test)]

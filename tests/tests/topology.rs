@@ -316,3 +316,78 @@ fn all_namespaces_follows_namespaces_that_come_and_go() {
     }
     macdrop.stop().unwrap();
 }
+
+/// Between its safety re-reads (every 30 s) macdrop reads no topology on
+/// its intervals, only statistics: a change the kernel announces — here
+/// the bridge's own MAC removed from its FDB, an RTM_DELNEIGH — is taken in
+/// from the notification, within moments.
+#[test]
+fn announced_changes_are_taken_in_between_full_reads() {
+    let lab = BridgeLab::new(1).unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
+    let tx = RawSender::new(lab.peer(1), PEER_IFACE).unwrap();
+    let to_bridge = ipv4_udp(BRIDGE_MAC, peer_mac(1), peer_ipv4(1), BRIDGE_IPV4);
+    tx.send(&to_bridge, 2).unwrap();
+    let own = plan_counts(2, 0, 0);
+    let report = macdrop.settle(|r| r.frames("p1") == Some(own), SETTLE);
+    assert_eq!(report.frames("p1"), Some(own), "own while in the FDB");
+
+    lab.remove_bridge_mac_from_fdb().unwrap();
+    // One frame at a time until one counts as host_ip_wrong_mac: the
+    // kernel maps were updated from the notification.
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    let wrong = |r: &macdrop_tests::macdrop::Report| {
+        r.frames("p1").is_some_and(|f| f.host_ip_wrong_mac > 0)
+    };
+    while macdrop.wait_for(wrong, Duration::from_millis(300)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the FDB change was not taken in within 5 s (the safety re-read is 30 s away)"
+        );
+        tx.send(&to_bridge, 1).unwrap();
+        sent += 1;
+    }
+    tx.send(&to_bridge, 3).unwrap();
+    let report = macdrop.settle(
+        |r| r.frames("p1").is_some_and(|f| f.host_ip_wrong_mac == 3 + 1),
+        SETTLE,
+    );
+    let p1 = report.frames("p1").unwrap();
+    assert_eq!(
+        p1.host_ip_wrong_mac, 4,
+        "exactly the frames after the first"
+    );
+    assert_eq!(
+        p1.own + p1.foreign_unicast,
+        2 + sent + 3,
+        "every frame counted once"
+    );
+    macdrop.stop().unwrap();
+}
+
+/// Exit detaches every port in about one RCU grace period per link (what
+/// the kernel needs per TCX detach, about 10 ms here): the lab's 9 ports
+/// and the bridge take well under 2 s, and nothing is left.
+#[test]
+fn exit_detaches_every_port_quickly() {
+    let lab = BridgeLab::new(9).unwrap();
+    let macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
+    let held = bpf::held_by(macdrop.pid()).unwrap();
+    assert_eq!(
+        held.links.len(),
+        9 + 1 + 1,
+        "9 ports, the bridge, the drop program: {held:?}"
+    );
+    let started = std::time::Instant::now();
+    macdrop.stop().unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "exit took {took:?}");
+    let left = macdrop_tests::wait::poll_until(
+        SETTLE,
+        || bpf::still_existing(&held),
+        |left| left.programs.is_empty() && left.links.is_empty(),
+    )
+    .unwrap();
+    assert_eq!(left, bpf::Held::default(), "left behind");
+}

@@ -194,12 +194,12 @@ pub fn run(args: &Args) -> Result<()> {
             let r = scale::attach_time(&lab, &s)?;
             json["attach"] = r.json();
             md += &format!("## Attach time\n\n{}\n", r.markdown());
-            summary.push(Target::at_most(
-                format!("attach {ports} ports"),
-                median(&r.all),
-                2.0,
-                "s",
-            ));
+            let mut all =
+                Target::at_most(format!("attach {ports} ports"), median(&r.all), 2.0, "s");
+            if let Some((floor, _)) = r.serial_floor() {
+                all.measured += &format!(" (kernel floor {} s)", fmt_num(floor));
+            }
+            summary.push(all);
             summary.push(Target::at_most(
                 "attach a new port".into(),
                 median(&r.new_port),

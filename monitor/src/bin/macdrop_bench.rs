@@ -14,6 +14,9 @@
 //!   until stdin closes (end-to-end baselines).
 //! - `counter-read`: the time of one full counter read of N slots, as a
 //!   report does it (`CounterReader::read` per slot).
+//! - `tcx-floor`: the kernel's floor for attaching and detaching: raw TCX
+//!   link creates (BPF_LINK_CREATE) and detaches (BPF_LINK_DETACH) on N
+//!   interfaces and nothing else, serially and from a pool of threads.
 //!
 //! Not part of macdrop: nothing here is installed or run by users.
 
@@ -84,6 +87,18 @@ enum Command {
         #[arg(long, value_enum)]
         hook: EmptyHook,
     },
+    /// Time raw TCX link creates and detaches on PREFIX1..PREFIXCOUNT,
+    /// serially (1 thread) and from each number of THREADS, interleaved.
+    TcxFloor {
+        #[arg(long, default_value = "p")]
+        prefix: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 4])]
+        threads: Vec<usize>,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+    },
     /// Time full counter reads of SLOTS slots.
     CounterRead {
         #[arg(long, default_value_t = 1000)]
@@ -114,6 +129,12 @@ fn main() -> anyhow::Result<()> {
         } => test_run(&iface, repeat, reps, ports)?,
         Command::AttachEmpty { iface, hook } => return attach_empty(&iface, hook),
         Command::CounterRead { slots, reps } => counter_read(slots, reps)?,
+        Command::TcxFloor {
+            prefix,
+            count,
+            threads,
+            reps,
+        } => tcx_floor(&prefix, count, &threads, reps)?,
     };
     println!("{out}");
     Ok(())
@@ -546,4 +567,73 @@ fn counter_read(slots: u32, reps: usize) -> anyhow::Result<serde_json::Value> {
         "cpus": aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
         "ns": ns,
     }))
+}
+
+// ---- tcx-floor --------------------------------------------------------------
+
+fn tcx_floor(
+    prefix: &str,
+    count: u32,
+    threads: &[usize],
+    reps: usize,
+) -> anyhow::Result<serde_json::Value> {
+    ensure!(threads.iter().all(|&t| t > 0), "--threads must be positive");
+    let ifindexes = (1..=count)
+        .map(|i| ifindex_of(&format!("{prefix}{i}")))
+        .collect::<anyhow::Result<Vec<u32>>>()?;
+    let mut ebpf = loader::load(netns_inode()?, &[])?;
+    tc::load_tc_program(&mut ebpf)?;
+    let prog = tc::program_fd(&mut ebpf)?;
+    // Each worker enters the namespace itself, as macdrop's workers do for
+    // --netns (a path, so the setns really happens).
+    let ns = macdrop::netns::Namespace::open("/proc/self/ns/net")?;
+    let mut runs: BTreeMap<usize, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for _ in 0..reps {
+        for &t in threads {
+            let chunks: Vec<Vec<u32>> = (0..t)
+                .map(|k| ifindexes.iter().copied().skip(k).step_by(t).collect())
+                .collect();
+            let started = Instant::now();
+            let links = std::thread::scope(|s| {
+                let handles: Vec<_> = chunks
+                    .iter()
+                    .map(|chunk| {
+                        let ns = &ns;
+                        s.spawn(move || -> anyhow::Result<Vec<tc::TcAttachment>> {
+                            let _inside = ns.enter()?;
+                            chunk.iter().map(|&i| tc::attach_tcx_fd(prog, i)).collect()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("attach worker panicked"))
+                    .collect::<anyhow::Result<Vec<_>>>()
+            })?;
+            let create = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for chunk in links {
+                    let ns = &ns;
+                    s.spawn(move || {
+                        let _inside = ns.enter();
+                        for link in chunk {
+                            let _ = link.detach();
+                        }
+                    });
+                }
+            });
+            let detach = started.elapsed().as_secs_f64();
+            let run = runs.entry(t).or_default();
+            run.0.push(create);
+            run.1.push(detach);
+        }
+    }
+    let runs: Vec<_> = runs
+        .into_iter()
+        .map(
+            |(t, (create, detach))| json!({ "threads": t, "create_s": create, "detach_s": detach }),
+        )
+        .collect();
+    Ok(json!({ "count": count, "runs": runs }))
 }

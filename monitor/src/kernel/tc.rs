@@ -212,7 +212,18 @@ pub fn attach(ebpf: &mut Ebpf, ifindex: u32, mode: TcMode) -> anyhow::Result<TcA
 /// ingress (none is displaced or reordered). Errors keep the kernel's errno
 /// in their chain (EINVAL: no TCX in this kernel; ENODEV: no such device).
 pub fn attach_tcx(ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<TcAttachment> {
-    let link = TcxLink::attach(program_fd(ebpf)?, ifindex)
+    attach_tcx_fd(program_fd(ebpf)?, ifindex)
+}
+
+/// `attach_tcx` with the loaded program's fd (`program_fd`), which any
+/// thread can use while the object stays with its owner: the benchmark's
+/// kernel floor (`macdrop-bench tcx-floor`) attaches from a pool of threads
+/// with it, to show that they do not overlap (see `kernel::attach`).
+pub fn attach_tcx_fd(
+    prog: std::os::fd::BorrowedFd<'_>,
+    ifindex: u32,
+) -> anyhow::Result<TcAttachment> {
+    let link = TcxLink::attach(prog, ifindex)
         .map_err(anyhow::Error::new)
         .with_context(|| {
             format!(
@@ -369,7 +380,7 @@ fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {
 }
 
 /// The loaded program's fd, borrowed from the object that owns it.
-fn program_fd(ebpf: &mut Ebpf) -> anyhow::Result<std::os::fd::BorrowedFd<'_>> {
+pub fn program_fd(ebpf: &mut Ebpf) -> anyhow::Result<std::os::fd::BorrowedFd<'_>> {
     use std::os::fd::AsFd as _;
     Ok(program(ebpf)?
         .fd()

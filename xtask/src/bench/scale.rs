@@ -5,7 +5,10 @@
 //! - Attach time: from starting `macdrop watch --bridge br0` to its
 //!   "watching N interface(s)" line, then the time from enslaving one new
 //!   port to macdrop's `attached` event for it (the event's own `ts`), and
-//!   how long macdrop takes to exit (detach everything).
+//!   how long macdrop takes to exit (detach everything). Interleaved with
+//!   each repetition, the kernel's floor for the same ports: raw TCX link
+//!   creates and detaches and nothing else (`macdrop-bench tcx-floor`),
+//!   serially and from `FLOOR_THREADS` threads.
 //! - Userspace cost: CPU % (the scheduler's runtime of every thread) over windows of a
 //!   steady-state run at a 1 s interval with JSON output, peak RSS
 //!   (VmHWM), and the time of one full counter read of N slots
@@ -173,8 +176,15 @@ impl Lab {
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Thread counts of the floor measurement: serial, and a pool as large as
+/// one that could overlap the kernel's waits if RTNL allowed it.
+const FLOOR_THREADS: [usize; 2] = [1, 4];
+
 pub struct AttachResults {
     pub ports: usize,
+    /// Per thread count: raw TCX link creates and detaches of every port,
+    /// seconds.
+    pub floor: Vec<(usize, Vec<f64>, Vec<f64>)>,
     /// Interfaces macdrop said it watches.
     pub watched: usize,
     /// Start to "watching N interface(s)", seconds.
@@ -189,6 +199,10 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
     let reps = if s.quick { 2 } else { 5 };
     let mut r = AttachResults {
         ports: lab.ports,
+        floor: FLOOR_THREADS
+            .iter()
+            .map(|&t| (t, Vec::new(), Vec::new()))
+            .collect(),
         watched: 0,
         all: Vec::new(),
         new_port: Vec::new(),
@@ -202,6 +216,7 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
         .context("no peer pid")?;
     for rep in 0..reps {
         println!("xtask: bench: attach repetition {}/{reps}", rep + 1);
+        tcx_floor(lab, s, &mut r.floor)?;
         let mut md = lab.spawn_macdrop(s, "1")?;
         let ready = md.wait_line(false, READY_TIMEOUT, |l| {
             l.starts_with("macdrop: watching ")
@@ -244,6 +259,33 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
         lab.host.ip(&["link", "del", "pnew"])?;
     }
     Ok(r)
+}
+
+/// One run of `macdrop-bench tcx-floor` on the lab's ports; appends to
+/// `floor`, whose entries are in `FLOOR_THREADS` order.
+fn tcx_floor(lab: &Lab, s: &Settings, floor: &mut [(usize, Vec<f64>, Vec<f64>)]) -> Result<()> {
+    let threads: Vec<String> = FLOOR_THREADS.iter().map(usize::to_string).collect();
+    let out = proc::output(lab.host.command(&[
+        s.bench_bin.as_os_str(),
+        "tcx-floor".as_ref(),
+        "--count".as_ref(),
+        lab.ports.to_string().as_ref(),
+        "--threads".as_ref(),
+        threads.join(",").as_ref(),
+        "--reps".as_ref(),
+        "1".as_ref(),
+    ]))?;
+    let v: Value = serde_json::from_str(&out).context("tcx-floor printed bad JSON")?;
+    for (threads, create, detach) in floor.iter_mut() {
+        let run = v["runs"]
+            .as_array()
+            .and_then(|runs| runs.iter().find(|r| r["threads"] == *threads))
+            .with_context(|| format!("tcx-floor has no run with {threads} threads: {out}"))?;
+        let first = |key: &str| run[key][0].as_f64().context("tcx-floor: no timing");
+        create.push(first("create_s")?);
+        detach.push(first("detach_s")?);
+    }
+    Ok(())
 }
 
 /// N of `macdrop: watching N interface(s) ...`.
@@ -389,9 +431,27 @@ fn cpu_ns(pid: u32) -> Result<u64> {
 }
 
 impl AttachResults {
+    /// The serial floor: (create, detach) medians in seconds.
+    pub fn serial_floor(&self) -> Option<(f64, f64)> {
+        let (_, create, detach) = self.floor.iter().find(|(t, _, _)| *t == 1)?;
+        Some((Stat::of(create)?.median, Stat::of(detach)?.median))
+    }
+
     pub fn json(&self) -> Value {
+        let floor: Vec<Value> = self
+            .floor
+            .iter()
+            .map(|(threads, create, detach)| {
+                json!({
+                    "threads": threads,
+                    "create_s": stats::json_of(create),
+                    "detach_s": stats::json_of(detach),
+                })
+            })
+            .collect();
         json!({
             "ports": self.ports,
+            "kernel_floor": floor,
             "watched_interfaces": self.watched,
             "all_ports_s": stats::json_of(&self.all),
             "new_port_ms": stats::json_of(&self.new_port),
@@ -400,21 +460,48 @@ impl AttachResults {
     }
 
     pub fn markdown(&self) -> String {
-        format!(
+        let ratio = |macdrop: &[f64], floor: Option<f64>| match (Stat::of(macdrop), floor) {
+            (Some(m), Some(f)) if f > 0.0 => format!("{:.2}", m.median / f),
+            _ => "n/a".into(),
+        };
+        let (create, detach) = self.serial_floor().unzip();
+        let mut md = format!(
             "A bridge with {} veth ports (macdrop watches {} interfaces: the bridge and its \
              ports), `macdrop watch --bridge br0 --format json`, {} repetition(s); median \
-             (min–max).\n\n\
-             | figure | measured | target |\n|---|---|---|\n\
-             | start to all ports attached (the \"watching\" line) | {} s | < 2 s |\n\
-             | new port: enslaved to its `attached` event | {} ms | < 100 ms |\n\
-             | exit: SIGTERM to exit (final report, every link detached) | {} s | - |\n",
+             (min–max). Before each repetition, the kernel's floor on the same ports: \
+             `macdrop-bench tcx-floor` creates a TCX link on every port with BPF_LINK_CREATE \
+             and detaches them with BPF_LINK_DETACH, nothing else, serially and from a pool \
+             of threads (each in the namespace).\n\n\
+             | figure | measured | target | ratio to the serial floor |\n|---|---|---|---|\n\
+             | start to all ports attached (the \"watching\" line) | {} s | < 2 s | {} |\n\
+             | new port: enslaved to its `attached` event | {} ms | < 100 ms | - |\n\
+             | exit: SIGTERM to exit (final report, every link detached) | {} s | - | {} |\n",
             self.ports,
             self.watched,
             self.all.len(),
             stats::show(&self.all, 2),
+            ratio(&self.all, create),
             stats::show(&self.new_port, 0),
             stats::show(&self.exit, 2),
-        )
+            ratio(&self.exit, detach),
+        );
+        for (threads, c, d) in &self.floor {
+            let how = if *threads == 1 {
+                "serial".to_owned()
+            } else {
+                format!("{threads} threads")
+            };
+            let _ = write!(
+                md,
+                "| raw TCX link create ×{}, {how} (kernel floor) | {} s | - | - |\n\
+                 | raw TCX link detach ×{}, {how} (kernel floor) | {} s | - | - |\n",
+                self.ports,
+                stats::show(c, 2),
+                self.ports,
+                stats::show(d, 2),
+            );
+        }
+        md
     }
 }
 

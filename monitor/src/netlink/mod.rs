@@ -2,6 +2,8 @@
 //! databases over rtnetlink. One job: turn kernel netlink dumps into plain
 //! structs; nothing here decides what to watch.
 
+mod stats;
+
 use std::{collections::BTreeMap, net::IpAddr};
 
 use anyhow::Context as _;
@@ -87,8 +89,15 @@ pub struct NetState {
 }
 
 impl NetState {
+    /// Runs for every watched interface on every refresh: a binary search
+    /// over the dump's links (`read_state` sorts them by ifindex), with a
+    /// scan as the fallback for a miss, so states built by hand in any
+    /// order are answered right too.
     pub fn link(&self, ifindex: u32) -> Option<&Link> {
-        self.links.iter().find(|l| l.ifindex == ifindex)
+        match self.links.binary_search_by_key(&ifindex, |l| l.ifindex) {
+            Ok(i) => Some(&self.links[i]),
+            Err(_) => self.links.iter().find(|l| l.ifindex == ifindex),
+        }
     }
     pub fn link_by_name(&self, name: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.name == name)
@@ -124,6 +133,8 @@ impl Netlink {
         let links = self.links().await?;
         let addrs = self.addrs().await?;
         let (local_fdb, secondary_macs) = self.fdb(&links).await?;
+        // The parsed dumps are freed by now; see `heap`.
+        crate::heap::trim();
         Ok(NetState {
             links,
             addrs,
@@ -227,8 +238,20 @@ pub enum Change {
     Link(Link),
     /// A link disappeared.
     LinkGone(u32),
-    /// An address, FDB or other change: re-read the state.
+    /// An address, a local FDB entry or something not decoded: re-read
+    /// the state.
     Other,
+    /// Nothing macdrop reads: ARP and NDP neighbours, FDB entries the
+    /// bridge learned (they come and go with every station on a busy
+    /// bridge; only local entries decide what is delivered to the host).
+    Irrelevant,
+}
+
+impl Change {
+    /// Whether the namespace's state must be read again.
+    pub fn needs_reread(&self) -> bool {
+        !matches!(self, Change::Irrelevant)
+    }
 }
 
 /// Link, address and neighbour (FDB) notifications of the current
@@ -285,6 +308,13 @@ fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Chan
         }
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
             Change::LinkGone(link.header.index)
+        }
+        NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n),
+        ) if n.header.family != AddressFamily::Bridge
+            || n.header.state != NeighbourState::Permanent =>
+        {
+            Change::Irrelevant
         }
         _ => Change::Other,
     }
