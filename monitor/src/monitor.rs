@@ -177,13 +177,7 @@ impl Monitor {
             }
         }
         for s in &sessions {
-            let summary = s.summary();
-            eprintln!(
-                "macdrop: watching {} interface(s) in {}: {}",
-                summary.len(),
-                s.ns.describe(),
-                summary.join(", ")
-            );
+            eprintln!("macdrop: watching {}", s.summary());
         }
 
         // Every session's notifications go to one channel, tagged with the
@@ -398,12 +392,7 @@ impl Monitor {
             .await
             {
                 Ok(session) => {
-                    let summary = session.summary();
-                    eprintln!(
-                        "macdrop: now watching {} interface(s) in {label}: {}",
-                        summary.len(),
-                        summary.join(", ")
-                    );
+                    eprintln!("macdrop: now watching {}", session.summary());
                     let t = track(self.next_id, session, &self.changes_tx);
                     self.next_id += 1;
                     self.sessions.push(t);
