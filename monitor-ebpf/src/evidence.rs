@@ -238,7 +238,11 @@ pub fn capture_xdp_frags(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, 
 /// copied from the packet pointers (`copy_from_packet`). The original
 /// length is the buffer's, as the flows count it: generic XDP hands the
 /// program a linearized skb, and native XDP without multi-buffer support
-/// only receives frames that fit in one buffer.
+/// only receives frames that fit in one buffer. (`data_end - data`
+/// subtracts packet pointers, which the verifier accepts only from a
+/// loader with CAP_PERFMON; the flow record already does the same, and on
+/// 6.18 none of the object's programs loads without it: its map-value and
+/// stack arithmetic is refused too.)
 #[inline(never)]
 pub fn capture_xdp_legacy(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
     let Some((now, cpu, mut entry)) = begin(ctl) else {
