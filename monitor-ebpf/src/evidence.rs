@@ -11,13 +11,13 @@
 //! Helpers by hook, for the kernels the matrix loads the object on:
 //! `bpf_skb_load_bytes` at tc (any kernel); `bpf_xdp_load_bytes` in the
 //! multi-buffer XDP program, which only loads on >= 5.18 where the helper
-//! exists. The legacy XDP program (kernels < 5.18) captures nothing: it
-//! has neither helper, and what the verifier accepts instead was measured
-//! and refused. A byte loop bounded by the packet pointers, with the
-//! frame's length found by pointer comparisons (subtracting the pointers
-//! needs CAP_PERFMON, which macdrop drops once attached), exceeded the
-//! verifier's 1,000,000-instruction limit on 6.18: every exit of the loop
-//! is a path of its own, and the length search doubles them per step.
+//! exists. The legacy XDP program (kernels < 5.18) has neither helper: it
+//! copies from the packet pointers itself ([`capture_xdp_legacy`]), in at
+//! most eight fixed-size copies chosen by a binary decomposition of the
+//! length, so the verifier sees constant offsets on every path and no loop
+//! (a byte loop whose exits each were a path of their own, with the length
+//! searched by pointer comparisons, had exceeded its 1,000,000-instruction
+//! limit).
 
 use aya_ebpf::{
     helpers::{
@@ -25,7 +25,7 @@ use aya_ebpf::{
         generated::{bpf_skb_load_bytes, bpf_xdp_get_buff_len, bpf_xdp_load_bytes},
     },
     macros::map,
-    maps::{Array, PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf, ring_buf::RingBufEntry},
     programs::{TcContext, XdpContext},
 };
 use monitor_common::{
@@ -107,6 +107,22 @@ fn take(ctl: *mut EvidenceCtl, cpu: &mut EvidenceCpu) {
     }
 }
 
+/// The start of every capture: the clock, the budget and the rate bound,
+/// then a record reserved in the ring (a full ring counted). Returns the
+/// time, this CPU's state and the record to fill.
+#[inline(always)]
+fn begin(
+    ctl: *mut EvidenceCtl,
+) -> Option<(u64, &'static mut EvidenceCpu, RingBufEntry<EvidenceRecord>)> {
+    let now = unsafe { bpf_ktime_get_ns() };
+    let cpu = admit(ctl, now)?;
+    let Some(entry) = RING.reserve::<EvidenceRecord>(0) else {
+        cpu.ring_full += 1;
+        return None;
+    };
+    Some((now, cpu, entry))
+}
+
 /// Fills the record's header.
 #[inline(always)]
 fn header(rec: *mut EvidenceRecord, now: u64, ifindex: u32, orig_len: u32, mismatch: u8, hook: u8) {
@@ -143,8 +159,7 @@ fn copy_len(len: u64, max: u64) -> Option<u32> {
 /// the frame had on the wire.
 #[inline(never)]
 pub fn capture_tc(ctx: &TcContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Some(cpu) = admit(ctl, now) else {
+    let Some((now, cpu, mut entry)) = begin(ctl) else {
         return;
     };
     let skb = ctx.skb.skb;
@@ -158,10 +173,6 @@ pub fn capture_tc(ctx: &TcContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch
         )
     };
     let tag = if vlan_present != 0 { VLAN_HLEN } else { 0 };
-    let Some(mut entry) = RING.reserve::<EvidenceRecord>(0) else {
-        cpu.ring_full += 1;
-        return;
-    };
     let rec = entry.as_mut_ptr();
     header(
         rec,
@@ -204,12 +215,7 @@ pub fn capture_tc(ctx: &TcContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch
 /// fragments included, and its whole length for `orig_len`.
 #[inline(never)]
 pub fn capture_xdp_frags(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
-    let now = unsafe { bpf_ktime_get_ns() };
-    let Some(cpu) = admit(ctl, now) else {
-        return;
-    };
-    let Some(mut entry) = RING.reserve::<EvidenceRecord>(0) else {
-        cpu.ring_full += 1;
+    let Some((now, cpu, mut entry)) = begin(ctl) else {
         return;
     };
     let rec = entry.as_mut_ptr();
@@ -227,11 +233,112 @@ pub fn capture_xdp_frags(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, 
     finish(entry, copied, ctl, cpu);
 }
 
+/// Legacy XDP (< 5.18, no `xdp.frags`): a frame is one buffer,
+/// `data..data_end`, and there is no helper to copy it, so the bytes are
+/// copied from the packet pointers (`copy_from_packet`). The original
+/// length is the buffer's, as the flows count it: generic XDP hands the
+/// program a linearized skb, and native XDP without multi-buffer support
+/// only receives frames that fit in one buffer. (`data_end - data`
+/// subtracts packet pointers, which the verifier accepts only from a
+/// loader with CAP_PERFMON; the flow record already does the same, and on
+/// 6.18 none of the object's programs loads without it: its map-value and
+/// stack arithmetic is refused too.)
+#[inline(never)]
+pub fn capture_xdp_legacy(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
+    let Some((now, cpu, mut entry)) = begin(ctl) else {
+        return;
+    };
+    let rec = entry.as_mut_ptr();
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    header(
+        rec,
+        now,
+        ifindex,
+        (data_end - data) as u32,
+        mismatch,
+        EVIDENCE_HOOK_XDP,
+    );
+    // SAFETY: `rec` is the reserved record, its `data` longer than the
+    // snap length.
+    let n = unsafe { copy_from_packet(data, data_end, (*rec).data.as_mut_ptr()) };
+    // SAFETY: as above.
+    unsafe { (*rec).cap_len = n as u16 };
+    finish(entry, n != 0, ctl, cpu);
+}
+
+/// Copies `min(data_end - data, EVIDENCE_SNAPLEN)` bytes of the frame to
+/// `dst` and returns how many: the whole snap length when the frame has
+/// it, else a binary decomposition of the frame's length, 64, 32, .., 1
+/// bytes, each copied only if it is inside the frame. Every check compares
+/// `data` plus a constant (on each path the verifier explores) with
+/// `data_end`, and every copy has a constant size: at most 7 copies on
+/// 128 paths of straight-line code, against the verifier's 1M-instruction
+/// budget a few tens of thousands.
+///
+/// SAFETY: `dst` must have room for `EVIDENCE_SNAPLEN` bytes.
+#[inline(always)]
+unsafe fn copy_from_packet(data: usize, data_end: usize, dst: *mut u8) -> usize {
+    const _: () = assert!(EVIDENCE_SNAPLEN == 128);
+    unsafe {
+        if chunk::<EVIDENCE_SNAPLEN>(data, data_end, dst, 0) {
+            return EVIDENCE_SNAPLEN;
+        }
+        let mut off = 0;
+        off += chunk_len::<64>(data, data_end, dst, off);
+        off += chunk_len::<32>(data, data_end, dst, off);
+        off += chunk_len::<16>(data, data_end, dst, off);
+        off += chunk_len::<8>(data, data_end, dst, off);
+        off += chunk_len::<4>(data, data_end, dst, off);
+        off += chunk_len::<2>(data, data_end, dst, off);
+        off += chunk_len::<1>(data, data_end, dst, off);
+        off
+    }
+}
+
+/// `chunk`, returning the bytes copied (N or 0).
+#[inline(always)]
+unsafe fn chunk_len<const N: usize>(
+    data: usize,
+    data_end: usize,
+    dst: *mut u8,
+    off: usize,
+) -> usize {
+    if unsafe { chunk::<N>(data, data_end, dst, off) } {
+        N
+    } else {
+        0
+    }
+}
+
+/// Copies the frame's bytes `off..off + N` to `dst + off` if they are all
+/// inside the frame (the check the verifier needs); returns whether.
+#[inline(always)]
+unsafe fn chunk<const N: usize>(data: usize, data_end: usize, dst: *mut u8, off: usize) -> bool {
+    let start = data + off;
+    // For one byte LLVM would turn `start + 1 > data_end` into `start >=
+    // data_end`, from which verifiers before 6.x conclude one byte less
+    // (`pkt' < pkt_end` gives a range of `off - 1` there): the volatile
+    // reload keeps the addition.
+    let start = if N == 1 {
+        // SAFETY: a local.
+        unsafe { core::ptr::read_volatile(&start) }
+    } else {
+        start
+    };
+    if start + N > data_end {
+        return false;
+    }
+    // SAFETY: `start..start + N` is inside the frame (checked above), and
+    // the caller's `dst` has room for `off + N` <= EVIDENCE_SNAPLEN bytes.
+    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, dst.add(off), N) };
+    true
+}
+
 /// Submits a filled record (and counts it in the budget), or discards one
 /// whose copy failed.
 #[inline(always)]
 fn finish(
-    entry: aya_ebpf::maps::ring_buf::RingBufEntry<EvidenceRecord>,
+    entry: RingBufEntry<EvidenceRecord>,
     copied: bool,
     ctl: *mut EvidenceCtl,
     cpu: &mut EvidenceCpu,

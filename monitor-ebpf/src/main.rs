@@ -38,12 +38,17 @@ pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
 }
 
 /// The same program for kernels without multi-buffer XDP (< 5.18), which
-/// reject `xdp.frags` programs at load time (and lack the helper that
-/// measures a multi-buffer frame: a frame there is one buffer). No evidence
-/// capture here (`--pcap`): see `evidence` for why.
+/// reject `xdp.frags` programs at load time (and lack the helpers that
+/// measure and copy a multi-buffer frame: a frame there is one buffer, so
+/// its length is `data_end - data` and the evidence is copied from the
+/// packet pointers).
 #[xdp]
 pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
-    xdp_frame(&ctx, |ctx| (ctx.data_end() - ctx.data()) as u64);
+    if let Some((ifindex, mismatch)) = xdp_frame(&ctx, |ctx| (ctx.data_end() - ctx.data()) as u64)
+        && let Some(ctl) = evidence::enabled()
+    {
+        evidence::capture_xdp_legacy(&ctx, ctl, ifindex, mismatch);
+    }
     xdp_action::XDP_PASS
 }
 

@@ -651,5 +651,6 @@ fn tc_pinned_pkt_types() {
     });
 }
 
+mod evidence;
 mod flows;
 mod fuzz;

@@ -1,7 +1,8 @@
 //! Reads a pcapng file back with the tools an engineer would use: tshark
 //! for every field (interface name, packet comment, lengths, VLAN ids) and
 //! tcpdump as a second reader, so a file only macdrop's own library could
-//! parse fails the tests.
+//! parse fails the tests. Where neither tool exists (the kernel matrix's
+//! guests), [`read_raw`] reads the blocks with the pcap-file crate.
 
 use std::{path::Path, process::Command};
 
@@ -116,4 +117,66 @@ pub fn tcpdump_count(path: &Path) -> Result<usize> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(String::from_utf8_lossy(&out.stdout).lines().count())
+}
+
+/// One enhanced packet block, as the pcap-file crate reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawFrame {
+    /// The `if_name` of the block's interface description.
+    pub interface: String,
+    /// The block's comments, joined with "; ".
+    pub comment: String,
+    pub orig_len: u32,
+    /// The bytes in the file.
+    pub data: Vec<u8>,
+}
+
+/// Every packet of the pcapng file `path`, in file order, with the pcap-file
+/// crate (no external tool).
+pub fn read_raw(path: &Path) -> Result<Vec<RawFrame>> {
+    use pcap_file::pcapng::{
+        Block, PcapNgReader,
+        blocks::{
+            enhanced_packet::EnhancedPacketOption,
+            interface_description::InterfaceDescriptionOption,
+        },
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut reader = PcapNgReader::new(&bytes[..])
+        .with_context(|| format!("{} is not pcapng", path.display()))?;
+    let mut names: Vec<String> = Vec::new();
+    let mut frames = Vec::new();
+    while let Some(block) = reader.next_block() {
+        match block.with_context(|| format!("a block of {}", path.display()))? {
+            Block::InterfaceDescription(idb) => names.push(
+                idb.options
+                    .iter()
+                    .find_map(|o| match o {
+                        InterfaceDescriptionOption::IfName(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+            ),
+            Block::EnhancedPacket(epb) => {
+                let comments: Vec<String> = epb
+                    .options
+                    .iter()
+                    .filter_map(|o| match o {
+                        EnhancedPacketOption::Comment(c) => Some(c.to_string()),
+                        _ => None,
+                    })
+                    .collect();
+                frames.push(RawFrame {
+                    interface: names.get(epb.interface_id as usize).cloned().with_context(
+                        || format!("packet of undescribed interface {}", epb.interface_id),
+                    )?,
+                    comment: comments.join("; "),
+                    orig_len: epb.original_len,
+                    data: epb.data.to_vec(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(frames)
 }

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::SETTLE;
+use common::{SETTLE, TempPcap};
 use macdrop_tests::{
     frames::{BROADCAST, ipv4_udp, mac_to_string},
     lab::{
@@ -22,6 +22,7 @@ use macdrop_tests::{
     },
     macdrop::{READY_TIMEOUT, macdrop_bin},
     netns::NetNs,
+    pcap::read,
     promisc::PromiscSocket,
     sender::RawSender,
     wait::poll_until,
@@ -307,6 +308,84 @@ fn missing_fdb_entry_is_named_with_its_numbers_and_the_remedy_works() {
         (p1["own"].as_u64(), p1["host_ip_wrong_mac"].as_u64()),
         (Some(7), Some(0))
     );
+}
+
+/// `diagnose --pcap FILE` in the background incident: the window's
+/// mismatched frames (those for br0's IP to br0's MAC, which its FDB no
+/// longer delivers) reach the file and nothing else (broadcasts, frames
+/// bridged between the ports), the report's `pcap` object counts them, and
+/// `--pcap-count` bounds them; with tc and with XDP.
+#[test]
+fn the_incident_with_pcap_evidence() {
+    let lab = BridgeLab::new(2).unwrap();
+    lab.remove_bridge_mac_from_fdb().unwrap();
+    let (src, sip) = (peer_mac(1), peer_ipv4(1));
+    let tx = RawSender::new(lab.peer(1), PEER_IFACE).unwrap();
+    // (hook, --pcap-count, frames expected in the file)
+    for (hook, count, written) in [("tc", "100", 7u64), ("xdp", "5", 5)] {
+        let pcap = TempPcap::new(&format!("diagnose-{hook}"));
+        let file = pcap.arg();
+        let run = Diagnosis::start(
+            lab.host(),
+            &[
+                "--duration",
+                "2",
+                "--format",
+                "json",
+                "--bridge",
+                BRIDGE,
+                "--attach",
+                hook,
+                "--pcap",
+                &file,
+                "--pcap-count",
+                count,
+            ],
+        );
+        send_to_host(&lab, 1, BRIDGE_MAC, 7);
+        // Not evidence: bridged to peer 2, and a broadcast.
+        tx.send(&ipv4_udp(peer_mac(2), src, sip, peer_ipv4(2)), 3)
+            .unwrap();
+        tx.send(&ipv4_udp(BROADCAST, src, sip, BRIDGE_IPV4), 2)
+            .unwrap();
+        let done = run.finish();
+        assert!(done.status.success(), "{hook}: {}", done.stderr);
+        let report = done.json();
+        assert_eq!(
+            ids(&report),
+            ["bridge_mac_not_in_fdb"],
+            "{hook}: {report:#}"
+        );
+        assert_eq!(
+            report["pcap"],
+            serde_json::json!({
+                "file": file,
+                "frames_written": written,
+                "frames_limit": count.parse::<u64>().unwrap(),
+                "not_captured_rate_limit": 0,
+                "not_captured_ring_full": 0,
+            }),
+            "{hook}: {report:#}"
+        );
+        let got = read(&pcap.path()).unwrap();
+        assert_eq!(got.len() as u64, written, "{hook}: {got:#?}");
+        for f in &got {
+            let at = format!("{hook}: {f:?}");
+            assert_eq!(f.interface, "p1", "{at}");
+            assert_eq!(f.comment, "host_ip_wrong_mac on p1 (port of br0)", "{at}");
+            assert_eq!(
+                (f.eth_src.clone(), f.eth_dst.clone()),
+                (mac_to_string(&src), mac_to_string(&BRIDGE_MAC)),
+                "{at}"
+            );
+            assert_eq!(
+                (f.ip_src.clone(), f.ip_dst.clone()),
+                (sip.to_string(), BRIDGE_IPV4.to_string()),
+                "{at}"
+            );
+            assert_eq!((f.len, f.cap_len), (60, 60), "{at}");
+        }
+    }
 }
 
 /// In words, with `--fail-on error`: the ranked text and exit code 4.

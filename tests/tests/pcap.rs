@@ -5,13 +5,9 @@
 
 mod common;
 
-use std::{
-    net::Ipv4Addr,
-    path::{Path, PathBuf},
-    time::Instant,
-};
+use std::{net::Ipv4Addr, path::Path, time::Instant};
 
-use common::SETTLE;
+use common::{SETTLE, TempPcap};
 use macdrop_tests::{
     frames::{BROADCAST, MULTICAST_V4, TPID_8021Q, eth, ipv4_udp, mac_to_string, with_vlan_tags},
     kernel::promiscuity,
@@ -31,33 +27,6 @@ const SNAPLEN: u32 = 128;
 /// EVIDENCE_RATE).
 const BURST: u64 = 256;
 const RATE_PER_MS: f64 = 1.0;
-
-/// A pcap path in a fresh directory, removed on drop.
-struct TempPcap {
-    dir: PathBuf,
-}
-
-impl TempPcap {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("macdrop-pcap-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-    fn path(&self) -> PathBuf {
-        self.dir.join("evidence.pcapng")
-    }
-    fn arg(&self) -> String {
-        self.path().to_str().unwrap().to_owned()
-    }
-}
-
-impl Drop for TempPcap {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Waits until the report says `n` frames were written.
 fn wait_written(macdrop: &mut Macdrop, n: u64) -> Report {

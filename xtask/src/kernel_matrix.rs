@@ -566,6 +566,9 @@ struct Caps {
     /// The jumbo-MTU check of the default mode, and the veth peer's max
     /// MTU while watched.
     jumbo: String,
+    /// The `--pcap` check of each mode that ran: the hook that captured
+    /// and the frames read back, or FAIL.
+    pcap: String,
 }
 
 fn caps(outcome: &Outcome) -> Caps {
@@ -577,6 +580,7 @@ fn caps(outcome: &Outcome) -> Caps {
             drops: "?".into(),
             otherhost: "?".into(),
             jumbo: "?".into(),
+            pcap: "?".into(),
         };
     };
     let modes = caps["modes"].as_array().cloned().unwrap_or_default();
@@ -659,6 +663,21 @@ fn caps(outcome: &Outcome) -> Caps {
         (Some(true), None) => "ok".to_owned(),
     };
     let peer_max = modes.iter().find_map(|m| m["peer_max_mtu"].as_u64());
+    let pcap = modes
+        .iter()
+        .filter_map(|mode| {
+            let name = format!("pcap/{}", mode["attach"].as_str()?);
+            let ok = checks.iter().find(|c| c["name"] == name.as_str())?["ok"] == Value::Bool(true);
+            // "4 frames (tcx)" -> "tcx 4"
+            let how = mode["pcap"].as_str().unwrap_or("?");
+            let (n, hook) = how.split_once(" frames (").unwrap_or((how, ")"));
+            Some(if ok {
+                format!("{} {n}", hook.trim_end_matches(')'))
+            } else {
+                format!("{}: FAIL", mode["attach"].as_str().unwrap_or("?"))
+            })
+        })
+        .collect::<Vec<_>>();
     Caps {
         release: caps["kernel"].as_str().unwrap_or("?").to_owned(),
         hooks,
@@ -668,6 +687,11 @@ fn caps(outcome: &Outcome) -> Caps {
         jumbo: match peer_max {
             Some(mtu) => format!("{jumbo} ({mtu})"),
             None => jumbo,
+        },
+        pcap: if pcap.is_empty() {
+            "?".to_owned()
+        } else {
+            pcap.join(", ")
         },
     }
 }
@@ -685,6 +709,7 @@ fn table(rows: &[Row]) -> String {
         "DROPS",
         "OTHERHOST",
         "JUMBO (peer max MTU)",
+        "PCAP (hook frames)",
     ]
     .map(str::to_owned);
     let mut lines = vec![header.to_vec()];
@@ -703,6 +728,7 @@ fn table(rows: &[Row]) -> String {
             caps.drops,
             caps.otherhost,
             caps.jumbo,
+            caps.pcap,
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -753,7 +779,10 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
          its value there (expected 5). JUMBO: a veth whose peer has MTU 9000 watched with \
          frames of 8000 bytes (counted, or refused with exit 3; FAIL otherwise), and in \
          parentheses the peer's max_mtu while macdrop watched a plain veth (native XDP without \
-         multi-buffer caps it at 3506). BOOT: QEMU start to `/init`.\n"
+         multi-buffer caps it at 3506). PCAP: `--pcap` on the standalone veth, per attach mode \
+         that ran: the hook that captured and the mismatched frames read back (exactly those \
+         sent, byte for byte up to 128 bytes, with their lengths; expected 4), or FAIL. BOOT: \
+         QEMU start to `/init`.\n"
     );
     for row in rows {
         let _ = writeln!(
@@ -815,6 +844,9 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
                 if let Some(jumbo) = mode["jumbo"].as_str() {
                     let _ = writeln!(out, "  - jumbo (peer MTU 9000): {jumbo}");
                 }
+                if let Some(pcap) = mode["pcap"].as_str() {
+                    let _ = writeln!(out, "  - pcap: {pcap} read back");
+                }
                 if let Some(mtu) = mode["peer_max_mtu"].as_u64() {
                     let _ = writeln!(out, "  - veth peer max_mtu while watched: {mtu}");
                 }
@@ -863,9 +895,10 @@ mod tests {
         let caps: Value = serde_json::from_str(
             r#"{"kernel":"5.10.0-46-cloud-amd64","btf":true,"attach_flag":true,
                 "modes":[{"attach":"default","hooks":{"bridge":"xdp-generic","port":"xdp-driver"},
-                          "drops":false,"otherhost":false},
+                          "drops":false,"otherhost":false,"pcap":"4 frames (xdp-driver)"},
                          {"attach":"tc","hooks":{"bridge":"tc","port":"tc"},"drops":false,"otherhost":false}],
-                "checks":[{"name":"bridge/default","ok":true},{"name":"bridge/tc","ok":false}]}"#,
+                "checks":[{"name":"bridge/default","ok":true},{"name":"bridge/tc","ok":false},
+                          {"name":"pcap/default","ok":true},{"name":"pcap/tc","ok":false}]}"#,
         )
         .unwrap();
         let row = Row {
@@ -899,7 +932,8 @@ mod tests {
                 "tc: FAIL (tc)",
                 "null",
                 "null",
-                "?"
+                "?",
+                "xdp-driver 4, tc: FAIL"
             ],
             "{table}"
         );

@@ -3,13 +3,18 @@
 //! xtask builds the namespaces and runs this inside them; every command
 //! prints one JSON object on stdout.
 //!
-//! - `test-run`: per-frame cost of `macdrop_xdp` and `macdrop_tc` against
-//!   the object's empty baselines (`bench_empty_xdp`, `bench_empty_tc`),
+//! - `test-run`: per-frame cost of `macdrop_xdp`, its legacy twin
+//!   `macdrop_xdp_legacy` and `macdrop_tc` against the object's empty
+//!   baselines (`bench_empty_xdp`, `bench_empty_tc`),
 //!   with BPF_PROG_TEST_RUN and the kernel's own duration, on a real
 //!   interface of this namespace whose ifindex is in the context, so the
 //!   configuration lookups take the path real traffic takes. The maps are
 //!   filled by `kernel::config` as macdrop fills them, for a bridge with
-//!   1,000 ports of which the interface is one.
+//!   1,000 ports of which the interface is one. Two classes run with
+//!   `--pcap` capture on: a mismatched frame captured (copied into the ring
+//!   buffer: the rate bound's bucket refilled before each measurement, and
+//!   fewer runs than its burst), and one the rate bound turns away (the
+//!   bucket emptied by the measurement's own first frames: a flood).
 //! - `attach-empty`: attaches an empty baseline program to an interface
 //!   until stdin closes (end-to-end baselines).
 //! - `counter-read`: the time of one full counter read of N slots, as a
@@ -31,6 +36,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf,
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{
         LinkOrder, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
         tc::TcAttachOptions,
@@ -43,7 +49,9 @@ use macdrop::{
     netlink::{Link, NetState},
     topology,
 };
-use monitor_common::{FrameCounters, names};
+use monitor_common::{
+    EVIDENCE_BURST, EVIDENCE_COST_NS, EvidenceCpu, EvidenceCtl, FrameCounters, names,
+};
 use serde_json::json;
 
 const EMPTY_XDP: &str = "bench_empty_xdp";
@@ -156,15 +164,35 @@ const OTHER_V6: &str = "2001:db8::50";
 /// ifindex of the simulated bridge; its other ports follow it.
 const FAKE_BRIDGE: u32 = 5000;
 
-/// A frame class, its frame, the counter it must land in, and whether
-/// flows are recorded meanwhile (macdrop's default; off is `--top-flows 0`).
+/// A frame class, its frame, the counter it must land in, whether flows
+/// are recorded meanwhile (macdrop's default; off is `--top-flows 0`), and
+/// the state of `--pcap` capture.
 struct Class {
     name: &'static str,
     what: &'static str,
     frame: Vec<u8>,
     counter: fn(&FrameCounters) -> u64,
     flows: bool,
+    capture: Capture,
 }
+
+/// `--pcap` for a class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Capture {
+    /// No `--pcap` (budget 0): macdrop's default.
+    Off,
+    /// Every run captured: the rate bound's bucket full before the
+    /// measurement, which has fewer runs than its burst.
+    Captured,
+    /// The bucket empty: every run (but the ~1 per ms it refills) turned
+    /// away by the rate bound, as in a flood.
+    RateLimited,
+}
+
+/// Runs per measurement of a captured frame: within the burst, so none
+/// is turned away.
+const CAPTURED_REPEAT: u32 = 200;
+const _: () = assert!((CAPTURED_REPEAT as u64) < EVIDENCE_BURST);
 
 fn classes() -> Vec<Class> {
     let udp4 = |dst_mac: Mac, tag: bool, dst: [u8; 4]| {
@@ -199,6 +227,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(BRIDGE_MAC, false, HOST_V4),
             counter: |c| c.own,
             flows: true,
+            capture: Capture::Off,
         },
         Class {
             name: "broadcast",
@@ -206,6 +235,7 @@ fn classes() -> Vec<Class> {
             frame: eth(Mac::BROADCAST, false, 0x0806, &arp),
             counter: |c| c.broadcast,
             flows: true,
+            capture: Capture::Off,
         },
         Class {
             name: "multicast",
@@ -213,6 +243,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(Mac([1, 0, 0x5e, 0, 0, 0xfb]), false, [224, 0, 0, 251]),
             counter: |c| c.multicast,
             flows: true,
+            capture: Capture::Off,
         },
         Class {
             name: "foreign",
@@ -220,6 +251,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, false, OTHER_V4),
             counter: |c| c.foreign_unicast,
             flows: true,
+            capture: Capture::Off,
         },
         Class {
             name: "foreign_host_ip",
@@ -227,6 +259,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, false, HOST_V4),
             counter: |c| c.host_ip_wrong_mac,
             flows: false,
+            capture: Capture::Off,
         },
         // The same mismatched frame with its flow record (an existing
         // flow: test_run repeats one frame), as macdrop runs by default.
@@ -236,6 +269,23 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, false, HOST_V4),
             counter: |c| c.host_ip_wrong_mac,
             flows: true,
+            capture: Capture::Off,
+        },
+        Class {
+            name: "captured",
+            what: "the same, captured (`--pcap`: 60 bytes copied into the ring buffer)",
+            frame: udp4(FOREIGN_MAC, false, HOST_V4),
+            counter: |c| c.host_ip_wrong_mac,
+            flows: true,
+            capture: Capture::Captured,
+        },
+        Class {
+            name: "rate_limited",
+            what: "the same with `--pcap`, turned away by the rate bound (a flood)",
+            frame: udp4(FOREIGN_MAC, false, HOST_V4),
+            counter: |c| c.host_ip_wrong_mac,
+            flows: true,
+            capture: Capture::RateLimited,
         },
         Class {
             name: "vlan",
@@ -243,6 +293,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, true, OTHER_V4),
             counter: |c| c.foreign_unicast,
             flows: true,
+            capture: Capture::Off,
         },
         Class {
             name: "ipv6",
@@ -250,6 +301,7 @@ fn classes() -> Vec<Class> {
             frame: udp6(FOREIGN_MAC, OTHER_V6),
             counter: |c| c.foreign_unicast,
             flows: true,
+            capture: Capture::Off,
         },
     ]
 }
@@ -337,13 +389,77 @@ fn ifindex_of(iface: &str) -> anyhow::Result<u32> {
     Ok(i)
 }
 
-/// The four programs, in the order they are measured for each class.
-const PROGRAMS: [(&str, &str); 4] = [
-    ("xdp_empty", EMPTY_XDP),
-    ("xdp_macdrop", names::XDP_PROGRAM),
-    ("tc_empty", EMPTY_TC),
-    ("tc_macdrop", names::TC_PROGRAM),
+/// The programs, in the order they are measured for each class, and
+/// whether each is macdrop's (else an empty baseline).
+const PROGRAMS: [(&str, &str, bool); 5] = [
+    ("xdp_empty", EMPTY_XDP, false),
+    ("xdp_macdrop", names::XDP_PROGRAM, true),
+    ("xdp_legacy", names::XDP_PROGRAM_LEGACY, true),
+    ("tc_empty", EMPTY_TC, false),
+    ("tc_macdrop", names::TC_PROGRAM, true),
 ];
+
+/// The capture maps: the budget, the per-CPU rate bound and counts, the
+/// ring buffer (drained after every measurement).
+struct CaptureMaps {
+    ctl: Array<MapData, EvidenceCtl>,
+    cpu: PerCpuArray<MapData, EvidenceCpu>,
+    ring: RingBuf<MapData>,
+}
+
+impl CaptureMaps {
+    fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let mut take = |name: &str| {
+            ebpf.take_map(name)
+                .with_context(|| format!("map {name} missing from the object"))
+        };
+        Ok(Self {
+            ctl: Array::try_from(take(names::EVIDENCE_CTL)?)?,
+            cpu: PerCpuArray::try_from(take(names::EVIDENCE_CPU)?)?,
+            ring: RingBuf::try_from(take(names::EVIDENCE_RING)?)?,
+        })
+    }
+
+    /// Capture on (a budget that never closes) or off.
+    fn set(&mut self, capture: Capture) -> anyhow::Result<()> {
+        let budget = if capture == Capture::Off { 0 } else { u64::MAX };
+        self.ctl.set(0, EvidenceCtl { budget, taken: 0 }, 0)?;
+        Ok(())
+    }
+
+    /// Before a measurement of macdrop's `prog` on `frame`: for
+    /// `Captured`, wait until the bucket is full (it refills by one frame
+    /// per EVIDENCE_COST_NS); for `RateLimited`, empty it with a burst's
+    /// worth of runs. The ring is left empty.
+    fn prepare(&mut self, capture: Capture, run: (&Ebpf, &str, u32, &[u8])) -> anyhow::Result<()> {
+        match capture {
+            Capture::Off => {}
+            Capture::Captured => std::thread::sleep(std::time::Duration::from_nanos(
+                (EVIDENCE_BURST + 10) * EVIDENCE_COST_NS,
+            )),
+            Capture::RateLimited => {
+                let (ebpf, prog, ifindex, frame) = run;
+                run_once(ebpf, prog, ifindex, frame, EVIDENCE_BURST as u32 + 10)?;
+            }
+        }
+        self.drain();
+        Ok(())
+    }
+
+    /// Records taken out of the ring.
+    fn drain(&mut self) -> u64 {
+        let mut n = 0;
+        while self.ring.next().is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    /// Frames the rate bound turned away so far, over all CPUs.
+    fn rate_limited(&self) -> anyhow::Result<u64> {
+        Ok(self.cpu.get(&0, 0)?.iter().map(|c| c.rate_limited).sum())
+    }
+}
 
 fn test_run(
     iface: &str,
@@ -357,11 +473,13 @@ fn test_run(
     );
     let netns = netns_inode()?;
     let ifindex = ifindex_of(iface)?;
-    let mut ebpf = loader::load(netns, &[])?;
+    // The ring at its `--pcap` size.
+    let mut ebpf = loader::load_with(netns, &[], true)?;
     let mut cfg = ConfigMaps::take(&mut ebpf)?;
     let counters = CounterReader::take(&mut ebpf)?;
     let mut flow_reader = FlowReader::take(&mut ebpf)?;
-    for name in [EMPTY_XDP, names::XDP_PROGRAM] {
+    let mut capture = CaptureMaps::take(&mut ebpf)?;
+    for name in [EMPTY_XDP, names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
         xdp(&mut ebpf, name)?.load()?;
     }
     tc::load_tc_program(&mut ebpf)?;
@@ -386,12 +504,31 @@ fn test_run(
     };
     for class in &classes {
         set_flows(&mut cfg, class.flows)?;
-        for (label, prog) in PROGRAMS {
+        capture.set(class.capture)?;
+        for (label, prog, macdrop) in PROGRAMS {
+            if macdrop {
+                capture.prepare(class.capture, (&ebpf, prog, ifindex, &class.frame))?;
+            }
             let before = counters.read(0)?;
             let flows_before = recorded(&mut flow_reader)?;
+            let limited_before = capture.rate_limited()?;
             run_once(&ebpf, prog, ifindex, &class.frame, 1)?;
             let delta = counters.read(0)?.since(&before);
-            let macdrop = label.ends_with("macdrop");
+            let captured = capture.drain();
+            let limited = capture.rate_limited()? - limited_before;
+            // With the bucket emptied, the bound may still have let this one
+            // frame through if a millisecond passed since (the measurements
+            // below check that their runs are turned away).
+            let ok = match (macdrop, class.capture) {
+                (false, _) | (true, Capture::Off) => (captured, limited) == (0, 0),
+                (true, Capture::Captured) => (captured, limited) == (1, 0),
+                (true, Capture::RateLimited) => captured + limited == 1,
+            };
+            ensure!(
+                ok,
+                "{label}: {captured} frame(s) captured and {limited} turned away for a {} frame",
+                class.name
+            );
             ensure!(
                 !macdrop || ((class.counter)(&delta) == 1 && delta.total == 1),
                 "{label} did not count a {} frame as such: {delta:?}",
@@ -399,7 +536,8 @@ fn test_run(
             );
             ensure!(macdrop || delta.total == 0, "{label} counted a frame");
             let new_flows = recorded(&mut flow_reader)? - flows_before;
-            let want = u64::from(macdrop && class.flows && class.name == "mismatched");
+            let mismatched = class.name == "mismatched" || class.capture != Capture::Off;
+            let want = u64::from(macdrop && class.flows && mismatched);
             ensure!(
                 new_flows == want,
                 "{label} recorded {new_flows} flow frame(s) for a {} frame, not {want}",
@@ -412,8 +550,33 @@ fn test_run(
     for _ in 0..reps {
         for (c, class) in classes.iter().enumerate() {
             set_flows(&mut cfg, class.flows)?;
-            for (label, prog) in PROGRAMS {
+            capture.set(class.capture)?;
+            for (label, prog, macdrop) in PROGRAMS {
+                let repeat = if class.capture == Capture::Captured {
+                    CAPTURED_REPEAT
+                } else {
+                    repeat
+                };
+                if macdrop {
+                    capture.prepare(class.capture, (&ebpf, prog, ifindex, &class.frame))?;
+                }
+                let limited_before = capture.rate_limited()?;
                 let ns = run_once(&ebpf, prog, ifindex, &class.frame, repeat)?;
+                let captured = capture.drain();
+                let limited = capture.rate_limited()? - limited_before;
+                // The intended path: every run captured, or (but for the
+                // bucket's refill of one frame per ms) every run turned away.
+                let ok = match (macdrop, class.capture) {
+                    (true, Capture::Captured) => captured == u64::from(repeat),
+                    (true, Capture::RateLimited) => limited >= u64::from(repeat) * 99 / 100,
+                    _ => true,
+                };
+                ensure!(
+                    ok,
+                    "{label}: {captured} of {repeat} frames captured and {limited} turned away \
+                     in a {} measurement",
+                    class.name
+                );
                 samples[c].entry(label).or_default().push(ns);
             }
         }
@@ -426,6 +589,7 @@ fn test_run(
                 "class": class.name,
                 "frame": class.what,
                 "len": class.frame.len(),
+                "repeat": if class.capture == Capture::Captured { CAPTURED_REPEAT } else { repeat },
                 "ns": s,
             })
         })

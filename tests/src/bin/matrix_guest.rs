@@ -17,7 +17,12 @@
 //!   as `host_ip_wrong_mac` on p1 and never on br0; `macdrop status` names
 //!   the finding;
 //! - `jumbo`: a veth whose peer has MTU 9000, frames of 8000 bytes: counted
-//!   exactly, or refused cleanly (exit 3); anything else fails.
+//!   exactly, or refused cleanly (exit 3); anything else fails;
+//! - `pcap`: `--pcap FILE` on the standalone veth, mismatched frames (one
+//!   VLAN-tagged, one longer than the snap length) among others; the file,
+//!   read back with the pcap-file crate (the guest has no tshark), holds
+//!   exactly the mismatched ones, byte for byte up to 128 bytes, with their
+//!   lengths on the wire.
 //!
 //! It records what works on this kernel (which hook each role got, whether
 //! confirmed drops and the otherhost counter are available, the veth peer's
@@ -51,6 +56,7 @@ use macdrop_tests::{
     },
     macdrop::{self, FrameCounts, Macdrop, Output, READY_PREFIX, Report},
     netns::NetNs,
+    pcap::{RawFrame, read_raw},
     sender::RawSender,
 };
 use serde_json::{Value, json};
@@ -281,6 +287,8 @@ struct Observed {
     peer_max_mtu: Option<u64>,
     /// The jumbo scenario: "counted (HOOK)" or "refused: MESSAGE".
     jumbo: Option<String>,
+    /// The pcap scenario: "N frames (HOOK)".
+    pcap: Option<String>,
 }
 
 impl Observed {
@@ -308,6 +316,9 @@ impl Observed {
         if let Some(jumbo) = &self.jumbo {
             parts.push(format!("jumbo {jumbo}"));
         }
+        if let Some(pcap) = &self.pcap {
+            parts.push(format!("pcap {pcap}"));
+        }
         parts.join(", ")
     }
 }
@@ -325,6 +336,7 @@ struct ModeCaps {
     stderr: Vec<String>,
     peer_max_mtu: Option<u64>,
     jumbo: Option<String>,
+    pcap: Option<String>,
     unsupported: Option<String>,
     /// Not run: the default attached this mode's hooks everywhere.
     same_as_default: bool,
@@ -344,6 +356,7 @@ impl ModeCaps {
             stderr: Vec::new(),
             peer_max_mtu: None,
             jumbo: None,
+            pcap: None,
             unsupported: None,
             same_as_default: false,
         }
@@ -359,6 +372,7 @@ impl ModeCaps {
         self.watching.extend(observed.watching);
         self.peer_max_mtu = self.peer_max_mtu.or(observed.peer_max_mtu);
         self.jumbo = self.jumbo.take().or(observed.jumbo);
+        self.pcap = self.pcap.take().or(observed.pcap);
         for line in observed.stderr {
             if !self.stderr.contains(&line) {
                 self.stderr.push(line);
@@ -387,6 +401,7 @@ impl ModeCaps {
             "stderr": self.stderr,
             "peer_max_mtu": self.peer_max_mtu,
             "jumbo": self.jumbo,
+            "pcap": self.pcap,
         })
     }
 
@@ -475,6 +490,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "jumbo",
         run: jumbo,
+    },
+    Scenario {
+        name: "pcap",
+        run: pcap,
     },
 ];
 
@@ -914,6 +933,115 @@ fn jumbo(bin: &Path, attach: &Attach) -> Result<Outcome> {
     macdrop.stop()?;
     expect_nothing_left(lab.host())?;
     Ok(Outcome::Ran(observed))
+}
+
+/// A file removed on drop.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `--pcap FILE` on the standalone veth: the mismatched frames (for the
+/// veth's IP, one of them VLAN-tagged, and for another host, one longer
+/// than the snap length) and only those in the file, exactly as sent up to
+/// 128 bytes, with their lengths on the wire, whichever program captured
+/// them (tc, multi-buffer XDP, or the legacy XDP program before 5.18).
+fn pcap(bin: &Path, attach: &Attach) -> Result<Outcome> {
+    const SNAPLEN: usize = 128;
+    let lab = StandaloneLab::new()?;
+    let file = RemoveOnDrop(std::env::temp_dir().join(format!(
+        "{NS_PREFIX}-{}-{}.pcapng",
+        std::process::id(),
+        attach.label()
+    )));
+    let path = file.0.to_str().context("temp path is not UTF-8")?;
+    let args = ["--iface", STANDALONE_IFACE, "--pcap", path];
+    let mut macdrop = match spawn(bin, lab.host(), &args, attach)? {
+        Ok(macdrop) => macdrop,
+        Err(why) => return Ok(Outcome::Unsupported(why)),
+    };
+
+    let tx = RawSender::new(lab.peer(), PEER_IFACE)?;
+    let (src, sip) = (STANDALONE_PEER_MAC, STANDALONE_PEER_IPV4);
+    let to_host = ipv4_udp(FOREIGN_MAC, src, sip, STANDALONE_IPV4);
+    let tagged = with_vlan_tags(&to_host, &[(TPID_8021Q, 10)]);
+    // Ethernet padding past the datagram: the IP layer trims it.
+    let mut large = ipv4_udp(FOREIGN_MAC, src, sip, FOREIGN_IPV4);
+    large.resize(1000, 0x5a);
+    let own = ipv4_udp(STANDALONE_MAC, src, sip, STANDALONE_IPV4);
+    // (frame, copies, mismatched)
+    let plan: [(&[u8], usize, bool); 4] = [
+        (&own, 2, false),
+        (&to_host, 2, true),
+        (&tagged, 1, true),
+        (&large, 1, true),
+    ];
+    let mut want: Vec<RawFrame> = Vec::new();
+    for (frame, copies, mismatched) in plan {
+        tx.send(frame, copies)?;
+        if mismatched {
+            want.extend(std::iter::repeat_n(
+                RawFrame {
+                    interface: STANDALONE_IFACE.to_owned(),
+                    comment: String::new(),
+                    orig_len: frame.len() as u32,
+                    data: frame[..frame.len().min(SNAPLEN)].to_vec(),
+                },
+                copies,
+            ));
+        }
+    }
+    let n = want.len() as u64;
+    let written = |r: &Report| r.pcap.as_ref().map(|p| p.frames_written);
+    settle(&mut macdrop, |r| written(r) == Some(n))?;
+    let observed = observe(&macdrop)?;
+    let last = macdrop.stop()?;
+    expect_nothing_left(lab.host())?;
+    let summary = last.pcap.context("no pcap object in the final report")?;
+    ensure!(
+        (
+            summary.frames_written,
+            summary.not_captured_rate_limit,
+            summary.not_captured_ring_full
+        ) == (n, 0, 0),
+        "final report: {summary:?}, expected {n} frames written and none missed"
+    );
+
+    let mut got = read_raw(&file.0)?;
+    for f in &got {
+        ensure!(
+            f.comment
+                .ends_with(&format!("on {STANDALONE_IFACE} (standalone)")),
+            "comment {:?}",
+            f.comment
+        );
+    }
+    // Frames sent back to back may be received on different CPUs, so
+    // compare as sorted lists: exact frames, exact copies.
+    for f in got.iter_mut() {
+        f.comment.clear();
+    }
+    got.sort_by(|a, b| a.data.cmp(&b.data));
+    want.sort_by(|a, b| a.data.cmp(&b.data));
+    ensure!(
+        got == want,
+        "{} read back {} frame(s), expected {}: got {got:02x?}",
+        file.0.display(),
+        got.len(),
+        want.len()
+    );
+    let hook = observed
+        .hooks
+        .get("standalone")
+        .cloned()
+        .unwrap_or_else(|| "?".to_owned());
+    Ok(Outcome::Ran(Observed {
+        pcap: Some(format!("{n} frames ({hook})")),
+        ..Observed::default()
+    }))
 }
 
 /// Fails if anything macdrop attached in `ns` outlived it: an XDP program

@@ -7,7 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::{net::Ipv4Addr, time::Duration};
+use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
 
 use anyhow::Result;
 use macdrop_tests::{
@@ -217,4 +217,31 @@ pub fn send_standalone_mix(lab: &StandaloneLab) -> Result<()> {
         m::MULTICAST as usize,
     )?;
     Ok(())
+}
+
+/// A pcap path in a fresh directory, removed on drop.
+pub struct TempPcap {
+    dir: PathBuf,
+}
+
+impl TempPcap {
+    pub fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("macdrop-pcap-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("evidence.pcapng")
+    }
+    pub fn arg(&self) -> String {
+        self.path().to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for TempPcap {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

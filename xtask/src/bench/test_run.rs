@@ -2,7 +2,8 @@
 //! empty programs, with BPF_PROG_TEST_RUN (the kernel's own duration), in a
 //! namespace with a real veth whose ifindex goes into the context.
 //! `macdrop-bench test-run` does the runs, interleaved (for each
-//! repetition, each class: empty XDP, macdrop XDP, empty tc, macdrop tc);
+//! repetition, each class: empty XDP, macdrop XDP, macdrop's legacy XDP
+//! program for kernels before 5.18, empty tc, macdrop tc);
 //! this side sets up the namespace and turns the samples into figures.
 
 use anyhow::{Context as _, Result};
@@ -17,6 +18,8 @@ pub struct Class {
     pub frame: String,
     pub xdp_empty: Vec<f64>,
     pub xdp_macdrop: Vec<f64>,
+    /// `macdrop_xdp_legacy` (kernels < 5.18), against the same empty XDP.
+    pub xdp_legacy: Vec<f64>,
     pub tc_empty: Vec<f64>,
     pub tc_macdrop: Vec<f64>,
 }
@@ -27,16 +30,20 @@ impl Class {
     pub fn xdp_delta(&self) -> Vec<f64> {
         diff(&self.xdp_macdrop, &self.xdp_empty)
     }
+    pub fn xdp_legacy_delta(&self) -> Vec<f64> {
+        diff(&self.xdp_legacy, &self.xdp_empty)
+    }
     pub fn tc_delta(&self) -> Vec<f64> {
         diff(&self.tc_macdrop, &self.tc_empty)
     }
     /// The target for this class: 10 ns over the empty program for frames
     /// decided by the MAC alone, 20 ns for foreign unicast; none for a
-    /// mismatched frame's flow record, which is measured and reported.
+    /// mismatched frame's flow record and its capture (`--pcap`), which are
+    /// measured and reported.
     pub fn target_ns(&self) -> Option<f64> {
         match self.name.as_str() {
             "own" | "broadcast" | "multicast" => Some(10.0),
-            "mismatched" => None,
+            "mismatched" | "captured" | "rate_limited" => None,
             _ => Some(20.0),
         }
     }
@@ -108,6 +115,7 @@ fn parse(out: &str) -> Result<Results> {
             frame: c["frame"].as_str().unwrap_or("").to_owned(),
             xdp_empty: samples(c, "xdp_empty"),
             xdp_macdrop: samples(c, "xdp_macdrop"),
+            xdp_legacy: samples(c, "xdp_legacy"),
             tc_empty: samples(c, "tc_empty"),
             tc_macdrop: samples(c, "tc_macdrop"),
         })
@@ -133,6 +141,8 @@ impl Results {
                         "empty_ns": super::stats::json_of(&c.xdp_empty),
                         "macdrop_ns": super::stats::json_of(&c.xdp_macdrop),
                         "delta_ns": super::stats::json_of(&c.xdp_delta()),
+                        "legacy_ns": super::stats::json_of(&c.xdp_legacy),
+                        "legacy_delta_ns": super::stats::json_of(&c.xdp_legacy_delta()),
                     },
                     "tc": {
                         "empty_ns": super::stats::json_of(&c.tc_empty),
@@ -148,27 +158,30 @@ impl Results {
     pub fn markdown(&self) -> String {
         let mut md = format!(
             "BPF_PROG_TEST_RUN, {} runs per frame per measurement, the kernel's duration (integer ns \
-             per run); {} measurements per program and class, interleaved (empty XDP, macdrop XDP, \
-             empty tc, macdrop tc, next class); median (min–max). Δ = macdrop − empty of the same \
-             repetition. The interface is a real veth (its ifindex in the context), configured as \
-             a port of a bridge with 1,000 watched ports.\n\n",
+             per run; `captured`: 200 runs, each copied into the ring buffer); {} measurements \
+             per program and class, interleaved (empty XDP, macdrop XDP, legacy XDP, empty tc, \
+             macdrop tc, next class); median (min–max). Δ = macdrop − empty of the same \
+             repetition; legacy Δ: `macdrop_xdp_legacy` (kernels < 5.18) − empty XDP. The \
+             interface is a real veth (its ifindex in the context), configured as a port of a \
+             bridge with 1,000 watched ports.\n\n",
             self.repeat, self.reps
         );
-        md += "| class | frame | XDP empty | XDP macdrop | XDP Δ | tc empty | tc macdrop | tc Δ | target Δ |\n";
-        md += "|---|---|---|---|---|---|---|---|---|\n";
+        md += "| class | frame | XDP empty | XDP macdrop | XDP Δ | legacy Δ | tc empty | tc macdrop | tc Δ | target Δ |\n";
+        md += "|---|---|---|---|---|---|---|---|---|---|\n";
         for c in &self.classes {
             let ok = |d: &[f64]| match (Stat::of(d), c.target_ns()) {
                 (Some(s), Some(t)) if s.median > t => " **over**",
                 _ => "",
             };
             md += &format!(
-                "| {} | {} | {} | {} | {}{} | {} | {} | {}{} | {} |\n",
+                "| {} | {} | {} | {} | {}{} | {} | {} | {} | {}{} | {} |\n",
                 c.name,
                 c.frame,
                 super::stats::show(&c.xdp_empty, 0),
                 super::stats::show(&c.xdp_macdrop, 0),
                 super::stats::show(&c.xdp_delta(), 0),
                 ok(&c.xdp_delta()),
+                super::stats::show(&c.xdp_legacy_delta(), 0),
                 super::stats::show(&c.tc_empty, 0),
                 super::stats::show(&c.tc_macdrop, 0),
                 super::stats::show(&c.tc_delta(), 0),
