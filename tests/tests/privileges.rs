@@ -119,9 +119,11 @@ fn runs_as_nobody_with_exactly_bpf_net_admin_and_perfmon() {
 fn without_capabilities_the_error_names_them() {
     let lab = StandaloneLab::new().unwrap();
     for (caps, missing) in [
-        ("", &["CAP_BPF", "CAP_NET_ADMIN"][..]),
-        ("cap_bpf+ep", &["CAP_NET_ADMIN"][..]),
-        ("cap_net_admin+ep", &["CAP_BPF"][..]),
+        ("", &["CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON"][..]),
+        ("cap_bpf,cap_perfmon+ep", &["CAP_NET_ADMIN"][..]),
+        ("cap_net_admin,cap_perfmon+ep", &["CAP_BPF"][..]),
+        // The verifier refuses the classifier without it.
+        ("cap_bpf,cap_net_admin+ep", &["CAP_PERFMON"][..]),
     ] {
         let bin = CapBinary::new(caps);
         let argv = as_nobody(
