@@ -76,6 +76,9 @@ pub mod names {
     pub const EVIDENCE_CTL: &str = "MACDROP_EVIDENCE_CTL";
     /// Per-CPU `EvidenceCpu`: rate bound state and capture counts.
     pub const EVIDENCE_CPU: &str = "MACDROP_EVIDENCE_CPU";
+    /// Per-CPU u32: the ifindex whose generic XDP program counted the frame
+    /// being received on this CPU, during a hand-off (`IF_HANDOFF`).
+    pub const HANDOFF_SEEN: &str = "MACDROP_HANDOFF_SEEN";
 }
 
 /// Bytes of a mismatched frame kept as evidence (`--pcap`): headers only,
@@ -193,6 +196,25 @@ pub const IF_PORT: u32 = 8;
 /// flow in `FLOWS` (the top offenders). Userspace clears it for
 /// `--top-flows 0`, and then the mismatch path never touches the map.
 pub const IF_FLOWS: u32 = 16;
+/// `IfConfig::flags` bit, set by userspace only while an interface is
+/// handed over from generic XDP to TCX (both attached): the XDP program
+/// stores the interface's ifindex in this CPU's `HANDOFF_SEEN` after
+/// counting a frame, and the tc program, which runs next for the same skb
+/// on the same CPU (`__netif_receive_skb_core`: `do_xdp_generic`, then
+/// `sch_handle_ingress`), finds it there, clears it and does not count the
+/// frame again. A frame the tc program sees without that mark did not pass
+/// XDP (XDP already detached) and is counted there.
+pub const IF_HANDOFF: u32 = 32;
+/// `IfConfig::flags` bit of the hand-off: the tc program counts nothing on
+/// this interface (XDP still counts every frame). Set before the TCX link
+/// is created, so that the link's first frames are not counted twice, and
+/// cleared only once every frame that passes XDP carries the mark
+/// (`IF_HANDOFF` set one RCU grace period earlier). While it is set the tc
+/// program still clears a mark it finds, so none is left over from the
+/// time XDP marked frames before TCX was attached.
+pub const IF_TC_MUTED: u32 = 64;
+/// Either hand-off bit: the one test the tc program's common path pays.
+pub const IF_HANDOFF_ANY: u32 = IF_HANDOFF | IF_TC_MUTED;
 
 /// Why a frame counts as *mismatched* (bits; 0: it does not). Mismatched
 /// frames are those that feed the top-offender flows and the pcap evidence:

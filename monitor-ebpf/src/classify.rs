@@ -28,13 +28,14 @@
 use core::mem::offset_of;
 
 use monitor_common::{
-    AddrKey, AddrSlot, FrameCounters, IF_FAST_MAC_VALID, IF_FILTERED, IF_WATCHED, IfConfig, IfKey,
-    MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, addr_slot, mac_filter_bit, mismatch_bits,
+    AddrKey, AddrSlot, FrameCounters, IF_FAST_MAC_VALID, IF_FILTERED, IF_HANDOFF, IF_HANDOFF_ANY,
+    IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey,
+    addr_slot, mac_filter_bit, mismatch_bits,
 };
 
 use crate::maps::{
-    ADDR_TABLE, COUNTERS, IF_BY_INDEX, IFACES, LOCAL_ADDRS, LOCAL_MACS, MAC_FILTER, filter_has,
-    netns_ino,
+    ADDR_TABLE, COUNTERS, HANDOFF_SEEN, IF_BY_INDEX, IFACES, LOCAL_ADDRS, LOCAL_MACS, MAC_FILTER,
+    filter_has, netns_ino,
 };
 
 const ETH_HLEN: usize = 14;
@@ -76,22 +77,68 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 /// knows more than the frame bytes (tc: the kernel's `pkt_type`) can count
 /// that into the same slot, and the frame's mismatch bits
 /// (`monitor_common::MISMATCH_*`, 0 for the common case); None if the
-/// interface is not watched.
+/// interface is not watched, or if the frame is counted by the other hook
+/// (`hook`: which program is asking; see `counted_here`).
 #[inline(always)]
 pub fn count_frame(
     data: usize,
     data_end: usize,
     ifindex: u32,
     tags_removed: usize,
+    hook: Hook,
 ) -> Option<(&'static mut FrameCounters, u8)> {
     let netns = netns_ino();
     let cfg = if_config(netns, ifindex)?;
+    // One test of flags already loaded: interfaces not being handed off
+    // pay nothing more.
+    if cfg.flags & IF_HANDOFF_ANY != 0 && !counted_here(cfg.flags, ifindex, hook) {
+        return None;
+    }
     let counters = COUNTERS.get_ptr_mut(cfg.slot)?;
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
     let mismatch = classify_into(counters, netns, cfg, data, data_end, tags_removed);
     Some((counters, mismatch))
+}
+
+/// The program asking `count_frame` to count a frame.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    Xdp,
+    Tc,
+}
+
+/// During a hand-off from generic XDP to TCX (both attached to the
+/// interface), whether `hook` counts the frame: XDP always does, and marks
+/// it; tc counts only frames XDP did not mark, and none while muted. The
+/// two run for the same skb on the same CPU, XDP first, with nothing in
+/// between that could receive another frame, so the per-CPU marker pairs
+/// them exactly. Flows and evidence follow (a frame not counted here is
+/// not recorded here).
+#[inline(always)]
+fn counted_here(flags: u32, ifindex: u32, hook: Hook) -> bool {
+    let Some(seen) = HANDOFF_SEEN.get_ptr_mut(0) else {
+        // Cannot happen (a one-entry array); XDP counts, as without tc.
+        return hook == Hook::Xdp;
+    };
+    // SAFETY: this CPU's copy, touched by nothing else during the run.
+    let seen = unsafe { &mut *seen };
+    match hook {
+        Hook::Xdp => {
+            if flags & IF_HANDOFF != 0 {
+                *seen = ifindex;
+            }
+            true
+        }
+        Hook::Tc => {
+            let marked = *seen == ifindex;
+            if marked {
+                *seen = 0;
+            }
+            !marked && flags & IF_TC_MUTED == 0
+        }
+    }
 }
 
 /// The configuration of a watched interface: its `IF_BY_INDEX` entry, or

@@ -59,7 +59,7 @@ pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
 fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) -> Option<(u32, u8)> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    let (_, mismatch) = classify::count_frame(data, data_end, ifindex, 0)?;
+    let (_, mismatch) = classify::count_frame(data, data_end, ifindex, 0, classify::Hook::Xdp)?;
     if mismatch == 0 {
         return None;
     }
@@ -119,7 +119,8 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     // into skb->vlan_tci before tc (as NICs with VLAN offload do).
     let tags_removed = usize::from(vlan_present != 0);
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    if let Some((counters, mismatch)) = classify::count_frame(data, data_end, ifindex, tags_removed)
+    if let Some((counters, mismatch)) =
+        classify::count_frame(data, data_end, ifindex, tags_removed, classify::Hook::Tc)
     {
         tc::count_pkt_type(counters, pkt_type);
         if mismatch != 0 {

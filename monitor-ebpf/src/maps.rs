@@ -40,6 +40,14 @@ pub static LOCAL_MACS: HashMap<MacKey, u8> = HashMap::with_max_entries(MAX_LOCAL
 #[map(name = "MACDROP_LOCAL_ADDRS")]
 pub static LOCAL_ADDRS: HashMap<AddrKey, u8> = HashMap::with_max_entries(MAX_LOCAL_ADDRS, 0);
 
+/// The hand-off marker (`monitor_common::IF_HANDOFF`), one u32 per CPU:
+/// the ifindex whose generic XDP program counted the frame this CPU is
+/// receiving, so that the tc program that runs next for the same skb does
+/// not count it again. Per CPU because the two run back to back on the
+/// CPU that receives the frame, with nothing else in between.
+#[map(name = "MACDROP_HANDOFF_SEEN")]
+pub static HANDOFF_SEEN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Bit filter over the keys of `LOCAL_MACS` (`monitor_common::mac_filter_bit`):
 /// a clear bit proves a destination unknown to the domain, so most foreign
 /// unicast is classified without a hash lookup.

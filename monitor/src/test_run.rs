@@ -110,7 +110,7 @@ struct Harness {
     /// The watched interface is a bridge port (foreign unicast there is
     /// forwarding, not a mismatch).
     port: bool,
-    _config: ConfigMaps,
+    config: ConfigMaps,
     local_macs: HashSet<Mac>,
     host_addrs: HashSet<IpAddr>,
     previous_macs: HashSet<Mac>,
@@ -209,7 +209,7 @@ impl Harness {
             counters,
             flows,
             port: watched.bridge.is_some(),
-            _config: cfg,
+            config: cfg,
             local_macs,
             host_addrs: host_addrs.into_iter().collect(),
             previous_macs: HashSet::from([OLD_MAC]),
@@ -654,3 +654,4 @@ fn tc_pinned_pkt_types() {
 mod evidence;
 mod flows;
 mod fuzz;
+mod handoff;

@@ -22,9 +22,10 @@ use aya::{
     maps::{Array as BpfArray, HashMap as BpfHashMap, MapData},
 };
 use monitor_common::{
-    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS, IF_PORT,
-    IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS,
-    MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, addr_slot, mac_filter_bit, names,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS, IF_HANDOFF_ANY,
+    IF_PORT, IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS, MAC_LOCAL,
+    MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, addr_slot,
+    mac_filter_bit, names,
 };
 
 use crate::{
@@ -191,6 +192,10 @@ pub struct ConfigMaps {
     written: Desired,
     written_mac_filter: Vec<u64>,
     written_addr_table: Vec<AddrSlot>,
+    /// Hand-off bits (`IF_HANDOFF`, `IF_TC_MUTED`) per ifindex, which the
+    /// session sets while it moves an interface from generic XDP to TCX:
+    /// every `sync` keeps them on the interface's entry.
+    handoff: HashMap<u32, u32>,
 }
 
 impl ConfigMaps {
@@ -221,12 +226,48 @@ impl ConfigMaps {
             // The arrays start zeroed.
             written_mac_filter: vec![0; MAC_FILTER_WORDS as usize],
             written_addr_table: vec![AddrSlot::EMPTY; ADDR_TABLE_SLOTS as usize],
+            handoff: HashMap::new(),
         })
+    }
+
+    /// Sets the hand-off bits of `ifindex` to `bits` (0: none) and writes
+    /// its entry now if it has one, so the kernel sees the change when this
+    /// returns (the caller orders the steps of a hand-off by it).
+    pub fn set_handoff(&mut self, ifindex: u32, bits: u32) -> anyhow::Result<()> {
+        debug_assert_eq!(bits & !IF_HANDOFF_ANY, 0);
+        if bits == 0 {
+            self.handoff.remove(&ifindex);
+        } else {
+            self.handoff.insert(ifindex, bits);
+        }
+        let Some((key, value)) = self
+            .written
+            .ifaces
+            .iter_mut()
+            .find(|(k, _)| k.ifindex == ifindex)
+        else {
+            return Ok(());
+        };
+        value.flags = (value.flags & !IF_HANDOFF_ANY) | bits;
+        // The array is what the classifier reads; the hash only beyond it.
+        if key.ifindex < IFINDEX_DIRECT {
+            self.if_by_index
+                .set(key.ifindex, *value, 0)
+                .context("cannot update the interface array")?;
+        }
+        self.ifaces
+            .insert(*key, *value, 0)
+            .context("cannot update the interface map")
     }
 
     /// Writes the difference between what the maps hold and `want`. Stale
     /// entries are removed first so a full map can take the new ones.
-    pub fn sync(&mut self, want: Desired) -> anyhow::Result<()> {
+    pub fn sync(&mut self, mut want: Desired) -> anyhow::Result<()> {
+        for (key, cfg) in want.ifaces.iter_mut() {
+            if let Some(bits) = self.handoff.get(&key.ifindex) {
+                cfg.flags |= bits;
+            }
+        }
         check_capacity("interfaces", want.ifaces.len(), MAX_INTERFACES)?;
         check_capacity("local MAC addresses", want.local_macs.len(), MAX_LOCAL_MACS)?;
         check_capacity(
