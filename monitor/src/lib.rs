@@ -14,6 +14,7 @@ pub mod config_file;
 pub mod diagnose;
 pub mod error;
 pub mod evidence;
+pub mod handoff;
 pub mod heap;
 pub mod kernel;
 pub mod kernel_version;

@@ -104,6 +104,9 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// After a notification, how long to wait for the others of the same
 /// change (enslaving a port sends several) so they cost one re-read.
 const DEBOUNCE: Duration = Duration::from_millis(5);
+/// How often the moves of a hand-off are taken (`Session::advance_handoff`,
+/// two RCU grace periods per call: short enough, rare enough).
+const HANDOFF_POLL: Duration = Duration::from_millis(200);
 
 impl Monitor {
     /// Checks privileges, resolves the namespaces, starts a session in each
@@ -230,6 +233,17 @@ impl Monitor {
             };
             let [sigint, sigterm, sighup] = &mut self.signals;
             let evidence_ready = evidence_ready(&self.sessions);
+            // While a session moves interfaces from generic XDP to TCX,
+            // its moves are taken a few times a second rather than once
+            // per report, so the hand-off ends soon after the last link.
+            let handing_off = self.sessions.iter().any(|t| t.session.handing_off());
+            let handoff_due = async {
+                if handing_off {
+                    tokio::time::sleep(HANDOFF_POLL).await
+                } else {
+                    std::future::pending().await
+                }
+            };
             tokio::select! {
                 _ = self.ticker.tick() => {
                     while let Ok((id, change)) = self.changes.try_recv() {
@@ -243,6 +257,7 @@ impl Monitor {
                         self.last_resync = Instant::now();
                     }
                     for t in &mut self.sessions {
+                        t.session.advance_handoff()?;
                         if resync || t.session.is_stale() {
                             t.session.refresh().await?;
                         } else {
@@ -269,6 +284,12 @@ impl Monitor {
                     self.print_notes();
                 }
                 _ = evidence_ready => self.write_evidence()?,
+                _ = handoff_due => {
+                    for t in &mut self.sessions {
+                        t.session.advance_handoff()?;
+                    }
+                    self.print_notes();
+                }
                 _ = sleep_until_deadline => break,
                 _ = sigint.recv() => break,
                 _ = sigterm.recv() => break,

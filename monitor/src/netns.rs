@@ -116,6 +116,31 @@ impl Namespace {
         Ok(Entered { back: Some(back) })
     }
 
+    /// The same namespace through a handle of its own (for another thread).
+    pub fn try_clone(&self) -> anyhow::Result<Self> {
+        Ok(Self {
+            inode: self.inode,
+            name: self.name.clone(),
+            file: match &self.file {
+                Some(f) => Some(
+                    f.try_clone()
+                        .context("cannot duplicate a namespace handle")?,
+                ),
+                None => None,
+            },
+        })
+    }
+
+    /// Moves the calling thread into the namespace for the rest of its
+    /// life: for a thread that works only there (and may then give up the
+    /// capability a return would need).
+    pub fn enter_for_good(&self) -> anyhow::Result<()> {
+        match &self.file {
+            Some(file) => setns(file).context("setns into the target namespace"),
+            None => Ok(()),
+        }
+    }
+
     /// "netns 4026532177 (ctr1)" for messages.
     pub fn describe(&self) -> String {
         match &self.name {

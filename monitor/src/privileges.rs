@@ -65,6 +65,16 @@ pub fn drop_after_attach(enters_namespaces: bool) -> anyhow::Result<Vec<Capabili
     if enters_namespaces {
         keep.insert(Capability::CAP_PERFMON);
     }
+    keep_only(keep)
+}
+
+/// Narrows the calling thread's capabilities to those of `keep` it has
+/// (effective and permitted; nothing inheritable or ambient). Capabilities
+/// are per thread: threads started later inherit the result. Returns the
+/// capabilities kept.
+pub fn keep_only(keep: std::collections::HashSet<Capability>) -> anyhow::Result<Vec<Capability>> {
+    use std::collections::HashSet;
+    let permitted = caps::read(None, CapSet::Permitted)?;
     let keep: HashSet<Capability> = keep.intersection(&permitted).copied().collect();
     caps::clear(None, CapSet::Ambient)?;
     caps::set(None, CapSet::Inheritable, &HashSet::new())?;

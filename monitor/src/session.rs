@@ -9,12 +9,13 @@ use std::{
 };
 
 use aya::Ebpf;
-use monitor_common::MAX_INTERFACES;
+use monitor_common::{IF_HANDOFF, IF_TC_MUTED, MAX_INTERFACES};
 
 use crate::{
     evidence::Receiver,
+    handoff,
     kernel::{
-        attach::{AttachMode, Attacher},
+        attach::{AttachMode, Attacher, Hook},
         config,
         config::ConfigMaps,
         counters::CounterReader,
@@ -111,6 +112,11 @@ pub struct Session {
     evidence: Option<EvidenceRing>,
     /// The initial attach is done: later failures are per interface.
     started: bool,
+    /// The two-step start's thread, while interfaces move from generic XDP
+    /// to TCX (`crate::handoff`).
+    handoff: Option<handoff::Worker>,
+    /// The interfaces still on generic XDP waiting for their TCX link.
+    moving: HashSet<u32>,
 }
 
 impl Session {
@@ -180,6 +186,8 @@ impl Session {
             drops: Err("not attached yet".into()),
             evidence,
             started: false,
+            handoff: None,
+            moving: HashSet::new(),
         };
         if let Err(e) = session.follow(&state, initial) {
             session.detach_all();
@@ -320,14 +328,184 @@ impl Session {
             added.push(self.members.len() - 1);
         }
         self.sync_config(state)?;
-        for i in added {
-            let kind = state
-                .link(self.members[i].watched.ifindex)
-                .and_then(|l| l.kind.clone());
+        let kinds: Vec<(usize, Option<String>)> = added
+            .into_iter()
+            .map(|i| {
+                let kind = state
+                    .link(self.members[i].watched.ifindex)
+                    .and_then(|l| l.kind.clone());
+                (i, kind)
+            })
+            .collect();
+        // The initial batch: many TCX attaches at once start on generic
+        // XDP and move in the background (`crate::handoff`); later
+        // interfaces, and small batches, go to their hook directly.
+        let tcx_first: HashSet<usize> = kinds
+            .iter()
+            .filter(|(i, kind)| {
+                self.attacher
+                    .first_hook(&self.members[*i].watched, kind.as_deref())
+                    == Hook::Tcx
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        let two_step = !self.started && tcx_first.len() > handoff::MIN_BATCH;
+        let mut first_on_xdp = Vec::new();
+        for (i, kind) in kinds {
+            if two_step && tcx_first.contains(&i) && self.attach_xdp_generic(i)? {
+                first_on_xdp.push(self.members[i].watched.ifindex);
+                continue;
+            }
             self.attach(i, kind.as_deref())?;
+        }
+        if !first_on_xdp.is_empty() {
+            self.start_handoff(first_on_xdp)?;
         }
         self.refresh_identity(state);
         Ok(())
+    }
+
+    /// The hand-off's first hook on member `i`. False if generic XDP cannot
+    /// be attached there (another tool's XDP program, or its bridge's): the
+    /// caller attaches it the normal way.
+    fn attach_xdp_generic(&mut self, i: usize) -> anyhow::Result<bool> {
+        let w = self.members[i].watched.clone();
+        let attached = {
+            let _inside = self.ns.enter()?;
+            self.attacher.attach_xdp_generic(&mut self.ebpf, w.ifindex)
+        };
+        if attached.is_err() {
+            return Ok(false);
+        }
+        self.members[i].model.hook = Some(Hook::XdpGeneric);
+        self.events.push(Event {
+            ts: SystemTime::now(),
+            ifname: w.name,
+            ifindex: w.ifindex,
+            kind: EventKind::Attached {
+                hook: Hook::XdpGeneric.as_str(),
+            },
+        });
+        Ok(true)
+    }
+
+    /// Mutes tc on the interfaces now on generic XDP (step 1 of
+    /// `crate::handoff`), then starts the thread creating their TCX links.
+    fn start_handoff(&mut self, ifindexes: Vec<u32>) -> anyhow::Result<()> {
+        for &ifindex in &ifindexes {
+            self.config.set_handoff(ifindex, IF_TC_MUTED)?;
+        }
+        let prog = self.attacher.tc_program_fd(&mut self.ebpf)?;
+        self.moving = ifindexes.iter().copied().collect();
+        self.handoff = Some(handoff::Worker::spawn(&self.ns, prog, ifindexes)?);
+        Ok(())
+    }
+
+    /// Whether interfaces are still moving from generic XDP to TCX.
+    pub fn handing_off(&self) -> bool {
+        self.handoff.is_some()
+    }
+
+    /// Takes the TCX links the hand-off's thread created since the last
+    /// call and moves their interfaces to them (steps 2-4 of
+    /// `crate::handoff`); quick: two RCU grace periods per call, whatever
+    /// the number of interfaces. Called on every tick while
+    /// `handing_off`.
+    pub fn advance_handoff(&mut self) -> anyhow::Result<()> {
+        let Some(worker) = &mut self.handoff else {
+            return Ok(());
+        };
+        let finished = worker.finished();
+        let arrived = worker.take();
+        let mut ready = Vec::new();
+        for (ifindex, result) in arrived {
+            // Not moving any more: the interface left meanwhile (the link,
+            // if any, detaches as it drops).
+            if !self.moving.remove(&ifindex) {
+                continue;
+            }
+            match result {
+                Ok(link) => ready.push((ifindex, link)),
+                Err(e) => {
+                    // It stays on generic XDP, which counts it.
+                    self.config.set_handoff(ifindex, 0)?;
+                    if let Some(m) = self.member_at(ifindex) {
+                        let name = m.watched.name.clone();
+                        self.notes.push(format!(
+                            "{name}: cannot move to tcx ({e:#}); watching through xdp-generic"
+                        ));
+                    }
+                }
+            }
+        }
+        if !ready.is_empty() {
+            self.take_over(ready)?;
+        }
+        if finished && self.moving.is_empty() {
+            self.handoff = None;
+        }
+        Ok(())
+    }
+
+    fn take_over(&mut self, ready: Vec<(u32, tc::TcAttachment)>) -> anyhow::Result<()> {
+        for (ifindex, _) in &ready {
+            self.config
+                .set_handoff(*ifindex, IF_HANDOFF | IF_TC_MUTED)?;
+        }
+        if let Err(e) = handoff::grace_period() {
+            // Without a grace period the marks cannot be trusted: the
+            // muted TCX links go (dropped), generic XDP keeps counting.
+            for (ifindex, _) in &ready {
+                self.config.set_handoff(*ifindex, 0)?;
+            }
+            self.notes.push(format!(
+                "cannot wait for an RCU grace period (membarrier: {e}); {} interface(s) stay on                  xdp-generic",
+                ready.len()
+            ));
+            return Ok(());
+        }
+        let mut moved = Vec::new();
+        for (ifindex, link) in ready {
+            self.config.set_handoff(ifindex, IF_HANDOFF)?;
+            // Detaching needs no namespace: both links are file descriptors.
+            match self.attacher.take_over(ifindex, link) {
+                Ok(()) => moved.push(ifindex),
+                Err(link) => {
+                    drop(link);
+                    self.config.set_handoff(ifindex, 0)?;
+                }
+            }
+        }
+        // No XDP run is in flight after this; if it fails, the bit stays
+        // (tc still counts every frame without a mark, as it must).
+        if handoff::grace_period().is_ok() {
+            for &ifindex in &moved {
+                self.config.set_handoff(ifindex, 0)?;
+            }
+        }
+        let now = SystemTime::now();
+        for ifindex in moved {
+            let Some(&i) = self.present.get(&ifindex) else {
+                continue;
+            };
+            let to = self.attacher.hook(ifindex).unwrap_or(Hook::Tcx);
+            let m = &mut self.members[i];
+            m.model.hook = Some(to);
+            self.events.push(Event {
+                ts: now,
+                ifname: m.watched.name.clone(),
+                ifindex,
+                kind: EventKind::HookChanged {
+                    from: Hook::XdpGeneric.as_str(),
+                    to: to.as_str(),
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn member_at(&self, ifindex: u32) -> Option<&Member> {
+        self.present.get(&ifindex).map(|&i| &self.members[i])
     }
 
     fn attach(&mut self, i: usize, kind: Option<&str>) -> anyhow::Result<()> {
@@ -399,6 +577,14 @@ impl Session {
             self.members[i].model.flows = Some(flows::top(mine, self.top_flows));
         }
         let ifindex = self.members[i].watched.ifindex;
+        if self.moving.remove(&ifindex) {
+            if let Some(worker) = &self.handoff {
+                worker.cancel(ifindex);
+            }
+            // The entry goes with the next sync; the bits must not stay
+            // for a device that may reuse the ifindex.
+            let _ = self.config.set_handoff(ifindex, 0);
+        }
         if detach {
             if let Ok(_inside) = self.ns.enter() {
                 self.attacher.detach(&mut self.ebpf, ifindex);
@@ -609,6 +795,12 @@ impl Session {
     }
 
     pub fn detach_all(&mut self) {
+        // The hand-off's thread first: what it attached and nobody took
+        // detaches as it drops.
+        if let Some(mut worker) = self.handoff.take() {
+            drop(worker.stop());
+        }
+        self.moving.clear();
         if let Ok(_inside) = self.ns.enter() {
             self.attacher.detach_all(&mut self.ebpf);
         }

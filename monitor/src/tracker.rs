@@ -44,6 +44,12 @@ pub enum EventKind {
     Attached {
         hook: &'static str,
     },
+    /// The hook counting the interface's frames changed (the two-step
+    /// start moves interfaces from generic XDP to TCX; `crate::handoff`).
+    HookChanged {
+        from: &'static str,
+        to: &'static str,
+    },
     /// The interface disappeared or left the selection; its final counts
     /// stay in the report.
     Gone,
@@ -77,6 +83,9 @@ impl Event {
                 format!("{} changed its MAC from {old} to {new}", self.ifname)
             }
             EventKind::Attached { hook } => format!("{} is watched through {hook}", self.ifname),
+            EventKind::HookChanged { from, to } => {
+                format!("{} moved from {from} to {to}", self.ifname)
+            }
             EventKind::Gone => format!("{} is gone; its final counts are kept", self.ifname),
         }
     }
@@ -89,6 +98,7 @@ impl Event {
             EventKind::PromiscuityChanged { .. } => "promiscuity_changed",
             EventKind::MacChanged { .. } => "mac_changed",
             EventKind::Attached { .. } => "attached",
+            EventKind::HookChanged { .. } => "hook_changed",
             EventKind::Gone => "gone",
         }
     }

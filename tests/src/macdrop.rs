@@ -93,9 +93,12 @@ pub struct EventReport {
     pub promiscuity_to: Option<u32>,
     pub old_mac: Option<String>,
     pub new_mac: Option<String>,
-    /// For "attached": the hook.
+    /// For "attached": the hook; for "hook_changed": the new hook.
     #[serde(default)]
     pub hook: Option<String>,
+    /// For "hook_changed": the hook that counted before.
+    #[serde(default)]
+    pub hook_from: Option<String>,
 }
 
 impl Report {

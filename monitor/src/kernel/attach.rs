@@ -127,6 +127,9 @@ pub struct Attached {
 enum Link {
     Xdp(XdpLinkId),
     Tc(super::tc::TcAttachment),
+    /// Generic XDP during the hand-off (`crate::handoff`): detached at once
+    /// when TCX takes over.
+    XdpGeneric(super::tc::XdpGenericLink),
 }
 
 /// Owns the attachments; detaches them on `detach_all` or drop (XDP and
@@ -221,6 +224,57 @@ impl Attacher {
         Ok(prog.attach_to_if_index(ifindex, mode)?)
     }
 
+    /// The first hook of the interface's ladder: the hook `attach` would
+    /// normally end on.
+    pub fn first_hook(&self, w: &Watched, kind: Option<&str>) -> Hook {
+        ladder(self.mode, w, kind)[0]
+    }
+
+    /// The hand-off's first step on one interface: generic XDP, no ladder
+    /// (the caller falls back to `attach` if it fails). Must run inside
+    /// the interface's namespace.
+    pub fn attach_xdp_generic(&mut self, ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<()> {
+        use std::os::fd::AsFd as _;
+        let prog = xdp(ebpf, self.xdp_program)?;
+        let fd = prog
+            .fd()
+            .with_context(|| format!("{} is not loaded", self.xdp_program))?;
+        let link = super::tc::attach_xdp_generic(fd.as_fd(), ifindex)
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("cannot attach generic XDP to ifindex {ifindex}"))?;
+        self.links
+            .insert(ifindex, (Link::XdpGeneric(link), Hook::XdpGeneric));
+        Ok(())
+    }
+
+    /// A duplicate of the tc program's fd, for the hand-off's thread.
+    pub fn tc_program_fd(&self, ebpf: &mut Ebpf) -> anyhow::Result<std::os::fd::OwnedFd> {
+        Ok(super::tc::program_fd(ebpf)?.try_clone_to_owned()?)
+    }
+
+    /// The hand-off's last attach step: `tc` (attached by the hand-off's
+    /// thread) becomes the interface's link and its generic XDP link is
+    /// detached, off the hook when this returns. Returns `tc` back if the
+    /// interface is not on a hand-off's generic XDP link (it went, or its
+    /// ifindex now names another device).
+    pub fn take_over(
+        &mut self,
+        ifindex: u32,
+        tc: super::tc::TcAttachment,
+    ) -> Result<(), super::tc::TcAttachment> {
+        if !matches!(self.links.get(&ifindex), Some((Link::XdpGeneric(_), _))) {
+            return Err(tc);
+        }
+        let hook = match tc.mode() {
+            Some(TcMode::Clsact) => Hook::TcClsact,
+            _ => Hook::Tcx,
+        };
+        if let Some((Link::XdpGeneric(xdp), _)) = self.links.insert(ifindex, (Link::Tc(tc), hook)) {
+            let _ = xdp.detach();
+        }
+        Ok(())
+    }
+
     pub fn hook(&self, ifindex: u32) -> Option<Hook> {
         self.links.get(&ifindex).map(|(_, h)| *h)
     }
@@ -235,6 +289,9 @@ impl Attacher {
             }
             Some((Link::Tc(attachment), _)) => {
                 let _ = attachment.detach();
+            }
+            Some((Link::XdpGeneric(link), _)) => {
+                let _ = link.detach();
             }
             None => {}
         }

@@ -35,6 +35,19 @@ use self::{
     tcx::TcxLink,
 };
 
+/// A generic XDP link whose `detach` takes the program off the hook at
+/// once (see `tcx`); the hand-off's first hook.
+pub type XdpGenericLink = TcxLink;
+
+/// Attaches the loaded XDP program `prog` to `ifindex` of the calling
+/// thread's namespace in generic (skb) mode.
+pub fn attach_xdp_generic(
+    prog: std::os::fd::BorrowedFd<'_>,
+    ifindex: u32,
+) -> std::io::Result<XdpGenericLink> {
+    TcxLink::attach_xdp_generic(prog, ifindex)
+}
+
 /// Priority of macdrop's cls_bpf filter. Lower numbers run first. Filters
 /// that tools add with tc's defaults get 49152, or one below the lowest
 /// priority present (65519 next to macdrop's, measured), so other tools'

@@ -136,6 +136,9 @@ struct EventJson<'a> {
     new_mac: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     hook: Option<&'static str>,
+    /// `hook_changed`: the hook that counted before (`hook`: after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook_from: Option<&'static str>,
 }
 
 fn iface(i: &Interface) -> IfaceJson<'_> {
@@ -211,6 +214,7 @@ fn event(e: &Event) -> EventJson<'_> {
         old_mac: None,
         new_mac: None,
         hook: None,
+        hook_from: None,
     };
     match &e.kind {
         EventKind::PromiscEntered { from, to }
@@ -224,6 +228,10 @@ fn event(e: &Event) -> EventJson<'_> {
             out.new_mac = Some(new.to_string());
         }
         EventKind::Attached { hook } => out.hook = Some(hook),
+        EventKind::HookChanged { from, to } => {
+            out.hook_from = Some(from);
+            out.hook = Some(to);
+        }
         EventKind::Gone => {}
     }
     out

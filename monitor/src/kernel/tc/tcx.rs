@@ -1,4 +1,5 @@
-//! A TCX link made and unmade with bpf(2) directly.
+//! A TCX link (or, for the hand-off, a generic XDP link) made and unmade
+//! with bpf(2) directly.
 //!
 //! aya 0.14 can create the link (by interface name only) but can only
 //! close it to detach. Closing releases the link when the *last* reference
@@ -18,10 +19,13 @@ use std::{
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_TCX_INGRESS: u32 = 46;
+const BPF_XDP: u32 = 37;
+/// `XDP_FLAGS_SKB_MODE` (include/uapi/linux/if_link.h): generic XDP.
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
 /// `BPF_F_BEFORE` (include/uapi/linux/bpf.h): attach in front.
 const BPF_F_BEFORE: u32 = 1 << 3;
 
-/// A TCX ingress link; dropping it detaches it.
+/// A TCX ingress link, or a generic XDP link; dropping it detaches it.
 #[derive(Debug)]
 pub struct TcxLink {
     fd: Option<OwnedFd>,
@@ -37,15 +41,34 @@ impl TcxLink {
     /// front of it macdrop counts everything and the other program still
     /// runs and decides exactly as before. Nothing is displaced either way.
     pub fn attach(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<Self> {
+        // BPF_F_BEFORE with no relative program: in front of all.
+        Self::create(prog, ifindex, BPF_TCX_INGRESS, BPF_F_BEFORE)
+    }
+
+    /// Links the XDP program `prog` to `ifindex` (in the calling thread's
+    /// namespace) in generic mode: the hand-off's first hook
+    /// (`crate::handoff`). Made here rather than through aya for the same
+    /// reason as TCX links: the hand-off must know that XDP stopped
+    /// counting when `detach` returns (BPF_LINK_DETACH), which closing
+    /// aya's link file does not promise.
+    pub fn attach_xdp_generic(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<Self> {
+        Self::create(prog, ifindex, BPF_XDP, XDP_FLAGS_SKB_MODE)
+    }
+
+    fn create(
+        prog: BorrowedFd<'_>,
+        ifindex: u32,
+        attach_type: u32,
+        flags: u32,
+    ) -> io::Result<Self> {
         // union bpf_attr, link_create: prog_fd, target_ifindex,
-        // attach_type, flags; then tcx.relative_fd and
-        // tcx.expected_revision, left zero. BPF_F_BEFORE with no relative
-        // program: in front of all.
+        // attach_type, flags; then (TCX) tcx.relative_fd and
+        // tcx.expected_revision, left zero.
         let mut attr = [0u8; 32];
         attr[0..4].copy_from_slice(&prog.as_raw_fd().to_ne_bytes());
         attr[4..8].copy_from_slice(&ifindex.to_ne_bytes());
-        attr[8..12].copy_from_slice(&BPF_TCX_INGRESS.to_ne_bytes());
-        attr[12..16].copy_from_slice(&BPF_F_BEFORE.to_ne_bytes());
+        attr[8..12].copy_from_slice(&attach_type.to_ne_bytes());
+        attr[12..16].copy_from_slice(&flags.to_ne_bytes());
         let fd = bpf(BPF_LINK_CREATE, &attr)?;
         // SAFETY: a new link fd the kernel just handed us, owned by nobody
         // else.
