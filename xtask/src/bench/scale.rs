@@ -189,6 +189,9 @@ pub struct AttachResults {
     pub watched: usize,
     /// Start to "watching N interface(s)", seconds.
     pub all: Vec<f64>,
+    /// Start to the first report with every interface on TCX (the end of
+    /// the two-step start's hand-off), seconds.
+    pub all_tcx: Vec<f64>,
     /// Enslaving a new port to its `attached` event, milliseconds.
     pub new_port: Vec<f64>,
     /// SIGTERM to exit (final report, every link detached), seconds.
@@ -205,6 +208,7 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
             .collect(),
         watched: 0,
         all: Vec::new(),
+        all_tcx: Vec::new(),
         new_port: Vec::new(),
         exit: Vec::new(),
     };
@@ -223,6 +227,9 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
         })?;
         r.all.push((ready.at - md.started).as_secs_f64());
         r.watched = watched_count(&ready.text)?;
+        let watched = r.watched;
+        let on_tcx = md.wait_line(true, Duration::from_secs(300), |l| all_on_tcx(l, watched))?;
+        r.all_tcx.push((on_tcx.at - md.started).as_secs_f64());
 
         // A new port: created first (macdrop ignores it, it is nobody's
         // port), then enslaved: the moment it becomes watchable.
@@ -294,6 +301,16 @@ fn watched_count(line: &str) -> Result<usize> {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("unexpected ready line: {line}"))
+}
+
+/// Whether a JSON report line shows `n` interfaces, every one on TCX.
+fn all_on_tcx(line: &str, n: usize) -> bool {
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        return false;
+    };
+    v["interfaces"]
+        .as_array()
+        .is_some_and(|all| all.len() == n && all.iter().all(|i| i["hook"] == "tcx"))
 }
 
 /// The `ts` of an `attached` event for `iface` in a JSON report line.
@@ -454,6 +471,7 @@ impl AttachResults {
             "kernel_floor": floor,
             "watched_interfaces": self.watched,
             "all_ports_s": stats::json_of(&self.all),
+            "all_on_tcx_s": stats::json_of(&self.all_tcx),
             "new_port_ms": stats::json_of(&self.new_port),
             "exit_s": stats::json_of(&self.exit),
         })
@@ -474,6 +492,7 @@ impl AttachResults {
              of threads (each in the namespace).\n\n\
              | figure | measured | target | ratio to the serial floor |\n|---|---|---|---|\n\
              | start to all ports attached (the \"watching\" line) | {} s | < 2 s | {} |\n\
+             | start to all on TCX (the two-step start's hand-off done) | {} s | - | {} |\n\
              | new port: enslaved to its `attached` event | {} ms | < 100 ms | - |\n\
              | exit: SIGTERM to exit (final report, every link detached) | {} s | - | {} |\n",
             self.ports,
@@ -481,6 +500,8 @@ impl AttachResults {
             self.all.len(),
             stats::show(&self.all, 2),
             ratio(&self.all, create),
+            stats::show(&self.all_tcx, 2),
+            ratio(&self.all_tcx, create),
             stats::show(&self.new_port, 0),
             stats::show(&self.exit, 2),
             ratio(&self.exit, detach),
@@ -562,6 +583,16 @@ mod tests {
             Some(UNIX_EPOCH),
             "no fraction"
         );
+    }
+
+    #[test]
+    fn all_on_tcx_needs_every_interface_there() {
+        let two = r#"{"interfaces":[{"hook":"tcx"},{"hook":"tcx"}]}"#;
+        assert!(all_on_tcx(two, 2));
+        assert!(!all_on_tcx(two, 3), "not every interface reported yet");
+        let moving = r#"{"interfaces":[{"hook":"tcx"},{"hook":"xdp-generic"}]}"#;
+        assert!(!all_on_tcx(moving, 2));
+        assert!(!all_on_tcx("macdrop: note", 2));
     }
 
     #[test]
