@@ -22,7 +22,10 @@
 //! overlap waits that happen under one lock, so macdrop attaches in order
 //! and its own share of the start (dumps, configuration, counters) is about
 //! 0.15 s of the 9. The 2 s target for 1,000 ports is below the kernel's
-//! floor for TCX; `cargo xtask bench` reports both, side by side.
+//! floor for TCX; `cargo xtask bench` reports both, side by side. Hence
+//! the two-step start (`crate::handoff`): a big initial batch is watched
+//! through generic XDP first (no grace period per attach) and moved to
+//! TCX in the background.
 
 use std::{collections::BTreeMap, fmt};
 
