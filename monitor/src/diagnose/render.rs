@@ -160,29 +160,7 @@ fn counts_table(observed: &[Observed]) -> String {
             drops(o).map_or_else(|| "n/a".into(), |d| d.to_string()),
         ]);
     }
-    let mut widths = [0usize; 9];
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (col, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if col > 0 {
-                line.push_str("  ");
-            }
-            if col >= 3 {
-                let _ = write!(line, "{cell:>w$}");
-            } else {
-                let _ = write!(line, "{cell:<w$}");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    crate::render::columns(&rows, |col| col >= 3)
 }
 
 fn ts(t: std::time::SystemTime) -> String {

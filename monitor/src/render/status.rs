@@ -170,28 +170,7 @@ pub fn table(status: &Status) -> String {
                 .unwrap_or_else(|| "n/a".into()),
         ]);
     }
-    let mut widths = [0usize; 8];
-    for row in &rows {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.len());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (col, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if col > 0 {
-                line.push_str("  ");
-            }
-            if col == 7 {
-                let _ = write!(line, "{cell:>w$}");
-            } else {
-                let _ = write!(line, "{cell:<w$}");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    let mut out = super::columns(&rows, |col| col == 7);
     for i in &status.interfaces {
         if let Some(who) = &i.promisc_holders {
             let _ = writeln!(out, "{}: {who}", i.link.name);

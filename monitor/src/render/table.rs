@@ -141,12 +141,6 @@ pub fn render(world: &World) -> String {
         rows.push(count_cells(i));
         rows.push(rate_cells(i));
     }
-    let mut widths = [0usize; COLUMNS];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -154,21 +148,7 @@ pub fn render(world: &World) -> String {
         humantime::format_rfc3339_seconds(world.ts),
         world.interfaces.len()
     );
-    for row in &rows {
-        let mut line = String::new();
-        for (col, (cell, w)) in row.iter().zip(widths).enumerate() {
-            if col > 0 {
-                line.push_str("  ");
-            }
-            if col >= FIRST_NUMERIC {
-                let _ = write!(line, "{cell:>w$}");
-            } else {
-                let _ = write!(line, "{cell:<w$}");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
+    out.push_str(&super::columns(&rows, |col| col >= FIRST_NUMERIC));
     let name_width = world
         .interfaces
         .iter()

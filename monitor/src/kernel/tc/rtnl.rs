@@ -100,18 +100,7 @@ impl RouteSocket {
     /// Adds a clsact qdisc unless the device already has one (or another
     /// ingress qdisc). Returns whether this call created it.
     pub fn add_clsact(&mut self, ifindex: u32) -> anyhow::Result<bool> {
-        let msg = TcMessage::from_parts(
-            header(
-                ifindex,
-                TcHandle::CLSACT,
-                TcHandle {
-                    major: 0xffff,
-                    minor: 0,
-                },
-                0,
-            ),
-            vec![TcAttribute::Kind("clsact".into())],
-        );
+        let msg = clsact(ifindex);
         let flags = NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
         match self.request(RouteNetlinkMessage::NewQueueDiscipline(msg), flags) {
             Ok(_) => Ok(true),
@@ -122,18 +111,7 @@ impl RouteSocket {
 
     /// Deletes the device's clsact qdisc (and with it any filter on it).
     pub fn del_clsact(&mut self, ifindex: u32) -> anyhow::Result<()> {
-        let msg = TcMessage::from_parts(
-            header(
-                ifindex,
-                TcHandle::CLSACT,
-                TcHandle {
-                    major: 0xffff,
-                    minor: 0,
-                },
-                0,
-            ),
-            vec![TcAttribute::Kind("clsact".into())],
-        );
+        let msg = clsact(ifindex);
         self.request(RouteNetlinkMessage::DelQueueDiscipline(msg), NLM_F_ACK)
             .map(drop)
     }
@@ -326,6 +304,23 @@ impl RouteSocket {
             return Ok(buf);
         }
     }
+}
+
+/// The clsact qdisc of `ifindex` (handle ffff:, parent clsact), as added
+/// and deleted.
+fn clsact(ifindex: u32) -> TcMessage {
+    TcMessage::from_parts(
+        header(
+            ifindex,
+            TcHandle::CLSACT,
+            TcHandle {
+                major: 0xffff,
+                minor: 0,
+            },
+            0,
+        ),
+        vec![TcAttribute::Kind("clsact".into())],
+    )
 }
 
 fn header(ifindex: u32, parent: TcHandle, handle: TcHandle, info: u32) -> TcHeader {
