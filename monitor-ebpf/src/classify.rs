@@ -75,8 +75,10 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 ///
 /// Returns the interface's counters (this CPU's copy), so that a hook which
 /// knows more than the frame bytes (tc: the kernel's `pkt_type`) can count
-/// that into the same slot, and the frame's mismatch bits
-/// (`monitor_common::MISMATCH_*`, 0 for the common case); None if the
+/// that into the same slot, the frame's mismatch bits
+/// (`monitor_common::MISMATCH_*`, 0 for the common case), and the
+/// interface's configuration (for the mismatch path, so it is not looked up
+/// again); None if the
 /// interface is not watched, or if the frame is counted by the other hook
 /// (`hook`: which program is asking; see `counted_here`).
 #[inline(always)]
@@ -86,7 +88,7 @@ pub fn count_frame(
     ifindex: u32,
     tags_removed: usize,
     hook: Hook,
-) -> Option<(&'static mut FrameCounters, u8)> {
+) -> Option<(&'static mut FrameCounters, u8, &'static IfConfig)> {
     let netns = netns_ino();
     let cfg = if_config(netns, ifindex)?;
     // One test of flags already loaded: interfaces not being handed off
@@ -99,7 +101,7 @@ pub fn count_frame(
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
     let mismatch = classify_into(counters, netns, cfg, data, data_end, tags_removed);
-    Some((counters, mismatch))
+    Some((counters, mismatch, cfg))
 }
 
 /// The program asking `count_frame` to count a frame.
@@ -145,7 +147,7 @@ fn counted_here(flags: u32, ifindex: u32, hook: Hook) -> bool {
 /// for an ifindex beyond the array (or an entry not written there) its
 /// `IFACES` entry.
 #[inline(always)]
-pub fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
+fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
     if let Some(cfg) = IF_BY_INDEX.get(ifindex)
         && cfg.flags & IF_WATCHED != 0
     {

@@ -11,11 +11,12 @@
 
 use aya_ebpf::{bindings::BPF_NOEXIST, macros::map, maps::LruPerCpuHashMap};
 use monitor_common::{
-    FLOW_IPV4, FLOW_IPV6, FLOW_NO_IP, FLOW_NO_VLAN, FlowKey, FlowValue, IF_FLOWS, MAX_FLOWS,
+    FLOW_IPV4, FLOW_IPV6, FLOW_NO_IP, FLOW_NO_VLAN, FlowKey, FlowValue, IF_FLOWS, IfConfig,
+    MAX_FLOWS,
 };
 
 use crate::{
-    classify::{DstAddr, bytes_at, dst_addr, if_config, vlan_in_data},
+    classify::{DstAddr, bytes_at, dst_addr, vlan_in_data},
     maps::netns_ino,
 };
 
@@ -33,12 +34,12 @@ const ZERO: FlowValue = FlowValue {
 };
 
 /// Records one mismatched frame (`mismatch`: its non-zero bits) received
-/// on `ifindex`. `hook_vlan`: the outermost VLAN ID when the hook took the
+/// on the interface configured by `cfg`. `hook_vlan`: the outermost VLAN ID when the hook took the
 /// tag out of the data (tc: `skb->vlan_tci`); `len`: the frame's length as
 /// received, that tag included.
 #[inline(always)]
 pub fn record(
-    ifindex: u32,
+    cfg: &IfConfig,
     data: usize,
     data_end: usize,
     tags_removed: usize,
@@ -47,9 +48,6 @@ pub fn record(
     mismatch: u8,
 ) {
     let netns = netns_ino();
-    let Some(cfg) = if_config(netns, ifindex) else {
-        return;
-    };
     if cfg.flags & IF_FLOWS == 0 {
         return;
     }

@@ -59,11 +59,12 @@ pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
 fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) -> Option<(u32, u8)> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    let (_, mismatch) = classify::count_frame(data, data_end, ifindex, 0, classify::Hook::Xdp)?;
+    let (_, mismatch, cfg) =
+        classify::count_frame(data, data_end, ifindex, 0, classify::Hook::Xdp)?;
     if mismatch == 0 {
         return None;
     }
-    flows::record(ifindex, data, data_end, 0, None, frame_len(ctx), mismatch);
+    flows::record(cfg, data, data_end, 0, None, frame_len(ctx), mismatch);
     Some((ifindex, mismatch))
 }
 
@@ -119,7 +120,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     // into skb->vlan_tci before tc (as NICs with VLAN offload do).
     let tags_removed = usize::from(vlan_present != 0);
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    if let Some((counters, mismatch)) =
+    if let Some((counters, mismatch, cfg)) =
         classify::count_frame(data, data_end, ifindex, tags_removed, classify::Hook::Tc)
     {
         tc::count_pkt_type(counters, pkt_type);
@@ -129,7 +130,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
             let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + 4 * tags_removed as u64;
-            flows::record(ifindex, data, data_end, tags_removed, vlan, len, mismatch);
+            flows::record(cfg, data, data_end, tags_removed, vlan, len, mismatch);
             // Evidence only with --pcap.
             if let Some(ctl) = evidence::enabled() {
                 evidence::capture_tc(&ctx, ctl, ifindex, mismatch);
