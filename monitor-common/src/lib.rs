@@ -10,9 +10,11 @@ pub mod drops;
 
 /// Capacity of the per-interface maps. One slot per watched interface.
 pub const MAX_INTERFACES: u32 = 4096;
-/// Capacity of the map of local (delivered-to-host) MAC addresses: every
-/// local FDB entry of every watched bridge, plus standalone interface MACs.
-pub const MAX_LOCAL_MACS: u32 = 16384;
+/// Capacity of the map of delivered and previous MAC addresses, per
+/// receiving interface and VLAN path: two per bridge port (the bridge's
+/// MAC and the port's own) plus the previous MACs of its bridge, so a
+/// bridge with 1,000 ports and a few MAC changes fits.
+pub const MAX_LOCAL_MACS: u32 = 32768;
 /// Capacity of the map of the host's IP addresses (all families).
 pub const MAX_LOCAL_ADDRS: u32 = 8192;
 /// Interfaces whose ifindex is below this bound have their configuration
@@ -79,6 +81,9 @@ pub mod names {
     /// Per-CPU u32: the ifindex whose generic XDP program counted the frame
     /// being received on this CPU, during a hand-off (`IF_HANDOFF`).
     pub const HANDOFF_SEEN: &str = "MACDROP_HANDOFF_SEEN";
+    /// Per-CPU u64: a port's verdict on the unicast frame it just counted
+    /// (`VERDICT_*` | destination), for the bridge device (`IF_BRIDGE`).
+    pub const PASSUP: &str = "MACDROP_PASSUP";
 }
 
 /// Bytes of a mismatched frame kept as evidence (`--pcap`): headers only,
@@ -215,6 +220,35 @@ pub const IF_HANDOFF: u32 = 32;
 pub const IF_TC_MUTED: u32 = 64;
 /// Either hand-off bit: the one test the tc program's common path pays.
 pub const IF_HANDOFF_ANY: u32 = IF_HANDOFF | IF_TC_MUTED;
+/// `IfConfig::flags` bit: the interface is a bridge device. It sees only
+/// the frames a port passed up, and cannot see everything the verdict
+/// depends on (the port a frame entered by; at generic XDP, a VLAN tag the
+/// port's receive path already took out of the data), so it takes each
+/// unicast frame's verdict from the port's program, which ran just before
+/// on the same CPU (`PASSUP`), and classifies by itself only when no port
+/// left one for that destination.
+pub const IF_BRIDGE: u32 = 128;
+
+/// `PASSUP` value bits: the verdict a port's program reached on the
+/// unicast frame it just counted, for the bridge device's program. The
+/// destination MAC is in the low 48 bits (`passup_word`).
+pub const VERDICT_OWN: u64 = 1 << 48;
+pub const VERDICT_HOST_IP: u64 = 1 << 49;
+pub const VERDICT_STALE: u64 = 1 << 50;
+/// Set in every word a port writes, so that an empty slot (0) matches no
+/// destination, not even 00:00:00:00:00:00.
+pub const VERDICT_VALID: u64 = 1 << 63;
+
+/// The destination MAC as the low 48 bits of a `PASSUP` word.
+#[inline(always)]
+pub fn passup_mac(mac: &[u8; 6]) -> u64 {
+    (mac[0] as u64) << 40
+        | (mac[1] as u64) << 32
+        | (mac[2] as u64) << 24
+        | (mac[3] as u64) << 16
+        | (mac[4] as u64) << 8
+        | mac[5] as u64
+}
 
 /// Why a frame counts as *mismatched* (bits; 0: it does not). Mismatched
 /// frames are those that feed the top-offender flows and the pcap evidence:
@@ -268,14 +302,18 @@ pub struct IfConfig {
     pub _pad: [u8; 2],
 }
 
-/// Key of `LOCAL_MACS`: a MAC address that matters to one MAC domain (a
-/// bridge's FDB, or one standalone interface); the value says why
-/// (`MAC_LOCAL` or `MAC_PREVIOUS`).
+/// Key of `LOCAL_MACS`: a destination MAC that matters to one MAC domain
+/// (the receiving interface: what the kernel delivers depends on the port
+/// a frame enters by, see `monitor/src/delivery.rs`) for frames carrying
+/// the VLAN tags `vlans` (`vlan_path`); the value says why (`MAC_LOCAL`
+/// or `MAC_PREVIOUS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct MacKey {
     pub netns: u32,
     pub mac_domain: u32,
+    /// `vlan_path` of the frame's tags; `VLANS_UNTAGGED` for none.
+    pub vlans: u32,
     pub mac: [u8; 6],
     pub _pad: [u8; 2],
 }
@@ -289,13 +327,61 @@ pub const MAC_PREVIOUS: u8 = 2;
 pub const MAX_PREVIOUS_MACS: usize = 8;
 
 impl MacKey {
-    pub const fn new(netns: u32, mac_domain: u32, mac: [u8; 6]) -> Self {
+    pub const fn new(netns: u32, mac_domain: u32, vlans: u32, mac: [u8; 6]) -> Self {
         Self {
             netns,
             mac_domain,
+            vlans,
             mac,
             _pad: [0; 2],
         }
+    }
+}
+
+/// `MacKey::vlans` of an untagged frame (or one whose only tag is a
+/// priority tag, VID 0, which the kernel treats as untagged).
+pub const VLANS_UNTAGGED: u32 = 0;
+/// `MacKey::vlans` of a frame with more VLAN tags than a path holds: no
+/// entry has it, so such a frame is never `own` (the kernel delivers it
+/// only through a chain of three VLAN devices, which macdrop does not
+/// model).
+pub const VLANS_TOO_DEEP: u32 = u32::MAX;
+/// TPIDs of the tags the kernel takes out of a frame (`eth_type_vlan`).
+pub const TPID_8021Q: u16 = 0x8100;
+pub const TPID_8021AD: u16 = 0x88a8;
+
+/// One VLAN tag as 16 bits of a `vlan_path`: a marker bit (so a tag is
+/// never 0), the protocol (802.1ad or 802.1Q) and the VID; the priority
+/// bits are dropped (they do not decide delivery).
+#[inline(always)]
+pub fn vlan_tag_code(tpid: u16, tci: u16) -> u32 {
+    0x8000 | if tpid == TPID_8021AD { 0x1000 } else { 0 } | (tci & 0x0fff) as u32
+}
+
+/// The VID of a `vlan_tag_code`.
+#[inline(always)]
+pub fn vlan_code_vid(code: u32) -> u16 {
+    (code & 0x0fff) as u16
+}
+
+/// The `MacKey::vlans` of a frame from the codes of its tags as on the
+/// wire, outer first (`n` of them, 0 for none): a leading priority tag
+/// (VID 0) is dropped, as the kernel treats it as untagged, then up to two
+/// tags make the path (outer in the low 16 bits); more give
+/// `VLANS_TOO_DEEP`. `n` may exceed `codes.len()` by one: a further tag
+/// the caller saw but did not decode.
+#[inline(always)]
+pub fn vlan_path(codes: &[u32; 3], n: usize) -> u32 {
+    let (first, n) = if n > 0 && vlan_code_vid(codes[0]) == 0 {
+        (1, n - 1)
+    } else {
+        (0, n)
+    };
+    match n {
+        0 => VLANS_UNTAGGED,
+        1 => codes[first],
+        2 => codes[first] | codes[first + 1] << 16,
+        _ => VLANS_TOO_DEEP,
     }
 }
 
@@ -539,7 +625,7 @@ mod pod {
 // The layouts are part of the kernel/user contract: pin them.
 const _: () = assert!(core::mem::size_of::<IfKey>() == 8);
 const _: () = assert!(core::mem::size_of::<IfConfig>() == 20);
-const _: () = assert!(core::mem::size_of::<MacKey>() == 16);
+const _: () = assert!(core::mem::size_of::<MacKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
 const _: () = assert!(core::mem::size_of::<AddrSlot>() == 16);

@@ -22,20 +22,30 @@
 //! in step with the hash maps (`kernel::config`); interfaces configured
 //! without `IF_FILTERED` take the hash lookups every time.
 //!
+//! What "own" means is the kernel's delivery rule (`monitor/src/delivery.rs`
+//! states it, from the kernel source): userspace turns it into, per
+//! receiving interface and VLAN path, the destinations the kernel delivers
+//! (`LOCAL_MACS`, keyed by `vlan_path`), so this program needs no knowledge
+//! of bridges, VLAN devices or filtering. Untagged frames to the verified
+//! fast MAC take the fast path; everything else is one keyed lookup (after
+//! the filter bit). A bridge device takes each unicast frame's verdict
+//! from the port that passed it up (`PASSUP`).
+//!
 //! The plain-Rust reference model in `monitor/src/classify.rs` defines the
 //! same classes; the `test_run` tests hold the two in agreement.
 
 use core::mem::offset_of;
 
 use monitor_common::{
-    AddrKey, AddrSlot, FrameCounters, IF_FAST_MAC_VALID, IF_FILTERED, IF_HANDOFF, IF_HANDOFF_ANY,
-    IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey,
-    addr_slot, mac_filter_bit, mismatch_bits,
+    AddrKey, AddrSlot, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED, IF_HANDOFF,
+    IF_HANDOFF_ANY, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS,
+    MAX_VLAN_TAGS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE, VERDICT_VALID,
+    VLANS_UNTAGGED, addr_slot, mac_filter_bit, mismatch_bits, passup_mac, vlan_path, vlan_tag_code,
 };
 
 use crate::maps::{
     ADDR_TABLE, COUNTERS, HANDOFF_SEEN, IF_BY_INDEX, IFACES, LOCAL_ADDRS, LOCAL_MACS, MAC_FILTER,
-    filter_has, netns_ino,
+    PASSUP, filter_has, netns_ino,
 };
 
 const ETH_HLEN: usize = 14;
@@ -68,10 +78,11 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 }
 
 /// Counts one frame received on `ifindex`. Never touches the frame.
-/// `tags_removed`: VLAN tags the kernel already took out of the frame data
-/// (at tc, the outermost tag sits in `skb->vlan_tci`), so the walk to the
-/// network header still covers `MAX_VLAN_TAGS` tags of the frame on the
-/// wire, as XDP and the reference model do.
+/// `hook_tag`: the `vlan_tag_code` of the VLAN tag the kernel already took
+/// out of the frame data (at tc, the outermost tag sits in
+/// `skb->vlan_tci`), 0 if none, so the VLAN path and the walk to the
+/// network header still cover the frame's tags as on the wire, as XDP and
+/// the reference model do.
 ///
 /// Returns the interface's counters (this CPU's copy), so that a hook which
 /// knows more than the frame bytes (tc: the kernel's `pkt_type`) can count
@@ -86,7 +97,7 @@ pub fn count_frame(
     data: usize,
     data_end: usize,
     ifindex: u32,
-    tags_removed: usize,
+    hook_tag: u32,
     hook: Hook,
 ) -> Option<(&'static mut FrameCounters, u8, &'static IfConfig)> {
     let netns = netns_ino();
@@ -100,7 +111,7 @@ pub fn count_frame(
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    let mismatch = classify_into(counters, netns, cfg, data, data_end, tags_removed);
+    let mismatch = classify_into(counters, netns, cfg, data, data_end, hook_tag);
     Some((counters, mismatch, cfg))
 }
 
@@ -165,7 +176,7 @@ fn classify_into(
     cfg: &IfConfig,
     data: usize,
     data_end: usize,
-    tags_removed: usize,
+    hook_tag: u32,
 ) -> u8 {
     counters.total += 1;
 
@@ -182,26 +193,128 @@ fn classify_into(
         } else {
             counters.multicast += 1;
         }
-    } else if cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, &dst) {
-        counters.own += 1;
-    } else {
-        match known_mac(netns, cfg, &dst) {
-            Some(MAC_LOCAL) => counters.own += 1,
-            known => {
-                counters.foreign_unicast += 1;
-                let stale = known == Some(MAC_PREVIOUS);
-                if stale {
-                    counters.stale_mac += 1;
-                }
-                let host_ip = dst_ip_is_local(netns, cfg, data, data_end, tags_removed);
-                if host_ip {
-                    counters.host_ip_wrong_mac += 1;
-                }
-                return mismatch_bits(cfg.flags, host_ip, stale);
-            }
-        }
+        return 0;
     }
-    0
+    let verdict = if cfg.flags & IF_BRIDGE != 0
+        && let Some(verdict) = passed_up_verdict(&dst)
+    {
+        verdict
+    } else {
+        unicast_verdict(netns, cfg, &dst, data, data_end, hook_tag)
+    };
+    if cfg.flags & IF_PORT != 0 {
+        leave_verdict(&dst, verdict);
+    }
+    if verdict & VERDICT_OWN != 0 {
+        counters.own += 1;
+        return 0;
+    }
+    counters.foreign_unicast += 1;
+    let stale = verdict & VERDICT_STALE != 0;
+    if stale {
+        counters.stale_mac += 1;
+    }
+    let host_ip = verdict & VERDICT_HOST_IP != 0;
+    if host_ip {
+        counters.host_ip_wrong_mac += 1;
+    }
+    mismatch_bits(cfg.flags, host_ip, stale)
+}
+
+/// The verdict on a unicast frame to `dst` (`VERDICT_*` bits): own if the
+/// kernel delivers it to the host, else foreign, with whether its
+/// destination IP is the host's and whether `dst` is a previous MAC.
+#[inline(always)]
+fn unicast_verdict(
+    netns: u32,
+    cfg: &IfConfig,
+    dst: &[u8; 6],
+    data: usize,
+    data_end: usize,
+    hook_tag: u32,
+) -> u64 {
+    let vlans = frame_vlan_path(data, data_end, hook_tag);
+    if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
+        return VERDICT_OWN;
+    }
+    let known = known_mac(netns, cfg, vlans, dst);
+    if known == Some(MAC_LOCAL) {
+        return VERDICT_OWN;
+    }
+    let mut verdict = 0;
+    if known == Some(MAC_PREVIOUS) {
+        verdict |= VERDICT_STALE;
+    }
+    let tags_removed = usize::from(hook_tag != 0);
+    if dst_ip_is_local(netns, cfg, data, data_end, tags_removed) {
+        verdict |= VERDICT_HOST_IP;
+    }
+    verdict
+}
+
+/// The `vlan_path` of the frame's tags: the one the hook took out
+/// (`hook_tag`, 0 if none), then those still in the data, outer first. A
+/// tag counts when its TPID and TCI are inside the frame. Straight-line
+/// code, one read per tag: a loop here multiplied the states the verifier
+/// explores in the programs' later paths several times over.
+#[inline(always)]
+fn frame_vlan_path(data: usize, data_end: usize, hook_tag: u32) -> u32 {
+    let (t0, off) = if hook_tag != 0 {
+        (hook_tag, 12)
+    } else {
+        match tag_at(data, data_end, 12) {
+            Some(code) => (code, 16),
+            None => return VLANS_UNTAGGED,
+        }
+    };
+    let Some(t1) = tag_at(data, data_end, off) else {
+        return vlan_path(&[t0, 0, 0], 1);
+    };
+    let Some(t2) = tag_at(data, data_end, off + VLAN_HLEN) else {
+        return vlan_path(&[t0, t1, 0], 2);
+    };
+    let more = usize::from(tag_at(data, data_end, off + 2 * VLAN_HLEN).is_some());
+    vlan_path(&[t0, t1, t2], 3 + more)
+}
+
+/// The `vlan_tag_code` of the tag at `off`, if one is there whole.
+#[inline(always)]
+fn tag_at(data: usize, data_end: usize, off: usize) -> Option<u32> {
+    let tag = bytes_at::<4>(data, data_end, off)?;
+    // SAFETY: 4 bytes inside the frame, checked by `bytes_at`.
+    let [a, b, c, d] = unsafe { *tag };
+    let tpid = u16::from_be_bytes([a, b]);
+    if tpid != ETH_P_8021Q && tpid != ETH_P_8021AD {
+        return None;
+    }
+    Some(vlan_tag_code(tpid, u16::from_be_bytes([c, d])))
+}
+
+/// The verdict a port's program left for the frame being passed up to
+/// this bridge device on this CPU, if it was for `dst`; the slot is
+/// cleared, so a verdict is taken once.
+#[inline(always)]
+fn passed_up_verdict(dst: &[u8; 6]) -> Option<u64> {
+    let slot = PASSUP.get_ptr_mut(0)?;
+    // SAFETY: this CPU's copy, touched by nothing else during the run.
+    let slot = unsafe { &mut *slot };
+    let word = *slot;
+    if word & VERDICT_VALID == 0 || word & 0xffff_ffff_ffff != passup_mac(dst) {
+        return None;
+    }
+    *slot = 0;
+    Some(word & (VERDICT_OWN | VERDICT_HOST_IP | VERDICT_STALE))
+}
+
+/// A port leaves its verdict on every unicast frame it counts, so the slot
+/// always holds the latest frame's: a frame the bridge passes up reaches
+/// the bridge device's program before this CPU receives another.
+#[inline(always)]
+fn leave_verdict(dst: &[u8; 6], verdict: u64) {
+    if let Some(slot) = PASSUP.get_ptr_mut(0) {
+        // SAFETY: this CPU's copy, touched by nothing else during the run.
+        unsafe { *slot = VERDICT_VALID | verdict | passup_mac(dst) };
+    }
 }
 
 /// Whether `dst` is the interface's fast MAC. The same as `dst ==
@@ -221,12 +334,13 @@ fn is_fast_mac(cfg: &IfConfig, dst: &[u8; 6]) -> bool {
         && u16::from_ne_bytes([dst[4], dst[5]]) == tail
 }
 
-/// What the interface's MAC domain knows about unicast `dst` other than the
-/// fast MAC: `MAC_LOCAL` (the kernel delivers it to the host),
-/// `MAC_PREVIOUS` (a MAC the bridge or interface used to have), or None
-/// (someone else's).
+/// What the interface's MAC domain knows about unicast `dst` in VLAN path
+/// `vlans`, other than the fast MAC: `MAC_LOCAL` (the kernel delivers it
+/// to the host), `MAC_PREVIOUS` (a MAC the bridge or interface used to
+/// have; userspace keeps those for every path that delivers anything), or
+/// None (not delivered).
 #[inline(always)]
-fn known_mac(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> Option<u8> {
+fn known_mac(netns: u32, cfg: &IfConfig, vlans: u32, dst: &[u8; 6]) -> Option<u8> {
     if cfg.mac_domain == 0 {
         return None;
     }
@@ -234,7 +348,7 @@ fn known_mac(netns: u32, cfg: &IfConfig, dst: &[u8; 6]) -> Option<u8> {
     {
         return None;
     }
-    let key = MacKey::new(netns, cfg.mac_domain, *dst);
+    let key = MacKey::new(netns, cfg.mac_domain, vlans, *dst);
     unsafe { LOCAL_MACS.get(key) }.copied()
 }
 

@@ -114,20 +114,33 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     let skb = ctx.skb.skb;
     // SAFETY: the context pointer the kernel passed in; plain field reads
     // the verifier rewrites into sk_buff accesses.
-    let (ifindex, pkt_type, vlan_present) =
-        unsafe { ((*skb).ingress_ifindex, (*skb).pkt_type, (*skb).vlan_present) };
+    let (ifindex, pkt_type, vlan_present, vlan_tci, vlan_proto) = unsafe {
+        (
+            (*skb).ingress_ifindex,
+            (*skb).pkt_type,
+            (*skb).vlan_present,
+            (*skb).vlan_tci,
+            (*skb).vlan_proto,
+        )
+    };
     // The core receive path moves the outermost VLAN tag out of the data
-    // into skb->vlan_tci before tc (as NICs with VLAN offload do).
+    // into skb->vlan_tci before tc (as NICs with VLAN offload do);
+    // `vlan_proto` is in network byte order.
+    let hook_tag = if vlan_present != 0 {
+        monitor_common::vlan_tag_code(u16::from_be(vlan_proto as u16), vlan_tci as u16)
+    } else {
+        0
+    };
     let tags_removed = usize::from(vlan_present != 0);
     let (data, data_end) = (ctx.data(), ctx.data_end());
     if let Some((counters, mismatch, cfg)) =
-        classify::count_frame(data, data_end, ifindex, tags_removed, classify::Hook::Tc)
+        classify::count_frame(data, data_end, ifindex, hook_tag, classify::Hook::Tc)
     {
         tc::count_pkt_type(counters, pkt_type);
         if mismatch != 0 {
             // The flow's VLAN is the outermost tag, as XDP sees it in the
             // data, and its length the frame's on the wire, that tag in.
-            let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
+            let len = unsafe { (*skb).len };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + 4 * tags_removed as u64;
             flows::record(cfg, data, data_end, tags_removed, vlan, len, mismatch);

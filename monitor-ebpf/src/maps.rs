@@ -48,6 +48,14 @@ pub static LOCAL_ADDRS: HashMap<AddrKey, u8> = HashMap::with_max_entries(MAX_LOC
 #[map(name = "MACDROP_HANDOFF_SEEN")]
 pub static HANDOFF_SEEN: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
+/// A port's verdict on the unicast frame it just counted, one u64 per CPU
+/// (`monitor_common::VERDICT_*` | destination MAC): the bridge device's
+/// program takes it for the same frame when the bridge passes it up, which
+/// happens on the same CPU right after the port's hooks ran
+/// (`br_handle_frame` -> `br_pass_frame_up` -> `netif_receive_skb`).
+#[map(name = "MACDROP_PASSUP")]
+pub static PASSUP: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// Bit filter over the keys of `LOCAL_MACS` (`monitor_common::mac_filter_bit`):
 /// a clear bit proves a destination unknown to the domain, so most foreign
 /// unicast is classified without a hash lookup.

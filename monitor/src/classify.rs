@@ -11,7 +11,10 @@ use std::{
 
 use monitor_common::{FrameCounters, MAX_VLAN_TAGS};
 
-use crate::mac::Mac;
+use crate::{
+    delivery::{Delivery, Tag},
+    mac::Mac,
+};
 
 /// The class of one received frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,7 +24,8 @@ pub enum FrameClass {
     Broadcast,
     /// Group bit set, not broadcast.
     Multicast,
-    /// A destination the kernel delivers to the host on this interface.
+    /// A destination the kernel delivers to the host on this interface,
+    /// with these VLAN tags (`crate::delivery`).
     Own,
     /// Unicast to someone else. `host_ip`: the destination IP (or ARP target)
     /// is an address of the host's namespace — a frame meant for this host
@@ -35,13 +39,38 @@ pub enum FrameClass {
 
 /// What the classifier knows about the receiving interface.
 pub struct Receiver<'a> {
-    /// MACs the kernel delivers to the host when received here: the bridge's
-    /// local FDB entries for a bridge or port, the device MAC otherwise.
-    pub local_macs: &'a HashSet<Mac>,
+    /// What the kernel delivers to the host from it, per VLAN path, and
+    /// the MACs it (or its bridge) had before.
+    pub delivery: &'a Delivery,
     /// IP addresses of the namespace.
     pub host_addrs: &'a HashSet<IpAddr>,
-    /// MACs the bridge or interface had before (and no longer delivers).
-    pub previous_macs: &'a HashSet<Mac>,
+}
+
+/// The frame's VLAN tags that decide delivery (outer first, a leading
+/// priority tag dropped), or None when there are more than a path holds
+/// (never delivered).
+pub fn vlan_path(frame: &[u8]) -> Option<Vec<Tag>> {
+    let mut tags = Vec::new();
+    let mut at = 12;
+    // A tag counts when its TPID and TCI are in the frame.
+    while tags.len() < 4 {
+        let Some(tpid @ (0x8100 | 0x88a8)) = be16(frame, at) else {
+            break;
+        };
+        let Some(tci) = be16(frame, at + 2) else {
+            break;
+        };
+        tags.push(Tag {
+            tpid,
+            vid: tci & 0x0fff,
+        });
+        at += 4;
+    }
+    // The kernel treats a priority tag (VID 0) as no tag.
+    if tags.first().is_some_and(|t| t.vid == 0) {
+        tags.remove(0);
+    }
+    (tags.len() <= 2).then_some(tags)
 }
 
 pub fn classify(frame: &[u8], rx: &Receiver<'_>) -> FrameClass {
@@ -53,13 +82,21 @@ pub fn classify(frame: &[u8], rx: &Receiver<'_>) -> FrameClass {
         FrameClass::Broadcast
     } else if dst.is_multicast() {
         FrameClass::Multicast
-    } else if rx.local_macs.contains(&dst) {
-        FrameClass::Own
     } else {
+        let path = vlan_path(frame);
+        if path.as_ref().is_some_and(|p| rx.delivery.delivers(p, dst)) {
+            return FrameClass::Own;
+        }
         let host_ip = destination_ip(frame).is_some_and(|ip| rx.host_addrs.contains(&ip));
-        let stale = rx.previous_macs.contains(&dst);
+        let stale = path.is_some_and(|p| rx.delivery.stale(&p, dst));
         FrameClass::ForeignUnicast { host_ip, stale }
     }
+}
+
+/// The class a bridge device gives a frame a port passed up to it: the
+/// port's verdict on its fate (the same frame: delivered or not).
+pub fn passed_up(port_class: FrameClass) -> FrameClass {
+    port_class
 }
 
 /// The destination IPv4/IPv6 address, or the ARP target protocol address,
@@ -158,9 +195,9 @@ mod tests {
     const OTHER: Mac = Mac([2, 0, 0, 0, 0xee, 0xee]);
     const HOST_V4: [u8; 4] = [192, 0, 2, 1];
 
-    fn rx_sets() -> (HashSet<Mac>, HashSet<IpAddr>) {
+    fn rx_sets() -> (Vec<Mac>, HashSet<IpAddr>) {
         (
-            HashSet::from([OWN]),
+            vec![OWN],
             HashSet::from([
                 IpAddr::V4(HOST_V4.into()),
                 IpAddr::V6("2001:db8::1".parse().unwrap()),
@@ -186,14 +223,56 @@ mod tests {
 
     fn class_of(f: &[u8]) -> FrameClass {
         let (macs, addrs) = rx_sets();
+        let delivery = Delivery {
+            paths: [
+                (vec![], macs.iter().copied().collect()),
+                (vec![Tag::q(10)], [OWN].into()),
+            ]
+            .into(),
+            previous: [OLD].into(),
+        };
         classify(
             f,
             &Receiver {
-                local_macs: &macs,
+                delivery: &delivery,
                 host_addrs: &addrs,
-                previous_macs: &HashSet::from([OLD]),
             },
         )
+    }
+
+    #[test]
+    fn tags_decide_delivery_by_their_path() {
+        let tagged = |tags: &[[u8; 4]]| {
+            let mut l3 = Vec::new();
+            for (i, t) in tags.iter().enumerate() {
+                if i > 0 {
+                    l3.extend(&t[..2]);
+                }
+                l3.extend(&t[2..]);
+            }
+            l3.extend([0x08, 0x00]);
+            l3.extend(ipv4_to(HOST_V4));
+            frame(OWN, u16::from_be_bytes([tags[0][0], tags[0][1]]), &l3)
+        };
+        let foreign = FrameClass::ForeignUnicast {
+            host_ip: true,
+            stale: false,
+        };
+        // VID 10 on 802.1Q has a path; on 802.1ad and VID 11 it has none.
+        assert_eq!(class_of(&tagged(&[[0x81, 0, 0, 10]])), FrameClass::Own);
+        assert_eq!(class_of(&tagged(&[[0x88, 0xa8, 0, 10]])), foreign);
+        assert_eq!(class_of(&tagged(&[[0x81, 0, 0, 11]])), foreign);
+        // Priority bits do not matter; a priority tag is no tag.
+        assert_eq!(class_of(&tagged(&[[0x81, 0, 0xe0, 10]])), FrameClass::Own);
+        assert_eq!(class_of(&tagged(&[[0x81, 0, 0xe0, 0]])), FrameClass::Own);
+        assert_eq!(
+            class_of(&tagged(&[[0x81, 0, 0, 0], [0x81, 0, 0, 10]])),
+            FrameClass::Own
+        );
+        assert_eq!(
+            class_of(&tagged(&[[0x88, 0xa8, 0, 5], [0x81, 0, 0, 10]])),
+            foreign
+        );
     }
 
     #[test]

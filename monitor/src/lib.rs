@@ -11,6 +11,7 @@
 pub mod classify;
 pub mod cli;
 pub mod config_file;
+pub mod delivery;
 pub mod diagnose;
 pub mod error;
 pub mod evidence;

@@ -20,9 +20,10 @@ use monitor_common::{FrameCounters, MAX_VLAN_TAGS, names};
 
 use crate::{
     classify::{Receiver, classify, counter_delta},
+    delivery::Delivery,
     kernel::{config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader},
     mac::Mac,
-    netlink::{Link, NetState},
+    netlink::{Link, NetState, VlanDevice, VlanMembership},
     topology,
 };
 
@@ -51,6 +52,23 @@ enum Scenario {
     PortOfBridgeWithoutOwnMac,
     /// Not bridged: only the device MAC is own.
     Standalone,
+    /// A healthy port whose bridge (no VLAN filtering) has a VLAN device
+    /// for 802.1Q VID 10, with the bridge's MAC.
+    PortWithVlanDevice,
+    /// A port of an 802.1Q VLAN-filtering bridge: PVID 1 (untagged), a
+    /// member of 10; the bridge an untagged member of 1 and 10; the port's
+    /// MAC local in VLAN 1 only.
+    FilteringPort,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 5] = [
+        Scenario::HealthyPort,
+        Scenario::PortOfBridgeWithoutOwnMac,
+        Scenario::Standalone,
+        Scenario::PortWithVlanDevice,
+        Scenario::FilteringPort,
+    ];
 }
 
 /// Which program a harness runs.
@@ -111,9 +129,8 @@ struct Harness {
     /// forwarding, not a mismatch).
     port: bool,
     config: ConfigMaps,
-    local_macs: HashSet<Mac>,
+    delivery: Delivery,
     host_addrs: HashSet<IpAddr>,
-    previous_macs: HashSet<Mac>,
 }
 
 impl Harness {
@@ -168,41 +185,22 @@ impl Harness {
 
         let host_addrs: Vec<IpAddr> =
             vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
-        let link = Link::fake;
-        let (links, fdb) = match scenario {
-            Scenario::HealthyPort | Scenario::PortOfBridgeWithoutOwnMac => {
-                let mut fdb = vec![LO_MAC, P2_MAC];
-                if matches!(scenario, Scenario::HealthyPort) {
-                    fdb.push(BR_MAC);
-                }
-                (
-                    vec![
-                        link(LO, "lo", "veth", Some(FAKE_BRIDGE), LO_MAC),
-                        link(FAKE_BRIDGE, "br0", "bridge", None, BR_MAC),
-                    ],
-                    BTreeMap::from([(FAKE_BRIDGE, fdb)]),
-                )
-            }
-            Scenario::Standalone => (vec![link(LO, "lo", "veth", None, LO_MAC)], BTreeMap::new()),
-        };
-        let state = NetState {
-            links,
-            addrs: host_addrs.clone(),
-            local_fdb: fdb,
-            secondary_macs: BTreeMap::new(),
-        };
+        let state = scenario_state(scenario, &host_addrs);
         let watched = topology::describe(&state, state.link(LO).unwrap());
         // The previous MAC belongs to the bridge, or to the device itself.
         let owner = watched.bridge.as_ref().map_or(LO, |(b, _)| *b);
         let previous = BTreeMap::from([(owner, vec![OLD_MAC])]);
-        cfg.sync(adjust(config::desired(
-            netns,
-            &state,
-            &[(watched.clone(), 0)],
-            &previous,
-        )))
-        .unwrap();
-        let local_macs = topology::local_macs(&state, &watched);
+        // A port's bridge is watched too (slot 1), to take its verdicts.
+        let mut all = vec![(watched.clone(), 0)];
+        if watched.bridge.is_some() {
+            all.push((
+                topology::describe(&state, state.link(FAKE_BRIDGE).unwrap()),
+                1,
+            ));
+        }
+        cfg.sync(adjust(config::desired(netns, &state, &all, &previous)))
+            .unwrap();
+        let delivery = crate::delivery::delivery(&state, &watched, &previous);
         Self {
             ebpf,
             hook,
@@ -210,9 +208,8 @@ impl Harness {
             flows,
             port: watched.bridge.is_some(),
             config: cfg,
-            local_macs,
+            delivery,
             host_addrs: host_addrs.into_iter().collect(),
-            previous_macs: HashSet::from([OLD_MAC]),
         }
     }
 
@@ -227,7 +224,7 @@ impl Harness {
             Hook::Xdp(program) => self.run_xdp(program, frame, data_end),
             Hook::Tc { ifindex } => {
                 assert_eq!(data_end, frame.len(), "tc test runs take whole buffers");
-                let res = self.run_tc(ifindex, frame).unwrap();
+                let res = self.run_tc(ifindex, LO, frame).unwrap();
                 assert_eq!(res.0, TC_ACT_UNSPEC, "verdict for {frame:02x?}");
                 assert_eq!(res.1, frame, "frame altered");
             }
@@ -256,7 +253,12 @@ impl Harness {
 
     /// One skb test run of `macdrop_tc`, in the calling thread's namespace:
     /// the verdict and the frame as it came out.
-    fn run_tc(&self, dev_ifindex: u32, frame: &[u8]) -> Result<(u32, Vec<u8>), ProgramError> {
+    fn run_tc(
+        &self,
+        dev_ifindex: u32,
+        ingress: u32,
+        frame: &[u8],
+    ) -> Result<(u32, Vec<u8>), ProgramError> {
         let prog: &SchedClassifier = self
             .ebpf
             .program(names::TC_PROGRAM)
@@ -268,7 +270,7 @@ impl Harness {
         // priority, ingress_ifindex (36), ifindex (40). The kernel fills
         // what it computes and rejects a context that sets anything else.
         let mut ctx = [0u8; 44];
-        ctx[36..40].copy_from_slice(&LO.to_ne_bytes());
+        ctx[36..40].copy_from_slice(&ingress.to_ne_bytes());
         ctx[40..44].copy_from_slice(&dev_ifindex.to_ne_bytes());
         let mut out = vec![0u8; frame.len() + 64];
         let mut opts = TestRunOptions::new();
@@ -280,20 +282,83 @@ impl Harness {
         Ok((res.return_value, out))
     }
 
+    fn receiver(&self) -> Receiver<'_> {
+        Receiver {
+            delivery: &self.delivery,
+            host_addrs: &self.host_addrs,
+        }
+    }
+
+    /// One run of `macdrop_tc` as the bridge device (FAKE_BRIDGE, slot 1)
+    /// on `dev` (call inside `dev.run`); returns the bridge's delta.
+    fn run_on_bridge(&self, dev_ifindex: u32, frame: &[u8]) -> FrameCounters {
+        let before = self.counters.read(1).unwrap();
+        let (verdict, out) = self.run_tc(dev_ifindex, FAKE_BRIDGE, frame).unwrap();
+        assert_eq!((verdict, out.as_slice()), (TC_ACT_UNSPEC, frame));
+        self.counters.read(1).unwrap().since(&before)
+    }
+
     fn expected(&self, frame: &[u8]) -> FrameCounters {
-        let mut want = counter_delta(classify(
-            frame,
-            &Receiver {
-                local_macs: &self.local_macs,
-                host_addrs: &self.host_addrs,
-                previous_macs: &self.previous_macs,
-            },
-        ));
+        let mut want = counter_delta(classify(frame, &self.receiver()));
         if let Hook::Tc { .. } = self.hook {
             want.add(&kernel_pkt_type(frame, LO_MAC));
         }
         want
     }
+}
+
+/// The namespace each scenario presents: LO (as a port of FAKE_BRIDGE, or
+/// alone) and what the delivery rule reads.
+fn scenario_state(scenario: Scenario, host_addrs: &[IpAddr]) -> NetState {
+    let link = Link::fake;
+    let mut state = NetState {
+        links: vec![
+            link(LO, "lo", "veth", Some(FAKE_BRIDGE), LO_MAC),
+            link(FAKE_BRIDGE, "br0", "bridge", None, BR_MAC),
+        ],
+        addrs: host_addrs.to_vec(),
+        local_fdb: BTreeMap::from([(FAKE_BRIDGE, vec![LO_MAC, P2_MAC, BR_MAC])]),
+        secondary_macs: BTreeMap::new(),
+        vlans: Default::default(),
+    };
+    match scenario {
+        Scenario::HealthyPort => {}
+        Scenario::PortOfBridgeWithoutOwnMac => {
+            state.local_fdb.insert(FAKE_BRIDGE, vec![LO_MAC, P2_MAC]);
+        }
+        Scenario::Standalone => {
+            state.links = vec![link(LO, "lo", "veth", None, LO_MAC)];
+            state.local_fdb.clear();
+        }
+        Scenario::PortWithVlanDevice => state.vlans.devices.push(VlanDevice {
+            ifindex: FAKE_BRIDGE + 1,
+            lower: FAKE_BRIDGE,
+            tpid: 0x8100,
+            vid: 10,
+            mac: Some(BR_MAC),
+        }),
+        Scenario::FilteringPort => {
+            let member = |vid, pvid, untagged| VlanMembership {
+                vid,
+                pvid,
+                untagged,
+            };
+            state.vlans.filtering.insert(FAKE_BRIDGE, 0x8100);
+            state
+                .vlans
+                .members
+                .insert(LO, vec![member(1, true, true), member(10, false, false)]);
+            state.vlans.members.insert(
+                FAKE_BRIDGE,
+                vec![member(1, true, true), member(10, false, true)],
+            );
+            state.vlans.local_fdb.insert(
+                FAKE_BRIDGE,
+                vec![(BR_MAC, 1), (BR_MAC, 10), (LO_MAC, 1), (P2_MAC, 1)],
+            );
+        }
+    }
+    state
 }
 
 /// The kernel's `pkt_type` for `frame` received on a device with MAC
@@ -324,6 +389,19 @@ fn eth(dst: Mac, tags: &[u16], ethertype: u16, l3: &[u8]) -> Vec<u8> {
     for (i, tpid) in tags.iter().enumerate() {
         f.extend(tpid.to_be_bytes());
         f.extend((10 + i as u16).to_be_bytes());
+    }
+    f.extend(ethertype.to_be_bytes());
+    f.extend(l3);
+    f
+}
+
+/// A frame with the given (TPID, VID) tags, outer first.
+fn eth_vids(dst: Mac, tags: &[(u16, u16)], ethertype: u16, l3: &[u8]) -> Vec<u8> {
+    let mut f = dst.0.to_vec();
+    f.extend(SRC.0);
+    for (tpid, vid) in tags {
+        f.extend(tpid.to_be_bytes());
+        f.extend(vid.to_be_bytes());
     }
     f.extend(ethertype.to_be_bytes());
     f.extend(l3);
@@ -449,6 +527,57 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             "foreign, other ethertype",
             eth(FOREIGN, &[], 0x88cc, &ipv4(HOST)),
         ),
+        // The VLAN paths of the delivery rule.
+        (
+            "to bridge MAC, 802.1Q 10",
+            eth_vids(BR_MAC, &[(q, 10)], 0x0800, &ipv4(HOST)),
+        ),
+        (
+            "to bridge MAC, 802.1Q 10, priority 5",
+            eth_vids(BR_MAC, &[(q, 0xa00a)], 0x0800, &ipv4(HOST)),
+        ),
+        (
+            "to bridge MAC, 802.1Q 11",
+            eth_vids(BR_MAC, &[(q, 11)], 0x0800, &ipv4(HOST)),
+        ),
+        (
+            "to bridge MAC, 802.1ad 10",
+            eth_vids(BR_MAC, &[(ad, 10)], 0x0800, &ipv4(HOST)),
+        ),
+        (
+            "to bridge MAC, priority tag",
+            eth_vids(BR_MAC, &[(q, 0)], 0x0800, &ipv4(HOST)),
+        ),
+        (
+            "to bridge MAC, priority tag, 802.1Q 10",
+            eth_vids(BR_MAC, &[(q, 0), (q, 10)], 0x0800, &ipv4(HOST)),
+        ),
+        (
+            "to bridge MAC, 802.1ad 5, 802.1Q 10",
+            eth_vids(BR_MAC, &[(ad, 5), (q, 10)], 0x86dd, &ipv6("2001:db8::1")),
+        ),
+        (
+            "to bridge MAC, 4 tags",
+            eth_vids(
+                BR_MAC,
+                &[(ad, 5), (q, 10), (q, 11), (q, 12)],
+                0x0800,
+                &ipv4(HOST),
+            ),
+        ),
+        (
+            "to own port MAC, 802.1Q 10",
+            eth_vids(LO_MAC, &[(q, 10)], 0x0800, &ipv4(HOST)),
+        ),
+        (
+            "to old MAC, 802.1Q 10",
+            eth_vids(OLD_MAC, &[(q, 10)], 0x0800, &ipv4(ELSEWHERE)),
+        ),
+        (
+            "to old MAC, 802.1Q 11",
+            eth_vids(OLD_MAC, &[(q, 11)], 0x0800, &ipv4(ELSEWHERE)),
+        ),
+        ("to old MAC", eth(OLD_MAC, &[], 0x0800, &ipv4(HOST))),
     ]
 }
 
@@ -504,6 +633,16 @@ fn kernel_agrees_with_model_on_a_standalone_interface() {
     agree_on_corpus(Scenario::Standalone);
 }
 
+#[test]
+fn kernel_agrees_with_model_with_a_vlan_device_on_the_bridge() {
+    agree_on_corpus(Scenario::PortWithVlanDevice);
+}
+
+#[test]
+fn kernel_agrees_with_model_on_a_vlan_filtering_bridge_port() {
+    agree_on_corpus(Scenario::FilteringPort);
+}
+
 /// The model's expectations for the scenarios, pinned as explicit numbers so
 /// that a bug shared by both sides cannot hide.
 #[test]
@@ -514,7 +653,13 @@ fn pinned_classes() {
         (d.total, d.foreign_unicast, d.host_ip_wrong_mac, d.own),
         (1, 1, 1, 0)
     );
+    // Another port's MAC: passed up, then dropped as OTHERHOST.
     let d = h.run(&eth(P2_MAC, &[], 0x0800, &ipv4(HOST)));
+    assert_eq!(
+        (d.total, d.foreign_unicast, d.host_ip_wrong_mac, d.own),
+        (1, 1, 1, 0)
+    );
+    let d = h.run(&eth(LO_MAC, &[], 0x0800, &ipv4(HOST)));
     assert_eq!((d.total, d.own), (1, 1));
     let d = h.run(&eth(OLD_MAC, &[], 0x0800, &ipv4(HOST)));
     assert_eq!(
@@ -527,12 +672,96 @@ fn pinned_classes() {
     assert_eq!((d.total, d.own, d.foreign_unicast), (1, 1, 0));
     let d = h.run(&eth(FOREIGN, &[0x88a8, 0x8100], 0x0800, &ipv4(HOST)));
     assert_eq!((d.foreign_unicast, d.host_ip_wrong_mac), (1, 1));
+    // Tagged, with no VLAN device to take the tag: dropped as OTHERHOST.
+    let d = h.run(&eth_vids(BR_MAC, &[(0x8100, 10)], 0x0800, &ipv4(HOST)));
+    assert_eq!((d.foreign_unicast, d.host_ip_wrong_mac), (1, 1));
+    // A priority tag is no tag.
+    let d = h.run(&eth_vids(BR_MAC, &[(0x8100, 0)], 0x0800, &ipv4(HOST)));
+    assert_eq!(d.own, 1);
+
+    let mut h = Harness::new(Scenario::PortWithVlanDevice);
+    let d = h.run(&eth_vids(BR_MAC, &[(0x8100, 10)], 0x0800, &ipv4(HOST)));
+    assert_eq!(d.own, 1);
+    let d = h.run(&eth_vids(BR_MAC, &[(0x88a8, 10)], 0x0800, &ipv4(HOST)));
+    assert_eq!((d.foreign_unicast, d.host_ip_wrong_mac), (1, 1));
+
+    let mut h = Harness::new(Scenario::FilteringPort);
+    let d = h.run(&eth_vids(BR_MAC, &[(0x8100, 10)], 0x0800, &ipv4(HOST)));
+    assert_eq!(d.own, 1);
+    let d = h.run(&eth_vids(LO_MAC, &[(0x8100, 10)], 0x0800, &ipv4(HOST)));
+    assert_eq!((d.foreign_unicast, d.host_ip_wrong_mac), (1, 1));
+    let d = h.run(&eth(LO_MAC, &[], 0x0800, &ipv4(HOST)));
+    assert_eq!(d.own, 1);
 
     let mut h = Harness::new(Scenario::Standalone);
     let d = h.run(&eth(BR_MAC, &[], 0x0800, &ipv4(HOST)));
     assert_eq!((d.foreign_unicast, d.host_ip_wrong_mac), (1, 1));
     let d = h.run(&eth(LO_MAC, &[], 0x0800, &ipv4(ELSEWHERE)));
     assert_eq!(d.own, 1);
+}
+
+/// The bridge device takes each unicast frame's verdict from the port that
+/// passed it up (the port's XDP program, then the bridge's tc program, on
+/// one CPU, as the kernel runs them), once; without one it judges alone,
+/// and a port's MAC is then never its own.
+#[test]
+fn the_bridge_device_takes_the_ports_verdict() {
+    let dev = TcDevice::new();
+    let mut h = Harness::new(Scenario::HealthyPort);
+    crate::kernel::tc::load_tc_program(&mut h.ebpf).unwrap();
+    let unicast = |c: FrameCounters| (c.own, c.foreign_unicast, c.host_ip_wrong_mac, c.stale_mac);
+    dev.run(|| {
+        pin_to_first_cpu();
+        let frames = [
+            eth(BR_MAC, &[], 0x0800, &ipv4(HOST)),
+            eth(LO_MAC, &[], 0x0800, &ipv4(HOST)),
+            eth(P2_MAC, &[], 0x0800, &ipv4(HOST)),
+            eth_vids(BR_MAC, &[(0x8100, 10)], 0x0800, &ipv4(HOST)),
+            eth(OLD_MAC, &[], 0x0800, &ipv4(ELSEWHERE)),
+        ];
+        // Alone, the bridge knows its own MAC only.
+        assert_eq!(
+            unicast(h.run_on_bridge(dev.ifindex, &frames[0])),
+            (1, 0, 0, 0)
+        );
+        assert_eq!(
+            unicast(h.run_on_bridge(dev.ifindex, &frames[1])),
+            (0, 1, 1, 0)
+        );
+        for frame in &frames {
+            let port = unicast(h.run(frame));
+            let bridge = unicast(h.run_on_bridge(dev.ifindex, frame));
+            assert_eq!(bridge, port, "{frame:02x?}");
+        }
+        // The frame for the port's own MAC is the bridge's only through
+        // the port; a second time (no port ran) it is not.
+        assert_eq!(
+            unicast(h.run_on_bridge(dev.ifindex, &frames[1])),
+            (0, 1, 1, 0)
+        );
+    });
+}
+
+/// Pins the calling thread to the first CPU it may use: the hand-over
+/// between a port's and the bridge's programs is per CPU.
+fn pin_to_first_cpu() {
+    // SAFETY: plain syscalls on a zeroed cpu_set_t of the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .expect("a CPU");
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(first, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
 }
 
 /// Every corpus frame cut at every length: the kernel must agree with the
@@ -598,7 +827,7 @@ fn tc_agrees_with_model_on_every_truncation() {
                     assert_eq!(got, want, "macdrop_tc: {what} cut at {n} bytes");
                     compared += 1;
                 } else {
-                    let err = h.run_tc(dev.ifindex, prefix).unwrap_err();
+                    let err = h.run_tc(dev.ifindex, LO, prefix).unwrap_err();
                     let ProgramError::SyscallError(e) = &err else {
                         panic!("{what} cut at {n}: {err:?}");
                     };

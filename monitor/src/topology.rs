@@ -2,11 +2,10 @@
 //! the user's selection and the namespace's state. Pure functions over
 //! `NetState`, so they are unit-tested without a kernel.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use crate::{
     error::Failure,
-    mac::Mac,
     netlink::{Link, NetState},
 };
 
@@ -178,40 +177,12 @@ fn find<'a>(state: &'a NetState, name: &str) -> Result<&'a Link, Failure> {
     })
 }
 
-/// The destinations the kernel delivers to the host when received on `w`:
-/// the bridge's local FDB entries for bridges and ports (never assumed from
-/// the bridge's address: a bridge whose own MAC is missing from its FDB
-/// floods frames addressed to it); for standalone ones the device MAC plus
-/// the extra unicast addresses it accepts (e.g. its macvlans').
-pub fn local_macs(state: &NetState, w: &Watched) -> HashSet<Mac> {
-    match &w.bridge {
-        Some((bridge, _)) => state
-            .local_fdb
-            .get(bridge)
-            .map(|macs| macs.iter().copied().collect())
-            .unwrap_or_default(),
-        None => state
-            .link(w.ifindex)
-            .and_then(|l| l.mac)
-            .into_iter()
-            .chain(
-                state
-                    .secondary_macs
-                    .get(&w.ifindex)
-                    .into_iter()
-                    .flatten()
-                    .copied(),
-            )
-            .collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::error::ExitKind;
+    use crate::{error::ExitKind, mac::Mac};
 
     fn link(ifindex: u32, name: &str, kind: Option<&str>, master: Option<u32>) -> Link {
         let mut link = Link::fake(
@@ -238,6 +209,7 @@ mod tests {
             addrs: vec![],
             local_fdb: BTreeMap::from([(2, vec![Mac([2, 0, 0, 0, 0, 3])]), (6, vec![])]),
             secondary_macs: BTreeMap::from([(5, vec![Mac([2, 0, 0, 0, 0xcc, 1])])]),
+            vlans: Default::default(),
         }
     }
 
@@ -330,23 +302,5 @@ mod tests {
         assert_eq!(names(&all), ["p1", "p2", "p3", "br0", "br2"]);
         state.links.retain(|l| !l.is_bridge());
         assert!(select_present(&state, &Selection::default()).is_empty());
-    }
-
-    #[test]
-    fn own_macs_come_from_the_fdb_not_the_bridge_address() {
-        let state = lab();
-        let w = select(&state, &Selection::default()).unwrap();
-        let p1 = &w[0];
-        // br0's own MAC (…:02) is not in the FDB: not own.
-        assert_eq!(
-            local_macs(&state, p1),
-            HashSet::from([Mac([2, 0, 0, 0, 0, 3])])
-        );
-        let v0 = describe(&state, state.link(5).unwrap());
-        assert_eq!(
-            local_macs(&state, &v0),
-            HashSet::from([Mac([2, 0, 0, 0, 0, 5]), Mac([2, 0, 0, 0, 0xcc, 1])]),
-            "device MAC and its unicast filter entries"
-        );
     }
 }

@@ -22,13 +22,14 @@ use aya::{
     maps::{Array as BpfArray, HashMap as BpfHashMap, MapData},
 };
 use monitor_common::{
-    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS, IF_HANDOFF_ANY,
-    IF_PORT, IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS, MAC_LOCAL,
-    MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, addr_slot,
-    mac_filter_bit, names,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS,
+    IF_HANDOFF_ANY, IF_PORT, IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS,
+    MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey,
+    VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
 };
 
 use crate::{
+    delivery::{self, vlan_key},
     mac::Mac,
     netlink::NetState,
     topology::{Role, Watched},
@@ -78,9 +79,16 @@ impl Desired {
         self
     }
 
-    fn add_macs(&mut self, netns: u32, domain: u32, macs: &[Mac], kind: u8) {
+    fn add_macs<'a>(
+        &mut self,
+        netns: u32,
+        domain: u32,
+        vlans: u32,
+        macs: impl IntoIterator<Item = &'a Mac>,
+        kind: u8,
+    ) {
         for mac in macs {
-            let key = MacKey::new(netns, domain, mac.0);
+            let key = MacKey::new(netns, domain, vlans, mac.0);
             // A MAC that is local again is local, whatever it was before.
             let entry = self.local_macs.entry(key).or_insert(kind);
             if kind == MAC_LOCAL {
@@ -91,8 +99,10 @@ impl Desired {
 }
 
 /// Computes the map contents for `watched` (with their slots) in the
-/// namespace `netns`. `previous` holds each interface's earlier MACs (see
-/// `tracker`): they become `MAC_PREVIOUS` entries of the interface's domain.
+/// namespace `netns`: per interface, what the kernel delivers to the host
+/// from it (`delivery`), as `MAC_LOCAL` entries per VLAN path, and the
+/// previous MACs as `MAC_PREVIOUS` entries. `previous` holds each
+/// interface's earlier MACs (see `tracker`).
 pub fn desired(
     netns: u32,
     state: &NetState,
@@ -100,54 +110,39 @@ pub fn desired(
     previous: &BTreeMap<u32, Vec<Mac>>,
 ) -> Desired {
     let mut out = Desired::default();
-    let previous_of = |ifindex: u32| previous.get(&ifindex).map(Vec::as_slice).unwrap_or(&[]);
-    // Linear in the watched interfaces: a bridge with 1,000 ports is looked
-    // at once, not once per port (this runs on every refresh).
-    let macs: HashMap<u32, Option<Mac>> = state.links.iter().map(|l| (l.ifindex, l.mac)).collect();
-    let mac_of = |ifindex: u32| macs.get(&ifindex).copied().flatten();
-    // Per bridge: its fast MAC (computed once, with its MACs added once).
-    let mut bridges: HashMap<u32, Option<Mac>> = HashMap::new();
     for (w, slot) in watched {
-        let device_mac = mac_of(w.ifindex);
-        let (mac_domain, fast) = match &w.bridge {
-            Some((bridge, _)) => {
-                let fast = *bridges.entry(*bridge).or_insert_with(|| {
-                    let local = state
-                        .local_fdb
-                        .get(bridge)
-                        .map(Vec::as_slice)
-                        .unwrap_or(&[]);
-                    out.add_macs(netns, *bridge, local, MAC_LOCAL);
-                    // Old MACs of the bridge are stale destinations in its
-                    // domain.
-                    out.add_macs(netns, *bridge, previous_of(*bridge), MAC_PREVIOUS);
-                    // The fast path may only short-cut a MAC the FDB
-                    // confirms: a bridge MAC missing from the FDB is
-                    // exactly the failure macdrop must see.
-                    mac_of(*bridge).filter(|m| local.contains(m))
-                });
-                // So are old MACs of this port (its old local FDB entry).
-                out.add_macs(netns, *bridge, previous_of(w.ifindex), MAC_PREVIOUS);
-                (*bridge, fast)
+        let d = delivery::delivery(state, w, previous);
+        // The fast path's MAC: the bridge's (the common destination on a
+        // bridge and its ports) or the device's, and only if the kernel
+        // really delivers it untagged here: a bridge MAC missing from the
+        // FDB is exactly the failure macdrop must see.
+        let fast_candidate = match &w.bridge {
+            Some((bridge, _)) => state.link(*bridge).and_then(|l| l.mac),
+            None => state.link(w.ifindex).and_then(|l| l.mac),
+        };
+        let fast = fast_candidate.filter(|m| d.delivers(&[], *m));
+        // Only the fast MAC, untagged, and no previous MAC: no entry at
+        // all, and foreign unicast is classified without a lookup.
+        let fast_only =
+            d.previous.is_empty() && d.paths.len() <= 1 && d.untagged().all(|m| Some(*m) == fast);
+        let mac_domain = if fast_only {
+            0
+        } else {
+            for (path, macs) in &d.paths {
+                out.add_macs(netns, w.ifindex, vlan_key(path), macs, MAC_LOCAL);
             }
-            None => {
-                // Extra or previous MACs need the map; the device MAC alone
-                // is the fast path and needs no lookup at all.
-                let extra = state
-                    .secondary_macs
-                    .get(&w.ifindex)
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                let old = previous_of(w.ifindex);
-                if extra.is_empty() && old.is_empty() {
-                    (0, device_mac)
-                } else {
-                    let own: Vec<Mac> = device_mac.iter().chain(extra).copied().collect();
-                    out.add_macs(netns, w.ifindex, &own, MAC_LOCAL);
-                    out.add_macs(netns, w.ifindex, old, MAC_PREVIOUS);
-                    (w.ifindex, device_mac)
-                }
+            // Previous MACs on every path that delivers anything (the
+            // untagged one always counts): one lookup decides.
+            let paths = d.paths.keys().map(|p| vlan_key(p));
+            for vlans in std::iter::once(VLANS_UNTAGGED).chain(paths) {
+                out.add_macs(netns, w.ifindex, vlans, &d.previous, MAC_PREVIOUS);
             }
+            w.ifindex
+        };
+        let role = match w.role {
+            Role::Port => IF_PORT,
+            Role::Bridge => IF_BRIDGE,
+            Role::Standalone => 0,
         };
         out.ifaces.insert(
             IfKey {
@@ -161,7 +156,7 @@ pub fn desired(
                 flags: IF_WATCHED
                     | IF_FILTERED
                     | if fast.is_some() { IF_FAST_MAC_VALID } else { 0 }
-                    | if w.role == Role::Port { IF_PORT } else { 0 }
+                    | role
                     | IF_FLOWS,
                 fast_mac: fast.unwrap_or(Mac([0; 6])).0,
                 _pad: [0; 2],
@@ -409,6 +404,7 @@ mod tests {
             addrs: vec!["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
             local_fdb: BTreeMap::from([(2, fdb)]),
             secondary_macs: BTreeMap::new(),
+            vlans: Default::default(),
         }
     }
 
@@ -421,36 +417,61 @@ mod tests {
     }
 
     #[test]
-    fn bridge_members_share_the_fdb_domain_and_fast_mac() {
+    fn a_port_delivers_the_bridge_mac_and_its_own() {
         let s = state(vec![BR_MAC, P1_MAC]);
         let d = desired(77, &s, &watched(&s), &BTreeMap::new());
         let p1 = d.ifaces[&IfKey {
             netns: 77,
             ifindex: 3,
         }];
-        assert_eq!((p1.slot, p1.mac_domain), (1, 2));
+        assert_eq!((p1.slot, p1.mac_domain), (1, 3));
         assert_eq!(
             p1.flags,
             IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_PORT | IF_FLOWS
         );
         assert_eq!(p1.fast_mac, BR_MAC.0);
-        assert!(d.local_macs.contains_key(&MacKey::new(77, 2, P1_MAC.0)));
-        assert!(d.local_macs.contains_key(&MacKey::new(77, 2, BR_MAC.0)));
+        assert_eq!(d.local_macs[&MacKey::new(77, 3, 0, P1_MAC.0)], MAC_LOCAL);
+        assert_eq!(d.local_macs[&MacKey::new(77, 3, 0, BR_MAC.0)], MAC_LOCAL);
+        // The bridge device delivers its own MAC on the fast path alone;
+        // a frame for p1's MAC reaches it with p1's verdict.
+        let br0 = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 2,
+        }];
+        assert_eq!(
+            (br0.mac_domain, br0.flags),
+            (
+                0,
+                IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_BRIDGE | IF_FLOWS
+            )
+        );
         assert_eq!(d.local_macs.len(), 2);
         assert!(d.local_addrs.contains(&AddrKey::v4(77, [192, 0, 2, 1])));
         assert_eq!(d.local_addrs.len(), 2);
     }
 
     #[test]
+    fn another_ports_mac_is_not_delivered_on_a_port() {
+        let p2 = Mac([2, 0, 0, 0, 0x0a, 2]);
+        let mut s = state(vec![BR_MAC, P1_MAC, p2]);
+        s.links.push(Link::fake(4, "p2", "veth", Some(2), p2));
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
+        assert!(!d.local_macs.contains_key(&MacKey::new(77, 3, 0, p2.0)));
+        assert!(d.local_macs.contains_key(&MacKey::new(77, 4, 0, p2.0)));
+    }
+
+    #[test]
     fn bridge_mac_missing_from_fdb_gets_no_fast_path() {
         let s = state(vec![P1_MAC]);
         let d = desired(77, &s, &watched(&s), &BTreeMap::new());
-        let br0 = d.ifaces[&IfKey {
-            netns: 77,
-            ifindex: 2,
-        }];
-        assert_eq!(br0.flags & IF_FAST_MAC_VALID, 0);
-        assert!(!d.local_macs.contains_key(&MacKey::new(77, 2, BR_MAC.0)));
+        for ifindex in [2, 3] {
+            let cfg = d.ifaces[&IfKey { netns: 77, ifindex }];
+            assert_eq!(cfg.flags & IF_FAST_MAC_VALID, 0, "{ifindex}");
+            assert!(
+                !d.local_macs
+                    .contains_key(&MacKey::new(77, ifindex, 0, BR_MAC.0))
+            );
+        }
     }
 
     #[test]
@@ -464,10 +485,10 @@ mod tests {
             ifindex: 9,
         }];
         assert_eq!(v0.mac_domain, 9);
-        assert!(d.local_macs.contains_key(&MacKey::new(77, 9, macvlan.0)));
+        assert!(d.local_macs.contains_key(&MacKey::new(77, 9, 0, macvlan.0)));
         assert!(
             d.local_macs
-                .contains_key(&MacKey::new(77, 9, [2, 0, 0, 0, 0x0d, 1]))
+                .contains_key(&MacKey::new(77, 9, 0, [2, 0, 0, 0, 0x0d, 1]))
         );
     }
 
@@ -477,12 +498,14 @@ mod tests {
         let old_bridge = Mac([2, 0, 0, 0, 0x0b, 0x99]);
         let previous = BTreeMap::from([(2, vec![old_bridge, P1_MAC]), (9, vec![old_bridge])]);
         let d = desired(77, &s, &watched(&s), &previous);
+        for domain in [2, 3] {
+            assert_eq!(
+                d.local_macs[&MacKey::new(77, domain, 0, old_bridge.0)],
+                MAC_PREVIOUS
+            );
+        }
         assert_eq!(
-            d.local_macs[&MacKey::new(77, 2, old_bridge.0)],
-            MAC_PREVIOUS
-        );
-        assert_eq!(
-            d.local_macs[&MacKey::new(77, 2, P1_MAC.0)],
+            d.local_macs[&MacKey::new(77, 3, 0, P1_MAC.0)],
             MAC_LOCAL,
             "local wins"
         );
@@ -493,11 +516,11 @@ mod tests {
         }];
         assert_eq!(v0.mac_domain, 9);
         assert_eq!(
-            d.local_macs[&MacKey::new(77, 9, old_bridge.0)],
+            d.local_macs[&MacKey::new(77, 9, 0, old_bridge.0)],
             MAC_PREVIOUS
         );
         assert_eq!(
-            d.local_macs[&MacKey::new(77, 9, [2, 0, 0, 0, 0x0d, 1])],
+            d.local_macs[&MacKey::new(77, 9, 0, [2, 0, 0, 0, 0x0d, 1])],
             MAC_LOCAL
         );
     }
@@ -549,10 +572,7 @@ mod tests {
     }
 
     #[test]
-    fn bridge_macs_are_added_once_for_all_ports() {
-        // A bridge with many ports: every port shares the bridge's domain
-        // and fast MAC; the domain's MACs are the FDB's, whatever the
-        // number of ports.
+    fn each_port_gets_two_entries_however_many_ports() {
         let mut s = state(vec![BR_MAC]);
         for i in 0..300u32 {
             let mac = Mac([2, 0, 0, 1, (i >> 8) as u8, i as u8]);
@@ -561,12 +581,14 @@ mod tests {
             s.local_fdb.get_mut(&2).unwrap().push(mac);
         }
         let d = desired(77, &s, &watched(&s), &BTreeMap::new());
-        assert_eq!(d.local_macs.len(), 301);
+        // Two per port; p1 (its MAC not in this FDB) and the bridge
+        // deliver the fast MAC alone and need no entry.
+        assert_eq!(d.local_macs.len(), 600);
         let q = d.ifaces[&IfKey {
             netns: 77,
             ifindex: 1299,
         }];
-        assert_eq!((q.mac_domain, q.fast_mac), (2, BR_MAC.0));
+        assert_eq!((q.mac_domain, q.fast_mac), (1299, BR_MAC.0));
     }
 
     #[test]

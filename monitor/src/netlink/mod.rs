@@ -86,9 +86,94 @@ pub struct NetState {
     /// besides its own (its unicast filter list, e.g. a macvlan's MAC on
     /// its lower device).
     pub secondary_macs: BTreeMap<u32, Vec<Mac>>,
+    /// VLAN facts the delivery rule needs (`crate::delivery`).
+    pub vlans: VlanState,
+}
+
+/// One VLAN device (`ip link add link LOWER ... type vlan`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VlanDevice {
+    pub ifindex: u32,
+    /// The device it takes tagged frames from.
+    pub lower: u32,
+    /// 0x8100 or 0x88a8.
+    pub tpid: u16,
+    pub vid: u16,
+    pub mac: Option<Mac>,
+}
+
+/// A VLAN an interface is a member of on a VLAN-filtering bridge (a port,
+/// or the bridge itself: "self").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VlanMembership {
+    pub vid: u16,
+    /// Untagged frames entering the port get this VID.
+    pub pvid: bool,
+    /// Frames of this VLAN leave untagged.
+    pub untagged: bool,
+}
+
+/// The VLAN configuration of a namespace.
+#[derive(Clone, Debug, Default)]
+pub struct VlanState {
+    pub devices: Vec<VlanDevice>,
+    /// Per VLAN-filtering bridge: the TPID it filters on.
+    pub filtering: BTreeMap<u32, u16>,
+    /// Per port or bridge (self) of a filtering bridge: its VLANs.
+    pub members: BTreeMap<u32, Vec<VlanMembership>>,
+    /// Per bridge: its local FDB entries with their VLAN (0: none).
+    pub local_fdb: BTreeMap<u32, Vec<(Mac, u16)>>,
+}
+
+impl VlanState {
+    /// The VLAN device on `lower` for tag (`tpid`, `vid`).
+    pub fn device(&self, lower: u32, tpid: u16, vid: u16) -> Option<&VlanDevice> {
+        self.devices
+            .iter()
+            .find(|d| d.lower == lower && d.tpid == tpid && d.vid == vid)
+    }
+    /// The devices stacked on `lower`.
+    pub fn devices_on(&self, lower: u32) -> impl Iterator<Item = &VlanDevice> {
+        self.devices.iter().filter(move |d| d.lower == lower)
+    }
+    /// The TPID the bridge filters on, if VLAN filtering is on.
+    pub fn filtering(&self, bridge: u32) -> Option<u16> {
+        self.filtering.get(&bridge).copied()
+    }
+    pub fn membership(&self, ifindex: u32, vid: u16) -> Option<VlanMembership> {
+        self.members
+            .get(&ifindex)?
+            .iter()
+            .find(|m| m.vid == vid)
+            .copied()
+    }
+    pub fn pvid(&self, ifindex: u32) -> Option<u16> {
+        self.members
+            .get(&ifindex)?
+            .iter()
+            .find(|m| m.pvid)
+            .map(|m| m.vid)
+    }
+    pub fn members_of(&self, ifindex: u32) -> &[VlanMembership] {
+        self.members.get(&ifindex).map(Vec::as_slice).unwrap_or(&[])
+    }
 }
 
 impl NetState {
+    /// Whether `mac` is a local entry of the bridge's FDB for VLAN `vid`
+    /// (0: the entries without a VLAN, which a bridge without VLAN
+    /// filtering looks up). Without per-VLAN entries read (a state built
+    /// by hand), `local_fdb` answers for every VLAN.
+    pub fn fdb_local(&self, bridge: u32, mac: Mac, vid: u16) -> bool {
+        match self.vlans.local_fdb.get(&bridge) {
+            Some(entries) => entries.contains(&(mac, vid)),
+            None => self
+                .local_fdb
+                .get(&bridge)
+                .is_some_and(|macs| macs.contains(&mac)),
+        }
+    }
+
     /// Runs for every watched interface on every refresh: a binary search
     /// over the dump's links (`read_state` sorts them by ifindex), with a
     /// scan as the fallback for a miss, so states built by hand in any
@@ -140,6 +225,7 @@ impl Netlink {
             addrs,
             local_fdb,
             secondary_macs,
+            vlans: VlanState::default(),
         })
     }
 

@@ -55,14 +55,7 @@ impl Harness {
 
     /// The record the model predicts for `n` copies of `frame`, if any.
     fn model_record(&self, frame: &[u8], n: u64) -> Option<Record> {
-        let class = classify(
-            frame,
-            &Receiver {
-                local_macs: &self.local_macs,
-                host_addrs: &self.host_addrs,
-                previous_macs: &self.previous_macs,
-            },
-        );
+        let class = classify(frame, &self.receiver());
         let bits = mismatch(class, self.port);
         (bits != 0).then(|| Record {
             slot: 0,

@@ -1,5 +1,5 @@
 //! Property-based agreement: generated frames — random and known MACs, 0 to
-//! 3 VLAN tags of either TPID, IPv4/IPv6/ARP/other ethertypes, addresses
+//! 4 VLAN tags of either TPID and chosen or random VIDs, IPv4/IPv6/ARP/other ethertypes, addresses
 //! that are and are not the host's, cut at every length from 0 to 128 —
 //! through the XDP and tc programs with BPF_PROG_TEST_RUN. For every frame
 //! the verdict is PASS (XDP_PASS / TC_ACT_UNSPEC), the frame comes out
@@ -71,12 +71,20 @@ fn l3() -> impl Strategy<Value = (u16, Vec<u8>)> {
 fn frame() -> impl Strategy<Value = (Vec<u8>, usize)> {
     (
         mac(),
-        prop::collection::vec(prop_oneof![Just(0x8100u16), Just(0x88a8u16)], 0..=3),
+        prop::collection::vec(
+            (
+                prop_oneof![Just(0x8100u16), Just(0x88a8u16)],
+                // The scenarios' VLANs, the priority tag, priority bits,
+                // and anything.
+                prop_oneof![Just(0u16), Just(10), Just(11), Just(0xa00a), any::<u16>()],
+            ),
+            0..=4,
+        ),
         l3(),
         0usize..=128,
     )
         .prop_map(|(dst, tags, (ethertype, l3), cut)| {
-            let f = eth(dst, &tags, ethertype, &l3);
+            let f = eth_vids(dst, &tags, ethertype, &l3);
             let cut = cut.min(f.len());
             (f, cut)
         })
@@ -132,9 +140,19 @@ fn xdp_agrees_with_model_on_generated_frames_standalone() {
 }
 
 #[test]
+fn xdp_agrees_with_model_on_generated_frames_vlan_device() {
+    xdp_agrees(Scenario::PortWithVlanDevice);
+}
+
+#[test]
+fn xdp_agrees_with_model_on_generated_frames_vlan_filtering() {
+    xdp_agrees(Scenario::FilteringPort);
+}
+
+#[test]
 fn tc_agrees_with_model_on_generated_frames() {
     let dev = TcDevice::new();
-    for scenario in [Scenario::HealthyPort, Scenario::Standalone] {
+    for scenario in Scenario::ALL {
         let h = Harness::tc(scenario, &dev);
         dev.run(|| {
             for_each_frame(h, |h, f, cut| {

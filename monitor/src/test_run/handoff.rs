@@ -50,7 +50,7 @@ impl Harness {
             let Hook::Tc { ifindex } = self.hook else {
                 unreachable!("a tc harness")
             };
-            let (verdict, out) = self.run_tc(ifindex, frame).unwrap();
+            let (verdict, out) = self.run_tc(ifindex, LO, frame).unwrap();
             assert_eq!(verdict, TC_ACT_UNSPEC);
             assert_eq!(out, frame, "frame altered");
         }
