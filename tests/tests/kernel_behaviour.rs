@@ -86,11 +86,12 @@ fn bridge_delivers_local_fdb_destinations_broadcast_and_multicast() {
         },
         // br0 receives what the bridge passes up. Frames to p2's MAC are
         // passed up (a local FDB entry) but keep pkt_type OTHERHOST, because
-        // the bridge only resets it for the bridge's own MAC: the IP layer
-        // then drops them as OTHERHOST on br0.
+        // the bridge only resets it for the bridge's own MAC; frames to
+        // br0's MAC tagged VID 10 find no VLAN device on br0 and are made
+        // OTHERHOST: the IP layer drops both as OTHERHOST on br0.
         Rx {
             packets: mix::PASSED_UP,
-            otherhost: mix::TO_OTHER_PORT_MAC,
+            otherhost: mix::PASSED_UP_DROPPED,
         },
         // Flooded frames leave through p2; nothing comes in on it.
         Rx {

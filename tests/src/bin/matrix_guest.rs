@@ -689,7 +689,8 @@ fn standalone(bin: &Path, attach: &Attach) -> Result<Outcome> {
 mod bridge_plan {
     /// To br0's MAC, dst IP 192.0.2.1.
     pub const TO_BRIDGE_MAC: u64 = 3;
-    /// To p2's MAC, a local FDB entry of the bridge.
+    /// To p2's MAC, a local FDB entry of the bridge, dst IP 192.0.2.1:
+    /// passed up, then dropped as OTHERHOST on br0.
     pub const TO_OTHER_PORT_MAC: u64 = 2;
     pub const BROADCAST: u64 = 4;
     pub const MULTICAST: u64 = 2;
@@ -699,8 +700,8 @@ mod bridge_plan {
     pub const FOREIGN_HOST_IPV4: u64 = 2;
     pub const FOREIGN_HOST_DOT1Q: u64 = 1;
 
-    pub const OWN: u64 = TO_BRIDGE_MAC + TO_OTHER_PORT_MAC;
-    pub const HOST_IP_WRONG_MAC: u64 = FOREIGN_HOST_IPV4 + FOREIGN_HOST_DOT1Q;
+    pub const OWN: u64 = TO_BRIDGE_MAC;
+    pub const HOST_IP_WRONG_MAC: u64 = TO_OTHER_PORT_MAC + FOREIGN_HOST_IPV4 + FOREIGN_HOST_DOT1Q;
     pub const FOREIGN: u64 = FOREIGN_NOT_LOCAL + HOST_IP_WRONG_MAC;
 }
 
@@ -758,11 +759,13 @@ fn bridge(bin: &Path, attach: &Attach) -> Result<Outcome> {
     }
     .with_total();
     // The bridge passes up local FDB destinations, broadcast and multicast
-    // (no querier, so snooping floods and delivers).
+    // (no querier, so snooping floods and delivers), each with its fate.
     let on_br0 = FrameCounts {
         own: m::OWN,
         broadcast: m::BROADCAST,
         multicast: m::MULTICAST,
+        foreign_unicast: m::TO_OTHER_PORT_MAC,
+        host_ip_wrong_mac: m::TO_OTHER_PORT_MAC,
         ..FrameCounts::default()
     }
     .with_total();

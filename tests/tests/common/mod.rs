@@ -34,8 +34,14 @@ pub const BRIDGE_SUBNET_BROADCAST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 255);
 pub mod mix {
     /// To br0's MAC, dst IP 192.0.2.1: delivered to the host.
     pub const TO_BRIDGE_MAC: u64 = 7;
-    /// To p2's MAC (a local FDB entry of the bridge): also passed up.
+    /// To p2's MAC (a local FDB entry of the bridge), dst IP 192.0.2.1:
+    /// passed up, then dropped as OTHERHOST on br0 (the bridge makes a
+    /// frame HOST only for its own MAC).
     pub const TO_OTHER_PORT_MAC: u64 = 2;
+    /// To br0's MAC with an 802.1Q tag (VID 10), dst IP 192.0.2.1: passed
+    /// up with its tag, then dropped as OTHERHOST on br0, which has no
+    /// VLAN device for VID 10.
+    pub const TO_BRIDGE_MAC_DOT1Q: u64 = 3;
     pub const BROADCAST: u64 = 5;
     pub const MULTICAST: u64 = 4;
     /// Foreign MAC, dst IP not on the host (203.0.113.9).
@@ -55,8 +61,11 @@ pub mod mix {
     /// Unicast ARP request to a foreign MAC for 192.0.2.1.
     pub const FOREIGN_ARP_FOR_HOST: u64 = 1;
 
-    pub const OWN: u64 = TO_BRIDGE_MAC + TO_OTHER_PORT_MAC;
-    pub const HOST_IP_WRONG_MAC: u64 = FOREIGN_HOST_IPV4
+    pub const OWN: u64 = TO_BRIDGE_MAC;
+    /// Passed up to br0 and dropped there as OTHERHOST.
+    pub const PASSED_UP_DROPPED: u64 = TO_OTHER_PORT_MAC + TO_BRIDGE_MAC_DOT1Q;
+    pub const HOST_IP_WRONG_MAC: u64 = PASSED_UP_DROPPED
+        + FOREIGN_HOST_IPV4
         + FOREIGN_HOST_DOT1Q
         + FOREIGN_HOST_QINQ
         + FOREIGN_HOST_THREE_TAGS
@@ -66,7 +75,7 @@ pub mod mix {
     pub const ALL: u64 = OWN + BROADCAST + MULTICAST + FOREIGN_UNICAST;
     /// What the bridge passes up to br0: local FDB destinations, broadcast
     /// and multicast (no multicast querier, so snooping floods and delivers).
-    pub const PASSED_UP: u64 = OWN + BROADCAST + MULTICAST;
+    pub const PASSED_UP: u64 = OWN + PASSED_UP_DROPPED + BROADCAST + MULTICAST;
 }
 
 /// Sends the mixed plan from peer 1 into p1. The lab must have IPv6 on br0.
@@ -80,6 +89,10 @@ pub fn send_mix(lab: &BridgeLab) -> Result<()> {
 
     tx.send(&to_host(BRIDGE_MAC), n(mix::TO_BRIDGE_MAC))?;
     tx.send(&to_host(port_mac(2)), n(mix::TO_OTHER_PORT_MAC))?;
+    tx.send(
+        &with_vlan_tags(&to_host(BRIDGE_MAC), &[(TPID_8021Q, 10)]),
+        n(mix::TO_BRIDGE_MAC_DOT1Q),
+    )?;
     tx.send(
         &ipv4_udp(BROADCAST, src, sip, BRIDGE_SUBNET_BROADCAST),
         n(mix::BROADCAST),
@@ -145,12 +158,14 @@ pub fn mix_on_port() -> FrameCounts {
 }
 
 /// What macdrop must count on br0 for [`send_mix`]: only what the bridge
-/// passed up, and all of it addressed to the host or a group.
+/// passed up, each with the fate it had on p1.
 pub fn mix_on_bridge() -> FrameCounts {
     FrameCounts {
         own: mix::OWN,
         broadcast: mix::BROADCAST,
         multicast: mix::MULTICAST,
+        foreign_unicast: mix::PASSED_UP_DROPPED,
+        host_ip_wrong_mac: mix::PASSED_UP_DROPPED,
         ..FrameCounts::default()
     }
     .with_total()
