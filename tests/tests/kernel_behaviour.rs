@@ -156,7 +156,7 @@ fn standalone_veth_drops_foreign_unicast_as_otherhost() {
     use common::standalone_mix as m;
     let expected = Rx {
         packets: m::TOTAL,
-        otherhost: m::FOREIGN_NOT_LOCAL + m::FOREIGN_HOST_IP,
+        otherhost: m::FOREIGN_NOT_LOCAL + m::HOST_IP_WRONG_MAC,
     };
     let seen = poll_until(
         SETTLE,

@@ -26,8 +26,8 @@ fn counts_own_foreign_and_broadcast_exactly() {
         own: m::OWN,
         broadcast: m::BROADCAST,
         multicast: m::MULTICAST,
-        foreign_unicast: m::FOREIGN_NOT_LOCAL + m::FOREIGN_HOST_IP,
-        host_ip_wrong_mac: m::FOREIGN_HOST_IP,
+        foreign_unicast: m::FOREIGN_NOT_LOCAL + m::HOST_IP_WRONG_MAC,
+        host_ip_wrong_mac: m::HOST_IP_WRONG_MAC,
         ..FrameCounts::default()
     }
     .with_total();

@@ -201,9 +201,14 @@ pub mod standalone_mix {
     pub const FOREIGN_NOT_LOCAL: u64 = 3;
     /// Foreign MAC, the veth's IP.
     pub const FOREIGN_HOST_IP: u64 = 2;
+    /// The veth's own MAC and IP with an 802.1Q tag (VID 20): no VLAN
+    /// device takes it, so the kernel drops it as OTHERHOST.
+    pub const OWN_MAC_DOT1Q: u64 = 3;
     pub const BROADCAST: u64 = 5;
     pub const MULTICAST: u64 = 1;
-    pub const TOTAL: u64 = OWN + FOREIGN_NOT_LOCAL + FOREIGN_HOST_IP + BROADCAST + MULTICAST;
+    /// Not delivered, with the host's IP.
+    pub const HOST_IP_WRONG_MAC: u64 = FOREIGN_HOST_IP + OWN_MAC_DOT1Q;
+    pub const TOTAL: u64 = OWN + FOREIGN_NOT_LOCAL + HOST_IP_WRONG_MAC + BROADCAST + MULTICAST;
 }
 
 /// Sends the standalone plan from the peer of a `StandaloneLab`.
@@ -222,6 +227,13 @@ pub fn send_standalone_mix(lab: &StandaloneLab) -> Result<()> {
     tx.send(
         &ipv4_udp(FOREIGN_MAC, src, sip, STANDALONE_IPV4),
         m::FOREIGN_HOST_IP as usize,
+    )?;
+    tx.send(
+        &with_vlan_tags(
+            &ipv4_udp(STANDALONE_MAC, src, sip, STANDALONE_IPV4),
+            &[(TPID_8021Q, 20)],
+        ),
+        m::OWN_MAC_DOT1Q as usize,
     )?;
     tx.send(
         &ipv4_udp(BROADCAST, src, sip, STANDALONE_IPV4),
