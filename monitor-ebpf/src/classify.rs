@@ -195,12 +195,17 @@ fn classify_into(
         }
         return 0;
     }
+    // Untagged: no tag taken out by the hook and none in the header read
+    // above, so the common case needs no further read.
+    // SAFETY: `eth` is ETH_HLEN bytes inside the frame.
+    let ethertype = u16::from_be_bytes(unsafe { [(*eth)[12], (*eth)[13]] });
+    let untagged = hook_tag == 0 && ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD;
     let verdict = if cfg.flags & IF_BRIDGE != 0
         && let Some(verdict) = passed_up_verdict(&dst)
     {
         verdict
     } else {
-        unicast_verdict(netns, cfg, &dst, data, data_end, hook_tag)
+        unicast_verdict(netns, cfg, &dst, data, data_end, hook_tag, untagged)
     };
     if cfg.flags & IF_PORT != 0 {
         leave_verdict(&dst, verdict);
@@ -232,11 +237,16 @@ fn unicast_verdict(
     data: usize,
     data_end: usize,
     hook_tag: u32,
+    untagged: bool,
 ) -> u64 {
-    let vlans = frame_vlan_path(data, data_end, hook_tag);
-    if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
+    if untagged && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
         return VERDICT_OWN;
     }
+    let vlans = if untagged {
+        VLANS_UNTAGGED
+    } else {
+        frame_vlan_path(data, data_end, hook_tag)
+    };
     let known = known_mac(netns, cfg, vlans, dst);
     if known == Some(MAC_LOCAL) {
         return VERDICT_OWN;

@@ -114,20 +114,15 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     let skb = ctx.skb.skb;
     // SAFETY: the context pointer the kernel passed in; plain field reads
     // the verifier rewrites into sk_buff accesses.
-    let (ifindex, pkt_type, vlan_present, vlan_tci, vlan_proto) = unsafe {
-        (
-            (*skb).ingress_ifindex,
-            (*skb).pkt_type,
-            (*skb).vlan_present,
-            (*skb).vlan_tci,
-            (*skb).vlan_proto,
-        )
-    };
+    let (ifindex, pkt_type, vlan_present) =
+        unsafe { ((*skb).ingress_ifindex, (*skb).pkt_type, (*skb).vlan_present) };
     // The core receive path moves the outermost VLAN tag out of the data
     // into skb->vlan_tci before tc (as NICs with VLAN offload do);
-    // `vlan_proto` is in network byte order.
+    // `vlan_proto` is in network byte order. Read only for tagged frames:
+    // each context field is a load of its own.
     let hook_tag = if vlan_present != 0 {
-        monitor_common::vlan_tag_code(u16::from_be(vlan_proto as u16), vlan_tci as u16)
+        let (tci, proto) = unsafe { ((*skb).vlan_tci, (*skb).vlan_proto) };
+        monitor_common::vlan_tag_code(u16::from_be(proto as u16), tci as u16)
     } else {
         0
     };
@@ -140,7 +135,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
         if mismatch != 0 {
             // The flow's VLAN is the outermost tag, as XDP sees it in the
             // data, and its length the frame's on the wire, that tag in.
-            let len = unsafe { (*skb).len };
+            let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + 4 * tags_removed as u64;
             flows::record(cfg, data, data_end, tags_removed, vlan, len, mismatch);
