@@ -11,8 +11,16 @@
 //!   whether the bridge is promiscuous (which is what makes traffic work).
 //! - `stale_mac_after_mac_change` (error): frames to a MAC the bridge (or
 //!   interface) had before a change seen in the window.
+//! - `host_ip_wrong_vlan` (error): frames for this host's IP to one of its
+//!   own MACs, tagged with a VLAN that nothing on the receiving side takes
+//!   (no VLAN device, or the bridge not a member): the kernel drops them as
+//!   OTHERHOST. Needs per-flow records.
+//! - `host_ip_to_port_mac` (error): frames for this host's IP to the MAC of
+//!   another port of the bridge (a local FDB entry): passed up, then
+//!   dropped as OTHERHOST, since only the bridge's own MAC and the
+//!   receiving port's are delivered. Needs per-flow records.
 //! - `host_ip_wrong_mac_unexplained` (error): frames for this host's IP
-//!   with a MAC no local interface owns, not explained by the two above:
+//!   with a MAC no local interface owns, not explained by the above:
 //!   a MAC rewritten or chosen wrongly upstream. With per-flow records
 //!   ([`Flow`]) it names the destination MACs and their vendor.
 //! - `interface_promiscuous` (warning, from `status`): who holds it, since
@@ -195,6 +203,7 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
             out.push(finding);
         }
         out.extend(scope.stale_macs());
+        out.extend(scope.own_mac_not_delivered());
         out.extend(scope.unexplained_wrong_mac());
         out.extend(scope.foreign_on_standalone());
     }
@@ -544,10 +553,10 @@ impl Scope<'_> {
 
     /// Frames for this host's IP with a MAC nobody here owns, beyond what
     /// a missing FDB entry or stale peers explain.
-    fn unexplained_wrong_mac(&self) -> Vec<Finding> {
-        let mut out = Vec::new();
-        let owners: Vec<&Observed> = self
-            .observed()
+    /// The interfaces findings are reported on: bridges, standalone
+    /// interfaces, and ports watched without their bridge.
+    fn owners(&self) -> Vec<&Observed> {
+        self.observed()
             .filter(|o| {
                 o.iface.role != Role::Port
                     || o.iface
@@ -555,8 +564,175 @@ impl Scope<'_> {
                         .as_deref()
                         .is_none_or(|m| self.named(m).is_none())
             })
-            .collect();
-        for owner in owners {
+            .collect()
+    }
+
+    /// MACs of this host frames through `name` may be addressed to: its
+    /// bridge's local FDB entries, or the device's own MAC.
+    fn own_macs(&self, name: &str) -> Vec<Mac> {
+        self.ns
+            .iface(name)
+            .and_then(|s| s.bridge.as_ref().map(|b| b.local_fdb.clone()))
+            .or_else(|| {
+                self.ns
+                    .iface(name)
+                    .and_then(|s| s.link.mac)
+                    .map(|m| vec![m])
+            })
+            .unwrap_or_default()
+    }
+
+    /// Flows for this host's IP through `name` addressed to one of its own
+    /// MACs (not the one missing from the FDB), which the kernel still did
+    /// not deliver: tagged with a VLAN nothing takes, or to another port's
+    /// MAC. Two findings, named by what is wrong, each with its remedy.
+    fn own_mac_not_delivered(&self) -> Vec<Finding> {
+        let Some(flows) = self.input.flows else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for owner in self.owners() {
+            let name = owner.iface.name.as_str();
+            let bridge = match (owner.iface.role, &owner.iface.master) {
+                (Role::Port, Some(master)) => master.as_str(),
+                _ => name,
+            };
+            let fdb_missing = self.fdb_missing(bridge);
+            let own = self.own_macs(name);
+            let ips = self.ns.host_ips(name);
+            let entries: Vec<&str> = self
+                .entries(name)
+                .iter()
+                .map(|o| o.iface.name.as_str())
+                .collect();
+            let mine: Vec<&Flow> = flows
+                .iter()
+                .filter(|fl| {
+                    fl.netns == self.ns.inode
+                        && entries.contains(&fl.interface.as_str())
+                        && own.contains(&fl.dst_mac)
+                        && Some(fl.dst_mac) != fdb_missing
+                        && fl.dst_ip.is_some_and(|ip| ips.contains(&ip))
+                })
+                .collect();
+            let (tagged, untagged): (Vec<&Flow>, Vec<&Flow>) =
+                mine.into_iter().partition(|fl| fl.vlan.is_some());
+            if !tagged.is_empty() {
+                out.push(self.wrong_vlan(name, bridge, &ips, &tagged));
+            }
+            if !untagged.is_empty() {
+                out.push(self.to_port_mac(name, bridge, &ips, &untagged));
+            }
+        }
+        out
+    }
+
+    fn flow_lines(&self, f: &mut Finding, flows: &[&Flow]) -> u64 {
+        for fl in flows {
+            f.evidence.push(format!(
+                "{}: {} frame(s) to {} ({}) from {}{}",
+                fl.interface,
+                fl.frames,
+                fl.dst_mac,
+                fl.dst_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                fl.src_mac,
+                fl.vlan.map(|v| format!(", VLAN {v}")).unwrap_or_default(),
+            ));
+        }
+        flows.iter().map(|fl| fl.frames).sum()
+    }
+
+    fn wrong_vlan(&self, name: &str, bridge: &str, ips: &[IpAddr], flows: &[&Flow]) -> Finding {
+        let mut f = self.finding("host_ip_wrong_vlan", Severity::Error, name);
+        let total = self.flow_lines(&mut f, flows);
+        let vlans: BTreeSet<u16> = flows.iter().filter_map(|fl| fl.vlan).collect();
+        let vlans: Vec<u16> = vlans.into_iter().collect();
+        let on_bridge = self.ns.iface(bridge).is_some_and(|s| s.link.is_bridge());
+        f.message = format!(
+            "{total} frame(s) for this host's IP ({}) arrived on {name} addressed to this host's \
+             MAC but tagged with VLAN {}, which no VLAN device (or bridge VLAN) takes there: the \
+             kernel dropped them as not for this host",
+            list(ips),
+            list(&vlans)
+        );
+        let vid = vlans[0];
+        f.remedy.push(format!(
+            "if VLAN {vid} is meant to reach this host, give it a VLAN device with this host's \
+             address: `ip link add link {bridge} name {bridge}.{vid} type vlan id {vid}`{}; \
+             otherwise the sender tags frames this host does not expect: fix the sender's (or \
+             its switch port's) VLAN",
+            if on_bridge {
+                format!(
+                    "; if {bridge} filters VLANs (vlan_filtering 1), the bridge must be a \
+                     member (`bridge vlan add vid {vid} dev {bridge} self`) and so must the \
+                     ports (`bridge vlan show`)"
+                )
+            } else {
+                String::new()
+            }
+        ));
+        f.weight = total;
+        f.facts = obj(json!({
+            "frames": total,
+            "vlans": vlans,
+            "host_ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+        f
+    }
+
+    fn to_port_mac(&self, name: &str, bridge: &str, ips: &[IpAddr], flows: &[&Flow]) -> Finding {
+        let mut f = self.finding("host_ip_to_port_mac", Severity::Error, name);
+        let total = self.flow_lines(&mut f, flows);
+        let macs: BTreeSet<Mac> = flows.iter().map(|fl| fl.dst_mac).collect();
+        let owner_of = |m: &Mac| {
+            self.ns
+                .status
+                .interfaces
+                .iter()
+                .find(|i| i.link.mac == Some(*m))
+                .map(|i| format!("{m} ({})", i.link.name))
+                .unwrap_or_else(|| m.to_string())
+        };
+        let named: Vec<String> = macs.iter().map(owner_of).collect();
+        let bridge_mac = self
+            .ns
+            .iface(bridge)
+            .and_then(|s| s.link.mac)
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-".into());
+        f.message = format!(
+            "{total} frame(s) for this host's IP ({}) arrived on the ports of {bridge} addressed \
+             to {}, another port's MAC: {bridge} passes them up but delivers only frames to its \
+             own MAC ({bridge_mac}) or to the receiving port's, so the kernel dropped them as \
+             not for this host",
+            list(ips),
+            named.join(", ")
+        );
+        let ip = ips
+            .iter()
+            .find(|ip| ip.is_ipv4())
+            .map(ToString::to_string)
+            .unwrap_or_else(|| "<IP>".into());
+        f.remedy.push(format!(
+            "the senders' neighbour entry for {ip} points at a port's MAC, usually {bridge}'s \
+             MAC from before it changed (a bridge takes the lowest port MAC unless its MAC is \
+             set): announce the current one (`arping -U -c 3 -I {bridge} {ip}`) or run `ip neigh \
+             del {ip} dev <if>` on the senders, and pin {bridge}'s MAC (`ip link set {bridge} \
+             address {bridge_mac}`)"
+        ));
+        f.weight = total;
+        f.facts = obj(json!({
+            "frames": total,
+            "port_macs": macs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "bridge_mac": bridge_mac,
+            "host_ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        }));
+        f
+    }
+
+    fn unexplained_wrong_mac(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for owner in self.owners() {
             let name = owner.iface.name.as_str();
             // A port watched without its bridge: the bridge's FDB still
             // decides what it delivers.
@@ -565,6 +741,11 @@ impl Scope<'_> {
                 _ => name,
             };
             let fdb_missing = self.fdb_missing(bridge);
+            let own = self.own_macs(name);
+            // Flows the findings above explain: to the missing FDB entry,
+            // or to one of this host's own MACs.
+            let explained =
+                |fl: &Flow| Some(fl.dst_mac) == fdb_missing || own.contains(&fl.dst_mac);
             let mut per: Vec<(&Observed, u64)> = Vec::new();
             for o in self.entries(name) {
                 let n = match (self.input.flows, fdb_missing) {
@@ -582,7 +763,7 @@ impl Scope<'_> {
                                 .filter(|fl| {
                                     fl.netns == self.ns.inode
                                         && fl.interface == o.iface.name
-                                        && Some(fl.dst_mac) == fdb_missing
+                                        && explained(fl)
                                 })
                                 .map(|fl| fl.frames)
                                 .sum::<u64>(),
@@ -605,17 +786,6 @@ impl Scope<'_> {
                 continue;
             }
             let ips = self.ns.host_ips(name);
-            let own: Vec<Mac> = self
-                .ns
-                .iface(name)
-                .and_then(|s| s.bridge.as_ref().map(|b| b.local_fdb.clone()))
-                .or_else(|| {
-                    self.ns
-                        .iface(name)
-                        .and_then(|s| s.link.mac)
-                        .map(|m| vec![m])
-                })
-                .unwrap_or_default();
             let mut f = self.finding("host_ip_wrong_mac_unexplained", Severity::Error, name);
             let place = if owner.iface.role == Role::Bridge {
                 format!("the ports of {name}")
@@ -649,7 +819,7 @@ impl Scope<'_> {
                     for fl in flows.iter().filter(|fl| {
                         fl.netns == self.ns.inode
                             && per.iter().any(|(o, _)| o.iface.name == fl.interface)
-                            && Some(fl.dst_mac) != fdb_missing
+                            && !explained(fl)
                     }) {
                         by_dst.entry(fl.dst_mac).or_default().push(fl);
                     }
@@ -1110,6 +1280,66 @@ mod tests {
             up.evidence
         );
         assert!(up.remedy[0].starts_with("VMware: "));
+    }
+
+    #[test]
+    fn own_macs_not_delivered_are_named_by_what_is_wrong() {
+        let facts = ns(
+            &netstate(vec![BR, P1, P2], 0),
+            true,
+            &PromiscFacts::default(),
+        );
+        let flow = |dst, vlan, frames| Flow {
+            netns: NS,
+            interface: "p1".into(),
+            src_mac: Mac([2, 0, 0, 0, 0x0c, 1]),
+            dst_mac: dst,
+            vlan,
+            dst_ip: Some("192.0.2.1".parse().unwrap()),
+            frames,
+        };
+        let vmware = Mac([0x00, 0x50, 0x56, 0xaa, 0xbb, 0xcc]);
+        let flows = [
+            flow(BR, Some(10), 4),
+            flow(P2, None, 3),
+            flow(vmware, None, 2),
+        ];
+        let found = run(&facts, &lab(wrong(9)), &[], Some(&flows));
+        assert_eq!(
+            ids(&found),
+            [
+                "host_ip_wrong_vlan",
+                "host_ip_to_port_mac",
+                "host_ip_wrong_mac_unexplained"
+            ],
+            "{found:#?}"
+        );
+        let vlan = &found[0];
+        assert_eq!(
+            (vlan.facts["frames"].clone(), vlan.facts["vlans"].clone()),
+            (json!(4), json!([10]))
+        );
+        assert!(
+            vlan.message.contains("tagged with VLAN 10"),
+            "{}",
+            vlan.message
+        );
+        assert!(
+            vlan.remedy[0].contains("ip link add link br0 name br0.10 type vlan id 10"),
+            "{}",
+            vlan.remedy[0]
+        );
+        let port = &found[1];
+        assert_eq!(port.facts["frames"], 3);
+        assert!(
+            port.message
+                .contains("addressed to 02:00:00:00:0a:02 (p2), another port's MAC"),
+            "{}",
+            port.message
+        );
+        assert!(port.remedy[0].contains("arping -U -c 3 -I br0 192.0.2.1"));
+        // Only the VMware MAC is left unexplained.
+        assert_eq!(found[2].facts["host_ip_wrong_mac"], 2);
     }
 
     #[test]
