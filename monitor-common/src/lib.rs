@@ -607,18 +607,30 @@ impl FrameCounters {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all of these are #[repr(C)], Copy, contain only integers and
-    // byte arrays, and have no implicit padding.
+    // Each: #[repr(C)], Copy, only integers and byte arrays, no implicit
+    // padding (the sizes are pinned below), so any bytes are a valid value
+    // and the kernel hashes exactly the bytes userspace wrote.
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::IfKey {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::IfConfig {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::MacKey {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::AddrKey {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::FrameCounters {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::AddrSlot {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::FlowKey {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::FlowValue {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::EvidenceRecord {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::EvidenceCtl {}
+    // SAFETY: see above.
     unsafe impl aya::Pod for super::EvidenceCpu {}
 }
 

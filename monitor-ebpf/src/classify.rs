@@ -74,6 +74,7 @@ pub fn bytes_at<const LEN: usize>(
 #[inline(always)]
 fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
     let p = bytes_at::<2>(data, data_end, off)?;
+    // SAFETY: 2 bytes inside the frame, checked by `bytes_at`.
     Some(u16::from_be_bytes(unsafe { *p }))
 }
 
@@ -164,6 +165,7 @@ fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
     {
         return Some(cfg);
     }
+    // SAFETY: a map lookup; the entry is only read, and userspace changes entries by replacing them whole.
     unsafe { IFACES.get(IfKey { netns, ifindex }) }
 }
 
@@ -185,6 +187,7 @@ fn classify_into(
         counters.runt += 1;
         return 0;
     };
+    // SAFETY: `eth` is ETH_HLEN bytes inside the frame (checked by `bytes_at`), of which these are the first 6.
     let dst: [u8; 6] = unsafe { *(eth as *const [u8; 6]) };
 
     if dst[0] & 1 != 0 {
@@ -359,6 +362,7 @@ fn known_mac(netns: u32, cfg: &IfConfig, vlans: u32, dst: &[u8; 6]) -> Option<u8
         return None;
     }
     let key = MacKey::new(netns, cfg.mac_domain, vlans, *dst);
+    // SAFETY: a map lookup, the value copied out at once.
     unsafe { LOCAL_MACS.get(key) }.copied()
 }
 
@@ -392,6 +396,7 @@ pub fn dst_addr(data: usize, data_end: usize, tags_removed: usize) -> Option<Dst
         ETH_P_ARP => {
             // Only Ethernet/IPv4 ARP: htype 1, ptype 0x0800, hlen 6, plen 4;
             // the target protocol address is at byte 24.
+            // SAFETY: 6 bytes inside the frame, checked by `bytes_at`.
             let h = unsafe { *bytes_at::<6>(data, data_end, l3)? };
             if h != [0, 1, 0x08, 0x00, 6, 4] {
                 return None;
@@ -446,6 +451,7 @@ fn dst_ip_is_local(
         }
         None => return false,
     };
+    // SAFETY: a map lookup; only its presence is used.
     unsafe { LOCAL_ADDRS.get(key) }.is_some()
 }
 

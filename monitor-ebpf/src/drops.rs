@@ -48,12 +48,14 @@ static MACDROP_REASON_CONSUMED: u32 = REASON_NONE;
 /// compiler from folding the initializer.
 #[inline(always)]
 fn global(v: &'static u32) -> u32 {
+    // SAFETY: a valid reference to a global; volatile only so the load is not folded.
     unsafe { core::ptr::read_volatile(v) }
 }
 
 /// Reads a `T` from kernel memory at `base + off`; None if the read faults.
 #[inline(always)]
 fn read_at<T>(base: u64, off: u32) -> Option<T> {
+    // SAFETY: the helper checks the address and reports a fault as an error instead of faulting.
     unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
 }
 
@@ -84,6 +86,7 @@ pub fn count_drop(skb: u64, reason: u32) {
     let Some(netns) = read_at::<u32>(net, global(&MACDROP_OFF_NET_INUM)) else {
         return;
     };
+    // SAFETY: a map lookup; only its presence is used.
     if unsafe { IFACES.get(IfKey { netns, ifindex }) }.is_none() {
         return;
     }
@@ -93,8 +96,9 @@ pub fn count_drop(skb: u64, reason: u32) {
 #[inline(always)]
 fn bump(key: DropKey) {
     if let Some(n) = DROPS.get_ptr_mut(key) {
-        // This CPU's copy; the kernel does not nest a tracing program on
-        // the CPU it already runs on, so a plain add is enough.
+        // SAFETY: this CPU's copy of the entry; the kernel does not nest a
+        // tracing program on the CPU it already runs on, so a plain add is
+        // enough.
         unsafe { *n += 1 };
         return;
     }
@@ -104,6 +108,7 @@ fn bump(key: DropKey) {
     if DROPS.insert(key, 1, BPF_NOEXIST as u64).is_err()
         && let Some(n) = DROPS.get_ptr_mut(key)
     {
+        // SAFETY: as above: this CPU's copy, not nested.
         unsafe { *n += 1 };
     }
 }

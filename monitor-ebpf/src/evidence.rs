@@ -75,6 +75,7 @@ fn admit(ctl: *mut EvidenceCtl, now: u64) -> Option<&'static mut EvidenceCpu> {
     if taken >= budget {
         return None;
     }
+    // SAFETY: this CPU's slot of a per-CPU array, touched by nothing else during the program run.
     let cpu = unsafe { &mut *CPU.get_ptr_mut(0)? };
     // Token bucket in ns of credit: refill by the time elapsed, capped at
     // the burst; a frame costs EVIDENCE_COST_NS.
@@ -114,6 +115,7 @@ fn take(ctl: *mut EvidenceCtl, cpu: &mut EvidenceCpu) {
 fn begin(
     ctl: *mut EvidenceCtl,
 ) -> Option<(u64, &'static mut EvidenceCpu, RingBufEntry<EvidenceRecord>)> {
+    // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
     let cpu = admit(ctl, now)?;
     let Some(entry) = RING.reserve::<EvidenceRecord>(0) else {
@@ -149,6 +151,7 @@ fn copy_len(len: u64, max: u64) -> Option<u32> {
         return None;
     }
     let n = if len > max { max } else { len };
+    // SAFETY: a local; volatile only so the compiler keeps the bound the verifier needs.
     let n = unsafe { core::ptr::read_volatile(&n) };
     Some((((n - 1) & (EVIDENCE_SNAPLEN as u64 - 1)) + 1) as u32)
 }
@@ -222,8 +225,9 @@ pub fn capture_xdp_frags(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, 
     // SAFETY: the program's own context.
     let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
     header(rec, now, ifindex, len as u32, mismatch, EVIDENCE_HOOK_XDP);
-    // SAFETY: `n` <= the record's data size.
     let copied = match copy_len(len, EVIDENCE_SNAPLEN as u64) {
+        // SAFETY: `rec` is the reserved ring buffer record, and `n` <= its
+        // data size, so the helper writes inside it.
         Some(n) => unsafe {
             (*rec).cap_len = n as u16;
             bpf_xdp_load_bytes(ctx.ctx, 0, (*rec).data.as_mut_ptr().cast(), n) == 0
@@ -279,6 +283,8 @@ pub fn capture_xdp_legacy(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32,
 #[inline(always)]
 unsafe fn copy_from_packet(data: usize, data_end: usize, dst: *mut u8) -> usize {
     const _: () = assert!(EVIDENCE_SNAPLEN == 128);
+    // SAFETY: `dst` holds EVIDENCE_SNAPLEN bytes (the caller's contract),
+    // and each chunk checks its source range against `data_end`.
     unsafe {
         if chunk::<EVIDENCE_SNAPLEN>(data, data_end, dst, 0) {
             return EVIDENCE_SNAPLEN;
@@ -303,6 +309,7 @@ unsafe fn chunk_len<const N: usize>(
     dst: *mut u8,
     off: usize,
 ) -> usize {
+    // SAFETY: the caller's contract (`dst` holds `off + N` bytes) is this function's.
     if unsafe { chunk::<N>(data, data_end, dst, off) } {
         N
     } else {

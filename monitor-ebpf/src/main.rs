@@ -121,6 +121,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     // `vlan_proto` is in network byte order. Read only for tagged frames:
     // each context field is a load of its own.
     let hook_tag = if vlan_present != 0 {
+        // SAFETY: context field reads the verifier rewrites into sk_buff loads.
         let (tci, proto) = unsafe { ((*skb).vlan_tci, (*skb).vlan_proto) };
         monitor_common::vlan_tag_code(u16::from_be(proto as u16), tci as u16)
     } else {
@@ -135,6 +136,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
         if mismatch != 0 {
             // The flow's VLAN is the outermost tag, as XDP sees it in the
             // data, and its length the frame's on the wire, that tag in.
+            // SAFETY: context field reads, as above.
             let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + 4 * tags_removed as u64;

@@ -86,5 +86,6 @@ static MACDROP_NETNS_INO: u32 = 0;
 pub fn netns_ino() -> u32 {
     // read_volatile: the value is patched after compilation, so the compiler
     // must not fold the initializer.
+    // SAFETY: a valid reference to a global.
     unsafe { core::ptr::read_volatile(&MACDROP_NETNS_INO) }
 }

@@ -7,11 +7,13 @@ use std::sync::OnceLock;
 pub fn running() -> (u32, u32) {
     static VERSION: OnceLock<(u32, u32)> = OnceLock::new();
     *VERSION.get_or_init(|| {
-        // SAFETY: uname fills the zeroed struct; release is NUL-terminated.
+        // SAFETY: utsname is plain C data, for which all zeroes is valid.
         let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+        // SAFETY: uname fills the struct it is given.
         if unsafe { libc::uname(&mut uts) } != 0 {
             return (0, 0);
         }
+        // SAFETY: after a successful uname, release is NUL-terminated.
         let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
         parse_release(&release.to_string_lossy())
     })

@@ -555,8 +555,8 @@ impl Session {
         let Ok(_inside) = self.ns.enter() else {
             return false;
         };
-        // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes.
         let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+        // SAFETY: if_indextoname writes at most IF_NAMESIZE bytes.
         !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
     }
 

@@ -181,11 +181,8 @@ fn install_venv() -> Result<PathBuf> {
     let dir = target.join("deploy-venv");
     let lock = fs::File::create(target.join("deploy-venv.lock"))?;
     // SAFETY: flock on an open file descriptor; released when `lock` closes.
-    ensure!(
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } == 0,
-        "flock: {}",
-        std::io::Error::last_os_error()
-    );
+    let locked = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+    ensure!(locked == 0, "flock: {}", std::io::Error::last_os_error());
     let marker = dir.join("macdrop-requirements.txt");
     let wanted = PY_REQUIREMENTS.join("\n") + "\n";
     if fs::read_to_string(&marker).is_ok_and(|have| have == wanted)

@@ -70,9 +70,9 @@ impl TcxLink {
         attr[8..12].copy_from_slice(&attach_type.to_ne_bytes());
         attr[12..16].copy_from_slice(&flags.to_ne_bytes());
         let fd = bpf(BPF_LINK_CREATE, &attr)?;
-        // SAFETY: a new link fd the kernel just handed us, owned by nobody
-        // else.
         Ok(Self {
+            // SAFETY: a new link fd the kernel just handed us, owned by
+            // nobody else.
             fd: Some(unsafe { OwnedFd::from_raw_fd(fd) }),
         })
     }
