@@ -6,6 +6,7 @@
 //! | 1 | unexpected failure (a bug, or a kernel answer macdrop did not foresee) |
 //! | 2 | usage: bad flags or values, `--bridge` on a non-bridge |
 //! | 3 | environment: missing privileges, unknown interface, no bridges, kernel lacks XDP, interface busy |
+//! | 4 | `diagnose --fail-on SEVERITY`: a finding of that severity or worse |
 
 use std::fmt;
 
@@ -14,12 +15,40 @@ pub enum ExitKind {
     Unexpected = 1,
     Usage = 2,
     Environment = 3,
+    Findings = 4,
+}
+
+/// How a command that did not fail ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// `diagnose --fail-on`: a finding reached the threshold.
+    FindingsFound,
+}
+
+impl Outcome {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::FindingsFound => ExitKind::Findings as u8,
+        }
+    }
+}
+
+/// What kind of environment failure, where callers decide by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    Other,
+    /// The namespace has no bridge, or none of the named interfaces: with
+    /// `--all-netns` such a namespace is skipped, not an error.
+    NothingToWatch,
 }
 
 /// An error whose message already names the problem and the fix.
 #[derive(Debug)]
 pub struct Failure {
     pub kind: ExitKind,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -27,13 +56,21 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
         Self {
             kind: ExitKind::Usage,
+            reason: Reason::Other,
             message: message.into(),
         }
     }
     pub fn environment(message: impl Into<String>) -> Self {
         Self {
             kind: ExitKind::Environment,
+            reason: Reason::Other,
             message: message.into(),
+        }
+    }
+    pub fn nothing_to_watch(message: impl Into<String>) -> Self {
+        Self {
+            reason: Reason::NothingToWatch,
+            ..Self::environment(message)
         }
     }
 }

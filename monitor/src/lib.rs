@@ -6,10 +6,12 @@
 //! `netlink` and `topology` decide what to watch and fill the kernel's
 //! configuration maps through `kernel::config`; a `session` does that for
 //! one network namespace, the `monitor` drives all sessions and yields
-//! reports, and commands (`watch`, `status`) decide what to print.
+//! reports, and the commands (`cmd`: watch, status, top, diagnose) decide
+//! what to print and how to end.
 
 pub mod classify;
 pub mod cli;
+pub mod cmd;
 pub mod config_file;
 pub mod delivery;
 pub mod diagnose;
@@ -35,7 +37,6 @@ pub mod topology;
 pub mod tracker;
 pub mod tui;
 pub mod verdict;
-pub mod watch;
 
 #[cfg(test)]
 mod test_run;

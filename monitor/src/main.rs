@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use macdrop::{
     cli::Command,
+    cmd,
     error::{ExitKind, classify},
 };
 
@@ -32,14 +33,14 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Watch(args) => macdrop::watch::run(args).await,
-            Command::Status(args) => macdrop::status::run(args).await,
-            Command::Top(args) => macdrop::tui::run(args).await,
-            Command::Diagnose(args) => macdrop::diagnose::run(args).await,
+            Command::Watch(args) => cmd::watch::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Top(args) => cmd::top::run(args).await,
+            Command::Diagnose(args) => cmd::diagnose::run(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(err) => {
             let (kind, message) = classify(&err);
             eprintln!("macdrop: {message}");

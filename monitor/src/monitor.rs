@@ -16,7 +16,7 @@ use tokio::{
 };
 
 use crate::{
-    error::Failure,
+    error::{Failure, Reason},
     evidence::{Evidence, EvidencePlan},
     kernel::{attach::AttachMode, evidence::Counts, self_stats::StatsEnabled},
     model::{Interface, World},
@@ -536,7 +536,6 @@ fn track(id: u64, mut session: Session, tx: &UnboundedSender<(u64, Change)>) -> 
 
 /// A namespace with no bridge (or none of the named interfaces).
 fn nothing_to_watch(e: &anyhow::Error) -> bool {
-    e.downcast_ref::<Failure>().is_some_and(|f| {
-        f.message.starts_with("no bridges") || f.message.starts_with("no interface named")
-    })
+    e.downcast_ref::<Failure>()
+        .is_some_and(|f| f.reason == Reason::NothingToWatch)
 }

@@ -168,27 +168,6 @@ pub fn gather(
     })
 }
 
-/// `macdrop status`: read the namespace, print, exit.
-pub async fn run(args: crate::cli::StatusArgs) -> anyhow::Result<()> {
-    let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net"))?;
-    let state = crate::netlink::Netlink::connect()?.read_state().await?;
-    let status = gather(
-        netns,
-        &state,
-        &args.ifaces,
-        &mac_pinned_from_sysfs,
-        &PromiscFacts::read(),
-    )?;
-    let text = match args.format {
-        crate::cli::Format::Json => {
-            crate::render::status::json(&status, std::time::SystemTime::now())
-        }
-        crate::cli::Format::Table => crate::render::status::table(&status),
-    };
-    println!("{}", text.trim_end());
-    Ok(())
-}
-
 /// The real `mac_pinned`: sysfs `addr_assign_type == NET_ADDR_SET`.
 pub fn mac_pinned_from_sysfs(link: &Link) -> Option<bool> {
     sysfs::addr_assign_type(&link.name, link.ifindex).map(|t| t == sysfs::NET_ADDR_SET)

@@ -65,7 +65,7 @@ pub fn select(state: &NetState, sel: &Selection) -> Result<Vec<Watched>, Failure
         if sel.bridges.is_empty() && sel.ifaces.is_empty() {
             let all: Vec<&Link> = state.links.iter().filter(|l| l.is_bridge()).collect();
             if all.is_empty() {
-                return Err(Failure::environment(
+                return Err(Failure::nothing_to_watch(
                     "no bridges in this network namespace; name an interface with --iface NAME \
                  (or run inside the right namespace: ip netns exec NS macdrop ...)",
                 ));
@@ -170,7 +170,7 @@ pub fn ports_of(state: &NetState, bridge: u32) -> impl Iterator<Item = &Link> {
 fn find<'a>(state: &'a NetState, name: &str) -> Result<&'a Link, Failure> {
     state.link_by_name(name).ok_or_else(|| {
         let names: Vec<&str> = state.links.iter().map(|l| l.name.as_str()).collect();
-        Failure::environment(format!(
+        Failure::nothing_to_watch(format!(
             "no interface named {name} in this network namespace; candidates: {}",
             names.join(", ")
         ))

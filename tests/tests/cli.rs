@@ -314,6 +314,17 @@ fn no_bridges_is_an_environment_error() {
     check_one_line_error("no bridges", &out, 3, &["no bridges", "--iface"]);
 }
 
+/// An output that cannot be written (a full disk) is a one-line error
+/// with exit code 1, never a panic.
+#[test]
+fn an_unwritable_output_is_a_one_line_error() {
+    let lab = StandaloneLab::new().unwrap();
+    let bin = macdrop::macdrop_bin();
+    let script = format!("exec {} status > /dev/full", bin.display());
+    let out = macdrop::run_command(lab.host(), &["sh", "-c", &script], RUN_TIMEOUT).unwrap();
+    check_one_line_error("status > /dev/full", &out, 1, &["cannot write the output"]);
+}
+
 fn check_one_line_error(what: &str, out: &Finished, code: i32, mentions: &[&str]) {
     assert_eq!(
         out.status.code(),

@@ -4,7 +4,7 @@
 //! reports every tenth of it); afterwards `status` is gathered for every
 //! namespace that was watched, and [`findings::analyse`] turns both into
 //! findings ranked by severity, each with its evidence and a remedy. The
-//! exit code is 0 whatever is found, unless `--fail-on` asks for 4.
+//! command (`cmd::diagnose`) decides the exit code.
 
 pub mod findings;
 pub mod render;
@@ -12,7 +12,6 @@ pub mod timeline;
 
 use std::{
     collections::BTreeMap,
-    io::Write as _,
     net::IpAddr,
     time::{Duration, SystemTime},
 };
@@ -22,7 +21,7 @@ use futures::TryStreamExt as _;
 use netlink_packet_route::address::AddressAttribute;
 
 use crate::{
-    cli::{DiagnoseArgs, FailOn, Format, SelectionArgs},
+    cli::SelectionArgs,
     evidence::EvidencePlan,
     monitor::{Monitor, Plan, Step},
     netlink::Netlink,
@@ -30,11 +29,8 @@ use crate::{
     promisc::{self, History},
     status::{self, PromiscFacts},
 };
-use findings::{Flow, Input, NsFacts, Severity, analyse, secs};
+use findings::{Flow, Input, NsFacts, analyse, secs};
 use timeline::{Observed, Timeline};
-
-/// Exit code of `--fail-on` when a finding reaches the threshold.
-pub const EXIT_FINDINGS: i32 = 4;
 
 /// Everything a diagnosis printed.
 pub struct Report {
@@ -54,29 +50,6 @@ impl Report {
             .unwrap_or_default()
             .as_secs_f64()
     }
-}
-
-pub async fn run(args: DiagnoseArgs) -> anyhow::Result<()> {
-    let report = diagnose(&args.select, args.duration, args.pcap.plan()?).await?;
-    let text = match args.format {
-        Format::Json => render::json(&report),
-        Format::Table => render::table(&report),
-    };
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", text.trim_end());
-    let _ = out.flush();
-    if let Some(threshold) = args.fail_on {
-        let worst = match threshold {
-            FailOn::Error => Severity::Error,
-            FailOn::Warning => Severity::Warning,
-            FailOn::Info => Severity::Info,
-        };
-        if report.findings.iter().any(|f| f.severity <= worst) {
-            // The monitor is gone (detached); nothing is left to clean up.
-            std::process::exit(EXIT_FINDINGS);
-        }
-    }
-    Ok(())
 }
 
 /// Watches for `duration` (less if a signal ends it), then analyses.

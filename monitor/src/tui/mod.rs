@@ -1,5 +1,5 @@
-//! `macdrop top`: a full-screen live view over the same monitor `watch`
-//! prints from.
+//! The full-screen live view of `macdrop top` (`cmd::top`), over the same
+//! monitor `watch` prints from.
 //!
 //! The monitor runs in a task of its own and sends each report over a
 //! channel, so keys are answered at once without ever cancelling the
@@ -11,41 +11,18 @@ pub mod app;
 pub mod screen;
 pub mod view;
 
-use std::{io::IsTerminal as _, time::Duration};
+use std::time::Duration;
 
 use crossterm::event::{Event as TermEvent, EventStream};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    cli::{SelectionArgs, TopArgs},
-    error::Failure,
     model::World,
-    monitor::{Monitor, Plan, Step},
-    topology::Selection,
+    monitor::{Monitor, Step},
 };
 use app::{Action, App};
 use screen::Screen;
-
-impl SelectionArgs {
-    /// The monitor's plan for these flags.
-    pub fn plan(&self, interval: Duration, duration: Option<Duration>) -> Plan {
-        Plan {
-            selection: Selection {
-                bridges: self.bridges.clone(),
-                ifaces: self.ifaces.clone(),
-            },
-            attach: self.attach,
-            netns: self.netns.clone(),
-            all_netns: self.all_netns,
-            interval,
-            duration,
-            self_stats: false,
-            top_flows: self.top_flows,
-            evidence: None,
-        }
-    }
-}
 
 /// What the monitor task sends.
 enum Update {
@@ -55,23 +32,8 @@ enum Update {
     Failed(anyhow::Error),
 }
 
-pub async fn run(args: TopArgs) -> anyhow::Result<()> {
-    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
-        return Err(Failure::environment(
-            "macdrop top needs a terminal on stdin and stdout; for pipes and files use \
-             `macdrop watch` (--format json for programs)",
-        )
-        .into());
-    }
-    // Errors (privileges, unknown interface, no bridge) are printed on a
-    // normal terminal, before the screen is taken.
-    let monitor = Monitor::start(args.select.plan(args.interval, None)).await?;
-    tokio::task::LocalSet::new()
-        .run_until(show(monitor, args.interval))
-        .await
-}
-
-async fn show(mut monitor: Monitor, interval: Duration) -> anyhow::Result<()> {
+/// Shows the monitor's reports full-screen until `q`, Ctrl-C or a signal.
+pub async fn show(mut monitor: Monitor, interval: Duration) -> anyhow::Result<()> {
     let (updates_tx, mut updates) = mpsc::unbounded_channel();
     let (stop_tx, mut stop) = oneshot::channel::<()>();
     let driver = tokio::task::spawn_local(async move {

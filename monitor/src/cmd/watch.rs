@@ -5,6 +5,7 @@ use std::io::Write as _;
 
 use crate::{
     cli::{Format, WatchArgs},
+    error::Outcome,
     metrics::http::Exporter,
     model::World,
     monitor::{Monitor, Plan, Step},
@@ -32,7 +33,7 @@ impl WatchArgs {
     }
 }
 
-pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
+pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
     let plan = args.plan()?;
     // Bound before anything is attached: a port in use fails fast.
     let exporter = match args.metrics {
@@ -50,7 +51,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(Outcome::Done)
 }
 
 async fn start_exporter(addr: std::net::SocketAddr, args: &WatchArgs) -> anyhow::Result<Exporter> {

@@ -1,0 +1,30 @@
+//! `macdrop diagnose`: watch for a window, then print the findings; with
+//! `--fail-on SEVERITY` end with exit code 4 when one reaches it.
+
+use crate::{
+    cli::{DiagnoseArgs, FailOn, Format},
+    diagnose::{diagnose, findings::Severity, render},
+    error::Outcome,
+};
+
+pub async fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
+    let report = diagnose(&args.select, args.duration, args.pcap.plan()?).await?;
+    let text = match args.format {
+        Format::Json => render::json(&report),
+        Format::Table => render::table(&report),
+    };
+    let printed = super::print(&text)?;
+    let Some(threshold) = args.fail_on else {
+        return Ok(printed);
+    };
+    let worst = match threshold {
+        FailOn::Error => Severity::Error,
+        FailOn::Warning => Severity::Warning,
+        FailOn::Info => Severity::Info,
+    };
+    Ok(if report.findings.iter().any(|f| f.severity <= worst) {
+        Outcome::FindingsFound
+    } else {
+        printed
+    })
+}
