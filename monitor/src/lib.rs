@@ -17,7 +17,6 @@ pub mod delivery;
 pub mod diagnose;
 pub mod error;
 pub mod evidence;
-pub mod handoff;
 pub mod heap;
 pub mod kernel;
 pub mod kernel_version;

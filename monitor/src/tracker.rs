@@ -45,7 +45,7 @@ pub enum EventKind {
         hook: &'static str,
     },
     /// The hook counting the interface's frames changed (the two-step
-    /// start moves interfaces from generic XDP to TCX; `crate::handoff`).
+    /// start moves interfaces from generic XDP to TCX; `crate::session::handoff`).
     HookChanged {
         from: &'static str,
         to: &'static str,

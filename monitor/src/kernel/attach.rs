@@ -23,7 +23,7 @@
 //! and its own share of the start (dumps, configuration, counters) is about
 //! 0.15 s of the 9. The 2 s target for 1,000 ports is below the kernel's
 //! floor for TCX; `cargo xtask bench` reports both, side by side. Hence
-//! the two-step start (`crate::handoff`): a big initial batch is watched
+//! the two-step start (`crate::session::handoff`): a big initial batch is watched
 //! through generic XDP first (no grace period per attach) and moved to
 //! TCX in the background.
 
@@ -130,7 +130,7 @@ pub struct Attached {
 enum Link {
     Xdp(XdpLinkId),
     Tc(super::tc::TcAttachment),
-    /// Generic XDP during the hand-off (`crate::handoff`): detached at once
+    /// Generic XDP during the hand-off (`crate::session::handoff`): detached at once
     /// when TCX takes over.
     XdpGeneric(super::tc::XdpGenericLink),
 }

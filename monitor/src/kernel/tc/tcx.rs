@@ -47,7 +47,7 @@ impl TcxLink {
 
     /// Links the XDP program `prog` to `ifindex` (in the calling thread's
     /// namespace) in generic mode: the hand-off's first hook
-    /// (`crate::handoff`). Made here rather than through aya for the same
+    /// (`crate::session::handoff`). Made here rather than through aya for the same
     /// reason as TCX links: the hand-off must know that XDP stopped
     /// counting when `detach` returns (BPF_LINK_DETACH), which closing
     /// aya's link file does not promise.

@@ -46,6 +46,7 @@ use std::{
     thread::JoinHandle,
 };
 
+use super::*;
 use crate::{kernel::tc, netns::Namespace};
 
 /// The two-step start is used when more interfaces than this would go to
@@ -181,4 +182,121 @@ fn keep_only_attach_capabilities() -> anyhow::Result<()> {
         keep.insert(Capability::CAP_SYS_ADMIN);
     }
     crate::privileges::keep_only(keep).map(drop)
+}
+
+impl Session {
+    /// Mutes tc on the interfaces now on generic XDP (step 1 of
+    /// `crate::session::handoff`), then starts the thread creating their TCX links.
+    pub(super) fn start_handoff(&mut self, ifindexes: Vec<u32>) -> anyhow::Result<()> {
+        for &ifindex in &ifindexes {
+            self.config.set_handoff(ifindex, IF_TC_MUTED)?;
+        }
+        let prog = self.attacher.tc_program_fd(&mut self.ebpf)?;
+        self.moving = ifindexes.iter().copied().collect();
+        self.handoff = Some(handoff::Worker::spawn(&self.ns, prog, ifindexes)?);
+        Ok(())
+    }
+
+    /// Whether interfaces are still moving from generic XDP to TCX.
+    pub fn handing_off(&self) -> bool {
+        self.handoff.is_some()
+    }
+
+    /// Takes the TCX links the hand-off's thread created since the last
+    /// call and moves their interfaces to them (steps 2-4 of
+    /// `crate::session::handoff`); quick: two RCU grace periods per call, whatever
+    /// the number of interfaces. Called on every tick while
+    /// `handing_off`.
+    pub fn advance_handoff(&mut self) -> anyhow::Result<()> {
+        let Some(worker) = &mut self.handoff else {
+            return Ok(());
+        };
+        let finished = worker.finished();
+        let arrived = worker.take();
+        let mut ready = Vec::new();
+        for (ifindex, result) in arrived {
+            // Not moving any more: the interface left meanwhile (the link,
+            // if any, detaches as it drops).
+            if !self.moving.remove(&ifindex) {
+                continue;
+            }
+            match result {
+                Ok(link) => ready.push((ifindex, link)),
+                Err(e) => {
+                    // It stays on generic XDP, which counts it.
+                    self.config.set_handoff(ifindex, 0)?;
+                    if let Some(m) = self.member_at(ifindex) {
+                        let name = m.watched.name.clone();
+                        self.notes.push(format!(
+                            "{name}: cannot move to tcx ({e:#}); watching through xdp-generic"
+                        ));
+                    }
+                }
+            }
+        }
+        if !ready.is_empty() {
+            self.take_over(ready)?;
+        }
+        if finished && self.moving.is_empty() {
+            self.handoff = None;
+        }
+        Ok(())
+    }
+
+    pub(super) fn take_over(&mut self, ready: Vec<(u32, tc::TcAttachment)>) -> anyhow::Result<()> {
+        for (ifindex, _) in &ready {
+            self.config
+                .set_handoff(*ifindex, IF_HANDOFF | IF_TC_MUTED)?;
+        }
+        if let Err(e) = handoff::grace_period() {
+            // Without a grace period the marks cannot be trusted: the
+            // muted TCX links go (dropped), generic XDP keeps counting.
+            for (ifindex, _) in &ready {
+                self.config.set_handoff(*ifindex, 0)?;
+            }
+            self.notes.push(format!(
+                "cannot wait for an RCU grace period (membarrier: {e}); {} interface(s) stay on                  xdp-generic",
+                ready.len()
+            ));
+            return Ok(());
+        }
+        let mut moved = Vec::new();
+        for (ifindex, link) in ready {
+            self.config.set_handoff(ifindex, IF_HANDOFF)?;
+            // Detaching needs no namespace: both links are file descriptors.
+            match self.attacher.take_over(ifindex, link) {
+                Ok(()) => moved.push(ifindex),
+                Err(link) => {
+                    drop(link);
+                    self.config.set_handoff(ifindex, 0)?;
+                }
+            }
+        }
+        // No XDP run is in flight after this; if it fails, the bit stays
+        // (tc still counts every frame without a mark, as it must).
+        if handoff::grace_period().is_ok() {
+            for &ifindex in &moved {
+                self.config.set_handoff(ifindex, 0)?;
+            }
+        }
+        let now = SystemTime::now();
+        for ifindex in moved {
+            let Some(&i) = self.present.get(&ifindex) else {
+                continue;
+            };
+            let to = self.attacher.hook(ifindex).unwrap_or(Hook::Tcx);
+            let m = &mut self.members[i];
+            m.model.hook = Some(to);
+            self.events.push(Event {
+                ts: now,
+                ifname: m.watched.name.clone(),
+                ifindex,
+                kind: EventKind::HookChanged {
+                    from: Hook::XdpGeneric.as_str(),
+                    to: to.as_str(),
+                },
+            });
+        }
+        Ok(())
+    }
 }

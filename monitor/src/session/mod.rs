@@ -1,0 +1,301 @@
+//! One network namespace under watch: its netlink sockets, its instance of
+//! the eBPF object, the interfaces it follows (attaching new ones as they
+//! appear, keeping the final counts of those that go), and the events seen
+//! there. The watch loop drives one session per namespace.
+//!
+//! Its parts, one file each: `members` (following the namespace: which
+//! interfaces, attached how, retired with their final counts), `handoff`
+//! (the two-step start from generic XDP to TCX), `evidence` (`--pcap`),
+//! `slots` (counter slots) and `summary` (what it tells the user).
+
+mod evidence;
+mod handoff;
+mod members;
+mod slots;
+mod summary;
+
+pub use slots::SlotPool;
+
+use std::{
+    collections::{HashMap, HashSet},
+    time::{Instant, SystemTime},
+};
+
+use aya::Ebpf;
+use monitor_common::{IF_HANDOFF, IF_TC_MUTED, MAX_INTERFACES};
+
+use crate::{
+    evidence::Receiver,
+    kernel::{
+        attach::{AttachMode, Attacher, Hook},
+        config,
+        config::ConfigMaps,
+        counters::CounterReader,
+        drops::{DropHook, DropLayer, DropMap},
+        evidence::{Counts, EvidenceRing},
+        flows::{self, FlowReader},
+        loader, tc,
+    },
+    model::Interface,
+    netlink::{Change, Link, NetState, Netlink, Notifications},
+    netns::Namespace,
+    promisc,
+    topology::{self, Role, Selection, Watched},
+    tracker::{Event, EventKind, Tracker},
+};
+
+/// One interface the session has watched, present or gone.
+struct Member {
+    watched: Watched,
+    /// Counter slot while present; returned to the pool once gone (the
+    /// final counts live on in `model`).
+    slot: Option<u32>,
+    model: Interface,
+    /// No hook could be attached; not retried while the device exists.
+    failed: bool,
+}
+
+/// The attached kfree_skb counter.
+struct Drops {
+    layer: DropLayer,
+    map: DropMap,
+    hook: DropHook,
+}
+
+pub struct Session {
+    pub ns: Namespace,
+    netlink: Netlink,
+    /// Handed to the watch loop, which multiplexes all sessions' streams.
+    notifications: Option<Notifications>,
+    selection: Selection,
+    ebpf: Ebpf,
+    config: ConfigMaps,
+    counters: CounterReader,
+    flows: FlowReader,
+    /// Top offenders kept per interface (`--top-flows`); 0: none recorded.
+    top_flows: usize,
+    attacher: Attacher,
+    slots: SlotPool,
+    members: Vec<Member>,
+    /// ifindex -> index in `members` of the member holding a slot there:
+    /// following a namespace of 1,000 interfaces stays linear.
+    present: HashMap<u32, usize>,
+    /// A notification said the namespace changed since it was last read.
+    stale: bool,
+    tracker: Tracker,
+    /// Events not yet reported.
+    events: Vec<Event>,
+    /// Lines for stderr not yet printed (fallbacks, full maps).
+    notes: Vec<String>,
+    drops: Result<Drops, String>,
+    /// `--pcap`: the evidence ring buffer and its budget.
+    evidence: Option<EvidenceRing>,
+    /// The initial attach is done: later failures are per interface.
+    started: bool,
+    /// The two-step start's thread, while interfaces move from generic XDP
+    /// to TCX (`crate::session::handoff`).
+    handoff: Option<handoff::Worker>,
+    /// The interfaces still on generic XDP waiting for their TCX link.
+    moving: HashSet<u32>,
+}
+
+impl Session {
+    /// Resolves the selection in `ns` (errors name what is wrong), loads
+    /// the object, configures the maps and attaches. `notifications` are
+    /// subscribed first so no change between the first read and the
+    /// attach is missed. `top_flows`: top offenders per interface (0: the
+    /// kernel records no flows). With `capture` (`--pcap`), the kernel may
+    /// capture that many mismatched frames.
+    pub async fn start(
+        ns: Namespace,
+        selection: Selection,
+        mode: AttachMode,
+        top_flows: usize,
+        capture: Option<u64>,
+    ) -> anyhow::Result<Self> {
+        let (netlink, notifications) = {
+            let _inside = ns.enter()?;
+            (Netlink::connect()?, Notifications::subscribe()?)
+        };
+        let state = netlink.read_state().await?;
+        // A macdrop killed with SIGKILL on a kernel without TCX leaves its
+        // clsact filter (and qdisc) behind: remove them before anything.
+        let leftovers = {
+            let _inside = ns.enter()?;
+            let ifindexes: Vec<u32> = state.links.iter().map(|l| l.ifindex).collect();
+            tc::cleanup_leftovers(&ifindexes)?
+        };
+        let initial = topology::select(&state, &selection)?;
+
+        // BTF tells the drop program where to find skb->dev and friends; a
+        // kernel without it still gets the frame classes.
+        let layer = DropLayer::prepare();
+        let globals = layer
+            .as_ref()
+            .map(|l| l.globals().to_vec())
+            .unwrap_or_default();
+        let mut ebpf = loader::load_with(ns.inode, &globals, capture.is_some())?;
+        // aya parsed the kernel's BTF for the load and freed it.
+        crate::heap::trim();
+        let config = ConfigMaps::take(&mut ebpf)?;
+        let evidence = match capture {
+            Some(budget) => Some(EvidenceRing::take(&mut ebpf, budget)?),
+            None => None,
+        };
+        let counters = CounterReader::take(&mut ebpf)?;
+        let flows = FlowReader::take(&mut ebpf)?;
+        let attacher = Attacher::new(&mut ebpf, mode)?;
+        let mut session = Self {
+            tracker: Tracker::new(&state),
+            ns,
+            netlink,
+            notifications: Some(notifications),
+            selection,
+            ebpf,
+            config,
+            counters,
+            flows,
+            top_flows,
+            attacher,
+            slots: SlotPool::new(MAX_INTERFACES),
+            members: Vec::new(),
+            present: HashMap::new(),
+            stale: false,
+            events: Vec::new(),
+            notes: leftovers,
+            drops: Err("not attached yet".into()),
+            evidence,
+            started: false,
+            handoff: None,
+            moving: HashSet::new(),
+        };
+        if let Err(e) = session.follow(&state, initial) {
+            session.detach_all();
+            return Err(e);
+        }
+        session.drops = layer.and_then(|layer| {
+            let hook = layer.attach(&mut session.ebpf)?;
+            let map = DropLayer::take_map(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
+            Ok(Drops { layer, map, hook })
+        });
+        // The tp_btf attach parsed the kernel's BTF once more.
+        crate::heap::trim();
+        session.started = true;
+        Ok(session)
+    }
+
+    /// Re-reads the namespace and follows it: new interfaces of the
+    /// selection are attached, vanished ones marked gone, and the kernel's
+    /// configuration (MACs, FDB, addresses) brought up to date.
+    pub async fn refresh(&mut self) -> anyhow::Result<()> {
+        self.stale = false;
+        let state = self.netlink.read_state().await?;
+        let wanted = topology::select_present(&state, &self.selection);
+        self.follow(&state, wanted)
+    }
+
+    /// Whether a notification since the last `refresh` said the namespace
+    /// changed.
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// The per-interval read when nothing changed: only the kernel's
+    /// `rx_otherhost_dropped` of the watched links (MACs, promiscuity and
+    /// membership come with the notifications and the refresh they cause).
+    pub async fn poll(&mut self) -> anyhow::Result<()> {
+        let otherhost = self.netlink.read_otherhost().await?;
+        for &i in self.present.values() {
+            let m = &mut self.members[i];
+            if let Some(&now) = otherhost.get(&m.watched.ifindex) {
+                m.model.observe_otherhost(now);
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace's rtnetlink notifications, for the watch loop to
+    /// forward (once).
+    pub fn take_notifications(&mut self) -> Option<Notifications> {
+        self.notifications.take()
+    }
+
+    /// Takes one notification into account (link changes may be
+    /// transitions between two dumps).
+    pub fn notice(&mut self, change: &Change) {
+        if let Change::Link(link) = change {
+            self.observe(link);
+        }
+        self.stale |= change.needs_reread();
+    }
+
+    /// Feeds one link observation to the tracker; keeps the events that
+    /// concern watched interfaces.
+    pub fn observe(&mut self, link: &Link) {
+        let events = self.tracker.observe(link, SystemTime::now());
+        let present = &self.present;
+        self.events.extend(
+            events
+                .into_iter()
+                .filter(|e| present.contains_key(&e.ifindex)),
+        );
+    }
+
+    /// Samples the counters: the interfaces for a report.
+    pub fn collect(&mut self) -> anyhow::Result<Vec<Interface>> {
+        let now = Instant::now();
+        let drops = match &self.drops {
+            Ok(d) => Some(d.layer.read(&d.map)?),
+            Err(_) => None,
+        };
+        // One walk of the flow map for every interface.
+        let mut flows = if self.top_flows > 0 {
+            Some(self.flows.read()?)
+        } else {
+            None
+        };
+        for m in &mut self.members {
+            if let Some(slot) = m.slot {
+                m.model.sample(self.counters.read(slot)?, now);
+                if let Some(all) = &mut flows {
+                    let mine = all.remove(&slot).unwrap_or_default();
+                    m.model.flows = Some(flows::top(mine, self.top_flows));
+                }
+            }
+            if let Some(drops) = &drops {
+                let key = (self.ns.inode, m.model.ifindex);
+                // Gone interfaces keep what they had.
+                if m.slot.is_some() || m.model.drops.is_none() {
+                    m.model.drops = Some(drops.get(&key).cloned().unwrap_or_default());
+                }
+            }
+        }
+        Ok(self.members.iter().map(|m| m.model.clone()).collect())
+    }
+
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    pub fn detach_all(&mut self) {
+        // The hand-off's thread first: what it attached and nobody took
+        // detaches as it drops.
+        if let Some(mut worker) = self.handoff.take() {
+            drop(worker.stop());
+        }
+        self.moving.clear();
+        if let Ok(_inside) = self.ns.enter() {
+            self.attacher.detach_all(&mut self.ebpf);
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}
