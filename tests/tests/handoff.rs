@@ -1,4 +1,4 @@
-//! The two-step start (README "Performance"): on a bridge with many ports,
+//! The two-step start (docs/design.md): on a bridge with many ports,
 //! macdrop with the default attach watches through generic XDP at once and
 //! moves every interface to TCX in the background. Frames sent from the
 //! moment it is watching until every interface is on TCX, and after, are

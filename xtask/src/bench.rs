@@ -16,7 +16,12 @@
 //! test` already made: a smoke test for CI, no thresholds asserted (the full
 //! run asserts none either; it reports each target as met or not).
 //! Needs root. Namespaces are named `macdrop-b-*` and removed afterwards.
+//!
+//! `--write-docs` also puts each part's tables into `docs/performance.md`,
+//! between that part's markers, headed by the command, the date, the
+//! machine and the commit (`docs`).
 
+mod docs;
 mod e2e;
 mod proc;
 mod scale;
@@ -61,10 +66,15 @@ pub struct Args {
     /// measure a saved build, e.g. of another commit.
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Also write each measured part's tables into docs/performance.md,
+    /// between that part's markers, with the command, date, machine and
+    /// commit (parts not run keep what they had).
+    #[arg(long)]
+    write_docs: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Part {
+pub enum Part {
     /// Per-frame cost with BPF_PROG_TEST_RUN.
     TestRun,
     /// End-to-end receive rate per hook.
@@ -73,6 +83,24 @@ enum Part {
     Userspace,
     /// Attach time for many ports and for a new port.
     Attach,
+}
+
+impl Part {
+    /// The name `--only` takes, which also names the part's markers in
+    /// docs/performance.md.
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// One part's results: its section of bench.md and its targets.
+struct Section {
+    part: Part,
+    title: &'static str,
+    md: String,
+    targets: Vec<Target>,
 }
 
 /// What every part needs.
@@ -120,18 +148,26 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let ports = args.ports.unwrap_or(if args.quick { 100 } else { 1000 });
     let want = |p: Part| args.only.is_empty() || args.only.contains(&p);
+    let docs_path = crate::cmd::workspace_root().join("docs/performance.md");
+    if args.write_docs {
+        let parts: Vec<String> = Part::value_variants()
+            .iter()
+            .filter(|p| want(**p))
+            .map(|p| p.name())
+            .collect();
+        docs::check(&docs_path, &parts)?;
+    }
 
     let start = Instant::now();
     let machine = machine(profile, args.quick);
     let mut json = json!({ "machine": machine.clone() });
-    let mut md = String::new();
-    let mut summary: Vec<Target> = Vec::new();
+    let mut sections: Vec<Section> = Vec::new();
 
     if want(Part::TestRun) {
         ui::phase("bench: per-frame cost (BPF_PROG_TEST_RUN)");
         let r = test_run::run(&s)?;
         json["test_run"] = r.json();
-        md += &format!("## Per-frame cost\n\n{}\n", r.markdown());
+        let mut summary = Vec::new();
         for c in &r.classes {
             let Some(target) = c.target_ns() else {
                 continue;
@@ -145,12 +181,18 @@ pub fn run(args: &Args) -> Result<()> {
                 ));
             }
         }
+        sections.push(Section {
+            part: Part::TestRun,
+            title: "Per-frame cost",
+            md: r.markdown(),
+            targets: summary,
+        });
     }
     if want(Part::E2e) {
         ui::phase("bench: end-to-end receive rate");
         let r = e2e::run(&s)?;
         json["e2e"] = r.json();
-        md += &format!("## End-to-end receive rate\n\n{}\n", r.markdown());
+        let mut summary = Vec::new();
         let veth = e2e::scenario(&r, "veth")?;
         if let Some(auto) = veth.auto() {
             let a = e2e::median(&auto.ratios);
@@ -186,6 +228,12 @@ pub fn run(args: &Args) -> Result<()> {
                 });
             }
         }
+        sections.push(Section {
+            part: Part::E2e,
+            title: "End-to-end receive rate",
+            md: r.markdown(),
+            targets: summary,
+        });
     }
     if want(Part::Userspace) || want(Part::Attach) {
         ui::phase(&format!("bench: bridge with {ports} ports"));
@@ -193,7 +241,7 @@ pub fn run(args: &Args) -> Result<()> {
         if want(Part::Attach) {
             let r = scale::attach_time(&lab, &s)?;
             json["attach"] = r.json();
-            md += &format!("## Attach time\n\n{}\n", r.markdown());
+            let mut summary = Vec::new();
             let mut all =
                 Target::at_most(format!("attach {ports} ports"), median(&r.all), 2.0, "s");
             if let Some((floor, _)) = r.serial_floor() {
@@ -206,11 +254,17 @@ pub fn run(args: &Args) -> Result<()> {
                 100.0,
                 "ms",
             ));
+            sections.push(Section {
+                part: Part::Attach,
+                title: "Attach time",
+                md: r.markdown(),
+                targets: summary,
+            });
         }
         if want(Part::Userspace) {
             let r = scale::userspace(&lab, &s)?;
             json["userspace"] = r.json();
-            md += &format!("## Userspace cost\n\n{}\n", r.markdown());
+            let mut summary = Vec::new();
             summary.push(Target::at_most(
                 format!("CPU watching {} interfaces at 1 s", ports + 1),
                 median(&r.cpu),
@@ -229,13 +283,25 @@ pub fn run(args: &Args) -> Result<()> {
                 2.0,
                 "ms",
             ));
+            sections.push(Section {
+                part: Part::Userspace,
+                title: "Userspace cost",
+                md: r.markdown(),
+                targets: summary,
+            });
         }
     }
 
     let elapsed = start.elapsed();
     json["machine"]["load_average_end"] = json!(load_average());
     json["elapsed_s"] = json!(elapsed.as_secs_f64());
-    json["targets"] = Value::Array(summary.iter().map(Target::json).collect());
+    let summary: Vec<&Target> = sections.iter().flat_map(|s| &s.targets).collect();
+    json["targets"] = Value::Array(summary.iter().map(|t| t.json()).collect());
+    let machine_line = machine_markdown(&machine, &json);
+    let md: String = sections
+        .iter()
+        .map(|s| format!("## {}\n\n{}\n", s.title, s.md))
+        .collect();
     let report = format!(
         "# macdrop benchmark{}\n\n{}\n{}\n{}",
         if args.quick {
@@ -243,7 +309,7 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             ""
         },
-        machine_markdown(&machine, &json),
+        machine_line,
         targets_markdown(&summary),
         md
     );
@@ -263,7 +329,51 @@ pub fn run(args: &Args) -> Result<()> {
         md_path.display(),
         json_path.display()
     );
+    if args.write_docs {
+        let path = crate::cmd::workspace_root().join("docs/performance.md");
+        docs::write(
+            &path,
+            &provenance(args.quick, &machine_line),
+            &doc_blocks(&sections),
+        )?;
+        println!(
+            "xtask: bench: wrote {} part(s) into {}",
+            sections.len(),
+            path.display()
+        );
+    }
     Ok(())
+}
+
+/// What heads every generated block of docs/performance.md: the command
+/// as it was run, then bench.md's machine line (date, CPUs, kernel,
+/// commit, build, load).
+fn provenance(quick: bool, machine_line: &str) -> String {
+    let command = crate::cmd::Cmd::new("cargo")
+        .arg("xtask")
+        .args(std::env::args_os().skip(1))
+        .display();
+    let mut out = format!("Measured by `{command}` on {}", machine_line.trim());
+    if quick {
+        out += "\n\n**`--quick`: a smoke test (short runs, debug build), not for quoting.**";
+    }
+    out + "\n"
+}
+
+/// Each part's tables for docs/performance.md: its targets, then its
+/// section of bench.md (the heading is the document's).
+fn doc_blocks(sections: &[Section]) -> Vec<docs::Block> {
+    sections
+        .iter()
+        .map(|s| {
+            let targets: Vec<&Target> = s.targets.iter().collect();
+            let targets = targets_markdown(&targets).replacen("## Targets", "Targets:", 1);
+            docs::Block {
+                part: s.part.name(),
+                body: format!("{targets}\n{}", s.md),
+            }
+        })
+        .collect()
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -323,7 +433,7 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn targets_markdown(targets: &[Target]) -> String {
+fn targets_markdown(targets: &[&Target]) -> String {
     if targets.is_empty() {
         return String::new();
     }
