@@ -291,9 +291,10 @@ pub struct IfConfig {
     /// Index into the per-CPU counter array; assigned by userspace, stable
     /// for the life of the monitor.
     pub slot: u32,
-    /// Which set of local MACs decides `own`: 0 means "only `fast_mac`"
-    /// (a standalone interface); otherwise the ifindex of the bridge whose
-    /// local FDB entries are looked up in `LOCAL_MACS`.
+    /// Whose entries of `LOCAL_MACS` decide `own`: 0 means "only
+    /// `fast_mac`, untagged" (no lookup at all); otherwise this
+    /// interface's own ifindex, under which userspace lists what the
+    /// kernel delivers from it per VLAN path (`monitor/src/delivery.rs`).
     pub mac_domain: u32,
     /// `IF_FAST_MAC_*` bits.
     pub flags: u32,

@@ -29,10 +29,11 @@ pub static IF_BY_INDEX: Array<IfConfig> = Array::with_max_entries(IFINDEX_DIRECT
 #[map(name = "MACDROP_COUNTERS")]
 pub static COUNTERS: PerCpuArray<FrameCounters> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
-/// MACs known to each MAC domain: the destinations a watched bridge
-/// delivers to the host (its local FDB entries, as read by userspace from
-/// the FDB, never assumed) with value `MAC_LOCAL`, and the domain's previous
-/// MACs with value `MAC_PREVIOUS`.
+/// Per receiving interface (its MAC domain) and VLAN path: the
+/// destinations the kernel delivers to the host from it (value
+/// `MAC_LOCAL`, computed by userspace from the FDB, the VLAN devices and
+/// the bridge's VLANs, never assumed), and the previous MACs of the
+/// interface or its bridge (`MAC_PREVIOUS`).
 #[map(name = "MACDROP_LOCAL_MACS")]
 pub static LOCAL_MACS: HashMap<MacKey, u8> = HashMap::with_max_entries(MAX_LOCAL_MACS, 0);
 

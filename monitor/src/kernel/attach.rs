@@ -1,11 +1,10 @@
 //! Attaching the classifier to interfaces. The choice of hook for each kind
 //! of device lives in `ladder` and nowhere else.
 //!
-//! Why `auto` prefers tc on veth and bridges (measured by `cargo xtask
-//! bench` on these machines, see README "Performance"): native XDP on veth
-//! makes the driver copy every frame for headroom and turns TSO off on the
-//! peer (17% of a veth's receive rate with macdrop, as much with an empty
-//! program), generic XDP linearises frames (9%), while TCX costs 1-4%. tc
+//! Why `auto` prefers tc on veth and bridges (the end-to-end part of `cargo
+//! xtask bench` measures each hook; docs/performance.md): native XDP on
+//! veth makes the driver copy every frame for headroom and turns TSO off on
+//! the peer, generic XDP linearises frames, while TCX adds the least. tc
 //! sees the same frames at the same point (before the bridge's rx_handler
 //! on a port, after it on the bridge), changes nothing, and coexists with
 //! other tools' programs. Native XDP stays the choice on NICs whose driver

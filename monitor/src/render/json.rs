@@ -1,5 +1,5 @@
 //! One JSON object per report, one per line. The field names are a public
-//! contract (see README): fields may be added, never renamed.
+//! contract (docs/json.md): fields may be added, never renamed.
 
 use std::collections::BTreeMap;
 

@@ -5,8 +5,9 @@
 //! reports go on.
 //!
 //! Why a thread: every TCX link create takes RTNL and waits for an RCU
-//! grace period under it (`tcx_entry_sync()`), 9-46 ms per interface
-//! depending on the host's load (README "Performance"); 1,000 of them on
+//! grace period under it (`tcx_entry_sync()`), milliseconds per interface
+//! and more on a loaded host (the attach part of `cargo xtask bench`
+//! measures it: docs/performance.md); 1,000 of them on
 //! the monitor's loop would stall its reports for as long. The thread
 //! enters the session's namespace once and only creates links; the session
 //! takes the results on its ticks (`Session::advance_handoff`) and does the
