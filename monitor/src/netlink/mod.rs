@@ -11,7 +11,10 @@ use futures::TryStreamExt as _;
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::AddressAttribute,
-    link::{LinkAttribute, LinkFlags, LinkInfo, LinkLayerType, LinkMessage},
+    link::{
+        AfSpecBridge, BridgeVlanInfoFlags, InfoBridge, InfoData, InfoVlan, LinkAttribute,
+        LinkExtentMask, LinkFlags, LinkInfo, LinkLayerType, LinkMessage,
+    },
     neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourState},
 };
 
@@ -213,11 +216,13 @@ impl Netlink {
         Ok(Self { handle, connection })
     }
 
-    /// Dumps links, addresses and bridge FDBs.
+    /// Dumps links, addresses, bridge FDBs and bridge VLANs.
     pub async fn read_state(&self) -> anyhow::Result<NetState> {
-        let links = self.links().await?;
+        let mut vlans = VlanState::default();
+        let links = self.links(&mut vlans).await?;
         let addrs = self.addrs().await?;
-        let (local_fdb, secondary_macs) = self.fdb(&links).await?;
+        let (local_fdb, secondary_macs) = self.fdb(&links, &mut vlans).await?;
+        self.bridge_vlans(&mut vlans).await?;
         // The parsed dumps are freed by now; see `heap`.
         crate::heap::trim();
         Ok(NetState {
@@ -225,18 +230,49 @@ impl Netlink {
             addrs,
             local_fdb,
             secondary_macs,
-            vlans: VlanState::default(),
+            vlans,
         })
     }
 
-    async fn links(&self) -> anyhow::Result<Vec<Link>> {
+    /// The links, and the VLAN facts their messages carry (VLAN devices,
+    /// bridges' VLAN filtering) into `vlans`.
+    async fn links(&self, vlans: &mut VlanState) -> anyhow::Result<Vec<Link>> {
         let mut out = Vec::new();
         let mut dump = self.handle.link().get().execute();
         while let Some(msg) = dump.try_next().await.context("netlink link dump failed")? {
-            out.push(link_from_message(&msg));
+            let link = link_from_message(&msg);
+            add_vlan_facts(vlans, &msg, &link);
+            out.push(link);
         }
         out.sort_by_key(|l| l.ifindex);
         Ok(out)
+    }
+
+    /// The VLANs of every bridge port and bridge ("self"), as `bridge vlan
+    /// show` lists them: the AF_BRIDGE link dump with RTEXT_FILTER_BRVLAN
+    /// (one entry per VID, not ranges). Only filtering bridges' are kept:
+    /// without filtering the kernel ignores them.
+    async fn bridge_vlans(&self, vlans: &mut VlanState) -> anyhow::Result<()> {
+        if vlans.filtering.is_empty() {
+            return Ok(());
+        }
+        let mut dump = self
+            .handle
+            .link()
+            .get()
+            .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
+            .execute();
+        while let Some(msg) = dump
+            .try_next()
+            .await
+            .context("netlink bridge VLAN dump failed")?
+        {
+            let members = bridge_vlan_members(&msg);
+            if !members.is_empty() {
+                vlans.members.insert(msg.header.index, members);
+            }
+        }
+        Ok(())
     }
 
     async fn addrs(&self) -> anyhow::Result<Vec<IpAddr>> {
@@ -267,7 +303,11 @@ impl Netlink {
     ///   host; static user entries are `NUD_NOARP` and are forwarded;
     /// - devices' own address lists (`NTF_SELF`): their unicast entries are
     ///   extra MACs the device accepts (e.g. a macvlan's on its lower device).
-    async fn fdb(&self, links: &[Link]) -> anyhow::Result<(MacsByIfindex, MacsByIfindex)> {
+    async fn fdb(
+        &self,
+        links: &[Link],
+        vlans: &mut VlanState,
+    ) -> anyhow::Result<(MacsByIfindex, MacsByIfindex)> {
         let mut local_fdb = MacsByIfindex::new();
         let mut secondary = MacsByIfindex::new();
         for bridge in links.iter().filter(|l| l.is_bridge()) {
@@ -285,10 +325,12 @@ impl Netlink {
             }
             let mut mac = None;
             let mut master = None;
+            let mut vid = 0;
             for attr in &msg.attributes {
                 match attr {
                     NeighbourAttribute::LinkLayerAddress(bytes) => mac = Mac::from_slice(bytes),
                     NeighbourAttribute::Controller(ifindex) => master = Some(*ifindex),
+                    NeighbourAttribute::Vlan(v) => vid = *v,
                     _ => {}
                 }
             }
@@ -302,7 +344,13 @@ impl Netlink {
                 (&mut secondary, msg.header.ifindex)
             } else {
                 match master {
-                    Some(bridge) if local_fdb.contains_key(&bridge) => (&mut local_fdb, bridge),
+                    Some(bridge) if local_fdb.contains_key(&bridge) => {
+                        let entries = vlans.local_fdb.entry(bridge).or_default();
+                        if !entries.contains(&(mac, vid)) {
+                            entries.push((mac, vid));
+                        }
+                        (&mut local_fdb, bridge)
+                    }
                     _ => continue,
                 }
             };
@@ -389,6 +437,13 @@ impl Notifications {
 fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Change {
     use netlink_packet_core::NetlinkPayload;
     match msg.payload {
+        // The bridge's own notifications about a port (AF_BRIDGE: VLANs
+        // changed, a port joined or left) carry no promiscuity, flags or
+        // counters, and a DELLINK among them means "left the bridge", not
+        // "gone": re-read the state instead of taking them for the link.
+        NetlinkPayload::InnerMessage(
+            RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link),
+        ) if link.header.interface_family == AddressFamily::Bridge => Change::Other,
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
             Change::Link(link_from_message(&link))
         }
@@ -407,6 +462,83 @@ fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Chan
 }
 
 /// Decodes one RTM_NEWLINK message (from a dump or a notification).
+/// A VLAN device's lower device, TPID and VID, and a bridge's VLAN
+/// filtering, from one link message.
+fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
+    let lower = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Link(ifindex) => Some(*ifindex),
+        _ => None,
+    });
+    for attr in &msg.attributes {
+        let LinkAttribute::LinkInfo(infos) = attr else {
+            continue;
+        };
+        for info in infos {
+            match info {
+                LinkInfo::Data(InfoData::Vlan(data)) => {
+                    let vid = data.iter().find_map(|d| match d {
+                        InfoVlan::Id(vid) => Some(*vid),
+                        _ => None,
+                    });
+                    // The kernel always sends the protocol; 802.1Q if not.
+                    let tpid = data
+                        .iter()
+                        .find_map(|d| match d {
+                            InfoVlan::Protocol(p) => Some(u16::from(*p)),
+                            _ => None,
+                        })
+                        .unwrap_or(monitor_common::TPID_8021Q);
+                    if let (Some(vid), Some(lower)) = (vid, lower) {
+                        vlans.devices.push(VlanDevice {
+                            ifindex: link.ifindex,
+                            lower,
+                            tpid,
+                            vid,
+                            mac: link.mac,
+                        });
+                    }
+                }
+                LinkInfo::Data(InfoData::Bridge(data)) => {
+                    let filtering = data
+                        .iter()
+                        .any(|d| matches!(d, InfoBridge::VlanFiltering(true)));
+                    let tpid = data
+                        .iter()
+                        .find_map(|d| match d {
+                            InfoBridge::VlanProtocol(p) => Some(u16::from(*p)),
+                            _ => None,
+                        })
+                        .unwrap_or(monitor_common::TPID_8021Q);
+                    if filtering {
+                        vlans.filtering.insert(link.ifindex, tpid);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The VLANs of one AF_BRIDGE link message (a port, or a bridge itself).
+fn bridge_vlan_members(msg: &LinkMessage) -> Vec<VlanMembership> {
+    let mut out = Vec::new();
+    for attr in &msg.attributes {
+        let LinkAttribute::AfSpecBridge(specs) = attr else {
+            continue;
+        };
+        for spec in specs {
+            if let AfSpecBridge::VlanInfo(info) = spec {
+                out.push(VlanMembership {
+                    vid: info.vid,
+                    pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
+                    untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
+                });
+            }
+        }
+    }
+    out
+}
+
 pub fn link_from_message(msg: &LinkMessage) -> Link {
     let mut link = Link {
         ifindex: msg.header.index,
@@ -449,4 +581,137 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
     link.promisc_flag = link.promisc;
     link.promisc |= link.promiscuity > 0;
     link
+}
+
+#[cfg(test)]
+mod tests {
+    use netlink_packet_route::link::{BridgeVlanInfo, InfoKind, LinkHeader, VlanProtocol};
+
+    use super::*;
+
+    fn message(index: u32, family: AddressFamily, attributes: Vec<LinkAttribute>) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.header = LinkHeader {
+            index,
+            interface_family: family,
+            ..LinkHeader::default()
+        };
+        msg.attributes = attributes;
+        msg
+    }
+
+    #[test]
+    fn vlan_devices_and_filtering_bridges_come_from_link_messages() {
+        let mut vlans = VlanState::default();
+        let vlan = message(
+            7,
+            AddressFamily::Unspec,
+            vec![
+                LinkAttribute::IfName("br0.10".into()),
+                LinkAttribute::Address(vec![2, 0, 0, 0, 0x0e, 1]),
+                LinkAttribute::Link(2),
+                LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Vlan),
+                    LinkInfo::Data(InfoData::Vlan(vec![
+                        InfoVlan::Id(10),
+                        InfoVlan::Protocol(VlanProtocol::Ieee8021Ad),
+                    ])),
+                ]),
+            ],
+        );
+        add_vlan_facts(&mut vlans, &vlan, &link_from_message(&vlan));
+        let bridge = message(
+            2,
+            AddressFamily::Unspec,
+            vec![LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Bridge),
+                LinkInfo::Data(InfoData::Bridge(vec![
+                    InfoBridge::VlanFiltering(true),
+                    InfoBridge::VlanProtocol(VlanProtocol::Ieee8021Q),
+                ])),
+            ])],
+        );
+        add_vlan_facts(&mut vlans, &bridge, &link_from_message(&bridge));
+        let off = message(
+            3,
+            AddressFamily::Unspec,
+            vec![LinkAttribute::LinkInfo(vec![LinkInfo::Data(
+                InfoData::Bridge(vec![InfoBridge::VlanFiltering(false)]),
+            )])],
+        );
+        add_vlan_facts(&mut vlans, &off, &link_from_message(&off));
+
+        assert_eq!(
+            vlans.devices,
+            [VlanDevice {
+                ifindex: 7,
+                lower: 2,
+                tpid: 0x88a8,
+                vid: 10,
+                mac: Some(Mac([2, 0, 0, 0, 0x0e, 1])),
+            }]
+        );
+        assert_eq!(vlans.device(2, 0x88a8, 10).map(|d| d.ifindex), Some(7));
+        assert!(vlans.device(2, 0x8100, 10).is_none());
+        assert_eq!(vlans.filtering(2), Some(0x8100));
+        assert_eq!(vlans.filtering(3), None, "filtering off");
+    }
+
+    #[test]
+    fn bridge_vlans_come_with_their_pvid_and_untagged_flags() {
+        let info = |vid, flags| AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid });
+        let msg = message(
+            4,
+            AddressFamily::Bridge,
+            vec![LinkAttribute::AfSpecBridge(vec![
+                info(1, BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged),
+                info(10, BridgeVlanInfoFlags::empty()),
+            ])],
+        );
+        assert_eq!(
+            bridge_vlan_members(&msg),
+            [
+                VlanMembership {
+                    vid: 1,
+                    pvid: true,
+                    untagged: true
+                },
+                VlanMembership {
+                    vid: 10,
+                    pvid: false,
+                    untagged: false
+                },
+            ]
+        );
+    }
+
+    /// A bridge's notification about a port (AF_BRIDGE) carries no
+    /// promiscuity: taking it for the link once made the tracker report
+    /// the port leaving promiscuous mode and entering it again.
+    #[test]
+    fn bridge_family_link_notifications_only_ask_for_a_reread() {
+        use netlink_packet_core::NetlinkMessage;
+        let port = |family| {
+            NetlinkMessage::from(RouteNetlinkMessage::NewLink(message(
+                4,
+                family,
+                vec![LinkAttribute::IfName("p1".into())],
+            )))
+        };
+        assert!(matches!(decode(port(AddressFamily::Bridge)), Change::Other));
+        assert!(matches!(
+            decode(port(AddressFamily::Unspec)),
+            Change::Link(_)
+        ));
+        let gone = NetlinkMessage::from(RouteNetlinkMessage::DelLink(message(
+            4,
+            AddressFamily::Bridge,
+            vec![],
+        )));
+        assert!(
+            matches!(decode(gone), Change::Other),
+            "left the bridge, not gone"
+        );
+        let _ = NetlinkPayload::<RouteNetlinkMessage>::Noop;
+    }
 }
