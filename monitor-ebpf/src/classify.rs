@@ -242,14 +242,16 @@ fn unicast_verdict(
     hook_tag: u32,
     untagged: bool,
 ) -> u64 {
-    if untagged && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
-        return VERDICT_OWN;
-    }
+    // A frame with only a priority tag is untagged to the kernel, and so
+    // may be to the fast MAC.
     let vlans = if untagged {
         VLANS_UNTAGGED
     } else {
         frame_vlan_path(data, data_end, hook_tag)
     };
+    if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
+        return VERDICT_OWN;
+    }
     let known = known_mac(netns, cfg, vlans, dst);
     if known == Some(MAC_LOCAL) {
         return VERDICT_OWN;

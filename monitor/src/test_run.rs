@@ -52,6 +52,9 @@ enum Scenario {
     PortOfBridgeWithoutOwnMac,
     /// Not bridged: only the device MAC is own.
     Standalone,
+    /// The same without a previous MAC: the interface then has no map
+    /// entry at all and only the fast path delivers (`mac_domain` 0).
+    StandaloneFastOnly,
     /// A healthy port whose bridge (no VLAN filtering) has a VLAN device
     /// for 802.1Q VID 10, with the bridge's MAC.
     PortWithVlanDevice,
@@ -62,10 +65,11 @@ enum Scenario {
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 6] = [
         Scenario::HealthyPort,
         Scenario::PortOfBridgeWithoutOwnMac,
         Scenario::Standalone,
+        Scenario::StandaloneFastOnly,
         Scenario::PortWithVlanDevice,
         Scenario::FilteringPort,
     ];
@@ -189,7 +193,10 @@ impl Harness {
         let watched = topology::describe(&state, state.link(LO).unwrap());
         // The previous MAC belongs to the bridge, or to the device itself.
         let owner = watched.bridge.as_ref().map_or(LO, |(b, _)| *b);
-        let previous = BTreeMap::from([(owner, vec![OLD_MAC])]);
+        let previous = match scenario {
+            Scenario::StandaloneFastOnly => BTreeMap::new(),
+            _ => BTreeMap::from([(owner, vec![OLD_MAC])]),
+        };
         // A port's bridge is watched too (slot 1), to take its verdicts.
         let mut all = vec![(watched.clone(), 0)];
         if watched.bridge.is_some() {
@@ -326,7 +333,7 @@ fn scenario_state(scenario: Scenario, host_addrs: &[IpAddr]) -> NetState {
         Scenario::PortOfBridgeWithoutOwnMac => {
             state.local_fdb.insert(FAKE_BRIDGE, vec![LO_MAC, P2_MAC]);
         }
-        Scenario::Standalone => {
+        Scenario::Standalone | Scenario::StandaloneFastOnly => {
             state.links = vec![link(LO, "lo", "veth", None, LO_MAC)];
             state.local_fdb.clear();
         }
@@ -566,6 +573,10 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             ),
         ),
         (
+            "to own port MAC, priority tag",
+            eth_vids(LO_MAC, &[(q, 0)], 0x0800, &ipv4(HOST)),
+        ),
+        (
             "to own port MAC, 802.1Q 10",
             eth_vids(LO_MAC, &[(q, 10)], 0x0800, &ipv4(HOST)),
         ),
@@ -631,6 +642,11 @@ fn kernel_agrees_with_model_when_bridge_mac_is_missing_from_fdb() {
 #[test]
 fn kernel_agrees_with_model_on_a_standalone_interface() {
     agree_on_corpus(Scenario::Standalone);
+}
+
+#[test]
+fn kernel_agrees_with_model_on_a_standalone_interface_without_map_entries() {
+    agree_on_corpus(Scenario::StandaloneFastOnly);
 }
 
 #[test]
