@@ -712,6 +712,5 @@ mod tests {
             matches!(decode(gone), Change::Other),
             "left the bridge, not gone"
         );
-        let _ = NetlinkPayload::<RouteNetlinkMessage>::Noop;
     }
 }
