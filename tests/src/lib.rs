@@ -21,6 +21,7 @@
 
 pub mod bpf;
 pub mod demo;
+pub mod fate;
 pub mod frames;
 pub mod kernel;
 pub mod lab;
@@ -30,4 +31,5 @@ pub mod pcap;
 pub mod promisc;
 pub mod receiver;
 pub mod sender;
+pub mod skip;
 pub mod wait;
