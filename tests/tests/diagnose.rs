@@ -269,6 +269,11 @@ fn missing_fdb_entry_is_named_with_its_numbers_and_the_remedy_works() {
             evidence.contains("kernel confirmed drops: 7 NO_TX_TARGET"),
             "{evidence}"
         );
+    } else {
+        macdrop_tests::skip::record(
+            "diagnose: the kernel's confirmed drops in the incident's evidence",
+            "no drop reasons on this kernel",
+        );
     }
     let remedy = f["remedy"][0].as_str().unwrap();
     assert_eq!(

@@ -132,7 +132,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let dir = match &args.bin_dir {
         Some(dir) => dir.clone(),
-        None => target_dir()?.join(profile),
+        None => crate::cmd::target_dir()?.join(profile),
     };
     let s = Settings {
         quick: args.quick,
@@ -313,7 +313,7 @@ pub fn run(args: &Args) -> Result<()> {
         targets_markdown(&summary),
         md
     );
-    let out = target_dir()?.join("bench");
+    let out = crate::cmd::target_dir()?.join("bench");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let stem = if args.quick { "bench-quick" } else { "bench" };
     let (md_path, json_path) = (
@@ -522,18 +522,6 @@ fn machine_markdown(m: &Value, all: &Value) -> String {
         all["machine"]["load_average_end"].as_str().unwrap_or("?"),
         all["elapsed_s"].as_f64().unwrap_or(0.0),
     )
-}
-
-/// The workspace's target directory, as cargo resolves it.
-fn target_dir() -> Result<PathBuf> {
-    let metadata = crate::cmd::probe("cargo", &["metadata", "--format-version", "1", "--no-deps"])
-        .context("`cargo metadata` failed")?;
-    let metadata: Value =
-        serde_json::from_str(&metadata).context("`cargo metadata` printed invalid JSON")?;
-    let dir = metadata["target_directory"]
-        .as_str()
-        .context("`cargo metadata` printed no target_directory")?;
-    Ok(PathBuf::from(dir))
 }
 
 #[cfg(test)]

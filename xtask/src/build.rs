@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, ensure};
+use anyhow::{Result, ensure};
 
-use crate::cmd::{Cmd, probe};
+use crate::cmd::Cmd;
 
 /// Builds monitor and returns the absolute path of the `macdrop` binary.
 pub fn run(release: bool) -> Result<PathBuf> {
@@ -14,7 +14,7 @@ pub fn run(release: bool) -> Result<PathBuf> {
         .args(["build", "--package", "monitor"])
         .args(release.then_some("--release"))
         .run()?;
-    let bin = target_dir()?
+    let bin = crate::cmd::target_dir()?
         .join(if release { "release" } else { "debug" })
         .join("macdrop");
     ensure!(
@@ -23,17 +23,4 @@ pub fn run(release: bool) -> Result<PathBuf> {
         bin.display()
     );
     Ok(bin)
-}
-
-/// The workspace's target directory, as cargo resolves it (CARGO_TARGET_DIR,
-/// `build.target-dir` in a config file, or `<root>/target`).
-fn target_dir() -> Result<PathBuf> {
-    let metadata = probe("cargo", &["metadata", "--format-version", "1", "--no-deps"])
-        .context("`cargo metadata` failed")?;
-    let metadata: serde_json::Value =
-        serde_json::from_str(&metadata).context("`cargo metadata` printed invalid JSON")?;
-    let dir = metadata["target_directory"]
-        .as_str()
-        .context("`cargo metadata` printed no target_directory")?;
-    Ok(PathBuf::from(dir))
 }

@@ -205,6 +205,19 @@ fn quote(word: &str) -> String {
     }
 }
 
+/// The workspace's target directory, as cargo resolves it (CARGO_TARGET_DIR,
+/// `build.target-dir` in a config file, or `<root>/target`).
+pub fn target_dir() -> Result<PathBuf> {
+    let metadata = crate::cmd::probe("cargo", &["metadata", "--format-version", "1", "--no-deps"])
+        .context("`cargo metadata` failed")?;
+    let metadata: serde_json::Value =
+        serde_json::from_str(&metadata).context("`cargo metadata` printed invalid JSON")?;
+    let dir = metadata["target_directory"]
+        .as_str()
+        .context("`cargo metadata` printed no target_directory")?;
+    Ok(PathBuf::from(dir))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,18 @@ const APT_PACKAGES: &[&str] = &[
     "tmux",
     // The load tool of the metrics endpoint's hostile-client test.
     "wrk",
+    // The privilege tests watch macdrop's syscalls.
+    "strace",
+    // The deployment tests' Python validators live in a venv.
+    "python3-venv",
+    // systemd-analyze, for the unit's hardening check.
+    "systemd",
 ];
+
+/// Debian's kubectl (`kubectl kustomize` renders the Kubernetes base in
+/// the deployment tests), installed only where no kubectl is on PATH: a
+/// machine may have another vendor's package providing the same command.
+const KUBECTL_PACKAGE: &str = "kubernetes-client";
 
 /// Where Debian's llvm-22 packages put LLVM.
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -80,7 +91,11 @@ fn act(options: &Options, cmd: &Cmd) -> Result<()> {
 // ---- 1. Debian packages ----------------------------------------------------
 
 fn apt_packages(options: &Options) -> Result<()> {
-    install_apt_packages(options, APT_PACKAGES)
+    let mut packages = APT_PACKAGES.to_vec();
+    if crate::cmd::find_in_path("kubectl").is_none() {
+        packages.push(KUBECTL_PACKAGE);
+    }
+    install_apt_packages(options, &packages)
 }
 
 /// Installs those of `packages` that are missing, exactly as `setup` installs
