@@ -366,22 +366,20 @@ pub fn vlan_code_vid(code: u32) -> u16 {
 }
 
 /// The `MacKey::vlans` of a frame from the codes of its tags as on the
-/// wire, outer first (`n` of them, 0 for none): a leading priority tag
-/// (VID 0) is dropped, as the kernel treats it as untagged, then up to two
-/// tags make the path (outer in the low 16 bits); more give
+/// wire, outer first (`n` of them, 0 for none): a lone priority tag (VID
+/// 0) is no tag to the kernel anywhere; up to two tags make the path
+/// (outer in the low 16 bits), a priority tag before another kept (a
+/// VLAN-filtering bridge takes it as the port's PVID and leaves the next
+/// tag on the frame, which other paths do not); more give
 /// `VLANS_TOO_DEEP`. `n` may exceed `codes.len()` by one: a further tag
 /// the caller saw but did not decode.
 #[inline(always)]
 pub fn vlan_path(codes: &[u32; 3], n: usize) -> u32 {
-    let (first, n) = if n > 0 && vlan_code_vid(codes[0]) == 0 {
-        (1, n - 1)
-    } else {
-        (0, n)
-    };
     match n {
         0 => VLANS_UNTAGGED,
-        1 => codes[first],
-        2 => codes[first] | codes[first + 1] << 16,
+        1 if vlan_code_vid(codes[0]) == 0 => VLANS_UNTAGGED,
+        1 => codes[0],
+        2 => codes[0] | codes[1] << 16,
         _ => VLANS_TOO_DEEP,
     }
 }

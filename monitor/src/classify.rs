@@ -46,7 +46,7 @@ pub struct Receiver<'a> {
     pub host_addrs: &'a HashSet<IpAddr>,
 }
 
-/// The frame's VLAN tags that decide delivery (outer first, a leading
+/// The frame's VLAN tags that decide delivery (outer first, a lone
 /// priority tag dropped), or None when there are more than a path holds
 /// (never delivered).
 pub fn vlan_path(frame: &[u8]) -> Option<Vec<Tag>> {
@@ -66,9 +66,10 @@ pub fn vlan_path(frame: &[u8]) -> Option<Vec<Tag>> {
         });
         at += 4;
     }
-    // The kernel treats a priority tag (VID 0) as no tag.
-    if tags.first().is_some_and(|t| t.vid == 0) {
-        tags.remove(0);
+    // A lone priority tag (VID 0) is no tag to the kernel; before another
+    // tag it stays (a VLAN-filtering bridge takes it for the PVID).
+    if tags.len() == 1 && tags[0].vid == 0 {
+        tags.clear();
     }
     (tags.len() <= 2).then_some(tags)
 }
@@ -265,9 +266,10 @@ mod tests {
         // Priority bits do not matter; a priority tag is no tag.
         assert_eq!(class_of(&tagged(&[[0x81, 0, 0xe0, 10]])), FrameClass::Own);
         assert_eq!(class_of(&tagged(&[[0x81, 0, 0xe0, 0]])), FrameClass::Own);
+        // Before another tag a priority tag is kept: its own path.
         assert_eq!(
             class_of(&tagged(&[[0x81, 0, 0, 0], [0x81, 0, 0, 10]])),
-            FrameClass::Own
+            foreign
         );
         assert_eq!(
             class_of(&tagged(&[[0x88, 0xa8, 0, 5], [0x81, 0, 0, 10]])),

@@ -16,7 +16,10 @@
 //!   one (`vlan_do_receive`, which also makes OTHERHOST a HOST when the
 //!   destination is the VLAN device's own address), before any bridge
 //!   (`rx_handler`). A tag nobody takes makes the frame OTHERHOST unless
-//!   its VID is 0: a priority tag counts as no tag.
+//!   its VID is 0: a lone priority tag counts as no tag; before another
+//!   tag the kernel takes it off and looks at the next (`check_vlan_id`),
+//!   except on a VLAN-filtering bridge, which takes it for the PVID and
+//!   leaves the next tag on the frame for the bridge device.
 //! - On a bridge port, `br_handle_frame` makes a frame HOST when its
 //!   destination is the bridge device's address; `br_handle_frame_finish`
 //!   passes it up to the bridge device only when the FDB has a *local*
@@ -81,7 +84,7 @@ pub fn vlan_key(path: &[Tag]) -> u32 {
 /// What the kernel delivers to the host from one interface.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Delivery {
-    /// Per path of VLAN tags (outer first, a leading priority tag already
+    /// Per path of VLAN tags (outer first, a lone priority tag already
     /// dropped; empty: untagged) with anything delivered: the destination
     /// MACs delivered. A path not here delivers nothing.
     pub paths: BTreeMap<Vec<Tag>, BTreeSet<Mac>>,
@@ -173,15 +176,32 @@ fn candidate_paths(state: &NetState, w: &Watched) -> BTreeSet<Vec<Tag>> {
             }
         }
     }
+    // A priority tag before any of those tags: a path of its own (see
+    // `vlan_chain` and `for_port`).
+    let singles: Vec<Tag> = paths
+        .iter()
+        .filter(|p| p.len() == 1)
+        .map(|p| p[0])
+        .collect();
+    for t in singles {
+        for tpid in [TPID_8021Q, TPID_8021AD] {
+            paths.insert(vec![Tag { tpid, vid: 0 }, t]);
+        }
+    }
     paths
 }
 
 /// The MACs of the chain of VLAN devices on `dev` that takes `tags`, one
-/// device per tag; None if a tag has no device.
+/// device per tag; None if a tag has no device. A priority tag (VID 0)
+/// with no device of its own is taken out and the next tag looked at
+/// (`__netif_receive_skb_core`'s `check_vlan_id`).
 fn vlan_chain(state: &NetState, dev: u32, tags: &[Tag]) -> Option<Vec<Mac>> {
     let mut lower = dev;
     let mut macs = Vec::new();
-    for t in tags {
+    for (i, t) in tags.iter().enumerate() {
+        if t.vid == 0 && state.vlans.device(lower, t.tpid, 0).is_none() && i + 1 < tags.len() {
+            continue;
+        }
         let d = state.vlans.device(lower, t.tpid, t.vid)?;
         macs.extend(d.mac);
         lower = d.ifindex;
@@ -223,7 +243,14 @@ fn for_port(state: &NetState, bridge: u32, port: u32, path: &[Tag]) -> BTreeSet<
         None => (0, path.to_vec()),
         Some(tpid) => {
             let (vid, rest) = match path.first() {
-                Some(t) if t.tpid == tpid => (t.vid, path[1..].to_vec()),
+                Some(t) if t.tpid == tpid && t.vid != 0 => (t.vid, path[1..].to_vec()),
+                // A priority tag of the bridge's protocol gets the PVID,
+                // and the bridge takes it off the frame as it would the
+                // PVID's own tag.
+                Some(t) if t.tpid == tpid => match vlans.pvid(port) {
+                    Some(pvid) => (pvid, path[1..].to_vec()),
+                    None => return BTreeSet::new(),
+                },
                 _ => match vlans.pvid(port) {
                     Some(pvid) => (pvid, path.to_vec()),
                     None => return BTreeSet::new(),

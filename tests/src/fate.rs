@@ -258,8 +258,11 @@ impl Lab {
 }
 
 fn has_8021q(ns: &NetNs) -> bool {
+    // A veth pair, not a dummy: the matrix guests load veth, not dummy.
     let ok = ns
-        .exec(&["ip", "link", "add", "q0", "type", "dummy"])
+        .exec(&[
+            "ip", "link", "add", "q0", "type", "veth", "peer", "name", "q1",
+        ])
         .is_ok()
         && ns
             .exec(&[

@@ -66,9 +66,21 @@ pub struct Args {
 }
 
 /// Kernel modules the labs need, in load order (`llc` and `stp` before
-/// `bridge`; `sch_ingress` and `cls_bpf` for tc below TCX). The cloud
-/// kernels build them as modules and ship no modules.dep.
-const MODULES: &[&str] = &["llc", "stp", "bridge", "veth", "sch_ingress", "cls_bpf"];
+/// `bridge`; `sch_ingress` and `cls_bpf` for tc below TCX; `garp` and
+/// `mrp` before `8021q`, whose VLAN devices the fate oracle's VLAN lab
+/// needs). The cloud kernels build them as modules and ship no
+/// modules.dep.
+const MODULES: &[&str] = &[
+    "llc",
+    "stp",
+    "bridge",
+    "veth",
+    "sch_ingress",
+    "cls_bpf",
+    "garp",
+    "mrp",
+    "8021q",
+];
 
 /// Apt packages the matrix runs: QEMU, xz for 6.12's compressed modules,
 /// strip from binutils.
@@ -81,7 +93,7 @@ const QEMU_CPUS: &str = "2";
 const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
 
 /// Limits per run, far above the ~1 minute they take.
-const QEMU_TIMEOUT: Duration = Duration::from_secs(300);
+const QEMU_TIMEOUT: Duration = Duration::from_secs(420);
 const HOST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One entry of `--kernels`.
@@ -422,6 +434,8 @@ fn unpack_busybox(deb: &Path, tools: &Path) -> Result<PathBuf> {
 /// the package's SHA-256).
 fn unpack_kernel(deb: &Path, kernel: &Kernel, dir: &Path) -> Result<Unpacked> {
     let stamp = dir.join("complete");
+    // The package and the modules taken from it: a new module unpacks again.
+    let stamp_text = format!("{} {}", kernel.pin.sha256, MODULES.join(","));
     let load = || -> Result<Unpacked> {
         Ok(Unpacked {
             release: fs::read_to_string(dir.join("release"))?.trim().to_owned(),
@@ -437,7 +451,7 @@ fn unpack_kernel(deb: &Path, kernel: &Kernel, dir: &Path) -> Result<Unpacked> {
                 .collect(),
         })
     };
-    if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == kernel.pin.sha256) {
+    if fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == stamp_text) {
         println!(
             "xtask: kernel-matrix: {}: ok (already unpacked in {})",
             kernel.label,
@@ -493,7 +507,7 @@ fn unpack_kernel(deb: &Path, kernel: &Kernel, dir: &Path) -> Result<Unpacked> {
     }
     fs::write(dir.join("release"), format!("{release}\n"))?;
     fs::remove_dir_all(&tmp)?;
-    fs::write(&stamp, format!("{}\n", kernel.pin.sha256))?;
+    fs::write(&stamp, format!("{stamp_text}\n"))?;
     load()
 }
 

@@ -495,7 +495,42 @@ const SCENARIOS: &[Scenario] = &[
         name: "pcap",
         run: pcap,
     },
+    Scenario {
+        name: "fate",
+        run: fate,
+    },
 ];
+
+/// Frames per lab of the fate oracle in a guest (software-emulated, so
+/// fewer than the host's run).
+const FATE_FRAMES: u64 = 150;
+
+/// The fate oracle (`macdrop_tests::fate`), every lab this kernel can
+/// build, VLAN devices and VLAN filtering included where it has them:
+/// macdrop's counts against the kernel's own verdict on every frame.
+fn fate(bin: &Path, attach: &Attach) -> Result<Outcome> {
+    use macdrop_tests::fate::{LabKind, run_lab, table};
+    if let Attach::Mode(mode) = attach {
+        // Under software emulation one pass fits the guest's time; the
+        // host's suite runs the oracle with `--attach xdp` too.
+        say(&format!(
+            "fate/{mode}: the default hooks' pass covers this kernel"
+        ));
+        return Ok(Outcome::Ran(Observed::default()));
+    }
+    let args = attach.args();
+    let mut results = Vec::new();
+    for kind in LabKind::ALL {
+        results.push((
+            kind,
+            run_lab(bin, kind, &args, FATE_FRAMES, 50, 0x006d_6163_6472_6f70)?,
+        ));
+    }
+    for line in table(&results).lines() {
+        say(&format!("fate/{}: {line}", attach.label()));
+    }
+    Ok(Outcome::Ran(Observed::default()))
+}
 
 // ---- running macdrop ---------------------------------------------------------
 
