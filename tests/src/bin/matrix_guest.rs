@@ -499,6 +499,10 @@ const SCENARIOS: &[Scenario] = &[
         name: "fate",
         run: fate,
     },
+    Scenario {
+        name: "sigkill",
+        run: sigkill_leftovers,
+    },
 ];
 
 /// Frames per lab of the fate oracle in a guest (software-emulated, so
@@ -691,6 +695,17 @@ fn standalone(bin: &Path, attach: &Attach) -> Result<Outcome> {
     let v0 = report
         .interface(STANDALONE_IFACE)
         .context("v0 missing from the report")?;
+    // What this kernel has, read from its BTF independently of macdrop,
+    // must be what macdrop reports: never a silent "n/a".
+    let has = KernelHas::read();
+    ensure!(
+        !has.drop_reasons || v0.drops.is_some(),
+        "this kernel's BTF has enum skb_drop_reason, but macdrop reports no confirmed drops"
+    );
+    ensure!(
+        !has.otherhost_counter || v0.kernel_rx_otherhost_dropped.is_some(),
+        "this kernel's BTF has rx_otherhost_dropped, but macdrop reports no such counter"
+    );
     // Where the kernel confirms, it must agree with the prediction: every
     // foreign unicast frame is dropped as OTHERHOST on a plain veth.
     if let Some(drops) = &v0.drops {
@@ -1085,6 +1100,91 @@ fn pcap(bin: &Path, attach: &Attach) -> Result<Outcome> {
 /// Fails if anything macdrop attached in `ns` outlived it: an XDP program
 /// on a link, an ingress filter, a clsact qdisc (the labs have none of
 /// their own). TCX links are file descriptors and cannot outlive it.
+/// What the running kernel offers, from the names in its BTF
+/// (/sys/kernel/btf/vmlinux: the type and member names are NUL-terminated
+/// strings of its string section), not from its version.
+struct KernelHas {
+    drop_reasons: bool,
+    otherhost_counter: bool,
+}
+
+impl KernelHas {
+    fn read() -> Self {
+        let btf = std::fs::read("/sys/kernel/btf/vmlinux").unwrap_or_default();
+        let has = |name: &[u8]| {
+            let mut needle = vec![0u8];
+            needle.extend_from_slice(name);
+            needle.push(0);
+            btf.windows(needle.len()).any(|w| w == needle)
+        };
+        Self {
+            drop_reasons: has(b"skb_drop_reason"),
+            otherhost_counter: has(b"rx_otherhost_dropped"),
+        }
+    }
+}
+
+/// After SIGKILL on a kernel where tc attaches through clsact, exactly the
+/// documented leftovers stay (the `macdrop_tc` filters, on every watched
+/// interface), the next start removes them, and after its SIGINT nothing
+/// is left. Elsewhere (TCX, XDP: file descriptors) nothing stays at all.
+fn sigkill_leftovers(bin: &Path, attach: &Attach) -> Result<Outcome> {
+    let lab = BridgeLab::with_options(BridgeLabOptions {
+        ports: 2,
+        ns_prefix: NS_PREFIX.to_owned(),
+        ..BridgeLabOptions::default()
+    })?;
+    let mut macdrop = match spawn(bin, lab.host(), &["--bridge", BRIDGE], attach)? {
+        Ok(macdrop) => macdrop,
+        Err(why) => return Ok(Outcome::Unsupported(why)),
+    };
+    // Every interface attached: a report lists all three.
+    settle(&mut macdrop, |r| {
+        ["p1", "p2", BRIDGE]
+            .iter()
+            .all(|i| r.interface(i).is_some())
+    })?;
+    let observed = observe(&macdrop)?;
+    let clsact = observed.hooks.values().any(|h| h == "tc-clsact");
+    macdrop.kill_with(libc::SIGKILL)?;
+    let filters = |dev: &str| -> Result<usize> {
+        let out = lab
+            .host()
+            .exec(&["tc", "filter", "show", "dev", dev, "ingress"])?;
+        // One line per filter (its name shows twice on that line).
+        Ok(String::from_utf8_lossy(&out)
+            .lines()
+            .filter(|l| l.contains("macdrop_tc"))
+            .count())
+    };
+    for (dev, role) in [("p1", "port"), ("p2", "port"), (BRIDGE, "bridge")] {
+        let n = filters(dev)?;
+        let want = usize::from(observed.hooks.get(role).is_some_and(|h| h == "tc-clsact"));
+        ensure!(
+            n == want,
+            "after SIGKILL, {dev} holds {n} macdrop_tc filter(s), expected {want} (hooks {:?})",
+            observed.hooks
+        );
+    }
+    // The next start cleans up, and its own exit leaves nothing.
+    let macdrop = match spawn(bin, lab.host(), &["--bridge", BRIDGE], attach)? {
+        Ok(macdrop) => macdrop,
+        Err(why) => return Ok(Outcome::Unsupported(why)),
+    };
+    macdrop.interrupt()?;
+    expect_nothing_left(lab.host())?;
+    say(&format!(
+        "sigkill/{}: {}",
+        attach.label(),
+        if clsact {
+            "the clsact filters stayed, as documented, and the next start removed them"
+        } else {
+            "nothing stayed"
+        }
+    ));
+    Ok(Outcome::Ran(observed))
+}
+
 fn expect_nothing_left(ns: &NetNs) -> Result<()> {
     let json = |argv: &[&str]| -> Result<Value> {
         let out = ns.exec(argv)?;
