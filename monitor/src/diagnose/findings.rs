@@ -267,6 +267,15 @@ fn span(first: Option<SystemTime>, last: Option<SystemTime>) -> String {
     }
 }
 
+/// The bridge whose FDB decides what `owner` delivers: its master for a
+/// port watched without its bridge, else the interface itself.
+fn bridge_of(owner: &Observed) -> &str {
+    match (owner.iface.role, &owner.iface.master) {
+        (Role::Port, Some(master)) => master.as_str(),
+        _ => owner.iface.name.as_str(),
+    }
+}
+
 struct Scope<'a> {
     input: &'a Input<'a>,
     ns: &'a NsFacts,
@@ -592,11 +601,7 @@ impl Scope<'_> {
         };
         let mut out = Vec::new();
         for owner in self.owners() {
-            let name = owner.iface.name.as_str();
-            let bridge = match (owner.iface.role, &owner.iface.master) {
-                (Role::Port, Some(master)) => master.as_str(),
-                _ => name,
-            };
+            let (name, bridge) = (owner.iface.name.as_str(), bridge_of(owner));
             let fdb_missing = self.fdb_missing(bridge);
             let own = self.own_macs(name);
             let ips = self.ns.host_ips(name);
@@ -733,13 +738,7 @@ impl Scope<'_> {
     fn unexplained_wrong_mac(&self) -> Vec<Finding> {
         let mut out = Vec::new();
         for owner in self.owners() {
-            let name = owner.iface.name.as_str();
-            // A port watched without its bridge: the bridge's FDB still
-            // decides what it delivers.
-            let bridge = match (owner.iface.role, &owner.iface.master) {
-                (Role::Port, Some(master)) => master.as_str(),
-                _ => name,
-            };
+            let (name, bridge) = (owner.iface.name.as_str(), bridge_of(owner));
             let fdb_missing = self.fdb_missing(bridge);
             let own = self.own_macs(name);
             // Flows the findings above explain: to the missing FDB entry,
