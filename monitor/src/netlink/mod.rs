@@ -103,6 +103,10 @@ pub struct VlanDevice {
     pub tpid: u16,
     pub vid: u16,
     pub mac: Option<Mac>,
+    /// IFF_UP. The lower device hands its tagged frames to a VLAN device
+    /// that is down all the same, and `vlan_do_receive` frees them there:
+    /// such a device takes the frames of its tag and delivers none.
+    pub up: bool,
 }
 
 /// A VLAN an interface is a member of on a VLAN-filtering bridge (a port,
@@ -461,7 +465,6 @@ fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Chan
     }
 }
 
-/// Decodes one RTM_NEWLINK message (from a dump or a notification).
 /// A VLAN device's lower device, TPID and VID, and a bridge's VLAN
 /// filtering, from one link message.
 fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
@@ -469,6 +472,13 @@ fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
         LinkAttribute::Link(ifindex) => Some(*ifindex),
         _ => None,
     });
+    // A VLAN device moved into this namespace keeps its lower device in
+    // the other one: IFLA_LINK is then an ifindex over there (named by
+    // IFLA_LINK_NETNSID), and whatever has that number here is unrelated.
+    let lower_elsewhere = msg
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::LinkNetNsId(_)));
     for attr in &msg.attributes {
         let LinkAttribute::LinkInfo(infos) = attr else {
             continue;
@@ -488,13 +498,14 @@ fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
                             _ => None,
                         })
                         .unwrap_or(monitor_common::TPID_8021Q);
-                    if let (Some(vid), Some(lower)) = (vid, lower) {
+                    if let (Some(vid), Some(lower), false) = (vid, lower, lower_elsewhere) {
                         vlans.devices.push(VlanDevice {
                             ifindex: link.ifindex,
                             lower,
                             tpid,
                             vid,
                             mac: link.mac,
+                            up: link.up,
                         });
                     }
                 }
@@ -539,6 +550,7 @@ fn bridge_vlan_members(msg: &LinkMessage) -> Vec<VlanMembership> {
     out
 }
 
+/// Decodes one RTM_NEWLINK message (from a dump or a notification).
 pub fn link_from_message(msg: &LinkMessage) -> Link {
     let mut link = Link {
         ifindex: msg.header.index,
@@ -649,6 +661,7 @@ mod tests {
                 tpid: 0x88a8,
                 vid: 10,
                 mac: Some(Mac([2, 0, 0, 0, 0x0e, 1])),
+                up: false,
             }]
         );
         assert_eq!(vlans.device(2, 0x88a8, 10).map(|d| d.ifindex), Some(7));
@@ -712,5 +725,86 @@ mod tests {
             matches!(decode(gone), Change::Other),
             "left the bridge, not gone"
         );
+    }
+
+    /// One netlink attribute as the kernel lays it out: length (header
+    /// included), type, payload, padding to 4 bytes.
+    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(4 + payload.len()).unwrap();
+        let mut out = [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
+        out.extend_from_slice(payload);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    /// An RTM_NEWLINK body (`ifinfomsg` and attributes) for a VLAN device,
+    /// built byte by byte the way `rtnl_fill_ifinfo` and `vlan_fill_info`
+    /// write it (IFLA_VLAN_PROTOCOL in network byte order), since this
+    /// kernel has no 8021q to send a real one.
+    fn vlan_link_bytes(flags: u32, proto: u16, extra: &[u8]) -> Vec<u8> {
+        const ARPHRD_ETHER: u16 = 1;
+        let mut msg = vec![0, 0]; // AF_UNSPEC, padding
+        msg.extend_from_slice(&ARPHRD_ETHER.to_ne_bytes());
+        msg.extend_from_slice(&9i32.to_ne_bytes()); // ifindex
+        msg.extend_from_slice(&flags.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes()); // change mask
+        msg.extend(nla(3, b"p1.20\0")); // IFLA_IFNAME
+        msg.extend(nla(1, &[2, 0, 0, 0, 0x0e, 2])); // IFLA_ADDRESS
+        msg.extend(nla(5, &4u32.to_ne_bytes())); // IFLA_LINK
+        let data = [
+            nla(1, &20u16.to_ne_bytes()), // IFLA_VLAN_ID
+            nla(5, &proto.to_be_bytes()), // IFLA_VLAN_PROTOCOL
+        ]
+        .concat();
+        let info = [nla(1, b"vlan\0"), nla(2, &data)].concat(); // KIND, DATA
+        msg.extend(nla(18, &info)); // IFLA_LINKINFO
+        msg.extend_from_slice(extra);
+        msg
+    }
+
+    fn parse_link(bytes: &[u8]) -> LinkMessage {
+        use netlink_packet_core::Parseable as _;
+        LinkMessage::parse(bytes).expect("a well-formed RTM_NEWLINK body")
+    }
+
+    #[test]
+    fn a_vlan_device_is_read_from_the_kernels_bytes() {
+        const IFF_UP: u32 = 1;
+        let mut vlans = VlanState::default();
+        for (flags, proto) in [(IFF_UP, 0x8100), (0, 0x88a8)] {
+            let msg = parse_link(&vlan_link_bytes(flags, proto, &[]));
+            let link = link_from_message(&msg);
+            assert_eq!(link.kind.as_deref(), Some("vlan"));
+            add_vlan_facts(&mut vlans, &msg, &link);
+        }
+        let device = |tpid, up| VlanDevice {
+            ifindex: 9,
+            lower: 4,
+            tpid,
+            vid: 20,
+            mac: Some(Mac([2, 0, 0, 0, 0x0e, 2])),
+            up,
+        };
+        assert_eq!(vlans.devices, [device(0x8100, true), device(0x88a8, false)]);
+        assert_eq!(vlans.device(4, 0x8100, 20), Some(&device(0x8100, true)));
+        assert_eq!(vlans.device(4, 0x8100, 21), None);
+        assert_eq!(
+            vlans.device(9, 0x8100, 20),
+            None,
+            "keyed by the lower device"
+        );
+        assert_eq!(vlans.devices_on(4).count(), 2);
+    }
+
+    /// IFLA_LINK of a VLAN device whose lower device lives in another
+    /// namespace is an ifindex over there: it must not be taken for the
+    /// device with that number here.
+    #[test]
+    fn a_vlan_device_over_a_lower_device_elsewhere_is_left_out() {
+        let netnsid = nla(37, &0i32.to_ne_bytes()); // IFLA_LINK_NETNSID
+        let msg = parse_link(&vlan_link_bytes(1, 0x8100, &netnsid));
+        let mut vlans = VlanState::default();
+        add_vlan_facts(&mut vlans, &msg, &link_from_message(&msg));
+        assert_eq!(vlans.devices, []);
     }
 }
