@@ -124,11 +124,31 @@ pub struct VlanMembership {
 #[derive(Clone, Debug, Default)]
 pub struct VlanState {
     pub devices: Vec<VlanDevice>,
-    /// Per VLAN-filtering bridge: the TPID it filters on.
+    /// Per VLAN-filtering bridge: the TPID it filters on
+    /// (`IFLA_BR_VLAN_PROTOCOL`). A bridge without filtering (or a kernel
+    /// without CONFIG_BRIDGE_VLAN_FILTERING, which sends no
+    /// `IFLA_BR_VLAN_FILTERING`) is absent: it ignores VLANs and its
+    /// protocol decides nothing.
     pub filtering: BTreeMap<u32, u16>,
-    /// Per port or bridge (self) of a filtering bridge: its VLANs.
+    /// Per port or bridge (self) of a filtering bridge: its VLANs, as
+    /// `bridge vlan show` lists them. The bridge's own list holds only the
+    /// VLANs configured on it (`self`), not those that exist only because
+    /// a port has them. Ports of bridges without filtering are absent,
+    /// although the kernel keeps their default VLAN 1 there too.
     pub members: BTreeMap<u32, Vec<VlanMembership>>,
-    /// Per bridge: its local FDB entries with their VLAN (0: none).
+    /// Per bridge (every bridge, with or without filtering): its local FDB
+    /// entries with their VLAN, 0 for the entry without one.
+    ///
+    /// What the kernel keeps (`bridge -d fdb show`, Debian's 6.12 with
+    /// CONFIG_BRIDGE_VLAN_FILTERING): every MAC it installs as local (the
+    /// bridge's own, each port's) has one entry without a VLAN, which a
+    /// bridge without filtering looks up, plus one per VLAN of its device
+    /// (the bridge's MAC per VLAN configured on the bridge `self`, a port's
+    /// per VLAN of that port): added and removed with the VLAN, whether
+    /// filtering is on or not. A fresh bridge has VLAN 1 (default_pvid) on
+    /// itself and on every port, so its MACs come as (MAC, 0) and (MAC, 1)
+    /// even before filtering is turned on. Without
+    /// CONFIG_BRIDGE_VLAN_FILTERING only the entries without a VLAN exist.
     pub local_fdb: BTreeMap<u32, Vec<(Mac, u16)>>,
 }
 
@@ -254,8 +274,10 @@ impl Netlink {
 
     /// The VLANs of every bridge port and bridge ("self"), as `bridge vlan
     /// show` lists them: the AF_BRIDGE link dump with RTEXT_FILTER_BRVLAN
-    /// (one entry per VID, not ranges). Only filtering bridges' are kept:
-    /// without filtering the kernel ignores them.
+    /// (one entry per VID; RTEXT_FILTER_BRVLAN_COMPRESSED would send
+    /// ranges). Only filtering bridges' are kept: without filtering the
+    /// kernel ignores them, and without any filtering bridge the dump is
+    /// not even asked for.
     async fn bridge_vlans(&self, vlans: &mut VlanState) -> anyhow::Result<()> {
         if vlans.filtering.is_empty() {
             return Ok(());
@@ -271,7 +293,18 @@ impl Netlink {
             .await
             .context("netlink bridge VLAN dump failed")?
         {
+            // A port's message names its bridge as IFLA_MASTER; the
+            // bridge's own names the bridge itself.
+            let master = msg.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Controller(ifindex) => Some(*ifindex),
+                _ => None,
+            });
+            if !master.is_some_and(|m| vlans.filtering.contains_key(&m)) {
+                continue;
+            }
             let members = bridge_vlan_members(&msg);
+            // A port whose driver answers AF_BRIDGE requests too (a
+            // switchdev NIC) has a second message without VLANs.
             if !members.is_empty() {
                 vlans.members.insert(msg.header.index, members);
             }
@@ -316,6 +349,7 @@ impl Netlink {
         let mut secondary = MacsByIfindex::new();
         for bridge in links.iter().filter(|l| l.is_bridge()) {
             local_fdb.entry(bridge.ifindex).or_default();
+            vlans.local_fdb.entry(bridge.ifindex).or_default();
         }
         let mut dump = self
             .handle
@@ -533,14 +567,31 @@ fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
 /// The VLANs of one AF_BRIDGE link message (a port, or a bridge itself).
 fn bridge_vlan_members(msg: &LinkMessage) -> Vec<VlanMembership> {
     let mut out = Vec::new();
+    // The first VID of a range (RANGE_BEGIN) until its RANGE_END entry.
+    let mut range_start = None;
     for attr in &msg.attributes {
         let LinkAttribute::AfSpecBridge(specs) = attr else {
             continue;
         };
         for spec in specs {
-            if let AfSpecBridge::VlanInfo(info) = spec {
+            let AfSpecBridge::VlanInfo(info) = spec else {
+                continue;
+            };
+            if info.flags.contains(BridgeVlanInfoFlags::RangeBegin) {
+                range_start = Some(info.vid);
+                continue;
+            }
+            // The dump asks for one entry per VID, but notifications and
+            // RTEXT_FILTER_BRVLAN_COMPRESSED answers send ranges of VLANs
+            // with the same flags (never the PVID): expand them, so this
+            // reads either.
+            let first = match range_start.take() {
+                Some(start) if info.flags.contains(BridgeVlanInfoFlags::RangeEnd) => start,
+                _ => info.vid,
+            };
+            for vid in first..=info.vid {
                 out.push(VlanMembership {
-                    vid: info.vid,
+                    vid,
                     pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
                     untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
                 });
@@ -694,6 +745,42 @@ mod tests {
                     pvid: false,
                     untagged: false
                 },
+            ]
+        );
+    }
+
+    #[test]
+    fn bridge_vlan_ranges_are_expanded() {
+        let info = |vid, flags| AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid });
+        let msg = message(
+            4,
+            AddressFamily::Bridge,
+            vec![LinkAttribute::AfSpecBridge(vec![
+                info(1, BridgeVlanInfoFlags::Pvid),
+                info(
+                    10,
+                    BridgeVlanInfoFlags::RangeBegin | BridgeVlanInfoFlags::Untagged,
+                ),
+                info(
+                    12,
+                    BridgeVlanInfoFlags::RangeEnd | BridgeVlanInfoFlags::Untagged,
+                ),
+                info(20, BridgeVlanInfoFlags::empty()),
+            ])],
+        );
+        let member = |vid, pvid, untagged| VlanMembership {
+            vid,
+            pvid,
+            untagged,
+        };
+        assert_eq!(
+            bridge_vlan_members(&msg),
+            [
+                member(1, true, false),
+                member(10, false, true),
+                member(11, false, true),
+                member(12, false, true),
+                member(20, false, false),
             ]
         );
     }
