@@ -343,6 +343,7 @@ fn scenario_state(scenario: Scenario, host_addrs: &[IpAddr]) -> NetState {
             tpid: 0x8100,
             vid: 10,
             mac: Some(BR_MAC),
+            up: true,
         }),
         Scenario::FilteringPort => {
             let member = |vid, pvid, untagged| VlanMembership {

@@ -52,6 +52,7 @@ fn vlan_dev(ifindex: u32, lower: u32, tag: Tag, mac: Mac) -> VlanDevice {
         tpid: tag.tpid,
         vid: tag.vid,
         mac: Some(mac),
+        up: true,
     }
 }
 

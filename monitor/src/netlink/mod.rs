@@ -2,6 +2,8 @@
 //! databases over rtnetlink. One job: turn kernel netlink dumps into plain
 //! structs; nothing here decides what to watch.
 
+#[cfg(test)]
+mod kernel_tests;
 mod stats;
 
 use std::{collections::BTreeMap, net::IpAddr};
@@ -103,6 +105,10 @@ pub struct VlanDevice {
     pub tpid: u16,
     pub vid: u16,
     pub mac: Option<Mac>,
+    /// IFF_UP. The lower device hands its tagged frames to a VLAN device
+    /// that is down all the same, and `vlan_do_receive` frees them there:
+    /// such a device takes the frames of its tag and delivers none.
+    pub up: bool,
 }
 
 /// A VLAN an interface is a member of on a VLAN-filtering bridge (a port,
@@ -120,11 +126,31 @@ pub struct VlanMembership {
 #[derive(Clone, Debug, Default)]
 pub struct VlanState {
     pub devices: Vec<VlanDevice>,
-    /// Per VLAN-filtering bridge: the TPID it filters on.
+    /// Per VLAN-filtering bridge: the TPID it filters on
+    /// (`IFLA_BR_VLAN_PROTOCOL`). A bridge without filtering (or a kernel
+    /// without CONFIG_BRIDGE_VLAN_FILTERING, which sends no
+    /// `IFLA_BR_VLAN_FILTERING`) is absent: it ignores VLANs and its
+    /// protocol decides nothing.
     pub filtering: BTreeMap<u32, u16>,
-    /// Per port or bridge (self) of a filtering bridge: its VLANs.
+    /// Per port or bridge (self) of a filtering bridge: its VLANs, as
+    /// `bridge vlan show` lists them. The bridge's own list holds only the
+    /// VLANs configured on it (`self`), not those that exist only because
+    /// a port has them. Ports of bridges without filtering are absent,
+    /// although the kernel keeps their default VLAN 1 there too.
     pub members: BTreeMap<u32, Vec<VlanMembership>>,
-    /// Per bridge: its local FDB entries with their VLAN (0: none).
+    /// Per bridge (every bridge, with or without filtering): its local FDB
+    /// entries with their VLAN, 0 for the entry without one.
+    ///
+    /// What the kernel keeps (`bridge -d fdb show`, Debian's 6.12 with
+    /// CONFIG_BRIDGE_VLAN_FILTERING): every MAC it installs as local (the
+    /// bridge's own, each port's) has one entry without a VLAN, which a
+    /// bridge without filtering looks up, plus one per VLAN of its device
+    /// (the bridge's MAC per VLAN configured on the bridge `self`, a port's
+    /// per VLAN of that port): added and removed with the VLAN, whether
+    /// filtering is on or not. A fresh bridge has VLAN 1 (default_pvid) on
+    /// itself and on every port, so its MACs come as (MAC, 0) and (MAC, 1)
+    /// even before filtering is turned on. Without
+    /// CONFIG_BRIDGE_VLAN_FILTERING only the entries without a VLAN exist.
     pub local_fdb: BTreeMap<u32, Vec<(Mac, u16)>>,
 }
 
@@ -250,8 +276,10 @@ impl Netlink {
 
     /// The VLANs of every bridge port and bridge ("self"), as `bridge vlan
     /// show` lists them: the AF_BRIDGE link dump with RTEXT_FILTER_BRVLAN
-    /// (one entry per VID, not ranges). Only filtering bridges' are kept:
-    /// without filtering the kernel ignores them.
+    /// (one entry per VID; RTEXT_FILTER_BRVLAN_COMPRESSED would send
+    /// ranges). Only filtering bridges' are kept: without filtering the
+    /// kernel ignores them, and without any filtering bridge the dump is
+    /// not even asked for.
     async fn bridge_vlans(&self, vlans: &mut VlanState) -> anyhow::Result<()> {
         if vlans.filtering.is_empty() {
             return Ok(());
@@ -267,7 +295,18 @@ impl Netlink {
             .await
             .context("netlink bridge VLAN dump failed")?
         {
+            // A port's message names its bridge as IFLA_MASTER; the
+            // bridge's own names the bridge itself.
+            let master = msg.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Controller(ifindex) => Some(*ifindex),
+                _ => None,
+            });
+            if !master.is_some_and(|m| vlans.filtering.contains_key(&m)) {
+                continue;
+            }
             let members = bridge_vlan_members(&msg);
+            // A port whose driver answers AF_BRIDGE requests too (a
+            // switchdev NIC) has a second message without VLANs.
             if !members.is_empty() {
                 vlans.members.insert(msg.header.index, members);
             }
@@ -312,6 +351,7 @@ impl Netlink {
         let mut secondary = MacsByIfindex::new();
         for bridge in links.iter().filter(|l| l.is_bridge()) {
             local_fdb.entry(bridge.ifindex).or_default();
+            vlans.local_fdb.entry(bridge.ifindex).or_default();
         }
         let mut dump = self
             .handle
@@ -407,6 +447,14 @@ impl Drop for Notifications {
 }
 
 impl Notifications {
+    /// RTNLGRP_LINK carries what VLAN changes need: every change of a
+    /// port's or a bridge's VLANs (`bridge vlan add/del`, RTM_SETLINK and
+    /// RTM_DELLINK, and the VLAN API's RTM_NEWVLAN/RTM_DELVLAN alike) comes
+    /// as an AF_BRIDGE RTM_NEWLINK there, and turning VLAN filtering on or
+    /// off, or changing its protocol, as the bridge's own RTM_NEWLINK (see
+    /// `kernel_tests`). RTNLGRP_BRVLAN is not joined: its RTM_NEWVLAN and
+    /// RTM_DELVLAN say nothing more, and netlink-packet-route cannot decode
+    /// them (netlink-proto would log and drop each one).
     pub fn subscribe() -> anyhow::Result<Self> {
         use rtnetlink::MulticastGroup as G;
         let (connection, _handle, messages) =
@@ -437,10 +485,11 @@ impl Notifications {
 fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Change {
     use netlink_packet_core::NetlinkPayload;
     match msg.payload {
-        // The bridge's own notifications about a port (AF_BRIDGE: VLANs
-        // changed, a port joined or left) carry no promiscuity, flags or
-        // counters, and a DELLINK among them means "left the bridge", not
-        // "gone": re-read the state instead of taking them for the link.
+        // The bridge's own notifications about a port or about itself
+        // (AF_BRIDGE: VLANs changed, a port joined or left) carry no
+        // promiscuity, kind or counters, and a DELLINK among them means
+        // "left the bridge", not "gone": re-read the state instead of
+        // taking them for the link.
         NetlinkPayload::InnerMessage(
             RouteNetlinkMessage::NewLink(link) | RouteNetlinkMessage::DelLink(link),
         ) if link.header.interface_family == AddressFamily::Bridge => Change::Other,
@@ -461,7 +510,6 @@ fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Chan
     }
 }
 
-/// Decodes one RTM_NEWLINK message (from a dump or a notification).
 /// A VLAN device's lower device, TPID and VID, and a bridge's VLAN
 /// filtering, from one link message.
 fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
@@ -469,6 +517,13 @@ fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
         LinkAttribute::Link(ifindex) => Some(*ifindex),
         _ => None,
     });
+    // A VLAN device moved into this namespace keeps its lower device in
+    // the other one: IFLA_LINK is then an ifindex over there (named by
+    // IFLA_LINK_NETNSID), and whatever has that number here is unrelated.
+    let lower_elsewhere = msg
+        .attributes
+        .iter()
+        .any(|a| matches!(a, LinkAttribute::LinkNetNsId(_)));
     for attr in &msg.attributes {
         let LinkAttribute::LinkInfo(infos) = attr else {
             continue;
@@ -488,13 +543,14 @@ fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
                             _ => None,
                         })
                         .unwrap_or(monitor_common::TPID_8021Q);
-                    if let (Some(vid), Some(lower)) = (vid, lower) {
+                    if let (Some(vid), Some(lower), false) = (vid, lower, lower_elsewhere) {
                         vlans.devices.push(VlanDevice {
                             ifindex: link.ifindex,
                             lower,
                             tpid,
                             vid,
                             mac: link.mac,
+                            up: link.up,
                         });
                     }
                 }
@@ -522,14 +578,31 @@ fn add_vlan_facts(vlans: &mut VlanState, msg: &LinkMessage, link: &Link) {
 /// The VLANs of one AF_BRIDGE link message (a port, or a bridge itself).
 fn bridge_vlan_members(msg: &LinkMessage) -> Vec<VlanMembership> {
     let mut out = Vec::new();
+    // The first VID of a range (RANGE_BEGIN) until its RANGE_END entry.
+    let mut range_start = None;
     for attr in &msg.attributes {
         let LinkAttribute::AfSpecBridge(specs) = attr else {
             continue;
         };
         for spec in specs {
-            if let AfSpecBridge::VlanInfo(info) = spec {
+            let AfSpecBridge::VlanInfo(info) = spec else {
+                continue;
+            };
+            if info.flags.contains(BridgeVlanInfoFlags::RangeBegin) {
+                range_start = Some(info.vid);
+                continue;
+            }
+            // The dump asks for one entry per VID, but notifications and
+            // RTEXT_FILTER_BRVLAN_COMPRESSED answers send ranges of VLANs
+            // with the same flags (never the PVID): expand them, so this
+            // reads either.
+            let first = match range_start.take() {
+                Some(start) if info.flags.contains(BridgeVlanInfoFlags::RangeEnd) => start,
+                _ => info.vid,
+            };
+            for vid in first..=info.vid {
                 out.push(VlanMembership {
-                    vid: info.vid,
+                    vid,
                     pvid: info.flags.contains(BridgeVlanInfoFlags::Pvid),
                     untagged: info.flags.contains(BridgeVlanInfoFlags::Untagged),
                 });
@@ -539,6 +612,7 @@ fn bridge_vlan_members(msg: &LinkMessage) -> Vec<VlanMembership> {
     out
 }
 
+/// Decodes one RTM_NEWLINK message (from a dump or a notification).
 pub fn link_from_message(msg: &LinkMessage) -> Link {
     let mut link = Link {
         ifindex: msg.header.index,
@@ -649,6 +723,7 @@ mod tests {
                 tpid: 0x88a8,
                 vid: 10,
                 mac: Some(Mac([2, 0, 0, 0, 0x0e, 1])),
+                up: false,
             }]
         );
         assert_eq!(vlans.device(2, 0x88a8, 10).map(|d| d.ifindex), Some(7));
@@ -685,6 +760,42 @@ mod tests {
         );
     }
 
+    #[test]
+    fn bridge_vlan_ranges_are_expanded() {
+        let info = |vid, flags| AfSpecBridge::VlanInfo(BridgeVlanInfo { flags, vid });
+        let msg = message(
+            4,
+            AddressFamily::Bridge,
+            vec![LinkAttribute::AfSpecBridge(vec![
+                info(1, BridgeVlanInfoFlags::Pvid),
+                info(
+                    10,
+                    BridgeVlanInfoFlags::RangeBegin | BridgeVlanInfoFlags::Untagged,
+                ),
+                info(
+                    12,
+                    BridgeVlanInfoFlags::RangeEnd | BridgeVlanInfoFlags::Untagged,
+                ),
+                info(20, BridgeVlanInfoFlags::empty()),
+            ])],
+        );
+        let member = |vid, pvid, untagged| VlanMembership {
+            vid,
+            pvid,
+            untagged,
+        };
+        assert_eq!(
+            bridge_vlan_members(&msg),
+            [
+                member(1, true, false),
+                member(10, false, true),
+                member(11, false, true),
+                member(12, false, true),
+                member(20, false, false),
+            ]
+        );
+    }
+
     /// A bridge's notification about a port (AF_BRIDGE) carries no
     /// promiscuity: taking it for the link once made the tracker report
     /// the port leaving promiscuous mode and entering it again.
@@ -712,5 +823,87 @@ mod tests {
             matches!(decode(gone), Change::Other),
             "left the bridge, not gone"
         );
+    }
+
+    /// One netlink attribute as the kernel lays it out: length (header
+    /// included), type, payload, padding to 4 bytes.
+    pub(super) fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let len = u16::try_from(4 + payload.len()).unwrap();
+        let mut out = [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
+        out.extend_from_slice(payload);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out
+    }
+
+    /// An RTM_NEWLINK body (`ifinfomsg` and attributes) for a VLAN device,
+    /// built byte by byte the way `rtnl_fill_ifinfo` and `vlan_fill_info`
+    /// write it (IFLA_VLAN_PROTOCOL in network byte order): the parsing is
+    /// checked on every kernel, 8021q or not (`kernel_tests::vlan_devices`
+    /// reads real ones where the kernel has it).
+    fn vlan_link_bytes(flags: u32, proto: u16, extra: &[u8]) -> Vec<u8> {
+        const ARPHRD_ETHER: u16 = 1;
+        let mut msg = vec![0, 0]; // AF_UNSPEC, padding
+        msg.extend_from_slice(&ARPHRD_ETHER.to_ne_bytes());
+        msg.extend_from_slice(&9i32.to_ne_bytes()); // ifindex
+        msg.extend_from_slice(&flags.to_ne_bytes());
+        msg.extend_from_slice(&0u32.to_ne_bytes()); // change mask
+        msg.extend(nla(3, b"p1.20\0")); // IFLA_IFNAME
+        msg.extend(nla(1, &[2, 0, 0, 0, 0x0e, 2])); // IFLA_ADDRESS
+        msg.extend(nla(5, &4u32.to_ne_bytes())); // IFLA_LINK
+        let data = [
+            nla(1, &20u16.to_ne_bytes()), // IFLA_VLAN_ID
+            nla(5, &proto.to_be_bytes()), // IFLA_VLAN_PROTOCOL
+        ]
+        .concat();
+        let info = [nla(1, b"vlan\0"), nla(2, &data)].concat(); // KIND, DATA
+        msg.extend(nla(18, &info)); // IFLA_LINKINFO
+        msg.extend_from_slice(extra);
+        msg
+    }
+
+    fn parse_link(bytes: &[u8]) -> LinkMessage {
+        use netlink_packet_core::Parseable as _;
+        LinkMessage::parse(bytes).expect("a well-formed RTM_NEWLINK body")
+    }
+
+    #[test]
+    fn a_vlan_device_is_read_from_the_kernels_bytes() {
+        const IFF_UP: u32 = 1;
+        let mut vlans = VlanState::default();
+        for (flags, proto) in [(IFF_UP, 0x8100), (0, 0x88a8)] {
+            let msg = parse_link(&vlan_link_bytes(flags, proto, &[]));
+            let link = link_from_message(&msg);
+            assert_eq!(link.kind.as_deref(), Some("vlan"));
+            add_vlan_facts(&mut vlans, &msg, &link);
+        }
+        let device = |tpid, up| VlanDevice {
+            ifindex: 9,
+            lower: 4,
+            tpid,
+            vid: 20,
+            mac: Some(Mac([2, 0, 0, 0, 0x0e, 2])),
+            up,
+        };
+        assert_eq!(vlans.devices, [device(0x8100, true), device(0x88a8, false)]);
+        assert_eq!(vlans.device(4, 0x8100, 20), Some(&device(0x8100, true)));
+        assert_eq!(vlans.device(4, 0x8100, 21), None);
+        assert_eq!(
+            vlans.device(9, 0x8100, 20),
+            None,
+            "keyed by the lower device"
+        );
+        assert_eq!(vlans.devices_on(4).count(), 2);
+    }
+
+    /// IFLA_LINK of a VLAN device whose lower device lives in another
+    /// namespace is an ifindex over there: it must not be taken for the
+    /// device with that number here.
+    #[test]
+    fn a_vlan_device_over_a_lower_device_elsewhere_is_left_out() {
+        let netnsid = nla(37, &0i32.to_ne_bytes()); // IFLA_LINK_NETNSID
+        let msg = parse_link(&vlan_link_bytes(1, 0x8100, &netnsid));
+        let mut vlans = VlanState::default();
+        add_vlan_facts(&mut vlans, &msg, &link_from_message(&msg));
+        assert_eq!(vlans.devices, []);
     }
 }
