@@ -203,6 +203,10 @@ fn vlan_chain(state: &NetState, dev: u32, tags: &[Tag]) -> Option<Vec<Mac>> {
             continue;
         }
         let d = state.vlans.device(lower, t.tpid, t.vid)?;
+        // A down VLAN device still takes its tag, and frees the frame.
+        if !d.up {
+            return None;
+        }
         macs.extend(d.mac);
         lower = d.ifindex;
     }

@@ -119,6 +119,9 @@ fn tagged_frames_need_a_vlan_device() {
         macs(&[V0_MAC, VLAN_MAC, Mac([2, 0, 0, 0, 0x0e, 2])])
     );
     assert!(!d.paths.contains_key(&vec![Tag::q(30)]));
+    // A down VLAN device takes its tag and delivers nothing.
+    s.vlans.devices[1].up = false;
+    assert!(!of(&s, V0).paths.contains_key(&vec![Tag::ad(20)]));
 }
 
 #[test]
