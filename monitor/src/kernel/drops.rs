@@ -525,7 +525,7 @@ mod tests {
     /// from /sys/kernel/btf/vmlinux, prefix stripped as `DropLayer` does:
     /// name -> value.
     fn bpftool_drop_reasons() -> std::collections::HashMap<String, u32> {
-        let out = std::process::Command::new("bpftool")
+        let out = std::process::Command::new(bpftool())
             .args(["-j", "btf", "dump", "file", VMLINUX_BTF])
             .output()
             .expect("bpftool runs (cargo xtask setup installs it)");
@@ -552,6 +552,18 @@ mod tests {
                 (!matches!(short, "MAX" | "SUBSYS_MASK")).then(|| (short.to_owned(), value))
             })
             .collect()
+    }
+
+    /// bpftool from PATH, else from the sbin directories: Debian installs
+    /// it in /usr/sbin, which a normal user's PATH lacks, and reading a BTF
+    /// file needs no privileges, so plain `cargo test` runs this as anyone.
+    fn bpftool() -> std::path::PathBuf {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin".into(), "/sbin".into()])
+            .map(|dir| dir.join("bpftool"))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| "bpftool".into())
     }
 
     #[test]
