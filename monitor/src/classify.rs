@@ -1,6 +1,7 @@
 //! The reference model of the classification, in plain Rust over a byte
 //! slice. It is the specification the eBPF classifier
-//! (`monitor-ebpf/src/classify.rs`) is tested against with `test_run`, and
+//! (`monitor-ebpf/src/classify.rs`) is tested against with `test_run`
+//! (`tests/tests/test_run/`), and
 //! it is written independently of it on purpose: sharing the code would make
 //! the agreement tests tautological.
 

@@ -36,6 +36,3 @@ pub mod topology;
 pub mod tracker;
 pub mod tui;
 pub mod verdict;
-
-#[cfg(test)]
-mod test_run;

@@ -16,6 +16,8 @@
 //! - [`bpf`]: which BPF programs and links a process holds, and whether
 //!   they outlive it;
 //! - [`macdrop`]: runs `macdrop watch` and reads its JSON reports;
+//! - [`test_run`]: a veth of a chosen MAC in a namespace of its own, for
+//!   BPF_PROG_TEST_RUN;
 //! - [`wait`]: polling for a condition with a deadline;
 //! - [`demo`]: reproduces the background incident for a human reader.
 
@@ -32,4 +34,5 @@ pub mod promisc;
 pub mod receiver;
 pub mod sender;
 pub mod skip;
+pub mod test_run;
 pub mod wait;

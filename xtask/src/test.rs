@@ -58,6 +58,8 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
                 .env("MACDROP_SKIP_LOG", &skip_log)
                 .args([
                     "test",
+                    // Every member: the privileged tests crate is not a
+                    // default member, so plain `cargo test` leaves it out.
                     "--workspace",
                     // Built only for the BPF target by monitor/build.rs.
                     "--exclude",

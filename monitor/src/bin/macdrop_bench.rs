@@ -37,14 +37,14 @@ use anyhow::{Context as _, bail, ensure};
 use aya::{
     Ebpf,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{
-        LinkOrder, SchedClassifier, TcAttachType, TestRun as _, TestRunOptions, Xdp, XdpMode,
-        tc::TcAttachOptions,
-    },
+    programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpMode, tc::TcAttachOptions},
 };
 use clap::{Parser, Subcommand, ValueEnum};
 use macdrop::{
-    kernel::{config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader, tc},
+    kernel::{
+        config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader, tc,
+        test_run,
+    },
     mac::Mac,
     netlink::{Link, NetState},
     topology,
@@ -56,8 +56,6 @@ use serde_json::json;
 
 const EMPTY_XDP: &str = "bench_empty_xdp";
 const EMPTY_TC: &str = "bench_empty_tc";
-const XDP_PASS: u32 = 2;
-const TC_ACT_UNSPEC: u32 = -1i32 as u32;
 
 #[derive(Parser)]
 #[command(
@@ -613,42 +611,29 @@ fn run_once(
     frame: &[u8],
     repeat: u32,
 ) -> anyhow::Result<u64> {
-    let mut out = vec![0u8; frame.len() + 256];
     let program = ebpf
         .program(prog)
         .with_context(|| format!("program {prog} missing from the object"))?;
-    let (result, want) = if prog.contains("xdp") {
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex.
-        let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&(frame.len() as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&ifindex.to_ne_bytes());
+    let (outcome, want) = if prog.contains("xdp") {
         let p: &Xdp = program.try_into()?;
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        opts.ctx_in = Some(&ctx);
-        opts.repeat = repeat;
-        (p.test_run(opts)?, XDP_PASS)
+        (
+            test_run::run_xdp(p, frame, frame.len(), ifindex, repeat)?,
+            test_run::XDP_PASS,
+        )
     } else {
-        // struct __sk_buff up to ifindex: ingress_ifindex at 36, ifindex at 40.
-        let mut ctx = [0u8; 44];
-        ctx[36..40].copy_from_slice(&ifindex.to_ne_bytes());
-        ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+        // The veth is both the receiving device and the watched interface.
         let p: &SchedClassifier = program.try_into()?;
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        opts.ctx_in = Some(&ctx);
-        opts.repeat = repeat;
-        (p.test_run(opts)?, TC_ACT_UNSPEC)
+        (
+            test_run::run_tc(p, frame, ifindex, ifindex, repeat)?,
+            test_run::TC_ACT_UNSPEC,
+        )
     };
     ensure!(
-        result.return_value == want,
+        outcome.verdict == want,
         "{prog} returned {}",
-        result.return_value
+        outcome.verdict
     );
-    Ok(result.duration.as_nanos() as u64)
+    Ok(outcome.duration.as_nanos() as u64)
 }
 
 fn xdp<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Xdp> {

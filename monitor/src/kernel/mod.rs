@@ -1,5 +1,6 @@
 //! Everything that talks to the BPF subsystem: loading the object, filling
-//! the configuration maps, attaching hooks, reading counters and flows.
+//! the configuration maps, attaching hooks, reading counters and flows, and
+//! running the programs on crafted frames (`test_run`).
 
 pub mod attach;
 pub mod config;
@@ -10,3 +11,4 @@ pub mod flows;
 pub mod loader;
 pub mod self_stats;
 pub mod tc;
+pub mod test_run;

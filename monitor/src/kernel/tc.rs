@@ -16,10 +16,11 @@
 //! not there. Which of the two paths to use is `kernel::attach`'s choice;
 //! `TcMode` lets tests force clsact on a kernel that has TCX.
 
-mod rtnl;
+/// The rtnetlink requests behind the clsact path; public so the
+/// privileged tests (`tests/tests/tc_attach.rs`) can read an interface's
+/// qdisc and filters back.
+pub mod rtnl;
 mod tcx;
-#[cfg(test)]
-mod tests;
 
 use std::{
     collections::{BTreeSet, HashSet},

@@ -2,8 +2,6 @@
 //! databases over rtnetlink. One job: turn kernel netlink dumps into plain
 //! structs; nothing here decides what to watch.
 
-#[cfg(test)]
-mod kernel_tests;
 mod stats;
 
 use std::{collections::BTreeMap, net::IpAddr};
@@ -452,9 +450,10 @@ impl Notifications {
     /// RTM_DELLINK, and the VLAN API's RTM_NEWVLAN/RTM_DELVLAN alike) comes
     /// as an AF_BRIDGE RTM_NEWLINK there, and turning VLAN filtering on or
     /// off, or changing its protocol, as the bridge's own RTM_NEWLINK (see
-    /// `kernel_tests`). RTNLGRP_BRVLAN is not joined: its RTM_NEWVLAN and
-    /// RTM_DELVLAN say nothing more, and netlink-packet-route cannot decode
-    /// them (netlink-proto would log and drop each one).
+    /// `tests/tests/netlink.rs`). RTNLGRP_BRVLAN is not joined: its
+    /// RTM_NEWVLAN and RTM_DELVLAN say nothing more, and
+    /// netlink-packet-route cannot decode them (netlink-proto would log and
+    /// drop each one).
     pub fn subscribe() -> anyhow::Result<Self> {
         use rtnetlink::MulticastGroup as G;
         let (connection, _handle, messages) =
@@ -827,7 +826,7 @@ mod tests {
 
     /// One netlink attribute as the kernel lays it out: length (header
     /// included), type, payload, padding to 4 bytes.
-    pub(super) fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
         let len = u16::try_from(4 + payload.len()).unwrap();
         let mut out = [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
         out.extend_from_slice(payload);
@@ -838,8 +837,8 @@ mod tests {
     /// An RTM_NEWLINK body (`ifinfomsg` and attributes) for a VLAN device,
     /// built byte by byte the way `rtnl_fill_ifinfo` and `vlan_fill_info`
     /// write it (IFLA_VLAN_PROTOCOL in network byte order): the parsing is
-    /// checked on every kernel, 8021q or not (`kernel_tests::vlan_devices`
-    /// reads real ones where the kernel has it).
+    /// checked on every kernel, 8021q or not (`vlan_devices` in
+    /// `tests/tests/netlink.rs` reads real ones where the kernel has it).
     fn vlan_link_bytes(flags: u32, proto: u16, extra: &[u8]) -> Vec<u8> {
         const ARPHRD_ETHER: u16 = 1;
         let mut msg = vec![0, 0]; // AF_UNSPEC, padding

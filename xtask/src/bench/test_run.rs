@@ -1,13 +1,15 @@
 //! Part 1: per-frame cost of macdrop's XDP and tc programs against the
 //! empty programs, with BPF_PROG_TEST_RUN (the kernel's own duration), in a
 //! namespace with a real veth whose ifindex goes into the context.
-//! `macdrop-bench test-run` does the runs, interleaved (for each
+//! The namespace and the veth are `macdrop_tests::test_run::Device`, as in
+//! the kernel-vs-model tests; `macdrop-bench test-run` does the runs
+//! (through `macdrop::kernel::test_run`), interleaved (for each
 //! repetition, each class: empty XDP, macdrop XDP, macdrop's legacy XDP
 //! program for kernels before 5.18, empty tc, macdrop tc);
 //! this side sets up the namespace and turns the samples into figures.
 
 use anyhow::{Context as _, Result};
-use macdrop_tests::netns::NetNs;
+use macdrop_tests::{netns::NetNs, test_run::Device};
 use serde_json::{Value, json};
 
 use super::{Settings, proc, stats::Stat};
@@ -60,27 +62,18 @@ pub struct Results {
 }
 
 pub fn run(s: &Settings) -> Result<Results> {
-    let ns = NetNs::with_prefix(super::NS_PREFIX)?;
-    ns.exec(&[
-        "ip",
-        "link",
-        "add",
+    let dev = Device::new(
+        NetNs::with_prefix(super::NS_PREFIX)?,
         "bench0",
-        "address",
-        "02:00:00:0a:00:00",
-        "type",
-        "veth",
-        "peer",
-        "name",
+        [0x02, 0, 0, 0x0a, 0, 0],
         "bench1",
-    ])?;
-    ns.exec(&["ip", "link", "set", "bench0", "up"])?;
-    ns.exec(&["ip", "link", "set", "bench1", "up"])?;
+    )?;
+    dev.up()?;
     let repeat = 1_000_000u32;
     let reps = if s.quick { 5 } else { 11 };
     // Pinned, so the kernel's timer and the program stay on one CPU.
     let out = proc::output(proc::in_netns(
-        ns.name(),
+        dev.ns().name(),
         &[
             "taskset".as_ref(),
             "-c".as_ref(),

@@ -1,4 +1,4 @@
-//! The hand-off's exactness rule (`crate::session::handoff`) on one frame: the XDP
+//! The hand-off's exactness rule (`macdrop::session::handoff`) on one frame: the XDP
 //! program and then the tc program run on the same CPU, as generic XDP and
 //! tc ingress do for one skb in `__netif_receive_skb_core`. The thread is
 //! pinned to one CPU because the marker is per CPU, like the softirq that

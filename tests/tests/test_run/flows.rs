@@ -6,7 +6,7 @@
 //! XDP programs and the tc program, with exact map contents.
 
 use super::*;
-use crate::{
+use macdrop::{
     classify::{destination_ip, mismatch, outer_vlan},
     model::Flow,
 };

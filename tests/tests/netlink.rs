@@ -1,20 +1,22 @@
-//! The dumps and notifications against a real kernel (root, namespaces):
-//! bridges with and without VLAN filtering, VLAN devices, and the
-//! notifications that must make the state be read again. A check this
-//! kernel cannot run (no CONFIG_BRIDGE_VLAN_FILTERING, no 8021q) is
-//! recorded as skipped, never passed.
+//! `macdrop::netlink`'s dumps and notifications against a real kernel
+//! (root, namespaces): bridges with and without VLAN filtering, VLAN
+//! devices, and the notifications that must make the state be read again.
+//! A check this kernel cannot run (no CONFIG_BRIDGE_VLAN_FILTERING, no
+//! 8021q) is recorded as skipped, never passed.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context as _, Result, ensure};
+use macdrop::{
+    mac::Mac,
+    netlink::{Change, NetState, Netlink, Notifications, VlanDevice, VlanMembership},
+};
 use macdrop_tests::{
     kernel::ifindex,
     lab::{BRIDGE, BRIDGE_MAC, BridgeLab, port_mac},
     netns::NetNs,
     skip,
 };
-
-use super::{tests::nla, *};
 
 /// How long the namespace must stay silent after an action before its
 /// notifications are taken as complete (the kernel sends them while the
@@ -101,6 +103,16 @@ fn has_8021q(ns: &NetNs) -> bool {
             .is_ok();
     let _ = ns.exec(&["ip", "link", "del", "vq0"]);
     ok
+}
+
+/// One netlink attribute as the kernel lays it out: length (header
+/// included), type, payload, padding to 4 bytes.
+fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(4 + payload.len()).unwrap();
+    let mut out = [len.to_ne_bytes(), kind.to_ne_bytes()].concat();
+    out.extend_from_slice(payload);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out
 }
 
 fn run_all(ns: &NetNs, commands: &[&[&str]]) -> Result<()> {

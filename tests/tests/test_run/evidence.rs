@@ -12,7 +12,7 @@ use monitor_common::{
 };
 
 use super::*;
-use crate::classify::mismatch;
+use macdrop::classify::mismatch;
 
 /// The capture maps of a harness's object.
 struct Capture {

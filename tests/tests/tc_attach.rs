@@ -1,7 +1,8 @@
-//! Privileged tests of the tc hook on the real kernel: exact counts from
-//! namespace labs through TCX and through clsact, what is left after detach
-//! and after a SIGKILL, and coexistence with other programs and filters.
-//! They need root (CI runs the suite as root) and fail without it.
+//! Privileged tests of the tc hook (`macdrop::kernel::tc`) on the real
+//! kernel: exact counts from namespace labs through TCX and through
+//! clsact, what is left after detach and after a SIGKILL, and coexistence
+//! with other programs and filters. They need root (CI runs the suite as
+//! root) and fail without it.
 
 use std::{
     io::{BufRead as _, BufReader},
@@ -17,6 +18,15 @@ use aya::{
         tc::{NlOptions, TcAttachOptions},
     },
 };
+use macdrop::kernel::{
+    counters::CounterReader,
+    loader,
+    tc::{
+        CLSACT_PRIO, HANDLE_ON_EXISTING_QDISC, HANDLE_ON_OWN_QDISC, TcAttachment, TcMode, attach,
+        attach_clsact, attach_tcx, cleanup_leftovers, load_tc_program,
+        rtnl::{self, Direction},
+    },
+};
 use macdrop_tests::{
     frames::{self, Mac},
     kernel as lab_kernel,
@@ -26,9 +36,6 @@ use macdrop_tests::{
     wait::poll_until,
 };
 use monitor_common::{AddrKey, FrameCounters, IF_FAST_MAC_VALID, IfConfig, IfKey, names};
-
-use super::{rtnl::Direction, *};
-use crate::kernel::{counters::CounterReader, loader};
 
 /// Own and foreign frames per burst; different so a swap shows.
 const OWN: usize = 30;
@@ -50,7 +57,7 @@ struct Rig {
 impl Rig {
     fn new(ns: &NetNs, watched: &[(&str, Mac)], host_ip: std::net::Ipv4Addr) -> Self {
         assert!(
-            crate::privileges::check().is_ok(),
+            macdrop::privileges::check().is_ok(),
             "tc tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
         );
         let netns = u32::try_from(ns.inode()).unwrap();
@@ -590,8 +597,7 @@ const CHILD_NETNS_ENV: &str = "MACDROP_TC_TEST_CHILD_NETNS";
 const CHILD_READY: &str = "macdrop-tc-child: attached";
 /// The test that plays both parts: run again as a child with
 /// `CHILD_NETNS_ENV` set, it is the macdrop that gets killed.
-const SIGKILL_TEST: &str =
-    "kernel::tc::tests::sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them";
+const SIGKILL_TEST: &str = "sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them";
 
 /// The child's part: attaches to `v0` through TCX and through clsact, says
 /// so, and waits for its SIGKILL.
@@ -604,7 +610,7 @@ fn child_attaches_both_ways_then_waits_to_be_killed(netns_path: &str) -> ! {
         libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET)
     };
     assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-    let netns = crate::netns::inode_of(std::path::Path::new(netns_path)).unwrap();
+    let netns = macdrop::netns::inode_of(std::path::Path::new(netns_path)).unwrap();
     let mut ebpf = loader::load(netns, &[]).unwrap();
     load_tc_program(&mut ebpf).unwrap();
     let ifindex = ifindex_here(lab::STANDALONE_IFACE);

@@ -5,6 +5,10 @@
 //! counter deltas must equal the model's class (for tc, plus the kernel's
 //! `pkt_type`, modelled here after `eth_type_trans`). Needs root (CI runs
 //! the suite as root); without it the tests fail rather than pass vacuously.
+//!
+//! The runs go through `macdrop::kernel::test_run` and the device through
+//! `macdrop_tests::test_run::Device`, which `cargo xtask bench` times its
+//! frames with too.
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -13,23 +17,25 @@ use std::{
 
 use aya::{
     Ebpf,
-    programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp},
+    programs::{ProgramError, SchedClassifier, Xdp},
 };
-use macdrop_tests::{frames::mac_to_string, netns::NetNs};
-use monitor_common::{FrameCounters, MAX_VLAN_TAGS, names};
-
-use crate::{
+use macdrop::{
     classify::{Receiver, classify, counter_delta},
     delivery::Delivery,
-    kernel::{config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader},
+    kernel::{
+        config,
+        config::ConfigMaps,
+        counters::CounterReader,
+        flows::FlowReader,
+        loader,
+        test_run::{self, TC_ACT_UNSPEC, XDP_PASS},
+    },
     mac::Mac,
     netlink::{Link, NetState, VlanDevice, VlanMembership},
     topology,
 };
-
-const XDP_PASS: u32 = 2;
-/// TC_ACT_UNSPEC (-1, TCX_NEXT under TCX), as test_run reports it.
-const TC_ACT_UNSPEC: u32 = -1i32 as u32;
+use macdrop_tests::{netns::NetNs, test_run::Device};
+use monitor_common::{FrameCounters, MAX_VLAN_TAGS, names};
 /// The loopback device: test_run needs a real ingress device in the current
 /// namespace, and the maps of this private object instance make it "watched".
 const LO: u32 = 1;
@@ -91,36 +97,20 @@ enum Hook {
 /// with the watched interface's MAC (`LO_MAC`), in a namespace of its own
 /// (test_run looks the ifindex up in the calling thread's namespace).
 struct TcDevice {
-    ns: NetNs,
+    dev: Device,
     ifindex: u32,
 }
 
 impl TcDevice {
-    const NAME: &str = "d0";
-
     fn new() -> Self {
-        let ns = NetNs::new().unwrap();
-        ns.exec(&[
-            "ip",
-            "link",
-            "add",
-            Self::NAME,
-            "address",
-            &mac_to_string(&LO_MAC.0),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "d1",
-        ])
-        .unwrap();
-        let ifindex = macdrop_tests::kernel::ifindex(&ns, Self::NAME).unwrap();
-        Self { ns, ifindex }
+        let dev = Device::new(NetNs::new().unwrap(), "d0", LO_MAC.0, "d1").unwrap();
+        let ifindex = dev.ifindex();
+        Self { dev, ifindex }
     }
 
     /// Runs `f` on a thread inside the device's namespace.
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.ns.enter_thread(f).unwrap()
+        self.dev.run(f).unwrap()
     }
 }
 
@@ -171,10 +161,10 @@ impl Harness {
         adjust: fn(config::Desired) -> config::Desired,
     ) -> Self {
         assert!(
-            crate::privileges::check().is_ok(),
+            macdrop::privileges::check().is_ok(),
             "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
         );
-        let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
+        let netns = macdrop::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
         let mut ebpf = loader::load(netns, &[]).unwrap();
         let mut cfg = ConfigMaps::take(&mut ebpf).unwrap();
         let counters = CounterReader::take(&mut ebpf).unwrap();
@@ -184,7 +174,7 @@ impl Harness {
                 let prog: &mut Xdp = ebpf.program_mut(program).unwrap().try_into().unwrap();
                 prog.load().unwrap();
             }
-            Hook::Tc { .. } => crate::kernel::tc::load_tc_program(&mut ebpf).unwrap(),
+            Hook::Tc { .. } => macdrop::kernel::tc::load_tc_program(&mut ebpf).unwrap(),
         }
 
         let host_addrs: Vec<IpAddr> =
@@ -207,7 +197,7 @@ impl Harness {
         }
         cfg.sync(adjust(config::desired(netns, &state, &all, &previous)))
             .unwrap();
-        let delivery = crate::delivery::delivery(&state, &watched, &previous);
+        let delivery = macdrop::delivery::delivery(&state, &watched, &previous);
         Self {
             ebpf,
             hook,
@@ -242,20 +232,9 @@ impl Harness {
 
     fn run_xdp(&self, program: &str, frame: &[u8], data_end: usize) {
         let prog: &Xdp = self.ebpf.program(program).unwrap().try_into().unwrap();
-        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
-        // rx_queue_index, egress_ifindex.
-        // The kernel wants data_end == frame length when a context is given.
-        let mut ctx = [0u8; 24];
-        ctx[4..8].copy_from_slice(&(data_end as u32).to_ne_bytes());
-        ctx[12..16].copy_from_slice(&LO.to_ne_bytes());
-        let mut out = vec![0u8; frame.len() + 64];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        opts.ctx_in = Some(&ctx);
-        let res = prog.test_run(opts).unwrap();
-        assert_eq!(res.return_value, XDP_PASS, "verdict for {frame:02x?}");
-        assert_eq!(&out[..res.data_size_out as usize], frame, "frame altered");
+        let res = test_run::run_xdp(prog, frame, data_end, LO, 1).unwrap();
+        assert_eq!(res.verdict, XDP_PASS, "verdict for {frame:02x?}");
+        assert_eq!(&res.frame[..], frame, "frame altered");
     }
 
     /// One skb test run of `macdrop_tc`, in the calling thread's namespace:
@@ -272,21 +251,8 @@ impl Harness {
             .unwrap()
             .try_into()
             .unwrap();
-        // struct __sk_buff, up to `ifindex`: len, pkt_type, mark,
-        // queue_mapping, protocol, vlan_present, vlan_tci, vlan_proto,
-        // priority, ingress_ifindex (36), ifindex (40). The kernel fills
-        // what it computes and rejects a context that sets anything else.
-        let mut ctx = [0u8; 44];
-        ctx[36..40].copy_from_slice(&ingress.to_ne_bytes());
-        ctx[40..44].copy_from_slice(&dev_ifindex.to_ne_bytes());
-        let mut out = vec![0u8; frame.len() + 64];
-        let mut opts = TestRunOptions::new();
-        opts.data_in = Some(frame);
-        opts.data_out = Some(&mut out);
-        opts.ctx_in = Some(&ctx);
-        let res = prog.test_run(opts)?;
-        out.truncate(res.data_size_out as usize);
-        Ok((res.return_value, out))
+        let res = test_run::run_tc(prog, frame, ingress, dev_ifindex, 1)?;
+        Ok((res.verdict, res.frame))
     }
 
     fn receiver(&self) -> Receiver<'_> {
@@ -725,7 +691,7 @@ fn pinned_classes() {
 fn the_bridge_device_takes_the_ports_verdict() {
     let dev = TcDevice::new();
     let mut h = Harness::new(Scenario::HealthyPort);
-    crate::kernel::tc::load_tc_program(&mut h.ebpf).unwrap();
+    macdrop::kernel::tc::load_tc_program(&mut h.ebpf).unwrap();
     let unicast = |c: FrameCounters| (c.own, c.foreign_unicast, c.host_ip_wrong_mac, c.stale_mac);
     dev.run(|| {
         pin_to_first_cpu();
