@@ -11,6 +11,7 @@ use std::{
 use monitor_common::{FrameCounters, MISMATCH_FOREIGN, MISMATCH_HOST_IP, MISMATCH_STALE};
 
 use crate::{
+    classes::{self, Class},
     kernel::attach::Hook,
     mac::{Mac, mac_vendor},
     netlink::Link,
@@ -20,36 +21,26 @@ use crate::{
 
 /// Per-second rates of each frame class over the last interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Rates {
-    pub total: f64,
-    pub own: f64,
-    pub broadcast: f64,
-    pub multicast: f64,
-    pub foreign_unicast: f64,
-    pub host_ip_wrong_mac: f64,
-    pub runt: f64,
-    pub stale_mac: f64,
-}
+pub struct Rates([f64; classes::COUNT]);
 
 impl Rates {
+    pub fn get(&self, class: Class) -> f64 {
+        self.0[class.index()]
+    }
+
+    pub fn set(&mut self, class: Class, rate: f64) {
+        self.0[class.index()] = rate;
+    }
+
     fn between(old: &FrameCounters, new: &FrameCounters, secs: f64) -> Self {
-        let r = |a: u64, b: u64| {
-            if secs > 0.0 {
-                b.saturating_sub(a) as f64 / secs
-            } else {
-                0.0
+        let mut out = Self::default();
+        if secs > 0.0 {
+            for class in classes::all() {
+                let frames = class.count(new).saturating_sub(class.count(old));
+                out.set(class, frames as f64 / secs);
             }
-        };
-        Self {
-            total: r(old.total, new.total),
-            own: r(old.own, new.own),
-            broadcast: r(old.broadcast, new.broadcast),
-            multicast: r(old.multicast, new.multicast),
-            foreign_unicast: r(old.foreign_unicast, new.foreign_unicast),
-            host_ip_wrong_mac: r(old.host_ip_wrong_mac, new.host_ip_wrong_mac),
-            runt: r(old.runt, new.runt),
-            stale_mac: r(old.stale_mac, new.stale_mac),
         }
+        out
     }
 }
 
@@ -255,10 +246,10 @@ mod tests {
             },
             t0 + Duration::from_secs(2),
         );
-        assert_eq!(i.rates.total, 10.0);
-        assert_eq!(i.rates.own, 0.0);
-        assert_eq!(i.rates.foreign_unicast, 10.0);
-        assert_eq!(i.rates.host_ip_wrong_mac, 2.5);
+        assert_eq!(i.rates.get(Class::Total), 10.0);
+        assert_eq!(i.rates.get(Class::Own), 0.0);
+        assert_eq!(i.rates.get(Class::ForeignUnicast), 10.0);
+        assert_eq!(i.rates.get(Class::HostIpWrongMac), 2.5);
         assert_eq!(i.frames.total, 30);
         i.mark_gone();
         assert!(i.gone);

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::{
+    classes::Class,
     kernel::attach::Hook,
     model::{Flow, Interface, World},
     tracker::{Event, EventKind},
@@ -176,14 +177,14 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
             runt: f.runt,
         },
         rates: Classes {
-            total: q(r.total),
-            own: q(r.own),
-            broadcast: q(r.broadcast),
-            multicast: q(r.multicast),
-            foreign_unicast: q(r.foreign_unicast),
-            host_ip_wrong_mac: q(r.host_ip_wrong_mac),
-            stale_mac: q(r.stale_mac),
-            runt: q(r.runt),
+            total: q(r.get(Class::Total)),
+            own: q(r.get(Class::Own)),
+            broadcast: q(r.get(Class::Broadcast)),
+            multicast: q(r.get(Class::Multicast)),
+            foreign_unicast: q(r.get(Class::ForeignUnicast)),
+            host_ip_wrong_mac: q(r.get(Class::HostIpWrongMac)),
+            stale_mac: q(r.get(Class::StaleMac)),
+            runt: q(r.get(Class::Runt)),
         },
         pkt_type: i
             .hook

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::{
+    classes::Class,
     model::{Flow, Interface, World},
     verdict::{MAC_MISMATCH_REASONS, verdict},
 };
@@ -87,14 +88,14 @@ fn rate_cells(i: &Interface) -> [String; COLUMNS] {
     let s = |x: f64| format!("{x:.1}/s");
     let mut cells: [String; COLUMNS] = Default::default();
     for (cell, rate) in cells[FIRST_NUMERIC..].iter_mut().zip([
-        r.total,
-        r.own,
-        r.broadcast,
-        r.multicast,
-        r.foreign_unicast,
-        r.host_ip_wrong_mac,
-        r.stale_mac,
-        r.runt,
+        r.get(Class::Total),
+        r.get(Class::Own),
+        r.get(Class::Broadcast),
+        r.get(Class::Multicast),
+        r.get(Class::ForeignUnicast),
+        r.get(Class::HostIpWrongMac),
+        r.get(Class::StaleMac),
+        r.get(Class::Runt),
     ]) {
         *cell = s(rate);
     }

@@ -10,6 +10,7 @@ use std::{
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::{
+    classes::Class,
     model::{Interface, World},
     topology::Role,
     verdict::MAC_MISMATCH_REASONS,
@@ -36,8 +37,8 @@ pub fn key(i: &Interface) -> Key {
 /// for this host's IP with a wrong MAC.
 pub fn mismatch_rate(i: &Interface) -> f64 {
     match i.role {
-        Role::Port => i.rates.host_ip_wrong_mac,
-        Role::Bridge | Role::Standalone => i.rates.foreign_unicast,
+        Role::Port => i.rates.get(Class::HostIpWrongMac),
+        Role::Bridge | Role::Standalone => i.rates.get(Class::ForeignUnicast),
     }
 }
 
@@ -329,8 +330,8 @@ mod tests {
             host_ip_wrong_mac: wrong,
             ..Default::default()
         };
-        i.rates.host_ip_wrong_mac = wrong as f64;
-        i.rates.foreign_unicast = foreign as f64;
+        i.rates.set(Class::HostIpWrongMac, wrong as f64);
+        i.rates.set(Class::ForeignUnicast, foreign as f64);
         i.drops = Some(BTreeMap::from([("NO_TX_TARGET".to_owned(), wrong)]));
         i
     }

@@ -19,7 +19,10 @@ use ratatui::{
 };
 
 use super::app::{App, Sort, confirmed_drops, display_name, key, mismatch_rate};
-use crate::model::{Flow, Interface};
+use crate::{
+    classes::Class,
+    model::{Flow, Interface},
+};
 
 /// One column of the interface table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,14 +269,17 @@ fn cells(i: &Interface, cols: &[(Col, u16)]) -> Vec<Cell<'static>> {
                     i.hook.map(|h| h.as_str()).unwrap_or("-").to_owned(),
                     String::new(),
                 ),
-                Col::Total => (count(f.total), rate(r.total)),
-                Col::Own => (count(f.own), rate(r.own)),
-                Col::Bcast => (count(f.broadcast), rate(r.broadcast)),
-                Col::Mcast => (count(f.multicast), rate(r.multicast)),
-                Col::Foreign => (count(f.foreign_unicast), rate(r.foreign_unicast)),
-                Col::WrongMac => (count(f.host_ip_wrong_mac), rate(r.host_ip_wrong_mac)),
-                Col::Stale => (count(f.stale_mac), rate(r.stale_mac)),
-                Col::Runt => (count(f.runt), rate(r.runt)),
+                Col::Total => (count(f.total), rate(r.get(Class::Total))),
+                Col::Own => (count(f.own), rate(r.get(Class::Own))),
+                Col::Bcast => (count(f.broadcast), rate(r.get(Class::Broadcast))),
+                Col::Mcast => (count(f.multicast), rate(r.get(Class::Multicast))),
+                Col::Foreign => (count(f.foreign_unicast), rate(r.get(Class::ForeignUnicast))),
+                Col::WrongMac => (
+                    count(f.host_ip_wrong_mac),
+                    rate(r.get(Class::HostIpWrongMac)),
+                ),
+                Col::Stale => (count(f.stale_mac), rate(r.get(Class::StaleMac))),
+                Col::Runt => (count(f.runt), rate(r.get(Class::Runt))),
                 Col::Drops => (
                     confirmed_drops(i)
                         .map(count)
@@ -617,7 +623,7 @@ mod tests {
             stale_mac: 2,
             ..Default::default()
         };
-        p1.rates.host_ip_wrong_mac = 4.5;
+        p1.rates.set(Class::HostIpWrongMac, 4.5);
         p1.promisc = true;
         p1.promiscuity = 1;
         p1.drops = Some(BTreeMap::from([("NO_TX_TARGET".to_owned(), 9)]));
