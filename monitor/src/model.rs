@@ -8,10 +8,10 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use monitor_common::{FrameCounters, MISMATCH_FOREIGN, MISMATCH_HOST_IP, MISMATCH_STALE};
+use monitor_common::FrameCounters;
 
 use crate::{
-    classes::{self, Class},
+    classes::{self, CLASSES, Class},
     kernel::attach::Hook,
     mac::{Mac, mac_vendor},
     netlink::Link,
@@ -64,19 +64,15 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Why the frames are mismatched, by name: `foreign_unicast` (for
-    /// another host, received by a bridge device or standalone
-    /// interface), `host_ip_wrong_mac`, `stale_mac`.
+    /// Why the frames are mismatched, by class name in the class table's
+    /// order: `foreign_unicast` (for another host, received by a bridge
+    /// device or standalone interface), `host_ip_wrong_mac`, `stale_mac`.
     pub fn reasons(&self) -> Vec<&'static str> {
-        [
-            (MISMATCH_FOREIGN, "foreign_unicast"),
-            (MISMATCH_HOST_IP, "host_ip_wrong_mac"),
-            (MISMATCH_STALE, "stale_mac"),
-        ]
-        .into_iter()
-        .filter(|(bit, _)| self.mismatch & bit != 0)
-        .map(|(_, name)| name)
-        .collect()
+        CLASSES
+            .iter()
+            .filter(|c| self.mismatch & c.mismatch != 0)
+            .map(|c| c.name)
+            .collect()
     }
 
     /// "02:00:00:00:0c:01 > 00:50:56:aa:bb:cc (VMware) vlan 10 192.0.2.1":
