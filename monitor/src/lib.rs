@@ -9,6 +9,7 @@
 //! reports, and the commands (`cmd`: watch, status, top, diagnose) decide
 //! what to print and how to end.
 
+pub mod classes;
 pub mod classify;
 pub mod cli;
 pub mod cmd;

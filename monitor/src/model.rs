@@ -8,9 +8,10 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use monitor_common::{FrameCounters, MISMATCH_FOREIGN, MISMATCH_HOST_IP, MISMATCH_STALE};
+use monitor_common::FrameCounters;
 
 use crate::{
+    classes::{self, CLASSES, Class},
     kernel::attach::Hook,
     mac::{Mac, mac_vendor},
     netlink::Link,
@@ -20,36 +21,26 @@ use crate::{
 
 /// Per-second rates of each frame class over the last interval.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Rates {
-    pub total: f64,
-    pub own: f64,
-    pub broadcast: f64,
-    pub multicast: f64,
-    pub foreign_unicast: f64,
-    pub host_ip_wrong_mac: f64,
-    pub runt: f64,
-    pub stale_mac: f64,
-}
+pub struct Rates([f64; classes::COUNT]);
 
 impl Rates {
+    pub fn get(&self, class: Class) -> f64 {
+        self.0[class.index()]
+    }
+
+    pub fn set(&mut self, class: Class, rate: f64) {
+        self.0[class.index()] = rate;
+    }
+
     fn between(old: &FrameCounters, new: &FrameCounters, secs: f64) -> Self {
-        let r = |a: u64, b: u64| {
-            if secs > 0.0 {
-                b.saturating_sub(a) as f64 / secs
-            } else {
-                0.0
+        let mut out = Self::default();
+        if secs > 0.0 {
+            for class in classes::all() {
+                let frames = class.count(new).saturating_sub(class.count(old));
+                out.set(class, frames as f64 / secs);
             }
-        };
-        Self {
-            total: r(old.total, new.total),
-            own: r(old.own, new.own),
-            broadcast: r(old.broadcast, new.broadcast),
-            multicast: r(old.multicast, new.multicast),
-            foreign_unicast: r(old.foreign_unicast, new.foreign_unicast),
-            host_ip_wrong_mac: r(old.host_ip_wrong_mac, new.host_ip_wrong_mac),
-            runt: r(old.runt, new.runt),
-            stale_mac: r(old.stale_mac, new.stale_mac),
         }
+        out
     }
 }
 
@@ -73,19 +64,15 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Why the frames are mismatched, by name: `foreign_unicast` (for
-    /// another host, received by a bridge device or standalone
-    /// interface), `host_ip_wrong_mac`, `stale_mac`.
+    /// Why the frames are mismatched, by class name in the class table's
+    /// order: `foreign_unicast` (for another host, received by a bridge
+    /// device or standalone interface), `host_ip_wrong_mac`, `stale_mac`.
     pub fn reasons(&self) -> Vec<&'static str> {
-        [
-            (MISMATCH_FOREIGN, "foreign_unicast"),
-            (MISMATCH_HOST_IP, "host_ip_wrong_mac"),
-            (MISMATCH_STALE, "stale_mac"),
-        ]
-        .into_iter()
-        .filter(|(bit, _)| self.mismatch & bit != 0)
-        .map(|(_, name)| name)
-        .collect()
+        CLASSES
+            .iter()
+            .filter(|c| self.mismatch & c.mismatch != 0)
+            .map(|c| c.name)
+            .collect()
     }
 
     /// "02:00:00:00:0c:01 > 00:50:56:aa:bb:cc (VMware) vlan 10 192.0.2.1":
@@ -255,10 +242,10 @@ mod tests {
             },
             t0 + Duration::from_secs(2),
         );
-        assert_eq!(i.rates.total, 10.0);
-        assert_eq!(i.rates.own, 0.0);
-        assert_eq!(i.rates.foreign_unicast, 10.0);
-        assert_eq!(i.rates.host_ip_wrong_mac, 2.5);
+        assert_eq!(i.rates.get(Class::Total), 10.0);
+        assert_eq!(i.rates.get(Class::Own), 0.0);
+        assert_eq!(i.rates.get(Class::ForeignUnicast), 10.0);
+        assert_eq!(i.rates.get(Class::HostIpWrongMac), 2.5);
         assert_eq!(i.frames.total, 30);
         i.mark_gone();
         assert!(i.gone);

@@ -4,14 +4,18 @@
 
 use std::fmt::Write as _;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{
     Report,
     findings::{Finding, clock, secs},
     timeline::Observed,
 };
-use crate::{topology::Role, verdict::MAC_MISMATCH_REASONS};
+use crate::{
+    classes::{self, Class},
+    topology::Role,
+    verdict::MAC_MISMATCH_REASONS,
+};
 
 fn drops(o: &Observed) -> Option<u64> {
     o.iface.drops.as_ref().map(|d| {
@@ -125,40 +129,50 @@ fn finding_text(out: &mut String, rank: usize, f: &Finding) {
     }
 }
 
+/// The classes the counts table shows: what a MAC mismatch is about
+/// (unicast, and the parts of foreign unicast that are for this host or a
+/// previous MAC); the JSON has every class.
+const COUNTED: [Class; 5] = [
+    Class::Total,
+    Class::Own,
+    Class::ForeignUnicast,
+    Class::HostIpWrongMac,
+    Class::StaleMac,
+];
+const COLUMNS: usize = 3 + COUNTED.len() + 1;
+
 fn counts_table(observed: &[Observed]) -> String {
-    const HEADERS: [&str; 9] = [
-        "IFACE",
-        "ROLE",
-        "PROMISC",
-        "TOTAL",
-        "OWN",
-        "FOREIGN",
-        "HOST_IP_WRONG_MAC",
-        "STALE_MAC",
-        "KERNEL_DROPS",
-    ];
-    let mut rows: Vec<[String; 9]> = vec![HEADERS.map(str::to_owned)];
+    let row = |lead: [String; 3], class: &dyn Fn(Class) -> String, drops: String| {
+        let cells: Vec<String> = lead
+            .into_iter()
+            .chain(COUNTED.map(class))
+            .chain([drops])
+            .collect();
+        <[String; COLUMNS]>::try_from(cells).expect("COLUMNS cells")
+    };
+    let mut rows = vec![row(
+        ["IFACE", "ROLE", "PROMISC"].map(str::to_owned),
+        &|c| c.info().heading.to_owned(),
+        "KERNEL_DROPS".to_owned(),
+    )];
     for o in observed {
         let i = &o.iface;
-        let f = &i.frames;
-        rows.push([
-            name(o),
-            match (i.role, &i.master) {
-                (Role::Port, Some(m)) => format!("port:{m}"),
-                (role, _) => role.as_str().to_owned(),
-            },
-            if i.promisc {
-                format!("yes ({})", i.promiscuity)
-            } else {
-                "no".to_owned()
-            },
-            f.total.to_string(),
-            f.own.to_string(),
-            f.foreign_unicast.to_string(),
-            f.host_ip_wrong_mac.to_string(),
-            f.stale_mac.to_string(),
+        rows.push(row(
+            [
+                name(o),
+                match (i.role, &i.master) {
+                    (Role::Port, Some(m)) => format!("port:{m}"),
+                    (role, _) => role.as_str().to_owned(),
+                },
+                if i.promisc {
+                    format!("yes ({})", i.promiscuity)
+                } else {
+                    "no".to_owned()
+                },
+            ],
+            &|c| c.count(&i.frames).to_string(),
             drops(o).map_or_else(|| "n/a".into(), |d| d.to_string()),
-        ]);
+        ));
     }
     crate::render::columns(&rows, |col| col >= 3)
 }
@@ -173,7 +187,6 @@ pub fn json(report: &Report) -> String {
         .iter()
         .map(|o| {
             let i = &o.iface;
-            let f = &i.frames;
             json!({
                 "name": i.name,
                 "netns": i.netns.to_string(),
@@ -184,12 +197,9 @@ pub fn json(report: &Report) -> String {
                 "promisc": i.promisc,
                 "promiscuity": i.promiscuity,
                 "gone": i.gone,
-                "frames": {
-                    "total": f.total, "own": f.own, "broadcast": f.broadcast,
-                    "multicast": f.multicast, "foreign_unicast": f.foreign_unicast,
-                    "host_ip_wrong_mac": f.host_ip_wrong_mac, "stale_mac": f.stale_mac,
-                    "runt": f.runt,
-                },
+                "frames": classes::all()
+                    .map(|c| (c.name().to_owned(), Value::from(c.count(&i.frames))))
+                    .collect::<Map<_, _>>(),
                 "kernel_drops": drops(o),
             })
         })

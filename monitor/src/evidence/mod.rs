@@ -14,12 +14,14 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use monitor_common::{
-    EVIDENCE_BURST, EVIDENCE_RATE, EVIDENCE_SNAPLEN, EvidenceRecord, MISMATCH_FOREIGN,
-    MISMATCH_HOST_IP, MISMATCH_STALE,
-};
+use monitor_common::{EVIDENCE_BURST, EVIDENCE_RATE, EVIDENCE_SNAPLEN, EvidenceRecord};
 
-use crate::{error::Failure, kernel::evidence::Counts, topology::Role};
+use crate::{
+    classes::{CLASSES, ClassInfo, Relation},
+    error::Failure,
+    kernel::evidence::Counts,
+    topology::Role,
+};
 use pcap::{Interface, Packet, PcapFile};
 
 /// Default of `--pcap-count`.
@@ -63,17 +65,17 @@ impl Receiver {
 }
 
 /// The mismatch bits as the report's class names, e.g.
-/// "host_ip_wrong_mac + stale_mac".
+/// "host_ip_wrong_mac + stale_mac": the parts of a class (the specific
+/// reasons) before the classes themselves.
 pub fn reasons(bits: u8) -> String {
-    let names: Vec<&str> = [
-        (MISMATCH_HOST_IP, "host_ip_wrong_mac"),
-        (MISMATCH_STALE, "stale_mac"),
-        (MISMATCH_FOREIGN, "foreign_unicast"),
-    ]
-    .iter()
-    .filter(|(bit, _)| bits & bit != 0)
-    .map(|(_, name)| *name)
-    .collect();
+    let part = |c: &&ClassInfo| matches!(c.relation, Relation::Subset(_));
+    let names: Vec<&str> = CLASSES
+        .iter()
+        .filter(part)
+        .chain(CLASSES.iter().filter(|c| !part(c)))
+        .filter(|c| bits & c.mismatch != 0)
+        .map(|c| c.name)
+        .collect();
     if names.is_empty() {
         "mismatched".to_owned()
     } else {
@@ -242,6 +244,7 @@ fn monotonic_ns() -> i128 {
 
 #[cfg(test)]
 mod tests {
+    use monitor_common::{MISMATCH_FOREIGN, MISMATCH_HOST_IP, MISMATCH_STALE};
     use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 
     use super::*;

@@ -29,16 +29,13 @@ use tokio::sync::watch;
 
 use crate::kernel::attach::Hook;
 use crate::{
+    classes::{self, Class},
     model::{Interface, World},
     verdict::MAC_MISMATCH_REASONS,
 };
 
 /// `Content-Type` of what [`encode`] produces.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
-
-/// The frame classes of `macdrop_frames_total`: disjoint, so summing over
-/// `class` gives every frame received (the JSON's `total`).
-pub const FRAME_CLASSES: [&str; 5] = ["own", "broadcast", "multicast", "foreign_unicast", "runt"];
 
 /// The latest report and when it was published.
 #[derive(Clone, Debug)]
@@ -134,23 +131,8 @@ impl<'a> Series<'a> {
         ]
     }
 
-    fn frames(&self, class: &str) -> u64 {
-        self.instances
-            .iter()
-            .map(|i| {
-                let f = &i.frames;
-                match class {
-                    "own" => f.own,
-                    "broadcast" => f.broadcast,
-                    "multicast" => f.multicast,
-                    "foreign_unicast" => f.foreign_unicast,
-                    "runt" => f.runt,
-                    "host_ip_wrong_mac" => f.host_ip_wrong_mac,
-                    "stale_mac" => f.stale_mac,
-                    _ => unreachable!("unknown frame class {class}"),
-                }
-            })
-            .sum()
+    fn frames(&self, class: Class) -> u64 {
+        self.instances.iter().map(|i| class.count(&i.frames)).sum()
     }
 
     /// Confirmed drops by reason (the three MAC-mismatch reasons always
@@ -317,36 +299,33 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
          else 0.",
         present().map(|s| (s.labels(), gauge(i64::from(s.current().promisc)))),
     )?;
+    // The partition classes are disjoint, so summing over `class` gives
+    // every frame received (the JSON's `total`), which is therefore not a
+    // class here.
     family(
         enc,
         "macdrop_frames",
         "Frames received since macdrop attached, by destination-MAC class; the classes are \
          disjoint, their sum is every frame received.",
         all.iter().flat_map(|s| {
-            FRAME_CLASSES.iter().map(move |class| {
+            classes::partition().map(move |class| {
                 let mut labels = s.labels();
-                labels.push(("class", class));
-                (labels, counter(s.frames(class)))
+                labels.push(("class", class.name));
+                (labels, counter(s.frames(class.class)))
             })
         }),
     )?;
-    family(
-        enc,
-        "macdrop_host_ip_wrong_mac_frames",
-        "Foreign-unicast frames whose destination IP (or ARP target) is an address of this \
-         namespace: meant for this host, carrying a MAC it will not accept. Non-zero rate is \
-         the alarm.",
-        all.iter()
-            .map(|s| (s.labels(), counter(s.frames("host_ip_wrong_mac")))),
-    )?;
-    family(
-        enc,
-        "macdrop_stale_mac_frames",
-        "Foreign-unicast frames addressed to a previous MAC of the bridge or interface: peers \
-         with a stale neighbour entry.",
-        all.iter()
-            .map(|s| (s.labels(), counter(s.frames("stale_mac")))),
-    )?;
+    // A part of a class is a family of its own: as a `class` label it would
+    // count its frames twice in a sum over `class`.
+    for class in classes::subsets() {
+        family(
+            enc,
+            &format!("macdrop_{}_frames", class.name),
+            class.help,
+            all.iter()
+                .map(|s| (s.labels(), counter(s.frames(class.class)))),
+        )?;
+    }
     family(
         enc,
         "macdrop_kernel_drops",

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Serialize, Serializer, ser::SerializeMap as _};
 
 use crate::{
+    classes::{self, CLASSES, Class},
     kernel::attach::Hook,
     model::{Flow, Interface, World},
     tracker::{Event, EventKind},
@@ -96,16 +97,24 @@ fn flow(f: &Flow) -> FlowJson {
     }
 }
 
-#[derive(Serialize)]
-struct Classes<T> {
-    total: T,
-    own: T,
-    broadcast: T,
-    multicast: T,
-    foreign_unicast: T,
-    host_ip_wrong_mac: T,
-    stale_mac: T,
-    runt: T,
+/// One value per frame class: an object keyed by the classes' names, in
+/// the class table's order (`frames` and `rates` as documented).
+struct Classes<T>([T; classes::COUNT]);
+
+impl<T> Classes<T> {
+    fn of(value: impl Fn(Class) -> T) -> Self {
+        Self(std::array::from_fn(|at| value(CLASSES[at].class)))
+    }
+}
+
+impl<T: Serialize> Serialize for Classes<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(classes::COUNT))?;
+        for (info, value) in CLASSES.iter().zip(&self.0) {
+            map.serialize_entry(info.name, value)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -165,26 +174,8 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         promisc_holders: i.promisc_holders.as_deref(),
         hook: i.hook.map(|h| h.as_str()),
         gone: i.gone,
-        frames: Classes {
-            total: f.total,
-            own: f.own,
-            broadcast: f.broadcast,
-            multicast: f.multicast,
-            foreign_unicast: f.foreign_unicast,
-            host_ip_wrong_mac: f.host_ip_wrong_mac,
-            stale_mac: f.stale_mac,
-            runt: f.runt,
-        },
-        rates: Classes {
-            total: q(r.total),
-            own: q(r.own),
-            broadcast: q(r.broadcast),
-            multicast: q(r.multicast),
-            foreign_unicast: q(r.foreign_unicast),
-            host_ip_wrong_mac: q(r.host_ip_wrong_mac),
-            stale_mac: q(r.stale_mac),
-            runt: q(r.runt),
-        },
+        frames: Classes::of(|c| c.count(f)),
+        rates: Classes::of(|c| q(r.get(c))),
         pkt_type: i
             .hook
             .filter(|h| matches!(h, Hook::Tcx | Hook::TcClsact))
@@ -350,6 +341,25 @@ mod tests {
         );
         assert_eq!(e["promiscuity_to"], 1);
         assert_eq!(e["ts"], "2001-09-09T01:46:40.000Z");
+    }
+
+    #[test]
+    fn frames_and_rates_keep_their_keys_and_order() {
+        let mut w = world();
+        w.interfaces[0].rates.set(Class::ForeignUnicast, 2.0 / 3.0);
+        let text = render(&w);
+        assert!(
+            text.contains(
+                r#""frames":{"total":5,"own":2,"broadcast":0,"multicast":0,"foreign_unicast":3,"host_ip_wrong_mac":1,"stale_mac":1,"runt":0},"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#""rates":{"total":0.0,"own":0.0,"broadcast":0.0,"multicast":0.0,"foreign_unicast":0.667,"host_ip_wrong_mac":0.0,"stale_mac":0.0,"runt":0.0},"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -5,31 +5,40 @@
 use std::fmt::Write as _;
 
 use crate::{
+    classes::{self, Class},
     model::{Flow, Interface, World},
     verdict::{MAC_MISMATCH_REASONS, verdict},
 };
 
-const COLUMNS: usize = 16;
-const HEADERS: [&str; COLUMNS] = [
-    "IFACE",
-    "ROLE",
-    "MASTER",
-    "MAC",
-    "PROMISC",
-    "HOOK",
-    "TOTAL",
-    "OWN",
-    "BCAST",
-    "MCAST",
-    "FOREIGN",
-    "HOST_IP_WRONG_MAC",
-    "STALE_MAC",
-    "RUNT",
-    "KERNEL_DROPS",
-    "OTHERHOST_CTR",
-];
+/// The columns before the classes' (text), and after them (numbers).
+const LEADING: [&str; 6] = ["IFACE", "ROLE", "MASTER", "MAC", "PROMISC", "HOOK"];
+const TRAILING: [&str; 2] = ["KERNEL_DROPS", "OTHERHOST_CTR"];
+const COLUMNS: usize = LEADING.len() + classes::COUNT + TRAILING.len();
 /// Columns from this one on are numbers, right-aligned.
-const FIRST_NUMERIC: usize = 6;
+const FIRST_NUMERIC: usize = LEADING.len();
+
+/// One row: the leading cells, one per class in table order, the trailing
+/// cells.
+fn row(
+    leading: [String; LEADING.len()],
+    class: impl Fn(Class) -> String,
+    trailing: [String; TRAILING.len()],
+) -> [String; COLUMNS] {
+    let cells: Vec<String> = leading
+        .into_iter()
+        .chain(classes::all().map(class))
+        .chain(trailing)
+        .collect();
+    cells.try_into().expect("COLUMNS cells")
+}
+
+fn headers() -> [String; COLUMNS] {
+    row(
+        LEADING.map(str::to_owned),
+        |c| c.info().heading.to_owned(),
+        TRAILING.map(str::to_owned),
+    )
+}
 
 fn count_cells(i: &Interface) -> [String; COLUMNS] {
     let f = &i.frames;
@@ -62,43 +71,27 @@ fn count_cells(i: &Interface) -> [String; COLUMNS] {
         .kernel_rx_otherhost_dropped
         .map(|n| n.to_string())
         .unwrap_or_else(|| "n/a".into());
-    [
-        name,
-        i.role.as_str().to_owned(),
-        i.master.clone().unwrap_or_else(|| "-".into()),
-        i.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-        promisc,
-        i.hook.map(|h| h.as_str()).unwrap_or("-").to_owned(),
-        f.total.to_string(),
-        f.own.to_string(),
-        f.broadcast.to_string(),
-        f.multicast.to_string(),
-        f.foreign_unicast.to_string(),
-        f.host_ip_wrong_mac.to_string(),
-        f.stale_mac.to_string(),
-        f.runt.to_string(),
-        drops,
-        otherhost,
-    ]
+    row(
+        [
+            name,
+            i.role.as_str().to_owned(),
+            i.master.clone().unwrap_or_else(|| "-".into()),
+            i.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            promisc,
+            i.hook.map(|h| h.as_str()).unwrap_or("-").to_owned(),
+        ],
+        |c| c.count(f).to_string(),
+        [drops, otherhost],
+    )
 }
 
+/// The rates under the counts: the classes' cells only.
 fn rate_cells(i: &Interface) -> [String; COLUMNS] {
-    let r = &i.rates;
-    let s = |x: f64| format!("{x:.1}/s");
-    let mut cells: [String; COLUMNS] = Default::default();
-    for (cell, rate) in cells[FIRST_NUMERIC..].iter_mut().zip([
-        r.total,
-        r.own,
-        r.broadcast,
-        r.multicast,
-        r.foreign_unicast,
-        r.host_ip_wrong_mac,
-        r.stale_mac,
-        r.runt,
-    ]) {
-        *cell = s(rate);
-    }
-    cells
+    row(
+        Default::default(),
+        |c| format!("{:.1}/s", i.rates.get(c)),
+        Default::default(),
+    )
 }
 
 /// The top offenders of every interface with mismatched frames: one line
@@ -136,7 +129,7 @@ fn offenders(out: &mut String, world: &World, name_width: usize) {
 }
 
 pub fn render(world: &World) -> String {
-    let mut rows: Vec<[String; COLUMNS]> = vec![HEADERS.map(str::to_owned)];
+    let mut rows: Vec<[String; COLUMNS]> = vec![headers()];
     for i in &world.interfaces {
         rows.push(count_cells(i));
         rows.push(rate_cells(i));

@@ -10,6 +10,7 @@ use std::{
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::{
+    classes::{self, CLASSES, Class},
     model::{Interface, World},
     topology::Role,
     verdict::MAC_MISMATCH_REASONS,
@@ -36,8 +37,8 @@ pub fn key(i: &Interface) -> Key {
 /// for this host's IP with a wrong MAC.
 pub fn mismatch_rate(i: &Interface) -> f64 {
     match i.role {
-        Role::Port => i.rates.host_ip_wrong_mac,
-        Role::Bridge | Role::Standalone => i.rates.foreign_unicast,
+        Role::Port => i.rates.get(Class::HostIpWrongMac),
+        Role::Bridge | Role::Standalone => i.rates.get(Class::ForeignUnicast),
     }
 }
 
@@ -65,34 +66,50 @@ pub fn display_name(i: &Interface) -> String {
 pub enum Sort {
     /// Bridges, each followed by its ports, then standalone interfaces.
     Iface,
-    Total,
-    Foreign,
-    WrongMac,
-    Stale,
+    /// A frame class's count (those the class table marks for sorting).
+    Class(Class),
     Drops,
     /// The sparkline's rate in the last interval.
     Mismatch,
 }
 
+/// How many classes `s` sorts by.
+const SORTED_CLASSES: usize = {
+    let mut n = 0;
+    let mut at = 0;
+    while at < classes::COUNT {
+        if CLASSES[at].top.sort {
+            n += 1;
+        }
+        at += 1;
+    }
+    n
+};
+
 impl Sort {
-    pub const ALL: [Sort; 7] = [
-        Sort::Iface,
-        Sort::Total,
-        Sort::Foreign,
-        Sort::WrongMac,
-        Sort::Stale,
-        Sort::Drops,
-        Sort::Mismatch,
-    ];
+    /// In cycle order: the name, the classes in table order, drops, the
+    /// sparkline's rate.
+    pub const ALL: [Sort; SORTED_CLASSES + 3] = {
+        let mut out = [Sort::Iface; SORTED_CLASSES + 3];
+        let mut at = 1;
+        let mut class = 0;
+        while class < classes::COUNT {
+            if CLASSES[class].top.sort {
+                out[at] = Sort::Class(CLASSES[class].class);
+                at += 1;
+            }
+            class += 1;
+        }
+        out[at] = Sort::Drops;
+        out[at + 1] = Sort::Mismatch;
+        out
+    };
 
     /// As shown in the title bar (the column headers' names).
     pub fn label(self) -> &'static str {
         match self {
             Sort::Iface => "IFACE",
-            Sort::Total => "TOTAL",
-            Sort::Foreign => "FOREIGN",
-            Sort::WrongMac => "WRONG_MAC",
-            Sort::Stale => "STALE",
+            Sort::Class(c) => c.info().top.heading,
             Sort::Drops => "DROPS",
             Sort::Mismatch => "MISMATCH/s",
         }
@@ -211,10 +228,7 @@ impl App {
                 let value = |i: &Interface| -> f64 {
                     let f = &i.frames;
                     match numeric {
-                        Sort::Total => f.total as f64,
-                        Sort::Foreign => f.foreign_unicast as f64,
-                        Sort::WrongMac => f.host_ip_wrong_mac as f64,
-                        Sort::Stale => f.stale_mac as f64,
+                        Sort::Class(c) => c.count(f) as f64,
                         Sort::Drops => confirmed_drops(i).unwrap_or(0) as f64,
                         Sort::Mismatch | Sort::Iface => mismatch_rate(i),
                     }
@@ -329,8 +343,8 @@ mod tests {
             host_ip_wrong_mac: wrong,
             ..Default::default()
         };
-        i.rates.host_ip_wrong_mac = wrong as f64;
-        i.rates.foreign_unicast = foreign as f64;
+        i.rates.set(Class::HostIpWrongMac, wrong as f64);
+        i.rates.set(Class::ForeignUnicast, foreign as f64);
         i.drops = Some(BTreeMap::from([("NO_TX_TARGET".to_owned(), wrong)]));
         i
     }
@@ -369,11 +383,11 @@ mod tests {
         app.update(world(lab(), vec![]));
         assert_eq!(names(&app), ["br0", "p1", "p2", "v0"]);
         press(&mut app, KeyCode::Char('s'));
-        assert_eq!(app.sort, Sort::Total);
+        assert_eq!(app.sort, Sort::Class(Class::Total));
         assert_eq!(names(&app), ["p1", "p2", "br0", "v0"]);
         press(&mut app, KeyCode::Char('s'));
         press(&mut app, KeyCode::Char('s'));
-        assert_eq!(app.sort, Sort::WrongMac);
+        assert_eq!(app.sort, Sort::Class(Class::HostIpWrongMac));
         assert_eq!(names(&app), ["p1", "br0", "p2", "v0"], "ties in tree order");
         press(&mut app, KeyCode::Char('r'));
         assert_eq!(names(&app), ["p2", "v0", "br0", "p1"]);

@@ -19,7 +19,10 @@ use ratatui::{
 };
 
 use super::app::{App, Sort, confirmed_drops, display_name, key, mismatch_rate};
-use crate::model::{Flow, Interface};
+use crate::{
+    classes::{self, CLASSES, Class},
+    model::{Flow, Interface},
+};
 
 /// One column of the interface table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,57 +33,42 @@ pub enum Col {
     Mac,
     Promisc,
     Hook,
-    Total,
-    Own,
-    Bcast,
-    Mcast,
-    Foreign,
-    WrongMac,
-    Stale,
-    Runt,
+    /// A frame class: its count, its rate under it.
+    Class(Class),
     Drops,
     Otherhost,
 }
 
-/// In display order.
-const ORDER: [Col; 16] = [
+/// The columns before the classes' and after them.
+const LEADING: [Col; 6] = [
     Col::Iface,
     Col::Role,
     Col::Master,
     Col::Mac,
     Col::Promisc,
     Col::Hook,
-    Col::Total,
-    Col::Own,
-    Col::Bcast,
-    Col::Mcast,
-    Col::Foreign,
-    Col::WrongMac,
-    Col::Stale,
-    Col::Runt,
-    Col::Drops,
-    Col::Otherhost,
 ];
+const TRAILING: [Col; 2] = [Col::Drops, Col::Otherhost];
 
-/// Most important first: what survives a narrow terminal.
-const PRIORITY: [Col; 16] = [
-    Col::Iface,
-    Col::WrongMac,
-    Col::Foreign,
-    Col::Drops,
-    Col::Total,
-    Col::Promisc,
-    Col::Stale,
-    Col::Own,
-    Col::Bcast,
-    Col::Mcast,
-    Col::Role,
-    Col::Master,
-    Col::Otherhost,
-    Col::Hook,
-    Col::Runt,
-    Col::Mac,
-];
+/// In display order: the classes, in the class table's order, between the
+/// others.
+const ORDER: [Col; LEADING.len() + classes::COUNT + TRAILING.len()] = {
+    let mut out = [Col::Iface; LEADING.len() + classes::COUNT + TRAILING.len()];
+    let mut at = 0;
+    while at < LEADING.len() {
+        out[at] = LEADING[at];
+        at += 1;
+    }
+    while at < LEADING.len() + classes::COUNT {
+        out[at] = Col::Class(CLASSES[at - LEADING.len()].class);
+        at += 1;
+    }
+    while at < out.len() {
+        out[at] = TRAILING[at - LEADING.len() - classes::COUNT];
+        at += 1;
+    }
+    out
+};
 
 impl Col {
     pub fn header(self) -> &'static str {
@@ -91,14 +79,7 @@ impl Col {
             Col::Mac => "MAC",
             Col::Promisc => "PROMISC",
             Col::Hook => "HOOK",
-            Col::Total => "TOTAL",
-            Col::Own => "OWN",
-            Col::Bcast => "BCAST",
-            Col::Mcast => "MCAST",
-            Col::Foreign => "FOREIGN",
-            Col::WrongMac => "WRONG_MAC",
-            Col::Stale => "STALE",
-            Col::Runt => "RUNT",
+            Col::Class(c) => c.info().top.heading,
             Col::Drops => "DROPS",
             Col::Otherhost => "OTHERHOST",
         }
@@ -112,37 +93,49 @@ impl Col {
             Col::Mac => 17,
             Col::Promisc => 7,
             Col::Hook => 11,
-            Col::Total | Col::Own | Col::Bcast | Col::Mcast | Col::Stale | Col::Drops => 6,
-            Col::Foreign => 7,
-            Col::WrongMac => 9,
-            Col::Runt => 5,
+            Col::Class(c) => c.info().top.width,
+            Col::Drops => 6,
             Col::Otherhost => 9,
         }
     }
 
+    /// What survives a narrow terminal: the lowest ranks that fit. The
+    /// classes' ranks are in the class table, on the same scale.
+    fn priority(self) -> u8 {
+        match self {
+            Col::Iface => 0,
+            Col::Drops => 30,
+            Col::Promisc => 50,
+            Col::Role => 100,
+            Col::Master => 110,
+            Col::Otherhost => 120,
+            Col::Hook => 130,
+            Col::Mac => 150,
+            Col::Class(c) => c.info().top.priority,
+        }
+    }
+
     fn numeric(self) -> bool {
-        ORDER.iter().position(|c| *c == self) >= ORDER.iter().position(|c| *c == Col::Total)
+        matches!(self, Col::Class(_) | Col::Drops | Col::Otherhost)
     }
 
     fn sorted_by(self, sort: Sort) -> bool {
-        matches!(
-            (self, sort),
-            (Col::Iface, Sort::Iface)
-                | (Col::Total, Sort::Total)
-                | (Col::Foreign, Sort::Foreign)
-                | (Col::WrongMac, Sort::WrongMac)
-                | (Col::Stale, Sort::Stale)
-                | (Col::Drops, Sort::Drops)
-        )
+        match (self, sort) {
+            (Col::Iface, Sort::Iface) | (Col::Drops, Sort::Drops) => true,
+            (Col::Class(c), Sort::Class(by)) => c == by,
+            _ => false,
+        }
     }
 }
 
 /// The columns that fit in `width` (1 space between columns), in display
 /// order, with their widths.
 pub fn columns(width: u16, name_width: u16) -> Vec<(Col, u16)> {
+    let mut by_priority = ORDER;
+    by_priority.sort_by_key(|c| c.priority());
     let mut used = 0u16;
     let mut chosen = Vec::new();
-    for col in PRIORITY {
+    for col in by_priority {
         let w = col.width(name_width);
         let need = if chosen.is_empty() { w } else { w + 1 };
         if used + need <= width {
@@ -266,14 +259,7 @@ fn cells(i: &Interface, cols: &[(Col, u16)]) -> Vec<Cell<'static>> {
                     i.hook.map(|h| h.as_str()).unwrap_or("-").to_owned(),
                     String::new(),
                 ),
-                Col::Total => (count(f.total), rate(r.total)),
-                Col::Own => (count(f.own), rate(r.own)),
-                Col::Bcast => (count(f.broadcast), rate(r.broadcast)),
-                Col::Mcast => (count(f.multicast), rate(r.multicast)),
-                Col::Foreign => (count(f.foreign_unicast), rate(r.foreign_unicast)),
-                Col::WrongMac => (count(f.host_ip_wrong_mac), rate(r.host_ip_wrong_mac)),
-                Col::Stale => (count(f.stale_mac), rate(r.stale_mac)),
-                Col::Runt => (count(f.runt), rate(r.runt)),
+                Col::Class(c) => (count(c.count(f)), rate(r.get(c))),
                 Col::Drops => (
                     confirmed_drops(i)
                         .map(count)
@@ -288,7 +274,7 @@ fn cells(i: &Interface, cols: &[(Col, u16)]) -> Vec<Cell<'static>> {
                 ),
             };
             let alarm = match col {
-                Col::WrongMac => f.host_ip_wrong_mac > 0,
+                Col::Class(c) => c.info().alarm && c.count(f) > 0,
                 Col::Drops => confirmed_drops(i).unwrap_or(0) > 0,
                 _ => false,
             };
@@ -617,7 +603,7 @@ mod tests {
             stale_mac: 2,
             ..Default::default()
         };
-        p1.rates.host_ip_wrong_mac = 4.5;
+        p1.rates.set(Class::HostIpWrongMac, 4.5);
         p1.promisc = true;
         p1.promiscuity = 1;
         p1.drops = Some(BTreeMap::from([("NO_TX_TARGET".to_owned(), 9)]));
@@ -768,6 +754,26 @@ mod tests {
         for (w, h) in [(1, 1), (10, 3), (20, 5), (80, 4)] {
             screen(&app(), w, h);
         }
+    }
+
+    #[test]
+    fn every_column_once_with_a_rank_of_its_own() {
+        for (at, col) in ORDER.iter().enumerate() {
+            assert!(!ORDER[at + 1..].contains(col), "{col:?} twice");
+        }
+        let mut ranks: Vec<u8> = ORDER.iter().map(|c| c.priority()).collect();
+        ranks.sort();
+        ranks.dedup();
+        assert_eq!(
+            ranks.len(),
+            ORDER.len(),
+            "the narrow-terminal order is total"
+        );
+        assert_eq!(
+            ORDER.iter().min_by_key(|c| c.priority()),
+            Some(&Col::Iface),
+            "the name goes first"
+        );
     }
 
     #[test]
