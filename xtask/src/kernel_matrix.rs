@@ -84,7 +84,7 @@ const MODULES: &[&str] = &[
 
 /// Apt packages the matrix runs: QEMU, xz for 6.12's compressed modules,
 /// strip from binutils.
-const APT_PACKAGES: &[&str] = &["qemu-system-x86", "xz-utils", "binutils"];
+pub const APT_PACKAGES: &[&str] = &["qemu-system-x86", "xz-utils", "binutils"];
 
 /// The QEMU machine: TCG (no KVM), the emulated CPU with every feature,
 /// 1 GiB, 2 vCPUs, no default devices, the serial console on stdio.
