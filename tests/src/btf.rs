@@ -3,9 +3,9 @@
 //! library: the tests' independent witness of which drop reasons and attach
 //! types a kernel has, so that no expectation hangs on a version number.
 //!
-//! Only as much of the format as finding an enum by name needs: the header,
-//! the type section (walked to know each record's length) and the string
-//! section (`include/uapi/linux/btf.h` in the kernel's sources).
+//! Only as much of the format as finding enums and structs by name needs:
+//! the header, the type section (walked to know each record's length) and
+//! the string section.
 
 use std::path::Path;
 
@@ -168,6 +168,9 @@ pub struct KernelBtf {
     /// The reasons of the MAC-mismatch drops macdrop names.
     pub reason_otherhost: bool,
     pub reason_no_tx_target: bool,
+    /// All three MAC-mismatch reasons: OTHERHOST, NO_TX_TARGET and
+    /// IPV6_NDISC_NS_OTHERHOST.
+    pub mismatch_reasons: bool,
     /// `BPF_TCX_INGRESS` in `enum bpf_attach_type`: tc programs attach
     /// through TCX links; without it, through a clsact qdisc.
     pub tcx: bool,
@@ -189,6 +192,13 @@ impl KernelBtf {
             drop_reasons: btf.enum_members("skb_drop_reason").is_some(),
             reason_otherhost: reason("SKB_DROP_REASON_OTHERHOST"),
             reason_no_tx_target: reason("SKB_DROP_REASON_NO_TX_TARGET"),
+            mismatch_reasons: [
+                "SKB_DROP_REASON_OTHERHOST",
+                "SKB_DROP_REASON_NO_TX_TARGET",
+                "SKB_DROP_REASON_IPV6_NDISC_NS_OTHERHOST",
+            ]
+            .iter()
+            .all(|r| reason(r)),
             tcx: btf.has_enum_member("bpf_attach_type", "BPF_TCX_INGRESS"),
         }
     }
