@@ -24,6 +24,9 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
     }
     let start = Instant::now();
     let skip_log = crate::cmd::target_dir()?.join("test-skipped.log");
+    // A log of an earlier run must not count in this one's summary, even
+    // when this one stops before its tests.
+    let _ = std::fs::remove_file(&skip_log);
     let mut phases = Vec::new();
     let mut tally = Tally::default();
     let result = (|| {
@@ -57,8 +60,6 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
             })?;
         }
         timed("tests", &mut || {
-            // A fresh log for the checks the tests could not run here.
-            let _ = std::fs::remove_file(&skip_log);
             let result = Cmd::cargo()
                 .env("MACDROP_BIN", &bin)
                 .env(macdrop_tests::skip::LOG_VAR, &skip_log)
