@@ -2,7 +2,7 @@
 //! first command on a broken host. Every interface's role, MAC and
 //! promiscuous state, the kernel's otherhost counter, and findings: an
 //! error for each bridge whose own MAC is not a local FDB entry (the
-//! background incident), a warning for each bridge whose MAC is not pinned.
+//! README's incident), a warning for each bridge whose MAC is not pinned.
 
 use crate::{
     mac::Mac,
@@ -174,7 +174,7 @@ pub fn mac_pinned_from_sysfs(link: &Link) -> Option<bool> {
 }
 
 /// A promiscuous bridge or standalone interface accepts frames for any MAC:
-/// a MAC mismatch then goes unnoticed (the background incident's tcpdump).
+/// a MAC mismatch then goes unnoticed (the README's incident: it works while tcpdump runs).
 fn promiscuous_finding(link: &Link, holders: Option<&str>) -> Finding {
     let name = &link.name;
     let who = holders

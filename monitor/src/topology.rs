@@ -58,7 +58,9 @@ impl Watched {
 }
 
 /// Resolves the selection to a list of interfaces, ports before their
-/// bridges (the order XDP must be attached in, see kernel-notes.md).
+/// bridges: the order to attach in, because a bridge's program takes the
+/// verdict its port's program left for the frame (docs/design.md, "The
+/// bridge device takes the port's verdict").
 pub fn select(state: &NetState, sel: &Selection) -> Result<Vec<Watched>, Failure> {
     let mut chosen: BTreeSet<u32> = BTreeSet::new();
     let bridges: Vec<&Link> =

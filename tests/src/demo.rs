@@ -1,4 +1,4 @@
-//! The demo behind `cargo xtask demo`: the background incident, live.
+//! The demo behind `cargo xtask demo`: the README's incident, live.
 //!
 //! A bridge loses its own MAC from its forwarding database, so traffic to the
 //! host through the bridge is silently flooded away; promiscuous mode (what

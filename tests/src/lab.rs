@@ -240,7 +240,7 @@ impl BridgeLab {
         Ok(())
     }
 
-    /// Deletes the bridge's own local FDB entry, the setup of the background
+    /// Deletes the bridge's own local FDB entry, the setup of the README's
     /// incident: frames to br0's MAC are then flooded, not delivered.
     ///
     /// The flag is `self`, not `master`: `master` asks the *upper* device of

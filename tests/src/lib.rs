@@ -12,16 +12,22 @@
 //! - [`promisc`]: holds an interface promiscuous like tcpdump does;
 //! - [`pcap`]: reads a pcapng file back with tshark and tcpdump;
 //! - [`receiver`]: counts and fingerprints what an interface receives;
-//! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON;
+//! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON,
+//!   and the size of its `IFLA_STATS64`, via netlink;
 //! - [`bpf`]: which BPF programs and links a process holds, and whether
 //!   they outlive it;
+//! - [`btf`]: what the running kernel offers (drop reasons, TCX), from its
+//!   own BTF, read without macdrop's code;
 //! - [`macdrop`]: runs `macdrop watch` and reads its JSON reports;
 //! - [`test_run`]: a veth of a chosen MAC in a namespace of its own, for
 //!   BPF_PROG_TEST_RUN;
+//! - [`skip`]: checks that cannot run here, counted as skipped by
+//!   `cargo xtask test`, never as passed;
 //! - [`wait`]: polling for a condition with a deadline;
-//! - [`demo`]: reproduces the background incident for a human reader.
+//! - [`demo`]: reproduces the README's incident for a human reader.
 
 pub mod bpf;
+pub mod btf;
 pub mod demo;
 pub mod fate;
 pub mod frames;

@@ -96,7 +96,7 @@ fn reports_the_bridge_and_each_port_with_its_role() {
     macdrop.stop().unwrap();
 }
 
-/// The background incident: the bridge's own MAC is no longer a local FDB
+/// The README's incident: the bridge's own MAC is no longer a local FDB
 /// entry, so frames to it carrying the host's IP are flooded, not delivered.
 #[test]
 fn frames_to_a_bridge_mac_missing_from_the_fdb_are_host_ip_wrong_mac() {

@@ -1,7 +1,7 @@
 //! `macdrop diagnose`: each fault it must recognise is built in a lab, the
 //! traffic that shows it is sent during the window, and the finding must
 //! name it with the exact numbers; a healthy lab yields no finding, and
-//! the remedy for the background incident is applied and shown to work.
+//! the remedy for the README's incident is applied and shown to work.
 
 mod common;
 
@@ -15,6 +15,7 @@ use std::{
 
 use common::{SETTLE, TempPcap};
 use macdrop_tests::{
+    btf::KernelBtf,
     frames::{BROADCAST, ipv4_udp, mac_to_string},
     lab::{
         BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, PEER_IFACE, peer_ipv4,
@@ -173,9 +174,8 @@ fn send_to_host(lab: &BridgeLab, i: usize, dst: [u8; 6], count: usize) {
     .unwrap();
 }
 
-/// Whether the kernel's confirmed drops are available here (BTF and drop
-/// reasons): then the evidence must include them exactly.
-fn drops_available(report: &Value) -> bool {
+/// Whether macdrop's report has the kernel's confirmed drops.
+fn drops_reported(report: &Value) -> bool {
     !report["summary"]["drop_source"].is_null()
 }
 
@@ -223,7 +223,7 @@ fn a_healthy_lab_yields_no_finding() {
     );
 }
 
-/// The background incident: br0's own MAC removed from its FDB. diagnose
+/// The README's incident: br0's own MAC removed from its FDB. diagnose
 /// names it with the frames that came for this host, the kernel's confirmed
 /// drops and the fix; applying the fix makes pings work and the next
 /// diagnosis healthy.
@@ -262,7 +262,14 @@ fn missing_fdb_entry_is_named_with_its_numbers_and_the_remedy_works() {
         ),
         "{evidence}"
     );
-    if drops_available(&report) {
+    // Whether the kernel confirms, from its own BTF, not from macdrop.
+    let kernel = KernelBtf::read().unwrap();
+    assert_eq!(
+        drops_reported(&report),
+        kernel.drop_reasons,
+        "confirmed drops in the report, against enum skb_drop_reason in the kernel's BTF"
+    );
+    if kernel.reason_no_tx_target {
         // One port: the flood has nowhere to go.
         assert_eq!(f["facts"]["kernel_drops"], 7);
         assert!(
@@ -270,9 +277,9 @@ fn missing_fdb_entry_is_named_with_its_numbers_and_the_remedy_works() {
             "{evidence}"
         );
     } else {
-        macdrop_tests::skip::record(
+        macdrop_tests::skip::part(
             "diagnose: the kernel's confirmed drops in the incident's evidence",
-            "no drop reasons on this kernel",
+            "this kernel's BTF has no SKB_DROP_REASON_NO_TX_TARGET",
         );
     }
     let remedy = f["remedy"][0].as_str().unwrap();
@@ -315,7 +322,7 @@ fn missing_fdb_entry_is_named_with_its_numbers_and_the_remedy_works() {
     );
 }
 
-/// `diagnose --pcap FILE` in the background incident: the window's
+/// `diagnose --pcap FILE` in the README's incident: the window's
 /// mismatched frames (those for br0's IP to br0's MAC, which its FDB no
 /// longer delivers) reach the file and nothing else (broadcasts, frames
 /// bridged between the ports), the report's `pcap` object counts them, and

@@ -170,7 +170,7 @@ fn standalone_mismatched_frames_reach_the_file_with_each_hook() {
 
 /// On a bridge port, foreign unicast is normal forwarding: only frames for
 /// the host's IP (here: to the bridge's MAC, which is missing from its FDB,
-/// the background incident) are evidence, named as on the port of br0.
+/// the README's incident) are evidence, named as on the port of br0.
 #[test]
 fn bridge_port_captures_only_frames_for_the_host() {
     let lab = BridgeLab::new(2).unwrap();

@@ -196,7 +196,7 @@ fn has_line(screen: &str, line: &str) -> bool {
 
 const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
-/// The background incident in an 80x24 pane: exact counts per interface,
+/// The README's incident in an 80x24 pane: exact counts per interface,
 /// the sparkline, sorting, filtering, and `q` giving the shell back as it
 /// was.
 #[test]

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use common::SETTLE;
 use macdrop_tests::{
     bpf,
+    btf::KernelBtf,
     frames::{BROADCAST, ipv4_udp},
     lab::{
         BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, FOREIGN_IPV4, FOREIGN_MAC, PEER_IFACE,
@@ -149,9 +150,11 @@ fn all_namespaces_with_a_bridge() {
 /// hook each interface got.
 #[test]
 fn every_hook_counts_the_same() {
+    // tc's hook on this kernel, from its BTF: TCX or a clsact qdisc.
+    let tc = KernelBtf::read().unwrap().tc_hook();
     for (mode, port_hook, bridge_hook) in [
-        ("auto", "tcx", "tcx"),
-        ("tc", "tcx", "tcx"),
+        ("auto", tc, tc),
+        ("tc", tc, tc),
         ("xdp", "xdp-driver", "xdp-generic"),
         ("xdp-generic", "xdp-generic", "xdp-generic"),
     ] {
@@ -175,7 +178,7 @@ fn every_hook_counts_the_same() {
         // on the port everything not for p1's MAC is "otherhost" (the
         // bridge then claims its own), on br0 the bridge's MAC is "host".
         let pkt = |n: &str| report.interface(n).and_then(|i| i.pkt_type);
-        if port_hook == "tcx" {
+        if port_hook == tc {
             let want = PktType {
                 otherhost: 7,
                 broadcast: 2,
@@ -214,7 +217,8 @@ fn a_port_with_a_foreign_xdp_program_is_watched_through_tc() {
     let want = plan_counts(2, 5, 1);
     let mine = macdrop.settle(|r| r.frames("p1") == Some(want), SETTLE);
     assert_eq!(mine.frames("p1"), Some(want));
-    assert_eq!(mine.interface("p1").unwrap().hook.as_deref(), Some("tcx"));
+    let tc = KernelBtf::read().unwrap().tc_hook();
+    assert_eq!(mine.interface("p1").unwrap().hook.as_deref(), Some(tc));
     let theirs = other.settle(|r| r.frames("p1") == Some(want), SETTLE);
     assert_eq!(
         theirs.frames("p1"),

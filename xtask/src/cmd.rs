@@ -162,22 +162,71 @@ impl Cmd {
         Ok(())
     }
 
-    /// Runs the command, echoing its stdout line by line and handing each
-    /// line to `on_line`; a non-zero exit is an error.
-    pub fn run_watching_stdout(&self, mut on_line: impl FnMut(&str)) -> Result<()> {
-        use std::io::{BufRead as _, BufReader};
-        let mut child = self
-            .command()
-            .stdout(std::process::Stdio::piped())
+    /// Runs the command with its stdout and stderr on one pipe, echoing
+    /// every line to stdout and handing it to `on_line`, in the order the
+    /// command wrote them (two pipes would lose the order between them); a
+    /// non-zero exit is an error.
+    pub fn run_watching_output(&self, mut on_line: impl FnMut(&str)) -> Result<()> {
+        use std::{
+            io::{BufRead as _, BufReader},
+            sync::mpsc::{self, RecvTimeoutError},
+            time::Duration,
+        };
+        let (reader, writer) = std::io::pipe().context("creating a pipe")?;
+        let mut command = self.command();
+        command
+            .stdout(writer.try_clone().context("duplicating the pipe")?)
+            .stderr(writer);
+        let mut child = command
             .spawn()
             .with_context(|| format!("cannot start `{}`", self.display()))?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        for line in BufReader::new(stdout).lines() {
-            let line = line.context("reading the command's output")?;
+        // The child holds the write ends now; ours go with `command`.
+        drop(command);
+        // A process the command left running may hold the pipe open after
+        // it exits, so the end of the output is the command's exit plus a
+        // moment of quiet, not the pipe's end alone.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(reader);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                        if tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut handle = |line: String| {
             println!("{line}");
             on_line(&line);
+        };
+        let mut exited = None;
+        loop {
+            let wait = if exited.is_some() {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(200)
+            };
+            match rx.recv_timeout(wait) {
+                Ok(line) => handle(line),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) if exited.is_some() => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    exited = child.try_wait().context("waiting for the command")?;
+                }
+            }
         }
-        let status = child.wait().context("waiting for the command")?;
+        let status = match exited {
+            Some(status) => status,
+            None => child.wait().context("waiting for the command")?,
+        };
         if !status.success() {
             bail!("`{}` failed ({status})", self.display());
         }

@@ -84,7 +84,7 @@ const MODULES: &[&str] = &[
 
 /// Apt packages the matrix runs: QEMU, xz for 6.12's compressed modules,
 /// strip from binutils.
-const APT_PACKAGES: &[&str] = &["qemu-system-x86", "xz-utils", "binutils"];
+pub const APT_PACKAGES: &[&str] = &["qemu-system-x86", "xz-utils", "binutils"];
 
 /// The QEMU machine: TCG (no KVM), the emulated CPU with every feature,
 /// 1 GiB, 2 vCPUs, no default devices, the serial console on stdio.
@@ -349,7 +349,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
     let failed: Vec<&str> = rows
         .iter()
-        .filter(|row| row.outcome.pass != Some(true))
+        .filter(|row| !passed(row))
         .map(|row| row.target.label())
         .collect();
     println!(
@@ -583,6 +583,14 @@ struct Caps {
     /// The `--pcap` check of each mode that ran: the hook that captured
     /// and the frames read back, or FAIL.
     pcap: String,
+    /// What stayed after SIGKILL in the default mode (and that the next
+    /// start removed it), or FAIL.
+    sigkill: String,
+    /// Checks this kernel did not run, counted apart from the passed.
+    skipped: String,
+    /// What the kernel has (from the guest's independent readers) that
+    /// macdrop's reports do not show, or show where the kernel has nothing.
+    problems: Vec<String>,
 }
 
 fn caps(outcome: &Outcome) -> Caps {
@@ -595,6 +603,9 @@ fn caps(outcome: &Outcome) -> Caps {
             otherhost: "?".into(),
             jumbo: "?".into(),
             pcap: "?".into(),
+            sigkill: "?".into(),
+            skipped: "?".into(),
+            problems: Vec::new(),
         };
     };
     let modes = caps["modes"].as_array().cloned().unwrap_or_default();
@@ -654,18 +665,62 @@ fn caps(outcome: &Outcome) -> Caps {
     } else {
         "no --attach".into()
     };
-    // What the kernel offers, from the first mode that got to see it (the
-    // default mode may have failed before any report).
-    let available = |flag: &str, value: &str| {
+    // What macdrop reported, from the first mode that got to see it (the
+    // default mode may have failed before any report), against what the
+    // kernel has, as the guest read it from its BTF and IFLA_STATS64:
+    // required where it has it, absent where it has not.
+    let mut problems = Vec::new();
+    let mut available = |flag: &str, value: &str, has: &str, what: &str| {
         let Some(mode) = modes.iter().find(|m| m[flag].is_boolean()) else {
             return "?".to_owned();
         };
-        match (&mode[flag], mode[value].as_u64()) {
-            (Value::Bool(true), Some(n)) => format!("yes ({n})"),
-            (Value::Bool(true), None) => "yes".into(),
-            _ => "null".into(),
+        let reported = mode[flag] == Value::Bool(true);
+        match (caps["kernel_has"][has].as_bool(), reported) {
+            (Some(false), false) => "n/a".into(),
+            (Some(false), true) => {
+                problems.push(format!("{what} reported, but the kernel has no {has}"));
+                "UNEXPECTED".into()
+            }
+            (Some(true), false) => {
+                problems.push(format!(
+                    "{what} required (the kernel has {has}), reported null"
+                ));
+                "MISSING".into()
+            }
+            // Older guests did not say what the kernel has.
+            (None, false) => "null".into(),
+            (_, true) => match mode[value].as_u64() {
+                Some(n) => format!("yes ({n})"),
+                None => "yes".into(),
+            },
         }
     };
+    let drops = available(
+        "drops",
+        "drops_otherhost",
+        "drop_reasons",
+        "confirmed drops",
+    );
+    let otherhost = available(
+        "otherhost",
+        "otherhost_value",
+        "otherhost_counter",
+        "kernel_rx_otherhost_dropped",
+    );
+    let sigkill = match checks.iter().find(|c| c["name"] == "sigkill/default") {
+        None => "?".to_owned(),
+        Some(c) if c["ok"] != Value::Bool(true) => "FAIL".to_owned(),
+        Some(_) => match default["sigkill"].as_str() {
+            Some(s) if s.starts_with("nothing") => "none stayed".to_owned(),
+            Some(s) => format!("clsact {}, cleaned", s.split(' ').next().unwrap_or("?")),
+            None => "ok".to_owned(),
+        },
+    };
+    let skipped: Vec<&str> = checks
+        .iter()
+        .filter(|c| c["skipped"].is_string())
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     let jumbo_check = checks
         .iter()
         .find(|c| c["name"] == "jumbo/default")
@@ -696,8 +751,8 @@ fn caps(outcome: &Outcome) -> Caps {
         release: caps["kernel"].as_str().unwrap_or("?").to_owned(),
         hooks,
         attach,
-        drops: available("drops", "drops_otherhost"),
-        otherhost: available("otherhost", "otherhost_value"),
+        drops,
+        otherhost,
         jumbo: match peer_max {
             Some(mtu) => format!("{jumbo} ({mtu})"),
             None => jumbo,
@@ -707,7 +762,21 @@ fn caps(outcome: &Outcome) -> Caps {
         } else {
             pcap.join(", ")
         },
+        sigkill,
+        skipped: if skipped.is_empty() {
+            "0".to_owned()
+        } else {
+            format!("{} ({})", skipped.len(), skipped.join(", "))
+        },
+        problems,
     }
+}
+
+/// Whether a row passed: the guest's verdict, and nothing the kernel has
+/// missing from macdrop's reports (the guest checks that too; this is the
+/// table's own reading of the same facts).
+fn passed(row: &Row) -> bool {
+    row.outcome.pass == Some(true) && caps(&row.outcome).problems.is_empty()
 }
 
 /// The summary table, aligned, also used (as is) in the report.
@@ -724,6 +793,8 @@ fn table(rows: &[Row]) -> String {
         "OTHERHOST",
         "JUMBO (peer max MTU)",
         "PCAP (hook frames)",
+        "SIGKILL (leftovers)",
+        "SKIPPED",
     ]
     .map(str::to_owned);
     let mut lines = vec![header.to_vec()];
@@ -736,13 +807,19 @@ fn table(rows: &[Row]) -> String {
                 .boot
                 .map_or_else(|| "-".to_owned(), ui::duration),
             ui::duration(row.outcome.elapsed),
-            result_word(&row.outcome).to_owned(),
+            if row.outcome.pass == Some(true) && !passed(row) {
+                "FAIL".to_owned()
+            } else {
+                result_word(&row.outcome).to_owned()
+            },
             caps.hooks,
             caps.attach,
             caps.drops,
             caps.otherhost,
             caps.jumbo,
             caps.pcap,
+            caps.sigkill,
+            caps.skipped,
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -775,7 +852,7 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
     let _ = writeln!(
         out,
         "`cargo xtask kernel-matrix`: {} in {} (QEMU TCG, {} vCPUs, {} MiB, {} guest(s) at once).\n",
-        if rows.iter().all(|r| r.outcome.pass == Some(true)) {
+        if rows.iter().all(passed) {
             "PASSED"
         } else {
             "FAILED"
@@ -789,8 +866,15 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
     let _ = writeln!(
         out,
         "DROPS: confirmed kernel drops (`drops` non-null), with the OTHERHOST count on the \
-         standalone veth (expected 5). OTHERHOST: `kernel_rx_otherhost_dropped` non-null, with \
-         its value there (expected 5). JUMBO: a veth whose peer has MTU 9000 watched with \
+         standalone veth (expected 5); required where the kernel's BTF has `enum \
+         skb_drop_reason`, `n/a` where it has none (MISSING or UNEXPECTED fail). OTHERHOST: \
+         `kernel_rx_otherhost_dropped` non-null, with its value there (expected 5); required \
+         where the kernel's IFLA_STATS64 carries the counter, `n/a` where not. What the kernel \
+         has is read by the guest from its BTF and a netlink answer, never from its version. \
+         SIGKILL: what stayed after SIGKILL with the default hooks (the clsact filters and \
+         qdiscs on every interface attached through clsact, nothing with TCX or XDP), removed \
+         by the next start, nothing after its SIGINT. SKIPPED: checks not run on this kernel, \
+         never counted as passed. JUMBO: a veth whose peer has MTU 9000 watched with \
          frames of 8000 bytes (counted, or refused with exit 3; FAIL otherwise), and in \
          parentheses the peer's max_mtu while macdrop watched a plain veth (native XDP without \
          multi-buffer caps it at 3506). PCAP: `--pcap` on the standalone veth, per attach mode \
@@ -803,7 +887,11 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
             out,
             "## {} — {}\n",
             row.target.label(),
-            result_word(&row.outcome)
+            if row.outcome.pass == Some(true) && !passed(row) {
+                "FAIL"
+            } else {
+                result_word(&row.outcome)
+            }
         );
         let _ = writeln!(out, "- source: {}", row.source);
         if let Target::Qemu(kernel) = row.target {
@@ -816,23 +904,32 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
             let _ = writeln!(out, "- problem: {problem}");
         }
         let _ = writeln!(out, "- console: `{}`", row.log.display());
+        for problem in caps(&row.outcome).problems {
+            let _ = writeln!(out, "- FAILED: {problem}");
+        }
         if let Some(caps) = &row.outcome.caps {
+            if !caps["kernel_has"].is_null() {
+                let _ = writeln!(out, "- the kernel has: `{}`", caps["kernel_has"]);
+            }
             for check in caps["checks"].as_array().into_iter().flatten() {
-                let _ = writeln!(
-                    out,
-                    "- check `{}`: {} in {}s{}",
-                    check["name"].as_str().unwrap_or("?"),
-                    if check["ok"] == Value::Bool(true) {
-                        "ok"
-                    } else {
-                        "FAILED"
-                    },
-                    check["secs"],
-                    check["error"]
-                        .as_str()
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                );
+                let name = check["name"].as_str().unwrap_or("?");
+                let _ = match check["skipped"].as_str() {
+                    Some(why) => writeln!(out, "- check `{name}`: SKIPPED: {why}"),
+                    None => writeln!(
+                        out,
+                        "- check `{name}`: {} in {}s{}",
+                        if check["ok"] == Value::Bool(true) {
+                            "ok"
+                        } else {
+                            "FAILED"
+                        },
+                        check["secs"],
+                        check["error"]
+                            .as_str()
+                            .map(|e| format!(": {e}"))
+                            .unwrap_or_default()
+                    ),
+                };
             }
             for mode in caps["modes"].as_array().into_iter().flatten() {
                 if mode["same_as_default"] == Value::Bool(true) {
@@ -860,6 +957,9 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
                 }
                 if let Some(pcap) = mode["pcap"].as_str() {
                     let _ = writeln!(out, "  - pcap: {pcap} read back");
+                }
+                if let Some(sigkill) = mode["sigkill"].as_str() {
+                    let _ = writeln!(out, "  - after SIGKILL: {sigkill}");
                 }
                 if let Some(mtu) = mode["peer_max_mtu"].as_u64() {
                     let _ = writeln!(out, "  - veth peer max_mtu while watched: {mtu}");
@@ -947,9 +1047,59 @@ mod tests {
                 "null",
                 "null",
                 "?",
-                "xdp-driver 4, tc: FAIL"
+                "xdp-driver 4, tc: FAIL",
+                "?",
+                "0"
             ],
             "{table}"
         );
+    }
+
+    fn row_of(caps: &str, pass: bool) -> Row {
+        Row {
+            target: Target::Qemu(&KERNELS[1]),
+            source: "x".into(),
+            outcome: Outcome {
+                pass: Some(pass),
+                caps: Some(serde_json::from_str(caps).unwrap()),
+                elapsed: Duration::from_secs(40),
+                ..Outcome::default()
+            },
+            log: PathBuf::from("log"),
+        }
+    }
+
+    /// What the kernel has decides: required there, `n/a` where it has
+    /// none; the leftovers after SIGKILL and the skipped checks are shown.
+    #[test]
+    fn the_kernel_decides_what_is_required() {
+        let good = r#"{"kernel":"6.1.0-56-cloud-amd64","attach_flag":false,
+            "kernel_has":{"drop_reasons":true,"otherhost_counter":false},
+            "modes":[{"attach":"default","hooks":{"port":"tc-clsact"},"drops":true,
+                      "drops_otherhost":5,"otherhost":false,
+                      "sigkill":"3 clsact filter(s) and qdisc(s) stayed (p1 p2 br0), the next start removed them"}],
+            "checks":[{"name":"sigkill/default","ok":true},
+                      {"name":"fate/default/VlanDevices","ok":true,"skipped":"no 8021q"}]}"#;
+        let row = row_of(good, true);
+        let c = caps(&row.outcome);
+        assert_eq!(
+            (c.drops.as_str(), c.otherhost.as_str(), c.sigkill.as_str()),
+            ("yes (5)", "n/a", "clsact 3, cleaned")
+        );
+        assert_eq!(c.skipped, "1 (fate/default/VlanDevices)");
+        assert!(passed(&row));
+
+        // The kernel has the counter, the report says null: the row fails,
+        // whatever the guest's verdict.
+        let missing = good.replace(
+            r#""otherhost_counter":false"#,
+            r#""otherhost_counter":true"#,
+        );
+        let row = row_of(&missing, true);
+        let c = caps(&row.outcome);
+        assert_eq!(c.otherhost, "MISSING");
+        assert_eq!(c.problems.len(), 1, "{:?}", c.problems);
+        assert!(!passed(&row));
+        assert!(table(&[row]).lines().nth(1).unwrap().contains(" FAIL "));
     }
 }

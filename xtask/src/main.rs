@@ -29,9 +29,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Install what is missing: Debian packages (LLVM 22, iproute2, ping,
-    /// tcpdump), rustup nightly + rust-src, clippy/rustfmt, bpf-linker 0.13.
-    /// Idempotent.
+    /// Install what is missing: Debian packages (LLVM 22 and every tool the
+    /// tests run: setup::TOOLS), rustup nightly + rust-src, clippy/rustfmt,
+    /// bpf-linker 0.13. Idempotent.
     Setup {
         /// Only check and print what would be installed.
         #[arg(long)]

@@ -2,8 +2,10 @@
 //! need and is missing. Idempotent: every step first checks, and a machine
 //! that has everything only gets `setup: ... ok (already present)` lines.
 //!
-//! 1. Debian packages: LLVM 22 (to build bpf-linker, and its libLLVM) and the
-//!    tools the tests and the demo run (`ip`, `ping`, `tcpdump`).
+//! 1. Debian packages: LLVM 22 (to build bpf-linker, and its libLLVM) and
+//!    every tool the tests, the benchmark and the demo run. (The deployment
+//!    tests' Python tools and kubectl come from PyPI, into a virtualenv the
+//!    tests make: `tests/tests/deploy.rs`.)
 //! 2. rustup toolchain `nightly` with `rust-src` (aya-build compiles the eBPF
 //!    crate with `-Z build-std=core`), plus clippy and rustfmt on nightly and
 //!    on the toolchain plain `cargo` uses here (stable) for `cargo xtask lint`.
@@ -26,10 +28,14 @@ const APT_PACKAGES: &[&str] = &[
     "libpolly-22-dev",
     "libzstd-dev",
     "zlib1g-dev",
-    // Used by the integration tests and the demo.
+    // Used by the integration tests and the demo: ip, bridge, tc; ping.
     "iproute2",
     "iputils-ping",
     "tcpdump",
+    // sysctl, which the labs use to keep namespaces quiet (not essential
+    // in Debian: a minimal image lacks it). unshare, nsenter, setpriv and
+    // taskset come with util-linux, which every Debian system has.
+    "procps",
     // Reads back the pcapng evidence of `--pcap` in the tests (packet
     // comments, interface names: what tcpdump does not show).
     "tshark",
@@ -49,6 +55,57 @@ const APT_PACKAGES: &[&str] = &[
     "python3-venv",
     // systemd-analyze, for the unit's hardening check.
     "systemd",
+];
+
+/// Every program the tests, the benchmark, the demo and the kernel matrix
+/// run, with the Debian package that has it: one of [`APT_PACKAGES`], of
+/// the kernel matrix's own (`kernel_matrix::APT_PACKAGES`), or of
+/// [`ESSENTIAL`]. A unit test finds the programs in the sources and fails
+/// on one missing here; setup checks that each of its own is there.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("ip", "iproute2"),
+    ("bridge", "iproute2"),
+    ("tc", "iproute2"),
+    ("ping", "iputils-ping"),
+    ("tcpdump", "tcpdump"),
+    ("tshark", "tshark"),
+    ("bpftool", "bpftool"),
+    ("promtool", "prometheus"),
+    ("prometheus", "prometheus"),
+    ("setcap", "libcap2-bin"),
+    ("tmux", "tmux"),
+    ("wrk", "wrk"),
+    ("strace", "strace"),
+    ("python3", "python3-venv"),
+    ("systemd-analyze", "systemd"),
+    ("sysctl", "procps"),
+    ("unshare", "util-linux"),
+    ("nsenter", "util-linux"),
+    ("setpriv", "util-linux"),
+    ("taskset", "util-linux"),
+    ("cat", "coreutils"),
+    ("chmod", "coreutils"),
+    ("sleep", "coreutils"),
+    ("apt-get", "apt"),
+    ("dpkg-query", "dpkg"),
+    ("dpkg-deb", "dpkg"),
+    ("tar", "tar"),
+    ("gzip", "gzip"),
+    ("ldd", "libc-bin"),
+    ("qemu-system-x86_64", "qemu-system-x86"),
+    ("xz", "xz-utils"),
+    ("strip", "binutils"),
+];
+
+/// Packages every Debian system has (`Essential: yes`).
+pub const ESSENTIAL: &[&str] = &[
+    "apt",
+    "coreutils",
+    "dpkg",
+    "gzip",
+    "libc-bin",
+    "tar",
+    "util-linux",
 ];
 
 /// Where Debian's llvm-22 packages put LLVM.
@@ -86,11 +143,36 @@ fn act(options: &Options, cmd: &Cmd) -> Result<()> {
 // ---- 1. Debian packages ----------------------------------------------------
 
 fn apt_packages(options: &Options) -> Result<()> {
-    // No kubectl here: Debian 12's (kubernetes-client 1.20) cannot render
-    // this kustomization ("unknown field labels"); without a kubectl the
-    // deployment tests render it by hand and record the kubectl check as
-    // skipped.
-    install_apt_packages(options, APT_PACKAGES)
+    install_apt_packages(options, APT_PACKAGES)?;
+    if options.dry_run {
+        return Ok(());
+    }
+    // A package can be installed and still lack the program (renamed or
+    // split off in another release): the tests would then fail far from
+    // the cause.
+    let missing: Vec<String> = TOOLS
+        .iter()
+        .filter(|(_, package)| APT_PACKAGES.contains(package) || ESSENTIAL.contains(package))
+        .filter(|(tool, _)| find_tool(tool).is_none())
+        .map(|(tool, package)| format!("{tool} ({package})"))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "setup: the packages are installed but these programs are not found: {}",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// `tool` on PATH or in the sbin directories (a non-root PATH may lack them).
+fn find_tool(tool: &str) -> Option<std::path::PathBuf> {
+    find_in_path(tool).or_else(|| {
+        ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+            .iter()
+            .map(|dir| std::path::Path::new(dir).join(tool))
+            .find(|p| p.is_file())
+    })
 }
 
 /// Installs those of `packages` that are missing, exactly as `setup` installs
@@ -405,5 +487,88 @@ mod tests {
         assert!(!is_wanted_bpf_linker("bpf-linker 0.12.1"));
         assert!(!is_wanted_bpf_linker("bpf-linker 0.130.0"));
         assert!(!is_wanted_bpf_linker(""));
+    }
+
+    /// The programs the sources start (by a string literal after
+    /// `Command::new(`, `.command(&[` or `.exec(&[`), each with a package
+    /// setup or the kernel matrix
+    /// installs, or that every Debian system has.
+    #[test]
+    fn every_program_the_sources_run_has_a_package() {
+        // Not Debian's to install: ours, rustup's, setup's own rust step;
+        // sudo only runs for a user who is not root, and has it then.
+        const NOT_APT: &[&str] = &["macdrop", "cargo", "rustup", "rustc", "bpf-linker", "sudo"];
+        let root = crate::cmd::workspace_root();
+        let mut found = std::collections::BTreeSet::new();
+        for dir in ["tests/src", "tests/tests", "xtask/src", "monitor/src"] {
+            for file in rust_files(&root.join(dir)) {
+                let text = std::fs::read_to_string(&file).unwrap();
+                for tool in programs_started(&text) {
+                    found.insert((tool, file.display().to_string()));
+                }
+            }
+        }
+        assert!(
+            found.iter().any(|(t, _)| t == "ip"),
+            "the scan finds nothing"
+        );
+        for (tool, file) in &found {
+            assert!(
+                NOT_APT.contains(&tool.as_str()) || TOOLS.iter().any(|(t, _)| t == tool),
+                "{file} runs {tool}: add it and its package to setup::TOOLS"
+            );
+        }
+        for (tool, package) in TOOLS {
+            assert!(
+                APT_PACKAGES.contains(package)
+                    || crate::kernel_matrix::APT_PACKAGES.contains(package)
+                    || ESSENTIAL.contains(package),
+                "{tool}: package {package} is installed by nothing"
+            );
+        }
+    }
+
+    #[test]
+    fn programs_are_found_in_their_usual_spellings() {
+        let text = r#"Command::new("tshark") ns.exec(&[
+                "ip", "link"]) x.command(&["tmux", "-V"]) Command::new(tool) exec(&[cmd])"#;
+        assert_eq!(programs_started(text), ["tshark", "ip", "tmux"]);
+    }
+
+    /// The literal first word after each way the sources start a program.
+    fn programs_started(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for pattern in ["Command::new(", ".command(&[", ".exec(&["] {
+            for (at, _) in text.match_indices(pattern) {
+                let rest = text[at + pattern.len()..].trim_start();
+                if let Some(rest) = rest.strip_prefix('"')
+                    && let Some(end) = rest.find('"')
+                    // A program's name, not this test's own patterns.
+                    && !rest[..end].is_empty()
+                    && rest[..end]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    out.push(rest[..end].to_owned());
+                }
+            }
+        }
+        // In the order they appear.
+        let order = |t: &String| text.find(&format!("\"{t}\"")).unwrap_or(0);
+        out.sort_by_key(order);
+        out
+    }
+
+    fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                out.extend(rust_files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+        out
     }
 }

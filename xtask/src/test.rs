@@ -1,13 +1,19 @@
 //! `cargo xtask test`: the whole suite, what `.ci/run` runs. Setup, lint,
 //! build macdrop, the four-kernel matrix, then `cargo test` over the
 //! workspace with MACDROP_BIN pointing at the binary the privileged
-//! integration tests start.
+//! integration tests start. Its last line is the summary CI reads, `tests:
+//! N passed, N failed, N skipped`, where a test or check that could not run
+//! here is skipped, never passed (`tally`).
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 
 use crate::{build, cmd::Cmd, cmd::is_root, lint, setup, ui};
+
+mod tally;
+
+use tally::{Skip, Tally};
 
 /// `extra` goes to `cargo test` as is (a test name filter, `-- --nocapture`).
 pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
@@ -18,8 +24,11 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
     }
     let start = Instant::now();
     let skip_log = crate::cmd::target_dir()?.join("test-skipped.log");
+    // A log of an earlier run must not count in this one's summary, even
+    // when this one stops before its tests.
+    let _ = std::fs::remove_file(&skip_log);
     let mut phases = Vec::new();
-    let mut totals = Totals::default();
+    let mut tally = Tally::default();
     let result = (|| {
         let mut timed = |name: &'static str, step: &mut dyn FnMut() -> Result<()>| {
             ui::phase(name);
@@ -51,11 +60,9 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
             })?;
         }
         timed("tests", &mut || {
-            // A fresh log for the checks the tests could not run here.
-            let _ = std::fs::remove_file(&skip_log);
             let result = Cmd::cargo()
                 .env("MACDROP_BIN", &bin)
-                .env("MACDROP_SKIP_LOG", &skip_log)
+                .env(macdrop_tests::skip::LOG_VAR, &skip_log)
                 .args([
                     "test",
                     // Every member: the privileged tests crate is not a
@@ -71,8 +78,8 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
                     "--all-targets",
                 ])
                 .args(extra)
-                .run_watching_stdout(|line| totals.add_summary_line(line));
-            if result.is_ok() && totals.passed == 0 {
+                .run_watching_output(|line| tally.add_line(line));
+            if result.is_ok() && !tally.ran_any() {
                 bail!("cargo test ran no test");
             }
             result
@@ -81,92 +88,53 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
     let elapsed = ui::duration(start.elapsed());
     let phases = phases.join(", ");
     // Checks a test found impossible here are skipped, never passed.
-    let skipped: Vec<String> = std::fs::read_to_string(&skip_log)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    totals.skipped = skipped.len() as u64;
-    for line in &skipped {
+    let skips = read_skip_log(&skip_log);
+    let summary = match &skips {
+        Ok(skips) => tally.summary(skips),
+        Err(_) => tally.summary(&[]),
+    };
+    for line in &summary.skips {
         println!("xtask: test: skipped: {line}");
     }
+    // A record xtask cannot tie to a test's result, or a log it cannot
+    // read, would make the counts a guess: the suite fails instead.
+    let problem = match (&skips, summary.unmatched.is_empty()) {
+        (Err(e), _) => Some(format!("{e:#}")),
+        (Ok(_), false) => Some(format!(
+            "skip records name tests with no result line in the output of `cargo test` \
+             (run it without --quiet or --format): {}",
+            summary.unmatched.join("; ")
+        )),
+        (Ok(_), true) => None,
+    };
+    let result = match (result, problem) {
+        (Ok(()), Some(problem)) => Err(anyhow::anyhow!(problem)),
+        (result, _) => result,
+    };
     match result {
         Ok(()) => {
             println!("xtask: test: PASSED in {elapsed} ({phases})");
             // The suite's closing line, in the plain form CI reads.
-            println!(
-                "tests: {} passed, {} failed, {} skipped",
-                totals.passed,
-                totals.failed,
-                totals.ignored + totals.skipped
-            );
+            println!("{}", summary.line());
             Ok(())
         }
         Err(error) => {
-            println!(
-                "tests: {} passed, {} failed, {} skipped",
-                totals.passed,
-                totals.failed,
-                totals.ignored + totals.skipped
-            );
+            println!("{}", summary.line());
             Err(error.context(format!("test: FAILED after {elapsed} ({phases})")))
         }
     }
 }
 
-/// Test counts summed over every test binary cargo ran.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Totals {
-    passed: u64,
-    failed: u64,
-    ignored: u64,
-    /// Checks the tests recorded as not run here (`macdrop_tests::skip`).
-    skipped: u64,
-}
-
-impl Totals {
-    /// Adds the counts of a libtest summary line
-    /// (`test result: ok. 25 passed; 0 failed; 1 ignored; ...`); other lines
-    /// are ignored.
-    fn add_summary_line(&mut self, line: &str) {
-        let Some(rest) = line.strip_prefix("test result: ") else {
-            return;
-        };
-        for part in rest.split(';') {
-            let mut words = part.split_whitespace().rev();
-            let (Some(what), Some(n)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let Ok(n) = n.parse::<u64>() else { continue };
-            match what {
-                "passed" => self.passed += n,
-                "failed" => self.failed += n,
-                "ignored" => self.ignored += n,
-                _ => {}
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Totals;
-
-    #[test]
-    fn sums_libtest_summaries() {
-        let mut t = Totals::default();
-        t.add_summary_line("test result: ok. 25 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.46s");
-        t.add_summary_line("test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.0s");
-        t.add_summary_line("running 5 tests");
-        t.add_summary_line("test foo ... ok");
-        assert_eq!(
-            t,
-            Totals {
-                passed: 28,
-                failed: 2,
-                ignored: 1,
-                skipped: 0,
-            }
-        );
-    }
+/// The records of `macdrop_tests::skip`, one JSON object a line; no file
+/// is no record.
+fn read_skip_log(path: &std::path::Path) -> Result<Vec<Skip>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("reading {}", path.display()))),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(Skip::parse)
+        .collect()
 }

@@ -5,7 +5,7 @@
 //!
 //! Rules, most severe first:
 //!
-//! - `bridge_mac_not_in_fdb` (error, from `status`): the background
+//! - `bridge_mac_not_in_fdb` (error, from `status`): the README's
 //!   incident. Evidence: the bridge's local FDB entries, the frames for this
 //!   host's IP counted on its ports, the kernel's confirmed drops, and
 //!   whether the bridge is promiscuous (which is what makes traffic work).

@@ -700,8 +700,8 @@ mod tests {
         }
     }
 
-    /// The background script counted "enter" for both columns; here each
-    /// record counts once, in its own column, and a record read twice (same
+    /// A count of "enter" for both columns would count one record twice;
+    /// here each record counts once, in its own column, and a record read twice (same
     /// sequence number) does not count again.
     #[test]
     fn counts_each_record_once() {
