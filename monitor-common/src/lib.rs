@@ -226,8 +226,22 @@ pub const IF_HANDOFF_ANY: u32 = IF_HANDOFF | IF_TC_MUTED;
 /// port's receive path already took out of the data), so it takes each
 /// unicast frame's verdict from the port's program, which ran just before
 /// on the same CPU (`PASSUP`), and classifies by itself only when no port
-/// left one for that destination.
+/// left one for that destination. At tc, where it sees the tags, its own
+/// fast path (untagged to its verified fast MAC) comes first and needs no
+/// verdict (`IF_PASSUP_FAST`).
 pub const IF_BRIDGE: u32 = 128;
+/// `IfConfig::flags` bit of a port: leave the verdict in `PASSUP` on the
+/// fast path too (untagged unicast to the verified fast MAC), not only on
+/// the others. Set by default; userspace clears it only where the bridge
+/// device reaches the same verdict by itself (`kernel::config`, "quiet
+/// fast path"): a bridge device on tc, not VLAN-filtering, whose own fast
+/// MAC is this port's. There the bridge's program answers its own fast
+/// path without reading `PASSUP`, so the port saves the write on the
+/// commonest frame. Everywhere else the bridge may read the slot for such
+/// a frame (generic XDP cannot see a tag the port's receive path took out;
+/// a filtering bridge may tag the frame on its way up), and the port must
+/// overwrite whatever an earlier frame left there.
+pub const IF_PASSUP_FAST: u32 = 256;
 
 /// `PASSUP` value bits: the verdict a port's program reached on the
 /// unicast frame it just counted, for the bridge device's program. The

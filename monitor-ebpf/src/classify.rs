@@ -38,9 +38,10 @@ use core::mem::offset_of;
 
 use monitor_common::{
     AddrKey, AddrSlot, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED, IF_HANDOFF,
-    IF_HANDOFF_ANY, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS,
-    MAX_VLAN_TAGS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE, VERDICT_VALID,
-    VLANS_UNTAGGED, addr_slot, mac_filter_bit, mismatch_bits, passup_mac, vlan_path, vlan_tag_code,
+    IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey, MAC_LOCAL,
+    MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE,
+    VERDICT_VALID, VLANS_UNTAGGED, addr_slot, mac_filter_bit, mismatch_bits, passup_mac, vlan_path,
+    vlan_tag_code,
 };
 
 use crate::maps::{
@@ -112,7 +113,7 @@ pub fn count_frame(
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    let mismatch = classify_into(counters, netns, cfg, data, data_end, hook_tag);
+    let mismatch = classify_into(counters, netns, cfg, data, data_end, hook_tag, hook);
     Some((counters, mismatch, cfg))
 }
 
@@ -179,6 +180,7 @@ fn classify_into(
     data: usize,
     data_end: usize,
     hook_tag: u32,
+    hook: Hook,
 ) -> u8 {
     counters.total += 1;
 
@@ -203,10 +205,20 @@ fn classify_into(
     // SAFETY: `eth` is ETH_HLEN bytes inside the frame.
     let ethertype = u16::from_be_bytes(unsafe { [(*eth)[12], (*eth)[13]] });
     let untagged = hook_tag == 0 && ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD;
-    let verdict = if cfg.flags & IF_BRIDGE != 0
-        && let Some(verdict) = passed_up_verdict(&dst)
-    {
+    let fast = untagged && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, &dst);
+    // The fast path ends here unless a bridge device's program may read
+    // this frame's verdict (a port with `IF_PASSUP_FAST`), or this is a
+    // bridge device at generic XDP, which cannot see whether the port's
+    // receive path took a tag out, so the port's verdict comes first.
+    let bridge = cfg.flags & IF_BRIDGE != 0;
+    if fast && cfg.flags & IF_PASSUP_FAST == 0 && !(bridge && hook == Hook::Xdp) {
+        counters.own += 1;
+        return 0;
+    }
+    let verdict = if bridge && let Some(verdict) = passed_up_verdict(&dst) {
         verdict
+    } else if fast {
+        VERDICT_OWN
     } else {
         unicast_verdict(netns, cfg, &dst, data, data_end, hook_tag, untagged)
     };
@@ -229,8 +241,9 @@ fn classify_into(
     mismatch_bits(cfg.flags, host_ip, stale)
 }
 
-/// The verdict on a unicast frame to `dst` (`VERDICT_*` bits): own if the
-/// kernel delivers it to the host, else foreign, with whether its
+/// The verdict on a unicast frame to `dst` (`VERDICT_*` bits), other than
+/// an untagged one to the fast MAC: own if the kernel delivers it to the
+/// host, else foreign, with whether its
 /// destination IP is the host's and whether `dst` is a previous MAC.
 #[inline(always)]
 fn unicast_verdict(
@@ -242,16 +255,17 @@ fn unicast_verdict(
     hook_tag: u32,
     untagged: bool,
 ) -> u64 {
-    // A frame with only a priority tag is untagged to the kernel, and so
-    // may be to the fast MAC.
+    // The caller took untagged frames to the fast MAC; a frame with only a
+    // priority tag is untagged to the kernel, and so may be to it too.
     let vlans = if untagged {
         VLANS_UNTAGGED
     } else {
-        frame_vlan_path(data, data_end, hook_tag)
+        let vlans = frame_vlan_path(data, data_end, hook_tag);
+        if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
+            return VERDICT_OWN;
+        }
+        vlans
     };
-    if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
-        return VERDICT_OWN;
-    }
     let known = known_mac(netns, cfg, vlans, dst);
     if known == Some(MAC_LOCAL) {
         return VERDICT_OWN;
@@ -321,9 +335,11 @@ fn passed_up_verdict(dst: &[u8; 6]) -> Option<u64> {
     Some(word & (VERDICT_OWN | VERDICT_HOST_IP | VERDICT_STALE))
 }
 
-/// A port leaves its verdict on every unicast frame it counts, so the slot
-/// always holds the latest frame's: a frame the bridge passes up reaches
-/// the bridge device's program before this CPU receives another.
+/// A port leaves its verdict on every unicast frame it counts (on the fast
+/// path only with `IF_PASSUP_FAST`), so the slot holds the latest such
+/// frame's: a frame the bridge passes up reaches the bridge device's
+/// program before this CPU receives another. Where the fast path leaves
+/// nothing, the bridge device never reads the slot for that frame.
 #[inline(always)]
 fn leave_verdict(dst: &[u8; 6], verdict: u64) {
     if let Some(slot) = PASSUP.get_ptr_mut(0) {
