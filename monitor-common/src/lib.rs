@@ -245,7 +245,7 @@ pub const IF_PASSUP_FAST: u32 = 256;
 
 /// `PASSUP` value bits: the verdict a port's program reached on the
 /// unicast frame it just counted, for the bridge device's program. The
-/// destination MAC is in the low 48 bits (`passup_word`).
+/// destination MAC is in the low 48 bits (`mac_word`).
 pub const VERDICT_OWN: u64 = 1 << 48;
 pub const VERDICT_HOST_IP: u64 = 1 << 49;
 pub const VERDICT_STALE: u64 = 1 << 50;
@@ -253,16 +253,26 @@ pub const VERDICT_STALE: u64 = 1 << 50;
 /// destination, not even 00:00:00:00:00:00.
 pub const VERDICT_VALID: u64 = 1 << 63;
 
-/// The destination MAC as the low 48 bits of a `PASSUP` word.
+/// A MAC as one number: its six bytes little-endian in the low 48 bits
+/// (byte 0 lowest, so the group bit is bit 0). The classifier reads a
+/// destination into this form once and compares, hashes and hands it over
+/// as one register (six separate bytes, live across the program, were
+/// spilled to the stack and reloaded on every path). The low 48 bits of a
+/// `PASSUP` word; `mac_filter_bit` hashes it.
 #[inline(always)]
-pub fn passup_mac(mac: &[u8; 6]) -> u64 {
-    (mac[0] as u64) << 40
-        | (mac[1] as u64) << 32
-        | (mac[2] as u64) << 24
-        | (mac[3] as u64) << 16
-        | (mac[4] as u64) << 8
-        | mac[5] as u64
+pub fn mac_word(mac: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
 }
+
+/// The MAC of a `mac_word`.
+#[inline(always)]
+pub fn mac_of_word(word: u64) -> [u8; 6] {
+    let b = word.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// `mac_word` of ff:ff:ff:ff:ff:ff.
+pub const BROADCAST_WORD: u64 = 0xffff_ffff_ffff;
 
 /// Why a frame counts as *mismatched* (bits; 0: it does not). Mismatched
 /// frames are those that feed the top-offender flows and the pcap evidence:
@@ -435,13 +445,13 @@ const MIX: u64 = 0xff51_afd7_ed55_8ccd;
 /// and userspace, so both compute the same bit.
 #[inline(always)]
 pub fn mac_filter_bit(mac_domain: u32, mac: &[u8; 6]) -> u32 {
-    let m = (mac[0] as u64) << 40
-        | (mac[1] as u64) << 32
-        | (mac[2] as u64) << 24
-        | (mac[3] as u64) << 16
-        | (mac[4] as u64) << 8
-        | mac[5] as u64;
-    let k = m ^ (mac_domain as u64).wrapping_mul(MIX);
+    mac_filter_bit_of_word(mac_domain, mac_word(mac))
+}
+
+/// `mac_filter_bit` of a MAC in `mac_word` form.
+#[inline(always)]
+pub fn mac_filter_bit_of_word(mac_domain: u32, mac: u64) -> u32 {
+    let k = mac ^ (mac_domain as u64).wrapping_mul(MIX);
     (k.wrapping_mul(FIB) >> (64 - MAC_FILTER_BITS)) as u32
 }
 

@@ -36,7 +36,7 @@ use macdrop::{
 };
 use macdrop_tests::{netns::NetNs, test_run::Device};
 use monitor_common::{
-    FrameCounters, MAX_VLAN_TAGS, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_VALID, names, passup_mac,
+    FrameCounters, MAX_VLAN_TAGS, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_VALID, mac_word, names,
 };
 /// The loopback device: test_run needs a real ingress device in the current
 /// namespace, and the maps of this private object instance make it "watched".
@@ -751,7 +751,7 @@ fn a_quiet_port_leaves_no_verdict_and_the_bridge_at_tc_reads_none() {
                 aya::maps::PerCpuArray::try_from(h.ebpf.map(names::PASSUP).unwrap()).unwrap();
             map.get(&0, 0).unwrap()[cpu]
         };
-        let word = |verdict: u64| VERDICT_VALID | verdict | passup_mac(&BR_MAC.0);
+        let word = |verdict: u64| VERDICT_VALID | verdict | mac_word(&BR_MAC.0);
 
         // Loud (the default): the fast path overwrites the stale verdict.
         assert_eq!(unicast(h.run(&stale)), (0, 1, 1));
