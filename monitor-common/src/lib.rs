@@ -226,12 +226,26 @@ pub const IF_HANDOFF_ANY: u32 = IF_HANDOFF | IF_TC_MUTED;
 /// port's receive path already took out of the data), so it takes each
 /// unicast frame's verdict from the port's program, which ran just before
 /// on the same CPU (`PASSUP`), and classifies by itself only when no port
-/// left one for that destination.
+/// left one for that destination. At tc, where it sees the tags, its own
+/// fast path (untagged to its verified fast MAC) comes first and needs no
+/// verdict (`IF_PASSUP_FAST`).
 pub const IF_BRIDGE: u32 = 128;
+/// `IfConfig::flags` bit of a port: leave the verdict in `PASSUP` on the
+/// fast path too (untagged unicast to the verified fast MAC), not only on
+/// the others. Set by default; userspace clears it only where the bridge
+/// device reaches the same verdict by itself (`kernel::config`, "quiet
+/// fast path"): a bridge device on tc, not VLAN-filtering, whose own fast
+/// MAC is this port's. There the bridge's program answers its own fast
+/// path without reading `PASSUP`, so the port saves the write on the
+/// commonest frame. Everywhere else the bridge may read the slot for such
+/// a frame (generic XDP cannot see a tag the port's receive path took out;
+/// a filtering bridge may tag the frame on its way up), and the port must
+/// overwrite whatever an earlier frame left there.
+pub const IF_PASSUP_FAST: u32 = 256;
 
 /// `PASSUP` value bits: the verdict a port's program reached on the
 /// unicast frame it just counted, for the bridge device's program. The
-/// destination MAC is in the low 48 bits (`passup_word`).
+/// destination MAC is in the low 48 bits (`mac_word`).
 pub const VERDICT_OWN: u64 = 1 << 48;
 pub const VERDICT_HOST_IP: u64 = 1 << 49;
 pub const VERDICT_STALE: u64 = 1 << 50;
@@ -239,16 +253,26 @@ pub const VERDICT_STALE: u64 = 1 << 50;
 /// destination, not even 00:00:00:00:00:00.
 pub const VERDICT_VALID: u64 = 1 << 63;
 
-/// The destination MAC as the low 48 bits of a `PASSUP` word.
+/// A MAC as one number: its six bytes little-endian in the low 48 bits
+/// (byte 0 lowest, so the group bit is bit 0). The classifier reads a
+/// destination into this form once and compares, hashes and hands it over
+/// as one register (six separate bytes, live across the program, were
+/// spilled to the stack and reloaded on every path). The low 48 bits of a
+/// `PASSUP` word; `mac_filter_bit` hashes it.
 #[inline(always)]
-pub fn passup_mac(mac: &[u8; 6]) -> u64 {
-    (mac[0] as u64) << 40
-        | (mac[1] as u64) << 32
-        | (mac[2] as u64) << 24
-        | (mac[3] as u64) << 16
-        | (mac[4] as u64) << 8
-        | mac[5] as u64
+pub fn mac_word(mac: &[u8; 6]) -> u64 {
+    u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0])
 }
+
+/// The MAC of a `mac_word`.
+#[inline(always)]
+pub fn mac_of_word(word: u64) -> [u8; 6] {
+    let b = word.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
+}
+
+/// `mac_word` of ff:ff:ff:ff:ff:ff.
+pub const BROADCAST_WORD: u64 = 0xffff_ffff_ffff;
 
 /// Why a frame counts as *mismatched* (bits; 0: it does not). Mismatched
 /// frames are those that feed the top-offender flows and the pcap evidence:
@@ -421,13 +445,13 @@ const MIX: u64 = 0xff51_afd7_ed55_8ccd;
 /// and userspace, so both compute the same bit.
 #[inline(always)]
 pub fn mac_filter_bit(mac_domain: u32, mac: &[u8; 6]) -> u32 {
-    let m = (mac[0] as u64) << 40
-        | (mac[1] as u64) << 32
-        | (mac[2] as u64) << 24
-        | (mac[3] as u64) << 16
-        | (mac[4] as u64) << 8
-        | mac[5] as u64;
-    let k = m ^ (mac_domain as u64).wrapping_mul(MIX);
+    mac_filter_bit_of_word(mac_domain, mac_word(mac))
+}
+
+/// `mac_filter_bit` of a MAC in `mac_word` form.
+#[inline(always)]
+pub fn mac_filter_bit_of_word(mac_domain: u32, mac: u64) -> u32 {
+    let k = mac ^ (mac_domain as u64).wrapping_mul(MIX);
     (k.wrapping_mul(FIB) >> (64 - MAC_FILTER_BITS)) as u32
 }
 

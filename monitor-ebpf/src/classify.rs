@@ -37,10 +37,11 @@
 use core::mem::offset_of;
 
 use monitor_common::{
-    AddrKey, AddrSlot, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED, IF_HANDOFF,
-    IF_HANDOFF_ANY, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey, MAC_LOCAL, MAC_PREVIOUS,
-    MAX_VLAN_TAGS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE, VERDICT_VALID,
-    VLANS_UNTAGGED, addr_slot, mac_filter_bit, mismatch_bits, passup_mac, vlan_path, vlan_tag_code,
+    AddrKey, AddrSlot, BROADCAST_WORD, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED,
+    IF_HANDOFF, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey,
+    MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE,
+    VERDICT_VALID, VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mac_of_word, mac_word,
+    mismatch_bits, vlan_path, vlan_tag_code,
 };
 
 use crate::maps::{
@@ -55,6 +56,8 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const VLAN_HLEN: usize = 4;
+/// The MAC's bits of a `PASSUP` word (`mac_word`).
+const MAC_BITS: u64 = 0xffff_ffff_ffff;
 
 /// Returns a pointer to `LEN` bytes at `off`, or None if they are not all
 /// inside the frame. The explicit check is what the verifier needs.
@@ -112,7 +115,7 @@ pub fn count_frame(
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    let mismatch = classify_into(counters, netns, cfg, data, data_end, hook_tag);
+    let mismatch = classify_into(counters, netns, cfg, data, data_end, hook_tag, hook);
     Some((counters, mismatch, cfg))
 }
 
@@ -179,6 +182,7 @@ fn classify_into(
     data: usize,
     data_end: usize,
     hook_tag: u32,
+    hook: Hook,
 ) -> u8 {
     counters.total += 1;
 
@@ -188,10 +192,11 @@ fn classify_into(
         return 0;
     };
     // SAFETY: `eth` is ETH_HLEN bytes inside the frame (checked by `bytes_at`), of which these are the first 6.
-    let dst: [u8; 6] = unsafe { *(eth as *const [u8; 6]) };
+    let dst = mac_word(unsafe { &*(eth as *const [u8; 6]) });
 
-    if dst[0] & 1 != 0 {
-        if dst == [0xff; 6] {
+    // The group bit: the first bit on the wire.
+    if dst & 1 != 0 {
+        if dst == BROADCAST_WORD {
             counters.broadcast += 1;
         } else {
             counters.multicast += 1;
@@ -203,15 +208,25 @@ fn classify_into(
     // SAFETY: `eth` is ETH_HLEN bytes inside the frame.
     let ethertype = u16::from_be_bytes(unsafe { [(*eth)[12], (*eth)[13]] });
     let untagged = hook_tag == 0 && ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD;
-    let verdict = if cfg.flags & IF_BRIDGE != 0
-        && let Some(verdict) = passed_up_verdict(&dst)
-    {
+    let fast = untagged && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst);
+    // The fast path ends here unless a bridge device's program may read
+    // this frame's verdict (a port with `IF_PASSUP_FAST`), or this is a
+    // bridge device at generic XDP, which cannot see whether the port's
+    // receive path took a tag out, so the port's verdict comes first.
+    let bridge = cfg.flags & IF_BRIDGE != 0;
+    if fast && cfg.flags & IF_PASSUP_FAST == 0 && !(bridge && hook == Hook::Xdp) {
+        counters.own += 1;
+        return 0;
+    }
+    let verdict = if bridge && let Some(verdict) = passed_up_verdict(dst) {
         verdict
+    } else if fast {
+        VERDICT_OWN
     } else {
-        unicast_verdict(netns, cfg, &dst, data, data_end, hook_tag, untagged)
+        unicast_verdict(netns, cfg, dst, data, data_end, hook_tag, untagged)
     };
     if cfg.flags & IF_PORT != 0 {
-        leave_verdict(&dst, verdict);
+        leave_verdict(dst, verdict);
     }
     if verdict & VERDICT_OWN != 0 {
         counters.own += 1;
@@ -229,29 +244,31 @@ fn classify_into(
     mismatch_bits(cfg.flags, host_ip, stale)
 }
 
-/// The verdict on a unicast frame to `dst` (`VERDICT_*` bits): own if the
-/// kernel delivers it to the host, else foreign, with whether its
+/// The verdict on a unicast frame to `dst` (`VERDICT_*` bits), other than
+/// an untagged one to the fast MAC: own if the kernel delivers it to the
+/// host, else foreign, with whether its
 /// destination IP is the host's and whether `dst` is a previous MAC.
 #[inline(always)]
 fn unicast_verdict(
     netns: u32,
     cfg: &IfConfig,
-    dst: &[u8; 6],
+    dst: u64,
     data: usize,
     data_end: usize,
     hook_tag: u32,
     untagged: bool,
 ) -> u64 {
-    // A frame with only a priority tag is untagged to the kernel, and so
-    // may be to the fast MAC.
+    // The caller took untagged frames to the fast MAC; a frame with only a
+    // priority tag is untagged to the kernel, and so may be to it too.
     let vlans = if untagged {
         VLANS_UNTAGGED
     } else {
-        frame_vlan_path(data, data_end, hook_tag)
+        let vlans = frame_vlan_path(data, data_end, hook_tag);
+        if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
+            return VERDICT_OWN;
+        }
+        vlans
     };
-    if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
-        return VERDICT_OWN;
-    }
     let known = known_mac(netns, cfg, vlans, dst);
     if known == Some(MAC_LOCAL) {
         return VERDICT_OWN;
@@ -309,34 +326,37 @@ fn tag_at(data: usize, data_end: usize, off: usize) -> Option<u32> {
 /// this bridge device on this CPU, if it was for `dst`; the slot is
 /// cleared, so a verdict is taken once.
 #[inline(always)]
-fn passed_up_verdict(dst: &[u8; 6]) -> Option<u64> {
+fn passed_up_verdict(dst: u64) -> Option<u64> {
     let slot = PASSUP.get_ptr_mut(0)?;
     // SAFETY: this CPU's copy, touched by nothing else during the run.
     let slot = unsafe { &mut *slot };
     let word = *slot;
-    if word & VERDICT_VALID == 0 || word & 0xffff_ffff_ffff != passup_mac(dst) {
+    if word & VERDICT_VALID == 0 || word & MAC_BITS != dst {
         return None;
     }
     *slot = 0;
     Some(word & (VERDICT_OWN | VERDICT_HOST_IP | VERDICT_STALE))
 }
 
-/// A port leaves its verdict on every unicast frame it counts, so the slot
-/// always holds the latest frame's: a frame the bridge passes up reaches
-/// the bridge device's program before this CPU receives another.
+/// A port leaves its verdict on every unicast frame it counts (on the fast
+/// path only with `IF_PASSUP_FAST`), so the slot holds the latest such
+/// frame's: a frame the bridge passes up reaches the bridge device's
+/// program before this CPU receives another. Where the fast path leaves
+/// nothing, the bridge device never reads the slot for that frame.
 #[inline(always)]
-fn leave_verdict(dst: &[u8; 6], verdict: u64) {
+fn leave_verdict(dst: u64, verdict: u64) {
     if let Some(slot) = PASSUP.get_ptr_mut(0) {
         // SAFETY: this CPU's copy, touched by nothing else during the run.
-        unsafe { *slot = VERDICT_VALID | verdict | passup_mac(dst) };
+        unsafe { *slot = VERDICT_VALID | verdict | dst };
     }
 }
 
-/// Whether `dst` is the interface's fast MAC. The same as `dst ==
-/// cfg.fast_mac`, with the configuration side read as one u32 and one u16
-/// (aligned) instead of six bytes: this compare is most of the `own` path.
+/// Whether `dst` (a `mac_word`) is the interface's fast MAC: the
+/// configuration side read as one u32 and one u16 (aligned), which on this
+/// little-endian target are the word's low 32 and next 16 bits. This
+/// compare is most of the `own` path.
 #[inline(always)]
-fn is_fast_mac(cfg: &IfConfig, dst: &[u8; 6]) -> bool {
+fn is_fast_mac(cfg: &IfConfig, dst: u64) -> bool {
     const OFF: usize = offset_of!(IfConfig, fast_mac);
     const _: () = assert!(OFF.is_multiple_of(4) && align_of::<IfConfig>() >= 4);
     // SAFETY: `fast_mac` starts 4-aligned inside a 4-aligned IfConfig
@@ -345,8 +365,7 @@ fn is_fast_mac(cfg: &IfConfig, dst: &[u8; 6]) -> bool {
         let base = (cfg as *const IfConfig).cast::<u8>().add(OFF);
         (*base.cast::<u32>(), *base.add(4).cast::<u16>())
     };
-    u32::from_ne_bytes([dst[0], dst[1], dst[2], dst[3]]) == head
-        && u16::from_ne_bytes([dst[4], dst[5]]) == tail
+    dst as u32 == u32::from_le(head) && (dst >> 32) as u16 == u16::from_le(tail)
 }
 
 /// What the interface's MAC domain knows about unicast `dst` in VLAN path
@@ -355,15 +374,16 @@ fn is_fast_mac(cfg: &IfConfig, dst: &[u8; 6]) -> bool {
 /// have; userspace keeps those for every path that delivers anything), or
 /// None (not delivered).
 #[inline(always)]
-fn known_mac(netns: u32, cfg: &IfConfig, vlans: u32, dst: &[u8; 6]) -> Option<u8> {
+fn known_mac(netns: u32, cfg: &IfConfig, vlans: u32, dst: u64) -> Option<u8> {
     if cfg.mac_domain == 0 {
         return None;
     }
-    if cfg.flags & IF_FILTERED != 0 && !filter_has(&MAC_FILTER, mac_filter_bit(cfg.mac_domain, dst))
+    if cfg.flags & IF_FILTERED != 0
+        && !filter_has(&MAC_FILTER, mac_filter_bit_of_word(cfg.mac_domain, dst))
     {
         return None;
     }
-    let key = MacKey::new(netns, cfg.mac_domain, vlans, *dst);
+    let key = MacKey::new(netns, cfg.mac_domain, vlans, mac_of_word(dst));
     // SAFETY: a map lookup, the value copied out at once.
     unsafe { LOCAL_MACS.get(key) }.copied()
 }

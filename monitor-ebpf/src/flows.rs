@@ -36,7 +36,7 @@ const ZERO: FlowValue = FlowValue {
 /// Records one mismatched frame (`mismatch`: its non-zero bits) received
 /// on the interface configured by `cfg`. `hook_vlan`: the outermost VLAN ID when the hook took the
 /// tag out of the data (tc: `skb->vlan_tci`); `len`: the frame's length as
-/// received, that tag included.
+/// received, that tag included, asked only when the flow is recorded.
 #[inline(always)]
 pub fn record(
     cfg: &IfConfig,
@@ -44,13 +44,13 @@ pub fn record(
     data_end: usize,
     tags_removed: usize,
     hook_vlan: Option<u16>,
-    len: u64,
+    len: impl FnOnce() -> u64,
     mismatch: u8,
 ) {
-    let netns = netns_ino();
     if cfg.flags & IF_FLOWS == 0 {
         return;
     }
+    let netns = netns_ino();
     // Mismatched frames always have a whole Ethernet header.
     let Some(eth) = bytes_at::<12>(data, data_end, 0) else {
         return;
@@ -104,6 +104,6 @@ pub fn record(
     // machines, more than the rest of the record; userspace dates flows to
     // the report in which their count grew (`kernel::flows`).
     value.frames += 1;
-    value.bytes += len;
+    value.bytes += len();
     value.mismatch |= mismatch;
 }

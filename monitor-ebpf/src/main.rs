@@ -64,7 +64,9 @@ fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) -> Op
     if mismatch == 0 {
         return None;
     }
-    flows::record(cfg, data, data_end, 0, None, frame_len(ctx), mismatch);
+    // The length is a helper call on multi-buffer XDP: asked only when a
+    // flow is recorded (`flows::record` calls it after its flag test).
+    flows::record(cfg, data, data_end, 0, None, || frame_len(ctx), mismatch);
     Some((ifindex, mismatch))
 }
 
@@ -140,7 +142,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
             let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + 4 * tags_removed as u64;
-            flows::record(cfg, data, data_end, tags_removed, vlan, len, mismatch);
+            flows::record(cfg, data, data_end, tags_removed, vlan, || len, mismatch);
             // Evidence only with --pcap.
             if let Some(ctl) = evidence::enabled() {
                 evidence::capture_tc(&ctx, ctl, ifindex, mismatch);

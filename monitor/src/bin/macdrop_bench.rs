@@ -375,7 +375,9 @@ fn configure(
         desired
     } else {
         desired.without_flows()
-    })
+    })?;
+    // The bridge's program runs at tc, as `--attach auto` puts it.
+    cfg.set_bridge_at_tc(FAKE_BRIDGE, true)
 }
 
 fn ifindex_of(iface: &str) -> anyhow::Result<u32> {

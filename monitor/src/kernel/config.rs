@@ -23,9 +23,9 @@ use aya::{
 };
 use monitor_common::{
     ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS,
-    IF_HANDOFF_ANY, IF_PORT, IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS,
-    MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey,
-    VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
+    IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey,
+    MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS,
+    MacKey, VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
 };
 
 use crate::{
@@ -42,6 +42,16 @@ pub struct Desired {
     /// MAC -> `MAC_LOCAL` or `MAC_PREVIOUS`, per MAC domain.
     pub local_macs: HashMap<MacKey, u8>,
     pub local_addrs: HashSet<AddrKey>,
+    /// Ports whose fast path may leave no verdict for their bridge
+    /// (`IF_PASSUP_FAST` cleared), port ifindex -> bridge ifindex, once
+    /// that bridge's program runs at tc (`ConfigMaps::set_bridge_at_tc`):
+    /// the bridge is watched, not VLAN-filtering, and its verified fast
+    /// MAC is the port's. There an untagged frame to that MAC reaches the
+    /// bridge device untagged and is `own` there by the bridge's own fast
+    /// path, which reads no verdict; at generic XDP the bridge cannot tell
+    /// such a frame from one whose tag the port took out, and reads the
+    /// port's verdict first.
+    pub quiet_fast: HashMap<u32, u32>,
 }
 
 impl Desired {
@@ -110,17 +120,29 @@ pub fn desired(
     previous: &BTreeMap<u32, Vec<Mac>>,
 ) -> Desired {
     let mut out = Desired::default();
-    for (w, slot) in watched {
-        let d = delivery::delivery(state, w, previous);
-        // The fast path's MAC: the bridge's (the common destination on a
-        // bridge and its ports) or the device's, and only if the kernel
-        // really delivers it untagged here: a bridge MAC missing from the
-        // FDB is exactly the failure macdrop must see.
-        let fast_candidate = match &w.bridge {
-            Some((bridge, _)) => state.link(*bridge).and_then(|l| l.mac),
-            None => state.link(w.ifindex).and_then(|l| l.mac),
-        };
-        let fast = fast_candidate.filter(|m| d.delivers(&[], *m));
+    let deliveries: Vec<_> = watched
+        .iter()
+        .map(|(w, _)| {
+            let d = delivery::delivery(state, w, previous);
+            // The fast path's MAC: the bridge's (the common destination on
+            // a bridge and its ports) or the device's, and only if the
+            // kernel really delivers it untagged here: a bridge MAC missing
+            // from the FDB is exactly the failure macdrop must see.
+            let fast_candidate = match &w.bridge {
+                Some((bridge, _)) => state.link(*bridge).and_then(|l| l.mac),
+                None => state.link(w.ifindex).and_then(|l| l.mac),
+            };
+            let fast = fast_candidate.filter(|m| d.delivers(&[], *m));
+            (d, fast)
+        })
+        .collect();
+    let bridge_fast: HashMap<u32, Option<Mac>> = watched
+        .iter()
+        .zip(&deliveries)
+        .filter(|((w, _), _)| w.role == Role::Bridge)
+        .map(|((w, _), (_, fast))| (w.ifindex, *fast))
+        .collect();
+    for ((w, slot), (d, fast)) in watched.iter().zip(deliveries) {
         // Only the fast MAC, untagged, and no previous MAC: no entry at
         // all, and foreign unicast is classified without a lookup.
         let fast_only =
@@ -140,10 +162,19 @@ pub fn desired(
             w.ifindex
         };
         let role = match w.role {
-            Role::Port => IF_PORT,
+            // Quiet only once the bridge is known to run at tc (`sync`).
+            Role::Port => IF_PORT | IF_PASSUP_FAST,
             Role::Bridge => IF_BRIDGE,
             Role::Standalone => 0,
         };
+        if w.role == Role::Port
+            && let Some((bridge, _)) = w.bridge
+            && fast.is_some()
+            && bridge_fast.get(&bridge) == Some(&fast)
+            && !state.vlans.filtering.contains_key(&bridge)
+        {
+            out.quiet_fast.insert(w.ifindex, bridge);
+        }
         out.ifaces.insert(
             IfKey {
                 netns,
@@ -191,6 +222,9 @@ pub struct ConfigMaps {
     /// session sets while it moves an interface from generic XDP to TCX:
     /// every `sync` keeps them on the interface's entry.
     handoff: HashMap<u32, u32>,
+    /// Bridge devices whose program runs at tc only (`set_bridge_at_tc`):
+    /// their `Desired::quiet_fast` ports leave no verdict on the fast path.
+    bridges_at_tc: HashSet<u32>,
 }
 
 impl ConfigMaps {
@@ -222,6 +256,7 @@ impl ConfigMaps {
             written_mac_filter: vec![0; MAC_FILTER_WORDS as usize],
             written_addr_table: vec![AddrSlot::EMPTY; ADDR_TABLE_SLOTS as usize],
             handoff: HashMap::new(),
+            bridges_at_tc: HashSet::new(),
         })
     }
 
@@ -235,6 +270,49 @@ impl ConfigMaps {
         } else {
             self.handoff.insert(ifindex, bits);
         }
+        self.rewrite_flags(ifindex, |flags| (flags & !IF_HANDOFF_ANY) | bits)
+    }
+
+    /// Tells whether the bridge device `ifindex`'s program now runs at tc
+    /// only (true: attached there, no generic XDP left) or may run at XDP
+    /// (false: before it leaves tc, or while it is on generic XDP), and
+    /// writes its ports' entries now: `IF_PASSUP_FAST` is cleared on its
+    /// `quiet_fast` ports only while it runs at tc. The caller calls this
+    /// after the bridge reaches tc and before it leaves it, so the ports
+    /// are quiet only while the bridge answers its fast path by itself.
+    pub fn set_bridge_at_tc(&mut self, ifindex: u32, at_tc: bool) -> anyhow::Result<()> {
+        if at_tc {
+            self.bridges_at_tc.insert(ifindex);
+        } else {
+            self.bridges_at_tc.remove(&ifindex);
+        }
+        let ports: Vec<u32> = self
+            .written
+            .quiet_fast
+            .iter()
+            .filter(|(_, bridge)| **bridge == ifindex)
+            .map(|(port, _)| *port)
+            .collect();
+        for port in ports {
+            self.rewrite_flags(port, |flags| {
+                if at_tc {
+                    flags & !IF_PASSUP_FAST
+                } else {
+                    flags | IF_PASSUP_FAST
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the written entry of `ifindex`, if it has one, with
+    /// `change` applied to its flags, so the kernel sees it when this
+    /// returns.
+    fn rewrite_flags(
+        &mut self,
+        ifindex: u32,
+        change: impl FnOnce(u32) -> u32,
+    ) -> anyhow::Result<()> {
         let Some((key, value)) = self
             .written
             .ifaces
@@ -243,7 +321,11 @@ impl ConfigMaps {
         else {
             return Ok(());
         };
-        value.flags = (value.flags & !IF_HANDOFF_ANY) | bits;
+        let flags = change(value.flags);
+        if flags == value.flags {
+            return Ok(());
+        }
+        value.flags = flags;
         // The array is what the classifier reads; the hash only beyond it.
         if key.ifindex < IFINDEX_DIRECT {
             self.if_by_index
@@ -261,6 +343,13 @@ impl ConfigMaps {
         for (key, cfg) in want.ifaces.iter_mut() {
             if let Some(bits) = self.handoff.get(&key.ifindex) {
                 cfg.flags |= bits;
+            }
+            if want
+                .quiet_fast
+                .get(&key.ifindex)
+                .is_some_and(|bridge| self.bridges_at_tc.contains(bridge))
+            {
+                cfg.flags &= !IF_PASSUP_FAST;
             }
         }
         check_capacity("interfaces", want.ifaces.len(), MAX_INTERFACES)?;
@@ -427,7 +516,7 @@ mod tests {
         assert_eq!((p1.slot, p1.mac_domain), (1, 3));
         assert_eq!(
             p1.flags,
-            IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_PORT | IF_FLOWS
+            IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_PORT | IF_PASSUP_FAST | IF_FLOWS
         );
         assert_eq!(p1.fast_mac, BR_MAC.0);
         assert_eq!(d.local_macs[&MacKey::new(77, 3, 0, P1_MAC.0)], MAC_LOCAL);
@@ -490,6 +579,40 @@ mod tests {
             d.local_macs
                 .contains_key(&MacKey::new(77, 9, 0, [2, 0, 0, 0, 0x0d, 1]))
         );
+    }
+
+    #[test]
+    fn a_port_may_be_quiet_only_where_its_bridge_answers_the_fast_path_alone() {
+        // Healthy: the bridge's MAC is both fast MACs, no VLAN filtering.
+        let s = state(vec![BR_MAC, P1_MAC]);
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
+        assert_eq!(d.quiet_fast, HashMap::from([(3, 2)]));
+        // Loud until the bridge is known to run at tc (`ConfigMaps`).
+        let p1 = d.ifaces[&IfKey {
+            netns: 77,
+            ifindex: 3,
+        }];
+        assert_ne!(p1.flags & IF_PASSUP_FAST, 0);
+
+        // The bridge's MAC missing from its FDB: no fast MAC, nothing quiet.
+        let s = state(vec![P1_MAC]);
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
+        assert!(d.quiet_fast.is_empty());
+
+        // A VLAN-filtering bridge may tag the frame on its way up.
+        let mut s = state(vec![BR_MAC, P1_MAC]);
+        s.vlans.filtering.insert(2, 0x8100);
+        let d = desired(77, &s, &watched(&s), &BTreeMap::new());
+        assert!(d.quiet_fast.is_empty());
+
+        // The bridge not watched: nobody answers for it.
+        let s = state(vec![BR_MAC, P1_MAC]);
+        let only_ports: Vec<_> = watched(&s)
+            .into_iter()
+            .filter(|(w, _)| w.role != Role::Bridge)
+            .collect();
+        let d = desired(77, &s, &only_ports, &BTreeMap::new());
+        assert!(d.quiet_fast.is_empty());
     }
 
     #[test]

@@ -278,6 +278,8 @@ impl Session {
         if handoff::grace_period().is_ok() {
             for &ifindex in &moved {
                 self.config.set_handoff(ifindex, 0)?;
+                // A bridge now answers at tc alone (no XDP run is left).
+                self.tell_config_the_hook(ifindex)?;
             }
         }
         let now = SystemTime::now();

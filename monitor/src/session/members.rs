@@ -148,6 +148,7 @@ impl Session {
                     self.notes.push(note);
                 }
                 self.members[i].model.hook = Some(outcome.hook);
+                self.tell_config_the_hook(w.ifindex)?;
                 self.events.push(Event {
                     ts: SystemTime::now(),
                     ifname: w.name.clone(),
@@ -177,6 +178,24 @@ impl Session {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Tells the configuration whether the bridge device `ifindex` (if it
+    /// is one) now runs at tc only, which lets its ports skip the verdict
+    /// on their fast path (`config::ConfigMaps::set_bridge_at_tc`). Called
+    /// once its hook is attached and nothing of an earlier one is left.
+    pub(super) fn tell_config_the_hook(&mut self, ifindex: u32) -> anyhow::Result<()> {
+        let is_bridge = self
+            .member_at(ifindex)
+            .is_some_and(|m| m.watched.role == Role::Bridge);
+        if !is_bridge {
+            return Ok(());
+        }
+        let at_tc = matches!(
+            self.attacher.hook(ifindex),
+            Some(Hook::Tcx | Hook::TcClsact)
+        );
+        self.config.set_bridge_at_tc(ifindex, at_tc)
     }
 
     pub(super) fn still_exists(&self, ifindex: u32) -> bool {
@@ -213,6 +232,8 @@ impl Session {
             // for a device that may reuse the ifindex.
             let _ = self.config.set_handoff(ifindex, 0);
         }
+        // Its ports leave every verdict again before it stops answering.
+        let _ = self.config.set_bridge_at_tc(ifindex, false);
         if detach {
             if let Ok(_inside) = self.ns.enter() {
                 self.attacher.detach(&mut self.ebpf, ifindex);

@@ -35,7 +35,9 @@ use macdrop::{
     topology,
 };
 use macdrop_tests::{netns::NetNs, test_run::Device};
-use monitor_common::{FrameCounters, MAX_VLAN_TAGS, names};
+use monitor_common::{
+    FrameCounters, MAX_VLAN_TAGS, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_VALID, mac_word, names,
+};
 /// The loopback device: test_run needs a real ingress device in the current
 /// namespace, and the maps of this private object instance make it "watched".
 const LO: u32 = 1;
@@ -723,6 +725,62 @@ fn the_bridge_device_takes_the_ports_verdict() {
             (0, 1, 1, 0)
         );
     });
+}
+
+/// A quiet port (`IF_PASSUP_FAST` cleared once its bridge runs at tc)
+/// leaves no verdict on its fast path, and the bridge device at tc needs
+/// none there: it answers an untagged frame to its fast MAC by itself,
+/// whatever an earlier frame left in the slot. A loud port overwrites the
+/// slot on its fast path too.
+#[test]
+fn a_quiet_port_leaves_no_verdict_and_the_bridge_at_tc_reads_none() {
+    let dev = TcDevice::new();
+    let mut h = Harness::new(Scenario::HealthyPort);
+    macdrop::kernel::tc::load_tc_program(&mut h.ebpf).unwrap();
+    let unicast = |c: FrameCounters| (c.own, c.foreign_unicast, c.host_ip_wrong_mac);
+    dev.run(|| {
+        pin_to_first_cpu();
+        let cpu = first_cpu();
+        let own = eth(BR_MAC, &[], 0x0800, &ipv4(HOST));
+        // Tagged without a VLAN device: the port's verdict is foreign, and
+        // it stays in the slot, as when the bridge drops such a frame
+        // before passing it up (a blocking port, VLAN ingress filtering).
+        let stale = eth_vids(BR_MAC, &[(0x8100, 20)], 0x0800, &ipv4(HOST));
+        let slot = |h: &Harness| -> u64 {
+            let map: aya::maps::PerCpuArray<_, u64> =
+                aya::maps::PerCpuArray::try_from(h.ebpf.map(names::PASSUP).unwrap()).unwrap();
+            map.get(&0, 0).unwrap()[cpu]
+        };
+        let word = |verdict: u64| VERDICT_VALID | verdict | mac_word(&BR_MAC.0);
+
+        // Loud (the default): the fast path overwrites the stale verdict.
+        assert_eq!(unicast(h.run(&stale)), (0, 1, 1));
+        assert_eq!(slot(&h), word(VERDICT_HOST_IP));
+        assert_eq!(unicast(h.run(&own)), (1, 0, 0));
+        assert_eq!(slot(&h), word(VERDICT_OWN));
+
+        // Quiet: the fast path leaves the slot alone, other paths still
+        // write, and the bridge at tc is right without the slot.
+        h.config.set_bridge_at_tc(FAKE_BRIDGE, true).unwrap();
+        assert_eq!(unicast(h.run(&stale)), (0, 1, 1));
+        assert_eq!(unicast(h.run(&own)), (1, 0, 0));
+        assert_eq!(slot(&h), word(VERDICT_HOST_IP), "no write on the fast path");
+        assert_eq!(unicast(h.run_on_bridge(dev.ifindex, &own)), (1, 0, 0));
+        assert_eq!(slot(&h), word(VERDICT_HOST_IP), "not read at the fast path");
+
+        // Back to loud (the bridge leaves tc).
+        h.config.set_bridge_at_tc(FAKE_BRIDGE, false).unwrap();
+        assert_eq!(unicast(h.run(&own)), (1, 0, 0));
+        assert_eq!(slot(&h), word(VERDICT_OWN));
+    });
+}
+
+/// The CPU `pin_to_first_cpu` pins to.
+fn first_cpu() -> usize {
+    // SAFETY: a plain libc call.
+    let cpu = unsafe { libc::sched_getcpu() };
+    assert!(cpu >= 0, "sched_getcpu");
+    cpu as usize
 }
 
 /// Pins the calling thread to the first CPU it may use: the hand-over
