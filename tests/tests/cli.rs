@@ -17,13 +17,14 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 /// Bounds a one-shot run: a usage error must not start watching.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
-const COUNTERS: [&str; 7] = [
+const COUNTERS: [&str; 8] = [
     "total",
     "own",
     "broadcast",
     "multicast",
     "foreign_unicast",
     "host_ip_wrong_mac",
+    "stale_mac",
     "runt",
 ];
 
@@ -86,9 +87,17 @@ fn check_report(report: &Value) {
             "total is not the sum of the classes in {iface}"
         );
         assert!(count("host_ip_wrong_mac") <= count("foreign_unicast"));
+        assert!(count("stale_mac") <= count("foreign_unicast"));
         for key in COUNTERS {
             count(key);
         }
+        // Exactly these: a class added to the output is added to the
+        // contract (docs/json.md) and here.
+        let mut keys: Vec<&str> = frames.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let mut want = COUNTERS.to_vec();
+        want.sort_unstable();
+        assert_eq!(keys, want, "frames keys in {iface}");
     }
 }
 
