@@ -40,42 +40,17 @@ use std::{
 
 use serde_json::{Value, json};
 
+pub use super::finding::{Finding, FindingId, Severity};
 use super::timeline::Observed;
 pub use crate::mac::mac_vendor;
 use crate::{
     mac::Mac,
     promisc::{TransitionKind, Uncertainty, Verdict},
-    status::{self, IfaceStatus, Status},
+    status::{IfaceStatus, Status},
     topology::Role,
     tracker::{Event, EventKind},
     verdict::MAC_MISMATCH_REASONS,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Error,
-    Warning,
-    Info,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-    }
-}
-
-impl From<status::Severity> for Severity {
-    fn from(s: status::Severity) -> Self {
-        match s {
-            status::Severity::Error => Severity::Error,
-            status::Severity::Warning => Severity::Warning,
-        }
-    }
-}
 
 /// One "top offender": frames that arrived on `interface` for this host's
 /// IP with a MAC it will not deliver, per (source MAC, destination MAC,
@@ -172,22 +147,6 @@ pub struct Input<'a> {
     pub flows: Option<&'a [Flow]>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Finding {
-    pub id: &'static str,
-    pub severity: Severity,
-    pub interface: String,
-    pub netns: u32,
-    pub netns_name: Option<String>,
-    pub message: String,
-    pub evidence: Vec<String>,
-    /// The evidence's numbers, MACs and times, for programs.
-    pub facts: serde_json::Map<String, Value>,
-    pub remedy: Vec<String>,
-    /// Ranks findings of the same severity: frames involved, mostly.
-    pub weight: u64,
-}
-
 /// Every finding, most severe first, then by weight.
 pub fn analyse(input: &Input) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -195,10 +154,15 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
         let scope = Scope { input, ns };
         for f in &ns.status.findings {
             let finding = match f.id {
-                "bridge_mac_not_in_fdb" => scope.bridge_mac_not_in_fdb(f),
-                "interface_promiscuous" => scope.interface_promiscuous(f),
-                "bridge_mac_not_pinned" => scope.bridge_mac_not_pinned(f),
-                _ => scope.status_finding(f),
+                FindingId::BridgeMacNotInFdb => scope.bridge_mac_not_in_fdb(f),
+                FindingId::InterfacePromiscuous => scope.interface_promiscuous(f),
+                FindingId::BridgeMacNotPinned => scope.bridge_mac_not_pinned(f),
+                // Found only over a window: `status` does not report them.
+                FindingId::StaleMacAfterMacChange
+                | FindingId::HostIpWrongVlan
+                | FindingId::HostIpToPortMac
+                | FindingId::HostIpWrongMacUnexplained
+                | FindingId::ForeignUnicastDropped => scope.status_finding(f),
             };
             out.push(finding);
         }
@@ -208,8 +172,8 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
         out.extend(scope.foreign_on_standalone());
     }
     out.sort_by(|a, b| {
-        (a.severity, std::cmp::Reverse(a.weight), &a.interface).cmp(&(
-            b.severity,
+        (a.severity(), std::cmp::Reverse(a.weight), &a.interface).cmp(&(
+            b.severity(),
             std::cmp::Reverse(b.weight),
             &b.interface,
         ))
@@ -282,18 +246,10 @@ struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    fn finding(&self, id: &'static str, severity: Severity, interface: &str) -> Finding {
+    fn finding(&self, id: FindingId, interface: &str) -> Finding {
         Finding {
-            id,
-            severity,
-            interface: interface.to_owned(),
-            netns: self.ns.inode,
             netns_name: self.ns.name.clone(),
-            message: String::new(),
-            evidence: Vec::new(),
-            facts: serde_json::Map::new(),
-            remedy: Vec::new(),
-            weight: 0,
+            ..Finding::new(id, self.ns.inode, interface, String::new())
         }
     }
 
@@ -344,19 +300,19 @@ impl Scope<'_> {
             .status
             .findings
             .iter()
-            .any(|f| f.id == "bridge_mac_not_in_fdb" && f.interface == bridge)
+            .any(|f| f.id == FindingId::BridgeMacNotInFdb && f.interface == bridge)
             .then(|| self.ns.iface(bridge).and_then(|i| i.link.mac))
             .flatten()
     }
 
-    fn status_finding(&self, f: &status::Finding) -> Finding {
-        let mut out = self.finding(f.id, f.severity.into(), &f.interface);
-        out.message = f.message.clone();
-        out.remedy = vec![f.remedy.clone()];
-        out
+    fn status_finding(&self, f: &Finding) -> Finding {
+        Finding {
+            netns_name: self.ns.name.clone(),
+            ..f.clone()
+        }
     }
 
-    fn bridge_mac_not_in_fdb(&self, f: &status::Finding) -> Finding {
+    fn bridge_mac_not_in_fdb(&self, f: &Finding) -> Finding {
         let bridge = f.interface.as_str();
         let mut out = self.status_finding(f);
         let st = self.ns.iface(bridge);
@@ -487,7 +443,7 @@ impl Scope<'_> {
                 .and_then(|s| s.bridge.as_ref())
                 .and_then(|b| b.mac_pinned);
             let ips = self.ns.host_ips(name);
-            let mut f = self.finding("stale_mac_after_mac_change", Severity::Error, name);
+            let mut f = self.finding(FindingId::StaleMacAfterMacChange, name);
             f.message = format!(
                 "{total} frame(s) were sent to a MAC {name} had before it changed: peers still \
                  hold the old MAC in their neighbour (ARP/NDP) entries for this host, and those \
@@ -648,7 +604,7 @@ impl Scope<'_> {
     }
 
     fn wrong_vlan(&self, name: &str, bridge: &str, ips: &[IpAddr], flows: &[&Flow]) -> Finding {
-        let mut f = self.finding("host_ip_wrong_vlan", Severity::Error, name);
+        let mut f = self.finding(FindingId::HostIpWrongVlan, name);
         let total = self.flow_lines(&mut f, flows);
         let vlans: BTreeSet<u16> = flows.iter().filter_map(|fl| fl.vlan).collect();
         let vlans: Vec<u16> = vlans.into_iter().collect();
@@ -686,7 +642,7 @@ impl Scope<'_> {
     }
 
     fn to_port_mac(&self, name: &str, bridge: &str, ips: &[IpAddr], flows: &[&Flow]) -> Finding {
-        let mut f = self.finding("host_ip_to_port_mac", Severity::Error, name);
+        let mut f = self.finding(FindingId::HostIpToPortMac, name);
         let total = self.flow_lines(&mut f, flows);
         let macs: BTreeSet<Mac> = flows.iter().map(|fl| fl.dst_mac).collect();
         let owner_of = |m: &Mac| {
@@ -785,7 +741,7 @@ impl Scope<'_> {
                 continue;
             }
             let ips = self.ns.host_ips(name);
-            let mut f = self.finding("host_ip_wrong_mac_unexplained", Severity::Error, name);
+            let mut f = self.finding(FindingId::HostIpWrongMacUnexplained, name);
             let place = if owner.iface.role == Role::Bridge {
                 format!("the ports of {name}")
             } else {
@@ -926,7 +882,7 @@ impl Scope<'_> {
         out
     }
 
-    fn interface_promiscuous(&self, f: &status::Finding) -> Finding {
+    fn interface_promiscuous(&self, f: &Finding) -> Finding {
         let name = f.interface.as_str();
         let mut out = self.status_finding(f);
         let st = self.ns.iface(name);
@@ -1030,7 +986,7 @@ impl Scope<'_> {
         out
     }
 
-    fn bridge_mac_not_pinned(&self, f: &status::Finding) -> Finding {
+    fn bridge_mac_not_pinned(&self, f: &Finding) -> Finding {
         let name = f.interface.as_str();
         let mut out = self.status_finding(f);
         let changes = self.mac_changes(name);
@@ -1069,7 +1025,7 @@ impl Scope<'_> {
                     return None;
                 }
                 let name = o.iface.name.as_str();
-                let mut f = self.finding("foreign_unicast_dropped", Severity::Info, name);
+                let mut f = self.finding(FindingId::ForeignUnicastDropped, name);
                 f.message = format!(
                     "{name} received {other} unicast frame(s) for other MACs and other hosts' IPs \
                      in {} s; the kernel drops them (OTHERHOST)",
@@ -1207,7 +1163,7 @@ mod tests {
     }
 
     fn ids(findings: &[Finding]) -> Vec<&str> {
-        findings.iter().map(|f| f.id).collect()
+        findings.iter().map(|f| f.id.as_str()).collect()
     }
 
     #[test]
@@ -1231,7 +1187,7 @@ mod tests {
         let found = run(&facts, &lab(wrong(9)), &[], None);
         assert_eq!(ids(&found), ["bridge_mac_not_in_fdb"], "{found:#?}");
         let f = &found[0];
-        assert_eq!(f.severity, Severity::Error);
+        assert_eq!(f.severity(), Severity::Error);
         assert_eq!(
             f.remedy[0],
             "bridge fdb add 02:00:00:00:0b:01 dev br0 self local"

@@ -6,6 +6,7 @@
 //! findings ranked by severity, each with its evidence and a remedy. The
 //! command (`cmd::diagnose`) decides the exit code.
 
+pub mod finding;
 pub mod findings;
 pub mod render;
 pub mod timeline;
@@ -37,7 +38,7 @@ pub struct Report {
     pub start: SystemTime,
     pub end: SystemTime,
     pub observed: Vec<Observed>,
-    pub findings: Vec<findings::Finding>,
+    pub findings: Vec<finding::Finding>,
     pub drop_source: Result<&'static str, String>,
     /// With `--pcap`: what the evidence file holds.
     pub evidence: Option<crate::evidence::Summary>,

@@ -111,8 +111,8 @@ fn finding_text(out: &mut String, rank: usize, f: &Finding) {
     let _ = writeln!(
         out,
         "{rank}. {} {} on {where_}",
-        f.severity.as_str().to_uppercase(),
-        f.id
+        f.severity().as_str().to_uppercase(),
+        f.id.as_str()
     );
     let _ = writeln!(out, "   {}", f.message);
     if !f.evidence.is_empty() {
@@ -211,8 +211,8 @@ pub fn json(report: &Report) -> String {
         .map(|(rank, f)| {
             json!({
                 "rank": rank + 1,
-                "id": f.id,
-                "severity": f.severity.as_str(),
+                "id": f.id.as_str(),
+                "severity": f.severity().as_str(),
                 "interface": f.interface,
                 "netns": f.netns.to_string(),
                 "netns_name": f.netns_name,
@@ -252,7 +252,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::{diagnose::findings::Severity, model::Interface};
+    use crate::{diagnose::finding::FindingId, model::Interface};
 
     fn report(findings: Vec<Finding>) -> Report {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
@@ -303,8 +303,7 @@ mod tests {
     #[test]
     fn findings_are_numbered_with_evidence_and_remedy() {
         let f = Finding {
-            id: "bridge_mac_not_in_fdb",
-            severity: Severity::Error,
+            id: FindingId::BridgeMacNotInFdb,
             interface: "br0".into(),
             netns: 7,
             netns_name: None,

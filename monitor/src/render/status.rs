@@ -91,7 +91,8 @@ struct FindingJson<'a> {
     id: &'static str,
     interface: &'a str,
     message: &'a str,
-    remedy: &'a str,
+    /// One string: `status` gives one remedy.
+    remedy: String,
 }
 
 fn iface(i: &IfaceStatus) -> IfaceJson<'_> {
@@ -128,11 +129,11 @@ pub fn json(status: &Status, ts: SystemTime) -> String {
             .findings
             .iter()
             .map(|f| FindingJson {
-                severity: f.severity.as_str(),
-                id: f.id,
+                severity: f.severity().as_str(),
+                id: f.id.as_str(),
                 interface: &f.interface,
                 message: &f.message,
-                remedy: &f.remedy,
+                remedy: f.remedy.join("; "),
             })
             .collect(),
     };
@@ -199,8 +200,8 @@ pub fn table(status: &Status) -> String {
     } else {
         out.push('\n');
         for f in &status.findings {
-            let _ = writeln!(out, "{}: {}", f.severity.as_str(), f.message);
-            let _ = writeln!(out, "  fix: {}", f.remedy);
+            let _ = writeln!(out, "{}: {}", f.severity().as_str(), f.message);
+            let _ = writeln!(out, "  fix: {}", f.remedy.join("; "));
         }
     }
     out
