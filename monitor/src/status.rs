@@ -5,7 +5,7 @@
 //! README's incident), a warning for each bridge whose MAC is not pinned.
 
 use crate::{
-    diagnose::finding::{Finding, FindingId},
+    diagnose::{finding::Finding, rules},
     mac::Mac,
     netlink::{Link, NetState},
     promisc::{self, History, IfaceHistory},
@@ -103,9 +103,6 @@ pub fn gather(
                 mac_pinned: mac_pinned(link),
             }
         });
-        if let Some(b) = &bridge {
-            findings.extend(bridge_findings(netns, link, b));
-        }
         let promisc_holders = (link.promiscuity > 0)
             .then(|| {
                 let sockets = promisc_facts.sockets.as_ref()?;
@@ -118,10 +115,7 @@ pub fn gather(
                 ))
             })
             .flatten();
-        if w.role != Role::Port && (link.promisc || link.promiscuity > 0) {
-            findings.push(promiscuous_finding(netns, link, promisc_holders.as_deref()));
-        }
-        interfaces.push(IfaceStatus {
+        let iface = IfaceStatus {
             link: link.clone(),
             netns,
             role: w.role,
@@ -135,7 +129,9 @@ pub fn gather(
                 .history
                 .as_ref()
                 .map(|h| h.interface(&link.name)),
-        });
+        };
+        findings.extend(rules::status_findings(netns, &iface));
+        interfaces.push(iface);
     }
     findings.sort_by(|a, b| (a.severity(), &a.interface).cmp(&(b.severity(), &b.interface)));
     Ok(Status {
@@ -147,72 +143,6 @@ pub fn gather(
 /// The real `mac_pinned`: sysfs `addr_assign_type == NET_ADDR_SET`.
 pub fn mac_pinned_from_sysfs(link: &Link) -> Option<bool> {
     sysfs::addr_assign_type(&link.name, link.ifindex).map(|t| t == sysfs::NET_ADDR_SET)
-}
-
-/// A promiscuous bridge or standalone interface accepts frames for any MAC:
-/// a MAC mismatch then goes unnoticed (the README's incident: it works while tcpdump runs).
-fn promiscuous_finding(netns: u32, link: &Link, holders: Option<&str>) -> Finding {
-    let name = &link.name;
-    let who = holders
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("promiscuity {}", link.promiscuity));
-    let mut f = Finding::new(
-        FindingId::InterfacePromiscuous,
-        netns,
-        name,
-        format!(
-            "{name} is promiscuous ({who}): it accepts frames for any MAC, so frames with a \
-             wrong destination MAC may be delivered only because of it"
-        ),
-    );
-    f.remedy.push(format!(
-        "find out whether traffic still works without it: `macdrop watch --iface {name}` \
-         shows frames that carry this host's IP but a wrong MAC"
-    ));
-    f
-}
-
-fn bridge_findings(netns: u32, link: &Link, b: &BridgeFacts) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let name = &link.name;
-    if let Some(mac) = link.mac
-        && !b.own_mac_in_fdb
-    {
-        let mut f = Finding::new(
-            FindingId::BridgeMacNotInFdb,
-            netns,
-            name,
-            format!(
-                "{name}'s own MAC {mac} is not a local entry in its forwarding database: the \
-                 bridge floods frames addressed to it instead of delivering them, so traffic to \
-                 this host through {name} works only while {name} is promiscuous (e.g. while \
-                 tcpdump runs)"
-            ),
-        );
-        f.remedy
-            .push(format!("bridge fdb add {mac} dev {name} self local"));
-        out.push(f);
-    }
-    if b.mac_pinned == Some(false) {
-        let mut f = Finding::new(
-            FindingId::BridgeMacNotPinned,
-            netns,
-            name,
-            format!(
-                "{name}'s MAC is not pinned: a bridge takes the lowest MAC of its ports and \
-                 changes it when ports come and go, leaving peers with stale neighbour entries"
-            ),
-        );
-        f.remedy.push(format!(
-            "pin it: ip link set {name} address {} (or set it in the bridge's network \
-             configuration)",
-            link.mac
-                .map(|m| m.to_string())
-                .unwrap_or_else(|| "<MAC>".into())
-        ));
-        out.push(f);
-    }
-    out
 }
 
 #[cfg(test)]

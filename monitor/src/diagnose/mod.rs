@@ -2,13 +2,16 @@
 //!
 //! The window is an ordinary monitor run (`--duration`, default 10 s,
 //! reports every tenth of it); afterwards `status` is gathered for every
-//! namespace that was watched, and [`findings::analyse`] turns both into
+//! namespace that was watched, and [`rules::analyse`] turns both into
 //! findings ranked by severity, each with its evidence and a remedy. The
 //! command (`cmd::diagnose`) decides the exit code.
 
 pub mod finding;
-pub mod findings;
+pub mod input;
 pub mod render;
+pub mod rules;
+mod scope;
+pub mod text;
 pub mod timeline;
 
 use std::{
@@ -30,7 +33,9 @@ use crate::{
     promisc::{self, History},
     status::{self, PromiscFacts},
 };
-use findings::{Flow, Input, NsFacts, analyse, secs};
+use input::{Flow, Input, NsFacts};
+use rules::analyse;
+use text::secs;
 use timeline::{Observed, Timeline};
 
 /// Everything a diagnosis printed.

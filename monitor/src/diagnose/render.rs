@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Report,
-    findings::{Finding, clock, secs},
+    finding::Finding,
+    text::{clock, secs},
     timeline::Observed,
 };
 use crate::{
