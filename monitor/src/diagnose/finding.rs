@@ -21,9 +21,10 @@ impl Severity {
     }
 }
 
-/// Every finding there is. A new one is a variant here: the compiler then
-/// asks for its name, its severity, and what `diagnose` does with it when
-/// `status` reported it (`rules::analyse`).
+/// Every finding there is. A new one is a variant here (the compiler then
+/// asks for its name and severity), a module of `rules/` called from
+/// `rules::analyse`, and its section in docs/diagnose.md (docs/design.md,
+/// "Files a new finding touches").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FindingId {
     /// A bridge's own MAC is not a local FDB entry (from `status`).
