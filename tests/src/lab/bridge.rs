@@ -3,6 +3,7 @@
 
 use anyhow::{Result, ensure};
 
+use super::links::{End, add_bridge, add_ipv4, add_veth, up};
 use super::{
     BRIDGE, BRIDGE_IPV4, BRIDGE_IPV6, BRIDGE_MAC, PEER_IFACE, peer_mac, port_mac, port_name,
 };
@@ -67,29 +68,18 @@ impl BridgeLab {
         // everything built so far.
         let lab = Self { peers, host };
 
-        let br_mac = mac_to_string(&BRIDGE_MAC);
-        // STP off: ports forward at once instead of after the listening and
-        // learning delays, and the bridge sends no BPDUs.
-        let mut add_bridge = vec!["ip", "link", "add", BRIDGE];
-        if options.pin_bridge_mac {
-            add_bridge.extend(["address", &br_mac]);
-        }
-        add_bridge.extend(["type", "bridge", "stp_state", "0"]);
-        lab.host.exec(&add_bridge)?;
+        add_bridge(
+            &lab.host,
+            BRIDGE,
+            options.pin_bridge_mac.then_some(BRIDGE_MAC),
+        )?;
         // No link-local address, even if IPv6 is enabled later.
         lab.host
             .exec(&["ip", "link", "set", BRIDGE, "addrgenmode", "none"])?;
         for i in 1..=options.ports {
             lab.connect_port(i)?;
         }
-        lab.host.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{BRIDGE_IPV4}/24"),
-            "dev",
-            BRIDGE,
-        ])?;
+        add_ipv4(&lab.host, BRIDGE, BRIDGE_IPV4)?;
         if options.bridge_ipv6 {
             lab.host.exec(&[
                 "sysctl",
@@ -107,7 +97,7 @@ impl BridgeLab {
                 "nodad",
             ])?;
         }
-        lab.host.exec(&["ip", "link", "set", BRIDGE, "up"])?;
+        up(&lab.host, BRIDGE)?;
         Ok(lab)
     }
 
@@ -115,29 +105,22 @@ impl BridgeLab {
     fn connect_port(&self, i: usize) -> Result<()> {
         let port = port_name(i);
         let peer = &self.peers[i - 1];
-        // Create the peer end directly in its namespace, so the many
-        // `eth0`s never meet in the host namespace.
-        self.host.exec(&[
-            "ip",
-            "link",
-            "add",
-            &port,
-            "address",
-            &mac_to_string(&port_mac(i)),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IFACE,
-            "address",
-            &mac_to_string(&peer_mac(i)),
-            "netns",
-            peer.name(),
-        ])?;
+        add_veth(
+            End {
+                ns: &self.host,
+                name: &port,
+                mac: Some(port_mac(i)),
+            },
+            End {
+                ns: peer,
+                name: PEER_IFACE,
+                mac: Some(peer_mac(i)),
+            },
+        )?;
         self.host
             .exec(&["ip", "link", "set", &port, "master", BRIDGE])?;
-        self.host.exec(&["ip", "link", "set", &port, "up"])?;
-        peer.exec(&["ip", "link", "set", PEER_IFACE, "up"])?;
+        up(&self.host, &port)?;
+        up(peer, PEER_IFACE)?;
         Ok(())
     }
 

@@ -1,13 +1,21 @@
-//! Lab topologies: a bridge with ports, or a standalone veth.
+//! Lab topologies, for the tests and for `cargo xtask bench` alike: a
+//! bridge with ports ([`BridgeLab`]), a standalone veth ([`StandaloneLab`]),
+//! two namespaces talking IP over a veth ([`PairLab`]), a bridge with
+//! thousands of ports ([`ManyPortLab`]); [`links`] holds the steps they are
+//! built from.
 //!
-//! Every MAC is fixed so tests can address frames and assert on them, every
-//! address is from the documentation ranges (RFC 5737, RFC 3849), and the
-//! peers are built to be silent (no IPv4 address, IPv6 disabled before any
-//! link exists), so the only frames a watched interface receives are the
-//! ones a test sends. Labs are built with `ip`/`bridge` commands and torn
+//! Every MAC is fixed so tests can address frames and assert on them (but
+//! [`ManyPortLab`]'s ports'), every address is from the documentation
+//! ranges (RFC 5737, RFC 3849; [`links::add_ipv4`] refuses any other), and
+//! the peers of the tests' labs are built to be silent (no IPv4 address,
+//! IPv6 disabled before any link exists), so the only frames a watched
+//! interface receives are the ones a test sends. Labs are built with `ip`/`bridge` commands and torn
 //! down by dropping the namespaces that hold them.
 
 mod bridge;
+pub mod links;
+mod many;
+mod pair;
 mod standalone;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -15,6 +23,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::frames::Mac;
 
 pub use bridge::{BridgeLab, BridgeLabOptions};
+pub use many::ManyPortLab;
+pub use pair::{Iface, PairLab, PairOptions};
 pub use standalone::{
     STANDALONE_IFACE, STANDALONE_IPV4, STANDALONE_MAC, STANDALONE_PEER_IPV4, STANDALONE_PEER_MAC,
     StandaloneLab,

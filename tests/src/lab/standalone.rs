@@ -4,11 +4,11 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 
-use super::PEER_IFACE;
-use crate::{
-    frames::{Mac, mac_to_string},
-    netns::NetNs,
+use super::{
+    PEER_IFACE,
+    links::{End, add_ipv4, add_veth, up},
 };
+use crate::{frames::Mac, netns::NetNs};
 
 /// Name of the watched interface in a [`StandaloneLab`].
 pub const STANDALONE_IFACE: &str = "v0";
@@ -33,34 +33,21 @@ impl StandaloneLab {
         let host = NetNs::new()?;
         let peer = NetNs::new()?;
         let lab = Self { peer, host };
-        lab.host.exec(&[
-            "ip",
-            "link",
-            "add",
-            STANDALONE_IFACE,
-            "address",
-            &mac_to_string(&STANDALONE_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IFACE,
-            "address",
-            &mac_to_string(&STANDALONE_PEER_MAC),
-            "netns",
-            lab.peer.name(),
-        ])?;
-        lab.host.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{STANDALONE_IPV4}/24"),
-            "dev",
-            STANDALONE_IFACE,
-        ])?;
-        lab.host
-            .exec(&["ip", "link", "set", STANDALONE_IFACE, "up"])?;
-        lab.peer.exec(&["ip", "link", "set", PEER_IFACE, "up"])?;
+        add_veth(
+            End {
+                ns: &lab.host,
+                name: STANDALONE_IFACE,
+                mac: Some(STANDALONE_MAC),
+            },
+            End {
+                ns: &lab.peer,
+                name: PEER_IFACE,
+                mac: Some(STANDALONE_PEER_MAC),
+            },
+        )?;
+        add_ipv4(&lab.host, STANDALONE_IFACE, STANDALONE_IPV4)?;
+        up(&lab.host, STANDALONE_IFACE)?;
+        up(&lab.peer, PEER_IFACE)?;
         Ok(lab)
     }
 
