@@ -36,6 +36,8 @@
 
 use core::mem::offset_of;
 
+use aya_ebpf::EbpfContext;
+
 use monitor_common::{
     AddrKey, AddrSlot, BROADCAST_WORD, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED,
     IF_HANDOFF, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey,
@@ -94,10 +96,12 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 /// (`monitor_common::MISMATCH_*`, 0 for the common case), and the
 /// interface's configuration (for the mismatch path, so it is not looked up
 /// again); None if the
-/// interface is not watched, or if the frame is counted by the other hook
+/// interface has no configuration (logged through `ctx`, rate-bound: see
+/// `klog`), or if the frame is counted by the other hook
 /// (`hook`: which program is asking; see `counted_here`).
 #[inline(always)]
-pub fn count_frame(
+pub fn count_frame<C: EbpfContext>(
+    ctx: &C,
     data: usize,
     data_end: usize,
     ifindex: u32,
@@ -105,7 +109,10 @@ pub fn count_frame(
     hook: Hook,
 ) -> Option<(&'static mut FrameCounters, u8, &'static IfConfig)> {
     let netns = netns_ino();
-    let cfg = if_config(netns, ifindex)?;
+    let Some(cfg) = if_config(netns, ifindex) else {
+        crate::klog::unconfigured(ctx, netns, ifindex);
+        return None;
+    };
     // One test of flags already loaded: interfaces not being handed off
     // pay nothing more.
     if cfg.flags & IF_HANDOFF_ANY != 0 && !counted_here(cfg.flags, ifindex, hook) {

@@ -11,6 +11,7 @@ mod classify;
 mod drops;
 mod evidence;
 mod flows;
+mod klog;
 mod maps;
 mod tc;
 
@@ -60,7 +61,7 @@ fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) -> Op
     let ifindex = ctx.ingress_ifindex() as u32;
     let (data, data_end) = (ctx.data(), ctx.data_end());
     let (_, mismatch, cfg) =
-        classify::count_frame(data, data_end, ifindex, 0, classify::Hook::Xdp)?;
+        classify::count_frame(ctx, data, data_end, ifindex, 0, classify::Hook::Xdp)?;
     if mismatch == 0 {
         return None;
     }
@@ -132,7 +133,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     let tags_removed = usize::from(vlan_present != 0);
     let (data, data_end) = (ctx.data(), ctx.data_end());
     if let Some((counters, mismatch, cfg)) =
-        classify::count_frame(data, data_end, ifindex, hook_tag, classify::Hook::Tc)
+        classify::count_frame(&ctx, data, data_end, ifindex, hook_tag, classify::Hook::Tc)
     {
         tc::count_pkt_type(counters, pkt_type);
         if mismatch != 0 {

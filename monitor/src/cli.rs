@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::Failure;
 
-pub use crate::kernel::attach::AttachMode;
+pub use crate::kernel::{attach::AttachMode, klog::KernelLog};
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
@@ -33,6 +33,12 @@ pub struct Cli {
     /// flags on the command line override it.
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+
+    /// Show the kernel programs' records of rare events (a frame on an
+    /// interface without configuration) on stderr down to this level;
+    /// off loads the programs without them.
+    #[arg(long, global = true, value_enum, default_value_t = KernelLog::Warn)]
+    pub kernel_log: KernelLog,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
+    macdrop::kernel::klog::set_level(cli.kernel_log);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -5,37 +5,13 @@
 //! README's incident), a warning for each bridge whose MAC is not pinned.
 
 use crate::{
+    diagnose::{finding::Finding, rules},
     mac::Mac,
     netlink::{Link, NetState},
     promisc::{self, History, IfaceHistory},
     sysfs,
     topology::{self, Role},
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Finding {
-    pub severity: Severity,
-    /// Stable identifier, for automation.
-    pub id: &'static str,
-    pub interface: String,
-    pub message: String,
-    pub remedy: String,
-}
 
 /// What `status` knows about a bridge beyond the link itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,9 +103,6 @@ pub fn gather(
                 mac_pinned: mac_pinned(link),
             }
         });
-        if let Some(b) = &bridge {
-            findings.extend(bridge_findings(link, b));
-        }
         let promisc_holders = (link.promiscuity > 0)
             .then(|| {
                 let sockets = promisc_facts.sockets.as_ref()?;
@@ -142,10 +115,7 @@ pub fn gather(
                 ))
             })
             .flatten();
-        if w.role != Role::Port && (link.promisc || link.promiscuity > 0) {
-            findings.push(promiscuous_finding(link, promisc_holders.as_deref()));
-        }
-        interfaces.push(IfaceStatus {
+        let iface = IfaceStatus {
             link: link.clone(),
             netns,
             role: w.role,
@@ -159,9 +129,11 @@ pub fn gather(
                 .history
                 .as_ref()
                 .map(|h| h.interface(&link.name)),
-        });
+        };
+        findings.extend(rules::status_findings(netns, &iface));
+        interfaces.push(iface);
     }
-    findings.sort_by(|a, b| (a.severity, &a.interface).cmp(&(b.severity, &b.interface)));
+    findings.sort_by(|a, b| (a.severity(), &a.interface).cmp(&(b.severity(), &b.interface)));
     Ok(Status {
         interfaces,
         findings,
@@ -173,73 +145,12 @@ pub fn mac_pinned_from_sysfs(link: &Link) -> Option<bool> {
     sysfs::addr_assign_type(&link.name, link.ifindex).map(|t| t == sysfs::NET_ADDR_SET)
 }
 
-/// A promiscuous bridge or standalone interface accepts frames for any MAC:
-/// a MAC mismatch then goes unnoticed (the README's incident: it works while tcpdump runs).
-fn promiscuous_finding(link: &Link, holders: Option<&str>) -> Finding {
-    let name = &link.name;
-    let who = holders
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("promiscuity {}", link.promiscuity));
-    Finding {
-        severity: Severity::Warning,
-        id: "interface_promiscuous",
-        interface: name.clone(),
-        message: format!(
-            "{name} is promiscuous ({who}): it accepts frames for any MAC, so frames with a \
-             wrong destination MAC may be delivered only because of it"
-        ),
-        remedy: format!(
-            "find out whether traffic still works without it: `macdrop watch --iface {name}` \
-             shows frames that carry this host's IP but a wrong MAC"
-        ),
-    }
-}
-
-fn bridge_findings(link: &Link, b: &BridgeFacts) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let name = &link.name;
-    if let Some(mac) = link.mac
-        && !b.own_mac_in_fdb
-    {
-        out.push(Finding {
-            severity: Severity::Error,
-            id: "bridge_mac_not_in_fdb",
-            interface: name.clone(),
-            message: format!(
-                "{name}'s own MAC {mac} is not a local entry in its forwarding database: the \
-                 bridge floods frames addressed to it instead of delivering them, so traffic to \
-                 this host through {name} works only while {name} is promiscuous (e.g. while \
-                 tcpdump runs)"
-            ),
-            remedy: format!("bridge fdb add {mac} dev {name} self local"),
-        });
-    }
-    if b.mac_pinned == Some(false) {
-        out.push(Finding {
-            severity: Severity::Warning,
-            id: "bridge_mac_not_pinned",
-            interface: name.clone(),
-            message: format!(
-                "{name}'s MAC is not pinned: a bridge takes the lowest MAC of its ports and \
-                 changes it when ports come and go, leaving peers with stale neighbour entries"
-            ),
-            remedy: format!(
-                "pin it: ip link set {name} address {} (or set it in the bridge's network \
-                 configuration)",
-                link.mac
-                    .map(|m| m.to_string())
-                    .unwrap_or_else(|| "<MAC>".into())
-            ),
-        });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::diagnose::finding::Severity;
 
     const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
     const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
@@ -285,14 +196,14 @@ mod tests {
         assert_eq!(s.findings.len(), 2);
         let e = &s.findings[0];
         assert_eq!(
-            (e.severity, e.id),
+            (e.severity(), e.id.as_str()),
             (Severity::Error, "bridge_mac_not_in_fdb")
         );
         assert_eq!(
             e.remedy,
-            "bridge fdb add 02:00:00:00:0b:01 dev br0 self local"
+            ["bridge fdb add 02:00:00:00:0b:01 dev br0 self local"]
         );
-        assert_eq!(s.findings[1].id, "bridge_mac_not_pinned");
+        assert_eq!(s.findings[1].id.as_str(), "bridge_mac_not_pinned");
     }
 
     #[test]

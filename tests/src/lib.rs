@@ -6,7 +6,7 @@
 //! against the real kernel. Each module does one job:
 //!
 //! - [`netns`]: namespace guards, deleted on drop even when a test panics;
-//! - [`lab`]: bridge and standalone topologies with fixed MACs;
+//! - [`lab`]: the topologies of the tests and of `cargo xtask bench`;
 //! - [`frames`]: raw Ethernet/IPv4/IPv6/ARP/VLAN frame builders;
 //! - [`sender`]: sends exact numbers of frames from inside a namespace;
 //! - [`promisc`]: holds an interface promiscuous like tcpdump does;

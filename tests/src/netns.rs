@@ -5,12 +5,17 @@
 //! integration-test `NetNsGuard`, but uses `ip netns` so the namespaces are
 //! visible to `ip netns exec` (which is how the macdrop binary is started) and
 //! to whoever inspects a failed run with `ip netns list`.
+//!
+//! A namespace can also be bound in a directory of its own
+//! ([`NetNs::private`]): out of sight of `ip netns` and of
+//! `macdrop --all-netns`, for a lab that must stay out of other runs on the
+//! machine (the benchmark's bridge with a thousand ports).
 
 use std::{
     ffi::OsStr,
     fs::File,
     os::{fd::AsFd as _, unix::fs::MetadataExt as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Output},
     sync::atomic::{AtomicU64, Ordering},
 };
@@ -24,12 +29,17 @@ const NETNS_RUN_DIR: &str = "/run/netns";
 /// (`ip netns list | grep macdrop-t-`) after a crashed run.
 pub const TEST_PREFIX: &str = "macdrop-t";
 
+/// Prefix of the namespaces of `cargo xtask bench`.
+pub const BENCH_PREFIX: &str = "macdrop-b";
+
 /// A named network namespace that is deleted when the guard is dropped,
 /// including while a test panics.
 #[derive(Debug)]
 pub struct NetNs {
     name: String,
     inode: u64,
+    /// The directory of the bind mount, when not /run/netns.
+    private_dir: Option<PathBuf>,
 }
 
 impl NetNs {
@@ -39,22 +49,48 @@ impl NetNs {
         Self::with_prefix(TEST_PREFIX)
     }
 
-    /// Like [`NetNs::new`], named `<prefix>-<pid>-<counter>`.
+    /// Like [`NetNs::new`], named `<prefix>-<pid>-<counter>`. It starts
+    /// quiet: `lo` up, IPv6 disabled before any link exists.
+    pub fn with_prefix(prefix: &str) -> Result<Self> {
+        let name = unique_name(prefix);
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        Self::adopt(name, None)
+    }
+
+    /// Like [`NetNs::with_prefix`], bound at `DIR/<prefix>-<pid>-<counter>`
+    /// instead of under /run/netns: `ip netns` and `macdrop --all-netns` do
+    /// not see it, and [`NetNs::command`] enters it with `nsenter`. Name
+    /// it in `ip link ... netns` by its [`NetNs::path`].
+    pub fn private(dir: &Path, prefix: &str) -> Result<Self> {
+        let name = unique_name(prefix);
+        std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        let path = dir.join(&name);
+        File::create(&path).with_context(|| format!("create {}", path.display()))?;
+        // unshare binds the new namespace onto the file and exits; the
+        // mount keeps it alive.
+        let bound = run(Command::new("unshare")
+            .arg(format!("--net={}", path.display()))
+            .arg("true"));
+        if let Err(e) = bound {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Self::adopt(name, Some(dir.to_owned()))
+    }
+
+    /// Takes ownership of a namespace just bound, and makes it quiet.
     ///
     /// The namespace starts quiet: `lo` is up and IPv6 is disabled (`all` and
     /// `default`) before any link exists, so no interface created in it sends
     /// router solicitations, DAD probes or MLD reports on its own. Labs enable
     /// IPv6 per interface where a test needs it.
-    pub fn with_prefix(prefix: &str) -> Result<Self> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]))?;
+    fn adopt(name: String, private_dir: Option<PathBuf>) -> Result<Self> {
         // From here on the guard owns the namespace: any error below drops it.
-        let mut ns = Self { name, inode: 0 };
+        let mut ns = Self {
+            name,
+            inode: 0,
+            private_dir,
+        };
         ns.inode = std::fs::metadata(ns.path())
             .with_context(|| format!("stat {}", ns.path().display()))?
             .ino();
@@ -68,7 +104,8 @@ impl NetNs {
         Ok(ns)
     }
 
-    /// The name used with `ip netns exec` and `ip link ... netns NAME`.
+    /// The name used with `ip netns exec` and `ip link ... netns NAME` (of
+    /// a namespace under /run/netns; [`NetNs::path`] names either kind).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -79,9 +116,14 @@ impl NetNs {
         self.inode
     }
 
-    /// `/run/netns/NAME`, the bind mount that keeps the namespace alive.
+    /// `/run/netns/NAME` (or `DIR/NAME`), the bind mount that keeps the
+    /// namespace alive. iproute2 takes it wherever it takes a namespace's
+    /// name (a `/` in it makes it a path).
     pub fn path(&self) -> PathBuf {
-        PathBuf::from(NETNS_RUN_DIR).join(&self.name)
+        self.private_dir
+            .as_deref()
+            .unwrap_or(Path::new(NETNS_RUN_DIR))
+            .join(&self.name)
     }
 
     /// Runs `argv` inside the namespace and returns its stdout. Fails with the
@@ -92,12 +134,35 @@ impl NetNs {
     }
 
     /// A `Command` for `ip netns exec NAME argv...`, for callers that need
-    /// their own stdio handling (e.g. a long-running process).
+    /// their own stdio handling (e.g. a long-running process). Both `ip` and
+    /// `nsenter` exec the program: the child's pid is the program's own.
+    ///
+    /// A private namespace is entered with `nsenter --net=PATH` (`ip netns
+    /// exec` knows only /run/netns); it does not remount /sys for the
+    /// namespace as `ip netns exec` does.
     pub fn command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]);
+        let mut cmd = match &self.private_dir {
+            None => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &self.name]);
+                cmd
+            }
+            Some(_) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net={}", self.path().display()));
+                cmd
+            }
+        };
         cmd.args(argv);
         cmd
+    }
+
+    /// [`NetNs::command`] with `argv` pinned to `cpus` (`taskset -c`), so a
+    /// measurement's helpers stay off the CPUs the path under test runs on.
+    pub fn command_on_cpus<S: AsRef<OsStr>>(&self, cpus: &str, argv: &[S]) -> Command {
+        let mut pinned: Vec<&OsStr> = vec!["taskset".as_ref(), "-c".as_ref(), cpus.as_ref()];
+        pinned.extend(argv.iter().map(AsRef::as_ref));
+        self.command(&pinned)
     }
 
     /// Runs `f` on a new thread that has joined this namespace, and returns
@@ -136,12 +201,39 @@ impl Drop for NetNs {
     fn drop(&mut self) {
         // Deleting the namespace destroys every interface in it; a veth whose
         // other end lives elsewhere goes too.
-        if let Err(err) = run(Command::new("ip").args(["netns", "del", &self.name])) {
+        let deleted = match &self.private_dir {
+            None => run(Command::new("ip").args(["netns", "del", &self.name])).map(drop),
+            Some(_) => unbind(&self.path()),
+        };
+        if let Err(err) = deleted {
             // Never panic in Drop: it may run during a test's panic, and a
             // double panic aborts without the test's own message.
             eprintln!("warning: cannot delete network namespace: {err:#}");
         }
     }
+}
+
+/// `<prefix>-<pid>-<counter>`: unique across parallel tests in one process
+/// (counter) and across concurrent processes (pid).
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Unmounts a private namespace's bind mount and removes its file: the
+/// namespace goes once nothing else holds it (as after `ip netns del`).
+fn unbind(path: &Path) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a valid NUL-terminated path; MNT_DETACH never blocks.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("umount {}", path.display()));
+    }
+    std::fs::remove_file(path).with_context(|| format!("rm {}", path.display()))
 }
 
 /// Runs `cmd`, failing loudly (command line, status, stderr) unless it exits 0.

@@ -143,6 +143,43 @@ fn duration_ends_the_run_with_a_final_report_and_status_0() {
     assert_no_panic(&stderr);
 }
 
+/// The programs load and count at both ends of `--kernel-log`: `off`
+/// (records' code removed at load) and `debug` (every record kept); a
+/// healthy lab has no rare event to report.
+#[test]
+fn every_kernel_log_level_loads_and_counts() {
+    let lab = StandaloneLab::new().unwrap();
+    for level in ["off", "debug"] {
+        let Finished {
+            status,
+            stdout,
+            stderr,
+        } = macdrop::run(
+            lab.host(),
+            &[
+                "watch",
+                "--kernel-log",
+                level,
+                "--format",
+                "json",
+                "--interval",
+                "0.2",
+                "--duration",
+                "1",
+                "--iface",
+                STANDALONE_IFACE,
+            ],
+            RUN_TIMEOUT,
+        )
+        .unwrap();
+        assert!(status.success(), "{level}: {status}; stderr:\n{stderr}");
+        let last = stdout.lines().last().expect("a report");
+        check_report(&serde_json::from_str(last).unwrap());
+        assert!(!stderr.contains("kernel warn"), "{level}: {stderr}");
+        assert_no_panic(&stderr);
+    }
+}
+
 /// One bad input: how to run it, the exit code, words the one-line message
 /// must contain.
 struct BadInput {
@@ -179,6 +216,13 @@ fn bad_input_gets_one_line_and_its_exit_code() {
             args: &["--no-such-flag"],
             code: 2,
             mentions: &["--no-such-flag"],
+        },
+        BadInput {
+            what: "unknown kernel log level",
+            prefix: &[],
+            args: &["--kernel-log", "loud"],
+            code: 2,
+            mentions: &["--kernel-log", "loud"],
         },
         BadInput {
             what: "zero interval",

@@ -15,7 +15,9 @@
 //! `--quick` runs each part briefly, with the debug build `cargo xtask
 //! test` already made: a smoke test for CI, no thresholds asserted (the full
 //! run asserts none either; it reports each target as met or not).
-//! Needs root. Namespaces are named `macdrop-b-*` and removed afterwards.
+//! Needs root. Its labs are `macdrop_tests::lab`'s, as the tests' are:
+//! namespaces named `macdrop-b-*` (`netns::BENCH_PREFIX`), removed
+//! afterwards, also when a part fails half-way.
 //!
 //! `--write-docs` also puts each part's tables into `docs/performance.md`,
 //! between that part's markers, headed by the command, the date, the
@@ -39,9 +41,6 @@ use clap::ValueEnum;
 use serde_json::{Value, json};
 
 use crate::{cmd::Cmd, cmd::is_root, ui};
-
-/// Prefix of every namespace the benchmark creates.
-pub const NS_PREFIX: &str = "macdrop-b";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -5,7 +5,7 @@
 //! 1. Debian packages: LLVM 22 (to build bpf-linker, and its libLLVM) and
 //!    every tool the tests, the benchmark and the demo run. (The deployment
 //!    tests' Python tools and kubectl come from PyPI, into a virtualenv the
-//!    tests make: `tests/tests/deploy.rs`.)
+//!    tests make: `tests/tests/deploy/`.)
 //! 2. rustup toolchain `nightly` with `rust-src` (aya-build compiles the eBPF
 //!    crate with `-Z build-std=core`), plus clippy and rustfmt on nightly and
 //!    on the toolchain plain `cargo` uses here (stable) for `cargo xtask lint`.

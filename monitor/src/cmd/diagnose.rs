@@ -3,7 +3,7 @@
 
 use crate::{
     cli::{DiagnoseArgs, FailOn, Format},
-    diagnose::{diagnose, findings::Severity, render},
+    diagnose::{diagnose, finding::Severity, render},
     error::Outcome,
 };
 
@@ -22,7 +22,7 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
         FailOn::Warning => Severity::Warning,
         FailOn::Info => Severity::Info,
     };
-    Ok(if report.findings.iter().any(|f| f.severity <= worst) {
+    Ok(if report.findings.iter().any(|f| f.severity() <= worst) {
         Outcome::FindingsFound
     } else {
         printed

@@ -2,12 +2,16 @@
 //!
 //! The window is an ordinary monitor run (`--duration`, default 10 s,
 //! reports every tenth of it); afterwards `status` is gathered for every
-//! namespace that was watched, and [`findings::analyse`] turns both into
+//! namespace that was watched, and [`rules::analyse`] turns both into
 //! findings ranked by severity, each with its evidence and a remedy. The
 //! command (`cmd::diagnose`) decides the exit code.
 
-pub mod findings;
+pub mod finding;
+pub mod input;
 pub mod render;
+pub mod rules;
+mod scope;
+pub mod text;
 pub mod timeline;
 
 use std::{
@@ -29,7 +33,9 @@ use crate::{
     promisc::{self, History},
     status::{self, PromiscFacts},
 };
-use findings::{Flow, Input, NsFacts, analyse, secs};
+use input::{Flow, Input, NsFacts};
+use rules::analyse;
+use text::secs;
 use timeline::{Observed, Timeline};
 
 /// Everything a diagnosis printed.
@@ -37,7 +43,7 @@ pub struct Report {
     pub start: SystemTime,
     pub end: SystemTime,
     pub observed: Vec<Observed>,
-    pub findings: Vec<findings::Finding>,
+    pub findings: Vec<finding::Finding>,
     pub drop_source: Result<&'static str, String>,
     /// With `--pcap`: what the evidence file holds.
     pub evidence: Option<crate::evidence::Summary>,

@@ -28,8 +28,12 @@ pub fn load_with(
         anyhow::bail!("this macdrop binary was built without its eBPF object (AYA_BUILD_SKIP?)");
     }
     raise_memlock_limit();
+    // Below the process's `--kernel-log` level the verifier drops the
+    // records' code (`kernel::klog`).
+    let log_level = super::klog::aya_level(super::klog::level());
     let mut loader = EbpfLoader::new();
     loader.override_global(names::NETNS_INO, &netns_ino, true);
+    loader.override_global(aya_log::LEVEL, &log_level, true);
     for (name, value) in extra_globals {
         loader.override_global(name, value, true);
     }

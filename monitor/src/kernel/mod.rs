@@ -8,6 +8,7 @@ pub mod counters;
 pub mod drops;
 pub mod evidence;
 pub mod flows;
+pub mod klog;
 pub mod loader;
 pub mod self_stats;
 pub mod tc;

@@ -6,6 +6,7 @@ use std::{fmt::Write as _, time::SystemTime};
 use serde::Serialize;
 
 use crate::{
+    diagnose::render::{json::StatusFinding, json::status_finding, text::status_findings},
     promisc::{IfaceHistory, TransitionKind, Verdict},
     status::{IfaceStatus, Status},
 };
@@ -35,7 +36,7 @@ fn log_json(h: &IfaceHistory, promisc_now: bool) -> LogJson {
 struct StatusJson<'a> {
     ts: String,
     interfaces: Vec<IfaceJson<'a>>,
-    findings: Vec<FindingJson<'a>>,
+    findings: Vec<StatusFinding<'a>>,
 }
 
 #[derive(Serialize)]
@@ -85,15 +86,6 @@ struct BridgeJson {
     mac_pinned: Option<bool>,
 }
 
-#[derive(Serialize)]
-struct FindingJson<'a> {
-    severity: &'static str,
-    id: &'static str,
-    interface: &'a str,
-    message: &'a str,
-    remedy: &'a str,
-}
-
 fn iface(i: &IfaceStatus) -> IfaceJson<'_> {
     IfaceJson {
         name: &i.link.name,
@@ -124,17 +116,7 @@ pub fn json(status: &Status, ts: SystemTime) -> String {
     let doc = StatusJson {
         ts: humantime::format_rfc3339_millis(ts).to_string(),
         interfaces: status.interfaces.iter().map(iface).collect(),
-        findings: status
-            .findings
-            .iter()
-            .map(|f| FindingJson {
-                severity: f.severity.as_str(),
-                id: f.id,
-                interface: &f.interface,
-                message: &f.message,
-                remedy: &f.remedy,
-            })
-            .collect(),
+        findings: status.findings.iter().map(status_finding).collect(),
     };
     serde_json::to_string(&doc).expect("status serializes")
 }
@@ -194,14 +176,6 @@ pub fn table(status: &Status) -> String {
             );
         }
     }
-    if status.findings.is_empty() {
-        out.push_str("\nno findings: every bridge delivers its own MAC and has it pinned\n");
-    } else {
-        out.push('\n');
-        for f in &status.findings {
-            let _ = writeln!(out, "{}: {}", f.severity.as_str(), f.message);
-            let _ = writeln!(out, "  fix: {}", f.remedy);
-        }
-    }
+    out.push_str(&status_findings(&status.findings));
     out
 }

@@ -34,6 +34,7 @@ use crate::{
         drops::{DropHook, DropLayer, DropMap},
         evidence::{Counts, EvidenceRing},
         flows::{self, FlowReader},
+        klog::KernelLogReader,
         loader, tc,
     },
     model::Interface,
@@ -72,6 +73,9 @@ pub struct Session {
     config: ConfigMaps,
     counters: CounterReader,
     flows: FlowReader,
+    /// The kernel programs' log (`--kernel-log`), drained into `notes` on
+    /// every report.
+    kernel_log: Option<KernelLogReader>,
     /// Top offenders kept per interface (`--top-flows`); 0: none recorded.
     top_flows: usize,
     attacher: Attacher,
@@ -144,6 +148,7 @@ impl Session {
         };
         let counters = CounterReader::take(&mut ebpf)?;
         let flows = FlowReader::take(&mut ebpf)?;
+        let kernel_log = KernelLogReader::take(&mut ebpf, ns.name.as_deref().unwrap_or_default())?;
         let attacher = Attacher::new(&mut ebpf, mode)?;
         let mut session = Self {
             tracker: Tracker::new(&state),
@@ -155,6 +160,7 @@ impl Session {
             config,
             counters,
             flows,
+            kernel_log,
             top_flows,
             attacher,
             slots: SlotPool::new(MAX_INTERFACES),
@@ -243,6 +249,9 @@ impl Session {
 
     /// Samples the counters: the interfaces for a report.
     pub fn collect(&mut self) -> anyhow::Result<Vec<Interface>> {
+        if let Some(log) = &mut self.kernel_log {
+            self.notes.extend(log.drain());
+        }
         let now = Instant::now();
         let drops = match &self.drops {
             Ok(d) => Some(d.layer.read(&d.map)?),

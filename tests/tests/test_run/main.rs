@@ -27,6 +27,7 @@ use macdrop::{
         config::ConfigMaps,
         counters::CounterReader,
         flows::FlowReader,
+        klog::KernelLogReader,
         loader,
         test_run::{self, TC_ACT_UNSPEC, XDP_PASS},
     },
@@ -781,6 +782,40 @@ fn first_cpu() -> usize {
     let cpu = unsafe { libc::sched_getcpu() };
     assert!(cpu >= 0, "sched_getcpu");
     cpu as usize
+}
+
+/// A frame on an interface without configuration is not counted, and the
+/// program says so through its log (`--kernel-log`, default warn): one
+/// line naming the interface, at most one per second per CPU.
+#[test]
+fn a_frame_without_configuration_is_logged_once_a_second() {
+    const UNCONFIGURED: u32 = 4242;
+    let dev = TcDevice::new();
+    let mut h = Harness::tc(Scenario::HealthyPort, &dev);
+    let mut log = KernelLogReader::take(&mut h.ebpf, "lab")
+        .unwrap()
+        .expect("the default level is warn");
+    let frame = eth(BR_MAC, &[], 0x0800, &ipv4(HOST));
+    let before = h.counters.read(0).unwrap();
+    dev.run(|| {
+        pin_to_first_cpu();
+        for _ in 0..3 {
+            let (verdict, out) = h.run_tc(dev.ifindex, UNCONFIGURED, &frame).unwrap();
+            assert_eq!((verdict, out.as_slice()), (TC_ACT_UNSPEC, frame.as_slice()));
+        }
+    });
+    assert_eq!(h.counters.read(0).unwrap().since(&before).total, 0);
+    assert_eq!(
+        log.drain(),
+        [format!(
+            "kernel warn: frame on ifindex {UNCONFIGURED} (netns {}) not counted: macdrop has \
+             no configuration for it [lab]",
+            macdrop::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap()
+        )]
+    );
+    // A configured interface logs nothing.
+    dev.run(|| assert_eq!(h.run(&frame).own, 1));
+    assert!(log.drain().is_empty());
 }
 
 /// Pins the calling thread to the first CPU it may use: the hand-over

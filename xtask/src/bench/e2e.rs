@@ -11,11 +11,14 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use macdrop_tests::netns::NetNs;
+use macdrop_tests::{
+    lab::{Iface, PairLab, PairOptions},
+    netns::{BENCH_PREFIX, NetNs},
+};
 use serde_json::{Value, json};
 
 use super::{
-    Settings, proc,
+    Settings,
     proc::Proc,
     stats::{self, Stat},
     traffic::{Flow, Rates, rates},
@@ -45,15 +48,21 @@ impl Kind {
     }
 }
 
-/// Two namespaces and the receiving interface.
+/// Two namespaces (`macdrop_tests::lab::PairLab`) and the setups measured
+/// on the receiving interface.
 struct Lab {
     name: &'static str,
     description: String,
-    tx: NetNs,
-    rx: NetNs,
-    iface: &'static str,
+    pair: PairLab,
     dst: SocketAddrV4,
     setups: Vec<Kind>,
+}
+
+impl Lab {
+    /// Where the hooks go: the receiving veth, or the bridge over it.
+    fn iface(&self) -> &str {
+        self.pair.receiving()
+    }
 }
 
 const VETH_SETUPS: [Kind; 9] = [
@@ -76,127 +85,75 @@ const BRIDGE_SETUPS: [Kind; 5] = [
     Kind::Empty("tc"),
 ];
 
+/// The bench's own namespaces (`macdrop-b-*`), sender and receiver.
+fn namespaces() -> Result<(NetNs, NetNs)> {
+    Ok((
+        NetNs::with_prefix(BENCH_PREFIX)?,
+        NetNs::with_prefix(BENCH_PREFIX)?,
+    ))
+}
+
 fn veth_lab() -> Result<Lab> {
-    let tx = NetNs::with_prefix(super::NS_PREFIX)?;
-    let rx = NetNs::with_prefix(super::NS_PREFIX)?;
-    let (s, r) = (tx.name(), rx.name());
-    proc::ip(
-        s,
-        &[
-            "link",
-            "add",
-            "s0",
-            "address",
-            "02:00:00:00:0e:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "r0",
-            "address",
-            "02:00:00:00:0e:02",
-            "netns",
-            r,
-        ],
-    )?;
-    proc::ip(s, &["addr", "add", "198.51.100.1/24", "dev", "s0"])?;
-    proc::ip(s, &["link", "set", "s0", "up"])?;
-    proc::ip(r, &["addr", "add", "198.51.100.2/24", "dev", "r0"])?;
-    proc::ip(r, &["link", "set", "r0", "up"])?;
-    // No ARP during the measurement.
-    proc::ip(
-        s,
-        &[
-            "neigh",
-            "replace",
-            "198.51.100.2",
-            "lladdr",
-            "02:00:00:00:0e:02",
-            "dev",
-            "s0",
-            "nud",
-            "permanent",
-        ],
+    let (tx, rx) = namespaces()?;
+    let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
+    let pair = PairLab::new(
+        tx,
+        rx,
+        &PairOptions {
+            tx: Iface {
+                name: "s0",
+                mac: [0x02, 0, 0, 0, 0x0e, 0x01],
+            },
+            tx_ipv4: Ipv4Addr::new(198, 51, 100, 1),
+            rx: Iface {
+                name: "r0",
+                mac: [0x02, 0, 0, 0, 0x0e, 0x02],
+            },
+            rx_bridge: None,
+            rx_ipv4,
+        },
     )?;
     Ok(Lab {
         name: "veth",
         description: "UDP to the receiver's address through a veth pair; hooks on the receiving \
                       veth (`r0`, standalone)"
             .into(),
-        tx,
-        rx,
-        iface: "r0",
-        dst: SocketAddrV4::new(Ipv4Addr::new(198, 51, 100, 2), 9000),
+        pair,
+        dst: SocketAddrV4::new(rx_ipv4, 9000),
         setups: VETH_SETUPS.to_vec(),
     })
 }
 
 fn bridge_lab() -> Result<Lab> {
-    let tx = NetNs::with_prefix(super::NS_PREFIX)?;
-    let rx = NetNs::with_prefix(super::NS_PREFIX)?;
-    let (s, r) = (tx.name(), rx.name());
-    proc::ip(
-        s,
-        &[
-            "link",
-            "add",
-            "s0",
-            "address",
-            "02:00:00:00:0f:01",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "p0",
-            "address",
-            "02:00:00:00:0f:02",
-            "netns",
-            r,
-        ],
-    )?;
-    proc::ip(
-        r,
-        &[
-            "link",
-            "add",
-            "br0",
-            "address",
-            "02:00:00:00:0f:0b",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-        ],
-    )?;
-    proc::ip(r, &["link", "set", "p0", "master", "br0"])?;
-    proc::ip(r, &["link", "set", "p0", "up"])?;
-    proc::ip(r, &["addr", "add", "203.0.113.2/24", "dev", "br0"])?;
-    proc::ip(r, &["link", "set", "br0", "up"])?;
-    proc::ip(s, &["addr", "add", "203.0.113.1/24", "dev", "s0"])?;
-    proc::ip(s, &["link", "set", "s0", "up"])?;
-    proc::ip(
-        s,
-        &[
-            "neigh",
-            "replace",
-            "203.0.113.2",
-            "lladdr",
-            "02:00:00:00:0f:0b",
-            "dev",
-            "s0",
-            "nud",
-            "permanent",
-        ],
+    let (tx, rx) = namespaces()?;
+    let rx_ipv4 = Ipv4Addr::new(203, 0, 113, 2);
+    let pair = PairLab::new(
+        tx,
+        rx,
+        &PairOptions {
+            tx: Iface {
+                name: "s0",
+                mac: [0x02, 0, 0, 0, 0x0f, 0x01],
+            },
+            tx_ipv4: Ipv4Addr::new(203, 0, 113, 1),
+            rx: Iface {
+                name: "p0",
+                mac: [0x02, 0, 0, 0, 0x0f, 0x02],
+            },
+            rx_bridge: Some(Iface {
+                name: "br0",
+                mac: [0x02, 0, 0, 0, 0x0f, 0x0b],
+            }),
+            rx_ipv4,
+        },
     )?;
     Ok(Lab {
         name: "bridge",
         description: "UDP to the bridge's address through a veth port of `br0`; hooks on the \
                       bridge device (`--iface br0`), nothing on the port"
             .into(),
-        tx,
-        rx,
-        iface: "br0",
-        dst: SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 2), 9000),
+        pair,
+        dst: SocketAddrV4::new(rx_ipv4, 9000),
         setups: BRIDGE_SETUPS.to_vec(),
     })
 }
@@ -295,7 +252,7 @@ pub fn run(s: &Settings) -> Result<Results> {
 
 /// The flow's rates over `window`, after a warm-up.
 fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
-    let flow = Flow::start(lab.tx.name(), lab.rx.name(), lab.dst, 0, 1)?;
+    let flow = Flow::start(lab.pair.tx(), lab.pair.rx(), lab.dst, 0, 1)?;
     sleep(if s.quick {
         Duration::from_millis(100)
     } else {
@@ -319,12 +276,7 @@ struct Attached {
 /// receiver's CPU, away from the path under test) and waits until it is
 /// in place.
 fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
-    let ns = lab.rx.name();
-    let pinned = |argv: &[&std::ffi::OsStr]| {
-        let mut v: Vec<&std::ffi::OsStr> = vec!["taskset".as_ref(), "-c".as_ref(), "1".as_ref()];
-        v.extend_from_slice(argv);
-        proc::in_netns(ns, &v)
-    };
+    let pinned = |argv: &[&std::ffi::OsStr]| lab.pair.rx().command_on_cpus("1", argv);
     let timeout = Duration::from_secs(60);
     let (proc, hook) = match kind {
         Kind::Macdrop(mode) => {
@@ -332,7 +284,7 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 s.macdrop_bin.as_os_str(),
                 "watch".as_ref(),
                 "--iface".as_ref(),
-                lab.iface.as_ref(),
+                lab.iface().as_ref(),
                 "--attach".as_ref(),
                 mode.as_ref(),
                 "--interval".as_ref(),
@@ -353,7 +305,7 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 s.bench_bin.as_os_str(),
                 "attach-empty".as_ref(),
                 "--iface".as_ref(),
-                lab.iface.as_ref(),
+                lab.iface().as_ref(),
                 "--hook".as_ref(),
                 hook.as_ref(),
             ]);
@@ -365,7 +317,7 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
             let mut argv: Vec<&std::ffi::OsStr> = vec![
                 "tcpdump".as_ref(),
                 "-i".as_ref(),
-                lab.iface.as_ref(),
+                lab.iface().as_ref(),
                 "-w".as_ref(),
                 "/dev/null".as_ref(),
             ];

@@ -4,7 +4,6 @@
 //! fails half-way.
 
 use std::{
-    ffi::OsStr,
     io::{BufRead as _, BufReader, Read},
     process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc::{self, Receiver, RecvTimeoutError},
@@ -28,15 +27,6 @@ pub struct Proc {
     pub stderr: Receiver<Line>,
     /// When the process was started.
     pub started: Instant,
-}
-
-/// `ip netns exec NS argv...` (ip execs the program: the child's pid is
-/// the program's own).
-pub fn in_netns<S: AsRef<OsStr>>(ns: &str, argv: &[S]) -> Command {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns]);
-    cmd.args(argv);
-    cmd
 }
 
 impl Proc {
@@ -208,38 +198,4 @@ pub fn output(mut cmd: Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Runs `cmd` with `input` on its stdin; an error with its stderr unless
-/// it exits 0.
-pub fn input(mut cmd: Command, input: &str) -> Result<()> {
-    use std::io::Write as _;
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {shown}"))?;
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// `ip -n NS args...`.
-pub fn ip(ns: &str, args: &[&str]) -> Result<()> {
-    let mut cmd = Command::new("ip");
-    cmd.args(["-n", ns]).args(args);
-    output(cmd).map(drop)
 }

@@ -1,6 +1,6 @@
 //! Parts 3 and 4 on one lab: a bridge with N veth ports (1,000 by
 //! default), their peers in a second namespace; both namespaces private to
-//! the benchmark (`PrivateNs`).
+//! the benchmark (bound under /run/macdrop-bench).
 //!
 //! - Attach time: from starting `macdrop watch --bridge br0` to its
 //!   "watching N interface(s)" line, then the time from enslaving one new
@@ -15,15 +15,17 @@
 //!   (`macdrop-bench counter-read`, the same `CounterReader` a report uses).
 
 use std::{
-    ffi::OsStr,
     fmt::Write as _,
-    path::PathBuf,
-    process::Command,
+    path::Path,
     thread::sleep,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context as _, Result, ensure};
+use macdrop_tests::{
+    lab::{BRIDGE, ManyPortLab},
+    netns::{BENCH_PREFIX, NetNs},
+};
 use serde_json::{Value, json};
 
 use super::{
@@ -32,138 +34,39 @@ use super::{
     stats::{self, Stat},
 };
 
-/// A network namespace bound at /run/macdrop-bench/NAME instead of under
-/// /run/netns: invisible to `ip netns` and to `macdrop --all-netns`, so a
-/// bridge with 1,000 ports does not land in the all-namespace runs of tests
-/// or users on the same machine (detaching 1,000 links takes seconds).
-/// Removed (with its interfaces) on drop.
-pub struct PrivateNs {
-    path: PathBuf,
-    /// `sleep` inside, for `ip link ... netns PID`; started on demand.
-    holder: Option<Proc>,
-}
+/// Where the many-port lab's namespaces are bound instead of /run/netns:
+/// invisible to `ip netns` and to `macdrop --all-netns`, so a bridge with
+/// 1,000 ports does not land in the all-namespace runs of tests or users on
+/// the same machine (detaching 1,000 links takes seconds).
+const PRIVATE_NETNS_DIR: &str = "/run/macdrop-bench";
 
-impl PrivateNs {
-    pub fn new(tag: &str) -> Result<Self> {
-        let dir = PathBuf::from("/run/macdrop-bench");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{tag}-{}", std::process::id()));
-        std::fs::File::create(&path)?;
-        let mut unshare = Command::new("unshare");
-        unshare.arg(format!("--net={}", path.display())).arg("true");
-        if let Err(e) = proc::output(unshare) {
-            let _ = std::fs::remove_file(&path);
-            return Err(e);
-        }
-        let ns = Self { path, holder: None };
-        // Quiet, as the test labs: no IPv6 (no link-local addresses, DAD or
-        // MLD on 1,000 ports), lo up.
-        proc::output(ns.command(&[
-            "sysctl",
-            "-qw",
-            "net.ipv6.conf.all.disable_ipv6=1",
-            "net.ipv6.conf.default.disable_ipv6=1",
-        ]))?;
-        ns.ip(&["link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    /// `argv` run inside (nsenter execs it: the child's pid is its own).
-    pub fn command<S: AsRef<OsStr>>(&self, argv: &[S]) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.path.display()));
-        cmd.args(argv);
-        cmd
-    }
-
-    pub fn ip(&self, args: &[&str]) -> Result<()> {
-        let mut argv = vec!["ip"];
-        argv.extend_from_slice(args);
-        proc::output(self.command(&argv)).map(drop)
-    }
-
-    /// `ip -batch -` inside, with `commands` on stdin.
-    pub fn ip_batch(&self, commands: &str) -> Result<()> {
-        proc::input(self.command(&["ip", "-batch", "-"]), commands)
-    }
-
-    /// The pid of a process inside, for `netns PID`.
-    pub fn pid(&mut self) -> Result<u32> {
-        if self.holder.is_none() {
-            let holder = Proc::spawn("sleep", self.command(&["sleep", "infinity"]), false)?;
-            self.holder = Some(holder);
-        }
-        Ok(self.holder.as_ref().expect("set").pid())
-    }
-}
-
-impl Drop for PrivateNs {
-    fn drop(&mut self) {
-        drop(self.holder.take());
-        let Ok(c) = std::ffi::CString::new(self.path.as_os_str().as_encoded_bytes()) else {
-            return;
-        };
-        // SAFETY: a valid NUL-terminated path.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-            eprintln!(
-                "xtask: bench: cannot unmount {}: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// The bridge lab: host namespace (br0 + ports p1..pN), peer namespace.
+/// The bridge lab (`macdrop_tests::lab::ManyPortLab`): host namespace
+/// (br0 + ports p1..pN), peer namespace; both removed on drop.
 pub struct Lab {
     pub ports: usize,
-    host: PrivateNs,
-    peer: PrivateNs,
+    lab: ManyPortLab,
 }
 
 impl Lab {
     pub fn new(ports: usize) -> Result<Self> {
-        let host = PrivateNs::new("host")?;
-        let mut peer = PrivateNs::new("peer")?;
-        let peer_pid = peer.pid()?;
+        let dir = Path::new(PRIVATE_NETNS_DIR);
+        let host = NetNs::private(dir, BENCH_PREFIX)?;
+        let peer = NetNs::private(dir, BENCH_PREFIX)?;
         let t = Instant::now();
-        host.ip(&[
-            "link",
-            "add",
-            "br0",
-            "address",
-            "02:00:00:00:0b:01",
-            "type",
-            "bridge",
-            "stp_state",
-            "0",
-        ])?;
-        let mut cmds = String::new();
-        for i in 1..=ports {
-            let _ = writeln!(
-                cmds,
-                "link add p{i} type veth peer name q{i} netns {peer_pid}"
-            );
-            let _ = writeln!(cmds, "link set p{i} master br0 up");
-        }
-        cmds += "addr add 192.0.2.1/24 dev br0\nlink set br0 up\n";
-        host.ip_batch(&cmds)?;
-        let up: String = (1..=ports).map(|i| format!("link set q{i} up\n")).collect();
-        peer.ip_batch(&up)?;
+        let lab = ManyPortLab::new(host, peer, ports)?;
         println!(
             "xtask: bench: lab with a bridge of {ports} ports built in {:.1}s",
             t.elapsed().as_secs_f64()
         );
-        Ok(Self { ports, host, peer })
+        Ok(Self { ports, lab })
     }
 
     fn spawn_macdrop(&self, s: &Settings, interval: &str) -> Result<Proc> {
-        let cmd = self.host.command(&[
+        let cmd = self.lab.host().command(&[
             s.macdrop_bin.as_os_str(),
             "watch".as_ref(),
             "--bridge".as_ref(),
-            "br0".as_ref(),
+            BRIDGE.as_ref(),
             "--interval".as_ref(),
             interval.as_ref(),
             "--format".as_ref(),
@@ -212,12 +115,6 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
         new_port: Vec::new(),
         exit: Vec::new(),
     };
-    let peer_pid = lab
-        .peer
-        .holder
-        .as_ref()
-        .map(Proc::pid)
-        .context("no peer pid")?;
     for rep in 0..reps {
         println!("xtask: bench: attach repetition {}/{reps}", rep + 1);
         tcx_floor(lab, s, &mut r.floor)?;
@@ -233,23 +130,10 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
 
         // A new port: created first (macdrop ignores it, it is nobody's
         // port), then enslaved: the moment it becomes watchable.
-        lab.host.ip(&[
-            "link",
-            "add",
-            "pnew",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "qnew",
-            "netns",
-            &peer_pid.to_string(),
-        ])?;
-        lab.peer.ip(&["link", "set", "qnew", "up"])?;
+        lab.lab.add_loose_port("pnew", "qnew")?;
         sleep(Duration::from_millis(300));
         let enslaved = SystemTime::now();
-        lab.host
-            .ip(&["link", "set", "pnew", "master", "br0", "up"])?;
+        lab.lab.enslave("pnew")?;
         let line = md.wait_line(true, Duration::from_secs(30), |l| {
             attached_ts(l, "pnew").is_some()
         })?;
@@ -263,7 +147,7 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
         let (status, took) = md.stop(EXIT_TIMEOUT)?;
         ensure!(status.success(), "macdrop exited with {status}");
         r.exit.push(took.as_secs_f64());
-        lab.host.ip(&["link", "del", "pnew"])?;
+        lab.lab.remove("pnew")?;
     }
     Ok(r)
 }
@@ -272,7 +156,7 @@ pub fn attach_time(lab: &Lab, s: &Settings) -> Result<AttachResults> {
 /// `floor`, whose entries are in `FLOOR_THREADS` order.
 fn tcx_floor(lab: &Lab, s: &Settings, floor: &mut [(usize, Vec<f64>, Vec<f64>)]) -> Result<()> {
     let threads: Vec<String> = FLOOR_THREADS.iter().map(usize::to_string).collect();
-    let out = proc::output(lab.host.command(&[
+    let out = proc::output(lab.lab.host().command(&[
         s.bench_bin.as_os_str(),
         "tcx-floor".as_ref(),
         "--count".as_ref(),
@@ -401,7 +285,7 @@ pub fn userspace(lab: &Lab, s: &Settings) -> Result<UserspaceResults> {
     ensure!(status.success(), "macdrop exited with {status}");
 
     let reads = if s.quick { 10 } else { 50 };
-    let out = proc::output(lab.host.command(&[
+    let out = proc::output(lab.lab.host().command(&[
         s.bench_bin.as_os_str(),
         "counter-read".as_ref(),
         "--slots".as_ref(),

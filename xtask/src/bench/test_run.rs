@@ -9,7 +9,10 @@
 //! this side sets up the namespace and turns the samples into figures.
 
 use anyhow::{Context as _, Result};
-use macdrop_tests::{netns::NetNs, test_run::Device};
+use macdrop_tests::{
+    netns::{BENCH_PREFIX, NetNs},
+    test_run::Device,
+};
 use serde_json::{Value, json};
 
 use super::{Settings, proc, stats::Stat};
@@ -63,7 +66,7 @@ pub struct Results {
 
 pub fn run(s: &Settings) -> Result<Results> {
     let dev = Device::new(
-        NetNs::with_prefix(super::NS_PREFIX)?,
+        NetNs::with_prefix(BENCH_PREFIX)?,
         "bench0",
         [0x02, 0, 0, 0x0a, 0, 0],
         "bench1",
@@ -72,12 +75,9 @@ pub fn run(s: &Settings) -> Result<Results> {
     let repeat = 1_000_000u32;
     let reps = if s.quick { 5 } else { 11 };
     // Pinned, so the kernel's timer and the program stay on one CPU.
-    let out = proc::output(proc::in_netns(
-        dev.ns().name(),
+    let out = proc::output(dev.ns().command_on_cpus(
+        "1",
         &[
-            "taskset".as_ref(),
-            "-c".as_ref(),
-            "1".as_ref(),
             s.bench_bin.as_os_str(),
             "test-run".as_ref(),
             "--iface".as_ref(),

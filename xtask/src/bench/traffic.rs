@@ -27,6 +27,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
+use macdrop_tests::netns::NetNs;
 
 /// UDP payload: 14 (Ethernet) + 20 (IPv4) + 8 (UDP) + 18 = 60 bytes.
 const PAYLOAD: usize = 18;
@@ -72,8 +73,8 @@ impl Flow {
     /// Starts the receiver (bound to `dst` in `rx_ns`, on `rx_cpu`), then the
     /// sender (in `tx_ns`, on `tx_cpu`).
     pub fn start(
-        tx_ns: &str,
-        rx_ns: &str,
+        tx_ns: &NetNs,
+        rx_ns: &NetNs,
         dst: SocketAddrV4,
         tx_cpu: usize,
         rx_cpu: usize,
@@ -83,7 +84,7 @@ impl Flow {
         let sent = Arc::new(AtomicU64::new(0));
         let (ready_tx, ready_rx) = mpsc::channel();
         let rx = {
-            let (stop, received, ns) = (stop.clone(), received.clone(), netns_path(rx_ns));
+            let (stop, received, ns) = (stop.clone(), received.clone(), rx_ns.path());
             thread::spawn(move || -> Result<()> {
                 let fd = (|| {
                     enter(&ns, rx_cpu)?;
@@ -108,7 +109,7 @@ impl Flow {
             Err(_) => bail!("receiver did not start"),
         }
         let tx = {
-            let (stop, sent, ns) = (stop.clone(), sent.clone(), netns_path(tx_ns));
+            let (stop, sent, ns) = (stop.clone(), sent.clone(), tx_ns.path());
             thread::spawn(move || -> Result<()> {
                 enter(&ns, tx_cpu)?;
                 let fd = sender_socket(dst)?;
@@ -200,10 +201,6 @@ fn ksoftirqd(cpu: usize) -> Option<PathBuf> {
         let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
         (comm.trim() == name).then(|| e.path().join("schedstat"))
     })
-}
-
-fn netns_path(ns: &str) -> PathBuf {
-    PathBuf::from("/run/netns").join(ns)
 }
 
 /// Moves the calling thread into the namespace and onto the CPU.

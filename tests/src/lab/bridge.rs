@@ -1,75 +1,17 @@
-//! Lab topologies: a bridge with ports, or a standalone veth.
-//!
-//! Every MAC is fixed so tests can address frames and assert on them, every
-//! address is from the documentation ranges (RFC 5737, RFC 3849), and the
-//! peers are built to be silent (no IPv4 address, IPv6 disabled before any
-//! link exists), so the only frames a watched interface receives are the
-//! ones a test sends. Labs are built with `ip`/`bridge` commands and torn
-//! down by dropping the namespaces that hold them.
-
-use std::net::{Ipv4Addr, Ipv6Addr};
+//! [`BridgeLab`]: a bridge with up to nine ports, each to a silent peer
+//! namespace of its own.
 
 use anyhow::{Result, ensure};
 
+use super::links::{End, add_bridge, add_ipv4, add_veth, up};
+use super::{
+    BRIDGE, BRIDGE_IPV4, BRIDGE_IPV6, BRIDGE_MAC, PEER_IFACE, peer_mac, port_mac, port_name,
+};
 use crate::{
-    frames::{Mac, mac_to_string},
+    frames::mac_to_string,
     kernel,
     netns::{NetNs, TEST_PREFIX},
 };
-
-/// Name of the bridge in a [`BridgeLab`].
-pub const BRIDGE: &str = "br0";
-pub const BRIDGE_MAC: Mac = [0x02, 0, 0, 0, 0x0b, 0x01];
-pub const BRIDGE_IPV4: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-pub const BRIDGE_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
-/// A unicast MAC that no interface in any lab has.
-pub const FOREIGN_MAC: Mac = [0x02, 0, 0, 0, 0xee, 0xee];
-/// An address on no lab interface, outside every lab subnet (TEST-NET-3).
-pub const FOREIGN_IPV4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
-
-/// Name of a peer's interface inside its own namespace.
-pub const PEER_IFACE: &str = "eth0";
-
-/// Host-side name of port `i` (1-based).
-pub fn port_name(i: usize) -> String {
-    format!("p{i}")
-}
-
-/// MAC of the host side of port `i` (1-based): `02:00:00:00:0a:0i`.
-pub fn port_mac(i: usize) -> Mac {
-    [0x02, 0, 0, 0, 0x0a, port_byte(i)]
-}
-
-/// MAC of the peer end of port `i` (1-based): `02:00:00:00:0c:0i`.
-pub fn peer_mac(i: usize) -> Mac {
-    [0x02, 0, 0, 0, 0x0c, port_byte(i)]
-}
-
-/// A source address for frames sent by peer `i`: on the bridge's subnet but
-/// assigned to nobody (192.0.2.100 + i).
-pub fn peer_ipv4(i: usize) -> Ipv4Addr {
-    Ipv4Addr::new(192, 0, 2, 100 + port_byte(i))
-}
-
-/// Like [`peer_ipv4`], for IPv6 (2001:db8::100 + i).
-pub fn peer_ipv6(i: usize) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0x2001,
-        0xdb8,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0x100 + u16::from(port_byte(i)),
-    )
-}
-
-fn port_byte(i: usize) -> u8 {
-    // The MAC plan (`0a:0i`, `0c:0i`) has room for single-digit ports only.
-    assert!((1..=9).contains(&i), "port {i} out of range 1..=9");
-    i as u8
-}
 
 /// How to build a [`BridgeLab`].
 #[derive(Clone, Debug)]
@@ -126,29 +68,18 @@ impl BridgeLab {
         // everything built so far.
         let lab = Self { peers, host };
 
-        let br_mac = mac_to_string(&BRIDGE_MAC);
-        // STP off: ports forward at once instead of after the listening and
-        // learning delays, and the bridge sends no BPDUs.
-        let mut add_bridge = vec!["ip", "link", "add", BRIDGE];
-        if options.pin_bridge_mac {
-            add_bridge.extend(["address", &br_mac]);
-        }
-        add_bridge.extend(["type", "bridge", "stp_state", "0"]);
-        lab.host.exec(&add_bridge)?;
+        add_bridge(
+            &lab.host,
+            BRIDGE,
+            options.pin_bridge_mac.then_some(BRIDGE_MAC),
+        )?;
         // No link-local address, even if IPv6 is enabled later.
         lab.host
             .exec(&["ip", "link", "set", BRIDGE, "addrgenmode", "none"])?;
         for i in 1..=options.ports {
             lab.connect_port(i)?;
         }
-        lab.host.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{BRIDGE_IPV4}/24"),
-            "dev",
-            BRIDGE,
-        ])?;
+        add_ipv4(&lab.host, BRIDGE, BRIDGE_IPV4)?;
         if options.bridge_ipv6 {
             lab.host.exec(&[
                 "sysctl",
@@ -166,7 +97,7 @@ impl BridgeLab {
                 "nodad",
             ])?;
         }
-        lab.host.exec(&["ip", "link", "set", BRIDGE, "up"])?;
+        up(&lab.host, BRIDGE)?;
         Ok(lab)
     }
 
@@ -174,29 +105,22 @@ impl BridgeLab {
     fn connect_port(&self, i: usize) -> Result<()> {
         let port = port_name(i);
         let peer = &self.peers[i - 1];
-        // Create the peer end directly in its namespace, so the many
-        // `eth0`s never meet in the host namespace.
-        self.host.exec(&[
-            "ip",
-            "link",
-            "add",
-            &port,
-            "address",
-            &mac_to_string(&port_mac(i)),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IFACE,
-            "address",
-            &mac_to_string(&peer_mac(i)),
-            "netns",
-            peer.name(),
-        ])?;
+        add_veth(
+            End {
+                ns: &self.host,
+                name: &port,
+                mac: Some(port_mac(i)),
+            },
+            End {
+                ns: peer,
+                name: PEER_IFACE,
+                mac: Some(peer_mac(i)),
+            },
+        )?;
         self.host
             .exec(&["ip", "link", "set", &port, "master", BRIDGE])?;
-        self.host.exec(&["ip", "link", "set", &port, "up"])?;
-        peer.exec(&["ip", "link", "set", PEER_IFACE, "up"])?;
+        up(&self.host, &port)?;
+        up(peer, PEER_IFACE)?;
         Ok(())
     }
 
@@ -265,70 +189,5 @@ impl BridgeLab {
         self.host
             .exec(&["ip", "link", "set", BRIDGE, "promisc", state])?;
         Ok(())
-    }
-}
-
-/// Name of the watched interface in a [`StandaloneLab`].
-pub const STANDALONE_IFACE: &str = "v0";
-pub const STANDALONE_MAC: Mac = [0x02, 0, 0, 0, 0x0d, 0x01];
-pub const STANDALONE_IPV4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-pub const STANDALONE_PEER_MAC: Mac = [0x02, 0, 0, 0, 0x0d, 0x02];
-/// Source address for frames from the standalone peer (assigned to nobody).
-pub const STANDALONE_PEER_IPV4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
-
-/// A "host" namespace with veth `v0` (198.51.100.1/24), not bridged, whose
-/// other end is `eth0` in a silent peer namespace.
-///
-/// Field order matters for teardown: the peer is dropped first.
-#[derive(Debug)]
-pub struct StandaloneLab {
-    peer: NetNs,
-    host: NetNs,
-}
-
-impl StandaloneLab {
-    pub fn new() -> Result<Self> {
-        let host = NetNs::new()?;
-        let peer = NetNs::new()?;
-        let lab = Self { peer, host };
-        lab.host.exec(&[
-            "ip",
-            "link",
-            "add",
-            STANDALONE_IFACE,
-            "address",
-            &mac_to_string(&STANDALONE_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IFACE,
-            "address",
-            &mac_to_string(&STANDALONE_PEER_MAC),
-            "netns",
-            lab.peer.name(),
-        ])?;
-        lab.host.exec(&[
-            "ip",
-            "addr",
-            "add",
-            &format!("{STANDALONE_IPV4}/24"),
-            "dev",
-            STANDALONE_IFACE,
-        ])?;
-        lab.host
-            .exec(&["ip", "link", "set", STANDALONE_IFACE, "up"])?;
-        lab.peer.exec(&["ip", "link", "set", PEER_IFACE, "up"])?;
-        Ok(lab)
-    }
-
-    /// The namespace holding `v0`.
-    pub fn host(&self) -> &NetNs {
-        &self.host
-    }
-
-    /// The namespace holding the peer's `eth0`.
-    pub fn peer(&self) -> &NetNs {
-        &self.peer
     }
 }

@@ -1,0 +1,152 @@
+//! The one finding model, for `status` and `diagnose` alike: which finding
+//! ([`FindingId`]), where, and what the rule that found it wrote (message,
+//! evidence, facts for programs, remedy). Renderers read only this.
+
+use serde_json::{Map, Value};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// Every finding there is. A new one is a variant here (the compiler then
+/// asks for its name and severity), a module of `rules/` called from
+/// `rules::analyse`, and its section in docs/diagnose.md (docs/design.md,
+/// "Files a new finding touches").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FindingId {
+    /// A bridge's own MAC is not a local FDB entry (from `status`).
+    BridgeMacNotInFdb,
+    /// Frames to a MAC an interface had before a change in the window.
+    StaleMacAfterMacChange,
+    /// Frames for this host's IP and MAC tagged with a VLAN nothing takes.
+    HostIpWrongVlan,
+    /// Frames for this host's IP to another bridge port's MAC.
+    HostIpToPortMac,
+    /// Frames for this host's IP to a MAC no local interface owns.
+    HostIpWrongMacUnexplained,
+    /// A bridge or standalone interface is promiscuous (from `status`).
+    InterfacePromiscuous,
+    /// A bridge's MAC follows its ports (from `status`).
+    BridgeMacNotPinned,
+    /// A standalone interface received unicast for other hosts.
+    ForeignUnicastDropped,
+}
+
+impl FindingId {
+    /// The stable name, in JSON and docs/diagnose.md: never change one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingId::BridgeMacNotInFdb => "bridge_mac_not_in_fdb",
+            FindingId::StaleMacAfterMacChange => "stale_mac_after_mac_change",
+            FindingId::HostIpWrongVlan => "host_ip_wrong_vlan",
+            FindingId::HostIpToPortMac => "host_ip_to_port_mac",
+            FindingId::HostIpWrongMacUnexplained => "host_ip_wrong_mac_unexplained",
+            FindingId::InterfacePromiscuous => "interface_promiscuous",
+            FindingId::BridgeMacNotPinned => "bridge_mac_not_pinned",
+            FindingId::ForeignUnicastDropped => "foreign_unicast_dropped",
+        }
+    }
+
+    pub fn severity(self) -> Severity {
+        match self {
+            FindingId::BridgeMacNotInFdb
+            | FindingId::StaleMacAfterMacChange
+            | FindingId::HostIpWrongVlan
+            | FindingId::HostIpToPortMac
+            | FindingId::HostIpWrongMacUnexplained => Severity::Error,
+            FindingId::InterfacePromiscuous | FindingId::BridgeMacNotPinned => Severity::Warning,
+            FindingId::ForeignUnicastDropped => Severity::Info,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finding {
+    pub id: FindingId,
+    /// Where it is reported: a bridge, a standalone interface, or a port
+    /// watched without its bridge.
+    pub interface: String,
+    pub netns: u32,
+    /// None from `status`, which looks at one namespace.
+    pub netns_name: Option<String>,
+    pub message: String,
+    pub evidence: Vec<String>,
+    /// The evidence's numbers, MACs and times, for programs.
+    pub facts: Map<String, Value>,
+    /// The command first. `status` gives exactly one.
+    pub remedy: Vec<String>,
+    /// Ranks findings of the same severity: frames involved, mostly.
+    pub weight: u64,
+}
+
+impl Finding {
+    /// A finding with its message and nothing else yet.
+    pub fn new(id: FindingId, netns: u32, interface: &str, message: String) -> Self {
+        Finding {
+            id,
+            interface: interface.to_owned(),
+            netns,
+            netns_name: None,
+            message,
+            evidence: Vec::new(),
+            facts: Map::new(),
+            remedy: Vec::new(),
+            weight: 0,
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.id.severity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are an interface (JSON, docs/diagnose.md, scripts that
+    /// match on them): pinned here, byte for byte.
+    #[test]
+    fn names_are_stable() {
+        let all = [
+            FindingId::BridgeMacNotInFdb,
+            FindingId::StaleMacAfterMacChange,
+            FindingId::HostIpWrongVlan,
+            FindingId::HostIpToPortMac,
+            FindingId::HostIpWrongMacUnexplained,
+            FindingId::InterfacePromiscuous,
+            FindingId::BridgeMacNotPinned,
+            FindingId::ForeignUnicastDropped,
+        ];
+        let names: Vec<(&str, &str)> = all
+            .iter()
+            .map(|id| (id.as_str(), id.severity().as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("bridge_mac_not_in_fdb", "error"),
+                ("stale_mac_after_mac_change", "error"),
+                ("host_ip_wrong_vlan", "error"),
+                ("host_ip_to_port_mac", "error"),
+                ("host_ip_wrong_mac_unexplained", "error"),
+                ("interface_promiscuous", "warning"),
+                ("bridge_mac_not_pinned", "warning"),
+                ("foreign_unicast_dropped", "info"),
+            ]
+        );
+    }
+}

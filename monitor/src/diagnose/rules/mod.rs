@@ -1,0 +1,100 @@
+//! The rules: from what the window saw and what `status` knows, the
+//! findings. Each rule is a module that first computes its facts (a typed
+//! struct, from plain data) and then, separately, turns them into a
+//! [`Finding`]: message, evidence, facts for programs, remedy. Pure
+//! functions, so every rule is unit-tested without a kernel.
+//!
+//! Most severe first: `bridge_mac_not_in_fdb`, `stale_mac_after_mac_change`,
+//! `host_ip_wrong_vlan` and `host_ip_to_port_mac`,
+//! `host_ip_wrong_mac_unexplained`, `interface_promiscuous`,
+//! `bridge_mac_not_pinned`, `foreign_unicast_dropped` (docs/diagnose.md).
+//! Three of them `status` finds from one interface alone; `diagnose` adds
+//! what its window saw to those.
+
+pub mod bridge_mac_not_in_fdb;
+pub mod bridge_mac_not_pinned;
+pub mod foreign_unicast_dropped;
+pub mod host_ip_wrong_mac_unexplained;
+pub mod interface_promiscuous;
+pub mod own_mac_not_delivered;
+pub mod stale_mac;
+#[cfg(test)]
+mod tests;
+
+use serde_json::{Map, Value};
+
+use super::{finding::Finding, input::Input, scope::Scope};
+use crate::status::IfaceStatus;
+
+/// What `status` finds on one interface, without a window.
+pub fn status_findings(netns: u32, i: &IfaceStatus) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(facts) = bridge_mac_not_in_fdb::detect(i) {
+        out.push(bridge_mac_not_in_fdb::finding(netns, &facts, None));
+    }
+    if let Some(facts) = bridge_mac_not_pinned::detect(i) {
+        out.push(bridge_mac_not_pinned::finding(netns, &facts, None));
+    }
+    if let Some(facts) = interface_promiscuous::detect(i) {
+        out.push(interface_promiscuous::finding(netns, &facts, None));
+    }
+    out
+}
+
+/// Every finding, most severe first, then by weight.
+pub fn analyse(input: &Input) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ns in input.namespaces {
+        let scope = Scope { input, ns };
+        let netns = ns.inode;
+        let mut found = Vec::new();
+        // `status`'s rules, with what the window saw.
+        for i in &ns.status.interfaces {
+            if let Some(facts) = bridge_mac_not_in_fdb::detect(i) {
+                let window = bridge_mac_not_in_fdb::window(&scope, &facts);
+                found.push(bridge_mac_not_in_fdb::finding(netns, &facts, Some(&window)));
+            }
+            if let Some(facts) = bridge_mac_not_pinned::detect(i) {
+                let window = bridge_mac_not_pinned::window(&scope, &facts);
+                found.push(bridge_mac_not_pinned::finding(netns, &facts, Some(&window)));
+            }
+            if let Some(facts) = interface_promiscuous::detect(i) {
+                let window = interface_promiscuous::window(&scope, &facts);
+                found.push(interface_promiscuous::finding(netns, &facts, Some(&window)));
+            }
+        }
+        // The window's own.
+        for facts in stale_mac::detect(&scope) {
+            found.push(stale_mac::finding(netns, &facts));
+        }
+        for facts in own_mac_not_delivered::detect(&scope) {
+            found.push(own_mac_not_delivered::finding(netns, &facts));
+        }
+        for facts in host_ip_wrong_mac_unexplained::detect(&scope) {
+            found.push(host_ip_wrong_mac_unexplained::finding(netns, &facts));
+        }
+        for facts in foreign_unicast_dropped::detect(&scope) {
+            found.push(foreign_unicast_dropped::finding(netns, &facts));
+        }
+        out.extend(found.into_iter().map(|f| Finding {
+            netns_name: ns.name.clone(),
+            ..f
+        }));
+    }
+    out.sort_by(|a, b| {
+        (a.severity(), std::cmp::Reverse(a.weight), &a.interface).cmp(&(
+            b.severity(),
+            std::cmp::Reverse(b.weight),
+            &b.interface,
+        ))
+    });
+    out
+}
+
+/// The `facts` of a finding, from a `json!` object.
+fn json_object(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}

@@ -1,0 +1,383 @@
+//! The rules end to end: a lab of a bridge and two ports, its `status`,
+//! the window's counters, events and flows, and the findings.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime},
+};
+
+use monitor_common::FrameCounters;
+
+use serde_json::{Value, json};
+
+use super::{analyse, host_ip_wrong_mac_unexplained::vendor_remedy};
+use crate::{
+    diagnose::{
+        finding::{Finding, Severity},
+        input::{Flow, Input, NsFacts},
+        timeline::Observed,
+    },
+    mac::{Mac, mac_vendor},
+    model::Interface,
+    netlink::{Link, NetState},
+    promisc::History,
+    status::{PromiscFacts, gather},
+    topology::Role,
+    tracker::{Event, EventKind},
+};
+
+const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
+const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
+const P2: Mac = Mac([2, 0, 0, 0, 0x0a, 2]);
+const NS: u32 = 7;
+
+fn t(s: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
+}
+
+fn netstate(fdb: Vec<Mac>, br_promiscuity: u32) -> NetState {
+    let mut br = Link::fake(2, "br0", "bridge", None, BR);
+    br.promiscuity = br_promiscuity;
+    br.promisc = br_promiscuity > 0;
+    let mut p1 = Link::fake(3, "p1", "veth", Some(2), P1);
+    p1.promiscuity = 1;
+    p1.promisc = true;
+    NetState {
+        links: vec![br, p1, Link::fake(4, "p2", "veth", Some(2), P2)],
+        local_fdb: BTreeMap::from([(2, fdb)]),
+        ..Default::default()
+    }
+}
+
+fn ns(state: &NetState, pinned: bool, facts: &PromiscFacts) -> NsFacts {
+    NsFacts {
+        inode: NS,
+        name: None,
+        status: gather(NS, state, &[], &|_| Some(pinned), facts).unwrap(),
+        addrs: BTreeMap::from([(2, vec!["192.0.2.1".parse().unwrap()])]),
+    }
+}
+
+fn observed(name: &str, role: Role, frames: FrameCounters) -> Observed {
+    let master = (role == Role::Port).then(|| "br0".to_owned());
+    let mut iface = Interface::new(name.into(), 0, NS, role, master);
+    iface.frames = frames;
+    iface.drops = Some(BTreeMap::from([(
+        "NO_TX_TARGET".to_owned(),
+        frames.host_ip_wrong_mac,
+    )]));
+    Observed {
+        iface,
+        first_wrong: (frames.host_ip_wrong_mac > 0).then(|| t(1)),
+        last_wrong: (frames.host_ip_wrong_mac > 0).then(|| t(2)),
+        first_stale: (frames.stale_mac > 0).then(|| t(1)),
+        last_stale: (frames.stale_mac > 0).then(|| t(1)),
+        while_promisc: FrameCounters::default(),
+        promisc_seen: false,
+    }
+}
+
+fn wrong(n: u64) -> FrameCounters {
+    FrameCounters {
+        total: n,
+        foreign_unicast: n,
+        host_ip_wrong_mac: n,
+        ..Default::default()
+    }
+}
+
+fn lab(p1: FrameCounters) -> Vec<Observed> {
+    vec![
+        observed("br0", Role::Bridge, FrameCounters::default()),
+        observed("p1", Role::Port, p1),
+        observed("p2", Role::Port, FrameCounters::default()),
+    ]
+}
+
+fn run(ns: &NsFacts, obs: &[Observed], events: &[Event], flows: Option<&[Flow]>) -> Vec<Finding> {
+    analyse(&Input {
+        seconds: 2.0,
+        observed: obs,
+        events,
+        namespaces: std::slice::from_ref(ns),
+        flows,
+    })
+}
+
+fn ids(findings: &[Finding]) -> Vec<&str> {
+    findings.iter().map(|f| f.id.as_str()).collect()
+}
+
+#[test]
+fn a_healthy_lab_has_no_finding() {
+    let facts = ns(
+        &netstate(vec![BR, P1, P2], 0),
+        true,
+        &PromiscFacts::default(),
+    );
+    let own = FrameCounters {
+        total: 5,
+        own: 5,
+        ..Default::default()
+    };
+    assert!(run(&facts, &lab(own), &[], None).is_empty());
+}
+
+#[test]
+fn the_incident_with_its_numbers_and_the_remedy() {
+    let facts = ns(&netstate(vec![P1, P2], 0), true, &PromiscFacts::default());
+    let found = run(&facts, &lab(wrong(9)), &[], None);
+    assert_eq!(ids(&found), ["bridge_mac_not_in_fdb"], "{found:#?}");
+    let f = &found[0];
+    assert_eq!(f.severity(), Severity::Error);
+    assert_eq!(
+        f.remedy[0],
+        "bridge fdb add 02:00:00:00:0b:01 dev br0 self local"
+    );
+    assert_eq!(f.facts["host_ip_wrong_mac"], 9);
+    assert_eq!(f.facts["per_interface"]["p1"], 9);
+    assert_eq!(f.facts["kernel_drops"], 9);
+    assert!(f.evidence[0].contains("2 local entries (02:00:00:00:0a:01, 02:00:00:00:0a:02)"));
+    assert!(
+        f.evidence[1].starts_with("p1: 9 frame(s) for this host's IP (192.0.2.1)"),
+        "{:?}",
+        f.evidence
+    );
+    assert!(f.evidence[1].ends_with("kernel confirmed drops: 9 NO_TX_TARGET"));
+}
+
+#[test]
+fn flows_split_the_bridge_mac_from_a_rewritten_one() {
+    let facts = ns(&netstate(vec![P1, P2], 0), true, &PromiscFacts::default());
+    let vmware = Mac([0x00, 0x50, 0x56, 0xaa, 0xbb, 0xcc]);
+    let flow = |dst, frames| Flow {
+        netns: NS,
+        interface: "p1".into(),
+        src_mac: Mac([2, 0, 0, 0, 0x0c, 1]),
+        dst_mac: dst,
+        vlan: Some(10),
+        dst_ip: Some("192.0.2.1".parse().unwrap()),
+        frames,
+    };
+    let flows = [flow(BR, 6), flow(vmware, 3)];
+    let found = run(&facts, &lab(wrong(9)), &[], Some(&flows));
+    assert_eq!(
+        ids(&found),
+        ["bridge_mac_not_in_fdb", "host_ip_wrong_mac_unexplained"]
+    );
+    assert_eq!(found[0].facts["host_ip_wrong_mac"], 6);
+    let up = &found[1];
+    assert_eq!(up.facts["host_ip_wrong_mac"], 3);
+    assert_eq!(up.facts["destination_macs"][0]["vendor"], "VMware");
+    assert!(
+        up.evidence.iter().any(|e| e
+            == "destination MAC 00:50:56:aa:bb:cc (VMware): 3 frame(s) to 192.0.2.1 from \
+                02:00:00:00:0c:01, VLAN 10 on p1"),
+        "{:#?}",
+        up.evidence
+    );
+    assert!(up.remedy[0].starts_with("VMware: "));
+}
+
+#[test]
+fn own_macs_not_delivered_are_named_by_what_is_wrong() {
+    let facts = ns(
+        &netstate(vec![BR, P1, P2], 0),
+        true,
+        &PromiscFacts::default(),
+    );
+    let flow = |dst, vlan, frames| Flow {
+        netns: NS,
+        interface: "p1".into(),
+        src_mac: Mac([2, 0, 0, 0, 0x0c, 1]),
+        dst_mac: dst,
+        vlan,
+        dst_ip: Some("192.0.2.1".parse().unwrap()),
+        frames,
+    };
+    let vmware = Mac([0x00, 0x50, 0x56, 0xaa, 0xbb, 0xcc]);
+    let flows = [
+        flow(BR, Some(10), 4),
+        flow(P2, None, 3),
+        flow(vmware, None, 2),
+    ];
+    let found = run(&facts, &lab(wrong(9)), &[], Some(&flows));
+    assert_eq!(
+        ids(&found),
+        [
+            "host_ip_wrong_vlan",
+            "host_ip_to_port_mac",
+            "host_ip_wrong_mac_unexplained"
+        ],
+        "{found:#?}"
+    );
+    let vlan = &found[0];
+    assert_eq!(
+        (vlan.facts["frames"].clone(), vlan.facts["vlans"].clone()),
+        (json!(4), json!([10]))
+    );
+    assert!(
+        vlan.message.contains("tagged with VLAN 10"),
+        "{}",
+        vlan.message
+    );
+    assert!(
+        vlan.remedy[0].contains("ip link add link br0 name br0.10 type vlan id 10"),
+        "{}",
+        vlan.remedy[0]
+    );
+    let port = &found[1];
+    assert_eq!(port.facts["frames"], 3);
+    assert!(
+        port.message
+            .contains("addressed to 02:00:00:00:0a:02 (p2), another port's MAC"),
+        "{}",
+        port.message
+    );
+    assert!(port.remedy[0].contains("arping -U -c 3 -I br0 192.0.2.1"));
+    // Only the VMware MAC is left unexplained.
+    assert_eq!(found[2].facts["host_ip_wrong_mac"], 2);
+}
+
+#[test]
+fn unexplained_without_flows_names_the_interface_and_count() {
+    let facts = ns(
+        &netstate(vec![BR, P1, P2], 0),
+        true,
+        &PromiscFacts::default(),
+    );
+    let found = run(&facts, &lab(wrong(6)), &[], None);
+    assert_eq!(ids(&found), ["host_ip_wrong_mac_unexplained"]);
+    let f = &found[0];
+    assert!(
+        f.message
+            .starts_with("6 frame(s) for this host's IP (192.0.2.1) arrived on the ports of br0")
+    );
+    assert_eq!(f.facts["per_interface"]["p1"], 6);
+    assert_eq!(f.facts["destination_macs"], Value::Null);
+    assert!(f.evidence[1].contains(
+        "tcpdump -p -e -n -c 20 -i p1 'not ether multicast and not ether dst \
+         02:00:00:00:0b:01 and not ether dst 02:00:00:00:0a:01 and not ether dst \
+         02:00:00:00:0a:02'"
+    ));
+}
+
+#[test]
+fn stale_frames_after_a_change_are_not_unexplained() {
+    let facts = ns(
+        &netstate(vec![BR, P1, P2], 0),
+        false,
+        &PromiscFacts::default(),
+    );
+    let stale = FrameCounters {
+        stale_mac: 5,
+        ..wrong(5)
+    };
+    let events = [Event {
+        ts: t(1),
+        ifname: "br0".into(),
+        ifindex: 2,
+        kind: EventKind::MacChanged { old: P1, new: BR },
+    }];
+    let found = run(&facts, &lab(stale), &events, None);
+    assert_eq!(
+        ids(&found),
+        ["stale_mac_after_mac_change", "bridge_mac_not_pinned"]
+    );
+    let f = &found[0];
+    assert_eq!(f.facts["stale_mac"], 5);
+    assert_eq!(f.facts["mac_changes"][0]["old_mac"], "02:00:00:00:0a:01");
+    assert!(
+        f.evidence[0]
+            .starts_with("br0 changed its MAC from 02:00:00:00:0a:01 to 02:00:00:00:0b:01 at ")
+    );
+    assert!(f.remedy[0].contains("arping -U -c 3 -I br0 192.0.2.1"));
+    assert!(f.remedy[1].contains("ip link set br0 address 02:00:00:00:0b:01"));
+    assert_eq!(found[1].facts["mac_changes"], 1);
+}
+
+#[test]
+fn promiscuous_bridge_delivering_only_because_of_it() {
+    let mut history = History::new(SystemTime::UNIX_EPOCH);
+    history.push("6,0,1000000,-;br0: entered promiscuous mode");
+    let promisc = PromiscFacts {
+        sockets: None,
+        history: Some(history),
+    };
+    let facts = ns(&netstate(vec![P1, P2], 1), true, &promisc);
+    let mut obs = lab(wrong(9));
+    obs[0].while_promisc = wrong(9);
+    obs[0].iface.frames = wrong(9);
+    let found = run(&facts, &obs, &[], None);
+    assert_eq!(
+        ids(&found),
+        ["bridge_mac_not_in_fdb", "interface_promiscuous"]
+    );
+    let p = &found[1];
+    assert_eq!(p.facts["delivered_while_promiscuous"], 9);
+    assert_eq!(p.facts["since"], "1970-01-01T00:00:01.000Z");
+    assert!(p.evidence.iter().any(|e| e.starts_with(
+        "while promiscuous, br0 passed 9 frame(s) for this host's IP with a MAC it does not \
+         own up to the host"
+    )));
+    assert!(p.remedy[0].starts_with("fix the cause first"));
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("br0 is promiscuous now"))
+    );
+    // The bridge's own count is what it passed up, not more frames.
+    assert_eq!(found[0].facts["host_ip_wrong_mac"], 9);
+}
+
+#[test]
+fn a_port_watched_alone_still_has_its_bridge_judged() {
+    let facts = ns(&netstate(vec![P1, P2], 0), true, &PromiscFacts::default());
+    let p1 = observed("p1", Role::Port, wrong(4));
+    let found = run(&facts, &[p1], &[], None);
+    assert_eq!(ids(&found), ["bridge_mac_not_in_fdb"], "{found:#?}");
+    assert_eq!(found[0].facts["per_interface"]["p1"], 4);
+}
+
+#[test]
+fn vendors_by_oui() {
+    for (mac, vendor) in [
+        ("00:50:56:01:02:03", "VMware"),
+        ("00:0c:29:01:02:03", "VMware"),
+        ("00:05:69:01:02:03", "VMware"),
+        ("52:54:00:01:02:03", "QEMU/KVM"),
+        ("00:16:3e:01:02:03", "Xen"),
+        ("00:15:5d:01:02:03", "Hyper-V"),
+        ("08:00:27:01:02:03", "VirtualBox"),
+        ("02:42:ac:11:00:02", "Docker"),
+    ] {
+        assert_eq!(mac_vendor(mac.parse().unwrap()), Some(vendor), "{mac}");
+        assert!(!vendor_remedy(vendor).is_empty());
+    }
+    assert_eq!(mac_vendor(BR), None);
+}
+
+#[test]
+fn standalone_foreign_is_information() {
+    let state = NetState {
+        links: vec![Link::fake(2, "v0", "veth", None, P1)],
+        ..Default::default()
+    };
+    let facts = ns(&state, true, &PromiscFacts::default());
+    let mut v0 = observed("v0", Role::Standalone, FrameCounters::default());
+    v0.iface.master = None;
+    v0.iface.frames = FrameCounters {
+        total: 7,
+        foreign_unicast: 7,
+        host_ip_wrong_mac: 2,
+        ..Default::default()
+    };
+    let found = run(&facts, &[v0], &[], None);
+    assert_eq!(
+        ids(&found),
+        ["host_ip_wrong_mac_unexplained", "foreign_unicast_dropped"]
+    );
+    assert_eq!(found[1].facts["foreign_unicast"], 5);
+    assert!(found[0].message.contains("arrived on v0 with"));
+}

@@ -1,0 +1,412 @@
+//! Kubernetes (`deploy/kubernetes`): the kustomization renders with
+//! kubectl, every object passes `kubernetes-validate --strict` for the
+//! oldest and newest Kubernetes bundled, and the DaemonSet, Service and
+//! PodMonitor are what they must be: least privilege, exactly the host paths
+//! macdrop needs, selectors and ports that match. Then macdrop runs in a lab
+//! the way the DaemonSet's pod runs it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    process::Command,
+    sync::OnceLock,
+    time::Duration,
+};
+
+use anyhow::Result;
+use macdrop_tests::lab::BridgeLab;
+use serde_json::Value;
+
+use crate::{
+    INSTALLED_BIN, POD_CAPABILITIES,
+    deployed::{Deployed, cap_mask, credentials, http_get, send_frames},
+    helpers::{TempPath, deploy, read, run, run_ok, venv, yaml_documents},
+};
+
+/// Kubernetes versions the manifests are validated against: the oldest and
+/// the newest kubernetes-validate bundles.
+const KUBERNETES_VERSIONS: &[&str] = &["1.25.0", "1.37.0"];
+
+/// The only host paths the DaemonSet mounts.
+const POD_HOST_PATHS: &[&str] = &["/run/netns", "/run/docker/netns"];
+
+/// The node address `$(POD_IP)` stands for in the lab: br0's.
+const LAB_NODE_IP: &str = "192.0.2.1";
+
+/// The rendered kustomization: the YAML and its objects.
+struct Rendered {
+    yaml: String,
+    objects: Vec<Value>,
+}
+
+fn rendered() -> &'static Rendered {
+    static RENDERED: OnceLock<Rendered> = OnceLock::new();
+    RENDERED.get_or_init(|| render().expect("deploy/kubernetes renders"))
+}
+
+fn render() -> Result<Rendered> {
+    // kustomize as built into kubectl: offline, no templating.
+    let yaml = run_ok(
+        Command::new(venv().join("bin/kubectl"))
+            .arg("kustomize")
+            .arg(deploy("kubernetes")),
+    )?;
+    let objects = yaml_documents(&yaml)?;
+    Ok(Rendered { yaml, objects })
+}
+
+pub(crate) fn object<'a>(kind: &str) -> &'a Value {
+    let found: Vec<&Value> = rendered()
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == kind)
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one {kind}");
+    found[0]
+}
+
+pub(crate) fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+fn keys(v: &Value) -> BTreeSet<&str> {
+    v.as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn kubernetes_manifests_validate_against_the_schemas() {
+    let r = rendered();
+    // Every manifest is a resource of the kustomization, and only those.
+    let kustomization = yaml_documents(&read(&deploy("kubernetes/kustomization.yaml")))
+        .unwrap()
+        .remove(0);
+    let listed: BTreeSet<&str> = strings(&kustomization["resources"]).into_iter().collect();
+    let present: BTreeSet<String> = fs::read_dir(deploy("kubernetes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect();
+    assert_eq!(
+        listed,
+        present.iter().map(String::as_str).collect(),
+        "deploy/kubernetes/*.yaml vs the kustomization's resources"
+    );
+    let kinds: BTreeSet<&str> = r
+        .objects
+        .iter()
+        .filter_map(|o| o["kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            "DaemonSet",
+            "Namespace",
+            "PodMonitor",
+            "Service",
+            "ServiceAccount"
+        ])
+    );
+    for o in &r.objects {
+        if o["kind"] != "Namespace" {
+            assert_eq!(o["metadata"]["namespace"], "macdrop", "{}", o["kind"]);
+        }
+    }
+
+    let file = TempPath::new("rendered.yaml");
+    fs::write(&file.0, &r.yaml).unwrap();
+    for version in KUBERNETES_VERSIONS {
+        let ran = run(Command::new(venv().join("bin/kubernetes-validate"))
+            .args(["--strict", "--quiet", "--kubernetes-version", version])
+            .arg(&file.0))
+        .unwrap();
+        assert!(ran.ok, "Kubernetes {version}:\n{}", ran.both());
+        // The one object without a schema in the bundle: the Prometheus
+        // Operator's CRD (checked below by hand).
+        for line in ran.both().lines().filter(|l| !l.trim().is_empty()) {
+            assert!(
+                line.contains("Couldn't find schema for kind PodMonitor"),
+                "Kubernetes {version}: {line}"
+            );
+        }
+    }
+}
+
+/// The schema check catches a misspelt field (it is strict), so a pass
+/// means something.
+#[test]
+fn kubernetes_validation_rejects_a_typo() {
+    let bad = rendered().yaml.replacen("hostNetwork:", "hostNetwrk:", 1);
+    assert_ne!(bad, rendered().yaml, "no hostNetwork in the rendered YAML");
+    let file = TempPath::new("typo.yaml");
+    fs::write(&file.0, bad).unwrap();
+    let ran = run(Command::new(venv().join("bin/kubernetes-validate"))
+        .args(["--strict", "--quiet"])
+        .arg(&file.0))
+    .unwrap();
+    assert!(
+        !ran.ok && ran.both().contains("hostNetwrk"),
+        "{}",
+        ran.both()
+    );
+}
+
+#[test]
+fn daemonset_is_least_privilege_on_every_node() {
+    let ds = object("DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    for host in ["hostPID", "hostIPC"] {
+        assert!(pod[host].is_null() || pod[host] == false, "{host}");
+    }
+    assert_eq!(
+        pod["serviceAccountName"],
+        object("ServiceAccount")["metadata"]["name"]
+    );
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(
+        object("ServiceAccount")["automountServiceAccountToken"],
+        false
+    );
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    // Every node: one toleration of everything.
+    let tolerations = pod["tolerations"].as_array().unwrap();
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| t["operator"] == "Exists" && t["key"].is_null() && t["effect"].is_null()),
+        "{tolerations:?}"
+    );
+    assert_eq!(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"], 0);
+
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    let sc = &c["securityContext"];
+    assert!(sc["privileged"].is_null() || sc["privileged"] == false);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    let added: BTreeSet<&str> = strings(&sc["capabilities"]["add"]).into_iter().collect();
+    assert_eq!(added, POD_CAPABILITIES.iter().copied().collect());
+    for (what, limits) in [
+        ("requests", &c["resources"]["requests"]),
+        ("limits", &c["resources"]["limits"]),
+    ] {
+        assert!(
+            limits["cpu"].is_string() && limits["memory"].is_string(),
+            "{what}"
+        );
+    }
+
+    // Exactly the host paths macdrop reads, read-only, propagated.
+    let volumes: BTreeMap<&str, &Value> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v))
+        .collect();
+    let mut host_paths = BTreeSet::new();
+    for m in c["volumeMounts"].as_array().unwrap() {
+        let v = volumes[m["name"].as_str().unwrap()];
+        let path = v["hostPath"]["path"]
+            .as_str()
+            .expect("only hostPath volumes");
+        assert_eq!(m["mountPath"], path, "mounted where macdrop looks");
+        assert_eq!(m["readOnly"], true, "{path}");
+        assert_eq!(m["mountPropagation"], "HostToContainer", "{path}");
+        host_paths.insert(path);
+    }
+    assert_eq!(host_paths, POD_HOST_PATHS.iter().copied().collect());
+    assert_eq!(volumes.len(), POD_HOST_PATHS.len(), "no unused volume");
+
+    // The metrics port, probed on /healthz.
+    let ports: Vec<&str> = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(ports, ["metrics"]);
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{probe}");
+        assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
+    }
+    let args = strings(&c["args"]);
+    assert_eq!(args.first(), Some(&"watch"));
+    assert!(args.contains(&"--all-netns"), "{args:?}");
+    assert!(
+        args.windows(2)
+            .any(|w| w[0] == "--metrics" && w[1] == "$(POD_IP):9815"),
+        "{args:?}"
+    );
+    assert_eq!(c["env"][0]["name"], "POD_IP");
+    assert_eq!(
+        c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
+}
+
+/// The fields of the Prometheus Operator's PodMonitor CRD
+/// (monitoring.coreos.com/v1) the manifest may use: a misspelt one would
+/// be dropped silently by a lenient apply, so only known ones pass.
+const PODMONITOR_SPEC_FIELDS: &[&str] = &[
+    "jobLabel",
+    "namespaceSelector",
+    "podMetricsEndpoints",
+    "podTargetLabels",
+    "sampleLimit",
+    "selector",
+    "targetLimit",
+    "attachMetadata",
+];
+const PODMONITOR_ENDPOINT_FIELDS: &[&str] = &[
+    "port",
+    "portNumber",
+    "path",
+    "scheme",
+    "interval",
+    "scrapeTimeout",
+    "honorLabels",
+    "honorTimestamps",
+    "relabelings",
+    "metricRelabelings",
+    "params",
+    "enableHttp2",
+    "filterRunning",
+];
+const RELABEL_FIELDS: &[&str] = &[
+    "action",
+    "sourceLabels",
+    "separator",
+    "targetLabel",
+    "regex",
+    "modulus",
+    "replacement",
+];
+
+#[test]
+fn podmonitor_and_service_find_the_pods() {
+    let ds = object("DaemonSet");
+    let pod_labels = &ds["spec"]["template"]["metadata"]["labels"];
+    let matches_pods = |selector: &Value| {
+        let selector = selector.as_object().expect("a selector");
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels[k] == *v)
+    };
+    assert!(matches_pods(&ds["spec"]["selector"]["matchLabels"]));
+
+    let pm = object("PodMonitor");
+    assert_eq!(pm["apiVersion"], "monitoring.coreos.com/v1");
+    let spec = &pm["spec"];
+    for field in keys(spec) {
+        assert!(
+            PODMONITOR_SPEC_FIELDS.contains(&field),
+            "PodMonitor spec.{field}"
+        );
+    }
+    assert!(matches_pods(&spec["selector"]["matchLabels"]));
+    // job="macdrop", as the alert and recording rules expect.
+    let job_label = spec["jobLabel"].as_str().expect("jobLabel");
+    assert_eq!(pod_labels[job_label], "macdrop");
+    let endpoints = spec["podMetricsEndpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 1);
+    let ep = &endpoints[0];
+    for field in keys(ep) {
+        assert!(
+            PODMONITOR_ENDPOINT_FIELDS.contains(&field),
+            "podMetricsEndpoints[0].{field}"
+        );
+    }
+    assert_eq!(ep["port"], "metrics");
+    assert_eq!(ep["path"], "/metrics");
+    let relabelings = ep["relabelings"].as_array().unwrap();
+    for r in relabelings {
+        for field in keys(r) {
+            assert!(RELABEL_FIELDS.contains(&field), "relabelings[].{field}");
+        }
+    }
+    assert!(
+        relabelings.iter().any(|r| {
+            strings(&r["sourceLabels"]) == ["__meta_kubernetes_pod_node_name"]
+                && r["targetLabel"] == "node"
+                && (r["action"].is_null() || r["action"] == "replace")
+        }),
+        "the node's name as label `node`: {relabelings:?}"
+    );
+
+    let svc = object("Service");
+    assert_eq!(svc["spec"]["clusterIP"], "None", "headless");
+    assert!(matches_pods(&svc["spec"]["selector"]));
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+    assert_eq!(svc["spec"]["ports"][0]["port"], 9815);
+
+    let ns = object("Namespace");
+    assert_eq!(ns["metadata"]["name"], "macdrop");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "privileged",
+        "hostNetwork and hostPath are beyond `baseline`"
+    );
+}
+
+/// macdrop as the DaemonSet's pod runs it: UID 0 with exactly the added
+/// capabilities (bounding set; a container runtime gives root those and
+/// nothing else), no new privileges (allowPrivilegeEscalation: false), the
+/// container's arguments with `$(POD_IP)` expanded to the node's address;
+/// the kubelet's probe on /healthz and Prometheus' scrape on that address.
+#[test]
+fn runs_as_the_daemonset_pod_runs_it() {
+    let lab = BridgeLab::new(1).unwrap();
+    let c = &object("DaemonSet")["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<String> = strings(&c["args"])
+        .into_iter()
+        .map(|a| a.replace("$(POD_IP)", LAB_NODE_IP))
+        .collect();
+    let metrics = args
+        .windows(2)
+        .find(|w| w[0] == "--metrics")
+        .map(|w| w[1].clone())
+        .unwrap();
+    let interval: u64 = args
+        .windows(2)
+        .find(|w| w[0] == "--interval")
+        .map_or(Ok(1), |w| w[1].parse())
+        .unwrap();
+    let added = strings(&c["securityContext"]["capabilities"]["add"]);
+    let caps = added
+        .iter()
+        .map(|c| format!("+{}", c.to_lowercase()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut argv: Vec<String> = [
+        "setpriv",
+        "--bounding-set",
+        &format!("-all,{caps}"),
+        "--inh-caps",
+        "-all",
+        "--no-new-privs",
+        "--",
+        INSTALLED_BIN,
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    argv.extend(args);
+
+    let mut m = Deployed::start(&lab, &argv).unwrap();
+    m.wait_attached().unwrap();
+    let (uid, eff) = credentials(m.macdrop_pid().unwrap());
+    assert_eq!(uid, 0);
+    assert_eq!(eff & !cap_mask(&added), 0, "CapEff {eff:#x}");
+    send_frames(&lab).unwrap();
+    // The first report comes one interval after attaching.
+    m.scrape_until_exact(lab.host(), &metrics, Duration::from_secs(2 * interval + 20))
+        .unwrap();
+    let (status, body) = http_get(lab.host(), &metrics, "/healthz").unwrap();
+    assert_eq!(status, 200, "readiness and liveness probe: {body}");
+    assert_eq!(m.terminate().unwrap(), Some(0));
+}
