@@ -21,6 +21,8 @@
 //! - [`macdrop`]: runs `macdrop watch` and reads its JSON reports;
 //! - [`test_run`]: a veth of a chosen MAC in a namespace of its own, for
 //!   BPF_PROG_TEST_RUN;
+//! - [`scenarios`]: the end-to-end scenarios, run by the host suite and by
+//!   the kernel matrix's guest on every kernel;
 //! - [`skip`]: checks that cannot run here, counted as skipped by
 //!   `cargo xtask test`, never as passed;
 //! - [`wait`]: polling for a condition with a deadline;
@@ -38,6 +40,7 @@ pub mod netns;
 pub mod pcap;
 pub mod promisc;
 pub mod receiver;
+pub mod scenarios;
 pub mod sender;
 pub mod skip;
 pub mod test_run;
