@@ -151,6 +151,21 @@ pub struct InterfaceReport {
     pub kernel_rx_otherhost_dropped: Option<u64>,
     #[serde(default)]
     pub verdict: String,
+    /// What owns a veth's peer namespace; None when unknown.
+    #[serde(default)]
+    pub workload: Option<WorkloadReport>,
+}
+
+/// The `workload` object of an interface.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct WorkloadReport {
+    /// "docker", "podman", "kubernetes" or "process".
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub pid: Option<u32>,
 }
 
 /// `skb->pkt_type` counts, as the tc program saw them.
