@@ -104,7 +104,7 @@ impl Docker {
             let still = self
                 .known
                 .get(&id)
-                .filter(|(w, inode)| w.pid.and_then(|pid| pid_namespace(pid)) == Some(*inode));
+                .filter(|(w, inode)| w.pid.and_then(pid_namespace) == Some(*inode));
             if let Some((w, inode)) = still {
                 out.insert(*inode, w.clone());
                 continue;
