@@ -29,6 +29,7 @@
 pub mod bpf;
 pub mod btf;
 pub mod demo;
+pub mod docker;
 pub mod fate;
 pub mod frames;
 pub mod kernel;

@@ -253,6 +253,17 @@ impl Macdrop {
     /// Starts `BIN watch [--format json --interval 0.2] ARGS` in `ns` and
     /// waits for the readiness line on stderr.
     pub fn spawn_bin(bin: &Path, ns: &NetNs, args: &[&str], output: Output) -> Result<Self> {
+        Self::spawn_with_env(bin, ns, args, output, &[])
+    }
+
+    /// [`Macdrop::spawn_bin`] with extra environment variables.
+    pub fn spawn_with_env(
+        bin: &Path,
+        ns: &NetNs,
+        args: &[&str],
+        output: Output,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         check_bin(bin)?;
         let mut argv: Vec<&std::ffi::OsStr> = vec![bin.as_os_str(), "watch".as_ref()];
         if output == Output::Json {
@@ -262,6 +273,7 @@ impl Macdrop {
         }
         argv.extend(args.iter().map(std::ffi::OsStr::new));
         let mut cmd = ns.command(&argv);
+        cmd.envs(env.iter().copied());
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         cmd.stdout(match output {
             Output::Json => Stdio::piped(),
