@@ -37,3 +37,4 @@ pub mod topology;
 pub mod tracker;
 pub mod tui;
 pub mod verdict;
+pub mod workload;

@@ -17,6 +17,7 @@ use crate::{
     netlink::Link,
     topology::Role,
     tracker::Event,
+    workload::Workload,
 };
 
 /// Per-second rates of each frame class over the last interval.
@@ -126,6 +127,9 @@ pub struct Interface {
     pub flows: Option<Vec<Flow>>,
     /// The interface disappeared; `frames` holds its final counts.
     pub gone: bool,
+    /// What owns the namespace at the other end of a veth (`workload`);
+    /// None when unknown or not a veth with a peer elsewhere.
+    pub workload: Option<Workload>,
     sampled_at: Option<Instant>,
     otherhost_at_attach: Option<u64>,
 }
@@ -150,6 +154,7 @@ impl Interface {
             rates: Rates::default(),
             flows: None,
             gone: false,
+            workload: None,
             sampled_at: None,
             otherhost_at_attach: None,
         }

@@ -25,6 +25,7 @@ use crate::{
     privileges,
     session::Session,
     topology::Selection,
+    workload::{DOCKER_HOST_VAR, Resolver},
 };
 
 /// What to watch and how.
@@ -80,6 +81,8 @@ pub struct Monitor {
     evidence: Option<Evidence>,
     /// Capture counts of sessions that went away.
     retired_evidence: Counts,
+    /// Names the owners of veth peers, on a thread of its own.
+    workloads: Resolver,
 }
 
 /// One session and the task forwarding its notifications (aborted when the
@@ -193,6 +196,9 @@ impl Monitor {
         // Attached: keep only what following new ports needs.
         let enters_namespaces = plan.all_netns || !plan.netns.is_empty();
         privileges::drop_after_attach(enters_namespaces)?;
+        // After the drop: the thread inherits only what is kept
+        // (CAP_SYS_PTRACE reads other processes' /proc/PID/ns/net).
+        let workloads = Resolver::start(std::env::var(DOCKER_HOST_VAR).ok())?;
 
         let mut ticker = tokio::time::interval(plan.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -214,6 +220,7 @@ impl Monitor {
             self_stats,
             evidence,
             retired_evidence: Counts::default(),
+            workloads,
         })
     }
 
@@ -281,6 +288,7 @@ impl Monitor {
                     for t in self.sessions.iter_mut().filter(|t| t.session.is_stale()) {
                         t.session.refresh().await?;
                     }
+                    self.update_workloads();
                     self.print_notes();
                 }
                 _ = evidence_ready => self.write_evidence()?,
@@ -351,7 +359,23 @@ impl Monitor {
         }
     }
 
+    /// Tells the workload thread which ports to name, and gives every
+    /// session the latest names (never waits for them).
+    fn update_workloads(&mut self) {
+        for t in &mut self.sessions {
+            let inode = t.session.ns.inode;
+            let (lookup, peers) = t.session.peers();
+            self.workloads.want(inode, lookup, peers);
+            let workloads = &self.workloads;
+            t.session
+                .apply_workloads(|ifindex| workloads.get(inode, ifindex));
+        }
+    }
+
     fn print_notes(&mut self) {
+        for note in self.workloads.take_notes() {
+            eprintln!("macdrop: {note}");
+        }
         for t in &mut self.sessions {
             for note in t.session.take_notes() {
                 eprintln!("macdrop: {note}");
@@ -374,6 +398,7 @@ impl Monitor {
             }
             self.write_evidence()?;
             let mut t = self.sessions.remove(i);
+            self.workloads.forget(t.session.ns.inode);
             if let Ok(counts) = t.session.evidence_counts() {
                 self.retired_evidence.add(&counts);
             }
@@ -431,6 +456,7 @@ impl Monitor {
 
     /// One report over every session.
     fn report(&mut self) -> anyhow::Result<World> {
+        self.update_workloads();
         let mut world = World {
             ts: SystemTime::now(),
             interfaces: Vec::new(),

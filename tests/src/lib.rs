@@ -31,6 +31,7 @@
 pub mod bpf;
 pub mod btf;
 pub mod demo;
+pub mod docker;
 pub mod fate;
 pub mod frames;
 pub mod kernel;

@@ -151,6 +151,21 @@ pub struct InterfaceReport {
     pub kernel_rx_otherhost_dropped: Option<u64>,
     #[serde(default)]
     pub verdict: String,
+    /// What owns a veth's peer namespace; None when unknown.
+    #[serde(default)]
+    pub workload: Option<WorkloadReport>,
+}
+
+/// The `workload` object of an interface.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct WorkloadReport {
+    /// "docker", "podman", "kubernetes" or "process".
+    pub kind: String,
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub pod: Option<String>,
+    pub pid: Option<u32>,
 }
 
 /// `skb->pkt_type` counts, as the tc program saw them.
@@ -238,6 +253,17 @@ impl Macdrop {
     /// Starts `BIN watch [--format json --interval 0.2] ARGS` in `ns` and
     /// waits for the readiness line on stderr.
     pub fn spawn_bin(bin: &Path, ns: &NetNs, args: &[&str], output: Output) -> Result<Self> {
+        Self::spawn_with_env(bin, ns, args, output, &[])
+    }
+
+    /// [`Macdrop::spawn_bin`] with extra environment variables.
+    pub fn spawn_with_env(
+        bin: &Path,
+        ns: &NetNs,
+        args: &[&str],
+        output: Output,
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         check_bin(bin)?;
         let mut argv: Vec<&std::ffi::OsStr> = vec![bin.as_os_str(), "watch".as_ref()];
         if output == Output::Json {
@@ -247,6 +273,7 @@ impl Macdrop {
         }
         argv.extend(args.iter().map(std::ffi::OsStr::new));
         let mut cmd = ns.command(&argv);
+        cmd.envs(env.iter().copied());
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         cmd.stdout(match output {
             Output::Json => Stdio::piped(),

@@ -28,6 +28,54 @@ const COUNTERS: [&str; 8] = [
     "runt",
 ];
 
+/// `workload`: null, or an object with exactly these keys (docs/json.md).
+fn check_workload(w: &Value) {
+    if w.is_null() {
+        return;
+    }
+    let object = w
+        .as_object()
+        .unwrap_or_else(|| panic!("workload {w} is not an object"));
+    let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "compose_project",
+            "compose_service",
+            "id",
+            "kind",
+            "name",
+            "namespace",
+            "pid",
+            "pod"
+        ],
+        "workload keys in {w}"
+    );
+    let kind = object["kind"].as_str().expect("workload.kind is a string");
+    assert!(
+        ["docker", "podman", "kubernetes", "process"].contains(&kind),
+        "workload.kind {kind:?}"
+    );
+    for key in [
+        "id",
+        "name",
+        "namespace",
+        "pod",
+        "compose_project",
+        "compose_service",
+    ] {
+        assert!(
+            object[key].is_null() || object[key].is_string(),
+            "workload.{key} in {w}"
+        );
+    }
+    assert!(
+        object["pid"].is_null() || object["pid"].is_u64(),
+        "workload.pid in {w}"
+    );
+}
+
 /// Checks one report line against the contract; panics naming the field.
 fn check_report(report: &Value) {
     let object = report.as_object().expect("report is an object");
@@ -74,6 +122,7 @@ fn check_report(report: &Value) {
             "mac {mac:?} is not lower-case aa:bb:cc:dd:ee:ff"
         );
         field("promisc").as_bool().expect("promisc is a bool");
+        check_workload(field("workload"));
         let frames = field("frames").as_object().expect("frames is an object");
         let count = |key: &str| {
             frames.get(key).and_then(Value::as_u64).unwrap_or_else(|| {

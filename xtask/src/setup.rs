@@ -55,6 +55,10 @@ const APT_PACKAGES: &[&str] = &[
     "python3-venv",
     // systemd-analyze, for the unit's hardening check.
     "systemd",
+    // A Docker Engine of the tests' own (dockerd, docker), and the only
+    // image they use, imported from busybox-static's binary.
+    "docker.io",
+    "busybox-static",
 ];
 
 /// Every program the tests, the benchmark, the demo and the kernel matrix
@@ -95,6 +99,9 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("qemu-system-x86_64", "qemu-system-x86"),
     ("xz", "xz-utils"),
     ("strip", "binutils"),
+    ("docker", "docker.io"),
+    ("dockerd", "docker.io"),
+    ("busybox", "busybox-static"),
 ];
 
 /// Packages every Debian system has (`Essential: yes`).

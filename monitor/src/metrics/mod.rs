@@ -28,6 +28,7 @@ use prometheus_client::{
 use tokio::sync::watch;
 
 use crate::kernel::attach::Hook;
+use crate::workload::Workload;
 use crate::{
     classes::{self, Class},
     model::{Interface, World},
@@ -264,7 +265,9 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
         enc,
         "macdrop_interface_info",
         "Identity of each watched interface, always 1: master bridge (ports), current MAC, \
-         hook the classifier is attached with (empty if none), namespace name.",
+         hook the classifier is attached with (empty if none), namespace name, and what owns \
+         a veth's peer namespace (workload kind, name, id, Kubernetes namespace and pod; \
+         empty when unknown).",
         all.iter().map(|s| {
             let i = s.current();
             let mut labels = s.labels();
@@ -274,8 +277,23 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
                 ("netns_name", i.netns_name.as_deref().unwrap_or("")),
             ]);
             let mac = i.mac.map(|m| m.to_string()).unwrap_or_default();
-            // The MAC is on this info metric only, never on a counter.
-            ((labels, [("mac", mac)]), gauge(1))
+            // The MAC and the workload are on this info metric only, never
+            // on a counter: they change, and a counter's series must not.
+            let w = i.workload.as_ref();
+            let text =
+                |f: fn(&Workload) -> Option<&String>| w.and_then(f).cloned().unwrap_or_default();
+            let owned = [
+                ("mac", mac),
+                (
+                    "workload_kind",
+                    w.map_or("", |w| w.kind.as_str()).to_owned(),
+                ),
+                ("workload_name", text(|w| w.name.as_ref())),
+                ("workload_id", text(|w| w.id.as_ref())),
+                ("k8s_namespace", text(|w| w.namespace.as_ref())),
+                ("pod", text(|w| w.pod.as_ref())),
+            ];
+            ((labels, owned), gauge(1))
         }),
     )?;
     family(

@@ -2,7 +2,10 @@
 //! databases over rtnetlink. One job: turn kernel netlink dumps into plain
 //! structs; nothing here decides what to watch.
 
+mod nsid;
 mod stats;
+
+pub use nsid::NsidLookup;
 
 use std::{collections::BTreeMap, net::IpAddr};
 
@@ -50,6 +53,11 @@ pub struct Link {
     /// away as not addressed to this host. None where the kernel has no such
     /// counter (before 5.19).
     pub rx_otherhost_dropped: Option<u64>,
+    /// `IFLA_LINK_NETNSID`: the id, in this namespace's own numbering, of
+    /// the namespace holding the other end of the link (a veth's peer,
+    /// say); None when the other end is here or there is none. The id means
+    /// nothing elsewhere: `workload` turns it into a namespace.
+    pub peer_netnsid: Option<i32>,
 }
 
 impl Link {
@@ -72,6 +80,7 @@ impl Link {
             kind: Some(kind.into()),
             ethernet: true,
             rx_otherhost_dropped: Some(0),
+            peer_netnsid: None,
         }
     }
 }
@@ -628,6 +637,7 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
             LinkLayerType::Ether | LinkLayerType::Loopback
         ),
         rx_otherhost_dropped: None,
+        peer_netnsid: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -635,6 +645,7 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
             LinkAttribute::Address(bytes) => link.mac = Mac::from_slice(bytes),
             LinkAttribute::Controller(ifindex) => link.master = Some(*ifindex),
             LinkAttribute::Promiscuity(n) => link.promiscuity = *n,
+            LinkAttribute::LinkNetNsId(id) if *id >= 0 => link.peer_netnsid = Some(*id),
             // Older kernels send a shorter struct, which the parser pads
             // with zeros: only trust the field where the kernel has it.
             LinkAttribute::Stats64(stats) if crate::kernel_version::has_otherhost_counter() => {

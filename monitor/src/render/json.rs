@@ -11,6 +11,7 @@ use crate::{
     model::{Flow, Interface, World},
     tracker::{Event, EventKind},
     verdict::{MAC_MISMATCH_REASONS, verdict},
+    workload::Workload,
 };
 
 #[derive(Serialize)]
@@ -65,6 +66,35 @@ struct IfaceJson<'a> {
     /// The top offenders since attach, most frames first; null when flows
     /// are not recorded (`--top-flows 0`).
     top_flows: Option<Vec<FlowJson>>,
+    /// What owns the veth's peer namespace; null when unknown.
+    workload: Option<WorkloadJson<'a>>,
+}
+
+/// docs/json.md, `workload`: every key always present, null where it does
+/// not apply.
+#[derive(Serialize)]
+struct WorkloadJson<'a> {
+    kind: &'static str,
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    namespace: Option<&'a str>,
+    pod: Option<&'a str>,
+    pid: Option<u32>,
+    compose_project: Option<&'a str>,
+    compose_service: Option<&'a str>,
+}
+
+fn workload(w: &Workload) -> WorkloadJson<'_> {
+    WorkloadJson {
+        kind: w.kind.as_str(),
+        id: w.id.as_deref(),
+        name: w.name.as_deref(),
+        namespace: w.namespace.as_deref(),
+        pod: w.pod.as_deref(),
+        pid: w.pid,
+        compose_project: w.compose_project.as_deref(),
+        compose_service: w.compose_service.as_deref(),
+    }
 }
 
 #[derive(Serialize)]
@@ -190,6 +220,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         kernel_rx_otherhost_dropped: i.kernel_rx_otherhost_dropped,
         verdict: verdict(i),
         top_flows: i.flows.as_ref().map(|fs| fs.iter().map(flow).collect()),
+        workload: i.workload.as_ref().map(workload),
     }
 }
 

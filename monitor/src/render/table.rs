@@ -11,7 +11,9 @@ use crate::{
 };
 
 /// The columns before the classes' (text), and after them (numbers).
-const LEADING: [&str; 6] = ["IFACE", "ROLE", "MASTER", "MAC", "PROMISC", "HOOK"];
+const LEADING: [&str; 7] = [
+    "IFACE", "ROLE", "MASTER", "WORKLOAD", "MAC", "PROMISC", "HOOK",
+];
 const TRAILING: [&str; 2] = ["KERNEL_DROPS", "OTHERHOST_CTR"];
 const COLUMNS: usize = LEADING.len() + classes::COUNT + TRAILING.len();
 /// Columns from this one on are numbers, right-aligned.
@@ -76,6 +78,10 @@ fn count_cells(i: &Interface) -> [String; COLUMNS] {
             name,
             i.role.as_str().to_owned(),
             i.master.clone().unwrap_or_else(|| "-".into()),
+            // Escaped when resolved (`workload::clean`).
+            i.workload
+                .as_ref()
+                .map_or_else(|| "-".into(), |w| w.label()),
             i.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
             promisc,
             i.hook.map(|h| h.as_str()).unwrap_or("-").to_owned(),
@@ -230,6 +236,39 @@ mod tests {
         assert!(lines[7].contains("ok: no MAC-mismatch frames"));
         assert!(lines[8].contains("unavailable: no BTF"));
         assert!(lines[9].contains("br0 entered promiscuous mode"));
+    }
+
+    #[test]
+    fn the_workload_column_names_the_peers_owner() {
+        use crate::workload::{Kind, Workload};
+        let owner = |name: Option<&str>| Workload {
+            kind: Kind::Process,
+            id: None,
+            name: name.map(Into::into),
+            namespace: None,
+            pod: None,
+            pid: Some(42),
+            compose_project: None,
+            compose_service: None,
+        };
+        let mut p1 = Interface::new("p1".into(), 3, 1, Role::Port, Some("br0".into()));
+        p1.workload = Some(owner(Some("web1")));
+        let mut p2 = Interface::new("p2".into(), 4, 1, Role::Port, Some("br0".into()));
+        p2.workload = Some(owner(None));
+        let br0 = Interface::new("br0".into(), 2, 1, Role::Bridge, None);
+        let text = render(&World {
+            ts: SystemTime::now(),
+            interfaces: vec![p1, p2, br0],
+            events: vec![],
+            drop_source: Ok("tp_btf"),
+            self_stats: None,
+            evidence: None,
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        let column = lines[1].find("WORKLOAD").unwrap();
+        assert!(lines[2][column..].starts_with("web1 "), "{text}");
+        assert!(lines[4][column..].starts_with("process:42 "), "{text}");
+        assert!(lines[6][column..].starts_with("- "), "{text}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ mod summary;
 pub use slots::SlotPool;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     time::{Instant, SystemTime},
 };
 
@@ -38,7 +38,7 @@ use crate::{
         loader, tc,
     },
     model::Interface,
-    netlink::{Change, Link, NetState, Netlink, Notifications},
+    netlink::{Change, Link, NetState, Netlink, Notifications, NsidLookup},
     netns::Namespace,
     promisc,
     topology::{self, Role, Selection, Watched},
@@ -101,6 +101,9 @@ pub struct Session {
     handoff: Option<handoff::Worker>,
     /// The interfaces still on generic XDP waiting for their TCX link.
     moving: HashSet<u32>,
+    /// Watched veths with a peer in another namespace: ifindex -> the
+    /// peer namespace's id here (as of the last read).
+    peers: BTreeMap<u32, i32>,
 }
 
 impl Session {
@@ -174,6 +177,7 @@ impl Session {
             started: false,
             handoff: None,
             moving: HashSet::new(),
+            peers: BTreeMap::new(),
         };
         if let Err(e) = session.follow(&state, initial) {
             session.detach_all();
@@ -280,6 +284,24 @@ impl Session {
             }
         }
         Ok(self.members.iter().map(|m| m.model.clone()).collect())
+    }
+
+    /// What `workload` needs to name the owners of this namespace's veth
+    /// peers: the nsid lookup of its netlink socket and the ports.
+    pub fn peers(&self) -> (NsidLookup, BTreeMap<u32, i32>) {
+        (self.netlink.nsid_lookup(), self.peers.clone())
+    }
+
+    /// Takes the owners `workload` found for the present interfaces; a
+    /// gone one keeps the last it had.
+    pub fn apply_workloads(&mut self, find: impl Fn(u32) -> Option<crate::workload::Workload>) {
+        for m in self.members.iter_mut().filter(|m| m.slot.is_some()) {
+            if let Some(w) = find(m.model.ifindex) {
+                m.model.workload = Some(w);
+            } else if !self.peers.contains_key(&m.model.ifindex) {
+                m.model.workload = None;
+            }
+        }
     }
 
     pub fn take_events(&mut self) -> Vec<Event> {

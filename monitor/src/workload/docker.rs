@@ -1,0 +1,255 @@
+//! The Docker Engine's view: container names, ids, Compose labels, by the
+//! network namespace each container's process lives in. Read-only calls
+//! (`GET /containers/json`, `GET /containers/{id}/json`) over the Engine's
+//! unix socket, each bounded by `CALL_TIMEOUT`.
+//!
+//! HTTP is hyper's client (`hyper::client::conn::http1`) on a tokio
+//! `UnixStream`: hyper is already macdrop's HTTP library (the metrics
+//! endpoint), and two GETs do not justify bollard's dependency tree (its
+//! whole Engine API, TLS, SSH, ...); nothing here parses HTTP by hand.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+use http_body_util::{BodyExt as _, Empty, Limited};
+use hyper::{Request, body::Bytes};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, de::DeserializeOwned};
+
+use super::{Kind, Workload, clean};
+
+/// Longest any one call to the Engine may take.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// Largest answer read (a list of a few thousand containers fits).
+const MAX_BODY: usize = 16 << 20;
+
+/// `/proc/PID/ns/net`'s filesystem: a sandbox key that is not on it is a
+/// plain file (e.g. the Engine's bind mount lives in another mount
+/// namespace), whose inode says nothing.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+pub struct Docker {
+    socket: PathBuf,
+    /// Per container id: its workload and namespace inode, so a container
+    /// is inspected once, not on every refresh.
+    known: HashMap<String, (Workload, u64)>,
+}
+
+#[derive(Deserialize)]
+struct Summary {
+    #[serde(rename = "Id")]
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspect {
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    config: Option<Config>,
+    #[serde(default)]
+    state: Option<State>,
+    #[serde(default)]
+    network_settings: Option<NetworkSettings>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Config {
+    #[serde(default)]
+    labels: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct State {
+    #[serde(default)]
+    pid: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NetworkSettings {
+    #[serde(default)]
+    sandbox_key: Option<String>,
+}
+
+impl Docker {
+    pub fn new(socket: PathBuf) -> Self {
+        Self {
+            socket,
+            known: HashMap::new(),
+        }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Every running container, by the inode of its network namespace.
+    /// An error means the Engine is not there (or not answering).
+    pub async fn by_namespace(&mut self) -> anyhow::Result<HashMap<u64, Workload>> {
+        let list: Vec<Summary> = self.get("/containers/json").await?;
+        self.known.retain(|id, _| list.iter().any(|s| &s.id == id));
+        let mut out = HashMap::new();
+        for Summary { id } in list {
+            // A restarted container keeps its id, not its process.
+            let still = self
+                .known
+                .get(&id)
+                .filter(|(w, inode)| w.pid.and_then(pid_namespace) == Some(*inode));
+            if let Some((w, inode)) = still {
+                out.insert(*inode, w.clone());
+                continue;
+            }
+            if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                continue; // never put a strange id in a path
+            }
+            let inspect: Inspect = match self.get(&format!("/containers/{id}/json")).await {
+                Ok(i) => i,
+                // Gone between the two calls.
+                Err(_) => continue,
+            };
+            if let Some((w, inode)) = from_inspect(&inspect) {
+                self.known.insert(id, (w.clone(), inode));
+                out.insert(inode, w);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One GET, bounded by `CALL_TIMEOUT`, its JSON answer decoded.
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let call = async {
+            let stream = tokio::net::UnixStream::connect(&self.socket)
+                .await
+                .with_context(|| format!("cannot connect to {}", self.socket.display()))?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let connection = tokio::spawn(connection);
+            let request = Request::get(path)
+                .header(hyper::header::HOST, "docker")
+                .body(Empty::<Bytes>::new())?;
+            let response = sender.send_request(request).await;
+            let result = async {
+                let response = response?;
+                let status = response.status();
+                let body = Limited::new(response.into_body(), MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+                    .to_bytes();
+                if !status.is_success() {
+                    bail!("GET {path}: {status}");
+                }
+                serde_json::from_slice(&body).with_context(|| format!("GET {path}: bad JSON"))
+            }
+            .await;
+            connection.abort();
+            result
+        };
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .with_context(|| format!("GET {path}: no answer within {CALL_TIMEOUT:?}"))?
+    }
+}
+
+/// The workload of an inspected container and its namespace's inode: by
+/// its main process's /proc/PID/ns/net, else by its sandbox key when that
+/// is a namespace file here.
+fn from_inspect(c: &Inspect) -> Option<(Workload, u64)> {
+    let pid = c.state.as_ref().map_or(0, |s| s.pid);
+    let sandbox = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.sandbox_key.as_deref())
+        .filter(|k| !k.is_empty());
+    let inode = (pid > 0)
+        .then(|| pid_namespace(pid))
+        .flatten()
+        .or_else(|| sandbox.and_then(namespace_file))?;
+    let label = |key: &str| {
+        c.config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get(key))
+            .map(|v| clean(v))
+    };
+    let workload = Workload {
+        kind: Kind::Docker,
+        id: Some(clean(&c.id)),
+        name: Some(clean(c.name.trim_start_matches('/'))),
+        namespace: None,
+        pod: None,
+        pid: (pid > 0).then_some(pid),
+        compose_project: label("com.docker.compose.project"),
+        compose_service: label("com.docker.compose.service"),
+    };
+    Some((workload, inode))
+}
+
+fn pid_namespace(pid: u32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// The inode of a namespace file (a bind mount of nsfs); None for anything
+/// else.
+fn namespace_file(path: &str) -> Option<u64> {
+    let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: statfs(2) writes into the zeroed struct we own; the path is
+    // a valid NUL-terminated string.
+    let is_nsfs = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut fs) == 0 && fs.f_type as i64 == NSFS_MAGIC
+    };
+    if !is_nsfs {
+        return None;
+    }
+    std::fs::metadata(path).ok().map(|m| m.ino())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_inspected_container_is_named_and_cleaned() {
+        let pid = std::process::id();
+        let json = format!(
+            r#"{{"Id":"3f2a1b9c0d4e","Name":"/web\u001b[2J1","State":{{"Pid":{pid},"Running":true}},
+               "Config":{{"Labels":{{"com.docker.compose.project":"shop","com.docker.compose.service":"web"}}}},
+               "NetworkSettings":{{"SandboxKey":"/var/run/docker/netns/abc"}}}}"#
+        );
+        let inspect: Inspect = serde_json::from_str(&json).unwrap();
+        let (w, inode) = from_inspect(&inspect).unwrap();
+        assert_eq!(inode, pid_namespace(pid).unwrap());
+        assert_eq!(w.kind, Kind::Docker);
+        assert_eq!(w.name.as_deref(), Some("web\\u{1b}[2J1"));
+        assert_eq!(w.compose_project.as_deref(), Some("shop"));
+        assert_eq!(w.compose_service.as_deref(), Some("web"));
+        assert_eq!(w.pid, Some(pid));
+    }
+
+    #[test]
+    fn a_sandbox_key_that_is_a_plain_file_names_nothing() {
+        assert_eq!(namespace_file("/proc/self/status"), None);
+        assert!(namespace_file("/proc/self/ns/net").is_some());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_missing_socket_is_an_error_not_a_hang() {
+        let mut d = Docker::new("/nonexistent/macdrop-test/docker.sock".into());
+        let started = std::time::Instant::now();
+        assert!(d.by_namespace().await.is_err());
+        assert!(started.elapsed() <= CALL_TIMEOUT + Duration::from_millis(200));
+    }
+}

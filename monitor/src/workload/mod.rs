@@ -1,0 +1,167 @@
+//! Who owns the other end of a watched veth: the container or process
+//! living in the peer's network namespace, so a port reads "web1" rather
+//! than "veth3f2a1b".
+//!
+//! The way there, for each watched veth whose peer is in another namespace
+//! (`netlink::Link::peer_netnsid`):
+//!
+//! 1. `process`: every process's network namespace, by the inode of
+//!    /proc/PID/ns/net; per namespace the lowest PID, its command, and a
+//!    container id from its cgroup. Always available.
+//! 2. The peer's namespace: the link names it only by an id in the
+//!    watching namespace's numbering (IFLA_LINK_NETNSID), and the kernel
+//!    translates only the other way (RTM_GETNSID: "what id does the
+//!    namespace of PID have here", `netlink::NsidLookup`). So one process
+//!    of each namespace found in step 1 is asked about until every id
+//!    wanted is named; the namespace is then known by inode, the key all
+//!    of macdrop uses.
+//! 3. `docker`: the Docker Engine's containers, by the inode of their
+//!    process's namespace (or of their sandbox file), name them better;
+//!    without the Engine, step 1's view stands (one line on stderr).
+//!
+//! All of it runs on a thread of its own (`resolver`), never on the report
+//! path: counting goes on whatever /proc or the Engine do.
+
+mod docker;
+mod process;
+mod resolver;
+
+pub use resolver::{DEFAULT_DOCKER_HOST, DOCKER_HOST_VAR, Resolver};
+
+/// What owns a namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Docker,
+    Podman,
+    Kubernetes,
+    /// Only a process is known (no container engine answered for it).
+    Process,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Docker => "docker",
+            Kind::Podman => "podman",
+            Kind::Kubernetes => "kubernetes",
+            Kind::Process => "process",
+        }
+    }
+}
+
+/// The owner of a port's peer namespace. Fields that do not apply are
+/// None. Strings from other processes (commands, container names, label
+/// values) are escaped when they are made (`clean`), so no renderer can
+/// forget to: a container named "\x1b[2J" cannot clear a terminal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Workload {
+    pub kind: Kind,
+    /// The container's id (full); for `Process`, the container id its
+    /// cgroup names, if any.
+    pub id: Option<String>,
+    /// The container's name; for `Process`, the command (/proc/PID/comm).
+    pub name: Option<String>,
+    /// Kubernetes namespace (not yet known: needs the CRI).
+    pub namespace: Option<String>,
+    /// Kubernetes pod: its UID as the cgroup path names it.
+    pub pod: Option<String>,
+    /// The lowest PID in the namespace (a container's main process when
+    /// the Engine said so).
+    pub pid: Option<u32>,
+    /// Docker Compose project and service labels, where set.
+    pub compose_project: Option<String>,
+    pub compose_service: Option<String>,
+}
+
+impl Workload {
+    /// The table's cell: the name, else `kind:pid`.
+    pub fn label(&self) -> String {
+        match (&self.name, self.pid) {
+            (Some(name), _) => name.clone(),
+            (None, Some(pid)) => format!("{}:{pid}", self.kind.as_str()),
+            (None, None) => self.kind.as_str().to_owned(),
+        }
+    }
+
+    /// For sentences: "web1 (docker, 3f2a1b9c0d4e…)", "sleep (process, pid 42)".
+    pub fn describe(&self) -> String {
+        let what = match (&self.id, self.pid) {
+            (Some(id), _) => format!("{}, {}", self.kind.as_str(), short_id(id)),
+            (None, Some(pid)) => format!("{}, pid {pid}", self.kind.as_str()),
+            (None, None) => self.kind.as_str().to_owned(),
+        };
+        format!("{} ({what})", self.label())
+    }
+}
+
+/// The first 12 characters of a container id and an ellipsis, as `docker
+/// ps` shortens them.
+fn short_id(id: &str) -> String {
+    match id.char_indices().nth(12) {
+        Some((at, _)) => format!("{}…", &id[..at]),
+        None => id.to_owned(),
+    }
+}
+
+/// Longest string kept from another process.
+const MAX_CHARS: usize = 128;
+
+/// A string from another process (command, container name, label) made
+/// safe for a terminal and bounded: control characters escaped (`\n`,
+/// `\u{1b}`), at most `MAX_CHARS` characters.
+pub fn clean(text: &str) -> String {
+    text.trim_end_matches('\n')
+        .chars()
+        .take(MAX_CHARS)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(name: Option<&str>, pid: u32) -> Workload {
+        Workload {
+            kind: Kind::Process,
+            id: None,
+            name: name.map(Into::into),
+            namespace: None,
+            pod: None,
+            pid: Some(pid),
+            compose_project: None,
+            compose_service: None,
+        }
+    }
+
+    #[test]
+    fn labels_prefer_the_name() {
+        assert_eq!(process(Some("sleep"), 42).label(), "sleep");
+        assert_eq!(process(None, 42).label(), "process:42");
+        assert_eq!(
+            process(Some("sleep"), 42).describe(),
+            "sleep (process, pid 42)"
+        );
+        let web = Workload {
+            kind: Kind::Docker,
+            id: Some("3f2a1b9c0d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8".into()),
+            name: Some("web1".into()),
+            ..process(None, 7)
+        };
+        assert_eq!(web.describe(), "web1 (docker, 3f2a1b9c0d4e…)");
+    }
+
+    #[test]
+    fn strings_from_elsewhere_cannot_drive_a_terminal() {
+        assert_eq!(clean("sleep\n"), "sleep");
+        assert_eq!(clean("a\x1b[2Jb\tc"), "a\\u{1b}[2Jb\\tc");
+        assert_eq!(clean(&"x".repeat(500)).len(), MAX_CHARS);
+    }
+}
