@@ -226,6 +226,9 @@ impl Worker {
                 self.docker_up = Some(true);
                 c
             }
+            // No socket and never an answer: a host without Docker, the
+            // normal case, and nothing to say about it.
+            Err(_) if self.docker_up.is_none() && !self.docker.socket().exists() => HashMap::new(),
             Err(e) => {
                 if self.docker_up != Some(false) {
                     self.note(format!(
