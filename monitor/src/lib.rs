@@ -18,6 +18,7 @@ pub mod delivery;
 pub mod diagnose;
 pub mod error;
 pub mod evidence;
+pub mod finding;
 pub mod heap;
 pub mod kernel;
 pub mod kernel_version;
@@ -38,3 +39,6 @@ pub mod tracker;
 pub mod tui;
 pub mod verdict;
 pub mod workload;
+
+#[cfg(test)]
+mod module_graph_tests;

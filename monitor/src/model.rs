@@ -4,16 +4,15 @@
 
 use std::{
     collections::BTreeMap,
-    net::IpAddr,
     time::{Instant, SystemTime},
 };
 
 use monitor_common::FrameCounters;
 
 use crate::{
-    classes::{self, CLASSES, Class},
+    classes::{self, Class},
     kernel::attach::Hook,
-    mac::{Mac, mac_vendor},
+    mac::Mac,
     netlink::Link,
     topology::Role,
     tracker::Event,
@@ -45,54 +44,9 @@ impl Rates {
     }
 }
 
-/// One top offender: the mismatched frames of one flow received on an
-/// interface since attach (while the kernel's bounded flow map kept it).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Flow {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
-    /// The outermost VLAN ID; None if untagged.
-    pub vlan: Option<u16>,
-    /// IPv4/IPv6 destination or ARP target; None for other protocols.
-    pub dst_ip: Option<IpAddr>,
-    pub frames: u64,
-    /// Frame lengths as received, VLAN tag included.
-    pub bytes: u64,
-    pub first_seen: SystemTime,
-    pub last_seen: SystemTime,
-    /// `monitor_common::MISMATCH_*` bits.
-    pub mismatch: u8,
-}
-
-impl Flow {
-    /// Why the frames are mismatched, by class name in the class table's
-    /// order: `foreign_unicast` (for another host, received by a bridge
-    /// device or standalone interface), `host_ip_wrong_mac`, `stale_mac`.
-    pub fn reasons(&self) -> Vec<&'static str> {
-        CLASSES
-            .iter()
-            .filter(|c| self.mismatch & c.mismatch != 0)
-            .map(|c| c.name)
-            .collect()
-    }
-
-    /// "02:00:00:00:0c:01 > 00:50:56:aa:bb:cc (VMware) vlan 10 192.0.2.1":
-    /// the flow's key on one line, the MACs' vendors named where known.
-    pub fn describe(&self) -> String {
-        let mac = |m: Mac| match mac_vendor(m) {
-            Some(v) => format!("{m} ({v})"),
-            None => m.to_string(),
-        };
-        let mut out = format!("{} > {}", mac(self.src_mac), mac(self.dst_mac));
-        if let Some(v) = self.vlan {
-            out += &format!(" vlan {v}");
-        }
-        if let Some(ip) = self.dst_ip {
-            out += &format!(" {ip}");
-        }
-        out
-    }
-}
+/// The top offenders' type is the flow reader's (`kernel::flows`), named
+/// here too as part of the model.
+pub use crate::kernel::flows::Flow;
 
 #[derive(Clone, Debug)]
 pub struct Interface {

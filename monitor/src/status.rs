@@ -5,7 +5,7 @@
 //! README's incident), a warning for each bridge whose MAC is not pinned.
 
 use crate::{
-    diagnose::{finding::Finding, rules},
+    finding::Finding,
     mac::Mac,
     netlink::{Link, NetState},
     promisc::{self, History, IfaceHistory},
@@ -62,7 +62,9 @@ pub struct Status {
     pub findings: Vec<Finding>,
 }
 
-/// Builds the status of `names` (all interfaces when empty).
+/// Builds the facts of `names` (all interfaces when empty); the findings
+/// over them are the rules' (`diagnose::rules::status`), which read these
+/// facts, so this module does not call them.
 /// `mac_pinned(bridge)` answers whether a bridge's MAC was set by userspace.
 pub fn gather(
     netns: u32,
@@ -70,7 +72,7 @@ pub fn gather(
     names: &[String],
     mac_pinned: &dyn Fn(&Link) -> Option<bool>,
     promisc_facts: &PromiscFacts,
-) -> Result<Status, crate::error::Failure> {
+) -> Result<Vec<IfaceStatus>, crate::error::Failure> {
     let links: Vec<&Link> = if names.is_empty() {
         state.links.iter().collect()
     } else {
@@ -88,7 +90,6 @@ pub fn gather(
             .collect::<Result<_, _>>()?
     };
     let mut interfaces = Vec::new();
-    let mut findings = Vec::new();
     for link in links {
         let w = topology::describe(state, link);
         let bridge = link.is_bridge().then(|| {
@@ -130,14 +131,9 @@ pub fn gather(
                 .as_ref()
                 .map(|h| h.interface(&link.name)),
         };
-        findings.extend(rules::status_findings(netns, &iface));
         interfaces.push(iface);
     }
-    findings.sort_by(|a, b| (a.severity(), &a.interface).cmp(&(b.severity(), &b.interface)));
-    Ok(Status {
-        interfaces,
-        findings,
-    })
+    Ok(interfaces)
 }
 
 /// The real `mac_pinned`: sysfs `addr_assign_type == NET_ADDR_SET`.
@@ -150,7 +146,6 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::diagnose::finding::Severity;
 
     const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
     const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
@@ -167,7 +162,7 @@ mod tests {
     }
 
     #[test]
-    fn healthy_pinned_bridge_has_no_findings() {
+    fn facts_of_a_bridge_and_its_port() {
         let s = gather(
             7,
             &state(vec![BR, P1]),
@@ -176,15 +171,10 @@ mod tests {
             &PromiscFacts::default(),
         )
         .unwrap();
-        assert!(s.findings.is_empty(), "{:?}", s.findings);
-        assert_eq!(s.interfaces.len(), 2);
-        assert_eq!(s.interfaces[1].role, Role::Port);
-        assert_eq!(s.interfaces[1].master.as_deref(), Some("br0"));
-        assert!(s.interfaces[0].bridge.as_ref().unwrap().own_mac_in_fdb);
-    }
-
-    #[test]
-    fn missing_local_entry_is_an_error_with_the_fix() {
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[1].role, Role::Port);
+        assert_eq!(s[1].master.as_deref(), Some("br0"));
+        assert!(s[0].bridge.as_ref().unwrap().own_mac_in_fdb);
         let s = gather(
             7,
             &state(vec![P1]),
@@ -193,17 +183,7 @@ mod tests {
             &PromiscFacts::default(),
         )
         .unwrap();
-        assert_eq!(s.findings.len(), 2);
-        let e = &s.findings[0];
-        assert_eq!(
-            (e.severity(), e.id.as_str()),
-            (Severity::Error, "bridge_mac_not_in_fdb")
-        );
-        assert_eq!(
-            e.remedy,
-            ["bridge fdb add 02:00:00:00:0b:01 dev br0 self local"]
-        );
-        assert_eq!(s.findings[1].id.as_str(), "bridge_mac_not_pinned");
+        assert!(!s[0].bridge.as_ref().unwrap().own_mac_in_fdb);
     }
 
     #[test]
@@ -216,7 +196,7 @@ mod tests {
             &PromiscFacts::default(),
         )
         .unwrap();
-        assert_eq!(s.interfaces.len(), 1);
+        assert_eq!(s.len(), 1);
         assert!(
             gather(
                 7,

@@ -3,6 +3,7 @@
 
 use crate::{
     cli::{Format, StatusArgs},
+    diagnose::rules,
     error::Outcome,
     netlink::Netlink,
     render,
@@ -12,13 +13,13 @@ use crate::{
 pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net"))?;
     let state = Netlink::connect()?.read_state().await?;
-    let status = gather(
+    let status = rules::status(gather(
         netns,
         &state,
         &args.ifaces,
         &mac_pinned_from_sysfs,
         &PromiscFacts::read(),
-    )?;
+    )?);
     let text = match args.format {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
         Format::Table => render::status::table(&status),

@@ -6,7 +6,9 @@
 //! findings ranked by severity, each with its evidence and a remedy. The
 //! command (`cmd::diagnose`) decides the exit code.
 
-pub mod finding;
+/// The findings model lives at the crate's top (`status` shares it);
+/// re-exported here, where the rules and renderers name it.
+pub use crate::finding;
 pub mod input;
 pub mod render;
 pub mod rules;
@@ -196,11 +198,8 @@ async fn namespace_facts(
                 }
             }
         }
-        let status = if names.is_empty() {
-            status::Status {
-                interfaces: Vec::new(),
-                findings: Vec::new(),
-            }
+        let status = rules::status(if names.is_empty() {
+            Vec::new()
         } else {
             status::gather(
                 ns.inode,
@@ -209,7 +208,7 @@ async fn namespace_facts(
                 &status::mac_pinned_from_sysfs,
                 &promisc,
             )?
-        };
+        });
         out.push(NsFacts {
             inode: ns.inode,
             name: ns.name.clone(),

@@ -6,7 +6,7 @@ use std::{fmt::Write as _, time::SystemTime};
 use serde::Serialize;
 
 use crate::{
-    diagnose::render::{json::StatusFinding, json::status_finding, text::status_findings},
+    finding::Finding,
     promisc::{IfaceHistory, TransitionKind, Verdict},
     status::{IfaceStatus, Status},
 };
@@ -178,4 +178,67 @@ pub fn table(status: &Status) -> String {
     }
     out.push_str(&status_findings(&status.findings));
     out
+}
+
+/// One finding of `status`, its fields in this order.
+#[derive(Serialize)]
+pub struct StatusFinding<'a> {
+    severity: &'static str,
+    id: &'static str,
+    interface: &'a str,
+    message: &'a str,
+    /// One string: `status` gives one remedy.
+    remedy: String,
+}
+
+pub fn status_finding(f: &Finding) -> StatusFinding<'_> {
+    StatusFinding {
+        severity: f.severity().as_str(),
+        id: f.id.as_str(),
+        interface: &f.interface,
+        message: &f.message,
+        remedy: f.remedy.join("; "),
+    }
+}
+
+/// `status`'s findings: severity, message and the fix, or the line that
+/// says there is none.
+pub fn status_findings(findings: &[Finding]) -> String {
+    let mut out = String::new();
+    if findings.is_empty() {
+        out.push_str("\nno findings: every bridge delivers its own MAC and has it pinned\n");
+    } else {
+        out.push('\n');
+        for f in findings {
+            let _ = writeln!(out, "{}: {}", f.severity().as_str(), f.message);
+            let _ = writeln!(out, "  fix: {}", f.remedy.join("; "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::FindingId;
+
+    /// `status` shows its findings in its own shapes: one line and its
+    /// fix, and JSON with the remedy as one string, fields in this order.
+    #[test]
+    fn status_findings_keep_their_shape() {
+        let mut f = Finding::new(FindingId::BridgeMacNotPinned, 7, "br0", "msg".into());
+        f.remedy.push("pin it".into());
+        assert_eq!(
+            status_findings(std::slice::from_ref(&f)),
+            "\nwarning: msg\n  fix: pin it\n"
+        );
+        assert_eq!(
+            status_findings(&[]),
+            "\nno findings: every bridge delivers its own MAC and has it pinned\n"
+        );
+        assert_eq!(
+            serde_json::to_string(&status_finding(&f)).unwrap(),
+            r#"{"severity":"warning","id":"bridge_mac_not_pinned","interface":"br0","message":"msg","remedy":"pin it"}"#
+        );
+    }
 }

@@ -1,6 +1,5 @@
 //! JSON for programs: `diagnose`'s document, and `status`'s findings.
 
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{drops, healthy_line};
@@ -27,27 +26,6 @@ fn finding(rank: usize, f: &Finding) -> Value {
         "facts": f.facts,
         "remedy": f.remedy,
     })
-}
-
-/// One finding of `status`, its fields in this order.
-#[derive(Serialize)]
-pub struct StatusFinding<'a> {
-    severity: &'static str,
-    id: &'static str,
-    interface: &'a str,
-    message: &'a str,
-    /// One string: `status` gives one remedy.
-    remedy: String,
-}
-
-pub fn status_finding(f: &Finding) -> StatusFinding<'_> {
-    StatusFinding {
-        severity: f.severity().as_str(),
-        id: f.id.as_str(),
-        interface: &f.interface,
-        message: &f.message,
-        remedy: f.remedy.join("; "),
-    }
 }
 
 pub fn json(report: &Report) -> String {

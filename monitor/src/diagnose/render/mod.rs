@@ -130,24 +130,4 @@ mod tests {
         assert_eq!(v["summary"]["kernel_drops"], 9);
         assert_eq!(v["interfaces"][0]["frames"]["host_ip_wrong_mac"], 9);
     }
-
-    /// `status` shows its findings in its own shapes: one line and its
-    /// fix, and JSON with the remedy as one string, fields in this order.
-    #[test]
-    fn status_findings_keep_their_shape() {
-        let mut f = Finding::new(FindingId::BridgeMacNotPinned, 7, "br0", "msg".into());
-        f.remedy.push("pin it".into());
-        assert_eq!(
-            text::status_findings(std::slice::from_ref(&f)),
-            "\nwarning: msg\n  fix: pin it\n"
-        );
-        assert_eq!(
-            text::status_findings(&[]),
-            "\nno findings: every bridge delivers its own MAC and has it pinned\n"
-        );
-        assert_eq!(
-            serde_json::to_string(&json::status_finding(&f)).unwrap(),
-            r#"{"severity":"warning","id":"bridge_mac_not_pinned","interface":"br0","message":"msg","remedy":"pin it"}"#
-        );
-    }
 }

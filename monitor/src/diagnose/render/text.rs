@@ -97,22 +97,6 @@ fn finding(out: &mut String, rank: usize, f: &Finding) {
     }
 }
 
-/// `status`'s findings: severity, message and the fix, or the line that
-/// says there is none.
-pub fn status_findings(findings: &[Finding]) -> String {
-    let mut out = String::new();
-    if findings.is_empty() {
-        out.push_str("\nno findings: every bridge delivers its own MAC and has it pinned\n");
-    } else {
-        out.push('\n');
-        for f in findings {
-            let _ = writeln!(out, "{}: {}", f.severity().as_str(), f.message);
-            let _ = writeln!(out, "  fix: {}", f.remedy.join("; "));
-        }
-    }
-    out
-}
-
 /// The classes the counts table shows: what a MAC mismatch is about
 /// (unicast, and the parts of foreign unicast that are for this host or a
 /// previous MAC); the JSON has every class.

@@ -24,7 +24,21 @@ mod tests;
 use serde_json::{Map, Value};
 
 use super::{finding::Finding, input::Input, scope::Scope};
-use crate::status::IfaceStatus;
+use crate::status::{IfaceStatus, Status};
+
+/// `status`: the facts of its interfaces and the findings its rules see
+/// in them, most severe first.
+pub fn status(interfaces: Vec<IfaceStatus>) -> Status {
+    let mut findings: Vec<Finding> = interfaces
+        .iter()
+        .flat_map(|i| status_findings(i.netns, i))
+        .collect();
+    findings.sort_by(|a, b| (a.severity(), &a.interface).cmp(&(b.severity(), &b.interface)));
+    Status {
+        interfaces,
+        findings,
+    }
+}
 
 /// What `status` finds on one interface, without a window.
 pub fn status_findings(netns: u32, i: &IfaceStatus) -> Vec<Finding> {

@@ -53,7 +53,7 @@ fn ns(state: &NetState, pinned: bool, facts: &PromiscFacts) -> NsFacts {
     NsFacts {
         inode: NS,
         name: None,
-        status: gather(NS, state, &[], &|_| Some(pinned), facts).unwrap(),
+        status: super::status(gather(NS, state, &[], &|_| Some(pinned), facts).unwrap()),
         addrs: BTreeMap::from([(2, vec!["192.0.2.1".parse().unwrap()])]),
     }
 }
@@ -380,4 +380,72 @@ fn standalone_foreign_is_information() {
     );
     assert_eq!(found[1].facts["foreign_unicast"], 5);
     assert!(found[0].message.contains("arrived on v0 with"));
+}
+
+/// `status`'s findings (moved from `status.rs`, which only gathers facts).
+mod status_findings {
+    use std::collections::BTreeMap;
+
+    use super::super::status;
+    use crate::{
+        finding::Severity,
+        mac::Mac,
+        netlink::{Link, NetState},
+        status::{PromiscFacts, gather},
+    };
+
+    const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
+    const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
+
+    fn state(fdb: Vec<Mac>) -> NetState {
+        NetState {
+            links: vec![
+                Link::fake(2, "br0", "bridge", None, BR),
+                Link::fake(3, "p1", "veth", Some(2), P1),
+            ],
+            local_fdb: BTreeMap::from([(2, fdb)]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn healthy_pinned_bridge_has_no_findings() {
+        let s = status(
+            gather(
+                7,
+                &state(vec![BR, P1]),
+                &[],
+                &|_| Some(true),
+                &PromiscFacts::default(),
+            )
+            .unwrap(),
+        );
+        assert!(s.findings.is_empty(), "{:?}", s.findings);
+        assert_eq!(s.interfaces.len(), 2);
+    }
+
+    #[test]
+    fn missing_local_entry_is_an_error_with_the_fix() {
+        let s = status(
+            gather(
+                7,
+                &state(vec![P1]),
+                &[],
+                &|_| Some(false),
+                &PromiscFacts::default(),
+            )
+            .unwrap(),
+        );
+        assert_eq!(s.findings.len(), 2);
+        let e = &s.findings[0];
+        assert_eq!(
+            (e.severity(), e.id.as_str()),
+            (Severity::Error, "bridge_mac_not_in_fdb")
+        );
+        assert_eq!(
+            e.remedy,
+            ["bridge fdb add 02:00:00:00:0b:01 dev br0 self local"]
+        );
+        assert_eq!(s.findings[1].id.as_str(), "bridge_mac_not_pinned");
+    }
 }
