@@ -37,6 +37,7 @@ pub mod sysfs;
 pub mod topology;
 pub mod tracker;
 pub mod tui;
+pub mod untrusted;
 pub mod verdict;
 pub mod workload;
 

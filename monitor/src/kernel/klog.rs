@@ -22,6 +22,8 @@ use aya_log::EbpfLogger;
 use clap::ValueEnum;
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
+use crate::untrusted::escape_controls;
+
 /// `--kernel-log`: the most verbose kernel record shown.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
 #[repr(u8)]
@@ -131,11 +133,11 @@ impl Log for Writer {
         };
         let line = format!(
             "kernel {level}: {}{}",
-            escape(&record.args().to_string()),
+            escape_controls(&record.args().to_string()),
             if self.namespace.is_empty() {
                 String::new()
             } else {
-                format!(" [{}]", escape(&self.namespace))
+                format!(" [{}]", escape_controls(&self.namespace))
             }
         );
         self.lines
@@ -145,21 +147,6 @@ impl Log for Writer {
     }
 
     fn flush(&self) {}
-}
-
-/// `text` with control characters escaped (`\n`, `\u{1b}`), so a record
-/// cannot move the cursor or fake a line of its own.
-fn escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 #[cfg(test)]

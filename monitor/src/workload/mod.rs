@@ -110,18 +110,12 @@ const MAX_CHARS: usize = 128;
 /// safe for a terminal and bounded: control characters escaped (`\n`,
 /// `\u{1b}`), at most `MAX_CHARS` characters.
 pub fn clean(text: &str) -> String {
-    text.trim_end_matches('\n')
+    let bounded: String = text
+        .trim_end_matches('\n')
         .chars()
         .take(MAX_CHARS)
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+        .collect();
+    crate::untrusted::escape_controls(&bounded)
 }
 
 #[cfg(test)]
