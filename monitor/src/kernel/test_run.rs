@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use aya::programs::{ProgramError, SchedClassifier, TestRun as _, TestRunOptions, Xdp};
+use aya::programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, TestRunResult, Xdp};
 
 /// XDP_PASS: the verdict macdrop's XDP programs return for every frame.
 pub const XDP_PASS: u32 = 2;
@@ -66,20 +66,7 @@ pub fn run_xdp(
     ingress_ifindex: u32,
     repeat: u32,
 ) -> Result<Outcome, ProgramError> {
-    let ctx = xdp_context(data_end, ingress_ifindex);
-    let mut out = vec![0u8; frame.len() + OUT_SLACK];
-    let mut opts = TestRunOptions::new();
-    opts.data_in = Some(frame);
-    opts.data_out = Some(&mut out);
-    opts.ctx_in = Some(&ctx);
-    opts.repeat = repeat;
-    let res = prog.test_run(opts)?;
-    out.truncate(res.data_size_out as usize);
-    Ok(Outcome {
-        verdict: res.return_value,
-        frame: out,
-        duration: res.duration,
-    })
+    run(prog, frame, &xdp_context(data_end, ingress_ifindex), repeat)
 }
 
 /// Runs the loaded tc program `prog` `repeat` times on `frame` as an skb
@@ -92,12 +79,19 @@ pub fn run_tc(
     ifindex: u32,
     repeat: u32,
 ) -> Result<Outcome, ProgramError> {
-    let ctx = skb_context(ingress_ifindex, ifindex);
+    run(prog, frame, &skb_context(ingress_ifindex, ifindex), repeat)
+}
+
+/// One BPF_PROG_TEST_RUN of `prog` on `frame` with the context `ctx`.
+fn run<P>(prog: &P, frame: &[u8], ctx: &[u8], repeat: u32) -> Result<Outcome, ProgramError>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
     let mut out = vec![0u8; frame.len() + OUT_SLACK];
     let mut opts = TestRunOptions::new();
     opts.data_in = Some(frame);
     opts.data_out = Some(&mut out);
-    opts.ctx_in = Some(&ctx);
+    opts.ctx_in = Some(ctx);
     opts.repeat = repeat;
     let res = prog.test_run(opts)?;
     out.truncate(res.data_size_out as usize);
