@@ -45,7 +45,14 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 /// The code of a file without comment lines and without its test module.
 fn code(path: &Path) -> String {
     let text = fs::read_to_string(path).expect("readable");
-    let text = text.split("#[cfg(test)]\nmod tests").next().unwrap_or("");
+    let text = [
+        "#[cfg(test)]\nmod tests",
+        "#[cfg(test)]\npub(crate) mod tests",
+    ]
+    .iter()
+    .filter_map(|marker| text.find(marker))
+    .min()
+    .map_or(text.as_str(), |at| &text[..at]);
     text.lines()
         .filter(|l| !l.trim_start().starts_with("//"))
         .collect::<Vec<_>>()

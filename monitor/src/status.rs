@@ -141,16 +141,19 @@ pub fn mac_pinned_from_sysfs(link: &Link) -> Option<bool> {
     sysfs::addr_assign_type(&link.name, link.ifindex).map(|t| t == sysfs::NET_ADDR_SET)
 }
 
+/// A bridge br0 with one port p1, shared with the rules' tests of the
+/// findings `status` shows (`diagnose::rules`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
 
-    const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
-    const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
+    pub(crate) const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
+    pub(crate) const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
 
-    fn state(fdb: Vec<Mac>) -> NetState {
+    /// br0 and p1, with `fdb` as br0's local entries.
+    pub(crate) fn state(fdb: Vec<Mac>) -> NetState {
         NetState {
             links: vec![
                 Link::fake(2, "br0", "bridge", None, BR),

@@ -159,6 +159,24 @@ fn json_reports_have_every_field_with_its_type() {
     watch.stop().unwrap();
 }
 
+/// `watch --format json --interval 0.2 --duration 1` on the standalone
+/// veth, with `extra` flags first.
+fn short_watch(lab: &StandaloneLab, extra: &[&str]) -> Finished {
+    let mut args = vec!["watch"];
+    args.extend(extra);
+    args.extend([
+        "--format",
+        "json",
+        "--interval",
+        "0.2",
+        "--duration",
+        "1",
+        "--iface",
+        STANDALONE_IFACE,
+    ]);
+    macdrop::run(lab.host(), &args, RUN_TIMEOUT).unwrap()
+}
+
 #[test]
 fn duration_ends_the_run_with_a_final_report_and_status_0() {
     let lab = StandaloneLab::new().unwrap();
@@ -166,22 +184,7 @@ fn duration_ends_the_run_with_a_final_report_and_status_0() {
         status,
         stdout,
         stderr,
-    } = macdrop::run(
-        lab.host(),
-        &[
-            "watch",
-            "--format",
-            "json",
-            "--interval",
-            "0.2",
-            "--duration",
-            "1",
-            "--iface",
-            STANDALONE_IFACE,
-        ],
-        RUN_TIMEOUT,
-    )
-    .unwrap();
+    } = short_watch(&lab, &[]);
     assert!(status.success(), "{status}; stderr:\n{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(!lines.is_empty(), "no report printed; stderr:\n{stderr}");
@@ -192,35 +195,18 @@ fn duration_ends_the_run_with_a_final_report_and_status_0() {
     assert_no_panic(&stderr);
 }
 
-/// The programs load and count at both ends of `--kernel-log`: `off`
+/// The programs load and report at both ends of `--kernel-log`: `off`
 /// (records' code removed at load) and `debug` (every record kept); a
 /// healthy lab has no rare event to report.
 #[test]
-fn every_kernel_log_level_loads_and_counts() {
+fn every_kernel_log_level_loads_and_reports() {
     let lab = StandaloneLab::new().unwrap();
     for level in ["off", "debug"] {
         let Finished {
             status,
             stdout,
             stderr,
-        } = macdrop::run(
-            lab.host(),
-            &[
-                "watch",
-                "--kernel-log",
-                level,
-                "--format",
-                "json",
-                "--interval",
-                "0.2",
-                "--duration",
-                "1",
-                "--iface",
-                STANDALONE_IFACE,
-            ],
-            RUN_TIMEOUT,
-        )
-        .unwrap();
+        } = short_watch(&lab, &["--kernel-log", level]);
         assert!(status.success(), "{level}: {status}; stderr:\n{stderr}");
         let last = stdout.lines().last().expect("a report");
         check_report(&serde_json::from_str(last).unwrap());

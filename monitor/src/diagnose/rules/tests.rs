@@ -384,29 +384,14 @@ fn standalone_foreign_is_information() {
 
 /// `status`'s findings (moved from `status.rs`, which only gathers facts).
 mod status_findings {
-    use std::collections::BTreeMap;
-
     use super::super::status;
     use crate::{
         finding::Severity,
-        mac::Mac,
-        netlink::{Link, NetState},
-        status::{PromiscFacts, gather},
+        status::{
+            PromiscFacts, gather,
+            tests::{BR, P1, state},
+        },
     };
-
-    const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
-    const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
-
-    fn state(fdb: Vec<Mac>) -> NetState {
-        NetState {
-            links: vec![
-                Link::fake(2, "br0", "bridge", None, BR),
-                Link::fake(3, "p1", "veth", Some(2), P1),
-            ],
-            local_fdb: BTreeMap::from([(2, fdb)]),
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn healthy_pinned_bridge_has_no_findings() {
