@@ -32,6 +32,9 @@ pub struct MacChange {
 #[derive(Clone, Debug)]
 pub struct EntryCount {
     pub interface: String,
+    /// What owns the port's peer namespace, for sentences
+    /// (`Workload::describe`), when known.
+    pub workload: Option<String>,
     pub frames: u64,
     pub first: Option<SystemTime>,
     pub last: Option<SystemTime>,
@@ -48,10 +51,20 @@ impl EntryCount {
     ) -> Self {
         EntryCount {
             interface: o.iface.name.clone(),
+            workload: o.iface.workload.as_ref().map(|w| w.describe()),
             frames,
             first,
             last,
             kernel_drops: kernel_drops(o),
+        }
+    }
+
+    /// The interface for a sentence, with what owns its peer when known:
+    /// "p1", or "p1 (behind it: web1 (docker, 3f2a1b9c0d4e…))".
+    pub fn who(&self) -> String {
+        match &self.workload {
+            Some(w) => format!("{} (behind it: {w})", self.interface),
+            None => self.interface.clone(),
         }
     }
 }

@@ -135,7 +135,7 @@ pub fn finding(netns: u32, facts: &Facts, window: Option<&Window>) -> Finding {
         f.evidence.push(with_drops(
             format!(
                 "{}: {} frame(s) for this host's IP ({}) with a MAC {bridge} does not deliver, {}",
-                e.interface,
+                e.who(),
                 e.frames,
                 list(&w.host_ips),
                 span(e.first, e.last)

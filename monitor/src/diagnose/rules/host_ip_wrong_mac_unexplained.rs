@@ -193,7 +193,7 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
         f.evidence.push(with_drops(
             format!(
                 "{}: {} frame(s), {}",
-                e.interface,
+                e.who(),
                 e.frames,
                 span(e.first, e.last)
             ),

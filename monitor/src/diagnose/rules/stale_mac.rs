@@ -85,7 +85,7 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
         f.evidence.push(with_drops(
             format!(
                 "{}: {} frame(s) to a previous MAC of {name}, {}",
-                e.interface,
+                e.who(),
                 e.frames,
                 span(e.first, e.last)
             ),

@@ -146,6 +146,33 @@ fn the_incident_with_its_numbers_and_the_remedy() {
     assert!(f.evidence[1].ends_with("kernel confirmed drops: 9 NO_TX_TARGET"));
 }
 
+/// The port's evidence names what sends through it: the container behind
+/// its peer (`workload`), so nobody maps veths to containers by hand.
+#[test]
+fn the_evidence_names_the_container_behind_a_port() {
+    let facts = ns(&netstate(vec![P1, P2], 0), true, &PromiscFacts::default());
+    let mut obs = lab(wrong(9));
+    obs[1].iface.workload = Some(crate::workload::Workload {
+        kind: crate::workload::Kind::Docker,
+        id: Some("3f2a1b9c0d4e5f60718293a4b5c6d7e8f9".into()),
+        name: Some("web1".into()),
+        namespace: None,
+        pod: None,
+        pid: Some(4242),
+        compose_project: None,
+        compose_service: None,
+    });
+    let found = run(&facts, &obs, &[], None);
+    assert_eq!(ids(&found), ["bridge_mac_not_in_fdb"], "{found:#?}");
+    assert!(
+        found[0].evidence[1].starts_with(
+            "p1 (behind it: web1 (docker, 3f2a1b9c0d4e…)): 9 frame(s) for this host's IP"
+        ),
+        "{:?}",
+        found[0].evidence
+    );
+}
+
 #[test]
 fn flows_split_the_bridge_mac_from_a_rewritten_one() {
     let facts = ns(&netstate(vec![P1, P2], 0), true, &PromiscFacts::default());
