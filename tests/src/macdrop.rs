@@ -143,6 +143,9 @@ pub struct InterfaceReport {
     #[serde(default)]
     pub pkt_type: Option<PktType>,
     pub frames: FrameCounts,
+    /// Frames per second over the last interval, by class.
+    #[serde(default)]
+    pub rates: serde_json::Value,
     /// Confirmed kernel drops by reason; None when unavailable.
     #[serde(default)]
     pub drops: Option<std::collections::BTreeMap<String, u64>>,

@@ -48,6 +48,34 @@ fn counts_own_foreign_and_broadcast_exactly() {
     assert_eq!(last.frames(STANDALONE_IFACE), Some(expected));
 }
 
+/// The first report that counts frames gives their rate too: counting
+/// starts from zero when the interface is attached, so the rate is over
+/// the time since then, never a 0.0/s beside frames just counted.
+#[test]
+fn the_first_report_with_frames_has_their_rate() {
+    let lab = StandaloneLab::new().unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--iface", STANDALONE_IFACE]).unwrap();
+    common::send_standalone_mix(&lab).unwrap();
+    let mut first_rate = None;
+    macdrop
+        .wait_for(
+            |r| {
+                let Some(i) = r.interface(STANDALONE_IFACE) else {
+                    return false;
+                };
+                if i.frames.total > 0 && first_rate.is_none() {
+                    first_rate = Some(i.rates["total"].as_f64().unwrap_or_default());
+                }
+                i.frames.total == common::standalone_mix::TOTAL
+            },
+            SETTLE,
+        )
+        .unwrap();
+    let rate = first_rate.expect("a report with frames");
+    assert!(rate > 0.0, "the first report with frames gave rate {rate}");
+    macdrop.stop().unwrap();
+}
+
 /// A macvlan on the watched interface adds its MAC to the interface's
 /// unicast filter, and the kernel delivers frames for it (to the macvlan):
 /// they are `own`, not foreign, on the lower device.

@@ -53,7 +53,7 @@ impl Session {
             };
             self.counters.clear(slot)?;
             self.flows.clear(slot)?;
-            let model = Interface::new(
+            let mut model = Interface::new(
                 w.name.clone(),
                 w.ifindex,
                 self.ns.inode,
@@ -61,6 +61,10 @@ impl Session {
                 w.master().map(str::to_owned),
             )
             .in_namespace(self.ns.name.clone());
+            // The slot was just cleared and the hook comes next: counting
+            // starts from zero now, so the first report's rates are over
+            // the time since, not 0.0/s beside frames already counted.
+            model.sample(monitor_common::FrameCounters::default(), Instant::now());
             self.present.insert(w.ifindex, self.members.len());
             self.members.push(Member {
                 watched: w,
