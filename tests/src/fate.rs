@@ -257,22 +257,6 @@ impl Lab {
     }
 }
 
-fn has_8021q(ns: &NetNs) -> bool {
-    // A veth pair, not a dummy: the matrix guests load veth, not dummy.
-    let ok = ns
-        .exec(&[
-            "ip", "link", "add", "q0", "type", "veth", "peer", "name", "q1",
-        ])
-        .is_ok()
-        && ns
-            .exec(&[
-                "ip", "link", "add", "link", "q0", "name", "q0.1", "type", "vlan", "id", "1",
-            ])
-            .is_ok();
-    let _ = ns.exec(&["ip", "link", "del", "q0"]);
-    ok
-}
-
 fn build(kind: LabKind) -> Result<Result<Lab, String>> {
     if kind == LabKind::Standalone {
         let lab = StandaloneLab::new()?;
@@ -338,7 +322,7 @@ fn build(kind: LabKind) -> Result<Result<Lab, String>> {
             }
         }
         LabKind::VlanDevices => {
-            if !has_8021q(host) {
+            if !crate::kernel::has_8021q(host) {
                 return Ok(Err("no 8021q (VLAN devices) in this kernel".into()));
             }
             let vlan_mac = mac_to_string(&VLAN_DEVICE_MAC);

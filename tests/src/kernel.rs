@@ -226,6 +226,24 @@ pub fn has_otherhost_counter() -> Result<bool> {
     Ok(stats64_len(1)? >= WITH_OTHERHOST)
 }
 
+/// Whether VLAN devices can be created in `ns` (8021q), tried on a scratch
+/// veth pair (not a dummy: the matrix guests load veth, not dummy) that is
+/// removed again.
+pub fn has_8021q(ns: &NetNs) -> bool {
+    let ok = ns
+        .exec(&[
+            "ip", "link", "add", "vq0", "type", "veth", "peer", "name", "vq1",
+        ])
+        .is_ok()
+        && ns
+            .exec(&[
+                "ip", "link", "add", "link", "vq0", "name", "vq0.1", "type", "vlan", "id", "1",
+            ])
+            .is_ok();
+    let _ = ns.exec(&["ip", "link", "del", "vq0"]);
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -96,13 +96,8 @@ impl Drop for Receiver {
     }
 }
 
-fn open(ifname: &str) -> Result<OwnedFd> {
-    let name = CString::new(ifname).context("interface name")?;
-    // SAFETY: NUL-terminated name.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no interface {ifname}");
-    }
+/// A raw AF_PACKET socket for every protocol (ETH_P_ALL), not yet bound.
+pub fn packet_socket() -> Result<OwnedFd> {
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain syscall.
     let raw = unsafe {
@@ -116,7 +111,17 @@ fn open(ifname: &str) -> Result<OwnedFd> {
         return Err(std::io::Error::last_os_error()).context("socket(AF_PACKET)");
     }
     // SAFETY: a fresh fd nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn open(ifname: &str) -> Result<OwnedFd> {
+    let name = CString::new(ifname).context("interface name")?;
+    // SAFETY: NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no interface {ifname}");
+    }
+    let fd = packet_socket()?;
     // A large queue, and a receive timeout so `stop` is noticed.
     let size: libc::c_int = 64 << 20;
     let timeout = libc::timeval {
@@ -143,7 +148,7 @@ fn open(ifname: &str) -> Result<OwnedFd> {
     // SAFETY: all-zero is a valid sockaddr_ll.
     let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_protocol = proto;
+    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     addr.sll_ifindex = ifindex as i32;
     // SAFETY: an initialised sockaddr_ll of the given size.
     let rc = unsafe {

@@ -88,23 +88,6 @@ fn has_vlan_filtering(ns: &NetNs) -> bool {
     ok
 }
 
-/// Whether VLAN devices can be created here (8021q): tried on a scratch
-/// veth pair.
-fn has_8021q(ns: &NetNs) -> bool {
-    let ok = ns
-        .exec(&[
-            "ip", "link", "add", "vq0", "type", "veth", "peer", "name", "vq1",
-        ])
-        .is_ok()
-        && ns
-            .exec(&[
-                "ip", "link", "add", "link", "vq0", "name", "vq0.1", "type", "vlan", "id", "1",
-            ])
-            .is_ok();
-    let _ = ns.exec(&["ip", "link", "del", "vq0"]);
-    ok
-}
-
 /// One netlink attribute as the kernel lays it out: length (header
 /// included), type, payload, padding to 4 bytes.
 fn nla(kind: u16, payload: &[u8]) -> Vec<u8> {
@@ -491,7 +474,7 @@ fn a_port_joining_and_leaving_is_not_mistaken_for_its_link() -> Result<()> {
 fn vlan_devices() -> Result<()> {
     let lab = BridgeLab::new(1)?;
     let host = lab.host();
-    if !has_8021q(host) {
+    if !macdrop_tests::kernel::has_8021q(host) {
         skip::record(
             "netlink: VLAN devices read over rtnetlink",
             "no 8021q (VLAN devices) in this kernel",

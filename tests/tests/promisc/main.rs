@@ -9,7 +9,7 @@ mod holders;
 
 use std::{
     io::{BufRead as _, BufReader},
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsRawFd as _, OwnedFd},
     process::{Child, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -89,19 +89,7 @@ impl Drop for Capture {
 /// `PACKET_MR_PROMISC` on `promisc_on` if given, like libpcap does.
 pub(crate) fn promisc_packet_socket(bind_ifindex: u32, promisc_on: Option<u32>) -> Result<OwnedFd> {
     let protocol = (libc::ETH_P_ALL as u16).to_be();
-    // SAFETY: plain syscall.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            i32::from(protocol),
-        )
-    };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error()).context("socket(AF_PACKET)");
-    }
-    // SAFETY: `raw` is a fresh fd that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = macdrop_tests::receiver::packet_socket()?;
     if bind_ifindex != 0 {
         // SAFETY: all-zero is a valid sockaddr_ll.
         let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
