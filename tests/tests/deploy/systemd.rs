@@ -282,7 +282,11 @@ fn runs_as_the_systemd_unit_runs_it() {
         if name.is_empty() || !rest[name.len()..].starts_with(['(', ' ']) {
             continue;
         }
+        // The family from the call's own line (`socket(AF_...`), not from
+        // strace's `<... socket resumed>` line of a call another thread
+        // interrupted, whose arguments were on its `<unfinished ...>` line.
         if (name == "socket" || name == "socketpair")
+            && rest[name.len()..].starts_with('(')
             && let Some(family) = rest[name.len() + 1..].split([',', ')']).next()
         {
             families.insert(family.to_owned());
