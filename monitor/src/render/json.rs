@@ -73,7 +73,7 @@ struct IfaceJson<'a> {
 /// docs/json.md, `workload`: every key always present, null where it does
 /// not apply.
 #[derive(Serialize)]
-struct WorkloadJson<'a> {
+pub(crate) struct WorkloadJson<'a> {
     kind: &'static str,
     id: Option<&'a str>,
     name: Option<&'a str>,
@@ -84,7 +84,7 @@ struct WorkloadJson<'a> {
     compose_service: Option<&'a str>,
 }
 
-fn workload(w: &Workload) -> WorkloadJson<'_> {
+pub(crate) fn workload(w: &Workload) -> WorkloadJson<'_> {
     WorkloadJson {
         kind: w.kind.as_str(),
         id: w.id.as_deref(),

@@ -26,7 +26,29 @@ mod docker;
 mod process;
 mod resolver;
 
-pub use resolver::{DEFAULT_DOCKER_HOST, DOCKER_HOST_VAR, Resolver};
+use std::collections::BTreeMap;
+
+use crate::netlink::NetState;
+
+pub use resolver::{DEFAULT_DOCKER_HOST, DOCKER_HOST_VAR, Resolver, resolve_once};
+
+/// The veths among `ifindexes` whose peer lives in another namespace:
+/// ifindex -> the peer namespace's id here (`IFLA_LINK_NETNSID`), what the
+/// resolver is asked to name.
+pub fn veth_peers<'a>(
+    state: &NetState,
+    ifindexes: impl Iterator<Item = &'a u32>,
+) -> BTreeMap<u32, i32> {
+    ifindexes
+        .filter_map(|&ifindex| {
+            let link = state.link(ifindex)?;
+            let nsid = link
+                .peer_netnsid
+                .filter(|_| link.kind.as_deref() == Some("veth"))?;
+            Some((ifindex, nsid))
+        })
+        .collect()
+}
 
 /// What owns a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -62,20 +62,9 @@ impl Resolver {
     /// Starts the thread. Start it after macdrop dropped its capabilities:
     /// a thread inherits its creator's.
     pub fn start(docker_host: Option<String>) -> anyhow::Result<Self> {
-        let socket = docker_socket(docker_host.as_deref());
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, rx) = mpsc::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let worker = Worker {
-            rx,
-            shared: Arc::clone(&shared),
-            runtime,
-            docker: Docker::new(socket),
-            docker_up: None,
-            wanted: HashMap::new(),
-        };
+        let worker = Worker::new(docker_host, rx, Arc::clone(&shared))?;
         let thread = std::thread::Builder::new()
             .name("macdrop-workload".into())
             .spawn(move || worker.run())?;
@@ -127,6 +116,34 @@ impl Drop for Resolver {
     }
 }
 
+/// One pass over the ports `peers` (ifindex -> peer namespace id) of
+/// namespace `netns`, for one-shot commands (`status`): their owners, and
+/// the lines for stderr. Bounded by the sources' timeouts. It runs a
+/// runtime of its own, so call it off the async threads (spawn_blocking);
+/// `lookup`'s socket must be served meanwhile.
+pub fn resolve_once(
+    docker_host: Option<String>,
+    netns: u32,
+    lookup: NsidLookup,
+    peers: BTreeMap<u32, i32>,
+) -> anyhow::Result<(BTreeMap<u32, Workload>, Vec<String>)> {
+    if peers.is_empty() {
+        return Ok(Default::default());
+    }
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let (_tx, rx) = mpsc::channel();
+    let mut worker = Worker::new(docker_host, rx, Arc::clone(&shared))?;
+    worker.wanted.insert(netns, (lookup, peers));
+    worker.resolve();
+    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let owners = shared
+        .by_port
+        .drain()
+        .map(|((_, ifindex), w)| (ifindex, w))
+        .collect();
+    Ok((owners, std::mem::take(&mut shared.notes)))
+}
+
 /// `MACDROP_DOCKER_HOST`'s socket path (`unix://` optional), else the
 /// default.
 fn docker_socket(host: Option<&str>) -> PathBuf {
@@ -147,6 +164,24 @@ struct Worker {
 }
 
 impl Worker {
+    fn new(
+        docker_host: Option<String>,
+        rx: mpsc::Receiver<Message>,
+        shared: Arc<Mutex<Shared>>,
+    ) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            rx,
+            shared,
+            runtime,
+            docker: Docker::new(docker_socket(docker_host.as_deref())),
+            docker_up: None,
+            wanted: HashMap::new(),
+        })
+    }
+
     fn run(mut self) {
         let mut last: Option<Instant> = None;
         let mut changed_at = Instant::now();
