@@ -3,14 +3,14 @@
 
 use crate::{
     cli::{Format, StatusArgs},
-    netlink::NetState,
-    status::IfaceStatus,
-    workload::{self, DOCKER_HOST_VAR},
     diagnose::rules,
     error::Outcome,
+    netlink::NetState,
     netlink::Netlink,
     render,
+    status::IfaceStatus,
     status::{PromiscFacts, gather, mac_pinned_from_sysfs},
+    workload::{self, DOCKER_HOST_VAR},
 };
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
@@ -51,8 +51,14 @@ async fn name_workloads(
     .await;
     let (mut owners, notes) = match found {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => (Default::default(), vec![format!("cannot name workloads: {e:#}")]),
-        Err(e) => (Default::default(), vec![format!("cannot name workloads: {e}")]),
+        Ok(Err(e)) => (
+            Default::default(),
+            vec![format!("cannot name workloads: {e:#}")],
+        ),
+        Err(e) => (
+            Default::default(),
+            vec![format!("cannot name workloads: {e}")],
+        ),
     };
     for note in notes {
         eprintln!("macdrop: {note}");

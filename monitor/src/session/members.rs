@@ -324,4 +324,3 @@ fn same(a: &Watched, b: &Watched) -> bool {
 fn key(w: &Watched) -> (u32, &str, Role) {
     (w.ifindex, w.name.as_str(), w.role)
 }
-

@@ -128,18 +128,8 @@ impl Docker {
     /// One GET, bounded by `CALL_TIMEOUT`, its JSON answer decoded.
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         let call = async {
-            let stream = tokio::net::UnixStream::connect(&self.socket)
-                .await
-                .with_context(|| format!("cannot connect to {}", self.socket.display()))?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            let connection = tokio::spawn(connection);
-            let request = Request::get(path)
-                .header(hyper::header::HOST, "docker")
-                .body(Empty::<Bytes>::new())?;
-            let response = sender.send_request(request).await;
+            let (response, connection) = request(&self.socket, path).await?;
             let result = async {
-                let response = response?;
                 let status = response.status();
                 let body = Limited::new(response.into_body(), MAX_BODY)
                     .collect()
@@ -158,6 +148,33 @@ impl Docker {
         tokio::time::timeout(CALL_TIMEOUT, call)
             .await
             .with_context(|| format!("GET {path}: no answer within {CALL_TIMEOUT:?}"))?
+    }
+}
+
+/// Sends `GET path` to the Engine at `socket`: the answer's head (its body
+/// still to read) and the connection's task, to abort once done with it.
+pub async fn request(
+    socket: &Path,
+    path: &str,
+) -> anyhow::Result<(
+    hyper::Response<hyper::body::Incoming>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    let request = Request::get(path)
+        .header(hyper::header::HOST, "docker")
+        .body(Empty::<Bytes>::new())?;
+    match sender.send_request(request).await {
+        Ok(response) => Ok((response, connection)),
+        Err(e) => {
+            connection.abort();
+            Err(e.into())
+        }
     }
 }
 

@@ -20,9 +20,12 @@
 //!    without the Engine, step 1's view stands (one line on stderr).
 //!
 //! All of it runs on a thread of its own (`resolver`), never on the report
-//! path: counting goes on whatever /proc or the Engine do.
+//! path: counting goes on whatever /proc or the Engine do. The Engine's
+//! container events (`events`, another thread) make it look again as soon
+//! as a container starts or stops.
 
 mod docker;
+mod events;
 mod process;
 mod resolver;
 

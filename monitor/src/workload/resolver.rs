@@ -4,10 +4,12 @@
 //! neither of which waits on /proc, netlink or the Engine.
 //!
 //! When it works: as soon as the ports wanted change (a port came or
-//! went), and again every `RETRY` while a port has no answer (a
+//! went) or the Engine reports a container starting or stopping
+//! (`events`), and again every `RETRY` while a port has no answer (a
 //! container's process may start after its veth) or every `REFRESH`
 //! regardless (a container replaced, the Engine stopped or back); never
-//! more often than `MIN_GAP`. Answers are kept by (watching namespace,
+//! more often than `MIN_GAP`, which bounds its cost (a /proc scan and a
+//! few calls to the Engine) under churn. Answers are kept by (watching namespace,
 //! ifindex), and a port that goes keeps its last one.
 
 use std::{
@@ -21,7 +23,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Workload, docker::Docker, process};
+use super::{
+    Workload,
+    docker::Docker,
+    events::{self, Events},
+    process,
+};
 use crate::netlink::NsidLookup;
 
 /// The Engine's socket unless `MACDROP_DOCKER_HOST` names another (a path,
@@ -29,7 +36,7 @@ use crate::netlink::NsidLookup;
 pub const DEFAULT_DOCKER_HOST: &str = "/var/run/docker.sock";
 pub const DOCKER_HOST_VAR: &str = "MACDROP_DOCKER_HOST";
 
-const MIN_GAP: Duration = Duration::from_secs(1);
+const MIN_GAP: Duration = Duration::from_millis(250);
 const RETRY: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(5);
 /// How long after a change unanswered ports are retried every `RETRY`.
@@ -44,6 +51,8 @@ type Wanted = HashMap<u32, (NsidLookup, BTreeMap<u32, i32>)>;
 enum Message {
     Want(u32, NsidLookup, BTreeMap<u32, i32>),
     Forget(u32),
+    /// The Engine reported a container starting or stopping.
+    Nudge,
 }
 
 #[derive(Default)]
@@ -53,6 +62,8 @@ struct Shared {
 }
 
 pub struct Resolver {
+    /// Holds a sender of the channel: dropped first.
+    events: Option<Events>,
     tx: Option<mpsc::Sender<Message>>,
     shared: Arc<Mutex<Shared>>,
     thread: Option<JoinHandle<()>>,
@@ -65,10 +76,15 @@ impl Resolver {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, rx) = mpsc::channel();
         let worker = Worker::new(docker_host, rx, Arc::clone(&shared))?;
+        let events = Events::start(
+            worker.docker.socket().to_owned(),
+            events::sender(tx.clone(), || Message::Nudge),
+        )?;
         let thread = std::thread::Builder::new()
             .name("macdrop-workload".into())
             .spawn(move || worker.run())?;
         Ok(Self {
+            events: Some(events),
             tx: Some(tx),
             shared,
             thread: Some(thread),
@@ -107,8 +123,10 @@ impl Resolver {
 
 impl Drop for Resolver {
     fn drop(&mut self) {
-        // Closing the channel ends the thread's loop; a resolution under
-        // way ends within its timeouts.
+        // Closing the channel ends the thread's loop (once the events
+        // thread, which holds a sender, is gone); a resolution under way
+        // ends within its timeouts.
+        self.events = None;
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -233,7 +251,8 @@ impl Worker {
         }
     }
 
-    /// Takes one message; whether the ports wanted changed.
+    /// Takes one message; whether the ports wanted, or what owns them,
+    /// may have changed.
     fn take(&mut self, m: Message) -> bool {
         match m {
             Message::Want(netns, lookup, peers) => {
@@ -242,6 +261,7 @@ impl Worker {
                 !same
             }
             Message::Forget(netns) => self.wanted.remove(&netns).is_some(),
+            Message::Nudge => true,
         }
     }
 

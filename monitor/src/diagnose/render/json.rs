@@ -48,6 +48,7 @@ pub fn json(report: &Report) -> String {
                     .map(|c| (c.name().to_owned(), Value::from(c.count(&i.frames))))
                     .collect::<Map<_, _>>(),
                 "kernel_drops": drops(o),
+                "workload": i.workload.as_ref().map(crate::render::json::workload),
             })
         })
         .collect();

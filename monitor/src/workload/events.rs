@@ -1,0 +1,109 @@
+//! The Engine's container events as nudges: a thread of its own holds
+//! `GET /events` open (filtered to containers starting and ending) and,
+//! for every event, tells the resolver to look again. So a container is
+//! named as soon as it runs, not at the next retry; the resolver still
+//! retries and refreshes on its own, so a missed event costs only time.
+//!
+//! The stream is read only to notice that something arrived: what changed
+//! is read afresh by the resolver (`docker::Docker::by_namespace`), so no
+//! event is parsed. When the Engine is gone the thread tries again every
+//! `RECONNECT`; when it stops, the stream ends and the thread reconnects
+//! once the Engine is back.
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, mpsc},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use http_body_util::BodyExt as _;
+use tokio::sync::Notify;
+
+use super::{docker, docker::CALL_TIMEOUT};
+
+/// How often a lost or missing Engine is tried again.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// `/events` with `filters={"type":["container"],"event":["start","die"]}`
+/// (URL-encoded): a container began or stopped running.
+const EVENTS: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22start%22%2C%22die%22%5D%7D";
+
+pub struct Events {
+    stop: Arc<Notify>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Events {
+    /// Starts the thread; `nudge` is called for every event (and once per
+    /// connection, in case something happened while it was away), until
+    /// it returns false.
+    pub fn start(
+        socket: PathBuf,
+        nudge: impl Fn() -> bool + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let stop = Arc::new(Notify::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stopped = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("macdrop-events".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    tokio::select! {
+                        () = follow(&socket, &nudge) => {}
+                        () = stopped.notified() => {}
+                    }
+                });
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        // A stored permit: the thread stops even if it is not waiting yet.
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Connects, reads events until the stream ends, and again, for as long
+/// as `nudge` wants them.
+async fn follow(socket: &std::path::Path, nudge: &impl Fn() -> bool) {
+    loop {
+        let connected = tokio::time::timeout(CALL_TIMEOUT, docker::request(socket, EVENTS)).await;
+        if let Ok(Ok((response, connection))) = connected {
+            if response.status().is_success() {
+                if !nudge() {
+                    connection.abort();
+                    return;
+                }
+                let mut body = response.into_body();
+                while let Some(Ok(frame)) = body.frame().await {
+                    if frame.data_ref().is_some_and(|d| !d.is_empty()) && !nudge() {
+                        connection.abort();
+                        return;
+                    }
+                }
+            }
+            connection.abort();
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// A `nudge` that sends `message()` on `tx`; false once the receiver is
+/// gone.
+pub fn sender<M: Send + 'static>(
+    tx: mpsc::Sender<M>,
+    message: impl Fn() -> M + Send + 'static,
+) -> impl Fn() -> bool + Send + 'static {
+    move || tx.send(message()).is_ok()
+}
