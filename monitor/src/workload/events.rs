@@ -107,3 +107,86 @@ pub fn sender<M: Send + 'static>(
 ) -> impl Fn() -> bool + Send + 'static {
     move || tx.send(message()).is_ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{Read as _, Write as _},
+        os::unix::net::UnixListener,
+        sync::atomic::{AtomicUsize, Ordering},
+        time::Instant,
+    };
+
+    use super::*;
+
+    fn nudges() -> (Arc<AtomicUsize>, impl Fn() -> bool + Send + 'static) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&count);
+        (count, move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            true
+        })
+    }
+
+    fn wait_for(count: &AtomicUsize, at_least: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while count.load(Ordering::SeqCst) < at_least {
+            assert!(Instant::now() < deadline, "{count:?} < {at_least}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn every_event_of_the_stream_is_a_nudge_and_drop_ends_the_thread() {
+        let dir = std::env::temp_dir().join(format!("macdrop-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let (tx, rx) = mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let n = conn.read(&mut request).unwrap();
+            let request = String::from_utf8_lossy(&request[..n]).into_owned();
+            conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+            for _ in 0..2 {
+                let event = b"{\"Type\":\"container\",\"Action\":\"start\"}\n";
+                write!(conn, "{:x}\r\n", event.len()).unwrap();
+                conn.write_all(event).unwrap();
+                conn.write_all(b"\r\n").unwrap();
+            }
+            // Held open, as the Engine does, until the test is done.
+            let _ = rx.recv();
+            request
+        });
+        let (count, nudge) = nudges();
+        let events = Events::start(socket.clone(), nudge).unwrap();
+        // One for the connection, one per event.
+        wait_for(&count, 3);
+        let started = Instant::now();
+        drop(events);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        tx.send(()).unwrap();
+        let request = server.join().unwrap();
+        assert!(
+            request.starts_with(&format!("GET {EVENTS} HTTP/1.1\r\n")),
+            "{request}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_engine_is_tried_again_and_never_blocks_the_drop() {
+        let (count, nudge) = nudges();
+        let events = Events::start("/nonexistent/macdrop-test/docker.sock".into(), nudge).unwrap();
+        let started = Instant::now();
+        drop(events);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(count.load(Ordering::SeqCst), 0);
+    }
+}
