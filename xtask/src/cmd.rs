@@ -162,6 +162,28 @@ impl Cmd {
         Ok(())
     }
 
+    /// Runs the command (printed) in `dir`, or the workspace root, and
+    /// returns its stdout; a non-zero exit is an error carrying its stderr.
+    pub fn output_in(&self, dir: Option<&Path>) -> Result<String> {
+        let mut command = self.command();
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let output = command
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot start `{}`", self.display()))?;
+        if !output.status.success() {
+            bail!(
+                "`{}` failed ({}): {}",
+                self.display(),
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// Runs the command with its stdout and stderr on one pipe, echoing
     /// every line to stdout and handing it to `on_line`, in the order the
     /// command wrote them (two pipes would lose the order between them); a

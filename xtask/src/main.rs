@@ -4,6 +4,7 @@
 mod bench;
 mod build;
 mod cmd;
+mod dist;
 mod kernel_matrix;
 mod lint;
 mod run;
@@ -50,10 +51,20 @@ enum Command {
         /// the whole suite otherwise includes (a few minutes).
         #[arg(long)]
         no_kernel_matrix: bool,
+        /// Also build the release artifacts (`cargo xtask dist`) first, so
+        /// the tests that install and run them (tests/tests/deploy/dist.rs)
+        /// run instead of being skipped.
+        #[arg(long)]
+        dist: bool,
         /// Passed to `cargo test`: a test name filter, or `-- --nocapture`.
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Setup + the release artifacts in target/dist/: a static x86_64 musl
+    /// binary, a .deb, an OCI image archive (buildah, FROM scratch), and
+    /// SHA256SUMS; records the image's digest in
+    /// deploy/kubernetes/kustomization.yaml.
+    Dist,
     /// `cargo fmt --check` and clippy (host crates, and the eBPF crate for
     /// bpfel-unknown-none), warnings denied.
     Lint,
@@ -107,8 +118,16 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         }
         Command::Test {
             no_kernel_matrix,
+            dist,
             args,
-        } => test::run(!no_kernel_matrix, &args)?,
+        } => test::run(
+            &test::Options {
+                kernel_matrix: !no_kernel_matrix,
+                dist,
+            },
+            &args,
+        )?,
+        Command::Dist => dist::run()?,
         Command::Lint => lint::run()?,
         Command::Run { release, args } => return run::run(release, &args),
         Command::Demo { release } => return run::run(release, &[]),

@@ -63,7 +63,8 @@ const APT_PACKAGES: &[&str] = &[
 
 /// Every program the tests, the benchmark, the demo and the kernel matrix
 /// run, with the Debian package that has it: one of [`APT_PACKAGES`], of
-/// the kernel matrix's own (`kernel_matrix::APT_PACKAGES`), or of
+/// the kernel matrix's own (`kernel_matrix::APT_PACKAGES`), of dist's
+/// (`dist::APT_PACKAGES`), or of
 /// [`ESSENTIAL`]. A unit test finds the programs in the sources and fails
 /// on one missing here; setup checks that each of its own is there.
 pub const TOOLS: &[(&str, &str)] = &[
@@ -102,6 +103,12 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("docker", "docker.io"),
     ("dockerd", "docker.io"),
     ("busybox", "busybox-static"),
+    ("buildah", "buildah"),
+    ("podman", "podman"),
+    ("readelf", "binutils"),
+    ("git", "git"),
+    ("dpkg", "dpkg"),
+    ("sha256sum", "coreutils"),
 ];
 
 /// Packages every Debian system has (`Essential: yes`).
@@ -529,6 +536,7 @@ mod tests {
             assert!(
                 APT_PACKAGES.contains(package)
                     || crate::kernel_matrix::APT_PACKAGES.contains(package)
+                    || crate::dist::APT_PACKAGES.contains(package)
                     || ESSENTIAL.contains(package),
                 "{tool}: package {package} is installed by nothing"
             );

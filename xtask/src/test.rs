@@ -15,8 +15,16 @@ mod tally;
 
 use tally::{Skip, Tally};
 
+/// Which optional phases run.
+pub struct Options {
+    /// The four-kernel matrix.
+    pub kernel_matrix: bool,
+    /// `cargo xtask dist` before the tests, so the artifact tests run.
+    pub dist: bool,
+}
+
 /// `extra` goes to `cargo test` as is (a test name filter, `-- --nocapture`).
-pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
+pub fn run(options: &Options, extra: &[String]) -> Result<()> {
     if !is_root() {
         bail!(
             "`cargo xtask test` needs root (the tests create network namespaces and attach XDP programs); run it with sudo"
@@ -52,7 +60,12 @@ pub fn run(kernel_matrix: bool, extra: &[String]) -> Result<()> {
                 .args(["xtask", "bench", "--quick", "--no-build"])
                 .run()
         })?;
-        if kernel_matrix {
+        if options.dist {
+            // Its own command, like the matrix: `cargo xtask dist` alone
+            // makes the same artifacts the tests then install and run.
+            timed("dist", &mut || Cmd::cargo().args(["xtask", "dist"]).run())?;
+        }
+        if options.kernel_matrix {
             // The same checks on Debian's 5.10, 6.1 and 6.12 kernels under
             // QEMU and on this one (its own command, so it can run alone).
             timed("kernel-matrix", &mut || {

@@ -125,6 +125,11 @@ impl Deployed {
     /// where /run/netns holds only the lab's namespaces, /run/docker/netns
     /// (if any) nothing, and /usr/local/bin only the built macdrop.
     pub(crate) fn start(lab: &BridgeLab, argv: &[String]) -> Result<Self> {
+        Self::start_bin(lab, &macdrop::macdrop_bin(), argv)
+    }
+
+    /// [`Deployed::start`] with `bin` as /usr/local/bin/macdrop.
+    pub(crate) fn start_bin(lab: &BridgeLab, bin: &Path, argv: &[String]) -> Result<Self> {
         const SCRIPT: &str = r#"set -eu
 bin=$1; n=$2; shift 2
 mount -t tmpfs -o mode=0755 macdrop-netns /mnt
@@ -146,7 +151,7 @@ exec "$@"
             .to_vec();
         full.push(SCRIPT.to_owned());
         full.push("sh".to_owned());
-        full.push(macdrop::macdrop_bin().to_string_lossy().into_owned());
+        full.push(bin.to_string_lossy().into_owned());
         full.push(names.len().to_string());
         full.extend(names);
         full.extend(argv.iter().cloned());
@@ -253,6 +258,22 @@ exec "$@"
                 );
             }
             std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The deployment's exit code once it exits by itself (after `podman
+    /// stop`, say), killing it after `timeout`.
+    pub(crate) fn wait_exit(mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("still running after {timeout:?}:\n{}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 

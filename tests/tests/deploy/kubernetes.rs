@@ -31,7 +31,7 @@ const KUBERNETES_VERSIONS: &[&str] = &["1.25.0", "1.37.0"];
 const POD_HOST_PATHS: &[&str] = &["/run/netns", "/run/docker/netns"];
 
 /// The node address `$(POD_IP)` stands for in the lab: br0's.
-const LAB_NODE_IP: &str = "192.0.2.1";
+pub(crate) const LAB_NODE_IP: &str = "192.0.2.1";
 
 /// The rendered kustomization: the YAML and its objects.
 struct Rendered {
@@ -354,14 +354,19 @@ fn podmonitor_and_service_find_the_pods() {
     );
 }
 
-/// macdrop as the DaemonSet's pod runs it: UID 0 with exactly the added
-/// capabilities (bounding set; a container runtime gives root those and
-/// nothing else), no new privileges (allowPrivilegeEscalation: false), the
-/// container's arguments with `$(POD_IP)` expanded to the node's address;
-/// the kubelet's probe on /healthz and Prometheus' scrape on that address.
-#[test]
-fn runs_as_the_daemonset_pod_runs_it() {
-    let lab = BridgeLab::new(1).unwrap();
+/// The DaemonSet's container as the lab runs it.
+pub(crate) struct Pod {
+    /// Its arguments, `$(POD_IP)` expanded to the lab's node address.
+    pub(crate) args: Vec<String>,
+    /// The `--metrics` address among them.
+    pub(crate) metrics: String,
+    /// The `--interval` among them, in seconds.
+    pub(crate) interval: u64,
+    /// The capabilities it adds (after dropping ALL), as written (`BPF`).
+    pub(crate) added: Vec<String>,
+}
+
+pub(crate) fn pod() -> Pod {
     let c = &object("DaemonSet")["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<String> = strings(&c["args"])
         .into_iter()
@@ -371,13 +376,38 @@ fn runs_as_the_daemonset_pod_runs_it() {
         .windows(2)
         .find(|w| w[0] == "--metrics")
         .map(|w| w[1].clone())
-        .unwrap();
+        .expect("the DaemonSet's --metrics");
     let interval: u64 = args
         .windows(2)
         .find(|w| w[0] == "--interval")
         .map_or(Ok(1), |w| w[1].parse())
-        .unwrap();
-    let added = strings(&c["securityContext"]["capabilities"]["add"]);
+        .expect("the DaemonSet's --interval");
+    let added = strings(&c["securityContext"]["capabilities"]["add"])
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    Pod {
+        args,
+        metrics,
+        interval,
+        added,
+    }
+}
+
+/// macdrop as the DaemonSet's pod runs it: UID 0 with exactly the added
+/// capabilities (bounding set; a container runtime gives root those and
+/// nothing else), no new privileges (allowPrivilegeEscalation: false), the
+/// container's arguments with `$(POD_IP)` expanded to the node's address;
+/// the kubelet's probe on /healthz and Prometheus' scrape on that address.
+#[test]
+fn runs_as_the_daemonset_pod_runs_it() {
+    let lab = BridgeLab::new(1).unwrap();
+    let Pod {
+        args,
+        metrics,
+        interval,
+        added,
+    } = pod();
     let caps = added
         .iter()
         .map(|c| format!("+{}", c.to_lowercase()))
@@ -399,6 +429,7 @@ fn runs_as_the_daemonset_pod_runs_it() {
 
     let mut m = Deployed::start(&lab, &argv).unwrap();
     m.wait_attached().unwrap();
+    let added: Vec<&str> = added.iter().map(String::as_str).collect();
     let (uid, eff) = credentials(m.macdrop_pid().unwrap());
     assert_eq!(uid, 0);
     assert_eq!(eff & !cap_mask(&added), 0, "CapEff {eff:#x}");

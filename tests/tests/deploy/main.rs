@@ -10,8 +10,8 @@
 //!   DaemonSet's pod runs it: UID 0 with exactly the pod's capabilities, no
 //!   new privileges, the pod's arguments with `$(POD_IP)` expanded, probed
 //!   on `/healthz` and scraped on the node address, with exact counts.
-//! - The container image: `hadolint` accepts `deploy/Containerfile`, every
-//!   COPY source exists, and its build steps are `cargo xtask setup`'s.
+//! - The container image: `hadolint` accepts `deploy/Containerfile`, the
+//!   static binary of `cargo xtask dist` alone on `scratch`.
 //! - systemd: `systemd-analyze verify` accepts the unit, `systemd-analyze
 //!   security` rates it, and macdrop runs in a lab the way the unit runs it:
 //!   `ExecStart` with `$MACDROP_ARGS` from the environment file, as an
@@ -34,12 +34,17 @@
 //! namespaces, so it never touches another test's (or anyone's)
 //! namespaces.
 //!
+//! - The release artifacts of `cargo xtask dist` (`dist`): the static
+//!   binary, the .deb and the image installed and run for real; skipped
+//!   (recorded) when target/dist is absent or of another commit.
+//!
 //! One module per topic (`kubernetes`, `container`, `systemd`,
-//! `prometheus`); `helpers` holds the paths, commands and Python tools they
+//! `prometheus`, `dist`); `helpers` holds the paths, commands and Python tools they
 //! all use, `deployed` the lab run the systemd and Kubernetes topics share.
 
 mod container;
 mod deployed;
+mod dist;
 mod helpers;
 mod kubernetes;
 mod prometheus;
