@@ -9,7 +9,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpStream},
     path::Path,
-    process::{Child, Stdio},
+    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -112,6 +112,17 @@ pub(crate) fn http_get(ns: &NetNs, addr: &str, path: &str) -> Result<(u16, Strin
     Ok((status, body.to_owned()))
 }
 
+/// How a deployment enters the lab's host network namespace.
+pub(crate) enum Enter {
+    /// `ip netns exec`, which also mounts that namespace's own /sys, as a
+    /// host's services see it.
+    IpNetnsExec,
+    /// `nsenter --net`: the network namespace only. The host's /sys, with
+    /// its cgroup mounts, stays, which a container engine needs (the
+    /// container mounts the namespace's /sys itself).
+    Nsenter,
+}
+
 /// A macdrop started the way a deployment starts it, in a lab.
 pub(crate) struct Deployed {
     child: Child,
@@ -125,11 +136,17 @@ impl Deployed {
     /// where /run/netns holds only the lab's namespaces, /run/docker/netns
     /// (if any) nothing, and /usr/local/bin only the built macdrop.
     pub(crate) fn start(lab: &BridgeLab, argv: &[String]) -> Result<Self> {
-        Self::start_bin(lab, &macdrop::macdrop_bin(), argv)
+        Self::start_with(lab, &macdrop::macdrop_bin(), argv, Enter::IpNetnsExec)
     }
 
-    /// [`Deployed::start`] with `bin` as /usr/local/bin/macdrop.
-    pub(crate) fn start_bin(lab: &BridgeLab, bin: &Path, argv: &[String]) -> Result<Self> {
+    /// [`Deployed::start`] with `bin` as /usr/local/bin/macdrop, entering
+    /// the lab's host namespace as `enter` says.
+    pub(crate) fn start_with(
+        lab: &BridgeLab,
+        bin: &Path,
+        argv: &[String],
+        enter: Enter,
+    ) -> Result<Self> {
         const SCRIPT: &str = r#"set -eu
 bin=$1; n=$2; shift 2
 mount -t tmpfs -o mode=0755 macdrop-netns /mnt
@@ -157,9 +174,16 @@ exec "$@"
         full.extend(argv.iter().cloned());
         let stdout = TempPath::new("stdout");
         let stderr = TempPath::new("stderr");
-        let child = lab
-            .host()
-            .command(&full)
+        let mut command = match enter {
+            Enter::IpNetnsExec => lab.host().command(&full),
+            Enter::Nsenter => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={}", lab.host().path().display()))
+                    .args(&full);
+                c
+            }
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(fs::File::create(&stdout.0)?)
             .stderr(fs::File::create(&stderr.0)?)

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use crate::{
     INSTALLED_BIN,
-    deployed::{Deployed, cap_mask, credentials, http_get, send_frames},
+    deployed::{Deployed, Enter, cap_mask, credentials, http_get, send_frames},
     helpers::{TempPath, read, repo, run, run_ok, target_dir},
     kubernetes::{Pod, object, pod},
 };
@@ -491,7 +491,7 @@ fn image_runs_as_the_daemonset_pod_and_serves_exact_metrics() {
     argv.extend(args);
 
     let lab = BridgeLab::new(1).unwrap();
-    let mut m = Deployed::start_bin(&lab, &a.binary, &argv).unwrap();
+    let mut m = Deployed::start_with(&lab, &a.binary, &argv, Enter::Nsenter).unwrap();
     m.wait_attached().unwrap();
     let pid = run_ok(Command::new("podman").args([
         "inspect",
