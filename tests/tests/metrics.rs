@@ -925,6 +925,80 @@ fn the_alert_rules_pass_promtool() {
     assert!(ok && out.contains("SUCCESS"), "{out}");
 }
 
+/// Every alert has a runbook_url whose section exists in docs/runbook.md,
+/// under the documented placeholder base.
+#[test]
+fn every_alert_links_its_runbook_section() {
+    let rules = std::fs::read_to_string(repo_path("deploy/prometheus/macdrop.rules.yml")).unwrap();
+    let runbook = std::fs::read_to_string(repo_path("docs/runbook.md")).unwrap();
+    // GitHub's anchors: the heading, lower-cased.
+    let sections: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(str::to_lowercase)
+        .collect();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    let urls: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .map(|u| u.trim_matches('"'))
+        .collect();
+    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(
+        urls.len(),
+        alerts.len(),
+        "one runbook_url per alert: {urls:?}"
+    );
+    for (alert, url) in alerts.iter().zip(&urls) {
+        let section = url
+            .strip_prefix("https://macdrop.example/docs/runbook.md#")
+            .unwrap_or_else(|| panic!("{alert}: {url}"));
+        assert_eq!(section, alert.to_lowercase(), "{alert}: {url}");
+        assert!(
+            sections.contains(section),
+            "no section {section} in docs/runbook.md"
+        );
+    }
+}
+
+/// The dashboard tells nodes and namespaces apart: `node` and `netns`
+/// variables, and every per-interface query keyed by both, so same-named
+/// bridges in different namespaces or on different nodes are not merged.
+#[test]
+fn the_dashboard_keys_interfaces_by_node_and_namespace() {
+    let dashboard = dashboard();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        variables,
+        ["datasource", "node", "instance", "netns", "interface"]
+    );
+    for expr in dashboard_exprs(&dashboard) {
+        if expr.contains("interface=~") {
+            assert!(
+                expr.contains("node=~\"$node\"") && expr.contains("netns=~\"$netns\""),
+                "{expr}"
+            );
+        }
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("by (") {
+            let keys = &rest[at + 4..];
+            let keys = &keys[..keys.find(')').unwrap()];
+            if keys.contains("interface") {
+                assert!(keys.contains("netns") && keys.contains("node"), "{expr}");
+            }
+            rest = &rest[at + 4..];
+        }
+    }
+}
+
 fn dashboard() -> serde_json::Value {
     let path = repo_path("deploy/grafana/macdrop.json");
     let text = std::fs::read_to_string(&path).unwrap();
