@@ -611,11 +611,21 @@ impl Drop for Prometheus<'_> {
     }
 }
 
-/// Grafana's variables, replaced so the dashboard's queries run as PromQL.
+/// Grafana's variables, replaced so the dashboard's queries run as PromQL:
+/// each by its "All" value. A variable left out would stay a regex that
+/// matches nothing, and `the_dashboard_keys...` lists every one.
 fn as_promql(expr: &str) -> String {
-    expr.replace("$__rate_interval", "1m")
+    let promql = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$node", ".*")
         .replace("$instance", ".*")
-        .replace("$interface", ".*")
+        .replace("$netns", ".*")
+        .replace("$interface", ".*");
+    assert!(
+        !promql.contains('$'),
+        "a variable as_promql does not know: {expr}"
+    );
+    promql
 }
 
 /// A real Prometheus scrapes macdrop every second and answers PromQL with
