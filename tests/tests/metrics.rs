@@ -389,8 +389,8 @@ fn the_scrape_passes_promtool_and_counts_exactly() {
             "{name}"
         );
         // Confirmed drops where the kernel's BTF has drop reasons.
-        assert_eq!(iface.drops.is_some(), kernel.drop_reasons, "{name}");
-        for (reason, n) in iface.drops.iter().flatten() {
+        assert_eq!(iface.kernel_drops.is_some(), kernel.drop_reasons, "{name}");
+        for (reason, n) in iface.kernel_drops.iter().flatten() {
             let mut labels = id.to_vec();
             labels.push(("reason", reason));
             assert_eq!(
@@ -403,7 +403,7 @@ fn the_scrape_passes_promtool_and_counts_exactly() {
             scrape
                 .value("macdrop_kernel_rx_otherhost_dropped_total", &id)
                 .unwrap(),
-            iface.kernel_rx_otherhost_dropped.map(|n| n as f64),
+            iface.rx_otherhost_dropped_since_attach.map(|n| n as f64),
             "{name}"
         );
         assert_eq!(
@@ -676,7 +676,7 @@ fn prometheus_scrapes_the_exact_counts() {
         "{total}"
     );
     // The kernel's confirmation, as macdrop's JSON has it.
-    let drops = report.interface("p1").unwrap().drops.clone();
+    let drops = report.interface("p1").unwrap().kernel_drops.clone();
     if drops.is_none() {
         assert!(
             !KernelBtf::read().unwrap().drop_reasons,
