@@ -158,7 +158,12 @@ fn certificates(
     let shown = escape_controls(&path.display().to_string());
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{what} {shown} is not PEM ({e}); give PEM certificates"))?;
+        .map_err(|e| {
+            format!(
+                "{what} {shown} is not PEM ({}); give PEM certificates",
+                pem_problem(&e)
+            )
+        })?;
     if certs.is_empty() {
         return Err(format!(
             "{what} {shown} holds no certificate (no BEGIN CERTIFICATE block); \
@@ -166,6 +171,17 @@ fn certificates(
         ));
     }
     Ok(certs)
+}
+
+/// A PEM error in words (the library's Display shows a missing END line
+/// as a list of bytes).
+fn pem_problem(e: &rustls_pki_types::pem::Error) -> String {
+    match e {
+        rustls_pki_types::pem::Error::MissingSectionEnd { .. } => {
+            "a BEGIN line has no matching END line".into()
+        }
+        other => escape_controls(&other.to_string()),
+    }
 }
 
 fn tls_config(dir: &Path, t: &TlsFile) -> Result<ServerConfig, String> {
@@ -192,8 +208,9 @@ fn tls_config(dir: &Path, t: &TlsFile) -> Result<ServerConfig, String> {
     let key_shown = escape_controls(&key_path.display().to_string());
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
         format!(
-            "key_file {key_shown} holds no PEM private key ({e}); give the certificate's \
-             key in PEM (PKCS#8, PKCS#1 or SEC1)"
+            "key_file {key_shown} holds no PEM private key ({}); give the certificate's \
+             key in PEM (PKCS#8, PKCS#1 or SEC1)",
+            pem_problem(&e)
         )
     })?;
     // ring, not rustls' default aws-lc-rs: it builds with the C compiler
