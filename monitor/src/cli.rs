@@ -211,7 +211,7 @@ pub struct WatchArgs {
 
     /// TLS and basic auth for --metrics, from a YAML file in the format of
     /// the Prometheus exporters' --web.config.file (docs/metrics.md).
-    #[arg(long, value_name = "FILE", requires = "metrics")]
+    #[arg(long, value_name = "FILE")]
     pub web_config: Option<PathBuf>,
 
     /// Enable the kernel's BPF run-time statistics while running and report

@@ -25,6 +25,11 @@ fn emit(format: Format, world: &World) {
 
 impl WatchArgs {
     fn plan(&self) -> Result<Plan, crate::error::Failure> {
+        if self.web_config.is_some() && self.metrics.is_none() {
+            return Err(crate::error::Failure::usage(
+                "--web-config protects the metrics endpoint: add --metrics [ADDR:PORT]",
+            ));
+        }
         Ok(Plan {
             self_stats: self.self_stats,
             evidence: self.pcap.plan()?,
