@@ -16,9 +16,9 @@ mod common;
 
 use std::{
     io::{Read as _, Write as _},
-    net::{Ipv4Addr, TcpListener, TcpStream},
+    net::{Ipv4Addr, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Stdio},
+    process::Child,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -461,25 +461,7 @@ impl Prometheus {
                 password = password.display(),
             ),
         )?;
-        let port = ns
-            .enter_thread(|| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))??
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.0.join("prometheus.log"))?;
-        let child = ns
-            .command(&[
-                "prometheus".to_owned(),
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.0.join("data").display()),
-                format!("--web.listen-address={addr}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context(
-                "cannot start prometheus: install Debian's prometheus package (cargo xtask setup)",
-            )?;
+        let (child, addr) = macdrop_tests::prometheus::spawn(ns, &config, &dir.0)?;
         Ok(Self {
             child,
             addr,

@@ -317,6 +317,17 @@ const RELABEL_FIELDS: &[&str] = &[
     "replacement",
 ];
 
+/// A misspelt PodMonitor endpoint field fails here, not silently in the
+/// operator.
+fn only_known_endpoint_fields(ep: &Value) {
+    for field in keys(ep) {
+        assert!(
+            PODMONITOR_ENDPOINT_FIELDS.contains(&field),
+            "podMetricsEndpoints[0].{field}"
+        );
+    }
+}
+
 #[test]
 fn podmonitor_and_service_find_the_pods() {
     let ds = object("DaemonSet");
@@ -343,12 +354,7 @@ fn podmonitor_and_service_find_the_pods() {
     let endpoints = spec["podMetricsEndpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 1);
     let ep = &endpoints[0];
-    for field in keys(ep) {
-        assert!(
-            PODMONITOR_ENDPOINT_FIELDS.contains(&field),
-            "podMetricsEndpoints[0].{field}"
-        );
-    }
+    only_known_endpoint_fields(ep);
     assert_eq!(ep["port"], "metrics");
     assert_eq!(ep["path"], "/metrics");
     let relabelings = ep["relabelings"].as_array().unwrap();
@@ -520,12 +526,7 @@ fn kube_rbac_proxy_overlay_fronts_the_metrics() {
 
     // The PodMonitor scrapes the proxy over HTTPS with that token.
     let ep = &r.named("PodMonitor", None)["spec"]["podMetricsEndpoints"][0];
-    for field in keys(ep) {
-        assert!(
-            PODMONITOR_ENDPOINT_FIELDS.contains(&field),
-            "podMetricsEndpoints[0].{field}"
-        );
-    }
+    only_known_endpoint_fields(ep);
     assert_eq!(ep["port"], "metrics");
     assert_eq!(ep["scheme"], "https");
     assert_eq!(ep["authorization"]["type"], "Bearer");
