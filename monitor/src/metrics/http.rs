@@ -358,6 +358,54 @@ mod tests {
         );
     }
 
+    /// With users configured, everything but /healthz needs one of them.
+    #[tokio::test]
+    async fn basic_auth_guards_all_but_healthz() {
+        use headers::HeaderMapExt as _;
+        let (_publisher, mut state) = state(Duration::from_secs(60));
+        let users = [("a".to_owned(), bcrypt::hash("pw", 4).unwrap())].into();
+        state.auth = Some(BasicAuth::new(users).unwrap());
+        let state = Arc::new(state);
+        let ask = |path: &str, credentials: Option<(&str, &str)>| {
+            let mut req = request(Method::GET, path);
+            if let Some((user, password)) = credentials {
+                req.headers_mut()
+                    .typed_insert(Authorization::basic(user, password));
+            }
+            handle(Arc::clone(&state), req)
+        };
+        for (path, credentials) in [
+            ("/metrics", None),
+            ("/metrics", Some(("a", "wrong"))),
+            ("/metrics", Some(("b", "pw"))),
+            ("/nowhere", None),
+        ] {
+            let r = ask(path, credentials).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{path} {credentials:?}"
+            );
+            assert_eq!(
+                r.headers()[header::WWW_AUTHENTICATE],
+                "Basic realm=\"macdrop\""
+            );
+        }
+        assert_eq!(
+            ask("/metrics", Some(("a", "pw"))).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            ask("/nowhere", Some(("a", "pw"))).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        // No report yet: 503, not 401.
+        assert_eq!(
+            ask("/healthz", None).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+
     #[test]
     fn health_follows_the_reports() {
         let (publisher, state) = state(Duration::from_millis(50));

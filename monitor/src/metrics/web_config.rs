@@ -101,12 +101,14 @@ impl WebConfig {
                 escape_controls(&path.display().to_string())
             ))
         };
-        let source = std::fs::read_to_string(path).map_err(|e| {
-            fail(format!(
-                "cannot read it ({e}); give the path of a readable YAML file \
-                 (docs/metrics.md, \"TLS and authentication\")"
-            ))
-        })?;
+        let source = read_regular(path)
+            .and_then(|bytes| String::from_utf8(bytes).map_err(std::io::Error::other))
+            .map_err(|e| {
+                fail(format!(
+                    "cannot read it ({e}); give the path of a readable YAML file \
+                     (docs/metrics.md, \"TLS and authentication\")"
+                ))
+            })?;
         let file: File = if source.trim().is_empty() {
             File::default()
         } else {
@@ -137,10 +139,26 @@ fn one_line(s: &str) -> String {
     escape_controls(&s.lines().map(str::trim).collect::<Vec<_>>().join(" "))
 }
 
+/// The contents of a regular file. Opened without blocking, so that a FIFO
+/// or a device given by mistake is refused rather than waited on.
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::{io::Read as _, os::unix::fs::OpenOptionsExt as _};
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 fn read(dir: &Path, what: &str, file: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     let path = dir.join(file);
     let shown = escape_controls(&path.display().to_string());
-    match std::fs::read(&path) {
+    match read_regular(&path) {
         Ok(bytes) => Ok((path, bytes)),
         Err(e) => Err(format!(
             "cannot read {what} {shown} ({e}); fix the path (relative paths are \
@@ -275,7 +293,9 @@ pub struct BasicAuth {
 }
 
 impl BasicAuth {
-    fn new(users: BTreeMap<String, String>) -> Result<Self, String> {
+    /// Checks that every password is a bcrypt hash, and makes the hash
+    /// unknown users are verified against.
+    pub(crate) fn new(users: BTreeMap<String, String>) -> Result<Self, String> {
         let mut cost = 0;
         for (user, hash) in &users {
             let parts = bcrypt::HashParts::from_str(hash).map_err(|_| {

@@ -186,3 +186,20 @@ fn verified_passwords_are_cached_and_wrong_ones_are_not() {
     auth.lock().get_mut("a").unwrap().1 = Instant::now() - AUTH_CACHE_TTL;
     assert!(auth.check("a", "right"));
 }
+
+#[test]
+fn a_fifo_or_a_directory_is_refused_without_blocking() {
+    let dir = TempDir::new();
+    let fifo = dir.0.join("fifo.yml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for path in [fifo.as_path(), dir.0.as_path()] {
+        let e = WebConfig::load(path).err().unwrap();
+        assert!(
+            e.message.contains("not a regular file") || e.message.contains("directory"),
+            "{}",
+            e.message
+        );
+    }
+}
