@@ -230,6 +230,11 @@ pub struct WatchArgs {
     )]
     pub metrics: Option<SocketAddr>,
 
+    /// TLS and basic auth for --metrics, from a YAML file in the format of
+    /// the Prometheus exporters' --web.config.file (docs/metrics.md).
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
+
     /// Enable the kernel's BPF run-time statistics while running and report
     /// macdrop's own programs' run count and average ns per run.
     #[arg(long)]

@@ -420,6 +420,7 @@ mod tests {
         iface = ["eth0", "eth1"]
         pcap = "/var/tmp/evidence.pcapng"
         pcap-count = 20
+        web-config = "/etc/macdrop/web.yml"
     "#;
 
     #[test]
@@ -438,6 +439,10 @@ mod tests {
             assert_eq!(w.format, Format::Json);
             assert_eq!(w.interval, Duration::from_secs(15));
             assert_eq!(w.duration, Some(Duration::from_millis(2500)));
+            assert_eq!(
+                w.web_config.as_deref(),
+                Some(Path::new("/etc/macdrop/web.yml"))
+            );
             assert_eq!(w.select.attach, crate::cli::AttachMode::Tc);
             assert!(w.self_stats);
             assert_eq!(w.select.ifaces, ["eth0", "eth1"]);

@@ -514,26 +514,7 @@ impl<'a> Prometheus<'a> {
                 rules = rules.display()
             ),
         )?;
-        // A port free in the namespace (a fresh one: any port is).
-        let port = ns
-            .enter_thread(|| TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()))??
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(dir.join("prometheus.log"))?;
-        let child = ns
-            .command(&[
-                "prometheus".to_owned(),
-                format!("--config.file={}", config.display()),
-                format!("--storage.tsdb.path={}", dir.join("data").display()),
-                format!("--web.listen-address={addr}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context(
-                "cannot start prometheus: install Debian's prometheus package (cargo xtask setup)",
-            )?;
+        let (child, addr) = macdrop_tests::prometheus::spawn(ns, &config, &dir)?;
         let mut prometheus = Self {
             ns,
             child,

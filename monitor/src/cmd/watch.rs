@@ -6,7 +6,7 @@ use std::io::Write as _;
 use crate::{
     cli::{Format, WatchArgs},
     error::Outcome,
-    metrics::http::Exporter,
+    metrics::{http::Exporter, web_config::WebConfig},
     model::World,
     monitor::{Monitor, Plan, Step},
     render,
@@ -25,6 +25,11 @@ fn emit(format: Format, world: &World) {
 
 impl WatchArgs {
     fn plan(&self) -> Result<Plan, crate::error::Failure> {
+        if self.web_config.is_some() && self.metrics.is_none() {
+            return Err(crate::error::Failure::usage(
+                "--web-config protects the metrics endpoint: add --metrics [ADDR:PORT]",
+            ));
+        }
         Ok(Plan {
             self_stats: self.self_stats,
             evidence: self.pcap.plan()?,
@@ -55,13 +60,30 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn start_exporter(addr: std::net::SocketAddr, args: &WatchArgs) -> anyhow::Result<Exporter> {
-    let exporter = Exporter::start(addr, args.interval).await?;
-    let local = exporter.local_addr();
-    let reach = if local.ip().is_loopback() {
-        ""
-    } else {
-        " (beyond loopback: reachable from the network, without authentication)"
+    let web = match &args.web_config {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::open(),
     };
-    eprintln!("macdrop: serving metrics on http://{local}/metrics{reach}");
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
+    // What a listener beyond loopback leaves open.
+    let reach = match (
+        addr.ip().is_loopback(),
+        web.tls.is_some(),
+        web.auth.is_some(),
+    ) {
+        (true, _, _) | (false, true, true) => "",
+        (false, false, false) => {
+            " (beyond loopback: reachable from the network, without TLS or authentication)"
+        }
+        (false, true, false) => {
+            " (beyond loopback: reachable from the network, without authentication)"
+        }
+        (false, false, true) => {
+            " (beyond loopback: passwords cross the network in clear text without TLS)"
+        }
+    };
+    let exporter = Exporter::start(addr, args.interval, web).await?;
+    let local = exporter.local_addr();
+    eprintln!("macdrop: serving metrics on {scheme}://{local}/metrics{reach}");
     Ok(exporter)
 }
