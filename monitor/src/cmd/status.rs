@@ -30,7 +30,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
         Format::Table => render::status::table(&status),
     };
-    super::print(&text)
+    super::print(crate::output::Sink::Stdout, &text)
 }
 
 /// The owner of each veth's peer namespace, as `watch` names them; a
