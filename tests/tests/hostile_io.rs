@@ -153,6 +153,16 @@ fn a_capture_file_is_new_and_0600_and_replaced_only_when_asked() {
     assert_eq!(read_raw(&pcap.path()).unwrap(), [], "replaced, valid");
 }
 
+/// `macdrop ARGS` in the lab, stdin from /dev/null.
+fn command(lab: &StandaloneLab, args: &[&str]) -> std::process::Command {
+    let bin = macdrop::macdrop_bin();
+    let mut argv: Vec<&OsStr> = vec![bin.as_os_str()];
+    argv.extend(args.iter().map(OsStr::new));
+    let mut cmd = lab.host().command(&argv);
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
 /// A running macdrop with piped stdout and stderr, killed on drop.
 struct Piped {
     child: Child,
@@ -162,15 +172,20 @@ struct Piped {
 }
 
 impl Piped {
-    /// `macdrop ARGS` in the lab, once it printed that it is watching.
-    fn spawn(lab: &StandaloneLab, args: &[&str]) -> Self {
-        let bin = macdrop::macdrop_bin();
-        let mut argv: Vec<&OsStr> = vec![bin.as_os_str()];
-        argv.extend(args.iter().map(OsStr::new));
-        let mut child = lab
-            .host()
-            .command(&argv)
-            .stdin(Stdio::null())
+    /// `macdrop watch --format json --interval 0.2 --iface v0 ARGS` in the
+    /// lab, once it printed that it is watching.
+    fn watch(lab: &StandaloneLab, args: &[&str]) -> Self {
+        let mut argv = vec![
+            "watch",
+            "--format",
+            "json",
+            "--interval",
+            "0.2",
+            "--iface",
+            STANDALONE_IFACE,
+        ];
+        argv.extend(args);
+        let mut child = command(lab, &argv)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -210,17 +225,7 @@ impl Piped {
 
     /// Waits at most `timeout` for the exit.
     fn exit_within(&mut self, timeout: Duration) -> ExitStatus {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "macdrop still runs {timeout:?} later"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        macdrop::wait_child(&mut self.child, timeout).unwrap()
     }
 
     /// The rest of stderr, once the process ended.
@@ -245,18 +250,7 @@ impl Drop for Piped {
 #[test]
 fn watch_into_a_reader_that_closes_exits_0_and_detaches() {
     let lab = StandaloneLab::new().unwrap();
-    let mut watch = Piped::spawn(
-        &lab,
-        &[
-            "watch",
-            "--format",
-            "json",
-            "--interval",
-            "0.2",
-            "--iface",
-            STANDALONE_IFACE,
-        ],
-    );
+    let mut watch = Piped::watch(&lab, &[]);
     let held = bpf::held_by(watch.child.id()).unwrap();
     assert!(!held.programs.is_empty(), "nothing attached: {held:?}");
     // What `head -1` does: read one line, close the pipe.
@@ -284,22 +278,7 @@ fn watch_into_a_reader_that_closes_exits_0_and_detaches() {
 fn pcap_dash_writes_the_capture_to_stdout_and_the_reports_to_stderr() {
     const N: u64 = 3;
     let lab = StandaloneLab::new().unwrap();
-    let mut watch = Piped::spawn(
-        &lab,
-        &[
-            "watch",
-            "--format",
-            "json",
-            "--interval",
-            "0.2",
-            "--iface",
-            STANDALONE_IFACE,
-            "--pcap",
-            "-",
-            "--pcap-count",
-            &N.to_string(),
-        ],
-    );
+    let mut watch = Piped::watch(&lab, &["--pcap", "-", "--pcap-count", &N.to_string()]);
     let mut stdout = watch.child.stdout.take().unwrap();
     let capture = std::thread::spawn(move || {
         let mut bytes = Vec::new();
@@ -322,10 +301,8 @@ fn pcap_dash_writes_the_capture_to_stdout_and_the_reports_to_stderr() {
     let report: Report = serde_json::from_str(&report).unwrap();
     assert_eq!(report.pcap.unwrap().file, "-");
     // SAFETY: a signal to our own child, not yet reaped.
-    assert_eq!(
-        unsafe { libc::kill(watch.child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    let sent = unsafe { libc::kill(watch.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill(macdrop)");
     let status = watch.exit_within(EXIT_TIMEOUT);
     assert!(status.success(), "{status}: {}", watch.rest_of_stderr());
     let bytes = capture.join().unwrap().unwrap();
@@ -364,29 +341,13 @@ fn dev_full() -> Stdio {
 
 /// `macdrop ARGS` in the lab with the given stdout and stderr; its exit.
 fn run_into(lab: &StandaloneLab, args: &[&str], stdout: Stdio, stderr: Stdio) -> ExitStatus {
-    let bin = macdrop::macdrop_bin();
-    let mut argv: Vec<&OsStr> = vec![bin.as_os_str()];
-    argv.extend(args.iter().map(OsStr::new));
-    let mut child = lab
-        .host()
-        .command(&argv)
-        .stdin(Stdio::null())
+    let mut child = command(lab, args)
         .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("macdrop {args:?} still runs after {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    macdrop::wait_child(&mut child, RUN_TIMEOUT)
+        .unwrap_or_else(|e| panic!("macdrop {args:?}: {e:#}"))
 }
 
 /// Outputs that cannot be written end with the documented code, never a
@@ -396,40 +357,48 @@ fn run_into(lab: &StandaloneLab, args: &[&str], stdout: Stdio, stderr: Stdio) ->
 #[test]
 fn unwritable_outputs_end_with_their_exit_code() {
     let lab = StandaloneLab::new().unwrap();
-    let cases: [(&str, &[&str], fn() -> Stdio, fn() -> Stdio, i32); 4] = [
-        (
-            "status > /dev/full 2> /dev/full",
-            &["status"],
-            dev_full,
-            dev_full,
-            1,
-        ),
-        (
-            "status into closed pipes",
-            &["status"],
-            closed_pipe,
-            closed_pipe,
-            0,
-        ),
-        (
-            "an unknown interface, stderr a closed pipe",
-            &["status", "nope0"],
-            Stdio::null,
-            closed_pipe,
-            3,
-        ),
-        (
-            "an unknown interface, stderr /dev/full",
-            &["status", "nope0"],
-            Stdio::null,
-            dev_full,
-            3,
-        ),
-    ];
-    for (what, args, stdout, stderr, code) in cases {
-        let status = run_into(&lab, args, stdout(), stderr());
-        assert_eq!(status.code(), Some(code), "{what}: {status}");
+    for case in [
+        Unwritable {
+            what: "status > /dev/full 2> /dev/full",
+            args: &["status"],
+            stdout: dev_full,
+            stderr: dev_full,
+            code: 1,
+        },
+        Unwritable {
+            what: "status into closed pipes",
+            args: &["status"],
+            stdout: closed_pipe,
+            stderr: closed_pipe,
+            code: 0,
+        },
+        Unwritable {
+            what: "an unknown interface, stderr a closed pipe",
+            args: &["status", "nope0"],
+            stdout: Stdio::null,
+            stderr: closed_pipe,
+            code: 3,
+        },
+        Unwritable {
+            what: "an unknown interface, stderr /dev/full",
+            args: &["status", "nope0"],
+            stdout: Stdio::null,
+            stderr: dev_full,
+            code: 3,
+        },
+    ] {
+        let status = run_into(&lab, case.args, (case.stdout)(), (case.stderr)());
+        assert_eq!(status.code(), Some(case.code), "{}: {status}", case.what);
     }
+}
+
+/// A run with outputs that cannot be written, and the code it must end with.
+struct Unwritable {
+    what: &'static str,
+    args: &'static [&'static str],
+    stdout: fn() -> Stdio,
+    stderr: fn() -> Stdio,
+    code: i32,
 }
 
 /// `watch > /dev/full`: one line and exit 1 at the first report, not a
