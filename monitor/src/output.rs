@@ -137,6 +137,41 @@ mod tests {
         );
     }
 
+    /// `println!` and friends panic on a failed write: none in the code
+    /// (a new one fails here with its place), only `Sink` and `note`.
+    #[test]
+    fn no_printing_macro_that_panics() {
+        fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, found);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (n, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    // Spelled in pieces so that this test does not find itself.
+                    let printing = ["print", "eprint"].iter().any(|m| {
+                        code.contains(&format!("{m}ln!")) || code.contains(&format!("{m}!("))
+                    });
+                    if printing && !code.starts_with("//") {
+                        found.push(format!("{}:{}: {code}", path.display(), n + 1));
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut found,
+        );
+        assert!(found.is_empty(), "{found:#?}");
+    }
+
     #[test]
     fn reports_leave_stdout_to_the_capture() {
         assert_eq!(Sink::for_reports(false), Sink::Stdout);

@@ -60,8 +60,8 @@ async fn name_workloads(
             vec![format!("cannot name workloads: {e}")],
         ),
     };
-    for note in notes {
-        eprintln!("macdrop: {note}");
+    for line in notes {
+        crate::output::note(line);
     }
     for i in interfaces {
         i.workload = owners.remove(&i.link.ifindex);
