@@ -7,7 +7,7 @@ use macdrop::{
     cli::Command,
     cmd,
     error::{ExitKind, classify},
-    output::{closed, note, panic_line},
+    output::{Sink, closed, note, panic_line},
 };
 
 fn main() -> ExitCode {
@@ -68,9 +68,8 @@ fn usage_error(e: clap::Error) -> ExitCode {
         }
         // The build and this kernel's features, not just the number.
         ErrorKind::DisplayVersion => {
-            use std::io::Write as _;
             // A closed or full stdout is not worth a panic here.
-            let _ = std::io::stdout().write_all(macdrop::version::long().as_bytes());
+            let _ = Sink::Stdout.write(macdrop::version::long().as_bytes());
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
