@@ -450,7 +450,10 @@ mod tests {
             assert_eq!(
                 w.pcap.plan().unwrap(),
                 Some(crate::evidence::EvidencePlan {
-                    path: "/var/tmp/evidence.pcapng".into(),
+                    target: crate::evidence::Target {
+                        path: "/var/tmp/evidence.pcapng".into(),
+                        overwrite: false,
+                    },
                     count: 20
                 })
             );

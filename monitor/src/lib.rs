@@ -28,6 +28,7 @@ pub mod model;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;
+pub mod output;
 pub mod privileges;
 pub mod promisc;
 pub mod render;

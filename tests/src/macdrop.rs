@@ -600,7 +600,7 @@ fn read_to_end_on_thread(mut pipe: impl std::io::Read + Send + 'static) -> JoinH
 
 /// Waits for `child` to exit, polling every 10 ms. `Child::wait` has no
 /// timeout, and a hung process must fail the test rather than hang it.
-fn wait_child(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().context("waitpid")? {

@@ -8,17 +8,18 @@ use clap::CommandFactory as _;
 use crate::{
     cli::Cli,
     error::{Failure, Outcome},
+    output::Sink,
 };
 
 pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<Outcome> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "macdrop", &mut out);
-    super::print(&String::from_utf8_lossy(&out))
+    super::print(Sink::Stdout, &String::from_utf8_lossy(&out))
 }
 
 /// macdrop(1), or macdrop-COMMAND(1).
 pub fn man(command: Option<&str>) -> anyhow::Result<Outcome> {
-    super::print(&String::from_utf8_lossy(&page(command)?))
+    super::print(Sink::Stdout, &String::from_utf8_lossy(&page(command)?))
 }
 
 /// The roff of one page. Every command's page is named macdrop-COMMAND and

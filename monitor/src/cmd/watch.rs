@@ -1,26 +1,26 @@
 //! `macdrop watch`: print every report of the monitor as a table or as
 //! JSON lines, and the final one when it stops.
 
-use std::io::Write as _;
-
 use crate::{
     cli::{Format, WatchArgs},
-    error::Outcome,
+    error::{Failure, Outcome},
     metrics::{http::Exporter, web_config::WebConfig},
     model::World,
     monitor::{Monitor, Plan, Step},
+    output::{Sink, write_failure},
     render,
 };
 
-fn emit(format: Format, world: &World) {
+/// Writes one report. A reader that went away ends the command (exit 0,
+/// everything detached as the monitor drops), like `ip` and `bpftool`
+/// under `| head`; a full disk ends it with exit 1.
+fn emit(sink: Sink, format: Format, world: &World) -> Result<(), Failure> {
     let text = match format {
         Format::Json => render::json::render(world) + "\n",
         Format::Table => render::table::render(world) + "\n",
     };
-    let mut out = std::io::stdout().lock();
-    // A closed stdout (e.g. `| head`) must not turn into a panic.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    sink.write(text.as_bytes())
+        .map_err(|e| write_failure(&e, "the report"))
 }
 
 impl WatchArgs {
@@ -45,11 +45,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
         Some(addr) => Some(start_exporter(addr, &args).await?),
         None => None,
     };
+    // `--pcap -`: stdout carries the capture, the reports go to stderr.
+    let sink = Sink::for_reports(plan.evidence.as_ref().is_some_and(|e| e.target.is_stdout()));
     let mut monitor = Monitor::start(plan).await?;
     while let Some(step) = monitor.next().await? {
         match step {
             Step::Report(world) | Step::Final(world) => {
-                emit(args.format, &world);
+                emit(sink, args.format, &world)?;
                 if let Some(exporter) = &exporter {
                     exporter.publish(world);
                 }
@@ -84,6 +86,8 @@ async fn start_exporter(addr: std::net::SocketAddr, args: &WatchArgs) -> anyhow:
     };
     let exporter = Exporter::start(addr, args.interval, web).await?;
     let local = exporter.local_addr();
-    eprintln!("macdrop: serving metrics on {scheme}://{local}/metrics{reach}");
+    crate::output::note(format_args!(
+        "serving metrics on {scheme}://{local}/metrics{reach}"
+    ));
     Ok(exporter)
 }
