@@ -57,6 +57,27 @@ pub enum Command {
     /// Watch for a short window (default 10 s), then print findings ranked
     /// by severity, each with its evidence and a remedy.
     Diagnose(DiagnoseArgs),
+    /// Print a shell completion script (e.g. `macdrop completions bash >
+    /// /etc/bash_completion.d/macdrop`).
+    Completions(CompletionsArgs),
+    /// Print the man page of macdrop, or of one command, as roff (for
+    /// packages: `macdrop man watch > macdrop-watch.1`).
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command (watch, status, top, diagnose, completions); none for
+    /// macdrop(1) itself.
+    pub command: Option<String>,
 }
 
 /// What to watch: the selection flags `top` and `diagnose` share (the same
@@ -128,10 +149,17 @@ pub struct DiagnoseArgs {
 /// `--pcap FILE` and `--pcap-count N`, shared by `watch` and `diagnose`.
 #[derive(Debug, Args)]
 pub struct PcapArgs {
-    /// Write the first mismatched frames (headers, 128 bytes) to this
-    /// pcapng file, as the kernel captured them (no promiscuous mode).
+    /// Write the first mismatched frames (headers, 128 bytes) to this new
+    /// pcapng file (mode 0600, never through a symbolic link), as the
+    /// kernel captured them (no promiscuous mode); - writes them to stdout
+    /// and the reports to stderr.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
+
+    /// Let --pcap replace an existing regular file (still never through a
+    /// symbolic link).
+    #[arg(long)]
+    pub pcap_overwrite: bool,
 
     /// How many mismatched frames --pcap writes at most [default: 100].
     // Not `requires = "pcap"`: `--config` checks each key alone, so the
@@ -145,16 +173,25 @@ pub struct PcapArgs {
 }
 
 impl PcapArgs {
-    /// The capture asked for, if any; `--pcap-count` alone is a usage error.
+    /// The capture asked for, if any; `--pcap-count` or `--pcap-overwrite`
+    /// alone is a usage error.
     pub fn plan(&self) -> Result<Option<crate::evidence::EvidencePlan>, Failure> {
-        match (&self.pcap, self.pcap_count) {
-            (None, Some(_)) => Err(Failure::usage(
-                "--pcap-count needs --pcap FILE: name the file to write the frames to",
-            )),
+        let alone = match (self.pcap_count, self.pcap_overwrite) {
+            (Some(_), _) => Some("--pcap-count"),
+            (None, true) => Some("--pcap-overwrite"),
+            (None, false) => None,
+        };
+        match (&self.pcap, alone) {
+            (None, Some(flag)) => Err(Failure::usage(format!(
+                "{flag} needs --pcap FILE: name the file to write the frames to"
+            ))),
             (None, None) => Ok(None),
-            (Some(path), count) => Ok(Some(crate::evidence::EvidencePlan {
-                path: path.clone(),
-                count: count.unwrap_or(crate::evidence::DEFAULT_COUNT),
+            (Some(path), _) => Ok(Some(crate::evidence::EvidencePlan {
+                target: crate::evidence::Target {
+                    path: path.clone(),
+                    overwrite: self.pcap_overwrite,
+                },
+                count: self.pcap_count.unwrap_or(crate::evidence::DEFAULT_COUNT),
             })),
         }
     }
@@ -208,6 +245,11 @@ pub struct WatchArgs {
         value_parser = parse_metrics_addr
     )]
     pub metrics: Option<SocketAddr>,
+
+    /// TLS and basic auth for --metrics, from a YAML file in the format of
+    /// the Prometheus exporters' --web.config.file (docs/metrics.md).
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
 
     /// Enable the kernel's BPF run-time statistics while running and report
     /// macdrop's own programs' run count and average ns per run.
@@ -319,8 +361,8 @@ mod tests {
         };
         let plan = w.pcap.plan().unwrap().unwrap();
         assert_eq!(
-            (plan.path.to_str(), plan.count),
-            (Some("/tmp/e.pcapng"), 100)
+            (plan.target.path.to_str(), plan.target.overwrite, plan.count),
+            (Some("/tmp/e.pcapng"), false, 100)
         );
         let Command::Diagnose(d) = parse(&["diagnose", "--pcap", "e.pcapng", "--pcap-count", "7"])
             .unwrap()
@@ -335,6 +377,22 @@ mod tests {
         let e = w.pcap.plan().unwrap_err();
         assert_eq!(e.kind, crate::error::ExitKind::Usage);
         assert!(e.message.contains("--pcap FILE"), "{e}");
+        let Command::Watch(w) = parse(&["watch", "--pcap-overwrite"]).unwrap().command else {
+            panic!("not watch")
+        };
+        let e = w.pcap.plan().unwrap_err();
+        assert!(
+            e.message.starts_with("--pcap-overwrite needs --pcap FILE"),
+            "{e}"
+        );
+        let Command::Watch(w) = parse(&["watch", "--pcap", "-", "--pcap-overwrite"])
+            .unwrap()
+            .command
+        else {
+            panic!("not watch")
+        };
+        let target = w.pcap.plan().unwrap().unwrap().target;
+        assert!(target.overwrite && target.is_stdout());
         for args in [
             &["watch", "--pcap", "x", "--pcap-count", "0"][..],
             &["watch", "--pcap", "x", "--pcap-count", "many"],

@@ -420,6 +420,7 @@ mod tests {
         iface = ["eth0", "eth1"]
         pcap = "/var/tmp/evidence.pcapng"
         pcap-count = 20
+        web-config = "/etc/macdrop/web.yml"
     "#;
 
     #[test]
@@ -438,6 +439,10 @@ mod tests {
             assert_eq!(w.format, Format::Json);
             assert_eq!(w.interval, Duration::from_secs(15));
             assert_eq!(w.duration, Some(Duration::from_millis(2500)));
+            assert_eq!(
+                w.web_config.as_deref(),
+                Some(Path::new("/etc/macdrop/web.yml"))
+            );
             assert_eq!(w.select.attach, crate::cli::AttachMode::Tc);
             assert!(w.self_stats);
             assert_eq!(w.select.ifaces, ["eth0", "eth1"]);
@@ -445,7 +450,10 @@ mod tests {
             assert_eq!(
                 w.pcap.plan().unwrap(),
                 Some(crate::evidence::EvidencePlan {
-                    path: "/var/tmp/evidence.pcapng".into(),
+                    target: crate::evidence::Target {
+                        path: "/var/tmp/evidence.pcapng".into(),
+                        overwrite: false,
+                    },
                     count: 20
                 })
             );
@@ -506,7 +514,12 @@ mod tests {
              [top]\ninterval = 0.5\nbridge = \"br0\"\n\
              [diagnose]\nfail-on = \"warning\"\nduration = 3\n",
         );
-        for sub in Cli::command().get_subcommands() {
+        // The generators (completions, man pages) read no settings.
+        let generators = ["completions", "man"];
+        for sub in Cli::command()
+            .get_subcommands()
+            .filter(|s| !generators.contains(&s.get_name()))
+        {
             assert!(
                 File::default().section(sub.get_name()).is_some(),
                 "no [{}] table in config_file::File",

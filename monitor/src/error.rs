@@ -2,8 +2,8 @@
 //!
 //! | code | meaning |
 //! |------|---------|
-//! | 0 | success (also after SIGINT/SIGTERM) |
-//! | 1 | unexpected failure (a bug, or a kernel answer macdrop did not foresee) |
+//! | 0 | success (also after SIGINT/SIGTERM, and when the reader of stdout goes away) |
+//! | 1 | unexpected failure (a bug, a panic, or a kernel answer macdrop did not foresee), output that cannot be written (a full disk) |
 //! | 2 | usage: bad flags or values, `--bridge` on a non-bridge |
 //! | 3 | environment: missing privileges, unknown interface, no bridges, kernel lacks XDP, interface busy |
 //! | 4 | `diagnose --fail-on SEVERITY`: a finding of that severity or worse |
@@ -42,6 +42,9 @@ pub enum Reason {
     /// The namespace has no bridge, or none of the named interfaces: with
     /// `--all-netns` such a namespace is skipped, not an error.
     NothingToWatch,
+    /// The reader of stdout went away (`| head`): the command ends
+    /// quietly, exit 0 (`crate::output`).
+    OutputClosed,
 }
 
 /// An error whose message already names the problem and the fix.

@@ -28,6 +28,7 @@ pub mod model;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;
+pub mod output;
 pub mod privileges;
 pub mod promisc;
 pub mod render;
@@ -39,6 +40,7 @@ pub mod tracker;
 pub mod tui;
 pub mod untrusted;
 pub mod verdict;
+pub mod version;
 pub mod workload;
 
 #[cfg(test)]

@@ -7,15 +7,18 @@ use macdrop::{
     cli::Command,
     cmd,
     error::{ExitKind, classify},
+    output::{Sink, closed, note, panic_line},
 };
 
 fn main() -> ExitCode {
-    // A panic is a bug: one line, exit 1, no backtrace. Links are file
-    // descriptors, so nothing stays attached when the process ends.
-    std::panic::set_hook(Box::new(|info| {
-        eprintln!("macdrop: internal error (a bug, please report it): {info}");
-    }));
+    // A panic is a bug: one line (lost if stderr is gone, never a second
+    // panic), then the unwinding detaches what is attached (the sessions'
+    // drops) and the process exits 1, the documented code, not Rust's 101.
+    std::panic::set_hook(Box::new(|info| note(panic_line(info))));
+    std::panic::catch_unwind(run).unwrap_or(ExitCode::from(ExitKind::Unexpected as u8))
+}
 
+fn run() -> ExitCode {
     // The command line, completed from `--config FILE` where it is silent.
     let cli = match macdrop::config_file::parse(std::env::args_os()) {
         Ok(cli) => cli,
@@ -28,7 +31,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("macdrop: cannot start the async runtime: {e}");
+            note(format_args!("cannot start the async runtime: {e}"));
             return ExitCode::from(ExitKind::Unexpected as u8);
         }
     };
@@ -38,13 +41,17 @@ fn main() -> ExitCode {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Top(args) => cmd::top::run(args).await,
             Command::Diagnose(args) => cmd::diagnose::run(args).await,
+            Command::Completions(args) => cmd::generate::completions(args.shell),
+            Command::Man(args) => cmd::generate::man(args.command.as_deref()),
         }
     });
     match result {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
+        // `| head` read what it wanted: an end like any other.
+        Err(err) if closed(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let (kind, message) = classify(&err);
-            eprintln!("macdrop: {message}");
+            note(message);
             ExitCode::from(kind as u8)
         }
     }
@@ -55,8 +62,14 @@ fn main() -> ExitCode {
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+        ErrorKind::DisplayHelp => {
             let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        // The build and this kernel's features, not just the number.
+        ErrorKind::DisplayVersion => {
+            // A closed or full stdout is not worth a panic here.
+            let _ = Sink::Stdout.write(macdrop::version::long().as_bytes());
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
@@ -77,7 +90,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
                     .collect();
                 first = format!("{first} {}", listed.join(", "));
             }
-            eprintln!("macdrop: {first} (see macdrop --help)");
+            note(format_args!("{first} (see macdrop --help)"));
             ExitCode::from(ExitKind::Usage as u8)
         }
     }

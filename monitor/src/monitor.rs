@@ -22,6 +22,7 @@ use crate::{
     model::{Interface, World},
     netlink::Change,
     netns::Namespace,
+    output::note,
     privileges,
     session::Session,
     topology::Selection,
@@ -116,13 +117,13 @@ impl Monitor {
     /// (attaching everything), and prints what is watched on stderr.
     pub async fn start(plan: Plan) -> anyhow::Result<Self> {
         privileges::check()?;
-        // The file is created before anything is attached: a path macdrop
-        // cannot write fails fast, with nothing to undo.
-        let evidence = match &plan.evidence {
-            Some(p) => Some(Evidence::create(p)?),
-            None => None,
-        };
-        let capture = evidence.as_ref().map(Evidence::limit);
+        // A capture path that is refused fails fast, before anything is
+        // attached; the file itself is created only once every namespace
+        // and interface is validated (below).
+        if let Some(p) = &plan.evidence {
+            p.target.check()?;
+        }
+        let capture = plan.evidence.as_ref().map(|p| p.count);
         let self_stats = if plan.self_stats {
             Some(StatsEnabled::enable()?)
         } else {
@@ -150,7 +151,7 @@ impl Monitor {
                 // With --all-netns, a namespace without anything to watch
                 // is simply not watched.
                 Err(e) if plan.all_netns && nothing_to_watch(&e) => {}
-                Err(e) if plan.all_netns => eprintln!("macdrop: {label}: {e:#}"),
+                Err(e) if plan.all_netns => note(format_args!("{label}: {e:#}")),
                 Err(e) => return Err(e),
             }
         }
@@ -165,25 +166,33 @@ impl Monitor {
             .into());
         }
         if sessions.is_empty() {
-            eprintln!(
-                "macdrop: watching 0 interface(s): no namespace has a bridge yet; waiting for \
+            note(format_args!(
+                "watching 0 interface(s): no namespace has a bridge yet; waiting for \
                  one to appear"
-            );
+            ));
         }
         if let Some(why) = sessions.iter().find_map(|s| s.drop_source().err()) {
-            eprintln!("macdrop: confirmed kernel drops unavailable ({why}); frame classes only");
+            note(format_args!(
+                "confirmed kernel drops unavailable ({why}); frame classes only"
+            ));
         }
-        eprintln!(
-            "macdrop: {}",
-            capability_summary(sessions.first().and_then(|s| s.drop_source().ok()))
-        );
+        note(capability_summary(
+            sessions.first().and_then(|s| s.drop_source().ok()),
+        ));
         for s in &mut sessions {
-            for note in s.take_notes() {
-                eprintln!("macdrop: {note}");
+            for line in s.take_notes() {
+                note(line);
             }
         }
+        // Everything validated and attached: now the capture file. Before
+        // the privileges are dropped (CAP_DAC_OVERRIDE may be what lets
+        // root write there); if it fails, the sessions drop and detach.
+        let evidence = match &plan.evidence {
+            Some(p) => Some(Evidence::create(p)?),
+            None => None,
+        };
         for s in &sessions {
-            eprintln!("macdrop: watching {}", s.summary());
+            note(format_args!("watching {}", s.summary()));
         }
 
         // Every session's notifications go to one channel, tagged with the
@@ -373,12 +382,12 @@ impl Monitor {
     }
 
     fn print_notes(&mut self) {
-        for note in self.workloads.take_notes() {
-            eprintln!("macdrop: {note}");
+        for line in self.workloads.take_notes() {
+            note(line);
         }
         for t in &mut self.sessions {
-            for note in t.session.take_notes() {
-                eprintln!("macdrop: {note}");
+            for line in t.session.take_notes() {
+                note(line);
             }
         }
     }
@@ -410,7 +419,9 @@ impl Monitor {
             self.retired.extend(gone);
             t.session.detach_all();
             t.forwarder.abort();
-            eprintln!("macdrop: {label} went away; its interfaces' final counts are kept");
+            note(format_args!(
+                "{label} went away; its interfaces' final counts are kept"
+            ));
         }
         self.bridgeless.retain(|inode, _| inodes.contains(inode));
         for ns in present {
@@ -438,14 +449,14 @@ impl Monitor {
             .await
             {
                 Ok(session) => {
-                    eprintln!("macdrop: now watching {}", session.summary());
+                    note(format_args!("now watching {}", session.summary()));
                     let t = track(self.next_id, session, &self.changes_tx);
                     self.next_id += 1;
                     self.sessions.push(t);
                 }
                 Err(e) => {
                     if !nothing_to_watch(&e) {
-                        eprintln!("macdrop: {label}: {e:#}");
+                        note(format_args!("{label}: {e:#}"));
                     }
                     self.bridgeless.insert(inode, Instant::now());
                 }

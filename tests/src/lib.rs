@@ -39,6 +39,7 @@ pub mod lab;
 pub mod macdrop;
 pub mod netns;
 pub mod pcap;
+pub mod prometheus;
 pub mod promisc;
 pub mod receiver;
 pub mod scenarios;

@@ -148,10 +148,10 @@ pub struct InterfaceReport {
     pub rates: serde_json::Value,
     /// Confirmed kernel drops by reason; None when unavailable.
     #[serde(default)]
-    pub drops: Option<std::collections::BTreeMap<String, u64>>,
+    pub kernel_drops: Option<std::collections::BTreeMap<String, u64>>,
     /// `rx_otherhost_dropped` since attach; None when unavailable.
     #[serde(default)]
-    pub kernel_rx_otherhost_dropped: Option<u64>,
+    pub rx_otherhost_dropped_since_attach: Option<u64>,
     #[serde(default)]
     pub verdict: String,
     /// What owns a veth's peer namespace; None when unknown.
@@ -600,7 +600,7 @@ fn read_to_end_on_thread(mut pipe: impl std::io::Read + Send + 'static) -> JoinH
 
 /// Waits for `child` to exit, polling every 10 ms. `Child::wait` has no
 /// timeout, and a hung process must fail the test rather than hang it.
-fn wait_child(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Result<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().context("waitpid")? {

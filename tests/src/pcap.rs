@@ -134,6 +134,13 @@ pub struct RawFrame {
 /// Every packet of the pcapng file `path`, in file order, with the pcap-file
 /// crate (no external tool).
 pub fn read_raw(path: &Path) -> Result<Vec<RawFrame>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_raw(&bytes).with_context(|| format!("in {}", path.display()))
+}
+
+/// Every packet of a pcapng capture (e.g. what `--pcap -` wrote to stdout),
+/// in order, with the pcap-file crate.
+pub fn parse_raw(bytes: &[u8]) -> Result<Vec<RawFrame>> {
     use pcap_file::pcapng::{
         Block, PcapNgReader,
         blocks::{
@@ -141,13 +148,11 @@ pub fn read_raw(path: &Path) -> Result<Vec<RawFrame>> {
             interface_description::InterfaceDescriptionOption,
         },
     };
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut reader = PcapNgReader::new(&bytes[..])
-        .with_context(|| format!("{} is not pcapng", path.display()))?;
+    let mut reader = PcapNgReader::new(bytes).context("not pcapng")?;
     let mut names: Vec<String> = Vec::new();
     let mut frames = Vec::new();
     while let Some(block) = reader.next_block() {
-        match block.with_context(|| format!("a block of {}", path.display()))? {
+        match block.context("a block that does not parse")? {
             Block::InterfaceDescription(idb) => names.push(
                 idb.options
                     .iter()

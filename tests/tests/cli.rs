@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::SETTLE;
+use common::{SETTLE, assert_no_panic, check_one_line_error};
 use macdrop_tests::{
     lab::{BRIDGE, BridgeLab, STANDALONE_IFACE, StandaloneLab},
     macdrop::{self, Finished, Macdrop},
@@ -411,43 +411,4 @@ fn an_unwritable_output_is_a_one_line_error() {
     let script = format!("exec {} status > /dev/full", bin.display());
     let out = macdrop::run_command(lab.host(), &["sh", "-c", &script], RUN_TIMEOUT).unwrap();
     check_one_line_error("status > /dev/full", &out, 1, &["cannot write the output"]);
-}
-
-fn check_one_line_error(what: &str, out: &Finished, code: i32, mentions: &[&str]) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "{what}: stderr:\n{}",
-        out.stderr
-    );
-    assert_eq!(
-        out.stderr.trim_end().lines().count(),
-        1,
-        "{what}: want a one-line message, got:\n{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.starts_with("macdrop: "),
-        "{what}: {}",
-        out.stderr
-    );
-    for word in mentions {
-        assert!(
-            out.stderr.contains(word),
-            "{what}: message does not mention {word:?}: {}",
-            out.stderr
-        );
-    }
-    assert!(
-        out.stdout.is_empty(),
-        "{what}: printed a report: {}",
-        out.stdout
-    );
-    assert_no_panic(&out.stderr);
-}
-
-fn assert_no_panic(stderr: &str) {
-    for marker in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
-        assert!(!stderr.contains(marker), "{marker:?} in stderr:\n{stderr}");
-    }
 }

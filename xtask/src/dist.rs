@@ -42,10 +42,10 @@ use crate::{
 /// The target of the static binary.
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
 
-/// Debian packages dist needs: buildah builds the image, readelf (binutils)
-/// checks the binary, git names the revision; podman runs the image in
-/// the tests.
-pub const APT_PACKAGES: &[&str] = &["buildah", "podman", "binutils", "git"];
+/// Debian packages dist needs: musl-gcc (musl-tools) compiles ring's C for
+/// the musl target, buildah builds the image, readelf (binutils) checks
+/// the binary, git names the revision; podman runs the image in the tests.
+pub const APT_PACKAGES: &[&str] = &["musl-tools", "buildah", "podman", "binutils", "git"];
 
 /// cargo-deb, pinned: the .deb's layout does not change under us. 3.8.0
 /// builds with the workspace's Rust (its rust-version is 1.85).

@@ -142,7 +142,10 @@ fn main() -> anyhow::Result<()> {
             reps,
         } => tcx_floor(&prefix, count, &threads, reps)?,
     };
-    println!("{out}");
+    // A write error is an error, not a panic (`macdrop::output`).
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{out}")?;
+    stdout.flush()?;
     Ok(())
 }
 
@@ -688,7 +691,7 @@ fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
             );
         }
     }
-    println!("ready");
+    writeln!(std::io::stdout(), "ready")?;
     std::io::stdout().flush()?;
     // Until the caller closes our stdin (or dies).
     let mut sink = Vec::new();

@@ -5,15 +5,19 @@ use crate::{
     cli::{DiagnoseArgs, FailOn, Format},
     diagnose::{diagnose, finding::Severity, render},
     error::Outcome,
+    output::Sink,
 };
 
 pub async fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
-    let report = diagnose(&args.select, args.duration, args.pcap.plan()?).await?;
+    let capture = args.pcap.plan()?;
+    // `--pcap -`: stdout carries the capture, the findings go to stderr.
+    let sink = Sink::for_reports(capture.as_ref().is_some_and(|e| e.target.is_stdout()));
+    let report = diagnose(&args.select, args.duration, capture).await?;
     let text = match args.format {
         Format::Json => render::json(&report),
         Format::Table => render::table(&report),
     };
-    let printed = super::print(&text)?;
+    let printed = super::print(sink, &text)?;
     let Some(threshold) = args.fail_on else {
         return Ok(printed);
     };

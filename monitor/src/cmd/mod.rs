@@ -4,13 +4,20 @@
 //! the monitor (`crate::monitor`), the model and the renderers.
 
 pub mod diagnose;
+pub mod generate;
 pub mod status;
 pub mod top;
 pub mod watch;
 
-use std::{io::Write as _, time::Duration};
+use std::time::Duration;
 
-use crate::{cli::SelectionArgs, error::Outcome, monitor::Plan, topology::Selection};
+use crate::{
+    cli::SelectionArgs,
+    error::Outcome,
+    monitor::Plan,
+    output::{Sink, write_failure},
+    topology::Selection,
+};
 
 impl SelectionArgs {
     /// The monitor's plan for these flags (watch, top and diagnose).
@@ -32,14 +39,11 @@ impl SelectionArgs {
     }
 }
 
-/// Prints a one-shot command's output. A reader that went away (`| head`)
-/// ends the command quietly; any other write error (a full disk) is an
-/// error, not a panic.
-fn print(text: &str) -> anyhow::Result<Outcome> {
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(Outcome::Done),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Outcome::Done),
-        Err(e) => Err(anyhow::anyhow!("cannot write the output: {e}")),
-    }
+/// Prints a one-shot command's output to `sink`. A reader that went away
+/// (`| head`) ends the command quietly; any other write error (a full
+/// disk) is an error, not a panic (`crate::output`).
+fn print(sink: Sink, text: &str) -> anyhow::Result<Outcome> {
+    sink.write(format!("{}\n", text.trim_end()).as_bytes())
+        .map_err(|e| write_failure(&e, "the output"))?;
+    Ok(Outcome::Done)
 }

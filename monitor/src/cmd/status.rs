@@ -30,7 +30,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
         Format::Table => render::status::table(&status),
     };
-    super::print(&text)
+    super::print(crate::output::Sink::Stdout, &text)
 }
 
 /// The owner of each veth's peer namespace, as `watch` names them; a
@@ -60,8 +60,8 @@ async fn name_workloads(
             vec![format!("cannot name workloads: {e}")],
         ),
     };
-    for note in notes {
-        eprintln!("macdrop: {note}");
+    for line in notes {
+        crate::output::note(line);
     }
     for i in interfaces {
         i.workload = owners.remove(&i.link.ifindex);

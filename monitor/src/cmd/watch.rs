@@ -1,30 +1,35 @@
 //! `macdrop watch`: print every report of the monitor as a table or as
 //! JSON lines, and the final one when it stops.
 
-use std::io::Write as _;
-
 use crate::{
     cli::{Format, WatchArgs},
-    error::Outcome,
-    metrics::http::Exporter,
+    error::{Failure, Outcome},
+    metrics::{http::Exporter, web_config::WebConfig},
     model::World,
     monitor::{Monitor, Plan, Step},
+    output::{Sink, write_failure},
     render,
 };
 
-fn emit(format: Format, world: &World) {
+/// Writes one report. A reader that went away ends the command (exit 0,
+/// everything detached as the monitor drops), like `ip` and `bpftool`
+/// under `| head`; a full disk ends it with exit 1.
+fn emit(sink: Sink, format: Format, world: &World) -> Result<(), Failure> {
     let text = match format {
         Format::Json => render::json::render(world) + "\n",
         Format::Table => render::table::render(world) + "\n",
     };
-    let mut out = std::io::stdout().lock();
-    // A closed stdout (e.g. `| head`) must not turn into a panic.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
+    sink.write(text.as_bytes())
+        .map_err(|e| write_failure(&e, "the report"))
 }
 
 impl WatchArgs {
     fn plan(&self) -> Result<Plan, crate::error::Failure> {
+        if self.web_config.is_some() && self.metrics.is_none() {
+            return Err(crate::error::Failure::usage(
+                "--web-config protects the metrics endpoint: add --metrics [ADDR:PORT]",
+            ));
+        }
         Ok(Plan {
             self_stats: self.self_stats,
             evidence: self.pcap.plan()?,
@@ -40,11 +45,13 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
         Some(addr) => Some(start_exporter(addr, &args).await?),
         None => None,
     };
+    // `--pcap -`: stdout carries the capture, the reports go to stderr.
+    let sink = Sink::for_reports(plan.evidence.as_ref().is_some_and(|e| e.target.is_stdout()));
     let mut monitor = Monitor::start(plan).await?;
     while let Some(step) = monitor.next().await? {
         match step {
             Step::Report(world) | Step::Final(world) => {
-                emit(args.format, &world);
+                emit(sink, args.format, &world)?;
                 if let Some(exporter) = &exporter {
                     exporter.publish(world);
                 }
@@ -55,13 +62,32 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn start_exporter(addr: std::net::SocketAddr, args: &WatchArgs) -> anyhow::Result<Exporter> {
-    let exporter = Exporter::start(addr, args.interval).await?;
-    let local = exporter.local_addr();
-    let reach = if local.ip().is_loopback() {
-        ""
-    } else {
-        " (beyond loopback: reachable from the network, without authentication)"
+    let web = match &args.web_config {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::open(),
     };
-    eprintln!("macdrop: serving metrics on http://{local}/metrics{reach}");
+    let scheme = if web.tls.is_some() { "https" } else { "http" };
+    // What a listener beyond loopback leaves open.
+    let reach = match (
+        addr.ip().is_loopback(),
+        web.tls.is_some(),
+        web.auth.is_some(),
+    ) {
+        (true, _, _) | (false, true, true) => "",
+        (false, false, false) => {
+            " (beyond loopback: reachable from the network, without TLS or authentication)"
+        }
+        (false, true, false) => {
+            " (beyond loopback: reachable from the network, without authentication)"
+        }
+        (false, false, true) => {
+            " (beyond loopback: passwords cross the network in clear text without TLS)"
+        }
+    };
+    let exporter = Exporter::start(addr, args.interval, web).await?;
+    let local = exporter.local_addr();
+    crate::output::note(format_args!(
+        "serving metrics on {scheme}://{local}/metrics{reach}"
+    ));
     Ok(exporter)
 }

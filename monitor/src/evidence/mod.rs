@@ -7,6 +7,7 @@
 //! and, once N are written, closes the budget so the kernel stops copying.
 
 pub mod pcap;
+pub mod target;
 
 use std::{
     collections::HashMap,
@@ -23,6 +24,7 @@ use crate::{
     topology::Role,
 };
 use pcap::{Interface, Packet, PcapFile};
+pub use target::Target;
 
 /// Default of `--pcap-count`.
 pub const DEFAULT_COUNT: u64 = 100;
@@ -30,7 +32,8 @@ pub const DEFAULT_COUNT: u64 = 100;
 /// What `--pcap` asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EvidencePlan {
-    pub path: PathBuf,
+    /// The file (or stdout) and whether it may be replaced.
+    pub target: Target,
     /// Frames to write at most.
     pub count: u64,
 }
@@ -106,7 +109,7 @@ impl Summary {
             "pcap: {} of at most {} mismatched frame(s) written to {}",
             self.written,
             self.limit,
-            self.file.display()
+            target::name(&self.file)
         );
         if self.rate_limited + self.ring_full > 0 {
             line += &format!(
@@ -131,11 +134,12 @@ pub struct Evidence {
 }
 
 impl Evidence {
-    /// Creates the file: done before anything is attached, so a bad path
-    /// fails fast.
+    /// Creates the file (`Target::open`): only once every argument and
+    /// namespace is validated, so a run that fails leaves nothing behind
+    /// (`Target::check` refuses a bad path before that).
     pub fn create(plan: &EvidencePlan) -> Result<Self, Failure> {
         Ok(Self {
-            pcap: PcapFile::create(&plan.path)?,
+            pcap: PcapFile::create(&plan.target)?,
             limit: plan.count,
             written: 0,
             interfaces: HashMap::new(),
@@ -262,8 +266,12 @@ mod tests {
     #[test]
     fn writes_at_most_the_limit_with_a_comment() {
         let path = std::env::temp_dir().join(format!("macdrop-ev-{}.pcapng", std::process::id()));
+        let _ = std::fs::remove_file(&path);
         let mut ev = Evidence::create(&EvidencePlan {
-            path: path.clone(),
+            target: Target {
+                path: path.clone(),
+                overwrite: false,
+            },
             count: 2,
         })
         .unwrap();

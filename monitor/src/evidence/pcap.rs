@@ -4,7 +4,7 @@
 //!
 //! Blocks are encoded into memory and reach the file only whole, with one
 //! `write_all` per `flush`, so the file never ends in half a block, however
-//! macdrop stops.
+//! macdrop stops. Which file, and how it is opened: `target`.
 
 use std::{
     borrow::Cow,
@@ -26,7 +26,8 @@ use pcap_file::{
     },
 };
 
-use crate::error::Failure;
+use super::target::Target;
+use crate::{error::Failure, output::write_failure};
 
 /// `if_tsresol` 9: timestamps in nanoseconds, which is what `pcap-file`
 /// writes (the pcapng default would be microseconds).
@@ -58,10 +59,11 @@ pub struct Packet<'a> {
 }
 
 impl PcapFile {
-    /// Creates (or truncates) `path` and writes the section header. Errors
-    /// are one line naming the path, the reason and the fix.
-    pub fn create(path: &Path) -> Result<Self, Failure> {
-        let file = File::create(path).map_err(|e| cannot_write(path, &e))?;
+    /// Opens the target (`Target::open`: exclusively, no link followed,
+    /// 0600) and writes the section header. Errors are one line naming
+    /// the path, the reason and the fix.
+    pub fn create(target: &Target) -> Result<Self, Failure> {
+        let file = target.open()?;
         let section = SectionHeaderBlock {
             endianness: Endianness::native(),
             options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
@@ -73,7 +75,7 @@ impl PcapFile {
         let writer = PcapNgWriter::with_section_header(Vec::new(), section)
             .map_err(|e| Failure::environment(format!("cannot encode pcapng: {e}")))?;
         let mut this = Self {
-            path: path.to_owned(),
+            path: target.path.clone(),
             file,
             writer,
             interfaces: 0,
@@ -128,35 +130,20 @@ impl PcapFile {
         self.file
             .write_all(&pending)
             .and_then(|()| self.file.flush())
-            .map_err(|e| cannot_write(&self.path, &e))
+            .map_err(|e| {
+                write_failure(
+                    &e,
+                    &format!("the pcap evidence to {}", super::target::name(&self.path)),
+                )
+            })
     }
 
     fn failed(&self, e: &pcap_file::PcapError) -> Failure {
         Failure::environment(format!(
             "cannot write the pcap evidence to {}: {e}",
-            self.path.display()
+            super::target::name(&self.path)
         ))
     }
-}
-
-/// "cannot write the pcap evidence to PATH: REASON; FIX", one line.
-fn cannot_write(path: &Path, e: &std::io::Error) -> Failure {
-    let fix = match e.kind() {
-        std::io::ErrorKind::NotFound => "create the directory first, or choose another path",
-        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-            "choose a path macdrop may write (e.g. under /tmp or /var/tmp)"
-        }
-        std::io::ErrorKind::IsADirectory => "name a file, not a directory",
-        std::io::ErrorKind::StorageFull => "free some space, or choose another filesystem",
-        _ => "choose another path",
-    };
-    let reason = e.to_string();
-    let reason = reason.split(" (os error").next().unwrap_or(&reason);
-    Failure::environment(format!(
-        "cannot write the pcap evidence to {}: {}; {fix}",
-        path.display(),
-        reason.to_lowercase()
-    ))
 }
 
 /// Test helper: the packets of a file this module wrote (removed after
@@ -179,14 +166,19 @@ pub fn read_back(path: &Path) -> (Vec<EnhancedPacketBlock<'static>>, usize) {
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("macdrop-pcap-{}-{name}", std::process::id()))
+    fn temp(name: &str) -> Target {
+        let path = std::env::temp_dir().join(format!("macdrop-pcap-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Target {
+            path,
+            overwrite: false,
+        }
     }
 
     #[test]
     fn writes_a_file_pcap_file_reads_back() {
-        let path = temp("roundtrip.pcapng");
-        let mut pcap = PcapFile::create(&path).unwrap();
+        let target = temp("roundtrip.pcapng");
+        let mut pcap = PcapFile::create(&target).unwrap();
         let p1 = pcap
             .add_interface(&Interface {
                 name: "p1",
@@ -205,29 +197,12 @@ mod tests {
         .unwrap();
         pcap.flush().unwrap();
 
-        let (packets, interfaces) = read_back(&path);
+        let (packets, interfaces) = read_back(&target.path);
         assert_eq!(packets.len(), 1);
         let p = &packets[0];
         assert_eq!(p.original_len, 1500);
         assert_eq!(&p.data[..], &frame[..]);
         assert_eq!(p.timestamp, Duration::new(1_700_000_000, 123_456_789));
         assert_eq!(interfaces, 1);
-    }
-
-    #[test]
-    fn unwritable_paths_name_path_reason_and_fix() {
-        let missing = Path::new("/nonexistent-macdrop-dir/x.pcapng");
-        let e = PcapFile::create(missing).err().unwrap();
-        assert_eq!(e.kind, crate::error::ExitKind::Environment);
-        assert!(
-            e.message.contains("/nonexistent-macdrop-dir/x.pcapng"),
-            "{e}"
-        );
-        assert!(e.message.contains("no such file or directory"), "{e}");
-        assert!(e.message.contains("create the directory"), "{e}");
-        let e = PcapFile::create(&std::env::temp_dir()).err().unwrap();
-        assert!(e.message.contains("is a directory"), "{e}");
-        assert!(e.message.contains("name a file"), "{e}");
-        assert!(!e.message.contains('\n'));
     }
 }

@@ -9,6 +9,13 @@
 //! must arrive within [`HEADER_READ_TIMEOUT`] (also between keep-alive
 //! requests: an idle client is dropped), and no connection lives longer
 //! than [`CONNECTION_DEADLINE`]. Request bodies are never read.
+//!
+//! With `--web-config` ([`super::web_config`]): TLS is a layer under HTTP
+//! (each accepted connection completes its handshake within
+//! [`HEADER_READ_TIMEOUT`] or is dropped), and basic authentication a check
+//! before routing. Every path needs credentials but `/healthz`, which tells
+//! only whether reports arrive, so that probes and load balancers need no
+//! password; it is still served over TLS only.
 
 use std::{
     convert::Infallible,
@@ -17,6 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use headers::{Authorization, HeaderMapExt as _, authorization::Basic};
 use http_body_util::Full;
 use hyper::{
     Method, Request, Response, StatusCode, body::Bytes, header, server::conn::http1,
@@ -24,9 +32,17 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::Semaphore,
+};
+use tokio_rustls::TlsAcceptor;
 
-use super::{Latest, Publisher};
+use super::{
+    Latest, Publisher,
+    web_config::{BasicAuth, WebConfig},
+};
 use crate::{error::Failure, model::World};
 
 /// Connections served at once; more are closed as soon as accepted.
@@ -51,8 +67,13 @@ pub struct Exporter {
 impl Exporter {
     /// Binds `addr` (before anything is attached, so a port in use fails
     /// fast) and serves it on the current tokio runtime. `interval` is the
-    /// monitor's report interval, for /healthz's notion of "stale".
-    pub async fn start(addr: SocketAddr, interval: Duration) -> anyhow::Result<Self> {
+    /// monitor's report interval, for /healthz's notion of "stale"; `web`
+    /// what the endpoint enforces (TLS, users).
+    pub async fn start(
+        addr: SocketAddr,
+        interval: Duration,
+        web: WebConfig,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| bind_failure(addr, &e))?;
@@ -62,8 +83,9 @@ impl Exporter {
             registry: super::registry(latest.clone()),
             latest,
             stale_after: interval * 3 + Duration::from_secs(10),
+            auth: web.auth,
         });
-        tokio::spawn(serve(listener, state));
+        tokio::spawn(serve(listener, web.tls.map(TlsAcceptor::from), state));
         Ok(Self {
             publisher,
             local_addr,
@@ -107,9 +129,10 @@ struct State {
     registry: Registry,
     latest: Latest,
     stale_after: Duration,
+    auth: Option<BasicAuth>,
 }
 
-async fn serve(listener: TcpListener, state: Arc<State>) {
+async fn serve(listener: TcpListener, tls: Option<TlsAcceptor>, state: Arc<State>) {
     let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -129,20 +152,73 @@ async fn serve(listener: TcpListener, state: Arc<State>) {
             drop(stream);
             continue;
         };
-        let state = Arc::clone(&state);
-        let connection = http.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |req| {
-                let response = respond(&state, &req);
-                async move { Ok::<_, Infallible>(response) }
-            }),
-        );
+        let (http, state, tls) = (http.clone(), Arc::clone(&state), tls.clone());
         tokio::spawn(async move {
-            // Errors (a client gone, a header timeout) concern that client only.
-            let _ = tokio::time::timeout(CONNECTION_DEADLINE, connection).await;
+            // Errors (a client gone, a header timeout, a failed handshake)
+            // concern that client only.
+            let _ = tokio::time::timeout(CONNECTION_DEADLINE, async move {
+                match tls {
+                    None => connection(&http, stream, state).await,
+                    Some(tls) => {
+                        if let Ok(Ok(stream)) =
+                            tokio::time::timeout(HEADER_READ_TIMEOUT, tls.accept(stream)).await
+                        {
+                            connection(&http, stream, state).await;
+                        }
+                    }
+                }
+            })
+            .await;
             drop(permit);
         });
     }
+}
+
+/// Serves HTTP/1 on one connection, plain or TLS.
+async fn connection<I>(http: &http1::Builder, io: I, state: Arc<State>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        async move { Ok::<_, Infallible>(handle(state, req).await) }
+    });
+    let _ = http.serve_connection(TokioIo::new(io), service).await;
+}
+
+/// Authentication, then routing.
+async fn handle<B>(state: Arc<State>, req: Request<B>) -> Response<Full<Bytes>> {
+    if state.auth.is_some() && req.uri().path() != "/healthz" && !authorized(&state, &req).await {
+        let mut response = text(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized: macdrop's metrics need a user and password (basic auth)\n".into(),
+        );
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"macdrop\""),
+        );
+        return response;
+    }
+    respond(&state, &req)
+}
+
+/// Whether the request carries the credentials of a configured user. The
+/// bcrypt verification runs on tokio's blocking pool, not on the thread
+/// that drives the monitor; at most [`MAX_CONNECTIONS`] run at once.
+async fn authorized<B>(state: &Arc<State>, req: &Request<B>) -> bool {
+    let Some(Authorization(basic)) = req.headers().typed_get::<Authorization<Basic>>() else {
+        return false;
+    };
+    let (user, password) = (basic.username().to_owned(), basic.password().to_owned());
+    let state = Arc::clone(state);
+    tokio::task::spawn_blocking(move || {
+        state
+            .auth
+            .as_ref()
+            .is_some_and(|auth| auth.check(&user, &password))
+    })
+    .await
+    .unwrap_or(false)
 }
 
 fn respond<B>(state: &State, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -227,6 +303,7 @@ mod tests {
             registry: super::super::registry(latest.clone()),
             latest,
             stale_after,
+            auth: None,
         };
         (publisher, state)
     }
@@ -278,6 +355,54 @@ mod tests {
         assert_eq!(
             respond(&state, &request(Method::POST, "/elsewhere")).status(),
             StatusCode::NOT_FOUND
+        );
+    }
+
+    /// With users configured, everything but /healthz needs one of them.
+    #[tokio::test]
+    async fn basic_auth_guards_all_but_healthz() {
+        use headers::HeaderMapExt as _;
+        let (_publisher, mut state) = state(Duration::from_secs(60));
+        let users = [("a".to_owned(), bcrypt::hash("pw", 4).unwrap())].into();
+        state.auth = Some(BasicAuth::new(users).unwrap());
+        let state = Arc::new(state);
+        let ask = |path: &str, credentials: Option<(&str, &str)>| {
+            let mut req = request(Method::GET, path);
+            if let Some((user, password)) = credentials {
+                req.headers_mut()
+                    .typed_insert(Authorization::basic(user, password));
+            }
+            handle(Arc::clone(&state), req)
+        };
+        for (path, credentials) in [
+            ("/metrics", None),
+            ("/metrics", Some(("a", "wrong"))),
+            ("/metrics", Some(("b", "pw"))),
+            ("/nowhere", None),
+        ] {
+            let r = ask(path, credentials).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "{path} {credentials:?}"
+            );
+            assert_eq!(
+                r.headers()[header::WWW_AUTHENTICATE],
+                "Basic realm=\"macdrop\""
+            );
+        }
+        assert_eq!(
+            ask("/metrics", Some(("a", "pw"))).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            ask("/nowhere", Some(("a", "pw"))).await.status(),
+            StatusCode::NOT_FOUND
+        );
+        // No report yet: 503, not 401.
+        assert_eq!(
+            ask("/healthz", None).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 

@@ -16,6 +16,7 @@
 //! reports (it does: `session` never forgets a member).
 
 pub mod http;
+pub mod web_config;
 
 use std::{collections::BTreeMap, fmt, time::Instant};
 

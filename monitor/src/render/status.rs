@@ -35,6 +35,7 @@ fn log_json(h: &IfaceHistory, promisc_now: bool) -> LogJson {
 
 #[derive(Serialize)]
 struct StatusJson<'a> {
+    schema: &'static str,
     ts: String,
     interfaces: Vec<IfaceJson<'a>>,
     findings: Vec<StatusFinding<'a>>,
@@ -119,6 +120,7 @@ fn iface(i: &IfaceStatus) -> IfaceJson<'_> {
 
 pub fn json(status: &Status, ts: SystemTime) -> String {
     let doc = StatusJson {
+        schema: super::SCHEMA,
         ts: humantime::format_rfc3339_millis(ts).to_string(),
         interfaces: status.interfaces.iter().map(iface).collect(),
         findings: status.findings.iter().map(status_finding).collect(),

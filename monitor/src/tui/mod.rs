@@ -104,7 +104,8 @@ pub async fn show(mut monitor: Monitor, interval: Duration) -> anyhow::Result<()
         captured.push(line);
     }
     for line in captured {
-        eprintln!("{line}");
+        // Already "macdrop: ..." as captured; lost if stderr is gone.
+        let _ = crate::output::Sink::Stderr.write(format!("{line}\n").as_bytes());
     }
     outcome
 }

@@ -20,7 +20,7 @@ use macdrop_tests::{
         STANDALONE_IPV4, STANDALONE_MAC, STANDALONE_PEER_IPV4, STANDALONE_PEER_MAC, StandaloneLab,
         peer_ipv4, peer_ipv6, peer_mac, port_mac,
     },
-    macdrop::FrameCounts,
+    macdrop::{Finished, FrameCounts},
     sender::RawSender,
 };
 
@@ -270,5 +270,47 @@ impl TempPcap {
 impl Drop for TempPcap {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A run that failed as it should: exit `code`, one line on stderr
+/// ("macdrop: ...") mentioning each of `mentions`, no report, no panic.
+pub fn check_one_line_error(what: &str, out: &Finished, code: i32, mentions: &[&str]) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{what}: stderr:\n{}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.trim_end().lines().count(),
+        1,
+        "{what}: want a one-line message, got:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.starts_with("macdrop: "),
+        "{what}: {}",
+        out.stderr
+    );
+    for word in mentions {
+        assert!(
+            out.stderr.contains(word),
+            "{what}: message does not mention {word:?}: {}",
+            out.stderr
+        );
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: printed a report: {}",
+        out.stdout
+    );
+    assert_no_panic(&out.stderr);
+}
+
+/// No panic message nor backtrace in `stderr`.
+pub fn assert_no_panic(stderr: &str) {
+    for marker in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+        assert!(!stderr.contains(marker), "{marker:?} in stderr:\n{stderr}");
     }
 }

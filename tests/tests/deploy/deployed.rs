@@ -303,21 +303,12 @@ exec "$@"
 
     /// SIGTERM to macdrop (what systemd and the kubelet send); the exit code
     /// of the deployment's process.
-    pub(crate) fn terminate(mut self) -> Result<Option<i32>> {
+    pub(crate) fn terminate(self) -> Result<Option<i32>> {
         let pid = self.macdrop_pid()?;
         // SAFETY: plain kill(2) on a pid found under our own child.
         ensure!(unsafe { libc::kill(pid as i32, libc::SIGTERM) } == 0);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                bail!("still running 20 s after SIGTERM:\n{}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_exit(Duration::from_secs(20))
+            .context("after SIGTERM")
     }
 }
 

@@ -3,7 +3,9 @@
 //! oldest and newest Kubernetes bundled, and the DaemonSet, Service and
 //! PodMonitor are what they must be: least privilege, exactly the host paths
 //! macdrop needs, selectors and ports that match. Then macdrop runs in a lab
-//! the way the DaemonSet's pod runs it.
+//! the way the DaemonSet's pod runs it, within the memory formula of its
+//! manifest. The kube-rbac-proxy overlay renders, validates and fronts the
+//! metrics as it must.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -39,30 +41,47 @@ struct Rendered {
     objects: Vec<Value>,
 }
 
+/// The base, `deploy/kubernetes`.
+const BASE: &str = "kubernetes";
+/// The overlay with kube-rbac-proxy in front of the metrics.
+const PROXIED: &str = "kubernetes-kube-rbac-proxy";
+
 fn rendered() -> &'static Rendered {
     static RENDERED: OnceLock<Rendered> = OnceLock::new();
-    RENDERED.get_or_init(|| render().expect("deploy/kubernetes renders"))
+    RENDERED.get_or_init(|| render(BASE).expect("deploy/kubernetes renders"))
 }
 
-fn render() -> Result<Rendered> {
+fn rendered_proxied() -> &'static Rendered {
+    static RENDERED: OnceLock<Rendered> = OnceLock::new();
+    RENDERED.get_or_init(|| render(PROXIED).expect("the kube-rbac-proxy overlay renders"))
+}
+
+fn render(dir: &str) -> Result<Rendered> {
     // kustomize as built into kubectl: offline, no templating.
     let yaml = run_ok(
         Command::new(venv().join("bin/kubectl"))
             .arg("kustomize")
-            .arg(deploy("kubernetes")),
+            .arg(deploy(dir)),
     )?;
     let objects = yaml_documents(&yaml)?;
     Ok(Rendered { yaml, objects })
 }
 
+impl Rendered {
+    /// The one object of `kind` named `name` (any name: `None`).
+    fn named(&self, kind: &str, name: Option<&str>) -> &Value {
+        let found: Vec<&Value> = self
+            .objects
+            .iter()
+            .filter(|o| o["kind"] == kind && name.is_none_or(|n| o["metadata"]["name"] == n))
+            .collect();
+        assert_eq!(found.len(), 1, "exactly one {kind} {name:?}");
+        found[0]
+    }
+}
+
 pub(crate) fn object<'a>(kind: &str) -> &'a Value {
-    let found: Vec<&Value> = rendered()
-        .objects
-        .iter()
-        .filter(|o| o["kind"] == kind)
-        .collect();
-    assert_eq!(found.len(), 1, "exactly one {kind}");
-    found[0]
+    rendered().named(kind, None)
 }
 
 pub(crate) fn strings(v: &Value) -> Vec<&str> {
@@ -116,7 +135,12 @@ fn kubernetes_manifests_validate_against_the_schemas() {
         }
     }
 
-    let file = TempPath::new("rendered.yaml");
+    validate_strictly(r, "rendered.yaml");
+}
+
+/// `kubernetes-validate --strict` for the oldest and newest Kubernetes.
+fn validate_strictly(r: &Rendered, name: &str) {
+    let file = TempPath::new(name);
     fs::write(&file.0, &r.yaml).unwrap();
     for version in KUBERNETES_VERSIONS {
         let ran = run(Command::new(venv().join("bin/kubernetes-validate"))
@@ -280,6 +304,8 @@ const PODMONITOR_ENDPOINT_FIELDS: &[&str] = &[
     "params",
     "enableHttp2",
     "filterRunning",
+    "tlsConfig",
+    "authorization",
 ];
 const RELABEL_FIELDS: &[&str] = &[
     "action",
@@ -290,6 +316,17 @@ const RELABEL_FIELDS: &[&str] = &[
     "modulus",
     "replacement",
 ];
+
+/// A misspelt PodMonitor endpoint field fails here, not silently in the
+/// operator.
+fn only_known_endpoint_fields(ep: &Value) {
+    for field in keys(ep) {
+        assert!(
+            PODMONITOR_ENDPOINT_FIELDS.contains(&field),
+            "podMetricsEndpoints[0].{field}"
+        );
+    }
+}
 
 #[test]
 fn podmonitor_and_service_find_the_pods() {
@@ -317,12 +354,7 @@ fn podmonitor_and_service_find_the_pods() {
     let endpoints = spec["podMetricsEndpoints"].as_array().unwrap();
     assert_eq!(endpoints.len(), 1);
     let ep = &endpoints[0];
-    for field in keys(ep) {
-        assert!(
-            PODMONITOR_ENDPOINT_FIELDS.contains(&field),
-            "podMetricsEndpoints[0].{field}"
-        );
-    }
+    only_known_endpoint_fields(ep);
     assert_eq!(ep["port"], "metrics");
     assert_eq!(ep["path"], "/metrics");
     let relabelings = ep["relabelings"].as_array().unwrap();
@@ -339,6 +371,31 @@ fn podmonitor_and_service_find_the_pods() {
         }),
         "the node's name as label `node`: {relabelings:?}"
     );
+    // Scrapes no faster than macdrop reports, and the manifest's comment
+    // names the DaemonSet's real interval.
+    let macdrop = ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "macdrop")
+        .expect("a container named macdrop");
+    let args = strings(&macdrop["args"]);
+    let at = args.iter().position(|a| *a == "--interval").unwrap();
+    let report_secs: u64 = args[at + 1].parse().unwrap();
+    let scrape_secs: u64 = ep["interval"]
+        .as_str()
+        .and_then(|i| i.strip_suffix('s'))
+        .and_then(|i| i.parse().ok())
+        .expect("interval: Ns");
+    assert!(
+        scrape_secs >= report_secs,
+        "{scrape_secs} s < {report_secs} s"
+    );
+    let text = read(&deploy("kubernetes/podmonitor.yaml"));
+    assert!(
+        text.contains(&format!("a report every {report_secs} s")),
+        "podmonitor.yaml's comment does not say {report_secs} s"
+    );
 
     let svc = object("Service");
     assert_eq!(svc["spec"]["clusterIP"], "None", "headless");
@@ -352,6 +409,297 @@ fn podmonitor_and_service_find_the_pods() {
         ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "privileged",
         "hostNetwork and hostPath are beyond `baseline`"
     );
+}
+
+/// The kube-rbac-proxy overlay: macdrop on loopback with no port of its
+/// own, the proxy on the node's address in front of it with TLS, a token
+/// only in the proxy's container, RBAC for exactly the reviews it makes,
+/// and a PodMonitor that scrapes it with a token allowed to get /metrics.
+#[test]
+fn kube_rbac_proxy_overlay_fronts_the_metrics() {
+    let r = rendered_proxied();
+    validate_strictly(r, "proxied.yaml");
+    let ds = r.named("DaemonSet", Some("macdrop"));
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let containers: BTreeMap<&str, &Value> = pod["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c))
+        .collect();
+    assert_eq!(
+        containers.keys().copied().collect::<Vec<_>>(),
+        ["kube-rbac-proxy", "macdrop"]
+    );
+    let (macdrop, proxy) = (containers["macdrop"], containers["kube-rbac-proxy"]);
+
+    // macdrop: loopback only, no declared port, probed there directly.
+    let args = strings(&macdrop["args"]);
+    let listen = args
+        .windows(2)
+        .find(|w| w[0] == "--metrics")
+        .map(|w| w[1])
+        .unwrap();
+    assert_eq!(listen, "127.0.0.1:9815", "{args:?}");
+    assert!(args.contains(&"--all-netns"), "{args:?}");
+    assert!(macdrop["ports"].as_array().is_none_or(Vec::is_empty));
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let get = &macdrop[probe]["httpGet"];
+        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert_eq!(
+            format!("{}:{}", get["host"].as_str().unwrap(), get["port"]),
+            listen,
+            "{probe}"
+        );
+    }
+    // Everything else of macdrop's container is the base's.
+    let base = &object("DaemonSet")["spec"]["template"]["spec"]["containers"][0];
+    for key in ["securityContext", "volumeMounts", "resources", "image"] {
+        assert_eq!(macdrop[key], base[key], "{key}");
+    }
+
+    // The proxy: the node's address over TLS, upstream macdrop's address,
+    // /metrics only; unprivileged; the only container with a token.
+    let pargs = strings(&proxy["args"]);
+    for want in [
+        "--secure-listen-address=$(POD_IP):9815".to_owned(),
+        format!("--upstream=http://{listen}/"),
+        "--allow-paths=/metrics".to_owned(),
+    ] {
+        assert!(pargs.contains(&want.as_str()), "{want}: {pargs:?}");
+    }
+    assert!(
+        !pargs
+            .iter()
+            .any(|a| a.starts_with("--insecure-listen-address")),
+        "{pargs:?}"
+    );
+    assert_eq!(proxy["ports"][0]["name"], "metrics");
+    assert_eq!(proxy["ports"][0]["containerPort"], 9815);
+    assert_eq!(
+        proxy["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "status.podIP"
+    );
+    let sc = &proxy["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), ["ALL"]);
+    assert!(sc["capabilities"]["add"].is_null());
+    for what in ["requests", "limits"] {
+        let res = &proxy["resources"][what];
+        assert!(
+            res["cpu"].is_string() && res["memory"].is_string(),
+            "{what}"
+        );
+    }
+    let token_mounts = |c: &Value| {
+        c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount")
+            .count()
+    };
+    assert_eq!(token_mounts(proxy), 1);
+    assert_eq!(
+        token_mounts(macdrop),
+        0,
+        "macdrop never talks to the API server"
+    );
+
+    // RBAC: the proxy's ServiceAccount may create the two reviews, nothing
+    // else; the scraper may get /metrics, nothing else.
+    let sa = pod["serviceAccountName"].as_str().unwrap();
+    let rules_of = |role: &str| r.named("ClusterRole", Some(role))["rules"].clone();
+    let bound_to = |binding: &str| {
+        let b = r.named("ClusterRoleBinding", Some(binding));
+        let s = &b["subjects"][0];
+        assert_eq!(b["subjects"].as_array().unwrap().len(), 1, "{binding}");
+        assert_eq!(s["kind"], "ServiceAccount", "{binding}");
+        assert_eq!(s["namespace"], "macdrop", "{binding}");
+        (
+            b["roleRef"]["name"].as_str().unwrap().to_owned(),
+            s["name"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (proxy_role, proxy_sa) = bound_to("macdrop-kube-rbac-proxy");
+    assert_eq!(proxy_sa, sa);
+    assert_eq!(
+        rules_of(&proxy_role),
+        serde_json::json!([
+            {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+            {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+        ])
+    );
+    let (reader_role, scraper) = bound_to("macdrop-metrics-reader");
+    assert_eq!(
+        rules_of(&reader_role),
+        serde_json::json!([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
+    );
+    assert_eq!(
+        r.named("ServiceAccount", Some(&scraper))["automountServiceAccountToken"],
+        false
+    );
+    let token = r.named("Secret", Some("macdrop-scraper-token"));
+    assert_eq!(token["type"], "kubernetes.io/service-account-token");
+    assert_eq!(
+        token["metadata"]["annotations"]["kubernetes.io/service-account.name"],
+        scraper.as_str()
+    );
+
+    // The PodMonitor scrapes the proxy over HTTPS with that token.
+    let ep = &r.named("PodMonitor", None)["spec"]["podMetricsEndpoints"][0];
+    only_known_endpoint_fields(ep);
+    assert_eq!(ep["port"], "metrics");
+    assert_eq!(ep["scheme"], "https");
+    assert_eq!(ep["authorization"]["type"], "Bearer");
+    assert_eq!(
+        ep["authorization"]["credentials"]["name"],
+        "macdrop-scraper-token"
+    );
+    assert_eq!(ep["authorization"]["credentials"]["key"], "token");
+    let svc = r.named("Service", None);
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "metrics");
+}
+
+/// VmHWM of `pid`, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+/// A memory quantity (`512Mi`, `1Gi`) in MiB.
+fn mebibytes(quantity: &str) -> f64 {
+    let (number, unit) = quantity.split_at(quantity.find(|c: char| c.is_alphabetic()).unwrap());
+    let n: f64 = number.parse().unwrap();
+    match unit {
+        "Mi" => n,
+        "Gi" => n * 1024.0,
+        other => panic!("unit {other} in {quantity}"),
+    }
+}
+
+/// The DaemonSet's memory sizing, from its comment: `sizing:` gives the
+/// constants, `limit:` and `request:` the namespaces and CPUs each covers.
+struct Sizing {
+    rss_mib: f64,
+    maps_mib: f64,
+    maps_per_cpu_mib: f64,
+    /// (namespaces, cpus) of the limit, then of the request.
+    covers: [(f64, f64); 2],
+}
+
+fn sizing() -> Sizing {
+    let text = read(&deploy("kubernetes/daemonset.yaml"));
+    let fields = |prefix: &str| -> BTreeMap<String, f64> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in daemonset.yaml"));
+        line.split(['-', ' '])
+            .take_while(|w| !w.starts_with('>'))
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+            .collect()
+    };
+    let constants = fields("# sizing:");
+    let covers = ["# limit:", "# request:"].map(|p| {
+        let f = fields(p);
+        (f["namespaces"], f["cpus"])
+    });
+    Sizing {
+        rss_mib: constants["rss_mib"],
+        maps_mib: constants["maps_mib"],
+        maps_per_cpu_mib: constants["maps_per_cpu_mib"],
+        covers,
+    }
+}
+
+impl Sizing {
+    fn need_mib(&self, (namespaces, cpus): (f64, f64)) -> f64 {
+        self.rss_mib + namespaces * (self.maps_mib + cpus * self.maps_per_cpu_mib)
+    }
+}
+
+/// The limit and the request are at least what the formula in their
+/// comment gives for the namespaces and CPUs each claims to cover.
+#[test]
+fn memory_fits_the_formula_in_the_manifest() {
+    let s = sizing();
+    let resources = &object("DaemonSet")["spec"]["template"]["spec"]["containers"][0]["resources"];
+    for (what, covers) in [("limits", s.covers[0]), ("requests", s.covers[1])] {
+        let have = mebibytes(resources[what]["memory"].as_str().unwrap());
+        let need = s.need_mib(covers);
+        assert!(
+            have >= need,
+            "{what}.memory {have} MiB < {need:.0} MiB for {covers:?} (namespaces, cpus)"
+        );
+    }
+    // The comment's worked sums are the formula's.
+    let text = read(&deploy("kubernetes/daemonset.yaml"));
+    for (prefix, covers) in [("# limit:", s.covers[0]), ("# request:", s.covers[1])] {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .unwrap();
+        let stated: f64 = line
+            .rsplit("= ")
+            .next()
+            .and_then(|t| t.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `= N MiB` in {line:?}"));
+        assert_eq!(stated, s.need_mib(covers).round(), "{line}");
+    }
+}
+
+/// What one macdrop's BPF maps cost the memory cgroup, from the memlock
+/// of each map in /proc/PID/fdinfo: (fixed MiB, MiB per possible CPU).
+fn map_memory(pid: u32) -> (f64, f64) {
+    // BPF_MAP_TYPE_PERCPU_HASH, _PERCPU_ARRAY, _LRU_PERCPU_HASH,
+    // _PERCPU_CGROUP_STORAGE: one value per possible CPU.
+    const PER_CPU_TYPES: &[u32] = &[5, 6, 10, 21];
+    let possible = fs::read_to_string("/sys/devices/system/cpu/possible").unwrap();
+    let cpus: f64 = possible
+        .trim()
+        .split(',')
+        .map(|r| match r.split_once('-') {
+            Some((a, b)) => b.parse::<f64>().unwrap() - a.parse::<f64>().unwrap() + 1.0,
+            None => 1.0,
+        })
+        .sum();
+    let (mut fixed, mut per_cpu) = (0.0, 0.0);
+    for entry in fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(info) = fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        let (Some(kind), Some(memlock)) = (field("map_type:"), field("memlock:")) else {
+            continue;
+        };
+        let mib = memlock / (1024.0 * 1024.0);
+        if PER_CPU_TYPES.contains(&(kind as u32)) {
+            per_cpu += mib / cpus;
+        } else {
+            fixed += mib;
+        }
+    }
+    (fixed, per_cpu)
 }
 
 /// The DaemonSet's container as the lab runs it.
@@ -433,11 +781,25 @@ fn runs_as_the_daemonset_pod_runs_it() {
     let (uid, eff) = credentials(m.macdrop_pid().unwrap());
     assert_eq!(uid, 0);
     assert_eq!(eff & !cap_mask(&added), 0, "CapEff {eff:#x}");
+    // The memory formula's constants hold for this namespace's maps.
+    let s = sizing();
+    let (fixed, per_cpu) = map_memory(m.macdrop_pid().unwrap());
+    assert!(
+        fixed > 0.0 && per_cpu > 0.0,
+        "no maps seen: {fixed} {per_cpu}"
+    );
+    assert!(fixed <= s.maps_mib, "maps {fixed:.2} MiB > maps_mib");
+    assert!(
+        per_cpu <= s.maps_per_cpu_mib,
+        "per CPU {per_cpu:.2} MiB > maps_per_cpu_mib"
+    );
     send_frames(&lab).unwrap();
     // The first report comes one interval after attaching.
     m.scrape_until_exact(lab.host(), &metrics, Duration::from_secs(2 * interval + 20))
         .unwrap();
     let (status, body) = http_get(lab.host(), &metrics, "/healthz").unwrap();
     assert_eq!(status, 200, "readiness and liveness probe: {body}");
+    let peak = peak_rss_mib(m.macdrop_pid().unwrap());
+    assert!(peak <= s.rss_mib, "peak RSS {peak:.1} MiB > rss_mib");
     assert_eq!(m.terminate().unwrap(), Some(0));
 }

@@ -9,11 +9,16 @@
 //!   selectors and ports that match. Then macdrop runs in a lab the way the
 //!   DaemonSet's pod runs it: UID 0 with exactly the pod's capabilities, no
 //!   new privileges, the pod's arguments with `$(POD_IP)` expanded, probed
-//!   on `/healthz` and scraped on the node address, with exact counts.
+//!   on `/healthz` and scraped on the node address, with exact counts; its
+//!   maps and peak RSS are measured against the memory formula in the
+//!   manifest, whose limit and request must follow from it. The
+//!   kube-rbac-proxy overlay (`deploy/kubernetes-kube-rbac-proxy`) renders,
+//!   validates, and puts macdrop on loopback behind the proxy, with RBAC
+//!   for exactly the reviews the proxy makes and a token only it mounts.
 //! - The container image: `hadolint` accepts `deploy/Containerfile`, the
 //!   static binary of `cargo xtask dist` alone on `scratch`.
 //! - systemd: `systemd-analyze verify` accepts the unit, `systemd-analyze
-//!   security` rates it, and macdrop runs in a lab the way the unit runs it:
+//!   security` rates it, IP is limited to loopback, and macdrop runs in a lab the way the unit runs it:
 //!   `ExecStart` with `$MACDROP_ARGS` from the environment file, as an
 //!   unprivileged user with the unit's ambient capabilities and bounding
 //!   set, no new privileges; scraped with exact counts, stopped with

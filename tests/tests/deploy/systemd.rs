@@ -90,6 +90,9 @@ fn systemd_unit_is_hardened_and_verifies() {
     is("ProtectHome", "yes");
     is("PrivateTmp", "yes");
     is("Restart", "on-failure");
+    // IP to and from loopback only: the metrics endpoint is local.
+    is("IPAddressDeny", "any");
+    is("IPAddressAllow", "localhost");
     is("EnvironmentFile", "/etc/macdrop/macdrop.env");
     is("ExecStart", &format!("{INSTALLED_BIN} $MACDROP_ARGS"));
     assert_eq!(
