@@ -109,11 +109,14 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("git", "git"),
     ("dpkg", "dpkg"),
     ("sha256sum", "coreutils"),
+    ("man", "man-db"),
+    ("bash", "bash"),
 ];
 
 /// Packages every Debian system has (`Essential: yes`).
 pub const ESSENTIAL: &[&str] = &[
     "apt",
+    "bash",
     "coreutils",
     "dpkg",
     "gzip",

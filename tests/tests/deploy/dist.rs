@@ -3,8 +3,8 @@
 //! image's digest; the static binary runs `status` and `watch` on a lab
 //! bridge from a directory of its own with no Rust toolchain on PATH; the
 //! .deb installs with dpkg (into a root of its own: the host's packages are
-//! untouched), its binary and unit are in place, and removing then purging
-//! it leaves no file behind; the image runs under podman with the
+//! untouched), its binary, unit, man pages and completions are in place,
+//! and removing then purging it leaves no file behind; the image runs under podman with the
 //! DaemonSet's arguments, network and exact capabilities in a lab, and its
 //! /metrics serves the exact counts.
 //!
@@ -200,6 +200,19 @@ fn static_binary_runs_status_and_watch_without_a_toolchain() {
     .unwrap();
     assert!(!headers.contains("INTERP"), "{headers}");
 
+    // What it says it is: the commit and the target dist built.
+    let version = run_ok(Command::new(&a.binary).arg("--version")).unwrap();
+    let revision = a.labels["org.opencontainers.image.revision"]
+        .as_str()
+        .unwrap();
+    for line in [
+        format!("macdrop {}", a.version),
+        format!("revision: {}", &revision[..12]),
+        "target: x86_64-unknown-linux-musl".to_owned(),
+    ] {
+        assert!(version.lines().any(|l| l == line), "{line:?} in:\n{version}");
+    }
+
     // A directory of its own, and a PATH where no Rust toolchain is.
     for tool in ["cargo", "rustc", "rustup"] {
         let found: Vec<PathBuf> = SYSTEM_PATH
@@ -367,6 +380,47 @@ fn deb_installs_runs_and_purges_without_a_trace() {
         read(&root.0.0.join("usr/share/doc/macdrop/examples/macdrop.toml")),
         read(&repo().join("deploy/macdrop.toml"))
     );
+    // The man pages render, for macdrop and each command; the completion
+    // scripts are there (bash's parses).
+    for page in [
+        "macdrop",
+        "macdrop-watch",
+        "macdrop-status",
+        "macdrop-diagnose",
+    ] {
+        let path = root.0.0.join(format!("usr/share/man/man1/{page}.1.gz"));
+        let shown = run(Command::new("man")
+            .arg("--local-file")
+            .arg(&path)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100"))
+        .unwrap();
+        assert!(
+            shown.ok && shown.stdout.contains(page) && shown.stdout.contains("--help"),
+            "man -l {}:\n{}",
+            path.display(),
+            shown.both()
+        );
+    }
+    let watch = run(Command::new("man")
+        .arg("--local-file")
+        .arg(root.0.0.join("usr/share/man/man1/macdrop-watch.1.gz"))
+        .env("MANPAGER", "cat"))
+    .unwrap();
+    assert!(watch.stdout.contains("--bridge"), "{}", watch.stdout);
+    let bash = root
+        .0
+        .0
+        .join("usr/share/bash-completion/completions/macdrop");
+    let parsed = run(Command::new("bash").arg("-n").arg(&bash)).unwrap();
+    assert!(parsed.ok, "bash -n {}:\n{}", bash.display(), parsed.both());
+    for script in [
+        "usr/share/zsh/vendor-completions/_macdrop",
+        "usr/share/fish/vendor_completions.d/macdrop.fish",
+    ] {
+        assert!(read(&root.0.0.join(script)).contains("macdrop"), "{script}");
+    }
+
     let conffiles = root.dpkg(&["--status", "macdrop"]).unwrap();
     assert!(
         conffiles.contains(" /etc/macdrop/macdrop.env "),
