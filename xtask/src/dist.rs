@@ -391,13 +391,14 @@ fn man_and_completions(binary: &Path, generated: &Path) -> Result<()> {
 }
 
 /// The commands whose pages macdrop(1) refers to (`macdrop\-watch(1)` in
-/// its roff).
+/// its roff), but clap's own `help`, which has no page.
 fn commands_in_main_page(roff: &str) -> Vec<String> {
     roff.split("macdrop\\-")
         .skip(1)
         .filter_map(|rest| rest.split_once("(1)"))
         .map(|(name, _)| name.to_owned())
         .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase()))
+        .filter(|name| name != "help")
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect()
@@ -551,6 +552,7 @@ mod tests {
     fn commands_from_the_main_page() {
         let roff = ".SH SUBCOMMANDS\n.TP\nmacdrop\\-watch(1)\nAttach\n.TP\nmacdrop\\-top(1)\n.TP\nmacdrop\\-watch(1)\n";
         assert_eq!(commands_in_main_page(roff), ["top", "watch"]);
+        assert!(commands_in_main_page("macdrop\\-help(1)\n").is_empty());
         assert!(commands_in_main_page(".TH macdrop 1\n").is_empty());
     }
 

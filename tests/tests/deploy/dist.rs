@@ -210,7 +210,10 @@ fn static_binary_runs_status_and_watch_without_a_toolchain() {
         format!("revision: {}", &revision[..12]),
         "target: x86_64-unknown-linux-musl".to_owned(),
     ] {
-        assert!(version.lines().any(|l| l == line), "{line:?} in:\n{version}");
+        assert!(
+            version.lines().any(|l| l == line),
+            "{line:?} in:\n{version}"
+        );
     }
 
     // A directory of its own, and a PATH where no Rust toolchain is.
