@@ -175,3 +175,12 @@ pub(crate) fn yaml_documents(yaml: &str) -> Result<Vec<Value>> {
     );
     Ok(serde_json::from_slice(&out.stdout)?)
 }
+
+/// `key` of every object of the JSON array `v` that has it as a string.
+pub(crate) fn each_str<'a>(v: &'a Value, key: &str) -> Vec<&'a str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o[key].as_str())
+        .collect()
+}

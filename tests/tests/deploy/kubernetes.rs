@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::{
     INSTALLED_BIN, POD_CAPABILITIES,
     deployed::{Deployed, cap_mask, credentials, http_get, send_frames},
-    helpers::{TempPath, deploy, read, run, run_ok, venv, yaml_documents},
+    helpers::{TempPath, deploy, each_str, read, run, run_ok, venv, yaml_documents},
 };
 
 /// Kubernetes versions the manifests are validated against: the oldest and
@@ -251,13 +251,7 @@ fn daemonset_is_least_privilege_on_every_node() {
     assert_eq!(volumes.len(), POD_HOST_PATHS.len(), "no unused volume");
 
     // The metrics port, probed on /healthz.
-    let ports: Vec<&str> = c["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["name"].as_str())
-        .collect();
-    assert_eq!(ports, ["metrics"]);
+    assert_eq!(each_str(&c["ports"], "name"), ["metrics"]);
     for probe in ["readinessProbe", "livenessProbe"] {
         assert_eq!(c[probe]["httpGet"]["path"], "/healthz", "{probe}");
         assert_eq!(c[probe]["httpGet"]["port"], "metrics", "{probe}");
