@@ -122,7 +122,8 @@ struct Facts {
     /// The workspace version (monitor's).
     version: String,
     /// `git rev-parse HEAD`, with `-dirty` when the work tree has changes
-    /// to tracked files (the artifacts then are not that commit's).
+    /// to tracked files other than the kustomization's digest (the
+    /// artifacts then are not that commit's).
     revision: String,
     /// The commit's time, Unix seconds: every timestamp in the artifacts.
     epoch: String,
@@ -156,7 +157,17 @@ impl Facts {
                 })
         };
         let mut revision = git(&["rev-parse", "HEAD"])?;
-        let changes = git(&["status", "--porcelain", "--untracked-files=no"])?;
+        // The digest dist itself writes does not make the tree dirty: a
+        // rebuild before the release commits it is the same build.
+        let exclude = format!(":(exclude){KUSTOMIZATION}");
+        let changes = git(&[
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            &exclude,
+        ])?;
         if !changes.is_empty() {
             println!(
                 "dist: warning: the work tree has uncommitted changes; the artifacts are labelled {revision}-dirty"
