@@ -13,7 +13,9 @@ fn main() -> ExitCode {
     // A panic is a bug: one line, exit 1, no backtrace. Links are file
     // descriptors, so nothing stays attached when the process ends.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("macdrop: internal error (a bug, please report it): {info}");
+        macdrop::untrusted::warn(format_args!(
+            "internal error (a bug, please report it): {info}"
+        ));
     }));
 
     // The command line, completed from `--config FILE` where it is silent.
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("macdrop: cannot start the async runtime: {e}");
+            macdrop::untrusted::warn(format_args!("cannot start the async runtime: {e}"));
             return ExitCode::from(ExitKind::Unexpected as u8);
         }
     };
@@ -46,7 +48,7 @@ fn main() -> ExitCode {
         Ok(outcome) => ExitCode::from(outcome.exit_code()),
         Err(err) => {
             let (kind, message) = classify(&err);
-            eprintln!("macdrop: {message}");
+            macdrop::untrusted::warn(format_args!("{message}"));
             ExitCode::from(kind as u8)
         }
     }
@@ -86,7 +88,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
                     .collect();
                 first = format!("{first} {}", listed.join(", "));
             }
-            eprintln!("macdrop: {first} (see macdrop --help)");
+            macdrop::untrusted::warn(format_args!("{first} (see macdrop --help)"));
             ExitCode::from(ExitKind::Usage as u8)
         }
     }

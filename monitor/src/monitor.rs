@@ -150,7 +150,7 @@ impl Monitor {
                 // With --all-netns, a namespace without anything to watch
                 // is simply not watched.
                 Err(e) if plan.all_netns && nothing_to_watch(&e) => {}
-                Err(e) if plan.all_netns => eprintln!("macdrop: {label}: {e:#}"),
+                Err(e) if plan.all_netns => crate::untrusted::warn(format_args!("{label}: {e:#}")),
                 Err(e) => return Err(e),
             }
         }
@@ -165,25 +165,27 @@ impl Monitor {
             .into());
         }
         if sessions.is_empty() {
-            eprintln!(
-                "macdrop: watching 0 interface(s): no namespace has a bridge yet; waiting for \
+            crate::untrusted::warn(format_args!(
+                "watching 0 interface(s): no namespace has a bridge yet; waiting for \
                  one to appear"
-            );
+            ));
         }
         if let Some(why) = sessions.iter().find_map(|s| s.drop_source().err()) {
-            eprintln!("macdrop: confirmed kernel drops unavailable ({why}); frame classes only");
+            crate::untrusted::warn(format_args!(
+                "confirmed kernel drops unavailable ({why}); frame classes only"
+            ));
         }
-        eprintln!(
-            "macdrop: {}",
+        crate::untrusted::warn(format_args!(
+            "{}",
             capability_summary(sessions.first().and_then(|s| s.drop_source().ok()))
-        );
+        ));
         for s in &mut sessions {
             for note in s.take_notes() {
-                eprintln!("macdrop: {note}");
+                crate::untrusted::warn(format_args!("{note}"));
             }
         }
         for s in &sessions {
-            eprintln!("macdrop: watching {}", s.summary());
+            crate::untrusted::warn(format_args!("watching {}", s.summary()));
         }
 
         // Every session's notifications go to one channel, tagged with the
@@ -374,11 +376,11 @@ impl Monitor {
 
     fn print_notes(&mut self) {
         for note in self.workloads.take_notes() {
-            eprintln!("macdrop: {note}");
+            crate::untrusted::warn(format_args!("{note}"));
         }
         for t in &mut self.sessions {
             for note in t.session.take_notes() {
-                eprintln!("macdrop: {note}");
+                crate::untrusted::warn(format_args!("{note}"));
             }
         }
     }
@@ -410,7 +412,9 @@ impl Monitor {
             self.retired.extend(gone);
             t.session.detach_all();
             t.forwarder.abort();
-            eprintln!("macdrop: {label} went away; its interfaces' final counts are kept");
+            crate::untrusted::warn(format_args!(
+                "{label} went away; its interfaces' final counts are kept"
+            ));
         }
         self.bridgeless.retain(|inode, _| inodes.contains(inode));
         for ns in present {
@@ -438,14 +442,14 @@ impl Monitor {
             .await
             {
                 Ok(session) => {
-                    eprintln!("macdrop: now watching {}", session.summary());
+                    crate::untrusted::warn(format_args!("now watching {}", session.summary()));
                     let t = track(self.next_id, session, &self.changes_tx);
                     self.next_id += 1;
                     self.sessions.push(t);
                 }
                 Err(e) => {
                     if !nothing_to_watch(&e) {
-                        eprintln!("macdrop: {label}: {e:#}");
+                        crate::untrusted::warn(format_args!("{label}: {e:#}"));
                     }
                     self.bridgeless.insert(inode, Instant::now());
                 }

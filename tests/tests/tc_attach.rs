@@ -24,6 +24,7 @@ use macdrop::kernel::{
     tc::{
         CLSACT_PRIO, HANDLE_ON_EXISTING_QDISC, HANDLE_ON_OWN_QDISC, TcAttachment, TcMode, attach,
         attach_clsact, attach_tcx, cleanup_leftovers, load_tc_program,
+        owner::{self, Recorded},
         rtnl::{self, Direction},
     },
 };
@@ -190,7 +191,8 @@ fn expected(times: u64) -> FrameCounters {
 #[derive(Debug, PartialEq, Eq)]
 struct TcState {
     tcx_programs: Vec<u32>,
-    /// (prio, handle, kind, cls_bpf name) of every ingress entry.
+    /// (prio, handle, kind, cls_bpf name) of every ingress entry; a
+    /// macdrop filter's owner token reads `OWNER` (it is random).
     ingress: Vec<(u16, u32, String, Option<String>)>,
     egress_entries: usize,
     clsact: bool,
@@ -207,13 +209,28 @@ fn tc_state(ns: &NetNs, ifname: &str) -> TcState {
                 .filters(ifindex, Direction::Ingress)
                 .unwrap()
                 .into_iter()
-                .map(|f| (f.prio, f.handle, f.kind, f.bpf_name))
+                .map(|f| {
+                    (
+                        f.prio,
+                        f.handle,
+                        f.kind,
+                        f.bpf_name.map(|n| owner_elided(&n)),
+                    )
+                })
                 .collect(),
             egress_entries: sock.filters(ifindex, Direction::Egress).unwrap().len(),
             clsact: sock.has_clsact(ifindex).unwrap(),
         }
     })
     .unwrap()
+}
+
+/// `macdrop_tc/TOKEN` as `macdrop_tc/OWNER`; any other name as it is.
+fn owner_elided(name: &str) -> String {
+    match owner::recorded(Some(name)) {
+        Recorded::Owner(_) => format!("{}/OWNER", names::TC_PROGRAM),
+        _ => name.to_owned(),
+    }
 }
 
 /// if_nametoindex in the calling thread's namespace.
@@ -243,7 +260,7 @@ fn our_filter(handle: u32) -> Vec<(u16, u32, String, Option<String>)> {
             CLSACT_PRIO,
             handle,
             "bpf".into(),
-            Some(names::TC_PROGRAM.into()),
+            Some(format!("{}/OWNER", names::TC_PROGRAM)),
         ),
     ]
 }
@@ -730,4 +747,55 @@ fn cleanup_spares_the_filter_of_a_running_macdrop() {
     send_own_and_foreign(&lab);
     assert_eq!(rig.settle(0, &expected(1)), expected(1));
     attachment.detach().unwrap();
+}
+
+/// A macdrop started in a PID namespace of its own (a container without
+/// the host's PID namespace) cannot see the processes of the running one:
+/// its leftover cleanup must still spare the running one's filter (the
+/// owner name it holds is in the network namespace, which both share).
+/// The running one here is this test's object instance, attached through
+/// clsact whatever the kernel (the path of kernels < 6.6); the second is
+/// the real binary under `unshare --pid --fork --mount-proc`.
+#[test]
+fn cleanup_from_another_pid_namespace_spares_a_running_macdrops_filter() {
+    let lab = StandaloneLab::new().unwrap();
+    let mut rig = Rig::standalone(&lab);
+    let attachment = rig.attach(lab.host(), 0, TcMode::Clsact);
+    let before = tc_state(lab.host(), lab::STANDALONE_IFACE);
+    assert_eq!(before.ingress, our_filter(HANDLE_ON_OWN_QDISC));
+    send_own_and_foreign(&lab);
+    assert_eq!(rig.settle(0, &expected(1)), expected(1));
+
+    let bin = macdrop_tests::macdrop::macdrop_bin();
+    let bin = bin.to_str().unwrap();
+    let second = macdrop_tests::macdrop::run_command(
+        lab.host(),
+        &[
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            bin,
+            "watch",
+            "--iface",
+            lab::STANDALONE_IFACE,
+            "--duration",
+            "0.5",
+        ],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(second.status.success(), "{second:?}");
+    assert!(
+        !second.stderr.contains("removed leftover"),
+        "{}",
+        second.stderr
+    );
+
+    // The running one's filter is still there, still counting.
+    assert_eq!(tc_state(lab.host(), lab::STANDALONE_IFACE), before);
+    send_own_and_foreign(&lab);
+    assert_eq!(rig.settle(0, &expected(2)), expected(2));
+    attachment.detach().unwrap();
+    assert_eq!(tc_state(lab.host(), lab::STANDALONE_IFACE), nothing());
 }

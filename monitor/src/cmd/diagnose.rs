@@ -11,7 +11,7 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     let report = diagnose(&args.select, args.duration, args.pcap.plan()?).await?;
     let text = match args.format {
         Format::Json => render::json(&report),
-        Format::Table => render::table(&report),
+        Format::Table => crate::untrusted::for_terminal(&render::table(&report)),
     };
     let printed = super::print(&text)?;
     let Some(threshold) = args.fail_on else {

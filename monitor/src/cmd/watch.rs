@@ -15,7 +15,7 @@ use crate::{
 fn emit(format: Format, world: &World) {
     let text = match format {
         Format::Json => render::json::render(world) + "\n",
-        Format::Table => render::table::render(world) + "\n",
+        Format::Table => crate::untrusted::for_terminal(&render::table::render(world)) + "\n",
     };
     let mut out = std::io::stdout().lock();
     // A closed stdout (e.g. `| head`) must not turn into a panic.
@@ -62,6 +62,8 @@ async fn start_exporter(addr: std::net::SocketAddr, args: &WatchArgs) -> anyhow:
     } else {
         " (beyond loopback: reachable from the network, without authentication)"
     };
-    eprintln!("macdrop: serving metrics on http://{local}/metrics{reach}");
+    crate::untrusted::warn(format_args!(
+        "serving metrics on http://{local}/metrics{reach}"
+    ));
     Ok(exporter)
 }

@@ -77,10 +77,10 @@ pub async fn diagnose(
     };
     let mut monitor = Monitor::start(plan).await?;
     let start = SystemTime::now();
-    eprintln!(
-        "macdrop: diagnosing for {} s: reproduce the failing traffic now",
+    crate::untrusted::warn(format_args!(
+        "diagnosing for {} s: reproduce the failing traffic now",
         secs(duration.as_secs_f64())
-    );
+    ));
     let mut timeline = Timeline::default();
     let mut evidence = None;
     while let Some(step) = monitor.next().await? {

@@ -104,7 +104,7 @@ pub async fn show(mut monitor: Monitor, interval: Duration) -> anyhow::Result<()
         captured.push(line);
     }
     for line in captured {
-        eprintln!("{line}");
+        eprintln!("{}", crate::untrusted::escape_controls(&line));
     }
     outcome
 }
