@@ -220,29 +220,38 @@ fn open_nsfs(path: &Path) -> Result<File, Failure> {
         .metadata()
         .map_err(|e| Failure::environment(format!("cannot stat {}: {e}", shown())))?
         .file_type();
-    let what = if file_type.is_fifo() {
-        Some("a FIFO")
-    } else if file_type.is_char_device() || file_type.is_block_device() {
-        Some("a device")
-    } else if file_type.is_socket() {
-        Some("a socket")
-    } else if file_type.is_dir() {
-        Some("a directory")
-    } else if !is_nsfs(&handle) {
-        Some("not a namespace file")
-    } else {
-        None
-    };
-    if let Some(what) = what {
-        return Err(Failure::environment(format!(
+    let not_a_netns = |what: &str| {
+        Failure::environment(format!(
             "{} is {what}, not a network namespace; give /run/netns/NAME or /proc/PID/ns/net",
             shown()
-        )));
+        ))
+    };
+    if !is_nsfs(&handle) {
+        return Err(not_a_netns(if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_dir() {
+            "a directory"
+        } else {
+            "a regular file"
+        }));
     }
-    File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(|e| {
+    let file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(|e| {
         Failure::environment(format!("cannot open network namespace {}: {e}", shown()))
-    })
+    })?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the CLONE_NEW* type.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind >= 0 && kind != libc::CLONE_NEWNET {
+        return Err(not_a_netns("a namespace of another type"));
+    }
+    Ok(file)
 }
+
+/// `_IO(0xb7, 0x3)` (linux/nsfs.h, Linux >= 4.11).
+const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
 
 /// Whether the descriptor's file lives on nsfs (fstatfs works on an O_PATH
 /// descriptor).
@@ -251,7 +260,11 @@ fn is_nsfs(file: &File) -> bool {
     // SAFETY: fstatfs writes at most one `statfs` into `st`.
     let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
     // SAFETY: fstatfs succeeded, so `st` is initialised (and it was zeroed).
-    rc == 0 && i64::from(unsafe { st.assume_init() }.f_type) == NSFS_MAGIC
+    let f_type = unsafe { st.assume_init() }.f_type;
+    // f_type is an i64 here but narrower on other architectures.
+    #[allow(clippy::useless_conversion)]
+    let f_type = i64::from(f_type);
+    rc == 0 && f_type == NSFS_MAGIC
 }
 
 #[cfg(test)]
@@ -281,7 +294,8 @@ mod tests {
         // A FIFO without a writer would block a plain open forever.
         assert!(refused(&fifo).contains("is a FIFO"));
         assert!(refused(Path::new("/dev/null")).contains("is a device"));
-        assert!(refused(&regular).contains("not a namespace file"));
+        assert!(refused(&regular).contains("is a regular file"));
+        assert!(refused(Path::new("/proc/self/ns/pid")).contains("a namespace of another type"));
         assert!(refused(&dir).contains("a directory"));
         std::fs::remove_dir_all(&dir).unwrap();
         // Our own namespace file passes (no privilege needed to open it).
