@@ -710,6 +710,18 @@ fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
         }
     );
 
+    // A start that fails on its arguments (no such interface) removes
+    // nothing: cleanup runs only once the selection is valid.
+    let bin = macdrop_tests::macdrop::macdrop_bin();
+    let mistyped = macdrop_tests::macdrop::run_command(
+        lab.host(),
+        &[bin.to_str().unwrap(), "watch", "--iface", "nosuch0"],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(mistyped.status.code(), Some(3), "{mistyped:?}");
+    assert_eq!(tc_state(lab.host(), v0), left);
+
     let cleanup = || {
         lab.host()
             .enter_thread(|| cleanup_leftovers(&[ifindex]))
