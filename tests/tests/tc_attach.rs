@@ -739,14 +739,21 @@ fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
     assert_eq!(cleanup(), Vec::<String>::new());
 }
 
-/// A running macdrop's filter is not a leftover: its program is held open
-/// by the process (here, this test's own object instance).
+/// A running macdrop's filter is not a leftover: it holds the owner name
+/// the filter records (here, this test's own object instance does), for
+/// the cleanup in this process and for a macdrop started in a PID
+/// namespace of its own (a container without the host's PID namespace),
+/// which cannot see the running one's processes: the owner name is in the
+/// network namespace, which both share. The running one attaches through
+/// clsact whatever the kernel (the path of kernels < 6.6); the second is
+/// the real binary.
 #[test]
-fn cleanup_spares_the_filter_of_a_running_macdrop() {
+fn cleanup_spares_the_filter_of_a_running_macdrop_from_any_pid_namespace() {
     let lab = StandaloneLab::new().unwrap();
     let mut rig = Rig::standalone(&lab);
     let attachment = rig.attach(lab.host(), 0, TcMode::Clsact);
     let before = tc_state(lab.host(), lab::STANDALONE_IFACE);
+    assert_eq!(before.ingress, our_filter(HANDLE_ON_OWN_QDISC));
     let ifindex = rig.ifindexes[0];
     let removed = lab
         .host()
@@ -755,39 +762,12 @@ fn cleanup_spares_the_filter_of_a_running_macdrop() {
         .unwrap();
     assert!(removed.is_empty(), "{removed:?}");
     assert_eq!(tc_state(lab.host(), lab::STANDALONE_IFACE), before);
-
-    send_own_and_foreign(&lab);
-    assert_eq!(rig.settle(0, &expected(1)), expected(1));
-    attachment.detach().unwrap();
-}
-
-/// A macdrop started in a PID namespace of its own (a container without
-/// the host's PID namespace) cannot see the processes of the running one:
-/// its leftover cleanup must still spare the running one's filter (the
-/// owner name it holds is in the network namespace, which both share).
-/// The running one here is this test's object instance, attached through
-/// clsact whatever the kernel (the path of kernels < 6.6); the second is
-/// the real binary under `unshare --pid --fork --mount-proc`.
-#[test]
-fn cleanup_from_another_pid_namespace_spares_a_running_macdrops_filter() {
-    let lab = StandaloneLab::new().unwrap();
-    let mut rig = Rig::standalone(&lab);
-    let attachment = rig.attach(lab.host(), 0, TcMode::Clsact);
-    let before = tc_state(lab.host(), lab::STANDALONE_IFACE);
-    assert_eq!(before.ingress, our_filter(HANDLE_ON_OWN_QDISC));
     send_own_and_foreign(&lab);
     assert_eq!(rig.settle(0, &expected(1)), expected(1));
 
-    let bin = macdrop_tests::macdrop::macdrop_bin();
-    let bin = bin.to_str().unwrap();
-    let second = macdrop_tests::macdrop::run_command(
+    let second = macdrop_tests::macdrop::run_in_own_pid_namespace(
         lab.host(),
         &[
-            "unshare",
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            bin,
             "watch",
             "--iface",
             lab::STANDALONE_IFACE,
