@@ -61,7 +61,7 @@ async fn name_workloads(
         ),
     };
     for note in notes {
-        eprintln!("macdrop: {note}");
+        crate::untrusted::warn(note);
     }
     for i in interfaces {
         i.workload = owners.remove(&i.link.ifindex);
