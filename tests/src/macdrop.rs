@@ -558,6 +558,19 @@ pub fn run(ns: &NetNs, args: &[&str], timeout: Duration) -> Result<Finished> {
     run_command(ns, &argv, timeout)
 }
 
+/// Runs `macdrop ARGS` like `run`, in a PID namespace of its own with its
+/// own /proc (`unshare --pid --fork --mount-proc`): a macdrop in a
+/// container that does not share the host's PID namespace, which cannot
+/// see the processes of a macdrop outside it.
+pub fn run_in_own_pid_namespace(ns: &NetNs, args: &[&str], timeout: Duration) -> Result<Finished> {
+    let bin = macdrop_bin();
+    check_bin(&bin)?;
+    let bin = bin.to_str().context("MACDROP_BIN is not UTF-8")?;
+    let mut argv = vec!["unshare", "--pid", "--fork", "--mount-proc", bin];
+    argv.extend(args);
+    run_command(ns, &argv, timeout)
+}
+
 /// Runs any command line in `ns` to completion (e.g. macdrop behind
 /// `setpriv`), like `run`.
 pub fn run_command(ns: &NetNs, argv: &[&str], timeout: Duration) -> Result<Finished> {

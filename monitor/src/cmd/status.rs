@@ -28,7 +28,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     let status = rules::status(interfaces);
     let text = match args.format {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
-        Format::Table => render::status::table(&status),
+        Format::Table => crate::untrusted::for_terminal(&render::status::table(&status)),
     };
     super::print(crate::output::Sink::Stdout, &text)
 }
