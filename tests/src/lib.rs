@@ -43,6 +43,7 @@ pub mod prometheus;
 pub mod promisc;
 pub mod receiver;
 pub mod scenarios;
+pub mod schema;
 pub mod sender;
 pub mod skip;
 pub mod test_run;

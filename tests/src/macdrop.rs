@@ -512,7 +512,9 @@ impl Macdrop {
     }
 
     fn accept(&mut self, line: String) -> Result<()> {
-        let report: Report = serde_json::from_str(&line)
+        // Every line follows the published schema, whatever the test reads.
+        let doc = crate::schema::parse(crate::schema::Output::Watch, &line)?;
+        let report: Report = serde_json::from_value(doc)
             .with_context(|| format!("macdrop printed a line that is not a report: {line}"))?;
         self.events.extend(report.events.iter().cloned());
         self.latest = Some(report);

@@ -312,8 +312,11 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
             .any(|l| l.starts_with(port1.as_str()) && l.contains(" web1 ")),
         "{status}"
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&run(&["status", "--format", "json"])).unwrap();
+    let status = macdrop_tests::schema::parse(
+        macdrop_tests::schema::Output::Status,
+        &run(&["status", "--format", "json"]),
+    )
+    .unwrap();
     for (port, name, id) in [(&port1, "web1", &id1), (&port2, "web2", &id2)] {
         let iface = status["interfaces"]
             .as_array()
@@ -356,7 +359,8 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
     ]);
     let _ = pinging.kill();
     let _ = pinging.wait();
-    let diagnosis: serde_json::Value = serde_json::from_str(&diagnosis).unwrap();
+    let diagnosis =
+        macdrop_tests::schema::parse(macdrop_tests::schema::Output::Diagnose, &diagnosis).unwrap();
     let words = format!("{port1} (behind it: web1 (docker, {}…)): ", &id1[..12]);
     let finding = &diagnosis["findings"][0];
     assert_eq!(finding["id"], "bridge_mac_not_in_fdb", "{diagnosis}");

@@ -18,9 +18,9 @@ use macdrop_tests::{
     lab::{BRIDGE, BridgeLab},
     macdrop::{self, Finished, FrameCounts, Macdrop},
     netns::NetNs,
+    schema::{self, Output as Schema},
     wait::poll_until,
 };
-use serde_json::Value;
 
 /// Bounds a one-shot run: a wrong `--netns` must fail, not block.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -143,22 +143,25 @@ fn hostile_interface_names_are_escaped_in_every_text_output() {
     );
 
     // JSON keeps the exact names (serde writes the controls as \u escapes).
-    for args in [
-        &["status", "--format", "json"][..],
-        &[
-            "watch",
-            "--format",
-            "json",
-            "--interval",
-            "0.2",
-            "--duration",
-            "0.5",
-        ],
+    for (output, args) in [
+        (Schema::Status, &["status", "--format", "json"][..]),
+        (
+            Schema::Watch,
+            &[
+                "watch",
+                "--format",
+                "json",
+                "--interval",
+                "0.2",
+                "--duration",
+                "0.5",
+            ],
+        ),
     ] {
         let out = run(&ns, args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
         assert_no_raw_controls("json", &out.stdout);
-        let first: Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+        let first = schema::parse(output, out.stdout.lines().next().unwrap()).unwrap();
         let names: Vec<&str> = first["interfaces"]
             .as_array()
             .unwrap()
@@ -257,7 +260,7 @@ fn a_promiscuity_holder_named_with_escapes_is_shown_escaped() {
     );
     // JSON: exact.
     let json = run(&ns, &["status", "--format", "json", PEER]);
-    let report: Value = serde_json::from_str(&json.stdout).unwrap();
+    let report = schema::parse(Schema::Status, &json.stdout).unwrap();
     let holders = report["interfaces"][0]["promisc_holders"].as_str().unwrap();
     assert!(holders.contains(HOSTILE_COMM), "{holders:?}");
     drop(holder);
