@@ -25,7 +25,7 @@ use crate::{
     privileges,
     session::Session,
     topology::Selection,
-    workload::{DOCKER_HOST_VAR, Resolver},
+    workload::{Resolver, Sockets},
 };
 
 /// What to watch and how.
@@ -198,7 +198,7 @@ impl Monitor {
         privileges::drop_after_attach(enters_namespaces)?;
         // After the drop: the thread inherits only what is kept
         // (CAP_SYS_PTRACE reads other processes' /proc/PID/ns/net).
-        let workloads = Resolver::start(std::env::var(DOCKER_HOST_VAR).ok())?;
+        let workloads = Resolver::start(Sockets::from_env())?;
 
         let mut ticker = tokio::time::interval(plan.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

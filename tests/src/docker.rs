@@ -12,7 +12,7 @@
 //! the namespace.
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -20,6 +20,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
+    engine::{BUSYBOX, busybox_tarball, kill_leftovers, require, stop},
     lab::links,
     netns::{NetNs, describe},
 };
@@ -30,11 +31,7 @@ pub const DOCKER_BRIDGE: &str = "mdbr0";
 pub const DOCKER_BRIDGE_IPV4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
 /// The image `import_busybox` makes.
 pub const IMAGE: &str = "macdrop-test/busybox:1";
-/// busybox-static's binary.
-const BUSYBOX: &str = "/bin/busybox";
-
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct DockerLab {
     ns: NetNs,
@@ -47,13 +44,7 @@ impl DockerLab {
     /// Starts the daemon and waits until it answers. An error says why it
     /// cannot run here (no dockerd, no busybox, the daemon failing).
     pub fn start() -> Result<Self> {
-        for program in ["/usr/sbin/dockerd", BUSYBOX] {
-            if !Path::new(program).exists() {
-                bail!(
-                    "{program} is not installed (cargo xtask setup installs docker.io and busybox-static)"
-                );
-            }
-        }
+        require(&["/usr/sbin/dockerd", BUSYBOX])?;
         let ns = NetNs::with_prefix("macdrop-t-docker")?;
         links::add_bridge(&ns, DOCKER_BRIDGE, None)?;
         links::add_ipv4(&ns, DOCKER_BRIDGE, DOCKER_BRIDGE_IPV4)?;
@@ -162,23 +153,7 @@ impl DockerLab {
     /// Makes [`IMAGE`]: busybox-static as /bin/busybox, `sleep` and `sh`
     /// its links, imported from a tarball.
     pub fn import_busybox(&self) -> Result<()> {
-        let root = self.dir.join("rootfs");
-        let bin = root.join("bin");
-        std::fs::create_dir_all(&bin)?;
-        std::fs::copy(BUSYBOX, bin.join("busybox"))?;
-        for link in ["sleep", "sh"] {
-            let path = bin.join(link);
-            if !path.exists() {
-                std::os::unix::fs::symlink("busybox", path)?;
-            }
-        }
-        let tarball = self.dir.join("rootfs.tar");
-        let mut tar = Command::new("tar");
-        tar.arg("-C").arg(&root).arg("-cf").arg(&tarball).arg(".");
-        let status = tar.status().with_context(|| describe(&tar))?;
-        if !status.success() {
-            bail!("{} failed", describe(&tar));
-        }
+        let tarball = busybox_tarball(&self.dir)?;
         self.docker(&["import", &tarball.display().to_string(), IMAGE])?;
         Ok(())
     }
@@ -204,39 +179,6 @@ impl DockerLab {
     }
 }
 
-/// SIGTERM, then SIGKILL after `STOP_TIMEOUT`; reaps the child.
-fn stop(child: &mut Child) {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: signals our own child, which we have not reaped yet.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Processes whose command line names `dir` (containerd and its shims,
-/// if anything outlived the daemon).
-fn processes_under(dir: &Path) -> Vec<libc::pid_t> {
-    let needle = dir.display().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 impl Drop for DockerLab {
     fn drop(&mut self) {
         // The daemon removes what it made (mounts, cgroups, namespaces):
@@ -254,17 +196,7 @@ impl Drop for DockerLab {
         }
         // Whatever still runs: the containers' processes, then anything
         // started from the directory.
-        for (_, pid) in &self.containers {
-            if std::fs::metadata(format!("/proc/{pid}")).is_ok() {
-                // SAFETY: a plain kill(2).
-                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-            }
-        }
-        for pid in processes_under(&self.dir) {
-            // SAFETY: a plain kill(2).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        kill_leftovers(&self.dir, self.containers.iter().map(|(_, pid)| *pid));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -12,7 +12,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         mpsc::{self, RecvTimeoutError},
@@ -21,13 +21,54 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Workload, docker::Docker, process};
+use super::{Workload, cri::Cri, docker::Docker, podman::Podman, process};
 use crate::netlink::NsidLookup;
 
 /// The Engine's socket unless `MACDROP_DOCKER_HOST` names another (a path,
 /// or `unix://PATH` as `DOCKER_HOST` spells it).
 pub const DEFAULT_DOCKER_HOST: &str = "/var/run/docker.sock";
 pub const DOCKER_HOST_VAR: &str = "MACDROP_DOCKER_HOST";
+/// Podman's service socket (rootful) unless `MACDROP_PODMAN_HOST` names
+/// another, spelled the same way.
+pub const DEFAULT_PODMAN_HOST: &str = "/run/podman/podman.sock";
+pub const PODMAN_HOST_VAR: &str = "MACDROP_PODMAN_HOST";
+/// The CRI sockets asked (each that exists) unless `MACDROP_CRI_ENDPOINT`
+/// names one (a path, or `unix://PATH` as crictl's
+/// `CONTAINER_RUNTIME_ENDPOINT` spells it).
+pub const DEFAULT_CRI_ENDPOINTS: &[&str] =
+    &["/run/containerd/containerd.sock", "/run/crio/crio.sock"];
+pub const CRI_ENDPOINT_VAR: &str = "MACDROP_CRI_ENDPOINT";
+
+/// Where the container runtimes answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sockets {
+    pub docker: PathBuf,
+    pub podman: PathBuf,
+    pub cri: Vec<PathBuf>,
+}
+
+impl Sockets {
+    /// The defaults, or what the environment variables name.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok();
+        Self::from_vars(
+            var(DOCKER_HOST_VAR).as_deref(),
+            var(PODMAN_HOST_VAR).as_deref(),
+            var(CRI_ENDPOINT_VAR).as_deref(),
+        )
+    }
+
+    fn from_vars(docker: Option<&str>, podman: Option<&str>, cri: Option<&str>) -> Self {
+        Self {
+            docker: unix_socket(docker, DEFAULT_DOCKER_HOST),
+            podman: unix_socket(podman, DEFAULT_PODMAN_HOST),
+            cri: match cri.filter(|c| !c.is_empty()) {
+                Some(c) => vec![unix_socket(Some(c), "")],
+                None => DEFAULT_CRI_ENDPOINTS.iter().map(PathBuf::from).collect(),
+            },
+        }
+    }
+}
 
 const MIN_GAP: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_secs(1);
@@ -61,8 +102,16 @@ pub struct Resolver {
 impl Resolver {
     /// Starts the thread. Start it after macdrop dropped its capabilities:
     /// a thread inherits its creator's.
-    pub fn start(docker_host: Option<String>) -> anyhow::Result<Self> {
-        let socket = docker_socket(docker_host.as_deref());
+    pub fn start(sockets: Sockets) -> anyhow::Result<Self> {
+        // The pods first: on a node whose CRI is Docker (cri-dockerd) the
+        // pod says more than its containers.
+        let mut engines: Vec<Engine> = sockets
+            .cri
+            .into_iter()
+            .map(|s| Engine::new(Source::Cri(Cri::new(s))))
+            .collect();
+        engines.push(Engine::new(Source::Podman(Podman::new(sockets.podman))));
+        engines.push(Engine::new(Source::Docker(Docker::new(sockets.docker))));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, rx) = mpsc::channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -72,8 +121,7 @@ impl Resolver {
             rx,
             shared: Arc::clone(&shared),
             runtime,
-            docker: Docker::new(socket),
-            docker_up: None,
+            engines,
             wanted: HashMap::new(),
         };
         let thread = std::thread::Builder::new()
@@ -127,22 +175,108 @@ impl Drop for Resolver {
     }
 }
 
-/// `MACDROP_DOCKER_HOST`'s socket path (`unix://` optional), else the
-/// default.
-fn docker_socket(host: Option<&str>) -> PathBuf {
-    let host = host
-        .filter(|h| !h.is_empty())
-        .unwrap_or(DEFAULT_DOCKER_HOST);
+/// A socket variable's path (`unix://` optional), else the default.
+fn unix_socket(host: Option<&str>, default: &str) -> PathBuf {
+    let host = host.filter(|h| !h.is_empty()).unwrap_or(default);
     PathBuf::from(host.strip_prefix("unix://").unwrap_or(host))
+}
+
+/// A container runtime that names namespaces.
+enum Source {
+    Docker(Docker),
+    Podman(Podman),
+    Cri(Cri),
+}
+
+impl Source {
+    /// For stderr: "cannot reach {what}".
+    fn what(&self) -> &'static str {
+        match self {
+            Source::Docker(_) => "the Docker Engine",
+            Source::Podman(_) => "Podman's service",
+            Source::Cri(_) => "the CRI runtime",
+        }
+    }
+
+    /// What it names ports by.
+    fn names_by(&self) -> &'static str {
+        match self {
+            Source::Docker(_) | Source::Podman(_) => "container",
+            Source::Cri(_) => "pod",
+        }
+    }
+
+    fn socket(&self) -> &Path {
+        match self {
+            Source::Docker(d) => d.socket(),
+            Source::Podman(p) => p.socket(),
+            Source::Cri(c) => c.socket(),
+        }
+    }
+
+    async fn by_namespace(&mut self) -> anyhow::Result<HashMap<u64, Workload>> {
+        match self {
+            Source::Docker(d) => d.by_namespace().await,
+            Source::Podman(p) => p.by_namespace().await,
+            Source::Cri(c) => c.by_namespace().await,
+        }
+    }
+}
+
+struct Engine {
+    source: Source,
+    /// Whether it answered last time; None before the first ask.
+    up: Option<bool>,
+}
+
+impl Engine {
+    fn new(source: Source) -> Self {
+        Self { source, up: None }
+    }
+
+    /// Its workloads by namespace inode; none when it does not answer,
+    /// with one note when it stops answering and one when it is back.
+    fn ask(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        notes: &mut Vec<String>,
+    ) -> HashMap<u64, Workload> {
+        let what = self.source.what();
+        match runtime.block_on(self.source.by_namespace()) {
+            Ok(c) => {
+                if self.up == Some(false) {
+                    notes.push(format!(
+                        "{what} at {} answers again: ports are named by {}",
+                        self.source.socket().display(),
+                        self.source.names_by()
+                    ));
+                }
+                self.up = Some(true);
+                c
+            }
+            // No socket and never an answer: a host without this runtime,
+            // the normal case, and nothing to say about it.
+            Err(_) if self.up.is_none() && !self.source.socket().exists() => HashMap::new(),
+            Err(e) => {
+                if self.up != Some(false) {
+                    notes.push(format!(
+                        "cannot reach {what} ({e:#}): ports are named by the \
+                         processes in their peers' namespaces"
+                    ));
+                }
+                self.up = Some(false);
+                HashMap::new()
+            }
+        }
+    }
 }
 
 struct Worker {
     rx: mpsc::Receiver<Message>,
     shared: Arc<Mutex<Shared>>,
     runtime: tokio::runtime::Runtime,
-    docker: Docker,
-    /// Whether the Engine answered last time; None before the first ask.
-    docker_up: Option<bool>,
+    /// In order of precedence: the first to name a namespace names it.
+    engines: Vec<Engine>,
     wanted: Wanted,
 }
 
@@ -214,32 +348,16 @@ impl Worker {
     /// an answer.
     fn resolve(&mut self) -> bool {
         let owners = process::scan();
-        let engine = self.runtime.block_on(self.docker.by_namespace());
-        let containers = match engine {
-            Ok(c) => {
-                if self.docker_up == Some(false) {
-                    self.note(format!(
-                        "the Docker Engine at {} answers again: ports are named by container",
-                        self.docker.socket().display()
-                    ));
-                }
-                self.docker_up = Some(true);
-                c
+        let mut notes = Vec::new();
+        let mut containers: HashMap<u64, Workload> = HashMap::new();
+        for engine in &mut self.engines {
+            for (inode, w) in engine.ask(&self.runtime, &mut notes) {
+                containers.entry(inode).or_insert(w);
             }
-            // No socket and never an answer: a host without Docker, the
-            // normal case, and nothing to say about it.
-            Err(_) if self.docker_up.is_none() && !self.docker.socket().exists() => HashMap::new(),
-            Err(e) => {
-                if self.docker_up != Some(false) {
-                    self.note(format!(
-                        "cannot reach the Docker Engine ({e:#}): ports are named by the \
-                         processes in their peers' namespaces"
-                    ));
-                }
-                self.docker_up = Some(false);
-                HashMap::new()
-            }
-        };
+        }
+        for line in notes {
+            self.note(line);
+        }
         let mut unresolved = false;
         let mut answers = Vec::new();
         for (&netns, (lookup, peers)) in &self.wanted {
@@ -305,16 +423,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_docker_host_may_be_spelled_as_docker_does() {
-        assert_eq!(docker_socket(None), PathBuf::from(DEFAULT_DOCKER_HOST));
-        assert_eq!(docker_socket(Some("")), PathBuf::from(DEFAULT_DOCKER_HOST));
+    fn sockets_may_be_spelled_as_the_runtimes_do() {
+        let defaults = Sockets::from_vars(None, Some(""), None);
+        assert_eq!(defaults.docker, PathBuf::from(DEFAULT_DOCKER_HOST));
+        assert_eq!(defaults.podman, PathBuf::from(DEFAULT_PODMAN_HOST));
         assert_eq!(
-            docker_socket(Some("unix:///tmp/d/docker.sock")),
-            PathBuf::from("/tmp/d/docker.sock")
+            defaults.cri,
+            DEFAULT_CRI_ENDPOINTS
+                .iter()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>()
         );
-        assert_eq!(
-            docker_socket(Some("/tmp/d.sock")),
-            PathBuf::from("/tmp/d.sock")
+        let given = Sockets::from_vars(
+            Some("unix:///tmp/d/docker.sock"),
+            Some("/tmp/p.sock"),
+            Some("unix:///tmp/c/containerd.sock"),
         );
+        assert_eq!(given.docker, PathBuf::from("/tmp/d/docker.sock"));
+        assert_eq!(given.podman, PathBuf::from("/tmp/p.sock"));
+        assert_eq!(given.cri, vec![PathBuf::from("/tmp/c/containerd.sock")]);
     }
 }

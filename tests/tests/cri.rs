@@ -1,0 +1,172 @@
+//! Ports named by the CRI: a containerd of the test's own, with its CRI
+//! plugin and the CNI bridge plugin, runs a pod sandbox the test creates
+//! through the CRI (`RunPodSandbox`, as a kubelet would); macdrop, pointed
+//! at the socket (`MACDROP_CRI_ENDPOINT`), names the sandbox's port by pod
+//! (kind kubernetes, name, namespace, UID).
+
+use std::{path::PathBuf, time::Duration};
+
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::{
+    LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StopPodSandboxRequest, runtime_service_client::RuntimeServiceClient,
+};
+use macdrop_tests::{
+    cri::{BRIDGE, CriLab},
+    macdrop::{Macdrop, Output, macdrop_bin},
+    skip,
+};
+use tonic::transport::{Channel, Endpoint};
+
+const NAMED: Duration = Duration::from_secs(20);
+const POD: &str = "web-0";
+const NAMESPACE: &str = "shop";
+const UID: &str = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
+
+/// The test's own CRI client: a kubelet's calls, on a runtime of its own.
+struct Kubelet {
+    runtime: tokio::runtime::Runtime,
+    client: RuntimeServiceClient<Channel>,
+}
+
+impl Kubelet {
+    fn connect(socket: PathBuf) -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let channel =
+            runtime.block_on(Endpoint::from_static("http://cri").connect_with_connector(
+                tower::service_fn(move |_| {
+                    let socket = socket.clone();
+                    async move {
+                        let stream = tokio::net::UnixStream::connect(socket).await?;
+                        Ok::<_, std::io::Error>(TokioIo::new(stream))
+                    }
+                }),
+            ))?;
+        Ok(Self {
+            runtime,
+            client: RuntimeServiceClient::new(channel),
+        })
+    }
+
+    /// RunPodSandbox of a pod on the pod network; its sandbox id.
+    fn run_pod(&mut self, dir: &std::path::Path) -> Result<String, tonic::Status> {
+        let config = PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: POD.into(),
+                uid: UID.into(),
+                namespace: NAMESPACE.into(),
+                attempt: 0,
+            }),
+            hostname: POD.into(),
+            log_directory: dir.display().to_string(),
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(NamespaceOption {
+                        network: NamespaceMode::Pod as i32,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let request = RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        let answer = self
+            .runtime
+            .block_on(self.client.run_pod_sandbox(request))?;
+        Ok(answer.into_inner().pod_sandbox_id)
+    }
+
+    /// StopPodSandbox and RemovePodSandbox: what kubelet does when a pod
+    /// goes (its network torn down through CNI, its sandbox deleted).
+    fn remove_pod(&mut self, id: &str) {
+        let stop = StopPodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        let _ = self.runtime.block_on(self.client.stop_pod_sandbox(stop));
+        let remove = RemovePodSandboxRequest {
+            pod_sandbox_id: id.into(),
+        };
+        let _ = self
+            .runtime
+            .block_on(self.client.remove_pod_sandbox(remove));
+    }
+}
+
+/// A pod sandbox removed when dropped, also after a failed assertion.
+struct Pod<'a> {
+    kubelet: &'a mut Kubelet,
+    id: String,
+}
+
+impl Drop for Pod<'_> {
+    fn drop(&mut self) {
+        self.kubelet.remove_pod(&self.id);
+    }
+}
+
+#[test]
+fn a_port_is_named_by_its_kubernetes_pod() {
+    let lab = match CriLab::start() {
+        Ok(lab) => lab,
+        Err(e) => {
+            skip::record("ports named by the CRI (containerd)", &format!("{e:#}"));
+            return;
+        }
+    };
+    let mut kubelet = Kubelet::connect(lab.socket()).unwrap();
+    let logs = std::env::temp_dir().join(format!("{}-logs", lab.host().name()));
+    let id = match kubelet.run_pod(&logs) {
+        Ok(id) => id,
+        Err(e) => panic!("RunPodSandbox: {e}\n{}", lab.log_tail()),
+    };
+    let pod = Pod {
+        kubelet: &mut kubelet,
+        id,
+    };
+    let socket = lab.socket().display().to_string();
+    let mut watch = Macdrop::spawn_with_env(
+        &macdrop_bin(),
+        lab.host(),
+        &["--bridge", BRIDGE],
+        Output::Json,
+        &[("MACDROP_CRI_ENDPOINT", &socket)],
+    )
+    .unwrap();
+    let report = watch
+        .wait_for(
+            |r| {
+                r.interfaces
+                    .iter()
+                    .any(|i| i.workload.as_ref().is_some_and(|w| w.kind == "kubernetes"))
+            },
+            NAMED,
+        )
+        .unwrap();
+    let port = report
+        .interfaces
+        .iter()
+        .find(|i| i.workload.as_ref().is_some_and(|w| w.kind == "kubernetes"))
+        .unwrap();
+    let w = port.workload.as_ref().unwrap();
+    assert!(port.name.starts_with("veth"), "{}", port.name);
+    assert_eq!(w.id.as_deref(), Some(pod.id.as_str()), "{w:?}");
+    assert_eq!(w.name.as_deref(), Some(POD), "{w:?}");
+    assert_eq!(w.namespace.as_deref(), Some(NAMESPACE), "{w:?}");
+    assert_eq!(w.pod.as_deref(), Some(UID), "{w:?}");
+    assert_eq!(w.pid, lab.task_pid(&pod.id), "{w:?}");
+    assert!(w.pid.is_some(), "{w:?}");
+    let stderr = watch.stderr();
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+    watch.stop().unwrap();
+    drop(pod);
+    drop(lab);
+    let _ = std::fs::remove_dir_all(logs);
+}
