@@ -91,6 +91,12 @@ impl CriLab {
         self.dir.join("containerd.sock")
     }
 
+    /// `argv` in the lab's mount and network namespaces, where containerd
+    /// runs and the pods' namespace files are mounted.
+    pub fn command(&self, argv: &[&std::ffi::OsStr]) -> std::process::Command {
+        self.anchor.command(argv)
+    }
+
     /// An OCI archive of busybox-static whose entrypoint sleeps.
     fn make_pause_image(&self) -> Result<PathBuf> {
         let tarball = busybox_tarball(&self.dir)?;

@@ -185,7 +185,7 @@ impl Anchor {
     }
 
     /// `argv` in the lab's mount and network namespaces.
-    pub fn command(&self, argv: &[&str]) -> Command {
+    pub fn command<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Command {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--target={}", self.holder.id()))
             .args(["--mount", "--net"])

@@ -2,7 +2,10 @@
 //! plugin and the CNI bridge plugin, runs a pod sandbox the test creates
 //! through the CRI (`RunPodSandbox`, as a kubelet would); macdrop, pointed
 //! at the socket (`MACDROP_CRI_ENDPOINT`), names the sandbox's port by pod
-//! (kind kubernetes, name, namespace, UID).
+//! (kind kubernetes, name, namespace, UID). Then again as the DaemonSet
+//! sees a node: a macdrop in a PID namespace of its own (no process of the
+//! pod visible, as without hostPID) finds the pod's namespace through the
+//! namespace file the CRI names.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -14,7 +17,7 @@ use k8s_cri::v1::{
 };
 use macdrop_tests::{
     cri::{BRIDGE, CriLab},
-    macdrop::{Macdrop, Output, macdrop_bin},
+    macdrop::{Macdrop, Output, Report, WorkloadReport, macdrop_bin, watch_argv},
     skip,
 };
 use tonic::transport::{Channel, Endpoint};
@@ -23,6 +26,22 @@ const NAMED: Duration = Duration::from_secs(20);
 const POD: &str = "web-0";
 const NAMESPACE: &str = "shop";
 const UID: &str = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
+
+/// The port named by a pod, and its workload.
+fn pod_port(r: &Report) -> Option<(&str, &WorkloadReport)> {
+    r.interfaces.iter().find_map(|i| {
+        let w = i.workload.as_ref()?;
+        (w.kind == "kubernetes").then_some((i.name.as_str(), w))
+    })
+}
+
+/// The workload names the test's pod, sandbox `id`.
+fn assert_is_the_pod(w: &WorkloadReport, id: &str) {
+    assert_eq!(w.id.as_deref(), Some(id), "{w:?}");
+    assert_eq!(w.name.as_deref(), Some(POD), "{w:?}");
+    assert_eq!(w.namespace.as_deref(), Some(NAMESPACE), "{w:?}");
+    assert_eq!(w.pod.as_deref(), Some(UID), "{w:?}");
+}
 
 /// The test's own CRI client: a kubelet's calls, on a runtime of its own.
 struct Kubelet {
@@ -140,32 +159,41 @@ fn a_port_is_named_by_its_kubernetes_pod() {
         &[("MACDROP_CRI_ENDPOINT", &socket)],
     )
     .unwrap();
-    let report = watch
-        .wait_for(
-            |r| {
-                r.interfaces
-                    .iter()
-                    .any(|i| i.workload.as_ref().is_some_and(|w| w.kind == "kubernetes"))
-            },
-            NAMED,
-        )
-        .unwrap();
-    let port = report
-        .interfaces
-        .iter()
-        .find(|i| i.workload.as_ref().is_some_and(|w| w.kind == "kubernetes"))
-        .unwrap();
-    let w = port.workload.as_ref().unwrap();
-    assert!(port.name.starts_with("veth"), "{}", port.name);
-    assert_eq!(w.id.as_deref(), Some(pod.id.as_str()), "{w:?}");
-    assert_eq!(w.name.as_deref(), Some(POD), "{w:?}");
-    assert_eq!(w.namespace.as_deref(), Some(NAMESPACE), "{w:?}");
-    assert_eq!(w.pod.as_deref(), Some(UID), "{w:?}");
+    let report = watch.wait_for(|r| pod_port(r).is_some(), NAMED).unwrap();
+    let (port, w) = pod_port(&report).unwrap();
+    assert!(port.starts_with("veth"), "{port}");
+    assert_is_the_pod(w, &pod.id);
     assert_eq!(w.pid, lab.task_pid(&pod.id), "{w:?}");
     assert!(w.pid.is_some(), "{w:?}");
     let stderr = watch.stderr();
     assert!(!stderr.contains("cannot reach"), "{stderr}");
+    let port = port.to_owned();
     watch.stop().unwrap();
+
+    // As a DaemonSet without hostPID: a PID namespace of its own, in the
+    // mount namespace where the pod's namespace file is mounted.
+    let bin = macdrop_bin();
+    let args = ["--bridge", BRIDGE];
+    let mut argv: Vec<&std::ffi::OsStr> = [
+        "unshare",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child=SIGTERM",
+    ]
+    .map(std::ffi::OsStr::new)
+    .to_vec();
+    argv.extend(watch_argv(&bin, &args, Output::Json));
+    let mut cmd = lab.command(&argv);
+    cmd.env("MACDROP_CRI_ENDPOINT", &socket);
+    let mut pod_view = Macdrop::spawn_command(cmd, Output::Json).unwrap();
+    let report = pod_view.wait_for(|r| pod_port(r).is_some(), NAMED).unwrap();
+    let (seen, w) = pod_port(&report).unwrap();
+    assert_eq!(seen, port);
+    assert_is_the_pod(w, &pod.id);
+    // unshare ends on the signal; its child, macdrop, gets SIGTERM then.
+    let _ = pod_view.kill_with(libc::SIGTERM);
+
     drop(pod);
     drop(lab);
     let _ = std::fs::remove_dir_all(logs);

@@ -37,10 +37,19 @@ use super::{Kind, Workload, clean, namespace_file, pid_namespace, unix_http::CAL
 
 pub struct Cri {
     socket: PathBuf,
-    /// Per sandbox id: its workload and namespace inode (None: on the
-    /// node's network, or no namespace found), so each sandbox's status is
-    /// asked once.
-    known: HashMap<String, Option<(Workload, u64)>>,
+    /// Per sandbox id: what its status said (None: on the node's network,
+    /// or no namespace found), so each sandbox's status is asked once.
+    known: HashMap<String, Option<Sandbox>>,
+}
+
+/// A pod sandbox as named here.
+#[derive(Debug, PartialEq)]
+struct Sandbox {
+    workload: Workload,
+    /// Its network namespace's inode.
+    inode: u64,
+    /// Its namespace file, when that is one here.
+    file: Option<PathBuf>,
 }
 
 /// The part of a sandbox's verbose `info` JSON used here.
@@ -121,11 +130,22 @@ impl Cri {
                 self.known
                     .insert(sandbox.id.clone(), from_status(&status.into_inner()));
             }
-            if let Some(Some((w, inode))) = self.known.get(&sandbox.id) {
-                out.insert(*inode, w.clone());
+            if let Some(Some(s)) = self.known.get(&sandbox.id) {
+                out.insert(s.inode, s.workload.clone());
             }
         }
         Ok(out)
+    }
+
+    /// The namespace files of the sandboxes known, by inode: how their
+    /// namespaces are found where their processes cannot be seen (a
+    /// DaemonSet without hostPID).
+    pub fn namespace_files(&self) -> Vec<(u64, PathBuf)> {
+        self.known
+            .values()
+            .flatten()
+            .filter_map(|s| Some((s.inode, s.file.clone()?)))
+            .collect()
     }
 
     /// A gRPC channel over the unix socket; every call on it is bounded.
@@ -150,7 +170,7 @@ impl Cri {
 /// The pod of a sandbox's verbose status and its namespace's inode: by
 /// the namespace path of its runtime spec when that is a namespace file
 /// here, else by its PID. None for a pod on the node's network.
-fn from_status(r: &PodSandboxStatusResponse) -> Option<(Workload, u64)> {
+fn from_status(r: &PodSandboxStatusResponse) -> Option<Sandbox> {
     let status = r.status.as_ref()?;
     let network = status
         .linux
@@ -174,8 +194,10 @@ fn from_status(r: &PodSandboxStatusResponse) -> Option<(Workload, u64)> {
         .map(|n| n.path.as_str())
         .filter(|p| !p.is_empty());
     let pid = info.pid;
-    let inode = path
-        .and_then(namespace_file)
+    let file = path.and_then(|p| Some((namespace_file(p)?, PathBuf::from(p))));
+    let inode = file
+        .as_ref()
+        .map(|(inode, _)| *inode)
         .or_else(|| (pid > 0).then(|| pid_namespace(pid)).flatten())?;
     let metadata = status.metadata.as_ref()?;
     let workload = Workload {
@@ -188,7 +210,11 @@ fn from_status(r: &PodSandboxStatusResponse) -> Option<(Workload, u64)> {
         compose_project: None,
         compose_service: None,
     };
-    Some((workload, inode))
+    Some(Sandbox {
+        workload,
+        inode,
+        file: file.map(|(_, p)| p),
+    })
 }
 
 #[cfg(test)]
@@ -233,8 +259,10 @@ mod tests {
             r#"{{"pid":1,"runtimeSpec":{{"linux":{{"namespaces":[{{"type":"pid"}},
                {{"type":"network","path":"/proc/{pid}/ns/net"}}]}}}}}}"#
         );
-        let (w, inode) = from_status(&response(NamespaceMode::Pod, &by_path)).unwrap();
-        assert_eq!(inode, me);
+        let s = from_status(&response(NamespaceMode::Pod, &by_path)).unwrap();
+        assert_eq!(s.inode, me);
+        assert_eq!(s.file, Some(PathBuf::from(format!("/proc/{pid}/ns/net"))));
+        let w = s.workload;
         assert_eq!(w.kind, Kind::Kubernetes);
         assert_eq!(w.name.as_deref(), Some("web\\u{1b}-0"));
         assert_eq!(w.namespace.as_deref(), Some("shop"));
@@ -248,8 +276,8 @@ mod tests {
             r#"{{"pid":{pid},"runtimeSpec":{{"linux":{{"namespaces":[
                {{"type":"network","path":"/proc/self/status"}}]}}}}}}"#
         );
-        let (w, inode) = from_status(&response(NamespaceMode::Pod, &by_pid)).unwrap();
-        assert_eq!((inode, w.pid), (me, Some(pid)));
+        let s = from_status(&response(NamespaceMode::Pod, &by_pid)).unwrap();
+        assert_eq!((s.inode, s.workload.pid, s.file), (me, Some(pid), None));
         // Neither: nothing to match a port by.
         assert_eq!(from_status(&response(NamespaceMode::Pod, "{}")), None);
         assert_eq!(from_status(&response(NamespaceMode::Pod, "not json")), None);

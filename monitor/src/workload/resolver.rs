@@ -214,6 +214,15 @@ impl Source {
         }
     }
 
+    /// Namespace files by inode, for namespaces no visible process lives
+    /// in: the CRI's pod namespaces.
+    fn namespace_files(&self) -> Vec<(u64, PathBuf)> {
+        match self {
+            Source::Cri(c) => c.namespace_files(),
+            Source::Docker(_) | Source::Podman(_) => Vec::new(),
+        }
+    }
+
     async fn by_namespace(&mut self) -> anyhow::Result<HashMap<u64, Workload>> {
         match self {
             Source::Docker(d) => d.by_namespace().await,
@@ -358,10 +367,15 @@ impl Worker {
         for line in notes {
             self.note(line);
         }
+        let files: Vec<(u64, PathBuf)> = self
+            .engines
+            .iter()
+            .flat_map(|e| e.source.namespace_files())
+            .collect();
         let mut unresolved = false;
         let mut answers = Vec::new();
         for (&netns, (lookup, peers)) in &self.wanted {
-            let inodes = self.namespaces_by_id(netns, lookup, peers, &owners);
+            let inodes = self.namespaces_by_id(netns, lookup, peers, &owners, &files);
             for (&ifindex, nsid) in peers {
                 let workload = inodes.get(nsid).and_then(|inode| {
                     containers
@@ -382,14 +396,16 @@ impl Worker {
 
     /// The namespaces (by inode) of the ids wanted in `netns`: one
     /// RTM_GETNSID per namespace that has a process, asked in inode order
-    /// until every id is named. Namespaces without any process cannot be
-    /// named this way (and have no owner to show).
+    /// until every id is named, then per namespace file a runtime named
+    /// (`files`). Namespaces without either cannot be named this way (and
+    /// have no owner to show).
     fn namespaces_by_id(
         &self,
         netns: u32,
         lookup: &NsidLookup,
         peers: &BTreeMap<u32, i32>,
         owners: &BTreeMap<u64, process::Owner>,
+        files: &[(u64, PathBuf)],
     ) -> HashMap<i32, u64> {
         let mut left: BTreeSet<i32> = peers.values().copied().collect();
         let mut out = HashMap::new();
@@ -407,6 +423,22 @@ impl Worker {
                 && left.remove(&id)
             {
                 out.insert(id, inode);
+            }
+        }
+        for (inode, file) in files {
+            if left.is_empty() {
+                break;
+            }
+            if *inode == u64::from(netns) || owners.contains_key(inode) {
+                continue; // asked above
+            }
+            let asked = self
+                .runtime
+                .block_on(async { tokio::time::timeout(NSID_TIMEOUT, lookup.of_file(file)).await });
+            if let Ok(Ok(Some(id))) = asked
+                && left.remove(&id)
+            {
+                out.insert(id, *inode);
             }
         }
         out
