@@ -15,19 +15,16 @@
 //! removes the directory, both namespaces and the parent cgroup if
 //! nothing else uses it.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Stdio},
-    time::{Duration, Instant},
-};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 use crate::{
     engine::{
-        Anchor, BUSYBOX, busybox_tarball, kill_leftovers, remove_empty_cgroups, require, run, stop,
+        Anchor, BUSYBOX, Daemon, busybox_tarball, kill_leftovers, remove_empty_cgroups, require,
+        run,
     },
-    netns::{NetNs, describe},
+    netns::NetNs,
 };
 
 /// The bridge the CNI config names.
@@ -42,13 +39,12 @@ const K8S_NAMESPACE: &str = "k8s.io";
 /// Paths no configuration moves: CNI's cache, and what `podman import`
 /// writes while the image is made.
 const PRIVATE: &[&str] = &["/var/lib/cni", "/run/containers", "/var/lib/containers"];
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct CriLab {
     anchor: Anchor,
     ns: NetNs,
     dir: PathBuf,
-    daemon: Option<Child>,
+    daemon: Option<Daemon>,
 }
 
 impl CriLab {
@@ -188,43 +184,20 @@ state = "{state}"
     }
 
     fn start_daemon(&mut self) -> Result<()> {
-        let log = std::fs::File::create(self.dir.join("containerd.log"))?;
         let config = self.dir.join("config.toml").display().to_string();
-        let mut cmd = self.anchor.command(&["containerd", "--config", &config]);
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", describe(&cmd)))?;
-        self.daemon = Some(child);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if self.ctr(&["version"]).is_ok() {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .daemon
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!("containerd exited ({status}): {}", self.log_tail());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "containerd did not answer within {READY_TIMEOUT:?}: {}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        let cmd = self.anchor.command(&["containerd", "--config", &config]);
+        let log = self.dir.join("containerd.log");
+        let daemon = Daemon::start("containerd", cmd, log, || self.ctr(&["version"]).is_ok())?;
+        self.daemon = Some(daemon);
+        Ok(())
     }
 
     /// The last lines of containerd's log, for failures.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        self.daemon
+            .as_ref()
+            .map(Daemon::log_tail)
+            .unwrap_or_default()
     }
 
     /// `ctr --address SOCKET -n k8s.io ARGS`; its stdout, trimmed.
@@ -267,9 +240,7 @@ impl Drop for CriLab {
             let _ = self.ctr(&["tasks", "delete", "--force", id]);
             let _ = self.ctr(&["containers", "delete", id]);
         }
-        if let Some(mut child) = self.daemon.take() {
-            stop(&mut child);
-        }
+        self.daemon = None;
         kill_leftovers(&self.dir, tasks.iter().map(|(_, pid)| *pid));
         // containerd names its containers' parent cgroup by its namespace.
         remove_empty_cgroups(&[K8S_NAMESPACE]);

@@ -11,18 +11,14 @@
 //! any process still running from the temp directory, the directory, and
 //! the namespace.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 use crate::{
-    engine::{BUSYBOX, busybox_tarball, kill_leftovers, require, stop},
+    engine::{BUSYBOX, Daemon, busybox_tarball, kill_leftovers, require, run},
     lab::links,
-    netns::{NetNs, describe},
+    netns::NetNs,
 };
 
 /// The bridge the daemon attaches containers to.
@@ -31,12 +27,11 @@ pub const DOCKER_BRIDGE: &str = "mdbr0";
 pub const DOCKER_BRIDGE_IPV4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
 /// The image `import_busybox` makes.
 pub const IMAGE: &str = "macdrop-test/busybox:1";
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct DockerLab {
     ns: NetNs,
     dir: PathBuf,
-    daemon: Option<Child>,
+    daemon: Option<Daemon>,
     containers: Vec<(String, u32)>,
 }
 
@@ -71,10 +66,6 @@ impl DockerLab {
     }
 
     fn start_daemon(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("dockerd.log"))?;
         let d = |name: &str| self.dir.join(name).display().to_string();
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "slave", "nsenter"])
@@ -91,43 +82,13 @@ impl DockerLab {
             .arg(format!("--data-root={}", d("data")))
             .arg(format!("--exec-root={}", d("exec")))
             .arg(format!("--pidfile={}", d("dockerd.pid")))
-            .arg(format!("--host=unix://{}", d("docker.sock")))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", describe(&cmd)))?;
-        self.daemon = Some(child);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if self
-                .docker(&["version", "--format", "{{.Server.Version}}"])
+            .arg(format!("--host=unix://{}", d("docker.sock")));
+        let daemon = Daemon::start("dockerd", cmd, self.dir.join("dockerd.log"), || {
+            self.docker(&["version", "--format", "{{.Server.Version}}"])
                 .is_ok()
-            {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .daemon
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!("dockerd exited ({status}): {}", self.log_tail());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "dockerd did not answer within {READY_TIMEOUT:?}: {}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
+        })?;
+        self.daemon = Some(daemon);
+        Ok(())
     }
 
     /// `docker -H unix://SOCKET ARGS`; its stdout, trimmed.
@@ -135,19 +96,8 @@ impl DockerLab {
         let mut cmd = Command::new("docker");
         cmd.arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
-            .args(args)
-            .stdin(Stdio::null());
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot run {}", describe(&cmd)))?;
-        if !out.status.success() {
-            bail!(
-                "{} failed: {}",
-                describe(&cmd),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .args(args);
+        run(&mut cmd)
     }
 
     /// Makes [`IMAGE`]: busybox-static as /bin/busybox, `sleep` and `sh`
@@ -171,10 +121,7 @@ impl DockerLab {
 
     /// Stops the daemon (SIGTERM; its containers keep running).
     pub fn stop_daemon(&mut self) -> Result<()> {
-        let Some(mut child) = self.daemon.take() else {
-            return Ok(());
-        };
-        stop(&mut child);
+        self.daemon = None;
         Ok(())
     }
 }
@@ -190,9 +137,7 @@ impl Drop for DockerLab {
             for (id, _) in &self.containers {
                 let _ = self.docker(&["rm", "-f", id]);
             }
-            if let Some(mut child) = self.daemon.take() {
-                stop(&mut child);
-            }
+            self.daemon = None;
         }
         // Whatever still runs: the containers' processes, then anything
         // started from the directory.

@@ -17,6 +17,7 @@ use crate::netns::{NetNs, describe};
 pub const BUSYBOX: &str = "/bin/busybox";
 
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An error naming the first of `programs` that is not installed.
 pub fn require(programs: &[&str]) -> Result<()> {
@@ -48,24 +49,73 @@ pub fn busybox_tarball(dir: &Path) -> Result<PathBuf> {
     Ok(tarball)
 }
 
-/// Runs `cmd` to its end; its stdout, trimmed, or an error with its stderr.
+/// Runs `cmd` to its end (`netns::run`); its stdout, trimmed.
 pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {}", describe(cmd)))?;
-    if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            describe(cmd),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let out = crate::netns::run(cmd.stdin(Stdio::null()))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// An engine's daemon: its output appended to a log file, stopped when
+/// dropped (SIGTERM, then SIGKILL after `STOP_TIMEOUT`).
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `cmd` (`name` in errors) and waits until `ready` says it
+    /// answers; an error with the log's last lines if it exits or does not
+    /// answer within `READY_TIMEOUT`.
+    pub fn start(
+        name: &str,
+        mut cmd: Command,
+        log: PathBuf,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", describe(&cmd)))?;
+        let mut daemon = Self { child, log };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while !ready() {
+            if let Ok(Some(status)) = daemon.child.try_wait() {
+                bail!("{name} exited ({status}): {}", daemon.log_tail());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{name} did not answer within {READY_TIMEOUT:?}: {}",
+                    daemon.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(daemon)
+    }
+
+    /// The log's last lines, for errors.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
 /// SIGTERM, then SIGKILL after `STOP_TIMEOUT`; reaps the child.
-pub fn stop(child: &mut Child) {
+fn stop(child: &mut Child) {
     let pid = child.id() as libc::pid_t;
     // SAFETY: signals our own child, which we have not reaped yet.
     unsafe { libc::kill(pid, libc::SIGTERM) };

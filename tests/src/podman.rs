@@ -12,19 +12,16 @@
 //! (conmon), and removes the directory, both namespaces and Podman's
 //! parent cgroups if nothing else uses them.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Stdio},
-    time::{Duration, Instant},
-};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
     engine::{
-        Anchor, BUSYBOX, busybox_tarball, kill_leftovers, remove_empty_cgroups, require, run, stop,
+        Anchor, BUSYBOX, Daemon, busybox_tarball, kill_leftovers, remove_empty_cgroups, require,
+        run,
     },
-    netns::{NetNs, describe},
+    netns::NetNs,
 };
 
 /// The image `import_busybox` makes.
@@ -35,7 +32,6 @@ pub const SUBNET: &str = "203.0.113.0/24";
 
 /// Podman's own paths that no flag moves.
 const PRIVATE: &[&str] = &["/run/containers", "/var/lib/containers", "/run/netns"];
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct PodmanLab {
     // Dropped in this order after `Drop::drop`: the mount namespace's
@@ -43,7 +39,7 @@ pub struct PodmanLab {
     anchor: Anchor,
     ns: NetNs,
     dir: PathBuf,
-    service: Option<Child>,
+    service: Option<Daemon>,
     containers: Vec<(String, u32)>,
     network: bool,
 }
@@ -109,46 +105,14 @@ impl PodmanLab {
     }
 
     fn start_service(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("service.log"))?;
-        let url = format!("unix://{}", self.socket().display());
-        let mut cmd = self.podman_command(&["system", "service", "--time=0", &url]);
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", describe(&cmd)))?;
-        self.service = Some(child);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while !self.socket().exists() {
-            if let Some(status) = self
-                .service
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!(
-                    "podman system service exited ({status}): {}",
-                    self.log_tail()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "podman system service made no socket within {READY_TIMEOUT:?}: {}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let socket = self.socket();
+        let url = format!("unix://{}", socket.display());
+        let cmd = self.podman_command(&["system", "service", "--time=0", &url]);
+        let log = self.dir.join("service.log");
+        self.service = Some(Daemon::start("podman system service", cmd, log, || {
+            socket.exists()
+        })?);
         Ok(())
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("service.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
     }
 
     /// Makes [`IMAGE`] from busybox-static's tarball.
@@ -212,9 +176,7 @@ impl PodmanLab {
 
     /// Stops the service (its containers keep running under conmon).
     pub fn stop_service(&mut self) {
-        if let Some(mut child) = self.service.take() {
-            stop(&mut child);
-        }
+        self.service = None;
     }
 }
 

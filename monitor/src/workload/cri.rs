@@ -13,8 +13,8 @@
 //! is the node's.
 //!
 //! The protos are the `k8s-cri` crate's (generated from the kubelet's
-//! api.proto with tonic); the v1 API, which containerd 1.6+ and CRI-O 1.20+
-//! serve. A socket that answers without a CRI (containerd with its CRI
+//! api.proto with tonic); the v1 API, the one the kubelet itself has
+//! required since Kubernetes 1.26 (tested here with containerd 1.6). A socket that answers without a CRI (containerd with its CRI
 //! plugin disabled, as Docker hosts run it) is a host without Kubernetes:
 //! nothing to say, nothing named.
 
@@ -194,7 +194,13 @@ fn from_status(r: &PodSandboxStatusResponse) -> Option<Sandbox> {
         .map(|n| n.path.as_str())
         .filter(|p| !p.is_empty());
     let pid = info.pid;
-    let file = path.and_then(|p| Some((namespace_file(p)?, PathBuf::from(p))));
+    // Runtimes write /var/run/netns/...; /var/run is /run on any current
+    // system, and a container image (the DaemonSet's) may have only /run.
+    let path = path.map(|p| match p.strip_prefix("/var/run/") {
+        Some(rest) => format!("/run/{rest}"),
+        None => p.to_owned(),
+    });
+    let file = path.and_then(|p| Some((namespace_file(&p)?, PathBuf::from(p))));
     let inode = file
         .as_ref()
         .map(|(inode, _)| *inode)

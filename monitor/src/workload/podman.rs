@@ -5,10 +5,10 @@
 //! service` (`/run/podman/podman.sock`, socket-activated by podman.socket
 //! on systemd hosts), bounded by `unix_http::CALL_TIMEOUT`.
 //!
-//! Why the API and not Podman's on-disk state: the state is a BoltDB (or
-//! SQLite, from Podman 4.8) database whose schema is Podman's internal
-//! business and changes between releases, and reading it would race
-//! Podman's writers; the API is versioned, documented and read-only here.
+//! Why the API and not Podman's on-disk state: the state is a database
+//! (BoltDB or SQLite) whose schema is Podman's internal business and
+//! changes between releases, and reading it would race Podman's writers;
+//! the API is versioned, documented and read-only here.
 //! A host where the socket is not there (the service is not enabled) keeps
 //! the process view, which still names the container id from its cgroup
 //! (`libpod-<id>.scope`).
