@@ -52,29 +52,42 @@ impl CriLab {
     /// An error says why the CRI cannot run here.
     pub fn start() -> Result<Self> {
         require(&[
-            "/usr/bin/containerd",
-            "/usr/bin/ctr",
             "/usr/bin/podman",
             &format!("{CNI_BIN}/bridge"),
             &format!("{CNI_BIN}/host-local"),
             BUSYBOX,
         ])?;
+        let mut lab = Self::new(PRIVATE)?;
+        let image = lab.make_pause_image()?;
+        lab.write_config(true)?;
+        lab.start_daemon()?;
+        lab.ctr(&["images", "import", &image.display().to_string()])?;
+        Ok(lab)
+    }
+
+    /// containerd with its CRI plugin disabled, as Docker hosts run it:
+    /// no pod, so no CNI, no image, and nothing of the host's made private
+    /// (a lab running beside it keeps its own).
+    pub fn start_without_cri() -> Result<Self> {
+        let mut lab = Self::new(&[])?;
+        lab.write_config(false)?;
+        lab.start_daemon()?;
+        Ok(lab)
+    }
+
+    fn new(private: &[&str]) -> Result<Self> {
+        require(&["/usr/bin/containerd", "/usr/bin/ctr"])?;
         let ns = NetNs::with_prefix("macdrop-t-cri")?;
         let dir = std::env::temp_dir().join(ns.name());
         std::fs::create_dir_all(dir.join("cni"))
             .with_context(|| format!("mkdir {}", dir.display()))?;
-        let anchor = Anchor::start(&ns, PRIVATE)?;
-        let mut lab = Self {
+        let anchor = Anchor::start(&ns, private)?;
+        Ok(Self {
             anchor,
             ns,
             dir,
             daemon: None,
-        };
-        let image = lab.make_pause_image()?;
-        lab.write_config()?;
-        lab.start_daemon()?;
-        lab.ctr(&["images", "import", &image.display().to_string()])?;
-        Ok(lab)
+        })
     }
 
     pub fn host(&self) -> &NetNs {
@@ -132,10 +145,16 @@ impl CriLab {
         Ok(archive)
     }
 
-    fn write_config(&self) -> Result<()> {
+    fn write_config(&self, cri: bool) -> Result<()> {
         let d = |name: &str| self.dir.join(name).display().to_string();
+        let disabled = if cri {
+            ""
+        } else {
+            r#""io.containerd.grpc.v1.cri""#
+        };
         let config = format!(
             r#"version = 2
+disabled_plugins = [{disabled}]
 root = "{root}"
 state = "{state}"
 [grpc]

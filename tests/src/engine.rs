@@ -200,11 +200,11 @@ impl Anchor {
                 made.push(PathBuf::from(dir));
             }
         }
-        let mounts: Vec<String> = private
+        let script: String = private
             .iter()
-            .map(|d| format!("mount -t tmpfs macdrop-test {d}"))
+            .map(|d| format!("mount -t tmpfs macdrop-test {d} && "))
+            .chain(["exec sleep infinity".to_owned()])
             .collect();
-        let script = format!("{} && exec sleep infinity", mounts.join(" && "));
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "slave", "nsenter"])
             .arg(format!("--net={}", ns.path().display()))

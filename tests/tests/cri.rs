@@ -17,7 +17,9 @@ use k8s_cri::v1::{
 };
 use macdrop_tests::{
     cri::{BRIDGE, CriLab},
+    lab::{BRIDGE as LAB_BRIDGE, BridgeLab, port_name},
     macdrop::{Macdrop, Output, Report, WorkloadReport, macdrop_bin, watch_argv},
+    netns::Sleeper,
     skip,
 };
 use tonic::transport::{Channel, Endpoint};
@@ -197,4 +199,53 @@ fn a_port_is_named_by_its_kubernetes_pod() {
     drop(pod);
     drop(lab);
     let _ = std::fs::remove_dir_all(logs);
+}
+
+/// A containerd without its CRI (a Docker host's) answers the CRI with
+/// "unimplemented": not a Kubernetes node, so nothing on stderr, and the
+/// port keeps the process view.
+#[test]
+fn a_containerd_without_its_cri_is_no_kubernetes_node() {
+    let containerd = match CriLab::start_without_cri() {
+        Ok(lab) => lab,
+        Err(e) => {
+            skip::record("a containerd without CRI names nothing", &format!("{e:#}"));
+            return;
+        }
+    };
+    let lab = BridgeLab::new(1).unwrap();
+    let sleeper = Sleeper::start(lab.peer(1)).unwrap();
+    let socket = containerd.socket().display().to_string();
+    let mut watch = Macdrop::spawn_with_env(
+        &macdrop_bin(),
+        lab.host(),
+        &["--bridge", LAB_BRIDGE],
+        Output::Json,
+        &[("MACDROP_CRI_ENDPOINT", &socket)],
+    )
+    .unwrap();
+    let p1 = port_name(1);
+    let report = watch
+        .wait_for(
+            |r| r.interface(&p1).is_some_and(|i| i.workload.is_some()),
+            NAMED,
+        )
+        .unwrap();
+    let w = report.interface(&p1).unwrap().workload.clone().unwrap();
+    assert_eq!((w.kind.as_str(), w.pid), ("process", Some(sleeper.pid())));
+    // A resolver pass says what it lost before its answers show; ten
+    // reports (2 s) more leave room for a second pass.
+    let mut reports = 0;
+    watch
+        .wait_for(
+            |_| {
+                reports += 1;
+                reports > 10
+            },
+            NAMED,
+        )
+        .unwrap();
+    let stderr = watch.stderr();
+    assert!(!stderr.contains("cannot reach"), "{stderr}");
+    watch.stop().unwrap();
 }
