@@ -57,6 +57,27 @@ pub enum Command {
     /// Watch for a short window (default 10 s), then print findings ranked
     /// by severity, each with its evidence and a remedy.
     Diagnose(DiagnoseArgs),
+    /// Print a shell completion script (e.g. `macdrop completions bash >
+    /// /etc/bash_completion.d/macdrop`).
+    Completions(CompletionsArgs),
+    /// Print the man page of macdrop, or of one command, as roff (for
+    /// packages: `macdrop man watch > macdrop-watch.1`).
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command (watch, status, top, diagnose, completions); none for
+    /// macdrop(1) itself.
+    pub command: Option<String>,
 }
 
 /// What to watch: the selection flags `top` and `diagnose` share (the same

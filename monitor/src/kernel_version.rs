@@ -6,17 +6,22 @@ use std::sync::OnceLock;
 /// (major, minor) from uname(2); (0, 0) if it cannot be read.
 pub fn running() -> (u32, u32) {
     static VERSION: OnceLock<(u32, u32)> = OnceLock::new();
-    *VERSION.get_or_init(|| {
-        // SAFETY: utsname is plain C data, for which all zeroes is valid.
-        let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-        // SAFETY: uname fills the struct it is given.
-        if unsafe { libc::uname(&mut uts) } != 0 {
-            return (0, 0);
-        }
-        // SAFETY: after a successful uname, release is NUL-terminated.
-        let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
-        parse_release(&release.to_string_lossy())
-    })
+    *VERSION.get_or_init(|| release().map_or((0, 0), |r| parse_release(&r)))
+}
+
+/// uname(2)'s release ("6.18.44-fc-v595"), escaped for a terminal.
+pub fn release() -> Option<String> {
+    // SAFETY: utsname is plain C data, for which all zeroes is valid.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: uname fills the struct it is given.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return None;
+    }
+    // SAFETY: after a successful uname, release is NUL-terminated.
+    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
+    Some(crate::untrusted::escape_controls(
+        &release.to_string_lossy(),
+    ))
 }
 
 /// "6.18.44-fc-v595" -> (6, 18).

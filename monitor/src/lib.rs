@@ -39,6 +39,7 @@ pub mod tracker;
 pub mod tui;
 pub mod untrusted;
 pub mod verdict;
+pub mod version;
 pub mod workload;
 
 #[cfg(test)]

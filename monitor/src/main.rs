@@ -38,6 +38,8 @@ fn main() -> ExitCode {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Top(args) => cmd::top::run(args).await,
             Command::Diagnose(args) => cmd::diagnose::run(args).await,
+            Command::Completions(args) => cmd::generate::completions(args.shell),
+            Command::Man(args) => cmd::generate::man(args.command.as_deref()),
         }
     });
     match result {
@@ -55,8 +57,15 @@ fn main() -> ExitCode {
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+        ErrorKind::DisplayHelp => {
             let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        // The build and this kernel's features, not just the number.
+        ErrorKind::DisplayVersion => {
+            use std::io::Write as _;
+            // A closed or full stdout is not worth a panic here.
+            let _ = std::io::stdout().write_all(macdrop::version::long().as_bytes());
             ExitCode::SUCCESS
         }
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {

@@ -37,6 +37,9 @@ pub struct IfaceStatus {
     /// The kernel log's promiscuous-mode history for this name, when
     /// /dev/kmsg could be read.
     pub promisc_log: Option<IfaceHistory>,
+    /// What owns a veth's peer namespace (filled by `cmd::status` from the
+    /// workload resolver; None when nothing does or it was not asked).
+    pub workload: Option<crate::workload::Workload>,
 }
 
 /// Best-effort facts about promiscuous mode: each may be missing (no
@@ -130,6 +133,7 @@ pub fn gather(
                 .history
                 .as_ref()
                 .map(|h| h.interface(&link.name)),
+            workload: None,
         };
         interfaces.push(iface);
     }

@@ -13,16 +13,21 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 use crate::{
     engine::{BUSYBOX, Daemon, busybox_tarball, kill_leftovers, require, run},
+    frames::{Mac, mac_to_string},
+    kernel,
     lab::links,
     netns::NetNs,
 };
 
 /// The bridge the daemon attaches containers to.
 pub const DOCKER_BRIDGE: &str = "mdbr0";
+/// Its MAC, set before the daemon starts (so the seed incident can remove
+/// a MAC the test knows from its FDB).
+pub const DOCKER_BRIDGE_MAC: Mac = [0x02, 0, 0, 0, 0x0d, 0x01];
 /// Its address: the containers get the rest of 198.51.100.0/24.
 pub const DOCKER_BRIDGE_IPV4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
 /// The image `import_busybox` makes.
@@ -41,7 +46,7 @@ impl DockerLab {
     pub fn start() -> Result<Self> {
         require(&["/usr/sbin/dockerd", BUSYBOX])?;
         let ns = NetNs::with_prefix("macdrop-t-docker")?;
-        links::add_bridge(&ns, DOCKER_BRIDGE, None)?;
+        links::add_bridge(&ns, DOCKER_BRIDGE, Some(DOCKER_BRIDGE_MAC))?;
         links::add_ipv4(&ns, DOCKER_BRIDGE, DOCKER_BRIDGE_IPV4)?;
         links::up(&ns, DOCKER_BRIDGE)?;
         let dir = std::env::temp_dir().join(ns.name());
@@ -117,6 +122,36 @@ impl DockerLab {
             .context("State.Pid")?;
         self.containers.push((id.clone(), pid));
         Ok((id, pid))
+    }
+
+    /// The seed incident on this Engine's bridge: its own MAC removed from
+    /// its FDB (`bridge fdb del MAC dev mdbr0 self`, checked in the FDB).
+    pub fn remove_bridge_mac_from_fdb(&self) -> Result<()> {
+        let mac = mac_to_string(&DOCKER_BRIDGE_MAC);
+        self.ns
+            .exec(&["bridge", "fdb", "del", &mac, "dev", DOCKER_BRIDGE, "self"])?;
+        anyhow::ensure!(
+            !kernel::fdb_has_bridge_entry(&self.ns, DOCKER_BRIDGE, &mac)?,
+            "{mac} is still in the FDB of {DOCKER_BRIDGE} after `bridge fdb del`"
+        );
+        Ok(())
+    }
+
+    /// A command run in container `pid`'s network namespace (the host's
+    /// tools, e.g. ping: the image has only sleep and sh).
+    pub fn in_container(&self, pid: u32, argv: &[&str]) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t").arg(pid.to_string()).arg("-n").args(argv);
+        cmd
+    }
+
+    /// Starts the daemon again after `stop_daemon` (the containers it left
+    /// running are its own again).
+    pub fn restart_daemon(&mut self) -> Result<()> {
+        if self.daemon.is_some() {
+            bail!("the daemon is running");
+        }
+        self.start_daemon()
     }
 
     /// Stops the daemon (SIGTERM; its containers keep running).

@@ -148,10 +148,10 @@ pub struct InterfaceReport {
     pub rates: serde_json::Value,
     /// Confirmed kernel drops by reason; None when unavailable.
     #[serde(default)]
-    pub drops: Option<std::collections::BTreeMap<String, u64>>,
+    pub kernel_drops: Option<std::collections::BTreeMap<String, u64>>,
     /// `rx_otherhost_dropped` since attach; None when unavailable.
     #[serde(default)]
-    pub kernel_rx_otherhost_dropped: Option<u64>,
+    pub rx_otherhost_dropped_since_attach: Option<u64>,
     #[serde(default)]
     pub verdict: String,
     /// What owns a veth's peer namespace; None when unknown.

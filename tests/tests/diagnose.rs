@@ -285,7 +285,7 @@ fn missing_fdb_entry_is_named_with_its_numbers_and_the_remedy_works() {
     );
     if kernel.reason_no_tx_target {
         // One port: the flood has nowhere to go.
-        assert_eq!(f["facts"]["kernel_drops"], 7);
+        assert_eq!(f["facts"]["mac_mismatch_drops"], 7);
         assert!(
             evidence.contains("kernel confirmed drops: 7 NO_TX_TARGET"),
             "{evidence}"

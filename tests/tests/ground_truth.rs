@@ -246,13 +246,13 @@ fn otherhost_counter_is_reported_beside_the_prediction() {
     let report = macdrop.settle(
         |r| {
             r.interface(STANDALONE_IFACE).is_some_and(|i| {
-                i.kernel_rx_otherhost_dropped == Some(7) && i.frames.foreign_unicast == 7
+                i.rx_otherhost_dropped_since_attach == Some(7) && i.frames.foreign_unicast == 7
             })
         },
         SETTLE,
     );
     let v0 = report.interface(STANDALONE_IFACE).unwrap();
-    assert_eq!(v0.kernel_rx_otherhost_dropped, Some(7));
+    assert_eq!(v0.rx_otherhost_dropped_since_attach, Some(7));
     assert_eq!(v0.frames.foreign_unicast, 7);
     assert_eq!(v0.frames.host_ip_wrong_mac, 3);
     assert!(
@@ -380,7 +380,7 @@ fn status_warns_about_an_unpinned_bridge_mac() {
 fn mismatch_drops(report: &macdrop::Report, name: &str) -> (u64, u64, u64) {
     let drops = report
         .interface(name)
-        .and_then(|i| i.drops.clone())
+        .and_then(|i| i.kernel_drops.clone())
         .unwrap_or_else(|| panic!("no drops for {name} in {report:?}"));
     let get = |r: &str| {
         *drops
@@ -423,7 +423,7 @@ fn drop_reasons_on_a_one_port_bridge_with_and_without_promiscuous_mode() {
         report
             .interface(BRIDGE)
             .unwrap()
-            .kernel_rx_otherhost_dropped,
+            .rx_otherhost_dropped_since_attach,
         Some(0)
     );
 
@@ -436,13 +436,13 @@ fn drop_reasons_on_a_one_port_bridge_with_and_without_promiscuous_mode() {
         |r| {
             mismatch_drops(r, BRIDGE).0 == N
                 && r.interface(BRIDGE)
-                    .is_some_and(|i| i.kernel_rx_otherhost_dropped == Some(N))
+                    .is_some_and(|i| i.rx_otherhost_dropped_since_attach == Some(N))
         },
         SETTLE,
     );
     let br0 = report.interface(BRIDGE).unwrap();
     assert_eq!(mismatch_drops(&report, BRIDGE), (N, 0, 0));
-    assert_eq!(br0.kernel_rx_otherhost_dropped, Some(N));
+    assert_eq!(br0.rx_otherhost_dropped_since_attach, Some(N));
     assert_eq!(
         br0.frames.foreign_unicast, N,
         "br0 sees them only while promiscuous"
@@ -487,13 +487,13 @@ fn drop_reasons_on_a_standalone_veth() {
         |r| {
             mismatch_drops(r, STANDALONE_IFACE).0 == N
                 && r.interface(STANDALONE_IFACE)
-                    .is_some_and(|i| i.kernel_rx_otherhost_dropped == Some(N))
+                    .is_some_and(|i| i.rx_otherhost_dropped_since_attach == Some(N))
         },
         SETTLE,
     );
     let v0 = report.interface(STANDALONE_IFACE).unwrap();
     assert_eq!(mismatch_drops(&report, STANDALONE_IFACE), (N, 0, 0));
-    assert_eq!(v0.kernel_rx_otherhost_dropped, Some(N));
+    assert_eq!(v0.rx_otherhost_dropped_since_attach, Some(N));
     assert_eq!(v0.frames.foreign_unicast, N);
     assert!(v0.verdict.contains("6 OTHERHOST"), "{}", v0.verdict);
     macdrop.stop().unwrap();

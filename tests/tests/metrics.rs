@@ -389,8 +389,8 @@ fn the_scrape_passes_promtool_and_counts_exactly() {
             "{name}"
         );
         // Confirmed drops where the kernel's BTF has drop reasons.
-        assert_eq!(iface.drops.is_some(), kernel.drop_reasons, "{name}");
-        for (reason, n) in iface.drops.iter().flatten() {
+        assert_eq!(iface.kernel_drops.is_some(), kernel.drop_reasons, "{name}");
+        for (reason, n) in iface.kernel_drops.iter().flatten() {
             let mut labels = id.to_vec();
             labels.push(("reason", reason));
             assert_eq!(
@@ -403,7 +403,7 @@ fn the_scrape_passes_promtool_and_counts_exactly() {
             scrape
                 .value("macdrop_kernel_rx_otherhost_dropped_total", &id)
                 .unwrap(),
-            iface.kernel_rx_otherhost_dropped.map(|n| n as f64),
+            iface.rx_otherhost_dropped_since_attach.map(|n| n as f64),
             "{name}"
         );
         assert_eq!(
@@ -611,11 +611,21 @@ impl Drop for Prometheus<'_> {
     }
 }
 
-/// Grafana's variables, replaced so the dashboard's queries run as PromQL.
+/// Grafana's variables, replaced so the dashboard's queries run as PromQL:
+/// each by its "All" value. A variable left out would stay a regex that
+/// matches nothing, and `the_dashboard_keys...` lists every one.
 fn as_promql(expr: &str) -> String {
-    expr.replace("$__rate_interval", "1m")
+    let promql = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$node", ".*")
         .replace("$instance", ".*")
-        .replace("$interface", ".*")
+        .replace("$netns", ".*")
+        .replace("$interface", ".*");
+    assert!(
+        !promql.contains('$'),
+        "a variable as_promql does not know: {expr}"
+    );
+    promql
 }
 
 /// A real Prometheus scrapes macdrop every second and answers PromQL with
@@ -666,7 +676,7 @@ fn prometheus_scrapes_the_exact_counts() {
         "{total}"
     );
     // The kernel's confirmation, as macdrop's JSON has it.
-    let drops = report.interface("p1").unwrap().drops.clone();
+    let drops = report.interface("p1").unwrap().kernel_drops.clone();
     if drops.is_none() {
         assert!(
             !KernelBtf::read().unwrap().drop_reasons,
@@ -923,6 +933,80 @@ fn the_alert_rules_pass_promtool() {
     assert!(ok && out.contains("SUCCESS: 6 rules found"), "{out}");
     let (ok, out) = run_promtool(&["test", "rules", tests.to_str().unwrap()], None).unwrap();
     assert!(ok && out.contains("SUCCESS"), "{out}");
+}
+
+/// Every alert has a runbook_url whose section exists in docs/runbook.md,
+/// under the documented placeholder base.
+#[test]
+fn every_alert_links_its_runbook_section() {
+    let rules = std::fs::read_to_string(repo_path("deploy/prometheus/macdrop.rules.yml")).unwrap();
+    let runbook = std::fs::read_to_string(repo_path("docs/runbook.md")).unwrap();
+    // GitHub's anchors: the heading, lower-cased.
+    let sections: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(str::to_lowercase)
+        .collect();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    let urls: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
+        .map(|u| u.trim_matches('"'))
+        .collect();
+    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(
+        urls.len(),
+        alerts.len(),
+        "one runbook_url per alert: {urls:?}"
+    );
+    for (alert, url) in alerts.iter().zip(&urls) {
+        let section = url
+            .strip_prefix("https://macdrop.example/docs/runbook.md#")
+            .unwrap_or_else(|| panic!("{alert}: {url}"));
+        assert_eq!(section, alert.to_lowercase(), "{alert}: {url}");
+        assert!(
+            sections.contains(section),
+            "no section {section} in docs/runbook.md"
+        );
+    }
+}
+
+/// The dashboard tells nodes and namespaces apart: `node` and `netns`
+/// variables, and every per-interface query keyed by both, so same-named
+/// bridges in different namespaces or on different nodes are not merged.
+#[test]
+fn the_dashboard_keys_interfaces_by_node_and_namespace() {
+    let dashboard = dashboard();
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        variables,
+        ["datasource", "node", "instance", "netns", "interface"]
+    );
+    for expr in dashboard_exprs(&dashboard) {
+        if expr.contains("interface=~") {
+            assert!(
+                expr.contains("node=~\"$node\"") && expr.contains("netns=~\"$netns\""),
+                "{expr}"
+            );
+        }
+        let mut rest = expr.as_str();
+        while let Some(at) = rest.find("by (") {
+            let keys = &rest[at + 4..];
+            let keys = &keys[..keys.find(')').unwrap()];
+            if keys.contains("interface") {
+                assert!(keys.contains("netns") && keys.contains("node"), "{expr}");
+            }
+            rest = &rest[at + 4..];
+        }
+    }
 }
 
 fn dashboard() -> serde_json::Value {

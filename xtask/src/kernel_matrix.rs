@@ -721,7 +721,7 @@ fn caps(outcome: &Outcome) -> Caps {
         "otherhost",
         "otherhost_value",
         "otherhost_counter",
-        "kernel_rx_otherhost_dropped",
+        "rx_otherhost_dropped",
     );
     let sigkill = match checks.iter().find(|c| c["name"] == "sigkill/default") {
         None => "?".to_owned(),
@@ -881,10 +881,10 @@ fn report(rows: &[Row], table: &str, elapsed: Duration, jobs: usize) -> String {
     let _ = writeln!(out, "```text\n{table}\n```\n");
     let _ = writeln!(
         out,
-        "DROPS: confirmed kernel drops (`drops` non-null), with the OTHERHOST count on the \
+        "DROPS: confirmed kernel drops (`kernel_drops` non-null), with the OTHERHOST count on the \
          standalone veth (expected 5); required where the kernel's BTF has `enum \
          skb_drop_reason`, `n/a` where it has none (MISSING or UNEXPECTED fail). OTHERHOST: \
-         `kernel_rx_otherhost_dropped` non-null, with its value there (expected 5); required \
+         `rx_otherhost_dropped_since_attach` non-null, with its value there (expected 5); required \
          where the kernel's IFLA_STATS64 carries the counter, `n/a` where not. What the kernel \
          has is read by the guest from its BTF and a netlink answer, never from its version. \
          SIGKILL: what stayed after SIGKILL with the default hooks (the clsact filters and \

@@ -4,6 +4,7 @@
 //! the monitor (`crate::monitor`), the model and the renderers.
 
 pub mod diagnose;
+pub mod generate;
 pub mod status;
 pub mod top;
 pub mod watch;

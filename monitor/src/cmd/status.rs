@@ -5,24 +5,64 @@ use crate::{
     cli::{Format, StatusArgs},
     diagnose::rules,
     error::Outcome,
+    netlink::NetState,
     netlink::Netlink,
     render,
+    status::IfaceStatus,
     status::{PromiscFacts, gather, mac_pinned_from_sysfs},
+    workload::{self, Sockets},
 };
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net"))?;
-    let state = Netlink::connect()?.read_state().await?;
-    let status = rules::status(gather(
+    let netlink = Netlink::connect()?;
+    let state = netlink.read_state().await?;
+    let mut interfaces = gather(
         netns,
         &state,
         &args.ifaces,
         &mac_pinned_from_sysfs,
         &PromiscFacts::read(),
-    )?);
+    )?;
+    name_workloads(&netlink, &state, netns, &mut interfaces).await;
+    let status = rules::status(interfaces);
     let text = match args.format {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
         Format::Table => render::status::table(&status),
     };
     super::print(&text)
+}
+
+/// The owner of each veth's peer namespace, as `watch` names them; a
+/// resolver that fails leaves the column empty, with one line on stderr.
+async fn name_workloads(
+    netlink: &Netlink,
+    state: &NetState,
+    netns: u32,
+    interfaces: &mut [IfaceStatus],
+) {
+    let ifindexes: Vec<u32> = interfaces.iter().map(|i| i.link.ifindex).collect();
+    let peers = workload::veth_peers(state, ifindexes.iter());
+    let lookup = netlink.nsid_lookup();
+    let sockets = Sockets::from_env();
+    let found =
+        tokio::task::spawn_blocking(move || workload::resolve_once(sockets, netns, lookup, peers))
+            .await;
+    let (mut owners, notes) = match found {
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => (
+            Default::default(),
+            vec![format!("cannot name workloads: {e:#}")],
+        ),
+        Err(e) => (
+            Default::default(),
+            vec![format!("cannot name workloads: {e}")],
+        ),
+    };
+    for note in notes {
+        eprintln!("macdrop: {note}");
+    }
+    for i in interfaces {
+        i.workload = owners.remove(&i.link.ifindex);
+    }
 }

@@ -1,5 +1,6 @@
 //! One JSON object per report, one per line. The field names are a public
-//! contract (docs/json.md): fields may be added, never renamed.
+//! contract (docs/json.md, docs/schema/watch.json): fields may be added;
+//! renaming one changes `render::SCHEMA`.
 
 use std::collections::BTreeMap;
 
@@ -16,6 +17,7 @@ use crate::{
 
 #[derive(Serialize)]
 struct Report<'a> {
+    schema: &'static str,
     ts: String,
     interfaces: Vec<IfaceJson<'a>>,
     /// Events since the previous report.
@@ -60,8 +62,10 @@ struct IfaceJson<'a> {
     /// null with XDP, which runs before there is an skb).
     pkt_type: Option<PktType>,
     /// Reason name -> confirmed drops since attach; null if unavailable.
-    drops: Option<BTreeMap<&'a str, u64>>,
-    kernel_rx_otherhost_dropped: Option<u64>,
+    kernel_drops: Option<BTreeMap<&'a str, u64>>,
+    /// The kernel's rx_otherhost_dropped since attach (status has the
+    /// absolute counter under `rx_otherhost_dropped`).
+    rx_otherhost_dropped_since_attach: Option<u64>,
     verdict: String,
     /// The top offenders since attach, most frames first; null when flows
     /// are not recorded (`--top-flows 0`).
@@ -73,7 +77,7 @@ struct IfaceJson<'a> {
 /// docs/json.md, `workload`: every key always present, null where it does
 /// not apply.
 #[derive(Serialize)]
-struct WorkloadJson<'a> {
+pub(crate) struct WorkloadJson<'a> {
     kind: &'static str,
     id: Option<&'a str>,
     name: Option<&'a str>,
@@ -84,7 +88,7 @@ struct WorkloadJson<'a> {
     compose_service: Option<&'a str>,
 }
 
-fn workload(w: &Workload) -> WorkloadJson<'_> {
+pub(crate) fn workload(w: &Workload) -> WorkloadJson<'_> {
     WorkloadJson {
         kind: w.kind.as_str(),
         id: w.id.as_deref(),
@@ -185,12 +189,6 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
     let r = &i.rates;
     // Rates rounded to milli-frames per second keep the lines short.
     let q = |x: f64| (x * 1000.0).round() / 1000.0;
-    let drops = i.drops.as_ref().map(|d| {
-        // The MAC-mismatch reasons are always present, zero or not.
-        let mut out: BTreeMap<&str, u64> = MAC_MISMATCH_REASONS.iter().map(|r| (*r, 0)).collect();
-        out.extend(d.iter().map(|(k, v)| (k.as_str(), *v)));
-        out
-    });
     IfaceJson {
         name: &i.name,
         ifindex: i.ifindex,
@@ -216,12 +214,23 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
                 otherhost: f.pkt_otherhost,
                 other: f.pkt_other,
             }),
-        drops,
-        kernel_rx_otherhost_dropped: i.kernel_rx_otherhost_dropped,
+        kernel_drops: kernel_drops(i),
+        rx_otherhost_dropped_since_attach: i.kernel_rx_otherhost_dropped,
         verdict: verdict(i),
         top_flows: i.flows.as_ref().map(|fs| fs.iter().map(flow).collect()),
         workload: i.workload.as_ref().map(workload),
     }
+}
+
+/// `kernel_drops` of `watch` and `diagnose`: the kernel's drops on the
+/// interface by reason, the MAC-mismatch reasons always present (zero or
+/// not); None without the drop layer.
+pub(crate) fn kernel_drops(i: &Interface) -> Option<BTreeMap<&str, u64>> {
+    i.drops.as_ref().map(|d| {
+        let mut out: BTreeMap<&str, u64> = MAC_MISMATCH_REASONS.iter().map(|r| (*r, 0)).collect();
+        out.extend(d.iter().map(|(k, v)| (k.as_str(), *v)));
+        out
+    })
 }
 
 fn event(e: &Event) -> EventJson<'_> {
@@ -261,6 +270,7 @@ fn event(e: &Event) -> EventJson<'_> {
 
 pub fn render(world: &World) -> String {
     let report = Report {
+        schema: super::SCHEMA,
         ts: humantime::format_rfc3339_millis(world.ts).to_string(),
         interfaces: world.interfaces.iter().map(iface).collect(),
         events: world.events.iter().map(event).collect(),
@@ -343,7 +353,7 @@ mod tests {
         assert_eq!(i["mac"], "02:00:00:00:0b:01");
         assert_eq!(i["promisc"], true);
         assert_eq!(i["promiscuity"], 1);
-        assert_eq!(i["kernel_rx_otherhost_dropped"], 3);
+        assert_eq!(i["rx_otherhost_dropped_since_attach"], 3);
         let f = &i["frames"];
         for (k, want) in [
             ("total", 5),
@@ -357,7 +367,7 @@ mod tests {
         ] {
             assert_eq!(f[k], want, "{k}");
         }
-        let d = &i["drops"];
+        let d = &i["kernel_drops"];
         assert_eq!(d["OTHERHOST"], 3);
         assert_eq!(d["NO_TX_TARGET"], 0, "mismatch reasons are always present");
         assert_eq!(d["IPV6_NDISC_NS_OTHERHOST"], 0);
@@ -402,8 +412,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&render(&w)).unwrap();
         assert!(v["drop_source"].is_null());
         assert_eq!(v["drops_unavailable"], "kernel has no BTF");
-        assert!(v["interfaces"][0]["drops"].is_null());
-        assert!(v["interfaces"][0]["kernel_rx_otherhost_dropped"].is_null());
+        assert!(v["interfaces"][0]["kernel_drops"].is_null());
+        assert!(v["interfaces"][0]["rx_otherhost_dropped_since_attach"].is_null());
     }
 
     #[test]

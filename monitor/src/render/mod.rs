@@ -4,6 +4,12 @@ pub mod json;
 pub mod status;
 pub mod table;
 
+/// The first field of every JSON document macdrop prints (`watch`'s lines,
+/// `status`, `diagnose`): which schema it follows (docs/schema/). The
+/// number goes up when a field is renamed or removed, or changes meaning;
+/// adding a field does not change it.
+pub const SCHEMA: &str = "macdrop/1";
+
 /// Rows of cells as aligned text columns, two spaces apart, one line per
 /// row (trailing spaces trimmed); columns for which `right` says so are
 /// right-aligned (numbers), the others left-aligned. Shared by the watch

@@ -5,6 +5,7 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use serde::Serialize;
 
+use super::json::{WorkloadJson, workload};
 use crate::{
     finding::Finding,
     promisc::{IfaceHistory, TransitionKind, Verdict},
@@ -34,6 +35,7 @@ fn log_json(h: &IfaceHistory, promisc_now: bool) -> LogJson {
 
 #[derive(Serialize)]
 struct StatusJson<'a> {
+    schema: &'static str,
     ts: String,
     interfaces: Vec<IfaceJson<'a>>,
     findings: Vec<StatusFinding<'a>>,
@@ -63,6 +65,9 @@ struct IfaceJson<'a> {
     /// The kernel log's history for this name; null when /dev/kmsg is
     /// unreadable.
     promisc_log: Option<LogJson>,
+    /// What owns the veth's peer namespace, as in `watch`; null when
+    /// unknown.
+    workload: Option<WorkloadJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -109,11 +114,13 @@ fn iface(i: &IfaceStatus) -> IfaceJson<'_> {
             .promisc_log
             .as_ref()
             .map(|h| log_json(h, i.link.promiscuity > 0)),
+        workload: i.workload.as_ref().map(workload),
     }
 }
 
 pub fn json(status: &Status, ts: SystemTime) -> String {
     let doc = StatusJson {
+        schema: super::SCHEMA,
         ts: humantime::format_rfc3339_millis(ts).to_string(),
         interfaces: status.interfaces.iter().map(iface).collect(),
         findings: status.findings.iter().map(status_finding).collect(),
@@ -122,23 +129,28 @@ pub fn json(status: &Status, ts: SystemTime) -> String {
 }
 
 pub fn table(status: &Status) -> String {
-    const HEADERS: [&str; 8] = [
+    const HEADERS: [&str; 9] = [
         "IFACE",
         "ROLE",
         "MASTER",
+        "WORKLOAD",
         "KIND",
         "MAC",
         "STATE",
         "PROMISC",
         "RX_OTHERHOST_DROPPED",
     ];
-    let mut rows: Vec<[String; 8]> = vec![HEADERS.map(str::to_owned)];
+    let mut rows: Vec<[String; 9]> = vec![HEADERS.map(str::to_owned)];
     for i in &status.interfaces {
         let l = &i.link;
         rows.push([
             l.name.clone(),
             i.role.as_str().to_owned(),
             i.master.clone().unwrap_or_else(|| "-".into()),
+            // Escaped when resolved (`workload::clean`).
+            i.workload
+                .as_ref()
+                .map_or_else(|| "-".into(), |w| w.label()),
             l.kind.clone().unwrap_or_else(|| "-".into()),
             l.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
             if l.up { "up" } else { "down" }.to_owned(),
@@ -152,7 +164,7 @@ pub fn table(status: &Status) -> String {
                 .unwrap_or_else(|| "n/a".into()),
         ]);
     }
-    let mut out = super::columns(&rows, |col| col == 7);
+    let mut out = super::columns(&rows, |col| col == 8);
     for i in &status.interfaces {
         if let Some(who) = &i.promisc_holders {
             let _ = writeln!(out, "{}: {who}", i.link.name);

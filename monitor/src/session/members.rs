@@ -75,7 +75,7 @@ impl Session {
             added.push(self.members.len() - 1);
         }
         self.sync_config(state)?;
-        self.peers = peers(state, self.present.keys());
+        self.peers = crate::workload::veth_peers(state, self.present.keys());
         let kinds: Vec<(usize, Option<String>)> = added
             .into_iter()
             .map(|i| {
@@ -323,18 +323,4 @@ fn same(a: &Watched, b: &Watched) -> bool {
 /// What `same` compares, for sets.
 fn key(w: &Watched) -> (u32, &str, Role) {
     (w.ifindex, w.name.as_str(), w.role)
-}
-
-/// The watched veths whose peer lives in another namespace: ifindex -> the
-/// peer namespace's id here (`IFLA_LINK_NETNSID`), for `workload`.
-fn peers<'a>(state: &NetState, present: impl Iterator<Item = &'a u32>) -> BTreeMap<u32, i32> {
-    present
-        .filter_map(|&ifindex| {
-            let link = state.link(ifindex)?;
-            let nsid = link
-                .peer_netnsid
-                .filter(|_| link.kind.as_deref() == Some("veth"))?;
-            Some((ifindex, nsid))
-        })
-        .collect()
 }

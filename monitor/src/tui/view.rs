@@ -5,8 +5,9 @@
 //!
 //! Narrow terminals get fewer columns: each column has a priority, and the
 //! most important ones that fit are shown in their usual order. At 80
-//! columns every frame class is there; wider terminals add role, master,
-//! hook, kernel counter, runts and the MAC.
+//! columns every frame class is there; wider terminals add the workload
+//! (the container behind a port), role, master, hook, kernel counter, runts
+//! and the MAC.
 
 use std::time::SystemTime;
 
@@ -30,6 +31,8 @@ pub enum Col {
     Iface,
     Role,
     Master,
+    /// Who owns the peer's namespace (`workload`).
+    Workload,
     Mac,
     Promisc,
     Hook,
@@ -40,10 +43,11 @@ pub enum Col {
 }
 
 /// The columns before the classes' and after them.
-const LEADING: [Col; 6] = [
+const LEADING: [Col; 7] = [
     Col::Iface,
     Col::Role,
     Col::Master,
+    Col::Workload,
     Col::Mac,
     Col::Promisc,
     Col::Hook,
@@ -76,6 +80,7 @@ impl Col {
             Col::Iface => "IFACE",
             Col::Role => "ROLE",
             Col::Master => "MASTER",
+            Col::Workload => "WORKLOAD",
             Col::Mac => "MAC",
             Col::Promisc => "PROMISC",
             Col::Hook => "HOOK",
@@ -90,6 +95,7 @@ impl Col {
             Col::Iface => name_width,
             Col::Role => 10,
             Col::Master => 6,
+            Col::Workload => 12,
             Col::Mac => 17,
             Col::Promisc => 7,
             Col::Hook => 11,
@@ -106,6 +112,9 @@ impl Col {
             Col::Iface => 0,
             Col::Drops => 30,
             Col::Promisc => 50,
+            // "Which container?": the first column after the classes
+            // when the terminal is wider than 80.
+            Col::Workload => 95,
             Col::Role => 100,
             Col::Master => 110,
             Col::Otherhost => 120,
@@ -241,6 +250,16 @@ fn cells(i: &Interface, cols: &[(Col, u16)]) -> Vec<Cell<'static>> {
                 Col::Role => (i.role.as_str().to_owned(), String::new()),
                 Col::Master => (
                     i.master.clone().unwrap_or_else(|| "-".into()),
+                    String::new(),
+                ),
+                // Escaped when resolved (`workload::clean`).
+                Col::Workload => (
+                    truncate(
+                        &i.workload
+                            .as_ref()
+                            .map_or_else(|| "-".into(), |w| w.label()),
+                        width,
+                    ),
                     String::new(),
                 ),
                 Col::Mac => (
@@ -607,6 +626,16 @@ mod tests {
         p1.promisc = true;
         p1.promiscuity = 1;
         p1.drops = Some(BTreeMap::from([("NO_TX_TARGET".to_owned(), 9)]));
+        p1.workload = Some(crate::workload::Workload {
+            kind: crate::workload::Kind::Docker,
+            id: Some("3f2a1b9c0d4e".into()),
+            name: Some("web1".into()),
+            namespace: None,
+            pod: None,
+            pid: Some(42),
+            compose_project: None,
+            compose_service: None,
+        });
         let p2 = Interface::new("p2".into(), 4, 1, Role::Port, Some("br0".into()));
         vec![br0, p1, p2]
     }
@@ -748,7 +777,12 @@ mod tests {
         // Wide terminals add the identity columns.
         let wide = screen(&app(), 160, 24);
         let header: Vec<&str> = wide[1].split_whitespace().collect();
-        assert_eq!(header.len(), 16, "{header:?}");
+        assert_eq!(header.len(), 17, "{header:?}");
+        assert_eq!(header[3], "WORKLOAD", "{header:?}");
+        let p1: Vec<&str> = wide[4].split_whitespace().collect();
+        assert_eq!(p1[..4], ["p1", "port", "br0", "web1"], "{wide:#?}");
+        // A port without an owner, and the bridge, show a dash.
+        assert_eq!(wide[2].split_whitespace().nth(3), Some("-"), "{wide:#?}");
         assert!(wide[4].contains("02:00:00:00:0b:01") || wide[2].contains("02:00:00:00:0b:01"));
         // Tiny terminals do not panic.
         for (w, h) in [(1, 1), (10, 3), (20, 5), (80, 4)] {

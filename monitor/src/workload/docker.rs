@@ -1,12 +1,7 @@
 //! The Docker Engine's view: container names, ids, Compose labels, by the
 //! network namespace each container's process lives in. Read-only calls
 //! (`GET /containers/json`, `GET /containers/{id}/json`) over the Engine's
-//! unix socket, each bounded by `CALL_TIMEOUT`.
-//!
-//! HTTP is hyper's client (`hyper::client::conn::http1`) on a tokio
-//! `UnixStream`: hyper is already macdrop's HTTP library (the metrics
-//! endpoint), and two GETs do not justify bollard's dependency tree (its
-//! whole Engine API, TLS, SSH, ...); nothing here parses HTTP by hand.
+//! unix socket (`unix_http`), each bounded by `unix_http::CALL_TIMEOUT`.
 
 use std::{
     collections::HashMap,

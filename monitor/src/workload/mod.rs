@@ -24,18 +24,41 @@
 //!    bounded (500 ms).
 //!
 //! All of it runs on a thread of its own (`resolver`), never on the report
-//! path: counting goes on whatever /proc or the Engine do.
+//! path: counting goes on whatever /proc or the runtimes do. The Docker
+//! Engine's container events (`events`, another thread) make it look again
+//! as soon as a container starts or stops.
 
 mod cri;
 mod docker;
+mod events;
 mod podman;
 mod process;
 mod resolver;
 mod unix_http;
 
-use std::os::unix::fs::MetadataExt as _;
+use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _};
 
-pub use resolver::{Resolver, Sockets};
+use crate::netlink::NetState;
+
+pub use resolver::{Resolver, Sockets, resolve_once};
+
+/// The veths among `ifindexes` whose peer lives in another namespace:
+/// ifindex -> the peer namespace's id here (`IFLA_LINK_NETNSID`), what the
+/// resolver is asked to name.
+pub fn veth_peers<'a>(
+    state: &NetState,
+    ifindexes: impl Iterator<Item = &'a u32>,
+) -> BTreeMap<u32, i32> {
+    ifindexes
+        .filter_map(|&ifindex| {
+            let link = state.link(ifindex)?;
+            let nsid = link
+                .peer_netnsid
+                .filter(|_| link.kind.as_deref() == Some("veth"))?;
+            Some((ifindex, nsid))
+        })
+        .collect()
+}
 
 /// What owns a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -4,10 +4,12 @@
 //! neither of which waits on /proc, netlink or the Engine.
 //!
 //! When it works: as soon as the ports wanted change (a port came or
-//! went), and again every `RETRY` while a port has no answer (a
+//! went) or the Engine reports a container starting or stopping
+//! (`events`), and again every `RETRY` while a port has no answer (a
 //! container's process may start after its veth) or every `REFRESH`
 //! regardless (a container replaced, the Engine stopped or back); never
-//! more often than `MIN_GAP`. Answers are kept by (watching namespace,
+//! more often than `MIN_GAP`, which bounds its cost (a /proc scan and a
+//! few calls to the Engine) under churn. Answers are kept by (watching namespace,
 //! ifindex), and a port that goes keeps its last one.
 
 use std::{
@@ -21,7 +23,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{Workload, cri::Cri, docker::Docker, podman::Podman, process};
+use super::{
+    Workload,
+    cri::Cri,
+    docker::Docker,
+    events::{self, Events},
+    podman::Podman,
+    process,
+};
 use crate::netlink::NsidLookup;
 
 /// The Engine's socket unless `MACDROP_DOCKER_HOST` names another (a path,
@@ -70,7 +79,7 @@ impl Sockets {
     }
 }
 
-const MIN_GAP: Duration = Duration::from_secs(1);
+const MIN_GAP: Duration = Duration::from_millis(250);
 const RETRY: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(5);
 /// How long after a change unanswered ports are retried every `RETRY`.
@@ -85,6 +94,8 @@ type Wanted = HashMap<u32, (NsidLookup, BTreeMap<u32, i32>)>;
 enum Message {
     Want(u32, NsidLookup, BTreeMap<u32, i32>),
     Forget(u32),
+    /// The Engine reported a container starting or stopping.
+    Nudge,
 }
 
 #[derive(Default)]
@@ -94,6 +105,8 @@ struct Shared {
 }
 
 pub struct Resolver {
+    /// Holds a sender of the channel: dropped first.
+    events: Option<Events>,
     tx: Option<mpsc::Sender<Message>>,
     shared: Arc<Mutex<Shared>>,
     thread: Option<JoinHandle<()>>,
@@ -103,31 +116,16 @@ impl Resolver {
     /// Starts the thread. Start it after macdrop dropped its capabilities:
     /// a thread inherits its creator's.
     pub fn start(sockets: Sockets) -> anyhow::Result<Self> {
-        // The pods first: on a node whose CRI is Docker (cri-dockerd) the
-        // pod says more than its containers.
-        let mut engines: Vec<Engine> = sockets
-            .cri
-            .into_iter()
-            .map(|s| Engine::new(Source::Cri(Cri::new(s))))
-            .collect();
-        engines.push(Engine::new(Source::Podman(Podman::new(sockets.podman))));
-        engines.push(Engine::new(Source::Docker(Docker::new(sockets.docker))));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, rx) = mpsc::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let worker = Worker {
-            rx,
-            shared: Arc::clone(&shared),
-            runtime,
-            engines,
-            wanted: HashMap::new(),
-        };
+        let docker = sockets.docker.clone();
+        let worker = Worker::new(sockets, rx, Arc::clone(&shared))?;
+        let events = Events::start(docker, events::sender(tx.clone(), || Message::Nudge))?;
         let thread = std::thread::Builder::new()
             .name("macdrop-workload".into())
             .spawn(move || worker.run())?;
         Ok(Self {
+            events: Some(events),
             tx: Some(tx),
             shared,
             thread: Some(thread),
@@ -166,13 +164,43 @@ impl Resolver {
 
 impl Drop for Resolver {
     fn drop(&mut self) {
-        // Closing the channel ends the thread's loop; a resolution under
-        // way ends within its timeouts.
+        // Closing the channel ends the thread's loop (once the events
+        // thread, which holds a sender, is gone); a resolution under way
+        // ends within its timeouts.
+        self.events = None;
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
+}
+
+/// One pass over the ports `peers` (ifindex -> peer namespace id) of
+/// namespace `netns`, for one-shot commands (`status`): their owners, and
+/// the lines for stderr. Bounded by the sources' timeouts. It runs a
+/// runtime of its own, so call it off the async threads (spawn_blocking);
+/// `lookup`'s socket must be served meanwhile.
+pub fn resolve_once(
+    sockets: Sockets,
+    netns: u32,
+    lookup: NsidLookup,
+    peers: BTreeMap<u32, i32>,
+) -> anyhow::Result<(BTreeMap<u32, Workload>, Vec<String>)> {
+    if peers.is_empty() {
+        return Ok(Default::default());
+    }
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let (_tx, rx) = mpsc::channel();
+    let mut worker = Worker::new(sockets, rx, Arc::clone(&shared))?;
+    worker.wanted.insert(netns, (lookup, peers));
+    worker.resolve();
+    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let owners = shared
+        .by_port
+        .drain()
+        .map(|((_, ifindex), w)| (ifindex, w))
+        .collect();
+    Ok((owners, std::mem::take(&mut shared.notes)))
 }
 
 /// A socket variable's path (`unix://` optional), else the default.
@@ -290,6 +318,32 @@ struct Worker {
 }
 
 impl Worker {
+    fn new(
+        sockets: Sockets,
+        rx: mpsc::Receiver<Message>,
+        shared: Arc<Mutex<Shared>>,
+    ) -> anyhow::Result<Self> {
+        // The pods first: on a node whose CRI is Docker (cri-dockerd) the
+        // pod says more than its containers.
+        let mut engines: Vec<Engine> = sockets
+            .cri
+            .into_iter()
+            .map(|s| Engine::new(Source::Cri(Cri::new(s))))
+            .collect();
+        engines.push(Engine::new(Source::Podman(Podman::new(sockets.podman))));
+        engines.push(Engine::new(Source::Docker(Docker::new(sockets.docker))));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            rx,
+            shared,
+            runtime,
+            engines,
+            wanted: HashMap::new(),
+        })
+    }
+
     fn run(mut self) {
         let mut last: Option<Instant> = None;
         let mut changed_at = Instant::now();
@@ -341,7 +395,8 @@ impl Worker {
         }
     }
 
-    /// Takes one message; whether the ports wanted changed.
+    /// Takes one message; whether the ports wanted, or what owns them,
+    /// may have changed.
     fn take(&mut self, m: Message) -> bool {
         match m {
             Message::Want(netns, lookup, peers) => {
@@ -350,6 +405,7 @@ impl Worker {
                 !same
             }
             Message::Forget(netns) => self.wanted.remove(&netns).is_some(),
+            Message::Nudge => true,
         }
     }
 

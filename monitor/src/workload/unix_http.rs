@@ -1,6 +1,6 @@
-//! One read-only HTTP GET over a unix socket with a JSON answer: how the
-//! Docker Engine and Podman's service are asked. Each call is bounded by
-//! `CALL_TIMEOUT` and its answer by `MAX_BODY`.
+//! HTTP over a unix socket, read-only: how the Docker Engine (its API and
+//! its event stream) and Podman's service are asked. Each call is bounded
+//! by `CALL_TIMEOUT` and each answer read whole by `MAX_BODY`.
 //!
 //! HTTP is hyper's client (`hyper::client::conn::http1`) on a tokio
 //! `UnixStream`: hyper is already macdrop's HTTP library (the metrics
@@ -21,22 +21,12 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 /// Largest answer read (a list of a few thousand containers fits).
 const MAX_BODY: usize = 16 << 20;
 
-/// `GET path` on the HTTP server at `socket`, its JSON answer decoded.
+/// `GET path` on the HTTP server at `socket`, bounded by `CALL_TIMEOUT`,
+/// its JSON answer decoded.
 pub async fn get<T: DeserializeOwned>(socket: &Path, path: &str) -> anyhow::Result<T> {
     let call = async {
-        let stream = tokio::net::UnixStream::connect(socket)
-            .await
-            .with_context(|| format!("cannot connect to {}", socket.display()))?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        let connection = tokio::spawn(connection);
-        // Any Host will do on a unix socket; "d" as the Docker CLI sends.
-        let request = Request::get(path)
-            .header(hyper::header::HOST, "d")
-            .body(Empty::<Bytes>::new())?;
-        let response = sender.send_request(request).await;
+        let (response, connection) = request(socket, path).await?;
         let result = async {
-            let response = response?;
             let status = response.status();
             let body = Limited::new(response.into_body(), MAX_BODY)
                 .collect()
@@ -55,4 +45,32 @@ pub async fn get<T: DeserializeOwned>(socket: &Path, path: &str) -> anyhow::Resu
     tokio::time::timeout(CALL_TIMEOUT, call)
         .await
         .with_context(|| format!("GET {path}: no answer within {CALL_TIMEOUT:?}"))?
+}
+
+/// Sends `GET path` to the server at `socket`: the answer's head (its body
+/// still to read) and the connection's task, to abort once done with it.
+pub async fn request(
+    socket: &Path,
+    path: &str,
+) -> anyhow::Result<(
+    hyper::Response<hyper::body::Incoming>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+)> {
+    let stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .with_context(|| format!("cannot connect to {}", socket.display()))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    // Any Host will do on a unix socket; HTTP/1.1 wants one.
+    let request = Request::get(path)
+        .header(hyper::header::HOST, "docker")
+        .body(Empty::<Bytes>::new())?;
+    match sender.send_request(request).await {
+        Ok(response) => Ok((response, connection)),
+        Err(e) => {
+            connection.abort();
+            Err(e.into())
+        }
+    }
 }

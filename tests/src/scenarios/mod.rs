@@ -143,7 +143,7 @@ pub struct Observed {
     pub drops_otherhost: Option<u64>,
     /// The top-level `drops_unavailable` reason.
     pub drops_unavailable: Option<String>,
-    /// Whether `kernel_rx_otherhost_dropped` was non-null, and its value on
+    /// Whether `rx_otherhost_dropped_since_attach` was non-null, and its value on
     /// the standalone veth.
     pub otherhost: Option<bool>,
     pub otherhost_value: Option<u64>,
@@ -297,8 +297,8 @@ pub fn observe(macdrop: &Macdrop, kernel: &KernelFacts) -> Result<Observed> {
             kernel.btf.tc_hook()
         );
         observed.hooks.insert(role, hook);
-        observed.drops = Some(!iface["drops"].is_null());
-        observed.otherhost = Some(!iface["kernel_rx_otherhost_dropped"].is_null());
+        observed.drops = Some(!iface["kernel_drops"].is_null());
+        observed.otherhost = Some(!iface["rx_otherhost_dropped_since_attach"].is_null());
     }
     observed.drops_unavailable = json["drops_unavailable"].as_str().map(str::to_owned);
     for line in macdrop.stderr().lines() {
@@ -361,7 +361,7 @@ impl KernelFacts {
             })
     }
 
-    /// `kernel_rx_otherhost_dropped` macdrop must report there: `None`
+    /// `rx_otherhost_dropped_since_attach` macdrop must report there: `None`
     /// where the kernel's struct has no such counter.
     pub fn want_otherhost_counter(&self, foreign: u64) -> Option<u64> {
         self.otherhost_counter.then_some(foreign)

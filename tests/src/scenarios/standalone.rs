@@ -79,7 +79,7 @@ pub fn run(bin: &Path, attach: &Attach, kernel: &KernelFacts) -> Result<Outcome>
     let want_drops = kernel.want_drops_otherhost(m::FOREIGN);
     let want_counter = kernel.want_otherhost_counter(m::FOREIGN);
     let drops_otherhost = |i: &macdrop::InterfaceReport| {
-        i.drops
+        i.kernel_drops
             .as_ref()
             .map(|d| d.get("OTHERHOST").copied().unwrap_or(0))
     };
@@ -87,7 +87,8 @@ pub fn run(bin: &Path, attach: &Attach, kernel: &KernelFacts) -> Result<Outcome>
     let report = settle(&mut macdrop, |r| {
         r.frames(STANDALONE_IFACE) == Some(expected)
             && r.interface(STANDALONE_IFACE).is_some_and(|i| {
-                drops_otherhost(i) == want_drops && i.kernel_rx_otherhost_dropped == want_counter
+                drops_otherhost(i) == want_drops
+                    && i.rx_otherhost_dropped_since_attach == want_counter
             })
     })?;
     expect_counts(
@@ -103,7 +104,7 @@ pub fn run(bin: &Path, attach: &Attach, kernel: &KernelFacts) -> Result<Outcome>
         .interface(STANDALONE_IFACE)
         .context("v0 missing from the report")?;
     observed.drops_otherhost = drops_otherhost(v0);
-    observed.otherhost_value = v0.kernel_rx_otherhost_dropped;
+    observed.otherhost_value = v0.rx_otherhost_dropped_since_attach;
     ensure!(
         drops_otherhost(v0) == want_drops,
         "v0: confirmed OTHERHOST drops {:?}, required {want_drops:?} (the kernel's BTF: drop \
@@ -111,13 +112,13 @@ pub fn run(bin: &Path, attach: &Attach, kernel: &KernelFacts) -> Result<Outcome>
         drops_otherhost(v0),
         kernel.btf.drop_reasons,
         kernel.btf.reason_otherhost,
-        v0.drops
+        v0.kernel_drops
     );
     ensure!(
-        v0.kernel_rx_otherhost_dropped == want_counter,
-        "v0: kernel_rx_otherhost_dropped {:?}, required {want_counter:?} (the kernel's \
+        v0.rx_otherhost_dropped_since_attach == want_counter,
+        "v0: rx_otherhost_dropped_since_attach {:?}, required {want_counter:?} (the kernel's \
          IFLA_STATS64 is {} bytes: rx_otherhost_dropped {})",
-        v0.kernel_rx_otherhost_dropped,
+        v0.rx_otherhost_dropped_since_attach,
         kernel.stats64_len,
         if kernel.otherhost_counter {
             "present"

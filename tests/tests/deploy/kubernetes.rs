@@ -343,6 +343,31 @@ fn podmonitor_and_service_find_the_pods() {
         }),
         "the node's name as label `node`: {relabelings:?}"
     );
+    // Scrapes no faster than macdrop reports, and the manifest's comment
+    // names the DaemonSet's real interval.
+    let macdrop = ds["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "macdrop")
+        .expect("a container named macdrop");
+    let args = strings(&macdrop["args"]);
+    let at = args.iter().position(|a| *a == "--interval").unwrap();
+    let report_secs: u64 = args[at + 1].parse().unwrap();
+    let scrape_secs: u64 = ep["interval"]
+        .as_str()
+        .and_then(|i| i.strip_suffix('s'))
+        .and_then(|i| i.parse().ok())
+        .expect("interval: Ns");
+    assert!(
+        scrape_secs >= report_secs,
+        "{scrape_secs} s < {report_secs} s"
+    );
+    let text = read(&deploy("kubernetes/podmonitor.yaml"));
+    assert!(
+        text.contains(&format!("a report every {report_secs} s")),
+        "podmonitor.yaml's comment does not say {report_secs} s"
+    );
 
     let svc = object("Service");
     assert_eq!(svc["spec"]["clusterIP"], "None", "headless");

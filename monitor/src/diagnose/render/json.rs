@@ -47,7 +47,9 @@ pub fn json(report: &Report) -> String {
                 "frames": classes::all()
                     .map(|c| (c.name().to_owned(), Value::from(c.count(&i.frames))))
                     .collect::<Map<_, _>>(),
-                "kernel_drops": drops(o),
+                "kernel_drops": crate::render::json::kernel_drops(i),
+                "mac_mismatch_drops": drops(o),
+                "workload": i.workload.as_ref().map(crate::render::json::workload),
             })
         })
         .collect();
@@ -59,6 +61,7 @@ pub fn json(report: &Report) -> String {
         .collect();
     let sum = |field: fn(&Observed) -> u64| -> u64 { report.observed.iter().map(field).sum() };
     let doc = json!({
+        "schema": crate::render::SCHEMA,
         "ts": ts(report.end),
         "window": {
             "start": ts(report.start),
@@ -70,7 +73,7 @@ pub fn json(report: &Report) -> String {
             "interfaces": report.observed.len(),
             "host_ip_wrong_mac": sum(|o| o.iface.frames.host_ip_wrong_mac),
             "stale_mac": sum(|o| o.iface.frames.stale_mac),
-            "kernel_drops": report.drop_source.is_ok().then(|| sum(|o| drops(o).unwrap_or(0))),
+            "mac_mismatch_drops": report.drop_source.is_ok().then(|| sum(|o| drops(o).unwrap_or(0))),
             "drop_source": report.drop_source.as_ref().ok(),
             "text": if report.findings.is_empty() { Some(healthy_line(report)) } else { None },
         },

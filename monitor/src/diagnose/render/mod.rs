@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(v["healthy"], false);
         assert_eq!(v["findings"][0]["rank"], 1);
         assert_eq!(v["findings"][0]["facts"]["host_ip_wrong_mac"], 9);
-        assert_eq!(v["summary"]["kernel_drops"], 9);
+        assert_eq!(v["summary"]["mac_mismatch_drops"], 9);
         assert_eq!(v["interfaces"][0]["frames"]["host_ip_wrong_mac"], 9);
     }
 }

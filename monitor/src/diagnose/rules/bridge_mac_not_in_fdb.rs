@@ -178,7 +178,7 @@ pub fn finding(netns: u32, facts: &Facts, window: Option<&Window>) -> Finding {
         "host_ips": w.host_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "host_ip_wrong_mac": total,
         "per_interface": w.per_entry.iter().map(|e| (e.interface.clone(), json!(e.frames))).collect::<serde_json::Map<_, _>>(),
-        "kernel_drops": w.kernel_drops,
+        "mac_mismatch_drops": w.kernel_drops,
         "bridge_promiscuous": w.promiscuous_now.is_some(),
         "passed_up_while_promiscuous": w.passed_up,
     }));

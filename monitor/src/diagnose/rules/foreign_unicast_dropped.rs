@@ -71,7 +71,7 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
     f.weight = facts.frames;
     f.facts = json_object(json!({
         "foreign_unicast": facts.frames,
-        "kernel_drops": facts.kernel_drops.iter().map(|(_, n)| n).sum::<u64>(),
+        "mac_mismatch_drops": facts.kernel_drops.iter().map(|(_, n)| n).sum::<u64>(),
     }));
     f
 }

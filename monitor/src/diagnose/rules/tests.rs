@@ -136,7 +136,7 @@ fn the_incident_with_its_numbers_and_the_remedy() {
     );
     assert_eq!(f.facts["host_ip_wrong_mac"], 9);
     assert_eq!(f.facts["per_interface"]["p1"], 9);
-    assert_eq!(f.facts["kernel_drops"], 9);
+    assert_eq!(f.facts["mac_mismatch_drops"], 9);
     assert!(f.evidence[0].contains("2 local entries (02:00:00:00:0a:01, 02:00:00:00:0a:02)"));
     assert!(
         f.evidence[1].starts_with("p1: 9 frame(s) for this host's IP (192.0.2.1)"),
