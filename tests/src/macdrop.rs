@@ -107,6 +107,15 @@ impl Report {
         self.interfaces.iter().find(|iface| iface.name == name)
     }
 
+    /// The port whose peer's namespace workload `id` (a container's or a
+    /// pod sandbox's) owns, and that workload, once named.
+    pub fn port_of(&self, id: &str) -> Option<(&str, &WorkloadReport)> {
+        self.interfaces.iter().find_map(|i| {
+            let w = i.workload.as_ref()?;
+            (w.id.as_deref() == Some(id)).then_some((i.name.as_str(), w))
+        })
+    }
+
     /// The counters of interface `name`, if macdrop reports it.
     pub fn frames(&self, name: &str) -> Option<FrameCounts> {
         self.interface(name).map(|iface| iface.frames)

@@ -8,21 +8,13 @@
 use std::time::Duration;
 
 use macdrop_tests::{
-    macdrop::{Macdrop, Output, Report, WorkloadReport, macdrop_bin},
+    macdrop::{Macdrop, Output, macdrop_bin},
     podman::PodmanLab,
     skip,
 };
 
 const NAMED: Duration = Duration::from_secs(20);
 const LOST: &str = "cannot reach Podman's service";
-
-/// The workload of the port whose peer is container `id`, if named.
-fn port_of<'a>(report: &'a Report, id: &str) -> Option<(&'a str, &'a WorkloadReport)> {
-    report.interfaces.iter().find_map(|i| {
-        let w = i.workload.as_ref()?;
-        (w.id.as_deref() == Some(id)).then_some((i.name.as_str(), w))
-    })
-}
 
 #[test]
 fn a_port_is_named_by_its_podman_container() {
@@ -48,11 +40,11 @@ fn a_port_is_named_by_its_podman_container() {
 
     let report = watch
         .wait_for(
-            |r| port_of(r, &id).is_some_and(|(_, w)| w.kind == "podman"),
+            |r| r.port_of(&id).is_some_and(|(_, w)| w.kind == "podman"),
             NAMED,
         )
         .unwrap();
-    let (port, w) = port_of(&report, &id).unwrap();
+    let (port, w) = report.port_of(&id).unwrap();
     assert!(port.starts_with("veth"), "{port}");
     assert_eq!(w.name.as_deref(), Some("web1"), "{w:?}");
     assert_eq!(w.pid, Some(pid), "{w:?}");
@@ -63,11 +55,11 @@ fn a_port_is_named_by_its_podman_container() {
     lab.stop_service();
     let report = watch
         .wait_for(
-            |r| port_of(r, &id).is_some_and(|(_, w)| w.kind == "process"),
+            |r| r.port_of(&id).is_some_and(|(_, w)| w.kind == "process"),
             NAMED,
         )
         .unwrap();
-    let (_, w) = port_of(&report, &id).unwrap();
+    let (_, w) = report.port_of(&id).unwrap();
     assert_eq!(w.name.as_deref(), Some("sleep"), "{w:?}");
     assert_eq!(w.pid, Some(pid), "{w:?}");
     let stderr = watch.stderr();
