@@ -116,6 +116,15 @@ impl Report {
         })
     }
 
+    /// How long after report `earlier` this one was made (their `ts`).
+    pub fn since(&self, earlier: &Report) -> Duration {
+        use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+        let at = |ts: &str| OffsetDateTime::parse(ts, &Rfc3339).expect("ts is RFC 3339");
+        (at(&self.ts) - at(&earlier.ts))
+            .try_into()
+            .expect("`earlier` is not later")
+    }
+
     /// The counters of interface `name`, if macdrop reports it.
     pub fn frames(&self, name: &str) -> Option<FrameCounts> {
         self.interface(name).map(|iface| iface.frames)

@@ -254,7 +254,7 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
             NAMED,
         )
         .unwrap();
-    let took = elapsed(&appeared.ts, &named3.ts);
+    let took = named3.since(&appeared);
     assert!(
         took <= Duration::from_secs(1),
         "web3's port {port3} appeared at {} and was named at {} ({took:?})",
@@ -368,11 +368,4 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
         .unwrap();
     assert_eq!(web1["workload"]["name"], "web1", "{web1}");
     drop(lab);
-}
-
-/// How long from one report's RFC 3339 `ts` to another's.
-fn elapsed(from: &str, to: &str) -> Duration {
-    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-    let at = |ts: &str| OffsetDateTime::parse(ts, &Rfc3339).unwrap();
-    (at(to) - at(from)).try_into().unwrap()
 }

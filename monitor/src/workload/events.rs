@@ -1,4 +1,5 @@
-//! The Engine's container events as nudges: a thread of its own holds
+//! The Engine's container events as nudges (Docker's, and Podman's
+//! service, which serves the same endpoint): a thread of its own holds
 //! `GET /events` open (filtered to containers starting and ending) and,
 //! for every event, tells the resolver to look again. So a container is
 //! named as soon as it runs, not at the next retry; the resolver still

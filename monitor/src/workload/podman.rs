@@ -1,9 +1,13 @@
 //! Podman's view (rootful): container names, ids and Compose labels, by
 //! the network namespace each container's process lives in. One read-only
-//! call per refresh, `GET /libpod/containers/json` (the running
+//! call per refresh, `GET /v4.0.0/libpod/containers/json` (the running
 //! containers, with their PIDs), over the socket of `podman system
 //! service` (`/run/podman/podman.sock`, socket-activated by podman.socket
-//! on systemd hosts), bounded by `unix_http::CALL_TIMEOUT`.
+//! on systemd hosts), bounded by `unix_http::CALL_TIMEOUT`. Its
+//! Engine-compatible `/events` nudges the resolver as Docker's does
+//! (`events`): on a container's `start` (its end is `exited` or `died`
+//! there, outside the filter, which costs nothing: a port that goes needs
+//! no name).
 //!
 //! Why the API and not Podman's on-disk state: the state is a database
 //! (BoltDB or SQLite) whose schema is Podman's internal business and

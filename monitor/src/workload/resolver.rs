@@ -4,8 +4,8 @@
 //! neither of which waits on /proc, netlink or the Engine.
 //!
 //! When it works: as soon as the ports wanted change (a port came or
-//! went) or the Engine reports a container starting or stopping
-//! (`events`), and again every `RETRY` while a port has no answer (a
+//! went) or the Docker Engine or Podman reports a container starting or
+//! stopping (`events`), and again every `RETRY` while a port has no answer (a
 //! container's process may start after its veth) or every `REFRESH`
 //! regardless (a container replaced, the Engine stopped or back); never
 //! more often than `MIN_GAP`, which bounds its cost (a /proc scan and a
@@ -105,8 +105,9 @@ struct Shared {
 }
 
 pub struct Resolver {
-    /// Holds a sender of the channel: dropped first.
-    events: Option<Events>,
+    /// Docker's and Podman's event streams; each holds a sender of the
+    /// channel: dropped first.
+    events: Vec<Events>,
     tx: Option<mpsc::Sender<Message>>,
     shared: Arc<Mutex<Shared>>,
     thread: Option<JoinHandle<()>>,
@@ -118,14 +119,18 @@ impl Resolver {
     pub fn start(sockets: Sockets) -> anyhow::Result<Self> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, rx) = mpsc::channel();
-        let docker = sockets.docker.clone();
+        // Podman's service serves the Engine's `/events` too.
+        let streams = [sockets.docker.clone(), sockets.podman.clone()];
         let worker = Worker::new(sockets, rx, Arc::clone(&shared))?;
-        let events = Events::start(docker, events::sender(tx.clone(), || Message::Nudge))?;
+        let events = streams
+            .into_iter()
+            .map(|socket| Events::start(socket, events::sender(tx.clone(), || Message::Nudge)))
+            .collect::<anyhow::Result<_>>()?;
         let thread = std::thread::Builder::new()
             .name("macdrop-workload".into())
             .spawn(move || worker.run())?;
         Ok(Self {
-            events: Some(events),
+            events,
             tx: Some(tx),
             shared,
             thread: Some(thread),
@@ -167,7 +172,7 @@ impl Drop for Resolver {
         // Closing the channel ends the thread's loop (once the events
         // thread, which holds a sender, is gone); a resolution under way
         // ends within its timeouts.
-        self.events = None;
+        self.events.clear();
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
