@@ -134,7 +134,8 @@ fn containerfile_lints_and_builds_like_xtask_setup() {
     let build_packages: BTreeSet<String> =
         quoted_list(&setup, "const APT_PACKAGES: &[&str] = &[", "];")
             .into_iter()
-            .filter(|p| p.ends_with("-dev"))
+            // Libraries, and protoc for the CRI client's protos.
+            .filter(|p| p.ends_with("-dev") || p == "protobuf-compiler")
             .collect();
     assert!(build_packages.contains("llvm-22-dev"), "{build_packages:?}");
     assert_eq!(apt, build_packages, "the build packages of xtask setup");
