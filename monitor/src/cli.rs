@@ -9,8 +9,7 @@ use crate::error::Failure;
 
 pub use crate::kernel::{attach::AttachMode, klog::KernelLog};
 
-/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
-pub const IFNAME_MAX: usize = 15;
+pub use crate::ifname::IFNAME_MAX;
 
 /// Where `--metrics` without a value serves: loopback only.
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9815";
@@ -269,19 +268,10 @@ pub enum Format {
 }
 
 fn parse_ifname(s: &str) -> Result<String, String> {
-    if s.is_empty() {
-        return Err("an interface name cannot be empty".into());
+    match crate::ifname::invalid(s) {
+        Some(why) => Err(why),
+        None => Ok(s.to_owned()),
     }
-    if s.len() > IFNAME_MAX {
-        return Err(format!(
-            "{s:?} is {} bytes; Linux interface names are at most {IFNAME_MAX}",
-            s.len()
-        ));
-    }
-    if s.contains(['/', ' ', '\0']) || s == "." || s == ".." {
-        return Err(format!("{s:?} is not a valid interface name"));
-    }
-    Ok(s.to_owned())
 }
 
 fn parse_secs(s: &str, min: f64, max: f64) -> Result<Duration, String> {

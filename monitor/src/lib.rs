@@ -20,6 +20,7 @@ pub mod error;
 pub mod evidence;
 pub mod finding;
 pub mod heap;
+pub mod ifname;
 pub mod kernel;
 pub mod kernel_version;
 pub mod mac;

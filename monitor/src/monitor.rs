@@ -26,7 +26,7 @@ use crate::{
     privileges,
     session::Session,
     topology::Selection,
-    workload::{DOCKER_HOST_VAR, Resolver},
+    workload::{Resolver, Sockets},
 };
 
 /// What to watch and how.
@@ -207,7 +207,7 @@ impl Monitor {
         privileges::drop_after_attach(enters_namespaces)?;
         // After the drop: the thread inherits only what is kept
         // (CAP_SYS_PTRACE reads other processes' /proc/PID/ns/net).
-        let workloads = Resolver::start(std::env::var(DOCKER_HOST_VAR).ok())?;
+        let workloads = Resolver::start(Sockets::from_env())?;
 
         let mut ticker = tokio::time::interval(plan.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -280,8 +280,12 @@ impl Monitor {
                             t.session.poll().await?;
                         }
                     }
+                    // The report first: it takes the workload thread's
+                    // latest answers, and the notes that came with them
+                    // ("the Docker Engine answers again") go out with it.
+                    let report = self.report()?;
                     self.print_notes();
-                    return Ok(Some(Step::Report(self.report()?)));
+                    return Ok(Some(Step::Report(report)));
                 }
                 Some((id, change)) = self.changes.recv() => {
                     // Take every pending change in order (and those that

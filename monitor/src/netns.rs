@@ -10,7 +10,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use crate::error::Failure;
+use crate::{error::Failure, untrusted::escape_controls};
 
 /// Where named namespaces live: iproute2's and Docker's.
 pub const NAMED_NETNS_DIRS: [&str; 2] = ["/run/netns", "/run/docker/netns"];
@@ -59,23 +59,19 @@ impl Namespace {
     }
 
     fn open_path(path: &Path, name: Option<String>) -> Result<Self, Failure> {
-        let file = File::open(path).map_err(|e| {
-            Failure::environment(format!(
-                "cannot open network namespace {}: {e}",
-                path.display()
-            ))
-        })?;
-        let inode = inode_of(path).map_err(|e| Failure::environment(format!("{e:#}")))?;
-        // A file that is not a namespace fails here rather than at setns.
+        let file = open_nsfs(path)?;
+        // A namespace of another type (a mount or PID namespace file) is
+        // nsfs too: setns with CLONE_NEWNET refuses it (EINVAL).
         let ns = Self {
-            inode,
+            inode: inode_of_file(&file, path)?,
             name,
             file: Some(file),
         };
         let _probe = ns.enter().map_err(|e| {
             Failure::environment(format!(
-                "{} is not a network namespace: {e:#}",
-                path.display()
+                "{} is not a network namespace ({}); give /run/netns/NAME or /proc/PID/ns/net",
+                escape_controls(&path.display().to_string()),
+                e.root_cause()
             ))
         })?;
         Ok(ns)
@@ -182,4 +178,127 @@ pub fn inode_of(path: &Path) -> anyhow::Result<u32> {
         .with_context(|| format!("cannot stat {}", path.display()))?
         .ino();
     u32::try_from(ino).with_context(|| format!("namespace inode {ino} does not fit in 32 bits"))
+}
+
+fn inode_of_file(file: &File, path: &Path) -> Result<u32, Failure> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = || escape_controls(&path.display().to_string());
+    let ino = file
+        .metadata()
+        .map_err(|e| Failure::environment(format!("cannot stat {}: {e}", shown())))?
+        .ino();
+    u32::try_from(ino).map_err(|_| {
+        Failure::environment(format!(
+            "{}: namespace inode {ino} does not fit in 32 bits",
+            shown()
+        ))
+    })
+}
+
+/// The filesystem type of namespace files (`NSFS_MAGIC`, linux/magic.h).
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// Opens a namespace file for setns, having made sure first that it is one:
+/// the path is opened with O_PATH (which neither blocks on a FIFO nor opens
+/// a device: no driver's open runs), its filesystem checked to be nsfs on
+/// that descriptor, and only then the same file (through
+/// /proc/self/fd, so a rename in between changes nothing) opened for real.
+/// `--netns` runs as root with a path from the command line or a
+/// configuration file: opening whatever it names would be an open(2) of an
+/// arbitrary file with root's rights.
+fn open_nsfs(path: &Path) -> Result<File, Failure> {
+    use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
+    let shown = || escape_controls(&path.display().to_string());
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            Failure::environment(format!("cannot open network namespace {}: {e}", shown()))
+        })?;
+    let file_type = handle
+        .metadata()
+        .map_err(|e| Failure::environment(format!("cannot stat {}: {e}", shown())))?
+        .file_type();
+    let not_a_netns = |what: &str| {
+        Failure::environment(format!(
+            "{} is {what}, not a network namespace; give /run/netns/NAME or /proc/PID/ns/net",
+            shown()
+        ))
+    };
+    if !is_nsfs(&handle) {
+        return Err(not_a_netns(if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_char_device() || file_type.is_block_device() {
+            "a device"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_dir() {
+            "a directory"
+        } else {
+            "a regular file"
+        }));
+    }
+    let file = File::open(format!("/proc/self/fd/{}", handle.as_raw_fd())).map_err(|e| {
+        Failure::environment(format!("cannot open network namespace {}: {e}", shown()))
+    })?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the CLONE_NEW* type.
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+    if kind >= 0 && kind != libc::CLONE_NEWNET {
+        return Err(not_a_netns("a namespace of another type"));
+    }
+    Ok(file)
+}
+
+/// `_IO(0xb7, 0x3)` (linux/nsfs.h, Linux >= 4.11).
+const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+
+/// Whether the descriptor's file lives on nsfs (fstatfs works on an O_PATH
+/// descriptor).
+fn is_nsfs(file: &File) -> bool {
+    let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
+    // SAFETY: fstatfs writes at most one `statfs` into `st`.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
+    // SAFETY: fstatfs succeeded, so `st` is initialised (and it was zeroed).
+    let f_type = unsafe { st.assume_init() }.f_type;
+    // f_type is an i64 here but narrower on other architectures.
+    #[allow(clippy::useless_conversion)]
+    let f_type = i64::from(f_type);
+    rc == 0 && f_type == NSFS_MAGIC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(path: &Path) -> String {
+        match open_nsfs(path) {
+            Ok(_) => panic!("{} was accepted as a namespace", path.display()),
+            Err(e) => {
+                assert_eq!(e.kind, crate::error::ExitKind::Environment);
+                e.message
+            }
+        }
+    }
+
+    #[test]
+    fn only_namespace_files_are_opened() {
+        let dir = std::env::temp_dir().join(format!("macdrop-netns-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let regular = dir.join("regular");
+        std::fs::write(&regular, b"x").unwrap();
+        // A FIFO without a writer would block a plain open forever.
+        assert!(refused(&fifo).contains("is a FIFO"));
+        assert!(refused(Path::new("/dev/null")).contains("is a device"));
+        assert!(refused(&regular).contains("is a regular file"));
+        assert!(refused(Path::new("/proc/self/ns/pid")).contains("a namespace of another type"));
+        assert!(refused(&dir).contains("a directory"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Our own namespace file passes (no privilege needed to open it).
+        assert!(open_nsfs(Path::new("/proc/self/ns/net")).is_ok());
+    }
 }

@@ -78,9 +78,12 @@ pub fn reason(e: &io::Error) -> String {
     text.to_lowercase()
 }
 
-/// "macdrop: LINE" on stderr. Lost if stderr cannot be written: a note is
+/// "macdrop: LINE" on stderr, escaped for a terminal (names in it come
+/// from the kernel and other processes): every note, warning and error
+/// line goes through here. Lost if stderr cannot be written: a note is
 /// never worth stopping for.
 pub fn note(line: impl Display) {
+    let line = crate::untrusted::escape_controls(&line.to_string());
     let _ = Sink::Stderr.write(format!("macdrop: {line}\n").as_bytes());
 }
 

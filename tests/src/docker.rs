@@ -11,19 +11,16 @@
 //! any process still running from the temp directory, the directory, and
 //! the namespace.
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{path::PathBuf, process::Command};
 
 use anyhow::{Context as _, Result, bail};
 
 use crate::{
+    engine::{BUSYBOX, Daemon, busybox_tarball, kill_leftovers, require, run},
     frames::{Mac, mac_to_string},
     kernel,
     lab::links,
-    netns::{NetNs, describe},
+    netns::NetNs,
 };
 
 /// The bridge the daemon attaches containers to.
@@ -35,16 +32,11 @@ pub const DOCKER_BRIDGE_MAC: Mac = [0x02, 0, 0, 0, 0x0d, 0x01];
 pub const DOCKER_BRIDGE_IPV4: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 51, 100, 1);
 /// The image `import_busybox` makes.
 pub const IMAGE: &str = "macdrop-test/busybox:1";
-/// busybox-static's binary.
-const BUSYBOX: &str = "/bin/busybox";
-
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct DockerLab {
     ns: NetNs,
     dir: PathBuf,
-    daemon: Option<Child>,
+    daemon: Option<Daemon>,
     containers: Vec<(String, u32)>,
 }
 
@@ -52,13 +44,7 @@ impl DockerLab {
     /// Starts the daemon and waits until it answers. An error says why it
     /// cannot run here (no dockerd, no busybox, the daemon failing).
     pub fn start() -> Result<Self> {
-        for program in ["/usr/sbin/dockerd", BUSYBOX] {
-            if !Path::new(program).exists() {
-                bail!(
-                    "{program} is not installed (cargo xtask setup installs docker.io and busybox-static)"
-                );
-            }
-        }
+        require(&["/usr/sbin/dockerd", BUSYBOX])?;
         let ns = NetNs::with_prefix("macdrop-t-docker")?;
         links::add_bridge(&ns, DOCKER_BRIDGE, Some(DOCKER_BRIDGE_MAC))?;
         links::add_ipv4(&ns, DOCKER_BRIDGE, DOCKER_BRIDGE_IPV4)?;
@@ -85,10 +71,6 @@ impl DockerLab {
     }
 
     fn start_daemon(&mut self) -> Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("dockerd.log"))?;
         let d = |name: &str| self.dir.join(name).display().to_string();
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "slave", "nsenter"])
@@ -105,43 +87,13 @@ impl DockerLab {
             .arg(format!("--data-root={}", d("data")))
             .arg(format!("--exec-root={}", d("exec")))
             .arg(format!("--pidfile={}", d("dockerd.pid")))
-            .arg(format!("--host=unix://{}", d("docker.sock")))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", describe(&cmd)))?;
-        self.daemon = Some(child);
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if self
-                .docker(&["version", "--format", "{{.Server.Version}}"])
+            .arg(format!("--host=unix://{}", d("docker.sock")));
+        let daemon = Daemon::start("dockerd", cmd, self.dir.join("dockerd.log"), || {
+            self.docker(&["version", "--format", "{{.Server.Version}}"])
                 .is_ok()
-            {
-                return Ok(());
-            }
-            if let Some(status) = self
-                .daemon
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                bail!("dockerd exited ({status}): {}", self.log_tail());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "dockerd did not answer within {READY_TIMEOUT:?}: {}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(10)..].join("\n")
+        })?;
+        self.daemon = Some(daemon);
+        Ok(())
     }
 
     /// `docker -H unix://SOCKET ARGS`; its stdout, trimmed.
@@ -149,41 +101,14 @@ impl DockerLab {
         let mut cmd = Command::new("docker");
         cmd.arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
-            .args(args)
-            .stdin(Stdio::null());
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot run {}", describe(&cmd)))?;
-        if !out.status.success() {
-            bail!(
-                "{} failed: {}",
-                describe(&cmd),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .args(args);
+        run(&mut cmd)
     }
 
     /// Makes [`IMAGE`]: busybox-static as /bin/busybox, `sleep` and `sh`
     /// its links, imported from a tarball.
     pub fn import_busybox(&self) -> Result<()> {
-        let root = self.dir.join("rootfs");
-        let bin = root.join("bin");
-        std::fs::create_dir_all(&bin)?;
-        std::fs::copy(BUSYBOX, bin.join("busybox"))?;
-        for link in ["sleep", "sh"] {
-            let path = bin.join(link);
-            if !path.exists() {
-                std::os::unix::fs::symlink("busybox", path)?;
-            }
-        }
-        let tarball = self.dir.join("rootfs.tar");
-        let mut tar = Command::new("tar");
-        tar.arg("-C").arg(&root).arg("-cf").arg(&tarball).arg(".");
-        let status = tar.status().with_context(|| describe(&tar))?;
-        if !status.success() {
-            bail!("{} failed", describe(&tar));
-        }
+        let tarball = busybox_tarball(&self.dir)?;
         self.docker(&["import", &tarball.display().to_string(), IMAGE])?;
         Ok(())
     }
@@ -231,45 +156,9 @@ impl DockerLab {
 
     /// Stops the daemon (SIGTERM; its containers keep running).
     pub fn stop_daemon(&mut self) -> Result<()> {
-        let Some(mut child) = self.daemon.take() else {
-            return Ok(());
-        };
-        stop(&mut child);
+        self.daemon = None;
         Ok(())
     }
-}
-
-/// SIGTERM, then SIGKILL after `STOP_TIMEOUT`; reaps the child.
-fn stop(child: &mut Child) {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: signals our own child, which we have not reaped yet.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + STOP_TIMEOUT;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Processes whose command line names `dir` (containerd and its shims,
-/// if anything outlived the daemon).
-fn processes_under(dir: &Path) -> Vec<libc::pid_t> {
-    let needle = dir.display().to_string();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                .unwrap_or(false)
-        })
-        .collect()
 }
 
 impl Drop for DockerLab {
@@ -283,23 +172,11 @@ impl Drop for DockerLab {
             for (id, _) in &self.containers {
                 let _ = self.docker(&["rm", "-f", id]);
             }
-            if let Some(mut child) = self.daemon.take() {
-                stop(&mut child);
-            }
+            self.daemon = None;
         }
         // Whatever still runs: the containers' processes, then anything
         // started from the directory.
-        for (_, pid) in &self.containers {
-            if std::fs::metadata(format!("/proc/{pid}")).is_ok() {
-                // SAFETY: a plain kill(2).
-                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGKILL) };
-            }
-        }
-        for pid in processes_under(&self.dir) {
-            // SAFETY: a plain kill(2).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(200));
+        kill_leftovers(&self.dir, self.containers.iter().map(|(_, pid)| *pid));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -18,6 +18,8 @@
 //!   they outlive it;
 //! - [`btf`]: what the running kernel offers (drop reasons, TCX), from its
 //!   own BTF, read without macdrop's code;
+//! - [`docker`], [`podman`], [`cri`]: container engines of the tests' own
+//!   (Docker, Podman, containerd's CRI), sharing [`engine`];
 //! - [`macdrop`]: runs `macdrop watch` and reads its JSON reports;
 //! - [`test_run`]: a veth of a chosen MAC in a namespace of its own, for
 //!   BPF_PROG_TEST_RUN;
@@ -30,8 +32,10 @@
 
 pub mod bpf;
 pub mod btf;
+pub mod cri;
 pub mod demo;
 pub mod docker;
+pub mod engine;
 pub mod fate;
 pub mod frames;
 pub mod kernel;
@@ -39,10 +43,12 @@ pub mod lab;
 pub mod macdrop;
 pub mod netns;
 pub mod pcap;
+pub mod podman;
 pub mod prometheus;
 pub mod promisc;
 pub mod receiver;
 pub mod scenarios;
+pub mod schema;
 pub mod sender;
 pub mod skip;
 pub mod test_run;

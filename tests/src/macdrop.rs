@@ -9,7 +9,7 @@
 use std::{
     io::{BufRead as _, BufReader},
     path::{Path, PathBuf},
-    process::{Child, ExitStatus, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
         mpsc::{self, Receiver, RecvTimeoutError},
@@ -105,6 +105,24 @@ impl Report {
     /// The interface called `name`, if macdrop reports it.
     pub fn interface(&self, name: &str) -> Option<&InterfaceReport> {
         self.interfaces.iter().find(|iface| iface.name == name)
+    }
+
+    /// The port whose peer's namespace workload `id` (a container's or a
+    /// pod sandbox's) owns, and that workload, once named.
+    pub fn port_of(&self, id: &str) -> Option<(&str, &WorkloadReport)> {
+        self.interfaces.iter().find_map(|i| {
+            let w = i.workload.as_ref()?;
+            (w.id.as_deref() == Some(id)).then_some((i.name.as_str(), w))
+        })
+    }
+
+    /// How long after report `earlier` this one was made (their `ts`).
+    pub fn since(&self, earlier: &Report) -> Duration {
+        use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+        let at = |ts: &str| OffsetDateTime::parse(ts, &Rfc3339).expect("ts is RFC 3339");
+        (at(&self.ts) - at(&earlier.ts))
+            .try_into()
+            .expect("`earlier` is not later")
     }
 
     /// The counters of interface `name`, if macdrop reports it.
@@ -246,6 +264,20 @@ pub struct Macdrop {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// `BIN watch [--format json --interval 0.2] ARGS`.
+pub fn watch_argv<'a>(
+    bin: &'a Path,
+    args: &'a [&'a str],
+    output: Output,
+) -> Vec<&'a std::ffi::OsStr> {
+    let mut argv: Vec<&std::ffi::OsStr> = vec![bin.as_os_str(), "watch".as_ref()];
+    if output == Output::Json {
+        argv.extend(["--format", "json", "--interval", TEST_INTERVAL].map(std::ffi::OsStr::new));
+    }
+    argv.extend(args.iter().map(std::ffi::OsStr::new));
+    argv
+}
+
 impl Macdrop {
     /// Starts `macdrop watch --format json --interval 0.2 ARGS` in `ns` and
     /// waits until it has attached.
@@ -268,15 +300,14 @@ impl Macdrop {
         env: &[(&str, &str)],
     ) -> Result<Self> {
         check_bin(bin)?;
-        let mut argv: Vec<&std::ffi::OsStr> = vec![bin.as_os_str(), "watch".as_ref()];
-        if output == Output::Json {
-            argv.extend(
-                ["--format", "json", "--interval", TEST_INTERVAL].map(std::ffi::OsStr::new),
-            );
-        }
-        argv.extend(args.iter().map(std::ffi::OsStr::new));
-        let mut cmd = ns.command(&argv);
+        let mut cmd = ns.command(&watch_argv(bin, args, output));
         cmd.envs(env.iter().copied());
+        Self::spawn_command(cmd, output)
+    }
+
+    /// Starts `cmd`, a command line ending in [`watch_argv`] (e.g. in
+    /// namespaces a test entered), and waits for the readiness line.
+    pub fn spawn_command(mut cmd: Command, output: Output) -> Result<Self> {
         cmd.stdin(Stdio::null()).stderr(Stdio::piped());
         cmd.stdout(match output {
             Output::Json => Stdio::piped(),
@@ -512,7 +543,9 @@ impl Macdrop {
     }
 
     fn accept(&mut self, line: String) -> Result<()> {
-        let report: Report = serde_json::from_str(&line)
+        // Every line follows the published schema, whatever the test reads.
+        let doc = crate::schema::parse(crate::schema::Output::Watch, &line)?;
+        let report: Report = serde_json::from_value(doc)
             .with_context(|| format!("macdrop printed a line that is not a report: {line}"))?;
         self.events.extend(report.events.iter().cloned());
         self.latest = Some(report);
@@ -554,6 +587,19 @@ pub fn run(ns: &NetNs, args: &[&str], timeout: Duration) -> Result<Finished> {
     check_bin(&bin)?;
     let bin = bin.to_str().context("MACDROP_BIN is not UTF-8")?;
     let mut argv = vec![bin];
+    argv.extend(args);
+    run_command(ns, &argv, timeout)
+}
+
+/// Runs `macdrop ARGS` like `run`, in a PID namespace of its own with its
+/// own /proc (`unshare --pid --fork --mount-proc`): a macdrop in a
+/// container that does not share the host's PID namespace, which cannot
+/// see the processes of a macdrop outside it.
+pub fn run_in_own_pid_namespace(ns: &NetNs, args: &[&str], timeout: Duration) -> Result<Finished> {
+    let bin = macdrop_bin();
+    check_bin(&bin)?;
+    let bin = bin.to_str().context("MACDROP_BIN is not UTF-8")?;
+    let mut argv = vec!["unshare", "--pid", "--fork", "--mount-proc", bin];
     argv.extend(args);
     run_command(ns, &argv, timeout)
 }

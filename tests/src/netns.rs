@@ -16,7 +16,7 @@ use std::{
     fs::File,
     os::{fd::AsFd as _, unix::fs::MetadataExt as _},
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, Output, Stdio},
     sync::atomic::{AtomicU64, Ordering},
 };
 
@@ -259,4 +259,31 @@ pub(crate) fn describe(cmd: &Command) -> String {
         .map(|arg| arg.to_string_lossy())
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A `sleep` living in a namespace (what makes a namespace some process's),
+/// killed when dropped, also when the test fails.
+pub struct Sleeper(Child);
+
+impl Sleeper {
+    pub fn start(ns: &NetNs) -> Result<Self> {
+        let mut cmd = ns.command(&["sleep", "120"]);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", describe(&cmd)))?;
+        Ok(Self(child))
+    }
+
+    /// `ip netns exec` execs the program: the child's PID is sleep's.
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -189,7 +189,8 @@ fn duration_ends_the_run_with_a_final_report_and_status_0() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(!lines.is_empty(), "no report printed; stderr:\n{stderr}");
     for line in lines {
-        let report: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let report = macdrop_tests::schema::parse(macdrop_tests::schema::Output::Watch, line)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         check_report(&report);
     }
     assert_no_panic(&stderr);
@@ -209,7 +210,9 @@ fn every_kernel_log_level_loads_and_reports() {
         } = short_watch(&lab, &["--kernel-log", level]);
         assert!(status.success(), "{level}: {status}; stderr:\n{stderr}");
         let last = stdout.lines().last().expect("a report");
-        check_report(&serde_json::from_str(last).unwrap());
+        check_report(
+            &macdrop_tests::schema::parse(macdrop_tests::schema::Output::Watch, last).unwrap(),
+        );
         assert!(!stderr.contains("kernel warn"), "{level}: {stderr}");
         assert_no_panic(&stderr);
     }

@@ -49,12 +49,13 @@ struct Done {
 
 impl Done {
     fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
-            panic!(
-                "diagnose printed no JSON ({e}): {}\nstderr: {}",
-                self.stdout, self.stderr
-            )
-        })
+        macdrop_tests::schema::parse(macdrop_tests::schema::Output::Diagnose, &self.stdout)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "diagnose printed no JSON ({e}): {}\nstderr: {}",
+                    self.stdout, self.stderr
+                )
+            })
     }
 }
 

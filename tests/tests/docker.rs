@@ -13,7 +13,7 @@ use std::{
 
 use macdrop_tests::{
     docker::{DOCKER_BRIDGE, DOCKER_BRIDGE_IPV4, DockerLab},
-    macdrop::{Macdrop, Output, Report, WorkloadReport, macdrop_bin, run_command},
+    macdrop::{Macdrop, Output, Report, macdrop_bin, run_command},
     netns::NetNs,
     skip,
 };
@@ -22,14 +22,6 @@ const NAMED: Duration = Duration::from_secs(20);
 const METRICS: &str = "127.0.0.1:9815";
 const LOST: &str = "cannot reach the Docker Engine";
 const BACK: &str = "answers again";
-
-/// The workload of the port whose peer is container `id`, if named.
-fn port_of<'a>(report: &'a Report, id: &str) -> Option<(&'a str, &'a WorkloadReport)> {
-    report.interfaces.iter().find_map(|i| {
-        let w = i.workload.as_ref()?;
-        (w.id.as_deref() == Some(id)).then_some((i.name.as_str(), w))
-    })
-}
 
 /// `GET /metrics` from inside the lab namespace.
 fn scrape(ns: &NetNs) -> String {
@@ -75,13 +67,13 @@ fn ports_are_named_by_container_and_fall_back_when_the_engine_stops() {
             |r| {
                 [&id1, &id2]
                     .iter()
-                    .all(|id| port_of(r, id).is_some_and(|(_, w)| w.kind == "docker"))
+                    .all(|id| r.port_of(id).is_some_and(|(_, w)| w.kind == "docker"))
             },
             NAMED,
         )
         .unwrap();
-    let (port1, w1) = port_of(&report, &id1).unwrap();
-    let (port2, w2) = port_of(&report, &id2).unwrap();
+    let (port1, w1) = report.port_of(&id1).unwrap();
+    let (port2, w2) = report.port_of(&id2).unwrap();
     assert_eq!(w1.name.as_deref(), Some("web1"), "{w1:?}");
     assert_eq!(w2.name.as_deref(), Some("web2"), "{w2:?}");
     assert_eq!(w2.pid, Some(pid2));
@@ -127,12 +119,12 @@ fn ports_are_named_by_container_and_fall_back_when_the_engine_stops() {
             |r| {
                 [&id1, &id2]
                     .iter()
-                    .all(|id| port_of(r, id).is_some_and(|(_, w)| w.kind == "process"))
+                    .all(|id| r.port_of(id).is_some_and(|(_, w)| w.kind == "process"))
             },
             NAMED,
         )
         .unwrap();
-    let (_, w2) = port_of(&report, &id2).unwrap();
+    let (_, w2) = report.port_of(&id2).unwrap();
     assert_eq!(w2.name.as_deref(), Some("sleep"), "{w2:?}");
     assert_eq!(w2.pid, Some(pid2), "{w2:?}");
     // Counting goes on: the containers answer ARP for their addresses.
@@ -143,7 +135,12 @@ fn ports_are_named_by_container_and_fall_back_when_the_engine_stops() {
         .unwrap();
     assert!(ping.status.success(), "{ping:?}");
     watch.wait_for(|r| total(r) > before, NAMED).unwrap();
-    let stderr = watch.stderr();
+    let stderr = macdrop_tests::wait::poll_until(
+        Duration::from_secs(5),
+        || Ok(watch.stderr()),
+        |e| e.contains(LOST),
+    )
+    .unwrap();
     assert_eq!(
         stderr.matches(LOST).count(),
         1,
@@ -158,12 +155,18 @@ fn ports_are_named_by_container_and_fall_back_when_the_engine_stops() {
             |r| {
                 [&id1, &id2]
                     .iter()
-                    .all(|id| port_of(r, id).is_some_and(|(_, w)| w.kind == "docker"))
+                    .all(|id| r.port_of(id).is_some_and(|(_, w)| w.kind == "docker"))
             },
             NAMED,
         )
         .unwrap();
-    let stderr = watch.stderr();
+    // stderr is its own pipe: its line may trail the report by a moment.
+    let stderr = macdrop_tests::wait::poll_until(
+        Duration::from_secs(5),
+        || Ok(watch.stderr()),
+        |e| e.contains(BACK),
+    )
+    .unwrap();
     assert_eq!(stderr.matches(BACK).count(), 1, "{stderr}");
     watch.stop().unwrap();
     drop(lab);
@@ -202,11 +205,11 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
     let named = |r: &Report| {
         [&id1, &id2]
             .iter()
-            .all(|id| port_of(r, id).is_some_and(|(_, w)| w.kind == "docker"))
+            .all(|id| r.port_of(id).is_some_and(|(_, w)| w.kind == "docker"))
     };
     let report = watch.wait_for(named, NAMED).unwrap();
-    let port1 = port_of(&report, &id1).unwrap().0.to_owned();
-    let port2 = port_of(&report, &id2).unwrap().0.to_owned();
+    let port1 = report.port_of(&id1).unwrap().0.to_owned();
+    let port2 = report.port_of(&id2).unwrap().0.to_owned();
 
     // web1 -> the bridge's IP, addressed to the MAC the bridge no longer
     // delivers: flooded, never answered.
@@ -255,14 +258,14 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
     let named3 = watch
         .wait_for(
             |r| {
-                port_of(r, &id3).is_some_and(|(p, w)| {
+                r.port_of(&id3).is_some_and(|(p, w)| {
                     p == port3 && w.kind == "docker" && w.name.as_deref() == Some("web3")
                 })
             },
             NAMED,
         )
         .unwrap();
-    let took = elapsed(&appeared.ts, &named3.ts);
+    let took = named3.since(&appeared);
     assert!(
         took <= Duration::from_secs(1),
         "web3's port {port3} appeared at {} and was named at {} ({took:?})",
@@ -312,8 +315,11 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
             .any(|l| l.starts_with(port1.as_str()) && l.contains(" web1 ")),
         "{status}"
     );
-    let status: serde_json::Value =
-        serde_json::from_str(&run(&["status", "--format", "json"])).unwrap();
+    let status = macdrop_tests::schema::parse(
+        macdrop_tests::schema::Output::Status,
+        &run(&["status", "--format", "json"]),
+    )
+    .unwrap();
     for (port, name, id) in [(&port1, "web1", &id1), (&port2, "web2", &id2)] {
         let iface = status["interfaces"]
             .as_array()
@@ -356,7 +362,8 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
     ]);
     let _ = pinging.kill();
     let _ = pinging.wait();
-    let diagnosis: serde_json::Value = serde_json::from_str(&diagnosis).unwrap();
+    let diagnosis =
+        macdrop_tests::schema::parse(macdrop_tests::schema::Output::Diagnose, &diagnosis).unwrap();
     let words = format!("{port1} (behind it: web1 (docker, {}…)): ", &id1[..12]);
     let finding = &diagnosis["findings"][0];
     assert_eq!(finding["id"], "bridge_mac_not_in_fdb", "{diagnosis}");
@@ -376,11 +383,4 @@ fn the_seed_incident_is_pinned_on_a_container_by_name() {
         .unwrap();
     assert_eq!(web1["workload"]["name"], "web1", "{web1}");
     drop(lab);
-}
-
-/// How long from one report's RFC 3339 `ts` to another's.
-fn elapsed(from: &str, to: &str) -> Duration {
-    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-    let at = |ts: &str| OffsetDateTime::parse(ts, &Rfc3339).unwrap();
-    (at(to) - at(from)).try_into().unwrap()
 }

@@ -271,7 +271,8 @@ fn otherhost_counter_is_reported_beside_the_prediction() {
 fn status_json(lab: &BridgeLab) -> Value {
     let out = macdrop::run(lab.host(), &["status", "--format", "json"], RUN_TIMEOUT).unwrap();
     assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+    macdrop_tests::schema::parse(macdrop_tests::schema::Output::Status, &out.stdout)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn findings(status: &Value) -> Vec<(String, String)> {

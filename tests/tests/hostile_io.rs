@@ -257,7 +257,8 @@ fn watch_into_a_reader_that_closes_exits_0_and_detaches() {
     let mut stdout = BufReader::new(watch.child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    serde_json::from_str::<Report>(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    macdrop_tests::schema::parse(macdrop_tests::schema::Output::Watch, &line)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     drop(stdout);
     let status = watch.exit_within(CLOSED_READER_EXIT);
     let stderr = watch.rest_of_stderr();

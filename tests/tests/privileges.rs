@@ -105,8 +105,11 @@ fn runs_as_nobody_with_exactly_bpf_net_admin_and_perfmon() {
     );
     let out = macdrop::run_command(lab.host(), &argv, SETTLE).unwrap();
     assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
-    let last: serde_json::Value =
-        serde_json::from_str(out.stdout.lines().last().expect("a report")).unwrap();
+    let last = macdrop_tests::schema::parse(
+        macdrop_tests::schema::Output::Watch,
+        out.stdout.lines().last().expect("a report"),
+    )
+    .unwrap();
     assert_eq!(last["interfaces"][0]["name"], STANDALONE_IFACE);
     assert!(!last["interfaces"][0]["hook"].is_null(), "{last}");
     assert!(

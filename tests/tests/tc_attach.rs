@@ -24,6 +24,7 @@ use macdrop::kernel::{
     tc::{
         CLSACT_PRIO, HANDLE_ON_EXISTING_QDISC, HANDLE_ON_OWN_QDISC, TcAttachment, TcMode, attach,
         attach_clsact, attach_tcx, cleanup_leftovers, load_tc_program,
+        owner::{self, Recorded},
         rtnl::{self, Direction},
     },
 };
@@ -190,7 +191,8 @@ fn expected(times: u64) -> FrameCounters {
 #[derive(Debug, PartialEq, Eq)]
 struct TcState {
     tcx_programs: Vec<u32>,
-    /// (prio, handle, kind, cls_bpf name) of every ingress entry.
+    /// (prio, handle, kind, cls_bpf name) of every ingress entry; a
+    /// macdrop filter's owner token reads `OWNER` (it is random).
     ingress: Vec<(u16, u32, String, Option<String>)>,
     egress_entries: usize,
     clsact: bool,
@@ -207,13 +209,28 @@ fn tc_state(ns: &NetNs, ifname: &str) -> TcState {
                 .filters(ifindex, Direction::Ingress)
                 .unwrap()
                 .into_iter()
-                .map(|f| (f.prio, f.handle, f.kind, f.bpf_name))
+                .map(|f| {
+                    (
+                        f.prio,
+                        f.handle,
+                        f.kind,
+                        f.bpf_name.map(|n| owner_elided(&n)),
+                    )
+                })
                 .collect(),
             egress_entries: sock.filters(ifindex, Direction::Egress).unwrap().len(),
             clsact: sock.has_clsact(ifindex).unwrap(),
         }
     })
     .unwrap()
+}
+
+/// `macdrop_tc/TOKEN` as `macdrop_tc/OWNER`; any other name as it is.
+fn owner_elided(name: &str) -> String {
+    match owner::recorded(Some(name)) {
+        Recorded::Owner(_) => format!("{}/OWNER", names::TC_PROGRAM),
+        _ => name.to_owned(),
+    }
 }
 
 /// if_nametoindex in the calling thread's namespace.
@@ -243,7 +260,7 @@ fn our_filter(handle: u32) -> Vec<(u16, u32, String, Option<String>)> {
             CLSACT_PRIO,
             handle,
             "bpf".into(),
-            Some(names::TC_PROGRAM.into()),
+            Some(format!("{}/OWNER", names::TC_PROGRAM)),
         ),
     ]
 }
@@ -693,6 +710,18 @@ fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
         }
     );
 
+    // A start that fails on its arguments (no such interface) removes
+    // nothing: cleanup runs only once the selection is valid.
+    let bin = macdrop_tests::macdrop::macdrop_bin();
+    let mistyped = macdrop_tests::macdrop::run_command(
+        lab.host(),
+        &[bin.to_str().unwrap(), "watch", "--iface", "nosuch0"],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert_eq!(mistyped.status.code(), Some(3), "{mistyped:?}");
+    assert_eq!(tc_state(lab.host(), v0), left);
+
     let cleanup = || {
         lab.host()
             .enter_thread(|| cleanup_leftovers(&[ifindex]))
@@ -710,14 +739,21 @@ fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
     assert_eq!(cleanup(), Vec::<String>::new());
 }
 
-/// A running macdrop's filter is not a leftover: its program is held open
-/// by the process (here, this test's own object instance).
+/// A running macdrop's filter is not a leftover: it holds the owner name
+/// the filter records (here, this test's own object instance does), for
+/// the cleanup in this process and for a macdrop started in a PID
+/// namespace of its own (a container without the host's PID namespace),
+/// which cannot see the running one's processes: the owner name is in the
+/// network namespace, which both share. The running one attaches through
+/// clsact whatever the kernel (the path of kernels < 6.6); the second is
+/// the real binary.
 #[test]
-fn cleanup_spares_the_filter_of_a_running_macdrop() {
+fn cleanup_spares_the_filter_of_a_running_macdrop_from_any_pid_namespace() {
     let lab = StandaloneLab::new().unwrap();
     let mut rig = Rig::standalone(&lab);
     let attachment = rig.attach(lab.host(), 0, TcMode::Clsact);
     let before = tc_state(lab.host(), lab::STANDALONE_IFACE);
+    assert_eq!(before.ingress, our_filter(HANDLE_ON_OWN_QDISC));
     let ifindex = rig.ifindexes[0];
     let removed = lab
         .host()
@@ -726,8 +762,32 @@ fn cleanup_spares_the_filter_of_a_running_macdrop() {
         .unwrap();
     assert!(removed.is_empty(), "{removed:?}");
     assert_eq!(tc_state(lab.host(), lab::STANDALONE_IFACE), before);
-
     send_own_and_foreign(&lab);
     assert_eq!(rig.settle(0, &expected(1)), expected(1));
+
+    let second = macdrop_tests::macdrop::run_in_own_pid_namespace(
+        lab.host(),
+        &[
+            "watch",
+            "--iface",
+            lab::STANDALONE_IFACE,
+            "--duration",
+            "0.5",
+        ],
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(second.status.success(), "{second:?}");
+    assert!(
+        !second.stderr.contains("removed leftover"),
+        "{}",
+        second.stderr
+    );
+
+    // The running one's filter is still there, still counting.
+    assert_eq!(tc_state(lab.host(), lab::STANDALONE_IFACE), before);
+    send_own_and_foreign(&lab);
+    assert_eq!(rig.settle(0, &expected(2)), expected(2));
     attachment.detach().unwrap();
+    assert_eq!(tc_state(lab.host(), lab::STANDALONE_IFACE), nothing());
 }

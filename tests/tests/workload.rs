@@ -1,53 +1,22 @@
 //! Every veth port is named by what owns its peer's namespace: the process
 //! living there when no container engine answers for it.
 
-use std::{
-    process::{Child, Stdio},
-    time::Duration,
-};
+use std::time::Duration;
 
 use macdrop_tests::{
     lab::{BRIDGE, BridgeLab, port_name},
     macdrop::Macdrop,
-    netns::NetNs,
+    netns::Sleeper,
 };
 
 /// The workload thread answers within a second of the port appearing;
 /// the margin is for a loaded machine.
 const NAMED: Duration = Duration::from_secs(15);
 
-/// A `sleep` living in a namespace, killed when dropped (also when the
-/// test fails).
-struct Sleeper(Child);
-
-impl Sleeper {
-    fn start(ns: &NetNs) -> Self {
-        let child = ns
-            .command(&["sleep", "120"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start sleep in the peer namespace");
-        Self(child)
-    }
-
-    /// `ip netns exec` execs the program: the child's PID is sleep's.
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn a_port_is_named_by_the_process_in_its_peer_namespace() {
     let lab = BridgeLab::new(2).unwrap();
-    let sleeper = Sleeper::start(lab.peer(1));
+    let sleeper = Sleeper::start(lab.peer(1)).unwrap();
     let mut watch = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
     let p1 = port_name(1);
     let report = watch

@@ -36,6 +36,9 @@ const APT_PACKAGES: &[&str] = &[
     // in Debian: a minimal image lacks it). unshare, nsenter, setpriv and
     // taskset come with util-linux, which every Debian system has.
     "procps",
+    // mount, which the container-engine labs use for private tmpfs (not
+    // essential in Debian, though every system has it).
+    "mount",
     // Reads back the pcapng evidence of `--pcap` in the tests (packet
     // comments, interface names: what tcpdump does not show).
     "tshark",
@@ -59,6 +62,14 @@ const APT_PACKAGES: &[&str] = &[
     // image they use, imported from busybox-static's binary.
     "docker.io",
     "busybox-static",
+    // Podman (rootful) and containerd with its CRI plugin, of the tests'
+    // own, naming ports by container and by pod; the CNI plugins (bridge,
+    // host-local) attach the CRI test's pod.
+    "podman",
+    "containerd",
+    "containernetworking-plugins",
+    // protoc: building macdrop's CRI client (the k8s-cri crate's protos).
+    "protobuf-compiler",
 ];
 
 /// Every program the tests, the benchmark, the demo and the kernel matrix
@@ -111,6 +122,10 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("sha256sum", "coreutils"),
     ("man", "man-db"),
     ("bash", "bash"),
+    ("containerd", "containerd"),
+    ("ctr", "containerd"),
+    ("sh", "dash"),
+    ("mount", "mount"),
 ];
 
 /// Packages every Debian system has (`Essential: yes`).
@@ -118,6 +133,7 @@ pub const ESSENTIAL: &[&str] = &[
     "apt",
     "bash",
     "coreutils",
+    "dash",
     "dpkg",
     "gzip",
     "libc-bin",

@@ -15,7 +15,7 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     let report = diagnose(&args.select, args.duration, capture).await?;
     let text = match args.format {
         Format::Json => render::json(&report),
-        Format::Table => render::table(&report),
+        Format::Table => crate::untrusted::for_terminal(&render::table(&report)),
     };
     let printed = super::print(sink, &text)?;
     let Some(threshold) = args.fail_on else {

@@ -10,7 +10,7 @@ use crate::{
     render,
     status::IfaceStatus,
     status::{PromiscFacts, gather, mac_pinned_from_sysfs},
-    workload::{self, DOCKER_HOST_VAR},
+    workload::{self, Sockets},
 };
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
@@ -28,7 +28,7 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     let status = rules::status(interfaces);
     let text = match args.format {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
-        Format::Table => render::status::table(&status),
+        Format::Table => crate::untrusted::for_terminal(&render::status::table(&status)),
     };
     super::print(crate::output::Sink::Stdout, &text)
 }
@@ -44,11 +44,10 @@ async fn name_workloads(
     let ifindexes: Vec<u32> = interfaces.iter().map(|i| i.link.ifindex).collect();
     let peers = workload::veth_peers(state, ifindexes.iter());
     let lookup = netlink.nsid_lookup();
-    let docker_host = std::env::var(DOCKER_HOST_VAR).ok();
-    let found = tokio::task::spawn_blocking(move || {
-        workload::resolve_once(docker_host, netns, lookup, peers)
-    })
-    .await;
+    let sockets = Sockets::from_env();
+    let found =
+        tokio::task::spawn_blocking(move || workload::resolve_once(sockets, netns, lookup, peers))
+            .await;
     let (mut owners, notes) = match found {
         Ok(Ok(found)) => found,
         Ok(Err(e)) => (

@@ -17,7 +17,7 @@ use crate::{
 fn emit(sink: Sink, format: Format, world: &World) -> Result<(), Failure> {
     let text = match format {
         Format::Json => render::json::render(world) + "\n",
-        Format::Table => render::table::render(world) + "\n",
+        Format::Table => crate::untrusted::for_terminal(&render::table::render(world)) + "\n",
     };
     sink.write(text.as_bytes())
         .map_err(|e| write_failure(&e, "the report"))

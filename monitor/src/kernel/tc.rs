@@ -9,7 +9,9 @@
 //!   only if the device has none) and a direct-action cls_bpf filter named
 //!   `macdrop_tc` at a fixed priority and handle. Both are netlink objects:
 //!   they outlive the process, so a SIGKILLed macdrop leaves them behind and
-//!   the next start removes them (`cleanup_leftovers`).
+//!   the next start removes them (`cleanup_leftovers`), those only: the
+//!   filter's name records its owner (`owner`), whose absence is proved
+//!   before anything is removed.
 //!
 //! The program returns TC_ACT_UNSPEC (TCX_NEXT) for every frame, so it never
 //! decides a verdict: the programs and filters after it run as if it were
@@ -19,19 +21,18 @@
 /// The rtnetlink requests behind the clsact path; public so the
 /// privileged tests (`tests/tests/tc_attach.rs`) can read an interface's
 /// qdisc and filters back.
+pub mod owner;
 pub mod rtnl;
 mod tcx;
 
-use std::{
-    collections::{BTreeSet, HashSet},
-    ffi::CStr,
-};
+use std::{ffi::CStr, sync::Arc};
 
 use anyhow::Context as _;
 use aya::{Ebpf, programs::SchedClassifier};
 use monitor_common::names;
 
 use self::{
+    owner::{Liveness, Owner, Recorded},
     rtnl::{Direction, NewBpfFilter, RouteSocket, errno_of},
     tcx::TcxLink,
 };
@@ -102,6 +103,9 @@ struct ClsactFilter {
     handle: u32,
     prog_id: u32,
     created_qdisc: bool,
+    /// Held while the filter may be ours to remove: it proves to any other
+    /// macdrop that the filter is not a leftover (`owner`).
+    _owner: Arc<Owner>,
 }
 
 impl TcAttachment {
@@ -263,6 +267,8 @@ pub fn attach_clsact(ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<TcAttachme
         use std::os::fd::AsRawFd as _;
         program_fd(ebpf)?.as_raw_fd()
     };
+    let owner = Owner::here()
+        .context("cannot bind the owner name of macdrop's tc filters in this namespace")?;
     let mut sock = RouteSocket::open()?;
     let created_qdisc = sock
         .add_clsact(ifindex)
@@ -277,7 +283,7 @@ pub fn attach_clsact(ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<TcAttachme
         prio: CLSACT_PRIO,
         handle,
         prog_fd,
-        name: names::TC_PROGRAM,
+        name: &owner.filter_name(),
     });
     if let Err(e) = added {
         if created_qdisc {
@@ -295,6 +301,7 @@ pub fn attach_clsact(ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<TcAttachme
             handle,
             prog_id,
             created_qdisc,
+            _owner: owner,
         })),
     })
 }
@@ -304,86 +311,64 @@ pub fn attach_clsact(ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<TcAttachme
 /// thread's namespace: TCX and XDP links die with their process, but a
 /// cls_bpf filter and a clsact qdisc are netlink objects and stay.
 ///
-/// A leftover is a cls_bpf filter on ingress named `macdrop_tc` whose
-/// program no live process holds open (a running macdrop holds its
-/// program's fd, so its filter is never taken for a leftover). The clsact
-/// qdisc goes too when the leftover filter's handle says macdrop added it
-/// and no filter at all remains on it. Returns one line per removed object.
+/// A leftover is a cls_bpf filter on ingress named `macdrop_tc/TOKEN` whose
+/// owner name nobody holds any more (`owner`: proved by binding it, which
+/// works across PID namespaces). A filter named plain `macdrop_tc` (from a
+/// macdrop that recorded no owner) is never removed: there is no proof it
+/// is orphaned; a note says how to remove it. The clsact qdisc goes too
+/// when a removed filter's handle says macdrop added it and no filter at
+/// all remains on it. Returns one line per removed or spared object.
 pub fn cleanup_leftovers(ifindexes: &[u32]) -> anyhow::Result<Vec<String>> {
     let mut sock = RouteSocket::open()?;
-    let mut removed = Vec::new();
-    let mut held: Option<HashSet<u32>> = None;
+    let mut lines = Vec::new();
     for &ifindex in ifindexes {
-        let candidates: Vec<_> = sock
+        let filters = sock
             .filters(ifindex, Direction::Ingress)
-            .with_context(|| format!("cannot list tc filters of ifindex {ifindex}"))?
-            .into_iter()
-            .filter(|f| f.kind == "bpf" && f.bpf_name.as_deref() == Some(names::TC_PROGRAM))
-            .collect();
-        if candidates.is_empty() {
-            continue;
-        }
-        let held = held.get_or_insert_with(programs_held_open);
-        let name = ifname(ifindex).unwrap_or_else(|_| format!("ifindex {ifindex}"));
+            .with_context(|| format!("cannot list tc filters of ifindex {ifindex}"))?;
         let mut our_qdisc = false;
-        for f in candidates {
-            if f.bpf_prog_id.is_some_and(|id| held.contains(&id)) {
-                continue;
-            }
+        for f in filters.iter().filter(|f| f.kind == "bpf") {
+            let name = || ifname(ifindex).unwrap_or_else(|_| format!("ifindex {ifindex}"));
+            let _claim = match owner::recorded(f.bpf_name.as_deref()) {
+                Recorded::NotOurs => continue,
+                Recorded::NoOwner => {
+                    lines.push(format!(
+                        "a macdrop_tc filter without an owner on {} (from an older macdrop) is \
+                         left in place; if no macdrop runs, remove it with `tc filter del dev {} \
+                         ingress pref {}`",
+                        name(),
+                        name(),
+                        f.prio
+                    ));
+                    continue;
+                }
+                Recorded::Owner(token) => match owner::liveness(token) {
+                    Ok(Liveness::Held) => continue,
+                    Ok(Liveness::Orphaned(claim)) => claim,
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e)
+                            .context("cannot check the owner of a macdrop tc filter"));
+                    }
+                },
+            };
             match sock.del_bpf_filter(ifindex, f.prio, f.protocol_be, f.handle) {
-                Ok(()) => removed.push(format!("removed leftover macdrop tc filter on {name}")),
+                Ok(()) => lines.push(format!("removed leftover macdrop tc filter on {}", name())),
                 Err(e) if matches!(errno_of(&e), Some(libc::ENOENT)) => continue,
                 Err(e) => {
-                    return Err(e.context(format!("cannot remove a leftover tc filter on {name}")));
+                    return Err(
+                        e.context(format!("cannot remove a leftover tc filter on {}", name()))
+                    );
                 }
             }
             our_qdisc |= f.handle == HANDLE_ON_OWN_QDISC;
         }
         if our_qdisc && remove_qdisc_if_unused(&mut sock, ifindex)? {
-            removed.push(format!(
-                "removed leftover clsact qdisc (added by macdrop) on {name}"
+            lines.push(format!(
+                "removed leftover clsact qdisc (added by macdrop) on {}",
+                ifname(ifindex).unwrap_or_else(|_| format!("ifindex {ifindex}"))
             ));
         }
     }
-    Ok(removed)
-}
-
-/// Ids of the BPF programs some live process holds a file descriptor to
-/// (the program itself, or a link to it), from /proc/*/fdinfo. Processes
-/// in other PID namespaces are not visible; unreadable entries are skipped.
-fn programs_held_open() -> HashSet<u32> {
-    let mut ids = HashSet::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return ids;
-    };
-    let pids: BTreeSet<String> = procs
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
-        .collect();
-    for pid in pids {
-        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-            continue;
-        };
-        for fd in fds.flatten() {
-            let Ok(target) = std::fs::read_link(fd.path()) else {
-                continue;
-            };
-            let target = target.to_string_lossy();
-            if target != "anon_inode:bpf-prog" && target != "anon_inode:bpf_link" {
-                continue;
-            }
-            let info = format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy());
-            if let Ok(text) = std::fs::read_to_string(info) {
-                ids.extend(
-                    text.lines()
-                        .filter_map(|l| l.strip_prefix("prog_id:"))
-                        .filter_map(|v| v.trim().parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    ids
+    Ok(lines)
 }
 
 fn program(ebpf: &mut Ebpf) -> anyhow::Result<&mut SchedClassifier> {

@@ -1,8 +1,10 @@
 //! Which id a namespace has in the numbering of the socket's namespace
 //! (RTM_GETNSID): the only way from a link's `IFLA_LINK_NETNSID` back to a
 //! namespace. The kernel answers "what id does the namespace of PID have
-//! here", never the reverse, so `workload` asks it for one process of each
-//! namespace it finds under /proc until the ids it looks for are named.
+//! here" (or "of the namespace file open as FD"), never the reverse, so
+//! `workload` asks it for one process of each namespace it finds under
+//! /proc, then for the namespace files a runtime names, until the ids it
+//! looks for are named.
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
@@ -37,9 +39,26 @@ impl NsidLookup {
     /// whose peer lives there, needs it) or the process is gone. NETNSA_PID
     /// needs no privilege: it survives macdrop dropping its capabilities.
     pub async fn of_pid(&self, pid: u32) -> anyhow::Result<Option<i32>> {
+        self.ask(NsidAttribute::Pid(pid)).await
+    }
+
+    /// The id the namespace of file `path` (a namespace bind mount, like
+    /// /run/netns/NAME) has here; None when it has none. For namespaces
+    /// whose processes this process cannot see (a pod without hostPID).
+    pub async fn of_file(&self, path: &std::path::Path) -> anyhow::Result<Option<i32>> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        // The file stays open until the kernel has answered.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let id = self.ask(NsidAttribute::Fd(fd as u32)).await;
+        drop(file);
+        id
+    }
+
+    async fn ask(&self, about: NsidAttribute) -> anyhow::Result<Option<i32>> {
         let mut request = NsidMessage::default();
         request.header.family = AddressFamily::Unspec;
-        request.attributes.push(NsidAttribute::Pid(pid));
+        request.attributes.push(about);
         let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(request));
         req.header.flags = NLM_F_REQUEST;
         let mut responses = self

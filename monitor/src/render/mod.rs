@@ -16,14 +16,22 @@ pub const SCHEMA: &str = "macdrop/1";
 /// table, `status` and `diagnose`, so all three line up the same way.
 pub fn columns<const N: usize>(rows: &[[String; N]], right: impl Fn(usize) -> bool) -> String {
     use std::fmt::Write as _;
+    // Cells may hold names from the kernel: aligned as they will be shown.
+    let rows: Vec<[String; N]> = rows
+        .iter()
+        .map(|row| {
+            row.clone()
+                .map(|cell| crate::untrusted::escape_controls(&cell))
+        })
+        .collect();
     let mut widths = [0usize; N];
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in rows {
+    for row in &rows {
         let mut line = String::new();
         for (col, (cell, w)) in row.iter().zip(widths).enumerate() {
             if col > 0 {

@@ -125,14 +125,17 @@ impl Session {
             (Netlink::connect()?, Notifications::subscribe()?)
         };
         let state = netlink.read_state().await?;
+        let initial = topology::select(&state, &selection)?;
         // A macdrop killed with SIGKILL on a kernel without TCX leaves its
-        // clsact filter (and qdisc) behind: remove them before anything.
+        // clsact filter (and qdisc) behind: remove them before attaching,
+        // but only once the selection is known to be valid (a mistyped
+        // flag changes nothing), and only those whose owner is provably
+        // gone (`kernel::tc::owner`).
         let leftovers = {
             let _inside = ns.enter()?;
             let ifindexes: Vec<u32> = state.links.iter().map(|l| l.ifindex).collect();
             tc::cleanup_leftovers(&ifindexes)?
         };
-        let initial = topology::select(&state, &selection)?;
 
         // BTF tells the drop program where to find skb->dev and friends; a
         // kernel without it still gets the frame classes.

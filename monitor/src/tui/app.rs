@@ -13,6 +13,7 @@ use crate::{
     classes::{self, CLASSES, Class},
     model::{Interface, World},
     topology::Role,
+    untrusted::escape_controls,
     verdict::MAC_MISMATCH_REASONS,
 };
 
@@ -175,7 +176,18 @@ impl App {
     }
 
     /// Takes in one report: counts, a sample of each mismatch rate, events.
-    pub fn update(&mut self, world: World) {
+    pub fn update(&mut self, mut world: World) {
+        // Everything the screen shows of the interfaces, escaped once here
+        // (ratatui drops control characters, which would hide them).
+        for i in &mut world.interfaces {
+            i.name = escape_controls(&i.name);
+            for text in [&mut i.master, &mut i.netns_name, &mut i.promisc_holders]
+                .into_iter()
+                .flatten()
+            {
+                *text = escape_controls(text);
+            }
+        }
         for i in &world.interfaces {
             let samples = self.history.entry(key(i)).or_default();
             samples.push_back(mismatch_rate(i));
@@ -187,7 +199,7 @@ impl App {
         self.history
             .retain(|k, _| world.interfaces.iter().any(|i| key(i) == *k));
         for e in &world.events {
-            self.push_event(e.ts, e.describe());
+            self.push_event(e.ts, escape_controls(&e.describe()));
         }
         self.interfaces = world.interfaces;
         self.last_report = Some(world.ts);
@@ -198,7 +210,7 @@ impl App {
 
     /// A line macdrop would have printed on stderr.
     pub fn note(&mut self, ts: SystemTime, text: String) {
-        let text = text.strip_prefix("macdrop: ").unwrap_or(&text).to_owned();
+        let text = escape_controls(text.strip_prefix("macdrop: ").unwrap_or(&text));
         self.push_event(ts, text);
     }
 

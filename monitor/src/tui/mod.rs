@@ -104,7 +104,9 @@ pub async fn show(mut monitor: Monitor, interval: Duration) -> anyhow::Result<()
         captured.push(line);
     }
     for line in captured {
-        // Already "macdrop: ..." as captured; lost if stderr is gone.
+        // Already "macdrop: ..." as captured (escaped again: cheap, and
+        // safe whatever captured it); lost if stderr is gone.
+        let line = crate::untrusted::escape_controls(&line);
         let _ = crate::output::Sink::Stderr.write(format!("{line}\n").as_bytes());
     }
     outcome

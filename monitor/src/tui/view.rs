@@ -655,6 +655,42 @@ mod tests {
             .collect()
     }
 
+    /// Names from the kernel and events about them are shown escaped:
+    /// ratatui would drop a raw ESC silently, hiding that it is there.
+    #[test]
+    fn hostile_names_are_shown_escaped() {
+        let hostile = "b\x1b[31mr\x07";
+        let mut interfaces = lab();
+        interfaces[0].name = hostile.into();
+        interfaces[1].master = Some(hostile.into());
+        let mut app = App::new(Duration::from_secs(1));
+        app.update(World {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_secs(3600),
+            interfaces,
+            events: vec![Event {
+                ts: SystemTime::UNIX_EPOCH,
+                ifname: hostile.into(),
+                ifindex: 2,
+                kind: EventKind::PromiscEntered { from: 0, to: 1 },
+            }],
+            drop_source: Ok("tp_btf"),
+            self_stats: None,
+            evidence: None,
+        });
+        app.note(SystemTime::UNIX_EPOCH, format!("macdrop: {hostile} note"));
+        let text = screen(&app, 160, 30).join("\n");
+        let shown = r"b\u{1b}[31mr\u{7}";
+        assert!(
+            text.contains(&format!("{shown} entered promiscuous mode")),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{shown} note")), "{text}");
+        assert!(
+            text.lines().filter(|l| l.contains(shown)).count() >= 3,
+            "the bridge's row and its port's master column too:\n{text}"
+        );
+    }
+
     fn app() -> App {
         let mut app = App::new(Duration::from_secs(1));
         app.update(World {

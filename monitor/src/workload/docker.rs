@@ -1,37 +1,16 @@
 //! The Docker Engine's view: container names, ids, Compose labels, by the
 //! network namespace each container's process lives in. Read-only calls
 //! (`GET /containers/json`, `GET /containers/{id}/json`) over the Engine's
-//! unix socket, each bounded by `CALL_TIMEOUT`.
-//!
-//! HTTP is hyper's client (`hyper::client::conn::http1`) on a tokio
-//! `UnixStream`: hyper is already macdrop's HTTP library (the metrics
-//! endpoint), and two GETs do not justify bollard's dependency tree (its
-//! whole Engine API, TLS, SSH, ...); nothing here parses HTTP by hand.
+//! unix socket (`unix_http`), each bounded by `unix_http::CALL_TIMEOUT`.
 
 use std::{
     collections::HashMap,
-    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
-    time::Duration,
 };
 
-use anyhow::{Context as _, bail};
-use http_body_util::{BodyExt as _, Empty, Limited};
-use hyper::{Request, body::Bytes};
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, de::DeserializeOwned};
 
-use super::{Kind, Workload, clean};
-
-/// Longest any one call to the Engine may take.
-pub const CALL_TIMEOUT: Duration = Duration::from_millis(500);
-/// Largest answer read (a list of a few thousand containers fits).
-const MAX_BODY: usize = 16 << 20;
-
-/// `/proc/PID/ns/net`'s filesystem: a sandbox key that is not on it is a
-/// plain file (e.g. the Engine's bind mount lives in another mount
-/// namespace), whose inode says nothing.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
+use super::{Kind, Workload, clean, namespace_file, pid_namespace, unix_http};
 
 pub struct Docker {
     socket: PathBuf,
@@ -125,56 +104,8 @@ impl Docker {
         Ok(out)
     }
 
-    /// One GET, bounded by `CALL_TIMEOUT`, its JSON answer decoded.
     async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
-        let call = async {
-            let (response, connection) = request(&self.socket, path).await?;
-            let result = async {
-                let status = response.status();
-                let body = Limited::new(response.into_body(), MAX_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
-                    .to_bytes();
-                if !status.is_success() {
-                    bail!("GET {path}: {status}");
-                }
-                serde_json::from_slice(&body).with_context(|| format!("GET {path}: bad JSON"))
-            }
-            .await;
-            connection.abort();
-            result
-        };
-        tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .with_context(|| format!("GET {path}: no answer within {CALL_TIMEOUT:?}"))?
-    }
-}
-
-/// Sends `GET path` to the Engine at `socket`: the answer's head (its body
-/// still to read) and the connection's task, to abort once done with it.
-pub async fn request(
-    socket: &Path,
-    path: &str,
-) -> anyhow::Result<(
-    hyper::Response<hyper::body::Incoming>,
-    tokio::task::JoinHandle<hyper::Result<()>>,
-)> {
-    let stream = tokio::net::UnixStream::connect(socket)
-        .await
-        .with_context(|| format!("cannot connect to {}", socket.display()))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let connection = tokio::spawn(connection);
-    let request = Request::get(path)
-        .header(hyper::header::HOST, "docker")
-        .body(Empty::<Bytes>::new())?;
-    match sender.send_request(request).await {
-        Ok(response) => Ok((response, connection)),
-        Err(e) => {
-            connection.abort();
-            Err(e.into())
-        }
+        unix_http::get(&self.socket, path).await
     }
 }
 
@@ -212,31 +143,11 @@ fn from_inspect(c: &Inspect) -> Option<(Workload, u64)> {
     Some((workload, inode))
 }
 
-fn pid_namespace(pid: u32) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/net"))
-        .ok()
-        .map(|m| m.ino())
-}
-
-/// The inode of a namespace file (a bind mount of nsfs); None for anything
-/// else.
-fn namespace_file(path: &str) -> Option<u64> {
-    let c_path = std::ffi::CString::new(path).ok()?;
-    // SAFETY: statfs(2) writes into the zeroed struct we own; the path is
-    // a valid NUL-terminated string.
-    let is_nsfs = unsafe {
-        let mut fs: libc::statfs = std::mem::zeroed();
-        libc::statfs(c_path.as_ptr(), &mut fs) == 0 && fs.f_type as i64 == NSFS_MAGIC
-    };
-    if !is_nsfs {
-        return None;
-    }
-    std::fs::metadata(path).ok().map(|m| m.ino())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
+    use super::{unix_http::CALL_TIMEOUT, *};
 
     #[test]
     fn an_inspected_container_is_named_and_cleaned() {
@@ -254,12 +165,6 @@ mod tests {
         assert_eq!(w.compose_project.as_deref(), Some("shop"));
         assert_eq!(w.compose_service.as_deref(), Some("web"));
         assert_eq!(w.pid, Some(pid));
-    }
-
-    #[test]
-    fn a_sandbox_key_that_is_a_plain_file_names_nothing() {
-        assert_eq!(namespace_file("/proc/self/status"), None);
-        assert!(namespace_file("/proc/self/ns/net").is_some());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -1,4 +1,5 @@
-//! The Engine's container events as nudges: a thread of its own holds
+//! The Engine's container events as nudges (Docker's, and Podman's
+//! service, which serves the same endpoint): a thread of its own holds
 //! `GET /events` open (filtered to containers starting and ending) and,
 //! for every event, tells the resolver to look again. So a container is
 //! named as soon as it runs, not at the next retry; the resolver still
@@ -20,7 +21,7 @@ use std::{
 use http_body_util::BodyExt as _;
 use tokio::sync::Notify;
 
-use super::{docker, docker::CALL_TIMEOUT};
+use super::unix_http::{self, CALL_TIMEOUT};
 
 /// How often a lost or missing Engine is tried again.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -78,7 +79,8 @@ impl Drop for Events {
 /// as `nudge` wants them.
 async fn follow(socket: &std::path::Path, nudge: &impl Fn() -> bool) {
     loop {
-        let connected = tokio::time::timeout(CALL_TIMEOUT, docker::request(socket, EVENTS)).await;
+        let connected =
+            tokio::time::timeout(CALL_TIMEOUT, unix_http::request(socket, EVENTS)).await;
         if let Ok(Ok((response, connection))) = connected {
             if response.status().is_success() {
                 if !nudge() {

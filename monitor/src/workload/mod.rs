@@ -15,25 +15,32 @@
 //!    of each namespace found in step 1 is asked about until every id
 //!    wanted is named; the namespace is then known by inode, the key all
 //!    of macdrop uses.
-//! 3. `docker`: the Docker Engine's containers, by the inode of their
-//!    process's namespace (or of their sandbox file), name them better;
-//!    without the Engine, step 1's view stands (one line on stderr).
+//! 3. The container runtimes, each by the inode of its containers' (or
+//!    pods') namespaces, name them better: `docker` (the Engine's API),
+//!    `podman` (the libpod API of `podman system service`) and `cri`
+//!    (containerd's or CRI-O's CRI, gRPC: Kubernetes pods). A runtime that
+//!    is not there is skipped quietly; one that stops answering leaves
+//!    step 1's view (one line on stderr). Every call is read-only and
+//!    bounded (500 ms).
 //!
 //! All of it runs on a thread of its own (`resolver`), never on the report
-//! path: counting goes on whatever /proc or the Engine do. The Engine's
-//! container events (`events`, another thread) make it look again as soon
-//! as a container starts or stops.
+//! path: counting goes on whatever /proc or the runtimes do. The Docker
+//! Engine's container events (`events`, another thread) make it look again
+//! as soon as a container starts or stops.
 
+mod cri;
 mod docker;
 mod events;
+mod podman;
 mod process;
 mod resolver;
+mod unix_http;
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, os::unix::fs::MetadataExt as _};
 
 use crate::netlink::NetState;
 
-pub use resolver::{DEFAULT_DOCKER_HOST, DOCKER_HOST_VAR, Resolver, resolve_once};
+pub use resolver::{Resolver, Sockets, resolve_once};
 
 /// The veths among `ifindexes` whose peer lives in another namespace:
 /// ifindex -> the peer namespace's id here (`IFLA_LINK_NETNSID`), what the
@@ -86,9 +93,9 @@ pub struct Workload {
     pub id: Option<String>,
     /// The container's name; for `Process`, the command (/proc/PID/comm).
     pub name: Option<String>,
-    /// Kubernetes namespace (not yet known: needs the CRI).
+    /// Kubernetes namespace (from the CRI).
     pub namespace: Option<String>,
-    /// Kubernetes pod: its UID as the cgroup path names it.
+    /// Kubernetes pod: its UID, from the CRI or as the cgroup path names it.
     pub pod: Option<String>,
     /// The lowest PID in the namespace (a container's main process when
     /// the Engine said so).
@@ -126,6 +133,34 @@ fn short_id(id: &str) -> String {
         Some((at, _)) => format!("{}…", &id[..at]),
         None => id.to_owned(),
     }
+}
+
+/// The inode of process `pid`'s network namespace (/proc/PID/ns/net).
+fn pid_namespace(pid: u32) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// `/proc/PID/ns/net`'s filesystem: a sandbox path that is not on it is a
+/// plain file (e.g. the runtime's bind mount lives in another mount
+/// namespace), whose inode says nothing.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// The inode of a namespace file (a bind mount of nsfs, as Docker's
+/// sandbox keys and the CRI's pod namespaces are); None for anything else.
+fn namespace_file(path: &str) -> Option<u64> {
+    let c_path = std::ffi::CString::new(path).ok()?;
+    // SAFETY: statfs(2) writes into the zeroed struct we own; the path is
+    // a valid NUL-terminated string.
+    let is_nsfs = unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        libc::statfs(c_path.as_ptr(), &mut fs) == 0 && fs.f_type as i64 == NSFS_MAGIC
+    };
+    if !is_nsfs {
+        return None;
+    }
+    std::fs::metadata(path).ok().map(|m| m.ino())
 }
 
 /// Longest string kept from another process.
@@ -175,6 +210,15 @@ mod tests {
             ..process(None, 7)
         };
         assert_eq!(web.describe(), "web1 (docker, 3f2a1b9c0d4e…)");
+    }
+
+    #[test]
+    fn a_sandbox_path_that_is_a_plain_file_names_nothing() {
+        assert_eq!(namespace_file("/proc/self/status"), None);
+        assert_eq!(
+            namespace_file("/proc/self/ns/net"),
+            pid_namespace(std::process::id())
+        );
     }
 
     #[test]

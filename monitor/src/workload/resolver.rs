@@ -4,8 +4,8 @@
 //! neither of which waits on /proc, netlink or the Engine.
 //!
 //! When it works: as soon as the ports wanted change (a port came or
-//! went) or the Engine reports a container starting or stopping
-//! (`events`), and again every `RETRY` while a port has no answer (a
+//! went) or the Docker Engine or Podman reports a container starting or
+//! stopping (`events`), and again every `RETRY` while a port has no answer (a
 //! container's process may start after its veth) or every `REFRESH`
 //! regardless (a container replaced, the Engine stopped or back); never
 //! more often than `MIN_GAP`, which bounds its cost (a /proc scan and a
@@ -14,7 +14,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         Arc, Mutex,
         mpsc::{self, RecvTimeoutError},
@@ -25,8 +25,10 @@ use std::{
 
 use super::{
     Workload,
+    cri::Cri,
     docker::Docker,
     events::{self, Events},
+    podman::Podman,
     process,
 };
 use crate::netlink::NsidLookup;
@@ -35,6 +37,47 @@ use crate::netlink::NsidLookup;
 /// or `unix://PATH` as `DOCKER_HOST` spells it).
 pub const DEFAULT_DOCKER_HOST: &str = "/var/run/docker.sock";
 pub const DOCKER_HOST_VAR: &str = "MACDROP_DOCKER_HOST";
+/// Podman's service socket (rootful) unless `MACDROP_PODMAN_HOST` names
+/// another, spelled the same way.
+pub const DEFAULT_PODMAN_HOST: &str = "/run/podman/podman.sock";
+pub const PODMAN_HOST_VAR: &str = "MACDROP_PODMAN_HOST";
+/// The CRI sockets asked (each that exists) unless `MACDROP_CRI_ENDPOINT`
+/// names one (a path, or `unix://PATH` as crictl's
+/// `CONTAINER_RUNTIME_ENDPOINT` spells it).
+pub const DEFAULT_CRI_ENDPOINTS: &[&str] =
+    &["/run/containerd/containerd.sock", "/run/crio/crio.sock"];
+pub const CRI_ENDPOINT_VAR: &str = "MACDROP_CRI_ENDPOINT";
+
+/// Where the container runtimes answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sockets {
+    pub docker: PathBuf,
+    pub podman: PathBuf,
+    pub cri: Vec<PathBuf>,
+}
+
+impl Sockets {
+    /// The defaults, or what the environment variables name.
+    pub fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok();
+        Self::from_vars(
+            var(DOCKER_HOST_VAR).as_deref(),
+            var(PODMAN_HOST_VAR).as_deref(),
+            var(CRI_ENDPOINT_VAR).as_deref(),
+        )
+    }
+
+    fn from_vars(docker: Option<&str>, podman: Option<&str>, cri: Option<&str>) -> Self {
+        Self {
+            docker: unix_socket(docker, DEFAULT_DOCKER_HOST),
+            podman: unix_socket(podman, DEFAULT_PODMAN_HOST),
+            cri: match cri.filter(|c| !c.is_empty()) {
+                Some(c) => vec![unix_socket(Some(c), "")],
+                None => DEFAULT_CRI_ENDPOINTS.iter().map(PathBuf::from).collect(),
+            },
+        }
+    }
+}
 
 const MIN_GAP: Duration = Duration::from_millis(250);
 const RETRY: Duration = Duration::from_secs(1);
@@ -62,8 +105,9 @@ struct Shared {
 }
 
 pub struct Resolver {
-    /// Holds a sender of the channel: dropped first.
-    events: Option<Events>,
+    /// Docker's and Podman's event streams; each holds a sender of the
+    /// channel: dropped first.
+    events: Vec<Events>,
     tx: Option<mpsc::Sender<Message>>,
     shared: Arc<Mutex<Shared>>,
     thread: Option<JoinHandle<()>>,
@@ -72,19 +116,21 @@ pub struct Resolver {
 impl Resolver {
     /// Starts the thread. Start it after macdrop dropped its capabilities:
     /// a thread inherits its creator's.
-    pub fn start(docker_host: Option<String>) -> anyhow::Result<Self> {
+    pub fn start(sockets: Sockets) -> anyhow::Result<Self> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let (tx, rx) = mpsc::channel();
-        let worker = Worker::new(docker_host, rx, Arc::clone(&shared))?;
-        let events = Events::start(
-            worker.docker.socket().to_owned(),
-            events::sender(tx.clone(), || Message::Nudge),
-        )?;
+        // Podman's service serves the Engine's `/events` too.
+        let streams = [sockets.docker.clone(), sockets.podman.clone()];
+        let worker = Worker::new(sockets, rx, Arc::clone(&shared))?;
+        let events = streams
+            .into_iter()
+            .map(|socket| Events::start(socket, events::sender(tx.clone(), || Message::Nudge)))
+            .collect::<anyhow::Result<_>>()?;
         let thread = std::thread::Builder::new()
             .name("macdrop-workload".into())
             .spawn(move || worker.run())?;
         Ok(Self {
-            events: Some(events),
+            events,
             tx: Some(tx),
             shared,
             thread: Some(thread),
@@ -126,7 +172,7 @@ impl Drop for Resolver {
         // Closing the channel ends the thread's loop (once the events
         // thread, which holds a sender, is gone); a resolution under way
         // ends within its timeouts.
-        self.events = None;
+        self.events.clear();
         self.tx = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -140,7 +186,7 @@ impl Drop for Resolver {
 /// runtime of its own, so call it off the async threads (spawn_blocking);
 /// `lookup`'s socket must be served meanwhile.
 pub fn resolve_once(
-    docker_host: Option<String>,
+    sockets: Sockets,
     netns: u32,
     lookup: NsidLookup,
     peers: BTreeMap<u32, i32>,
@@ -150,7 +196,7 @@ pub fn resolve_once(
     }
     let shared = Arc::new(Mutex::new(Shared::default()));
     let (_tx, rx) = mpsc::channel();
-    let mut worker = Worker::new(docker_host, rx, Arc::clone(&shared))?;
+    let mut worker = Worker::new(sockets, rx, Arc::clone(&shared))?;
     worker.wanted.insert(netns, (lookup, peers));
     worker.resolve();
     let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,31 +208,135 @@ pub fn resolve_once(
     Ok((owners, std::mem::take(&mut shared.notes)))
 }
 
-/// `MACDROP_DOCKER_HOST`'s socket path (`unix://` optional), else the
-/// default.
-fn docker_socket(host: Option<&str>) -> PathBuf {
-    let host = host
-        .filter(|h| !h.is_empty())
-        .unwrap_or(DEFAULT_DOCKER_HOST);
+/// A socket variable's path (`unix://` optional), else the default.
+fn unix_socket(host: Option<&str>, default: &str) -> PathBuf {
+    let host = host.filter(|h| !h.is_empty()).unwrap_or(default);
     PathBuf::from(host.strip_prefix("unix://").unwrap_or(host))
+}
+
+/// A container runtime that names namespaces.
+enum Source {
+    Docker(Docker),
+    Podman(Podman),
+    Cri(Cri),
+}
+
+impl Source {
+    /// For stderr: "cannot reach {what}".
+    fn what(&self) -> &'static str {
+        match self {
+            Source::Docker(_) => "the Docker Engine",
+            Source::Podman(_) => "Podman's service",
+            Source::Cri(_) => "the CRI runtime",
+        }
+    }
+
+    /// What it names ports by.
+    fn names_by(&self) -> &'static str {
+        match self {
+            Source::Docker(_) | Source::Podman(_) => "container",
+            Source::Cri(_) => "pod",
+        }
+    }
+
+    fn socket(&self) -> &Path {
+        match self {
+            Source::Docker(d) => d.socket(),
+            Source::Podman(p) => p.socket(),
+            Source::Cri(c) => c.socket(),
+        }
+    }
+
+    /// Namespace files by inode, for namespaces no visible process lives
+    /// in: the CRI's pod namespaces.
+    fn namespace_files(&self) -> Vec<(u64, PathBuf)> {
+        match self {
+            Source::Cri(c) => c.namespace_files(),
+            Source::Docker(_) | Source::Podman(_) => Vec::new(),
+        }
+    }
+
+    async fn by_namespace(&mut self) -> anyhow::Result<HashMap<u64, Workload>> {
+        match self {
+            Source::Docker(d) => d.by_namespace().await,
+            Source::Podman(p) => p.by_namespace().await,
+            Source::Cri(c) => c.by_namespace().await,
+        }
+    }
+}
+
+struct Engine {
+    source: Source,
+    /// Whether it answered last time; None before the first ask.
+    up: Option<bool>,
+}
+
+impl Engine {
+    fn new(source: Source) -> Self {
+        Self { source, up: None }
+    }
+
+    /// Its workloads by namespace inode; none when it does not answer,
+    /// with one note when it stops answering and one when it is back.
+    fn ask(
+        &mut self,
+        runtime: &tokio::runtime::Runtime,
+        notes: &mut Vec<String>,
+    ) -> HashMap<u64, Workload> {
+        let what = self.source.what();
+        match runtime.block_on(self.source.by_namespace()) {
+            Ok(c) => {
+                if self.up == Some(false) {
+                    notes.push(format!(
+                        "{what} at {} answers again: ports are named by {}",
+                        self.source.socket().display(),
+                        self.source.names_by()
+                    ));
+                }
+                self.up = Some(true);
+                c
+            }
+            // No socket and never an answer: a host without this runtime,
+            // the normal case, and nothing to say about it.
+            Err(_) if self.up.is_none() && !self.source.socket().exists() => HashMap::new(),
+            Err(e) => {
+                if self.up != Some(false) {
+                    notes.push(format!(
+                        "cannot reach {what} ({e:#}): ports are named by the \
+                         processes in their peers' namespaces"
+                    ));
+                }
+                self.up = Some(false);
+                HashMap::new()
+            }
+        }
+    }
 }
 
 struct Worker {
     rx: mpsc::Receiver<Message>,
     shared: Arc<Mutex<Shared>>,
     runtime: tokio::runtime::Runtime,
-    docker: Docker,
-    /// Whether the Engine answered last time; None before the first ask.
-    docker_up: Option<bool>,
+    /// In order of precedence: the first to name a namespace names it.
+    engines: Vec<Engine>,
     wanted: Wanted,
 }
 
 impl Worker {
     fn new(
-        docker_host: Option<String>,
+        sockets: Sockets,
         rx: mpsc::Receiver<Message>,
         shared: Arc<Mutex<Shared>>,
     ) -> anyhow::Result<Self> {
+        // The pods first: on a node whose CRI is Docker (cri-dockerd) the
+        // pod says more than its containers.
+        let mut engines: Vec<Engine> = sockets
+            .cri
+            .into_iter()
+            .map(|s| Engine::new(Source::Cri(Cri::new(s))))
+            .collect();
+        engines.push(Engine::new(Source::Podman(Podman::new(sockets.podman))));
+        engines.push(Engine::new(Source::Docker(Docker::new(sockets.docker))));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -194,8 +344,7 @@ impl Worker {
             rx,
             shared,
             runtime,
-            docker: Docker::new(docker_socket(docker_host.as_deref())),
-            docker_up: None,
+            engines,
             wanted: HashMap::new(),
         })
     }
@@ -269,36 +418,25 @@ impl Worker {
     /// an answer.
     fn resolve(&mut self) -> bool {
         let owners = process::scan();
-        let engine = self.runtime.block_on(self.docker.by_namespace());
-        let containers = match engine {
-            Ok(c) => {
-                if self.docker_up == Some(false) {
-                    self.note(format!(
-                        "the Docker Engine at {} answers again: ports are named by container",
-                        self.docker.socket().display()
-                    ));
-                }
-                self.docker_up = Some(true);
-                c
+        let mut notes = Vec::new();
+        let mut containers: HashMap<u64, Workload> = HashMap::new();
+        for engine in &mut self.engines {
+            for (inode, w) in engine.ask(&self.runtime, &mut notes) {
+                containers.entry(inode).or_insert(w);
             }
-            // No socket and never an answer: a host without Docker, the
-            // normal case, and nothing to say about it.
-            Err(_) if self.docker_up.is_none() && !self.docker.socket().exists() => HashMap::new(),
-            Err(e) => {
-                if self.docker_up != Some(false) {
-                    self.note(format!(
-                        "cannot reach the Docker Engine ({e:#}): ports are named by the \
-                         processes in their peers' namespaces"
-                    ));
-                }
-                self.docker_up = Some(false);
-                HashMap::new()
-            }
-        };
+        }
+        for line in notes {
+            self.note(line);
+        }
+        let files: Vec<(u64, PathBuf)> = self
+            .engines
+            .iter()
+            .flat_map(|e| e.source.namespace_files())
+            .collect();
         let mut unresolved = false;
         let mut answers = Vec::new();
         for (&netns, (lookup, peers)) in &self.wanted {
-            let inodes = self.namespaces_by_id(netns, lookup, peers, &owners);
+            let inodes = self.namespaces_by_id(netns, lookup, peers, &owners, &files);
             for (&ifindex, nsid) in peers {
                 let workload = inodes.get(nsid).and_then(|inode| {
                     containers
@@ -319,14 +457,16 @@ impl Worker {
 
     /// The namespaces (by inode) of the ids wanted in `netns`: one
     /// RTM_GETNSID per namespace that has a process, asked in inode order
-    /// until every id is named. Namespaces without any process cannot be
-    /// named this way (and have no owner to show).
+    /// until every id is named, then per namespace file a runtime named
+    /// (`files`). Namespaces without either cannot be named this way (and
+    /// have no owner to show).
     fn namespaces_by_id(
         &self,
         netns: u32,
         lookup: &NsidLookup,
         peers: &BTreeMap<u32, i32>,
         owners: &BTreeMap<u64, process::Owner>,
+        files: &[(u64, PathBuf)],
     ) -> HashMap<i32, u64> {
         let mut left: BTreeSet<i32> = peers.values().copied().collect();
         let mut out = HashMap::new();
@@ -346,6 +486,22 @@ impl Worker {
                 out.insert(id, inode);
             }
         }
+        for (inode, file) in files {
+            if left.is_empty() {
+                break;
+            }
+            if *inode == u64::from(netns) || owners.contains_key(inode) {
+                continue; // asked above
+            }
+            let asked = self
+                .runtime
+                .block_on(async { tokio::time::timeout(NSID_TIMEOUT, lookup.of_file(file)).await });
+            if let Ok(Ok(Some(id))) = asked
+                && left.remove(&id)
+            {
+                out.insert(id, *inode);
+            }
+        }
         out
     }
 
@@ -360,16 +516,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_docker_host_may_be_spelled_as_docker_does() {
-        assert_eq!(docker_socket(None), PathBuf::from(DEFAULT_DOCKER_HOST));
-        assert_eq!(docker_socket(Some("")), PathBuf::from(DEFAULT_DOCKER_HOST));
+    fn sockets_may_be_spelled_as_the_runtimes_do() {
+        let defaults = Sockets::from_vars(None, Some(""), None);
+        assert_eq!(defaults.docker, PathBuf::from(DEFAULT_DOCKER_HOST));
+        assert_eq!(defaults.podman, PathBuf::from(DEFAULT_PODMAN_HOST));
         assert_eq!(
-            docker_socket(Some("unix:///tmp/d/docker.sock")),
-            PathBuf::from("/tmp/d/docker.sock")
+            defaults.cri,
+            DEFAULT_CRI_ENDPOINTS
+                .iter()
+                .map(PathBuf::from)
+                .collect::<Vec<_>>()
         );
-        assert_eq!(
-            docker_socket(Some("/tmp/d.sock")),
-            PathBuf::from("/tmp/d.sock")
+        let given = Sockets::from_vars(
+            Some("unix:///tmp/d/docker.sock"),
+            Some("/tmp/p.sock"),
+            Some("unix:///tmp/c/containerd.sock"),
         );
+        assert_eq!(given.docker, PathBuf::from("/tmp/d/docker.sock"));
+        assert_eq!(given.podman, PathBuf::from("/tmp/p.sock"));
+        assert_eq!(given.cri, vec![PathBuf::from("/tmp/c/containerd.sock")]);
     }
 }

@@ -149,7 +149,10 @@ impl Leftovers {
             if options.is_null() {
                 continue;
             }
-            if options["bpf_name"] == "macdrop_tc" {
+            // `macdrop_tc/OWNER-TOKEN` (`macdrop::kernel::tc::owner`), or
+            // plain `macdrop_tc` from a macdrop that recorded no owner.
+            let name = options["bpf_name"].as_str().unwrap_or_default();
+            if name == "macdrop_tc" || name.starts_with("macdrop_tc/") {
                 macdrop_filters.push(find_id(options));
             } else {
                 other_filters += 1;

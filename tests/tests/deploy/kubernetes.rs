@@ -30,7 +30,11 @@ use crate::{
 const KUBERNETES_VERSIONS: &[&str] = &["1.25.0", "1.37.0"];
 
 /// The only host paths the DaemonSet mounts.
-const POD_HOST_PATHS: &[&str] = &["/run/netns", "/run/docker/netns"];
+const POD_HOST_PATHS: &[&str] = &[
+    "/run/netns",
+    "/run/docker/netns",
+    "/run/containerd/containerd.sock",
+];
 
 /// The node address `$(POD_IP)` stands for in the lab: br0's.
 pub(crate) const LAB_NODE_IP: &str = "192.0.2.1";
