@@ -196,7 +196,7 @@ fn inode_of_file(file: &File, path: &Path) -> Result<u32, Failure> {
 }
 
 /// The filesystem type of namespace files (`NSFS_MAGIC`, linux/magic.h).
-const NSFS_MAGIC: i64 = 0x6e73_6673;
+const NSFS_MAGIC: u64 = 0x6e73_6673;
 
 /// Opens a namespace file for setns, having made sure first that it is one:
 /// the path is opened with O_PATH (which neither blocks on a FIFO nor opens
@@ -261,10 +261,12 @@ fn is_nsfs(file: &File) -> bool {
     let rc = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) };
     // SAFETY: fstatfs succeeded, so `st` is initialised (and it was zeroed).
     let f_type = unsafe { st.assume_init() }.f_type;
-    // f_type is an i64 here but narrower on other architectures.
+    // f_type is an i64 with glibc on x86_64, a c_ulong with musl (the
+    // static build of `cargo xtask dist`), narrower on other architectures;
+    // the magic is positive and fits them all.
     #[allow(clippy::useless_conversion)]
-    let f_type = i64::from(f_type);
-    rc == 0 && f_type == NSFS_MAGIC
+    let f_type = u64::try_from(f_type).ok();
+    rc == 0 && f_type == Some(NSFS_MAGIC)
 }
 
 #[cfg(test)]

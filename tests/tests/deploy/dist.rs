@@ -26,7 +26,7 @@ use anyhow::{Context as _, Result, ensure};
 use macdrop_tests::{
     lab::{BRIDGE, BridgeLab},
     macdrop::{FrameCounts, Macdrop, Output},
-    skip,
+    schema, skip,
 };
 use serde_json::Value;
 
@@ -251,7 +251,7 @@ fn static_binary_runs_status_and_watch_without_a_toolchain() {
         .current_dir(&dir.0))
     .unwrap();
     assert!(status.ok, "macdrop status:\n{}", status.both());
-    let doc: Value = serde_json::from_str(&status.stdout).unwrap();
+    let doc = schema::parse(schema::Output::Status, &status.stdout).unwrap();
     let names: BTreeSet<&str> = each_str(&doc["interfaces"], "name").into_iter().collect();
     assert!(
         names.contains(BRIDGE) && names.contains("p1"),
