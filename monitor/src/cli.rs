@@ -265,6 +265,23 @@ pub enum Format {
     Table,
     /// One JSON object per line per interval, for programs.
     Json,
+    /// `watch` only: no report at all, for a service whose output is its
+    /// metrics (`--metrics`): nothing is logged every interval.
+    None,
+}
+
+impl Format {
+    /// `--format none` is for `watch`: `status` and `diagnose` exist to
+    /// print their one document.
+    pub fn printing(self, command: &str) -> Result<Self, Failure> {
+        if self == Format::None {
+            return Err(Failure::usage(format!(
+                "--format none prints nothing, which is only useful for watch (with --metrics); \
+                 use --format table or json with {command}"
+            )));
+        }
+        Ok(self)
+    }
 }
 
 fn parse_ifname(s: &str) -> Result<String, String> {
