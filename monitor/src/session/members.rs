@@ -8,16 +8,18 @@ impl Session {
         for link in &state.links {
             self.observe(link);
         }
-        // Gone: no longer present under the same name (an ifindex may be
-        // reused by a new device), or no longer selected (a port that left
-        // its bridge).
+        // Gone: deleted, no longer present under the same name (an ifindex
+        // may be reused by a new device), or no longer selected (a port
+        // that left its bridge).
+        let deleted = std::mem::take(&mut self.deleted);
         let mut leaving: Vec<(usize, bool)> = {
             let wanted: HashMap<u32, &Watched> = wanted.iter().map(|w| (w.ifindex, w)).collect();
             self.present
                 .values()
                 .filter_map(|&i| {
                     let m = &self.members[i].watched;
-                    let present = state.link(m.ifindex).is_some_and(|l| l.name == m.name);
+                    let present = !deleted.contains(&m.ifindex)
+                        && state.link(m.ifindex).is_some_and(|l| l.name == m.name);
                     let still_wanted = wanted.get(&m.ifindex).is_some_and(|w| same(w, m));
                     (!(present && still_wanted)).then_some((i, present))
                 })

@@ -86,6 +86,10 @@ pub struct Session {
     present: HashMap<u32, usize>,
     /// A notification said the namespace changed since it was last read.
     stale: bool,
+    /// Links deleted since the namespace was last read: a member there is
+    /// gone even if the read finds a device of the same name at its
+    /// ifindex (deleted and re-created in between).
+    deleted: HashSet<u32>,
     tracker: Tracker,
     /// Events not yet reported.
     events: Vec<Event>,
@@ -173,6 +177,7 @@ impl Session {
             members: Vec::new(),
             present: HashMap::new(),
             stale: false,
+            deleted: HashSet::new(),
             events: Vec::new(),
             notes: leftovers,
             drops: Err("not attached yet".into()),
@@ -238,7 +243,10 @@ impl Session {
     pub fn notice(&mut self, change: &Change) {
         match change {
             Change::Link(link) => self.observe(link),
-            Change::LinkGone(ifindex) => self.tracker.forget(*ifindex),
+            Change::LinkGone(ifindex) => {
+                self.tracker.forget(*ifindex);
+                self.deleted.insert(*ifindex);
+            }
             Change::Other | Change::Irrelevant => {}
         }
         self.stale |= change.needs_reread();
