@@ -352,6 +352,26 @@ impl Macdrop {
         self.child.id()
     }
 
+    /// How many file descriptors macdrop has open (/proc/PID/fd).
+    pub fn open_fds(&self) -> Result<usize> {
+        let dir = format!("/proc/{}/fd", self.pid());
+        Ok(std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {dir}"))?
+            .count())
+    }
+
+    /// Its resident memory in KiB (VmRSS, from /proc/PID/status).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS in {path}"))
+    }
+
     /// Everything macdrop printed on stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr
