@@ -1,6 +1,7 @@
-//! Gone interfaces expire (`--retention`): a gone port stays in the
-//! reports and the metrics with its final counts for the window and
-//! leaves both after it, and 10,000 ports coming and going leave
+//! Gone interfaces expire (`--retention`): a gone port (or a gone
+//! namespace's) stays in the reports and the metrics with its final
+//! counts for the window and leaves both after it, and 10,000 ports
+//! coming and going leave
 //! macdrop's memory, its metric series and its kernel maps where they
 //! were. A test binary of its own: the churn keeps the machine busy for
 //! minutes, which must not slow the timed tests of `churn.rs` beside it.
@@ -19,8 +20,8 @@ use macdrop_tests::{
     bpf,
     frames::{ipv4_udp, mac_to_string},
     lab::{
-        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, PEER_IFACE, links, peer_ipv4, peer_mac,
-        port_mac,
+        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, PEER_IFACE, StandaloneLab, links, peer_ipv4,
+        peer_mac, port_mac,
     },
     macdrop::{EventReport, Macdrop, Report},
     netns::NetNs,
@@ -226,6 +227,68 @@ fn a_gone_port_leaves_reports_and_metrics_when_its_retention_ends() {
         after.0
     );
     assert_eq!(after.value(&gone_series("p2")), Some(0.0));
+    macdrop.stop().unwrap();
+}
+
+/// With `--all-netns --retention 3s`, a namespace that goes away: its
+/// port stays in the reports, gone with its final counts, until the window
+/// ends (counted from its `gone` event), then leaves them (an `expired`
+/// event), as a deleted port does.
+#[test]
+fn a_gone_namespaces_ports_leave_the_reports_when_their_retention_ends() {
+    let quiet = StandaloneLab::new().unwrap();
+    let retention = format!("{}s", RETENTION.as_secs());
+    let mut macdrop =
+        Macdrop::spawn(quiet.host(), &["--all-netns", "--retention", &retention]).unwrap();
+    let lab = BridgeLab::new(1).unwrap();
+    let inode = lab.host().inode().to_string();
+    let p1_of_lab = |r: &Report| {
+        r.interfaces
+            .iter()
+            .find(|i| i.name == "p1" && i.netns == inode)
+            .cloned()
+    };
+    macdrop
+        .wait_for(|r| p1_of_lab(r).is_some_and(|i| i.hook.is_some()), SETTLE)
+        .expect("the new namespace is watched");
+    let frame = ipv4_udp(BRIDGE_MAC, peer_mac(1), peer_ipv4(1), BRIDGE_IPV4);
+    RawSender::new(lab.peer(1), PEER_IFACE)
+        .unwrap()
+        .send(&frame, 3)
+        .unwrap();
+    macdrop
+        .wait_for(|r| p1_of_lab(r).is_some_and(|i| i.frames.own == 3), SETTLE)
+        .unwrap();
+    let ifindex = p1_of_lab(macdrop.latest().unwrap()).unwrap().ifindex;
+    drop(lab);
+    let this_p1 = |e: &EventReport| e.interface == "p1" && e.ifindex == ifindex;
+    let went = ts(&macdrop
+        .wait_for_event(|e| e.kind == "gone" && this_p1(e), SETTLE)
+        .unwrap());
+    let mut shown_gone = 0;
+    macdrop
+        .wait_for(
+            |r| {
+                let at = time_of(&r.ts);
+                let p1 = p1_of_lab(r);
+                if at + CLOCKS < went + RETENTION {
+                    let kept = p1.as_ref();
+                    let kept = kept.unwrap_or_else(|| panic!("p1 kept in the window: {r:?}"));
+                    assert!(kept.gone && kept.frames.own == 3, "{r:?}");
+                    shown_gone += 1;
+                } else if at >= went + RETENTION + CLOCKS {
+                    assert!(p1.is_none(), "p1 out after the window: {r:?}");
+                }
+                p1.is_none()
+            },
+            RETENTION + SETTLE,
+        )
+        .unwrap();
+    assert!(shown_gone > 0, "no report showed p1 gone with its counts");
+    let expired = macdrop
+        .wait_for_event(|e| e.kind == "expired" && this_p1(e), SETTLE)
+        .unwrap();
+    assert!(ts(&expired) + CLOCKS >= went + RETENTION, "{expired:?}");
     macdrop.stop().unwrap();
 }
 
