@@ -126,6 +126,10 @@ pub struct InterfaceReport {
     pub role: Role,
     /// The bridge's name for a port, `null` otherwise.
     pub master: Option<String>,
+    /// The current MAC; empty where the JSON has `null` (a device without
+    /// one; seen too for a port in the first report that lists it, under
+    /// churn).
+    #[serde(deserialize_with = "null_as_empty")]
     pub mac: String,
     pub promisc: bool,
     #[serde(default)]
@@ -157,6 +161,11 @@ pub struct InterfaceReport {
     /// What owns a veth's peer namespace; None when unknown.
     #[serde(default)]
     pub workload: Option<WorkloadReport>,
+}
+
+/// A string that may be `null`, as "".
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The `workload` object of an interface.
