@@ -111,6 +111,13 @@ pub struct SelectionArgs {
     /// off in the kernel.
     #[arg(long, value_name = "N", default_value = "10", value_parser = parse_top_flows)]
     pub top_flows: usize,
+
+    /// Keep an interface that went away, with its final counts, this long
+    /// (e.g. 10m, 90s, 1h30m, or seconds), then drop it from the reports
+    /// and the metrics.
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = crate::retention::parse)]
+    pub retention: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -351,6 +358,7 @@ mod tests {
         assert_eq!(w.format, Format::Table);
         assert_eq!(w.metrics, None, "no metrics unless asked");
         assert_eq!(w.select.top_flows, 10, "top offenders on by default");
+        assert_eq!(w.select.retention, crate::retention::DEFAULT);
         let Command::Diagnose(d) = parse(&["diagnose", "--top-flows", "0"]).unwrap().command else {
             panic!("not diagnose")
         };
@@ -546,6 +554,8 @@ mod tests {
             &["watch", "--top-flows", "-1"],
             &["watch", "--top-flows", "1001"],
             &["top", "--top-flows", "ten"],
+            &["watch", "--retention", "soon"],
+            &["watch", "--retention", "-1s"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");
