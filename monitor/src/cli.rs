@@ -111,6 +111,13 @@ pub struct SelectionArgs {
     /// off in the kernel.
     #[arg(long, value_name = "N", default_value = "10", value_parser = parse_top_flows)]
     pub top_flows: usize,
+
+    /// Keep an interface that went away, with its final counts, this long
+    /// (e.g. 10m, 90s, 1h30m, or seconds), then drop it from the reports
+    /// and the metrics.
+    #[arg(long, value_name = "DURATION", default_value = "10m",
+          value_parser = crate::retention::parse)]
+    pub retention: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +272,23 @@ pub enum Format {
     Table,
     /// One JSON object per line per interval, for programs.
     Json,
+    /// `watch` only: no report at all, for a service whose output is its
+    /// metrics (`--metrics`): nothing is logged every interval.
+    None,
+}
+
+impl Format {
+    /// `--format none` is for `watch`: `status` and `diagnose` exist to
+    /// print their one document.
+    pub fn printing(self, command: &str) -> Result<Self, Failure> {
+        if self == Format::None {
+            return Err(Failure::usage(format!(
+                "--format none prints nothing, which is only useful for watch (with --metrics); \
+                 use --format table or json with {command}"
+            )));
+        }
+        Ok(self)
+    }
 }
 
 fn parse_ifname(s: &str) -> Result<String, String> {
@@ -334,6 +358,7 @@ mod tests {
         assert_eq!(w.format, Format::Table);
         assert_eq!(w.metrics, None, "no metrics unless asked");
         assert_eq!(w.select.top_flows, 10, "top offenders on by default");
+        assert_eq!(w.select.retention, crate::retention::DEFAULT);
         let Command::Diagnose(d) = parse(&["diagnose", "--top-flows", "0"]).unwrap().command else {
             panic!("not diagnose")
         };
@@ -529,6 +554,8 @@ mod tests {
             &["watch", "--top-flows", "-1"],
             &["watch", "--top-flows", "1001"],
             &["top", "--top-flows", "ten"],
+            &["watch", "--retention", "soon"],
+            &["watch", "--retention", "-1s"],
         ] {
             let err = parse(args).expect_err(&format!("{args:?} must be rejected"));
             assert_eq!(err.exit_code(), 2, "{args:?}");

@@ -421,6 +421,7 @@ mod tests {
         pcap = "/var/tmp/evidence.pcapng"
         pcap-count = 20
         web-config = "/etc/macdrop/web.yml"
+        retention = "2m 30s"
     "#;
 
     #[test]
@@ -445,6 +446,7 @@ mod tests {
             );
             assert_eq!(w.select.attach, crate::cli::AttachMode::Tc);
             assert!(w.self_stats);
+            assert_eq!(w.select.retention, Duration::from_secs(150));
             assert_eq!(w.select.ifaces, ["eth0", "eth1"]);
             assert!(w.select.bridges.is_empty());
             assert_eq!(
@@ -601,6 +603,14 @@ mod tests {
             ),
             ("[watch]\nformat = \"xml\"\n", &["[watch] format", "xml"]),
             (
+                "[watch]\nretention = \"a while\"\n",
+                &["[watch] retention", "not a duration"],
+            ),
+            (
+                "[watch]\nretention = -1\n",
+                &["[watch] retention", "out of range"],
+            ),
+            (
                 "[watch]\nmetrics = \"localhost:9815\"\n",
                 &["[watch] metrics", "ADDR:PORT"],
             ),
@@ -646,6 +656,7 @@ mod tests {
         let w = watch(&["--config", path, "watch"]);
         assert!(w.select.all_netns);
         assert!(w.metrics.is_some());
+        assert_eq!(w.select.retention, crate::retention::DEFAULT);
         assert!(matches!(
             run(&["--config", path, "status"]).unwrap().command,
             Cmd::Status(_)

@@ -33,6 +33,7 @@ pub mod output;
 pub mod privileges;
 pub mod promisc;
 pub mod render;
+pub mod retention;
 pub mod session;
 pub mod status;
 pub mod sysfs;

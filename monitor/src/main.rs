@@ -7,14 +7,14 @@ use macdrop::{
     cli::Command,
     cmd,
     error::{ExitKind, classify},
-    output::{Sink, closed, note, panic_line},
+    output::{Sink, closed, error, panic_line},
 };
 
 fn main() -> ExitCode {
     // A panic is a bug: one line (lost if stderr is gone, never a second
     // panic), then the unwinding detaches what is attached (the sessions'
     // drops) and the process exits 1, the documented code, not Rust's 101.
-    std::panic::set_hook(Box::new(|info| note(panic_line(info))));
+    std::panic::set_hook(Box::new(|info| error(panic_line(info))));
     std::panic::catch_unwind(run).unwrap_or(ExitCode::from(ExitKind::Unexpected as u8))
 }
 
@@ -31,7 +31,7 @@ fn run() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            note(format_args!("cannot start the async runtime: {e}"));
+            error(format_args!("cannot start the async runtime: {e}"));
             return ExitCode::from(ExitKind::Unexpected as u8);
         }
     };
@@ -51,7 +51,7 @@ fn run() -> ExitCode {
         Err(err) if closed(&err) => ExitCode::SUCCESS,
         Err(err) => {
             let (kind, message) = classify(&err);
-            note(message);
+            error(message);
             ExitCode::from(kind as u8)
         }
     }
@@ -90,7 +90,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
                     .collect();
                 first = format!("{first} {}", listed.join(", "));
             }
-            note(format_args!("{first} (see macdrop --help)"));
+            error(format_args!("{first} (see macdrop --help)"));
             ExitCode::from(ExitKind::Usage as u8)
         }
     }

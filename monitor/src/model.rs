@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use monitor_common::FrameCounters;
@@ -79,13 +79,23 @@ pub struct Interface {
     /// The top offenders since attach, most frames first; None when flows
     /// are not tracked (`--top-flows 0`).
     pub flows: Option<Vec<Flow>>,
-    /// The interface disappeared; `frames` holds its final counts.
+    /// The interface disappeared; `frames` holds its final counts (kept
+    /// for the retention window, `crate::retention`).
     pub gone: bool,
+    /// Earlier instances of the same series (same namespace, name and
+    /// role: a device re-created under the same name) that expired while
+    /// this one stayed, their counts summed: the metrics add them, so a
+    /// series' counters never go down (`Interface::inherit`).
+    pub earlier: Option<Box<Interface>>,
     /// What owns the namespace at the other end of a veth (`workload`);
     /// None when unknown or not a veth with a peer elsewhere.
     pub workload: Option<Workload>,
     sampled_at: Option<Instant>,
     otherhost_at_attach: Option<u64>,
+    /// When it went (`mark_gone`).
+    gone_since: Option<Instant>,
+    /// A report showed it gone: from now on its retention may end.
+    shown_gone: bool,
 }
 
 impl Interface {
@@ -108,9 +118,12 @@ impl Interface {
             rates: Rates::default(),
             flows: None,
             gone: false,
+            earlier: None,
             workload: None,
             sampled_at: None,
             otherhost_at_attach: None,
+            gone_since: None,
+            shown_gone: false,
         }
     }
 
@@ -148,10 +161,78 @@ impl Interface {
         self.sampled_at = Some(at);
     }
 
-    /// The interface vanished: keep its counts, stop its rates.
-    pub fn mark_gone(&mut self) {
+    /// The interface vanished at `at`: keep its counts, stop its rates.
+    /// Marking it again (its whole namespace went later) changes nothing.
+    pub fn mark_gone(&mut self, at: Instant) {
+        if self.gone {
+            return;
+        }
         self.gone = true;
+        self.gone_since = Some(at);
         self.rates = Rates::default();
+    }
+
+    /// A report includes it: if it is gone, its final counts have now been
+    /// shown, and its retention may end.
+    pub fn mark_shown(&mut self) {
+        self.shown_gone |= self.gone;
+    }
+
+    /// Whether its retention ended at `now`: gone for at least `retention`
+    /// and shown gone in a report before (so every gone interface appears
+    /// in at least one report with its final counts, whatever the window).
+    pub fn expired(&self, retention: Duration, now: Instant) -> bool {
+        self.shown_gone
+            && self
+                .gone_since
+                .is_some_and(|at| now.saturating_duration_since(at) >= retention)
+    }
+
+    /// What identifies its metric series: instances that share it are
+    /// summed there.
+    pub fn series_key(&self) -> (u32, &str, Role) {
+        (self.netns, self.name.as_str(), self.role)
+    }
+
+    /// Takes on the counts of `expired`, an earlier instance of the same
+    /// series that leaves the report while this one stays, with those it
+    /// carried itself.
+    pub fn inherit(&mut self, expired: &mut Interface) {
+        let carried = self.earlier.get_or_insert_with(|| {
+            let mut c = Interface::new(
+                expired.name.clone(),
+                expired.ifindex,
+                expired.netns,
+                expired.role,
+                expired.master.clone(),
+            );
+            c.gone = true;
+            Box::new(c)
+        });
+        if let Some(older) = expired.earlier.take() {
+            carried.absorb(&older);
+        }
+        carried.absorb(expired);
+    }
+
+    /// Adds `other`'s counts (frames, confirmed drops, the otherhost
+    /// counter) into this one's.
+    fn absorb(&mut self, other: &Interface) {
+        self.frames.add(&other.frames);
+        if let Some(drops) = &other.drops {
+            let into = self.drops.get_or_insert_with(BTreeMap::new);
+            for (reason, n) in drops {
+                *into.entry(reason.clone()).or_default() += n;
+            }
+        }
+        if let Some(n) = other.kernel_rx_otherhost_dropped {
+            *self.kernel_rx_otherhost_dropped.get_or_insert(0) += n;
+        }
+        // The metrics show `pkt_type` counts for a series some instance of
+        // which ran at tc.
+        if !matches!(self.hook, Some(Hook::Tcx | Hook::TcClsact)) {
+            self.hook = other.hook;
+        }
     }
 }
 
@@ -174,8 +255,6 @@ pub struct World {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
@@ -206,7 +285,7 @@ mod tests {
         assert_eq!(i.rates.get(Class::ForeignUnicast), 10.0);
         assert_eq!(i.rates.get(Class::HostIpWrongMac), 2.5);
         assert_eq!(i.frames.total, 30);
-        i.mark_gone();
+        i.mark_gone(t0 + Duration::from_secs(3));
         assert!(i.gone);
         assert_eq!(i.frames.total, 30, "counts survive the interface");
     }

@@ -45,6 +45,8 @@ pub struct Plan {
     pub top_flows: usize,
     /// `--pcap FILE`: evidence of the first N mismatched frames.
     pub evidence: Option<EvidencePlan>,
+    /// How long a gone interface stays in the reports (`--retention`).
+    pub retention: Duration,
 }
 
 /// What the monitor's loop produced.
@@ -63,7 +65,8 @@ pub struct Monitor {
     /// Every session's notifications, tagged with its id.
     changes: UnboundedReceiver<(u64, Change)>,
     changes_tx: UnboundedSender<(u64, Change)>,
-    /// Final state of the interfaces of namespaces that went away.
+    /// Final state of the interfaces of namespaces that went away, for
+    /// their retention window.
     retired: Vec<Interface>,
     /// With --all-netns: namespaces found without anything to watch, and
     /// when; they are looked at again after `RECHECK_BRIDGELESS`.
@@ -417,8 +420,9 @@ impl Monitor {
             }
             let label = t.session.ns.describe();
             let mut gone = t.session.collect()?;
+            let now = std::time::Instant::now();
             for iface in &mut gone {
-                iface.mark_gone();
+                iface.mark_gone(now);
             }
             self.retired.extend(gone);
             t.session.detach_all();
@@ -469,8 +473,15 @@ impl Monitor {
         Ok(())
     }
 
-    /// One report over every session.
+    /// One report over every session, without the gone interfaces whose
+    /// retention ended.
     fn report(&mut self) -> anyhow::Result<World> {
+        let now = std::time::Instant::now();
+        let retention = self.plan.retention;
+        for t in &mut self.sessions {
+            t.session.expire(retention, now);
+        }
+        let expired = crate::retention::expire(&mut self.retired, |i| i, retention, now);
         self.update_workloads();
         let mut world = World {
             ts: SystemTime::now(),
@@ -495,6 +506,10 @@ impl Monitor {
             }
         }
         world.interfaces.extend(self.retired.iter().cloned());
+        for i in &mut self.retired {
+            i.mark_shown();
+        }
+        world.events.extend(expired);
         world.events.sort_by_key(|e| e.ts);
         Ok(world)
     }

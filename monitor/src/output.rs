@@ -79,12 +79,56 @@ pub fn reason(e: &io::Error) -> String {
 }
 
 /// "macdrop: LINE" on stderr, escaped for a terminal (names in it come
-/// from the kernel and other processes): every note, warning and error
-/// line goes through here. Lost if stderr cannot be written: a note is
-/// never worth stopping for.
+/// from the kernel and other processes): every note and warning goes
+/// through here (`error` for the line that ends a command). Lost if stderr
+/// cannot be written: a note is never worth stopping for.
 pub fn note(line: impl Display) {
+    stderr_line(Priority::Info, line);
+}
+
+/// The one line a failed command ends with ("macdrop: PROBLEM; FIX").
+pub fn error(line: impl Display) {
+    stderr_line(Priority::Error, line);
+}
+
+/// syslog priorities, as journald reads them from a `<N>` prefix
+/// (sd-daemon(3)).
+#[derive(Clone, Copy)]
+enum Priority {
+    Error = 3,
+    Info = 6,
+}
+
+fn stderr_line(priority: Priority, line: impl Display) {
     let line = crate::untrusted::escape_controls(&line.to_string());
-    let _ = Sink::Stderr.write(format!("macdrop: {line}\n").as_bytes());
+    let prefix = if journal_on_stderr() {
+        format!("<{}>", priority as u8)
+    } else {
+        String::new()
+    };
+    let _ = Sink::Stderr.write(format!("{prefix}macdrop: {line}\n").as_bytes());
+}
+
+/// Whether stderr is systemd's journal stream: `JOURNAL_STREAM` names the
+/// device and inode of the stream systemd connected, and stderr is still
+/// that stream (not redirected since; sd-daemon(3)). Then each line
+/// carries its priority, so errors are errors in `journalctl -p err`.
+fn journal_on_stderr() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+            return false;
+        };
+        let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+            return false;
+        };
+        // SAFETY: fstat(2) on fd 2 into a zeroed struct we own.
+        let stat = unsafe {
+            let mut st: libc::stat = std::mem::zeroed();
+            (libc::fstat(2, &mut st) == 0).then_some(st)
+        };
+        stat.is_some_and(|st| dev.parse() == Ok(st.st_dev) && ino.parse() == Ok(st.st_ino))
+    })
 }
 
 /// The panic hook's line: "internal error (a bug, please report it):

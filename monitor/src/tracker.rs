@@ -51,8 +51,11 @@ pub enum EventKind {
         to: &'static str,
     },
     /// The interface disappeared or left the selection; its final counts
-    /// stay in the report.
+    /// stay in the report for the retention window (`crate::retention`).
     Gone,
+    /// The retention window of a gone interface ended: it leaves the
+    /// report (and the metrics).
+    Expired,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +89,14 @@ impl Event {
             EventKind::HookChanged { from, to } => {
                 format!("{} moved from {from} to {to}", self.ifname)
             }
-            EventKind::Gone => format!("{} is gone; its final counts are kept", self.ifname),
+            EventKind::Gone => format!(
+                "{} is gone; its final counts are kept for the retention window",
+                self.ifname
+            ),
+            EventKind::Expired => format!(
+                "{} was gone for the retention window; it leaves the report",
+                self.ifname
+            ),
         }
     }
 
@@ -100,6 +110,7 @@ impl Event {
             EventKind::Attached { .. } => "attached",
             EventKind::HookChanged { .. } => "hook_changed",
             EventKind::Gone => "gone",
+            EventKind::Expired => "expired",
         }
     }
 }
@@ -184,11 +195,21 @@ impl Tracker {
     pub fn observe_state(&mut self, state: &NetState, now: SystemTime) -> Vec<Event> {
         self.last
             .retain(|ifindex, _| state.link(*ifindex).is_some());
+        self.previous_macs
+            .retain(|ifindex, _| state.link(*ifindex).is_some());
         state
             .links
             .iter()
             .flat_map(|link| self.observe(link, now))
             .collect()
+    }
+
+    /// The link `ifindex` was deleted: a device that reuses the ifindex
+    /// is new, with no previous MACs (frames to the old device's MACs are
+    /// not `stale_mac` there).
+    pub fn forget(&mut self, ifindex: u32) {
+        self.last.remove(&ifindex);
+        self.previous_macs.remove(&ifindex);
     }
 
     /// MACs this interface had before, oldest first (at most
@@ -281,6 +302,26 @@ mod tests {
             t.observe(&br0(0, Mac([2, 0, 0, 1, 0, i])), t0);
         }
         assert_eq!(t.previous_macs()[&3].len(), MAX_PREVIOUS_MACS, "bounded");
+    }
+
+    #[test]
+    fn a_deleted_link_leaves_nothing_to_a_device_that_reuses_its_ifindex() {
+        let t0 = SystemTime::UNIX_EPOCH;
+        let state = |links| NetState {
+            links,
+            ..Default::default()
+        };
+        let mut t = Tracker::new(&state(vec![br0(0, A)]));
+        t.observe(&br0(0, B), t0);
+        assert_eq!(t.previous_macs()[&3], vec![A]);
+        // Deleted (its notification), then a new device with ifindex 3.
+        t.forget(3);
+        assert!(t.previous_macs().is_empty());
+        assert!(t.observe(&br0(0, A), t0).is_empty(), "a baseline");
+        // Deleted between two dumps: the dump forgets it too.
+        t.observe(&br0(0, B), t0);
+        t.observe_state(&state(vec![]), t0);
+        assert!(t.previous_macs().is_empty() && t.last.is_empty());
     }
 
     #[test]

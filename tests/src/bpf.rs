@@ -1,9 +1,14 @@
 //! The kernel's own listing of BPF objects, as an independent witness of
 //! what macdrop leaves attached: which programs and links a process holds
-//! (from its file descriptors' fdinfo), and whether they still exist after
-//! it exits (`bpftool -j`, read through serde).
+//! (from its file descriptors' fdinfo), whether they still exist after it
+//! exits, and how many entries its hash maps hold (`bpftool -j`, read
+//! through serde).
 
-use std::{collections::BTreeSet, fs, process::Command};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    process::Command,
+};
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
@@ -18,25 +23,76 @@ pub struct Held {
 /// Reads `/proc/PID/fdinfo/*`: a BPF program fd has a `prog_id:` line, a
 /// BPF link fd a `link_id:` line (kernel-provided key/value text).
 pub fn held_by(pid: u32) -> Result<Held> {
-    let mut held = Held::default();
+    let [programs, links] = fd_ids(pid, ["prog_id:", "link_id:"])?;
+    Ok(Held { programs, links })
+}
+
+/// The ids `pid`'s file descriptors name under each fdinfo key.
+fn fd_ids<const N: usize>(pid: u32, keys: [&str; N]) -> Result<[BTreeSet<u32>; N]> {
+    let mut ids: [BTreeSet<u32>; N] = std::array::from_fn(|_| BTreeSet::new());
     let dir = format!("/proc/{pid}/fdinfo");
     for entry in fs::read_dir(&dir).with_context(|| format!("cannot list {dir}"))? {
         let Ok(text) = fs::read_to_string(entry?.path()) else {
             continue; // closed meanwhile
         };
         for line in text.lines() {
-            let value = |key: &str| {
-                line.strip_prefix(key)
+            for (key, set) in keys.iter().zip(ids.iter_mut()) {
+                if let Some(id) = line
+                    .strip_prefix(key)
                     .and_then(|v| v.trim().parse::<u32>().ok())
-            };
-            if let Some(id) = value("prog_id:") {
-                held.programs.insert(id);
-            } else if let Some(id) = value("link_id:") {
-                held.links.insert(id);
+                {
+                    set.insert(id);
+                }
             }
         }
     }
-    Ok(held)
+    Ok(ids)
+}
+
+/// How many entries each hash map `pid` holds has, by map name (summed
+/// over maps of one name: one per namespace macdrop watches): what the
+/// kernel keeps for it, besides the fixed-size arrays.
+pub fn hash_map_entries(pid: u32) -> Result<BTreeMap<String, usize>> {
+    #[derive(Deserialize)]
+    struct Map {
+        name: String,
+        #[serde(rename = "type")]
+        kind: String,
+    }
+    let bpftool = |args: &[&str]| -> Result<Vec<u8>> {
+        let out = Command::new("bpftool")
+            .args(args)
+            .output()
+            .context("cannot run bpftool (cargo xtask setup installs it)")?;
+        if !out.status.success() {
+            bail!(
+                "bpftool {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(out.stdout)
+    };
+    let [maps] = fd_ids(pid, ["map_id:"])?;
+    let mut out = BTreeMap::new();
+    for id in maps {
+        let id = id.to_string();
+        let map: Map = serde_json::from_slice(&bpftool(&["-j", "map", "show", "id", &id])?)
+            .context("bpftool map show output")?;
+        if !map.kind.contains("hash") {
+            continue;
+        }
+        let dump = bpftool(&["-j", "map", "dump", "id", &id])?;
+        let entries = if dump.iter().all(u8::is_ascii_whitespace) {
+            0
+        } else {
+            serde_json::from_slice::<Vec<serde_json::Value>>(&dump)
+                .context("bpftool map dump output")?
+                .len()
+        };
+        *out.entry(map.name).or_default() += entries;
+    }
+    Ok(out)
 }
 
 /// Ids of every BPF program and link that exists now.

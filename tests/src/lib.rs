@@ -14,8 +14,8 @@
 //! - [`receiver`]: counts and fingerprints what an interface receives;
 //! - [`kernel`]: the kernel's own counters and FDB, via iproute2's JSON,
 //!   and the size of its `IFLA_STATS64`, via netlink;
-//! - [`bpf`]: which BPF programs and links a process holds, and whether
-//!   they outlive it;
+//! - [`bpf`]: which BPF programs and links a process holds, whether they
+//!   outlive it, and the entries of its hash maps;
 //! - [`btf`]: what the running kernel offers (drop reasons, TCX), from its
 //!   own BTF, read without macdrop's code;
 //! - [`docker`], [`podman`], [`cri`]: container engines of the tests' own

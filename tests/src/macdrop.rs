@@ -144,6 +144,10 @@ pub struct InterfaceReport {
     pub role: Role,
     /// The bridge's name for a port, `null` otherwise.
     pub master: Option<String>,
+    /// The current MAC; empty where the JSON has `null` (a device without
+    /// one; seen too for a port in the first report that lists it, under
+    /// churn).
+    #[serde(deserialize_with = "null_as_empty")]
     pub mac: String,
     pub promisc: bool,
     #[serde(default)]
@@ -175,6 +179,11 @@ pub struct InterfaceReport {
     /// What owns a veth's peer namespace; None when unknown.
     #[serde(default)]
     pub workload: Option<WorkloadReport>,
+}
+
+/// A string that may be `null`, as "".
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The `workload` object of an interface.
@@ -381,6 +390,26 @@ impl Macdrop {
     /// The process id (of macdrop itself: `ip netns exec` execs it).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// How many file descriptors macdrop has open (/proc/PID/fd).
+    pub fn open_fds(&self) -> Result<usize> {
+        let dir = format!("/proc/{}/fd", self.pid());
+        Ok(std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {dir}"))?
+            .count())
+    }
+
+    /// Its resident memory in KiB (VmRSS, from /proc/PID/status).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no VmRSS in {path}"))
     }
 
     /// Everything macdrop printed on stderr so far.

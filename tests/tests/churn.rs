@@ -8,14 +8,13 @@ mod common;
 
 use std::{
     collections::BTreeSet,
-    io::Write as _,
     time::{Duration, SystemTime},
 };
 
-use common::SETTLE;
+use common::{SETTLE, time_of};
 use macdrop_tests::{
     frames::ipv4_udp,
-    lab::{BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, PEER_IFACE, peer_ipv4, peer_mac},
+    lab::{BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, PEER_IFACE, links, peer_ipv4, peer_mac},
     macdrop::Macdrop,
     netns::NetNs,
     sender::RawSender,
@@ -28,51 +27,11 @@ const FRAMES_PER_WAVE: usize = 100;
 /// Runs `ip -batch` with `commands` inside `ns`: one process for a whole
 /// wave, so ports appear as fast as a container runtime makes them.
 fn ip_batch(ns: &NetNs, commands: &[String]) {
-    let mut file = tempfile_in_tmp();
-    for c in commands {
-        writeln!(file.0, "{c}").unwrap();
-    }
-    file.0.flush().unwrap();
-    ns.exec(&["ip", "-batch", file.1.to_str().unwrap()])
-        .unwrap();
-}
-
-/// A temp file removed on drop.
-struct TempFile(std::fs::File, std::path::PathBuf);
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.1);
-    }
-}
-
-fn tempfile_in_tmp() -> TempFile {
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("macdrop-churn-{}-{n}.batch", std::process::id()));
-    TempFile(std::fs::File::create(&path).unwrap(), path)
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
-/// VmRSS in KiB, from the kernel's /proc/PID/status.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status")
+    links::ip_batch(ns, &commands.join("\n")).unwrap();
 }
 
 fn ts(e: &macdrop_tests::macdrop::EventReport) -> SystemTime {
-    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-    let t = OffsetDateTime::parse(&e.ts, &Rfc3339).unwrap();
-    SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
+    time_of(&e.ts)
 }
 
 #[test]
@@ -80,7 +39,6 @@ fn two_hundred_ports_come_and_go_while_traffic_flows() {
     let lab = BridgeLab::new(2).unwrap();
     let crowd = NetNs::new().unwrap();
     let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
-    let pid = macdrop.pid();
     let senders: Vec<RawSender> = (1..=2)
         .map(|i| RawSender::new(lab.peer(i), PEER_IFACE).unwrap())
         .collect();
@@ -90,7 +48,7 @@ fn two_hundred_ports_come_and_go_while_traffic_flows() {
     };
     // Baseline once macdrop has settled into its loop.
     macdrop.wait_for(|_| true, SETTLE).unwrap();
-    let (fds_before, rss_before) = (fd_count(pid), rss_kib(pid));
+    let (fds_before, rss_before) = (macdrop.open_fds().unwrap(), macdrop.rss_kib().unwrap());
 
     for wave in 0..WAVES {
         let names: Vec<String> = (0..PORTS_PER_WAVE)
@@ -163,14 +121,11 @@ fn two_hundred_ports_come_and_go_while_traffic_flows() {
 
     // Resources: every link and socket of a gone port released; memory
     // grows only by the gone ports' final counts kept in the report.
-    let fds_after = macdrop_tests::wait::poll_until(
-        SETTLE,
-        || Ok::<_, anyhow::Error>(fd_count(pid)),
-        |n| *n <= fds_before,
-    )
-    .unwrap();
+    let fds_after =
+        macdrop_tests::wait::poll_until(SETTLE, || macdrop.open_fds(), |n| *n <= fds_before)
+            .unwrap();
     assert_eq!(fds_after, fds_before, "file descriptors back to baseline");
-    let rss_after = rss_kib(pid);
+    let rss_after = macdrop.rss_kib().unwrap();
     assert!(
         rss_after <= rss_before + 8 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB"

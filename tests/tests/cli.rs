@@ -415,3 +415,104 @@ fn an_unwritable_output_is_a_one_line_error() {
     let out = macdrop::run_command(lab.host(), &["sh", "-c", &script], RUN_TIMEOUT).unwrap();
     check_one_line_error("status > /dev/full", &out, 1, &["cannot write the output"]);
 }
+
+/// What a service manager sees (docs/deploy.md, systemd): `--format none`
+/// prints no report, READY=1 reaches NOTIFY_SOCKET once macdrop is
+/// attached, and with stderr on the journal stream (`JOURNAL_STREAM`
+/// names its device and inode) every line carries its priority: `<3>` for
+/// the error that ends a command, `<6>` for notes. `--format none` is for
+/// watch only.
+#[test]
+fn under_systemd_it_notifies_and_logs_with_priorities() {
+    use std::os::unix::{fs::MetadataExt as _, net::UnixDatagram};
+
+    let lab = StandaloneLab::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("macdrop-notify-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("notify");
+    let listener = UnixDatagram::bind(&socket).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let stderr_path = dir.join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let meta = stderr.metadata().unwrap();
+    let journal = format!("{}:{}", meta.dev(), meta.ino());
+
+    let bin = macdrop::macdrop_bin();
+    let mut child = lab
+        .host()
+        .command(&[
+            bin.to_str().unwrap(),
+            "watch",
+            "--format",
+            "none",
+            "--interval",
+            "0.2",
+            "--duration",
+            "1",
+            "--iface",
+            STANDALONE_IFACE,
+        ])
+        .env("NOTIFY_SOCKET", &socket)
+        .env("JOURNAL_STREAM", &journal)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = listener.recv(&mut buf).expect("READY=1 within 30 s");
+    // sd_notify(3): newline-separated assignments.
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]).trim_end(),
+        "READY=1",
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    let status = macdrop::wait_child(&mut child, RUN_TIMEOUT).unwrap();
+    assert!(status.success(), "{status}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(stdout, "", "--format none prints no report");
+    let logged = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(!logged.is_empty());
+    for line in logged.lines() {
+        assert!(line.starts_with("<6>macdrop: "), "{line:?} in\n{logged}");
+    }
+
+    // The error that ends a command is an error in the journal, and not
+    // marked when stderr is not the journal's stream.
+    let run_with_journal = |journal: Option<&str>| {
+        let path = dir.join("stderr-error");
+        let file = std::fs::File::create(&path).unwrap();
+        let meta = file.metadata().unwrap();
+        let stream = format!("{}:{}", meta.dev(), meta.ino());
+        let status = lab
+            .host()
+            .command(&[bin.to_str().unwrap(), "status", "nosuch0"])
+            .env("JOURNAL_STREAM", journal.unwrap_or(&stream))
+            .stdout(std::process::Stdio::null())
+            .stderr(file)
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(3));
+        std::fs::read_to_string(&path).unwrap()
+    };
+    let on_journal = run_with_journal(None);
+    assert!(
+        on_journal.starts_with("<3>macdrop: no interface named nosuch0"),
+        "{on_journal}"
+    );
+    let elsewhere = run_with_journal(Some("1:1"));
+    assert!(
+        elsewhere.starts_with("macdrop: no interface named nosuch0"),
+        "{elsewhere}"
+    );
+
+    for command in ["status", "diagnose"] {
+        let out = macdrop::run(lab.host(), &[command, "--format", "none"], RUN_TIMEOUT).unwrap();
+        check_one_line_error(command, &out, 2, &["--format none prints nothing"]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

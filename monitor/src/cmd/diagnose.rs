@@ -9,13 +9,14 @@ use crate::{
 };
 
 pub async fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
+    let format = args.format.printing("diagnose")?;
     let capture = args.pcap.plan()?;
     // `--pcap -`: stdout carries the capture, the findings go to stderr.
     let sink = Sink::for_reports(capture.as_ref().is_some_and(|e| e.target.is_stdout()));
     let report = diagnose(&args.select, args.duration, capture).await?;
-    let text = match args.format {
+    let text = match format {
         Format::Json => render::json(&report),
-        Format::Table => crate::untrusted::for_terminal(&render::table(&report)),
+        Format::Table | Format::None => crate::untrusted::for_terminal(&render::table(&report)),
     };
     let printed = super::print(sink, &text)?;
     let Some(threshold) = args.fail_on else {

@@ -35,6 +35,7 @@ impl SelectionArgs {
             self_stats: false,
             top_flows: self.top_flows,
             evidence: None,
+            retention: self.retention,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::{
 };
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
+    let format = args.format.printing("status")?;
     let netns = crate::netns::inode_of(std::path::Path::new("/proc/self/ns/net"))?;
     let netlink = Netlink::connect()?;
     let state = netlink.read_state().await?;
@@ -26,9 +27,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     )?;
     name_workloads(&netlink, &state, netns, &mut interfaces).await;
     let status = rules::status(interfaces);
-    let text = match args.format {
+    let text = match format {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
-        Format::Table => crate::untrusted::for_terminal(&render::status::table(&status)),
+        Format::Table | Format::None => {
+            crate::untrusted::for_terminal(&render::status::table(&status))
+        }
     };
     super::print(crate::output::Sink::Stdout, &text)
 }

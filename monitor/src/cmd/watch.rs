@@ -16,6 +16,7 @@ use crate::{
 /// under `| head`; a full disk ends it with exit 1.
 fn emit(sink: Sink, format: Format, world: &World) -> Result<(), Failure> {
     let text = match format {
+        Format::None => return Ok(()),
         Format::Json => render::json::render(world) + "\n",
         Format::Table => crate::untrusted::for_terminal(&render::table::render(world)) + "\n",
     };
@@ -48,6 +49,9 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
     // `--pcap -`: stdout carries the capture, the reports go to stderr.
     let sink = Sink::for_reports(plan.evidence.as_ref().is_some_and(|e| e.target.is_stdout()));
     let mut monitor = Monitor::start(plan).await?;
+    // Under systemd (`Type=notify`): started means attached and serving.
+    // Outside it, NOTIFY_SOCKET is unset and this does nothing.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     while let Some(step) = monitor.next().await? {
         match step {
             Step::Report(world) | Step::Final(world) => {

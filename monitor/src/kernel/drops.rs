@@ -245,6 +245,26 @@ impl DropLayer {
         }
         Ok(out)
     }
+
+    /// Removes the counts of every interface `keep` rejects (by ifindex:
+    /// each namespace has a map of its own). A gone interface's entries go
+    /// once its final counts are read, so the map stays bounded whatever
+    /// comes and goes, and a new interface that reuses an ifindex starts
+    /// from zero.
+    pub fn forget(map: &mut DropMap, keep: impl Fn(u32) -> bool) -> anyhow::Result<()> {
+        let stale: Vec<DropKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep(k.ifindex))
+            .collect();
+        for key in stale {
+            match map.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("cannot remove a drop counter"),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, Box<dyn std::error::Error>>

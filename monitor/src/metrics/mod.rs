@@ -10,10 +10,11 @@
 //! `reason`): bounded labels only, never a MAC or an address on a counter.
 //! Counters are monotonic per series: each interface's counts are
 //! cumulative since attach, a gone interface keeps its final counts in the
-//! report, and interfaces that share a label set (a port that left and came
-//! back, a device re-created under the same name) are summed, so the series
-//! never goes down as long as the monitor keeps gone interfaces in its
-//! reports (it does: `session` never forgets a member).
+//! report for the retention window (`crate::retention`), and interfaces
+//! that share a label set (a port that left and came back, a device
+//! re-created under the same name) are summed, with the counts of those
+//! that expired meanwhile (`Interface::earlier`), so a series never goes
+//! down while it exists. It ends when its last interface expires.
 
 pub mod http;
 pub mod web_config;
@@ -104,7 +105,8 @@ struct Series<'a> {
     netns: String,
     name: &'a str,
     role: &'static str,
-    /// Every instance, oldest first (report order).
+    /// Every instance, oldest first (report order), each after the
+    /// expired instances it carries.
     instances: Vec<&'a Interface>,
 }
 
@@ -193,16 +195,16 @@ fn series(world: &World) -> Vec<Series<'_>> {
     let mut by_key: BTreeMap<(u32, &str, &str), Series<'_>> = BTreeMap::new();
     for i in &world.interfaces {
         let role = i.role.as_str();
-        by_key
+        let series = by_key
             .entry((i.netns, i.name.as_str(), role))
             .or_insert_with(|| Series {
                 netns: i.netns.to_string(),
                 name: &i.name,
                 role,
                 instances: Vec::new(),
-            })
-            .instances
-            .push(i);
+            });
+        series.instances.extend(i.earlier.as_deref());
+        series.instances.push(i);
     }
     by_key.into_values().collect()
 }

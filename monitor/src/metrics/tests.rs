@@ -229,8 +229,9 @@ fn counters_are_monotonic_across_gone_and_recreated_interfaces() {
     assert_eq!(value(&first, &foreign), Some(5.0));
     assert_eq!(value(&first, &gone), Some(0.0));
 
+    let t0 = std::time::Instant::now();
     let mut old = port("p1", 3, frames(7));
-    old.mark_gone();
+    old.mark_gone(t0);
     let left = render(Some(world(vec![old.clone()])));
     assert_eq!(value(&left, &foreign), Some(7.0), "final counts kept");
     assert_eq!(value(&left, &gone), Some(1.0));
@@ -238,7 +239,7 @@ fn counters_are_monotonic_across_gone_and_recreated_interfaces() {
 
     let mut new = port("p1", 9, frames(2));
     new.hook = Some(Hook::XdpDriver);
-    let back = render(Some(world(vec![old, new])));
+    let back = render(Some(world(vec![old.clone(), new.clone()])));
     assert_eq!(value(&back, &foreign), Some(9.0));
     assert_eq!(value(&back, &wrong), Some(9.0));
     assert_eq!(value(&back, &drops), Some(8.0));
@@ -253,6 +254,34 @@ fn counters_are_monotonic_across_gone_and_recreated_interfaces() {
         info[0].contains(r#"hook="xdp-driver""#) && info[0].contains("02:00:00:00:0a:09"),
         "the present device's identity: {}",
         info[0]
+    );
+
+    // The old one's retention ends: the series keeps its counts.
+    let retention = Duration::from_secs(600);
+    let mut interfaces = vec![old, new];
+    interfaces.iter_mut().for_each(Interface::mark_shown);
+    let expired = crate::retention::expire(&mut interfaces, |i| i, retention, t0 + retention);
+    assert_eq!((expired.len(), interfaces.len()), (1, 1));
+    let after = render(Some(world(interfaces.clone())));
+    for (series, want) in [(&foreign, 9.0), (&wrong, 9.0), (&drops, 8.0), (&gone, 0.0)] {
+        assert_eq!(value(&after, series), Some(want), "{series}");
+    }
+    let pkt = format!(r#"macdrop_kernel_pkt_type_frames_total{{{l},pkt_type="host"}}"#);
+    assert!(
+        value(&after, &pkt).is_some(),
+        "the expired instance ran at tc"
+    );
+
+    // Then the last one goes and expires: the series ends.
+    interfaces[0].mark_gone(t0 + retention);
+    interfaces[0].mark_shown();
+    crate::retention::expire(&mut interfaces, |i| i, retention, t0 + 2 * retention);
+    let ended = render(Some(world(interfaces)));
+    assert!(
+        samples(&ended)
+            .keys()
+            .all(|k| !k.contains(r#"interface="p1""#)),
+        "{ended}"
     );
 }
 

@@ -166,7 +166,7 @@ struct EventJson<'a> {
     interface: &'a str,
     ifindex: u32,
     /// "promisc_entered", "promisc_left", "promiscuity_changed",
-    /// "mac_changed", "attached" (with `hook`) or "gone".
+    /// "mac_changed", "attached" (with `hook`), "gone" or "expired".
     kind: &'static str,
     description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -263,7 +263,7 @@ fn event(e: &Event) -> EventJson<'_> {
             out.hook_from = Some(from);
             out.hook = Some(to);
         }
-        EventKind::Gone => {}
+        EventKind::Gone | EventKind::Expired => {}
     }
     out
 }

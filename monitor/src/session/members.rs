@@ -8,24 +8,39 @@ impl Session {
         for link in &state.links {
             self.observe(link);
         }
-        // Gone: no longer present under the same name (an ifindex may be
-        // reused by a new device), or no longer selected (a port that left
-        // its bridge).
+        // Gone: deleted, no longer present under the same name (an ifindex
+        // may be reused by a new device), or no longer selected (a port
+        // that left its bridge).
+        let deleted = std::mem::take(&mut self.deleted);
         let mut leaving: Vec<(usize, bool)> = {
             let wanted: HashMap<u32, &Watched> = wanted.iter().map(|w| (w.ifindex, w)).collect();
             self.present
                 .values()
                 .filter_map(|&i| {
                     let m = &self.members[i].watched;
-                    let present = state.link(m.ifindex).is_some_and(|l| l.name == m.name);
+                    let present = !deleted.contains(&m.ifindex)
+                        && state.link(m.ifindex).is_some_and(|l| l.name == m.name);
                     let still_wanted = wanted.get(&m.ifindex).is_some_and(|w| same(w, m));
                     (!(present && still_wanted)).then_some((i, present))
                 })
                 .collect()
         };
         leaving.sort_unstable();
+        let changed = !leaving.is_empty();
         for (i, present) in leaving {
             self.retire(i, present);
+        }
+        // One that could not be watched goes like the others when its
+        // device does (or leaves the selection), and then expires.
+        let now = Instant::now();
+        for m in self
+            .members
+            .iter_mut()
+            .filter(|m| m.failed && !m.model.gone)
+        {
+            if !wanted.iter().any(|w| same(w, &m.watched)) {
+                m.model.mark_gone(now);
+            }
         }
         // New: configure first, so the very first frame is classified
         // right, then attach (ports before bridges: `wanted` is ordered).
@@ -33,7 +48,7 @@ impl Session {
             let known: HashSet<(u32, &str, Role)> = self
                 .members
                 .iter()
-                .filter(|m| m.slot.is_some() || m.failed)
+                .filter(|m| m.slot.is_some() || (m.failed && !m.model.gone))
                 .map(|m| key(&m.watched))
                 .collect();
             wanted
@@ -73,6 +88,22 @@ impl Session {
                 failed: false,
             });
             added.push(self.members.len() - 1);
+        }
+        // The kernel's drop counts of the interfaces that went (their final
+        // counts are read) and of any earlier device with a new member's
+        // ifindex: before the configuration lets the new one count.
+        if changed || !added.is_empty() {
+            let fresh: HashSet<u32> = added
+                .iter()
+                .map(|&i| self.members[i].watched.ifindex)
+                .collect();
+            let keep: HashSet<u32> = self
+                .present
+                .keys()
+                .filter(|ifindex| !fresh.contains(ifindex))
+                .copied()
+                .collect();
+            self.forget_drops(|ifindex| keep.contains(&ifindex));
         }
         self.sync_config(state)?;
         self.peers = crate::workload::veth_peers(state, self.present.keys());
@@ -229,6 +260,13 @@ impl Session {
             self.members[i].model.flows = Some(flows::top(mine, self.top_flows));
         }
         let ifindex = self.members[i].watched.ifindex;
+        // Its final drop counts, before `follow` removes them from the map.
+        if let Ok(d) = &self.drops
+            && let Ok(all) = d.layer.read(&d.map)
+        {
+            let key = (self.ns.inode, ifindex);
+            self.members[i].model.drops = Some(all.get(&key).cloned().unwrap_or_default());
+        }
         if self.moving.remove(&ifindex) {
             if let Some(worker) = &self.handoff {
                 worker.cancel(ifindex);
@@ -246,7 +284,7 @@ impl Session {
         } else {
             self.attacher.forget(&mut self.ebpf, ifindex);
         }
-        self.members[i].model.mark_gone();
+        self.members[i].model.mark_gone(Instant::now());
         // Detached: nothing adds to the slot's flows any more.
         if let Err(e) = self.flows.clear(slot) {
             self.notes.push(format!("{e:#}"));
@@ -258,6 +296,16 @@ impl Session {
             ifindex,
             kind: EventKind::Gone,
         });
+    }
+
+    /// Removes the kernel's drop counts of every interface `keep` rejects
+    /// (a failure is a note: the counts stay, nothing else is wrong).
+    fn forget_drops(&mut self, keep: impl Fn(u32) -> bool) {
+        if let Ok(d) = &mut self.drops
+            && let Err(e) = DropLayer::forget(&mut d.map, keep)
+        {
+            self.notes.push(format!("{e:#}"));
+        }
     }
 
     pub(super) fn sync_config(&mut self, state: &NetState) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ pub use slots::SlotPool;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use aya::Ebpf;
@@ -86,6 +86,10 @@ pub struct Session {
     present: HashMap<u32, usize>,
     /// A notification said the namespace changed since it was last read.
     stale: bool,
+    /// Links deleted since the namespace was last read: a member there is
+    /// gone even if the read finds a device of the same name at its
+    /// ifindex (deleted and re-created in between).
+    deleted: HashSet<u32>,
     tracker: Tracker,
     /// Events not yet reported.
     events: Vec<Event>,
@@ -173,6 +177,7 @@ impl Session {
             members: Vec::new(),
             present: HashMap::new(),
             stale: false,
+            deleted: HashSet::new(),
             events: Vec::new(),
             notes: leftovers,
             drops: Err("not attached yet".into()),
@@ -236,8 +241,13 @@ impl Session {
     /// Takes one notification into account (link changes may be
     /// transitions between two dumps).
     pub fn notice(&mut self, change: &Change) {
-        if let Change::Link(link) = change {
-            self.observe(link);
+        match change {
+            Change::Link(link) => self.observe(link),
+            Change::LinkGone(ifindex) => {
+                self.tracker.forget(*ifindex);
+                self.deleted.insert(*ifindex);
+            }
+            Change::Other | Change::Irrelevant => {}
         }
         self.stale |= change.needs_reread();
     }
@@ -254,7 +264,8 @@ impl Session {
         );
     }
 
-    /// Samples the counters: the interfaces for a report.
+    /// Samples the counters: the interfaces for a report. Gone ones are
+    /// then shown gone, and their retention may end.
     pub fn collect(&mut self) -> anyhow::Result<Vec<Interface>> {
         if let Some(log) = &mut self.kernel_log {
             self.notes.extend(log.drain());
@@ -278,15 +289,38 @@ impl Session {
                     m.model.flows = Some(flows::top(mine, self.top_flows));
                 }
             }
-            if let Some(drops) = &drops {
+            // Gone interfaces keep what `retire` read last.
+            if let Some(drops) = &drops
+                && m.slot.is_some()
+            {
                 let key = (self.ns.inode, m.model.ifindex);
-                // Gone interfaces keep what they had.
-                if m.slot.is_some() || m.model.drops.is_none() {
-                    m.model.drops = Some(drops.get(&key).cloned().unwrap_or_default());
-                }
+                m.model.drops = Some(drops.get(&key).cloned().unwrap_or_default());
             }
         }
-        Ok(self.members.iter().map(|m| m.model.clone()).collect())
+        let report = self.members.iter().map(|m| m.model.clone()).collect();
+        for m in &mut self.members {
+            m.model.mark_shown();
+        }
+        Ok(report)
+    }
+
+    /// Forgets the members whose retention ended at `now`
+    /// (`crate::retention`); their `expired` events go with the next
+    /// report. Only their final counts were left: the kernel let go of
+    /// everything else when they went (`retire`).
+    pub fn expire(&mut self, retention: Duration, now: Instant) {
+        let expired = crate::retention::expire(&mut self.members, |m| &mut m.model, retention, now);
+        if expired.is_empty() {
+            return;
+        }
+        self.events.extend(expired);
+        self.present = self
+            .members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.slot.is_some())
+            .map(|(i, m)| (m.watched.ifindex, i))
+            .collect();
     }
 
     /// What `workload` needs to name the owners of this namespace's veth

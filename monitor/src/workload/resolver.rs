@@ -9,8 +9,11 @@
 //! container's process may start after its veth) or every `REFRESH`
 //! regardless (a container replaced, the Engine stopped or back); never
 //! more often than `MIN_GAP`, which bounds its cost (a /proc scan and a
-//! few calls to the Engine) under churn. Answers are kept by (watching namespace,
-//! ifindex), and a port that goes keeps its last one.
+//! few calls to the Engine) under churn. Answers are kept by (watching
+//! namespace, ifindex) while the port is wanted with the same peer
+//! namespace: a port that goes keeps its last one in the report (the
+//! session's copy), and the thread forgets it, so its memory is bounded
+//! and a new port that reuses the ifindex never shows the old one's owner.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
@@ -163,7 +166,7 @@ impl Resolver {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        locked(&self.shared)
     }
 }
 
@@ -199,7 +202,7 @@ pub fn resolve_once(
     let mut worker = Worker::new(sockets, rx, Arc::clone(&shared))?;
     worker.wanted.insert(netns, (lookup, peers));
     worker.resolve();
-    let mut shared = shared.lock().unwrap_or_else(|e| e.into_inner());
+    let mut shared = locked(&shared);
     let owners = shared
         .by_port
         .drain()
@@ -406,12 +409,28 @@ impl Worker {
         match m {
             Message::Want(netns, lookup, peers) => {
                 let same = self.wanted.get(&netns).is_some_and(|(_, p)| *p == peers);
-                self.wanted.insert(netns, (lookup, peers));
+                let old = self
+                    .wanted
+                    .insert(netns, (lookup, peers.clone()))
+                    .map(|(_, p)| p)
+                    .unwrap_or_default();
+                if !same {
+                    self.lock().by_port.retain(|&(n, ifindex), _| {
+                        n != netns || still_answered(&old, &peers, ifindex)
+                    });
+                }
                 !same
             }
-            Message::Forget(netns) => self.wanted.remove(&netns).is_some(),
+            Message::Forget(netns) => {
+                self.lock().by_port.retain(|&(n, _), _| n != netns);
+                self.wanted.remove(&netns).is_some()
+            }
             Message::Nudge => true,
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        locked(&self.shared)
     }
 
     /// One pass over every wanted port; whether some port stayed without
@@ -450,7 +469,7 @@ impl Worker {
                 }
             }
         }
-        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = self.lock();
         shared.by_port.extend(answers);
         unresolved
     }
@@ -506,14 +525,38 @@ impl Worker {
     }
 
     fn note(&self, line: String) {
-        let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = self.lock();
         shared.notes.push(line);
     }
+}
+
+/// The answers and notes. Every change to them is one call, so a thread
+/// that panicked holding the lock left none half made: a poisoned lock is
+/// taken as it is.
+fn locked(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the answer for port `ifindex` still holds when the ports wanted
+/// change from `old` to `new` (ifindex -> the peer's namespace id): the
+/// port is still wanted, with its peer in the same namespace.
+fn still_answered(old: &BTreeMap<u32, i32>, new: &BTreeMap<u32, i32>, ifindex: u32) -> bool {
+    new.get(&ifindex)
+        .is_some_and(|nsid| old.get(&ifindex) == Some(nsid))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_of_ports_that_went_or_changed_peer_are_forgotten() {
+        let old = BTreeMap::from([(3, 0), (4, 1), (5, 2)]);
+        // 3 stays, 4 went, 5's ifindex now has its peer elsewhere, 6 is new.
+        let new = BTreeMap::from([(3, 0), (5, 7), (6, 1)]);
+        let kept: Vec<u32> = (3..=6).filter(|&i| still_answered(&old, &new, i)).collect();
+        assert_eq!(kept, [3]);
+    }
 
     #[test]
     fn sockets_may_be_spelled_as_the_runtimes_do() {

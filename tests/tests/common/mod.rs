@@ -7,7 +7,11 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
-use std::{net::Ipv4Addr, path::PathBuf, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    time::{Duration, SystemTime},
+};
 
 use anyhow::Result;
 use macdrop_tests::{
@@ -26,6 +30,13 @@ use macdrop_tests::{
 
 /// How long a test waits for counters to reach their expected values.
 pub const SETTLE: Duration = Duration::from_secs(10);
+
+/// The time a report or event names (RFC 3339).
+pub fn time_of(ts: &str) -> SystemTime {
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+    let t = OffsetDateTime::parse(ts, &Rfc3339).unwrap();
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(t.unix_timestamp_nanos() as u64)
+}
 
 /// The subnet broadcast address of the bridge's network.
 pub const BRIDGE_SUBNET_BROADCAST: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 255);

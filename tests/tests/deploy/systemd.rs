@@ -90,6 +90,9 @@ fn systemd_unit_is_hardened_and_verifies() {
     is("ProtectHome", "yes");
     is("PrivateTmp", "yes");
     is("Restart", "on-failure");
+    // READY=1 when attached (sd_notify), and no report per interval.
+    is("Type", "notify");
+    is("NotifyAccess", "main");
     // IP to and from loopback only: the metrics endpoint is local.
     is("IPAddressDeny", "any");
     is("IPAddressAllow", "localhost");
