@@ -45,7 +45,7 @@ async fn name_workloads(
     interfaces: &mut [IfaceStatus],
 ) {
     let ifindexes: Vec<u32> = interfaces.iter().map(|i| i.link.ifindex).collect();
-    let peers = workload::veth_peers(state, ifindexes.iter());
+    let peers = workload::ports_to_name(state, ifindexes.iter());
     let lookup = netlink.nsid_lookup();
     let sockets = Sockets::from_env();
     let found =

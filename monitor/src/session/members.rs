@@ -106,7 +106,7 @@ impl Session {
             self.forget_drops(|ifindex| keep.contains(&ifindex));
         }
         self.sync_config(state)?;
-        self.peers = crate::workload::veth_peers(state, self.present.keys());
+        self.peers = crate::workload::ports_to_name(state, self.present.keys());
         let kinds: Vec<(usize, Option<String>)> = added
             .into_iter()
             .map(|i| {

@@ -107,7 +107,7 @@ pub struct Session {
     moving: HashSet<u32>,
     /// Watched veths with a peer in another namespace: ifindex -> the
     /// peer namespace's id here (as of the last read).
-    peers: BTreeMap<u32, i32>,
+    peers: BTreeMap<u32, crate::workload::Peer>,
 }
 
 impl Session {
@@ -325,7 +325,7 @@ impl Session {
 
     /// What `workload` needs to name the owners of this namespace's veth
     /// peers: the nsid lookup of its netlink socket and the ports.
-    pub fn peers(&self) -> (NsidLookup, BTreeMap<u32, i32>) {
+    pub fn peers(&self) -> (NsidLookup, BTreeMap<u32, crate::workload::Peer>) {
         (self.netlink.nsid_lookup(), self.peers.clone())
     }
 

@@ -23,6 +23,12 @@
 //!    step 1's view (one line on stderr). Every call is read-only and
 //!    bounded (500 ms).
 //!
+//! A tap (or tun) port has no peer namespace: its owner is the process
+//! holding the device open (a VM's qemu), found by the interface name the
+//! kernel writes in that open file's /proc/PID/fdinfo (`process::tap_holders`;
+//! names are per namespace, so among holders in several namespaces the one
+//! in the watched namespace wins).
+//!
 //! All of it runs on a thread of its own (`resolver`), never on the report
 //! path: counting goes on whatever /proc or the runtimes do. The Docker
 //! Engine's container events (`events`, another thread) make it look again
@@ -42,20 +48,45 @@ use crate::netlink::NetState;
 
 pub use resolver::{Resolver, Sockets, resolve_once};
 
-/// The veths among `ifindexes` whose peer lives in another namespace:
-/// ifindex -> the peer namespace's id here (`IFLA_LINK_NETNSID`), what the
-/// resolver is asked to name.
-pub fn veth_peers<'a>(
+/// What names the owner of a watched port.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A veth whose other end lives in another namespace: that namespace's
+    /// id here (`IFLA_LINK_NETNSID`); its owner is whoever lives there.
+    Netns(i32),
+    /// A tap or tun device: its name; its owner is the process holding the
+    /// device open (a VM's qemu, a VPN daemon), found by the name the
+    /// kernel writes in that file's /proc fdinfo (`iff:`).
+    Tap(String),
+}
+
+impl Peer {
+    pub fn nsid(&self) -> Option<i32> {
+        match self {
+            Peer::Netns(id) => Some(*id),
+            Peer::Tap(_) => None,
+        }
+    }
+}
+
+/// The ports among `ifindexes` whose owner can be named: veths whose peer
+/// lives in another namespace, and taps (kind `tun`). Macvlan and ipvlan
+/// children live in the container's namespace, not beside their parent:
+/// macdrop sees one only where it watches that namespace, and has nothing
+/// to name there.
+pub fn ports_to_name<'a>(
     state: &NetState,
     ifindexes: impl Iterator<Item = &'a u32>,
-) -> BTreeMap<u32, i32> {
+) -> BTreeMap<u32, Peer> {
     ifindexes
         .filter_map(|&ifindex| {
             let link = state.link(ifindex)?;
-            let nsid = link
-                .peer_netnsid
-                .filter(|_| link.kind.as_deref() == Some("veth"))?;
-            Some((ifindex, nsid))
+            let peer = match link.kind.as_deref() {
+                Some("veth") => Peer::Netns(link.peer_netnsid?),
+                Some("tun") => Peer::Tap(link.name.clone()),
+                _ => return None,
+            };
+            Some((ifindex, peer))
         })
         .collect()
 }

@@ -39,14 +39,7 @@ pub fn scan() -> BTreeMap<u64, Owner> {
 }
 
 fn scan_in(proc: &Path) -> BTreeMap<u64, Owner> {
-    let mut pids: Vec<u32> = std::fs::read_dir(proc)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    pids.sort_unstable();
+    let pids = pids(proc);
     let mut out: BTreeMap<u64, Owner> = BTreeMap::new();
     for pid in pids {
         let dir = proc.join(pid.to_string());
@@ -59,16 +52,76 @@ fn scan_in(proc: &Path) -> BTreeMap<u64, Owner> {
         if out.contains_key(&inode) {
             continue;
         }
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
-        out.insert(
-            inode,
-            Owner {
-                pid,
-                comm: clean(&comm),
-                cgroup: parse_cgroup(&cgroup),
-            },
-        );
+        out.insert(inode, owner(&dir, pid));
+    }
+    out
+}
+
+/// Every PID under `proc`, lowest first.
+fn pids(proc: &Path) -> Vec<u32> {
+    let mut pids: Vec<u32> = std::fs::read_dir(proc)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
+
+/// Process `pid` (its /proc directory `dir`) as an owner.
+fn owner(dir: &Path, pid: u32) -> Owner {
+    let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+    let cgroup = std::fs::read_to_string(dir.join("cgroup")).unwrap_or_default();
+    Owner {
+        pid,
+        comm: clean(&comm),
+        cgroup: parse_cgroup(&cgroup),
+    }
+}
+
+/// The holders of the taps named `names`: per name, the processes (lowest
+/// PID first) with /dev/net/tun open on it, each with the inode of its
+/// network namespace. The kernel writes the device's name in the open
+/// file's fdinfo (`iff:\tNAME`, drivers/net/tun.c); only files that are
+/// /dev/net/tun are read, so a host with many fds pays a readlink each.
+pub fn tap_holders(names: &[&str]) -> BTreeMap<String, Vec<(Owner, u64)>> {
+    tap_holders_in(Path::new("/proc"), names)
+}
+
+fn tap_holders_in(proc: &Path, names: &[&str]) -> BTreeMap<String, Vec<(Owner, u64)>> {
+    let mut out: BTreeMap<String, Vec<(Owner, u64)>> = BTreeMap::new();
+    if names.is_empty() {
+        return out;
+    }
+    let pids = pids(proc);
+    for pid in pids {
+        let dir = proc.join(pid.to_string());
+        let Ok(fds) = std::fs::read_dir(dir.join("fd")) else {
+            continue;
+        };
+        for fd in fds.filter_map(Result::ok) {
+            let is_tun = std::fs::read_link(fd.path())
+                .is_ok_and(|target| target == Path::new("/dev/net/tun"));
+            if !is_tun {
+                continue;
+            }
+            let info = std::fs::read_to_string(dir.join("fdinfo").join(fd.file_name()))
+                .unwrap_or_default();
+            let Some(name) = info.lines().find_map(|l| l.strip_prefix("iff:")) else {
+                continue;
+            };
+            let name = name.trim();
+            if !names.contains(&name) {
+                continue;
+            }
+            let netns = std::fs::metadata(dir.join("ns/net")).map_or(0, |m| m.ino());
+            let holders = out.entry(name.to_owned()).or_default();
+            if !holders.iter().any(|(o, _)| o.pid == pid) {
+                holders.push((owner(&dir, pid), netns));
+            }
+        }
     }
     out
 }

@@ -27,7 +27,7 @@ use std::{
 };
 
 use super::{
-    Workload,
+    Peer, Workload,
     cri::Cri,
     docker::Docker,
     events::{self, Events},
@@ -91,11 +91,11 @@ const RETRY_WINDOW: Duration = Duration::from_secs(30);
 const NSID_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Ports wanted per watching namespace: its nsid lookup and, per ifindex,
-/// the peer's namespace id.
-type Wanted = HashMap<u32, (NsidLookup, BTreeMap<u32, i32>)>;
+/// what names its owner (`Peer`).
+type Wanted = HashMap<u32, (NsidLookup, BTreeMap<u32, Peer>)>;
 
 enum Message {
-    Want(u32, NsidLookup, BTreeMap<u32, i32>),
+    Want(u32, NsidLookup, BTreeMap<u32, Peer>),
     Forget(u32),
     /// The Engine reported a container starting or stopping.
     Nudge,
@@ -142,7 +142,7 @@ impl Resolver {
 
     /// The ports of namespace `netns` with a peer elsewhere: ifindex ->
     /// the peer namespace's id there. Cheap when nothing changed.
-    pub fn want(&self, netns: u32, lookup: NsidLookup, peers: BTreeMap<u32, i32>) {
+    pub fn want(&self, netns: u32, lookup: NsidLookup, peers: BTreeMap<u32, Peer>) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Message::Want(netns, lookup, peers));
         }
@@ -192,7 +192,7 @@ pub fn resolve_once(
     sockets: Sockets,
     netns: u32,
     lookup: NsidLookup,
-    peers: BTreeMap<u32, i32>,
+    peers: BTreeMap<u32, Peer>,
 ) -> anyhow::Result<(BTreeMap<u32, Workload>, Vec<String>)> {
     if peers.is_empty() {
         return Ok(Default::default());
@@ -452,17 +452,38 @@ impl Worker {
             .iter()
             .flat_map(|e| e.source.namespace_files())
             .collect();
+        let taps: Vec<&str> = self
+            .wanted
+            .values()
+            .flat_map(|(_, peers)| peers.values())
+            .filter_map(|p| match p {
+                Peer::Tap(name) => Some(name.as_str()),
+                Peer::Netns(_) => None,
+            })
+            .collect();
+        let holders = process::tap_holders(&taps);
         let mut unresolved = false;
         let mut answers = Vec::new();
         for (&netns, (lookup, peers)) in &self.wanted {
             let inodes = self.namespaces_by_id(netns, lookup, peers, &owners, &files);
-            for (&ifindex, nsid) in peers {
-                let workload = inodes.get(nsid).and_then(|inode| {
-                    containers
-                        .get(inode)
-                        .cloned()
-                        .or_else(|| owners.get(inode).map(process::Owner::workload))
-                });
+            for (&ifindex, peer) in peers {
+                let workload = match peer {
+                    Peer::Netns(nsid) => inodes.get(nsid).and_then(|inode| {
+                        containers
+                            .get(inode)
+                            .cloned()
+                            .or_else(|| owners.get(inode).map(process::Owner::workload))
+                    }),
+                    // Names are per namespace: a holder living in the
+                    // watched namespace first, else the lowest PID.
+                    Peer::Tap(name) => holders.get(name).and_then(|found| {
+                        found
+                            .iter()
+                            .find(|(_, ns)| *ns == u64::from(netns))
+                            .or(found.first())
+                            .map(|(owner, _)| owner.workload())
+                    }),
+                };
                 match workload {
                     Some(w) => answers.push(((netns, ifindex), w)),
                     None => unresolved = true,
@@ -483,11 +504,11 @@ impl Worker {
         &self,
         netns: u32,
         lookup: &NsidLookup,
-        peers: &BTreeMap<u32, i32>,
+        peers: &BTreeMap<u32, Peer>,
         owners: &BTreeMap<u64, process::Owner>,
         files: &[(u64, PathBuf)],
     ) -> HashMap<i32, u64> {
-        let mut left: BTreeSet<i32> = peers.values().copied().collect();
+        let mut left: BTreeSet<i32> = peers.values().filter_map(Peer::nsid).collect();
         let mut out = HashMap::new();
         for (&inode, owner) in owners {
             if left.is_empty() {
@@ -540,7 +561,7 @@ fn locked(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 /// Whether the answer for port `ifindex` still holds when the ports wanted
 /// change from `old` to `new` (ifindex -> the peer's namespace id): the
 /// port is still wanted, with its peer in the same namespace.
-fn still_answered(old: &BTreeMap<u32, i32>, new: &BTreeMap<u32, i32>, ifindex: u32) -> bool {
+fn still_answered(old: &BTreeMap<u32, Peer>, new: &BTreeMap<u32, Peer>, ifindex: u32) -> bool {
     new.get(&ifindex)
         .is_some_and(|nsid| old.get(&ifindex) == Some(nsid))
 }
@@ -551,10 +572,13 @@ mod tests {
 
     #[test]
     fn answers_of_ports_that_went_or_changed_peer_are_forgotten() {
-        let old = BTreeMap::from([(3, 0), (4, 1), (5, 2)]);
-        // 3 stays, 4 went, 5's ifindex now has its peer elsewhere, 6 is new.
-        let new = BTreeMap::from([(3, 0), (5, 7), (6, 1)]);
-        let kept: Vec<u32> = (3..=6).filter(|&i| still_answered(&old, &new, i)).collect();
+        let n = Peer::Netns;
+        let tap = |name: &str| Peer::Tap(name.into());
+        let old = BTreeMap::from([(3, n(0)), (4, n(1)), (5, n(2)), (7, tap("tap0"))]);
+        // 3 stays, 4 went, 5's ifindex now has its peer elsewhere, 6 is
+        // new, 7 is a tap renamed.
+        let new = BTreeMap::from([(3, n(0)), (5, n(7)), (6, n(1)), (7, tap("vm1"))]);
+        let kept: Vec<u32> = (3..=7).filter(|&i| still_answered(&old, &new, i)).collect();
         assert_eq!(kept, [3]);
     }
 
