@@ -196,7 +196,7 @@ fn inode_of_file(file: &File, path: &Path) -> Result<u32, Failure> {
 }
 
 /// The filesystem type of namespace files (`NSFS_MAGIC`, linux/magic.h).
-const NSFS_MAGIC: u64 = 0x6e73_6673;
+pub(crate) const NSFS_MAGIC: u64 = 0x6e73_6673;
 
 /// Opens a namespace file for setns, having made sure first that it is one:
 /// the path is opened with O_PATH (which neither blocks on a FIFO nor opens

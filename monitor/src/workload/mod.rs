@@ -173,20 +173,21 @@ fn pid_namespace(pid: u32) -> Option<u64> {
         .map(|m| m.ino())
 }
 
-/// `/proc/PID/ns/net`'s filesystem: a sandbox path that is not on it is a
-/// plain file (e.g. the runtime's bind mount lives in another mount
-/// namespace), whose inode says nothing.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
-
 /// The inode of a namespace file (a bind mount of nsfs, as Docker's
-/// sandbox keys and the CRI's pod namespaces are); None for anything else.
+/// sandbox keys and the CRI's pod namespaces are); None for anything else
+/// (a sandbox path not on nsfs is a plain file, e.g. the runtime's bind
+/// mount lives in another mount namespace, whose inode says nothing).
 fn namespace_file(path: &str) -> Option<u64> {
     let c_path = std::ffi::CString::new(path).ok()?;
     // SAFETY: statfs(2) writes into the zeroed struct we own; the path is
     // a valid NUL-terminated string.
     let is_nsfs = unsafe {
         let mut fs: libc::statfs = std::mem::zeroed();
-        libc::statfs(c_path.as_ptr(), &mut fs) == 0 && fs.f_type as i64 == NSFS_MAGIC
+        let rc = libc::statfs(c_path.as_ptr(), &mut fs);
+        // f_type's type differs between glibc and musl (see netns).
+        #[allow(clippy::useless_conversion)]
+        let f_type = u64::try_from(fs.f_type).ok();
+        rc == 0 && f_type == Some(crate::netns::NSFS_MAGIC)
     };
     if !is_nsfs {
         return None;
