@@ -40,19 +40,48 @@ fn scrape(ns: &NetNs) -> String {
     text
 }
 
-#[test]
-fn ports_are_named_by_container_and_fall_back_when_the_engine_stops() {
+/// A daemon of the test's own with two containers, web1 and web2 (id and
+/// PID each), and its socket for `MACDROP_DOCKER_HOST`.
+struct Engine {
+    lab: DockerLab,
+    web1: (String, u32),
+    web2: (String, u32),
+    socket: String,
+}
+
+/// [`Engine`], or None with the check `what` recorded as skipped when
+/// Docker cannot run here.
+fn engine(what: &str) -> Option<Engine> {
     let mut lab = match DockerLab::start() {
         Ok(lab) => lab,
         Err(e) => {
-            skip::record("ports named by the Docker Engine", &format!("{e:#}"));
-            return;
+            skip::record(what, &format!("{e:#}"));
+            return None;
         }
     };
     lab.import_busybox().unwrap();
-    let (id1, _) = lab.run("web1").unwrap();
-    let (id2, pid2) = lab.run("web2").unwrap();
+    let web1 = lab.run("web1").unwrap();
+    let web2 = lab.run("web2").unwrap();
     let socket = lab.socket().display().to_string();
+    Some(Engine {
+        lab,
+        web1,
+        web2,
+        socket,
+    })
+}
+
+#[test]
+fn ports_are_named_by_container_and_fall_back_when_the_engine_stops() {
+    let Some(Engine {
+        mut lab,
+        web1: (id1, _),
+        web2: (id2, pid2),
+        socket,
+    }) = engine("ports named by the Docker Engine")
+    else {
+        return;
+    };
     let mut watch = Macdrop::spawn_with_env(
         &macdrop_bin(),
         lab.host(),
@@ -178,17 +207,15 @@ fn ports_are_named_by_container_and_fall_back_when_the_engine_stops() {
 /// the watch is named within a second of its port appearing.
 #[test]
 fn the_seed_incident_is_pinned_on_a_container_by_name() {
-    let mut lab = match DockerLab::start() {
-        Ok(lab) => lab,
-        Err(e) => {
-            skip::record("the seed incident on a Docker bridge", &format!("{e:#}"));
-            return;
-        }
+    let Some(Engine {
+        mut lab,
+        web1: (id1, pid1),
+        web2: (id2, _),
+        socket,
+    }) = engine("the seed incident on a Docker bridge")
+    else {
+        return;
     };
-    lab.import_busybox().unwrap();
-    let (id1, pid1) = lab.run("web1").unwrap();
-    let (id2, _) = lab.run("web2").unwrap();
-    let socket = lab.socket().display().to_string();
     let env = [("MACDROP_DOCKER_HOST", socket.as_str())];
     lab.remove_bridge_mac_from_fdb().unwrap();
 
