@@ -143,6 +143,11 @@ pub struct DiagnoseArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 
+    /// Counters and rates readable by people in the table (1.2K, 3.4M,
+    /// 5.6G: powers of 1000), like `ip -h`; JSON and metrics stay exact.
+    #[arg(long)]
+    pub human: bool,
+
     /// Exit with code 4 when a finding of this severity or worse exists
     /// (default: exit 0 whatever is found).
     #[arg(long, value_enum, value_name = "SEVERITY")]
@@ -220,6 +225,11 @@ pub struct StatusArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// Counters and rates readable by people in the table (1.2K, 3.4M,
+    /// 5.6G: powers of 1000), like `ip -h`; JSON and metrics stay exact.
+    #[arg(long)]
+    pub human: bool,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +249,11 @@ pub struct WatchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+
+    /// Counters and rates readable by people in the table (1.2K, 3.4M,
+    /// 5.6G: powers of 1000), like `ip -h`; JSON and metrics stay exact.
+    #[arg(long)]
+    pub human: bool,
 
     /// Serve Prometheus metrics (/metrics) and /healthz over HTTP on
     /// ADDR:PORT; without a value on 127.0.0.1:9815 (loopback only).

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::{SETTLE, assert_no_panic, check_one_line_error};
 use macdrop_tests::{
-    lab::{BRIDGE, BridgeLab, STANDALONE_IFACE, StandaloneLab},
+    lab::{BRIDGE, BridgeLab, PEER_IFACE, STANDALONE_IFACE, StandaloneLab},
     macdrop::{self, Finished, Macdrop},
+    sender::RawSender,
 };
 use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -515,4 +516,63 @@ fn under_systemd_it_notifies_and_logs_with_priorities() {
         check_one_line_error(command, &out, 2, &["--format none prints nothing"]);
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--human` (like `ip -h`) on a real count: 1234 frames the kernel threw
+/// away as not for this host (`rx_otherhost_dropped`), shown by `status`
+/// as 1234 by default and as 1.2K with `--human`; its JSON stays exact.
+#[test]
+fn human_shows_a_real_count_readably_and_exact_by_default() {
+    const SENT: u64 = 1234;
+    if !macdrop_tests::kernel::has_otherhost_counter().unwrap() {
+        macdrop_tests::skip::record(
+            "status --human on rx_otherhost_dropped",
+            "this kernel has no rx_otherhost_dropped in its IFLA_STATS64",
+        );
+        return;
+    }
+    let lab = StandaloneLab::new().unwrap();
+    let tx = RawSender::new(lab.peer(), PEER_IFACE).unwrap();
+    let foreign = common::standalone_foreign();
+    let counted = || {
+        macdrop_tests::kernel::link_stats(lab.host(), STANDALONE_IFACE)
+            .map(|s| s.rx_otherhost_dropped)
+    };
+    // In bursts the receiving backlog holds (it drops beyond 1000 queued
+    // frames), each counted before the next.
+    let mut sent = 0;
+    while sent < SENT {
+        let burst = (SENT - sent).min(200);
+        tx.send(&foreign, burst as usize).unwrap();
+        sent += burst;
+        let now = macdrop_tests::wait::poll_until(SETTLE, counted, |n| *n == sent).unwrap();
+        assert_eq!(now, sent, "rx_otherhost_dropped after {sent} frames");
+    }
+
+    let row = |extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["status", STANDALONE_IFACE];
+        args.extend(extra);
+        let out = macdrop::run(lab.host(), &args, RUN_TIMEOUT).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", out.stderr);
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert!(lines[0].ends_with("RX_OTHERHOST_DROPPED"), "{}", out.stdout);
+        lines[1].split_whitespace().map(str::to_owned).collect()
+    };
+    let exact = row(&[]);
+    let human = row(&["--human"]);
+    assert_eq!(exact[0], STANDALONE_IFACE);
+    assert_eq!(exact.last().map(String::as_str), Some("1234"), "{exact:?}");
+    assert_eq!(human.last().map(String::as_str), Some("1.2K"), "{human:?}");
+    // Nothing else in the row changes.
+    assert_eq!(exact[..exact.len() - 1], human[..human.len() - 1]);
+
+    let json = macdrop::run(
+        lab.host(),
+        &["status", STANDALONE_IFACE, "--human", "--format", "json"],
+        RUN_TIMEOUT,
+    )
+    .unwrap();
+    let doc = macdrop_tests::schema::parse(macdrop_tests::schema::Output::Status, &json.stdout)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(doc["interfaces"][0]["rx_otherhost_dropped"], SENT);
 }

@@ -11,8 +11,8 @@ use macdrop_tests::{
     btf::KernelBtf,
     frames::{ipv4_udp, mac_to_string},
     lab::{
-        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, FOREIGN_IPV4, FOREIGN_MAC,
-        PEER_IFACE, STANDALONE_IFACE, STANDALONE_IPV4, STANDALONE_PEER_IPV4, STANDALONE_PEER_MAC,
+        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, FOREIGN_MAC, PEER_IFACE,
+        STANDALONE_IFACE, STANDALONE_IPV4, STANDALONE_PEER_IPV4, STANDALONE_PEER_MAC,
         StandaloneLab, peer_ipv4, peer_mac, port_mac, port_name,
     },
     macdrop::{self, EventReport, FrameCounts, Macdrop},
@@ -226,12 +226,7 @@ fn otherhost_counter_is_reported_beside_the_prediction() {
     }
     let lab = StandaloneLab::new().unwrap();
     let tx = RawSender::new(lab.peer(), PEER_IFACE).unwrap();
-    let foreign = ipv4_udp(
-        FOREIGN_MAC,
-        STANDALONE_PEER_MAC,
-        STANDALONE_PEER_IPV4,
-        FOREIGN_IPV4,
-    );
+    let foreign = common::standalone_foreign();
     // Counted before macdrop starts: must not appear in its delta.
     tx.send(&foreign, 2).unwrap();
     let mut macdrop = Macdrop::spawn(lab.host(), &["--iface", STANDALONE_IFACE]).unwrap();
@@ -477,12 +472,7 @@ fn drop_reasons_on_a_standalone_veth() {
     let lab = StandaloneLab::new().unwrap();
     let mut macdrop = Macdrop::spawn(lab.host(), &["--iface", STANDALONE_IFACE]).unwrap();
     let tx = RawSender::new(lab.peer(), PEER_IFACE).unwrap();
-    let foreign = ipv4_udp(
-        FOREIGN_MAC,
-        STANDALONE_PEER_MAC,
-        STANDALONE_PEER_IPV4,
-        FOREIGN_IPV4,
-    );
+    let foreign = common::standalone_foreign();
     tx.send(&foreign, N as usize).unwrap();
     let report = macdrop.settle(
         |r| {
@@ -517,12 +507,7 @@ fn namespaces_with_the_same_ifindex_never_mix() {
     assert_eq!(ifindex(&a), ifindex(&b), "the labs must collide on ifindex");
     let mut ma = Macdrop::spawn(a.host(), &["--iface", STANDALONE_IFACE]).unwrap();
     let mut mb = Macdrop::spawn(b.host(), &["--iface", STANDALONE_IFACE]).unwrap();
-    let foreign = ipv4_udp(
-        FOREIGN_MAC,
-        STANDALONE_PEER_MAC,
-        STANDALONE_PEER_IPV4,
-        FOREIGN_IPV4,
-    );
+    let foreign = common::standalone_foreign();
     RawSender::new(a.peer(), PEER_IFACE)
         .unwrap()
         .send(&foreign, 3)

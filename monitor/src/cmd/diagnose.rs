@@ -16,7 +16,10 @@ pub async fn run(args: DiagnoseArgs) -> anyhow::Result<Outcome> {
     let report = diagnose(&args.select, args.duration, capture).await?;
     let text = match format {
         Format::Json => render::json(&report),
-        Format::Table | Format::None => crate::untrusted::for_terminal(&render::table(&report)),
+        Format::Table | Format::None => {
+            let numbers = crate::render::Numbers::from_flag(args.human);
+            crate::untrusted::for_terminal(&render::table(&report, numbers))
+        }
     };
     let printed = super::print(sink, &text)?;
     let Some(threshold) = args.fail_on else {

@@ -30,7 +30,8 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     let text = match format {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
         Format::Table | Format::None => {
-            crate::untrusted::for_terminal(&render::status::table(&status))
+            let numbers = render::Numbers::from_flag(args.human);
+            crate::untrusted::for_terminal(&render::status::table(&status, numbers))
         }
     };
     super::print(crate::output::Sink::Stdout, &text)

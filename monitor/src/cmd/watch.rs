@@ -8,17 +8,19 @@ use crate::{
     model::World,
     monitor::{Monitor, Plan, Step},
     output::{Sink, write_failure},
-    render,
+    render::{self, Numbers},
 };
 
 /// Writes one report. A reader that went away ends the command (exit 0,
 /// everything detached as the monitor drops), like `ip` and `bpftool`
 /// under `| head`; a full disk ends it with exit 1.
-fn emit(sink: Sink, format: Format, world: &World) -> Result<(), Failure> {
+fn emit(sink: Sink, format: Format, numbers: Numbers, world: &World) -> Result<(), Failure> {
     let text = match format {
         Format::None => return Ok(()),
         Format::Json => render::json::render(world) + "\n",
-        Format::Table => crate::untrusted::for_terminal(&render::table::render(world)) + "\n",
+        Format::Table => {
+            crate::untrusted::for_terminal(&render::table::render(world, numbers)) + "\n"
+        }
     };
     sink.write(text.as_bytes())
         .map_err(|e| write_failure(&e, "the report"))
@@ -48,6 +50,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
     };
     // `--pcap -`: stdout carries the capture, the reports go to stderr.
     let sink = Sink::for_reports(plan.evidence.as_ref().is_some_and(|e| e.target.is_stdout()));
+    let numbers = Numbers::from_flag(args.human);
     let mut monitor = Monitor::start(plan).await?;
     // Under systemd (`Type=notify`): started means attached and serving.
     // Outside it, NOTIFY_SOCKET is unset and this does nothing.
@@ -55,7 +58,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<Outcome> {
     while let Some(step) = monitor.next().await? {
         match step {
             Step::Report(world) | Step::Final(world) => {
-                emit(sink, args.format, &world)?;
+                emit(sink, args.format, numbers, &world)?;
                 if let Some(exporter) = &exporter {
                     exporter.publish(world);
                 }

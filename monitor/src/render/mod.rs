@@ -1,8 +1,11 @@
 //! Renderers: turn a `World` into text. They never read the kernel.
 
 pub mod json;
+mod numbers;
 pub mod status;
 pub mod table;
+
+pub use numbers::Numbers;
 
 /// The first field of every JSON document macdrop prints (`watch`'s lines,
 /// `status`, `diagnose`): which schema it follows (docs/schema/). The

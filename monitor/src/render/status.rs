@@ -5,7 +5,10 @@ use std::{fmt::Write as _, time::SystemTime};
 
 use serde::Serialize;
 
-use super::json::{WorkloadJson, workload};
+use super::{
+    Numbers,
+    json::{WorkloadJson, workload},
+};
 use crate::{
     finding::Finding,
     promisc::{IfaceHistory, TransitionKind, Verdict},
@@ -128,7 +131,8 @@ pub fn json(status: &Status, ts: SystemTime) -> String {
     serde_json::to_string(&doc).expect("status serializes")
 }
 
-pub fn table(status: &Status) -> String {
+/// The table and findings, counters written as `numbers` says.
+pub fn table(status: &Status, numbers: Numbers) -> String {
     const HEADERS: [&str; 9] = [
         "IFACE",
         "ROLE",
@@ -160,7 +164,7 @@ pub fn table(status: &Status) -> String {
                 "no".to_owned()
             },
             l.rx_otherhost_dropped
-                .map(|n| n.to_string())
+                .map(|n| numbers.count(n))
                 .unwrap_or_else(|| "n/a".into()),
         ]);
     }

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::Numbers;
 use crate::{
     classes::{self, Class},
     model::{Flow, Interface, World},
@@ -42,7 +43,7 @@ fn headers() -> [String; COLUMNS] {
     )
 }
 
-fn count_cells(i: &Interface) -> [String; COLUMNS] {
+fn count_cells(i: &Interface, numbers: Numbers) -> [String; COLUMNS] {
     let f = &i.frames;
     // Interfaces of other namespaces carry the namespace's name.
     let mut name = match &i.netns_name {
@@ -66,12 +67,12 @@ fn count_cells(i: &Interface) -> [String; COLUMNS] {
                 .iter()
                 .map(|r| d.get(*r).copied().unwrap_or(0))
                 .sum::<u64>()
-                .to_string()
         })
+        .map(|n| numbers.count(n))
         .unwrap_or_else(|| "n/a".into());
     let otherhost = i
         .kernel_rx_otherhost_dropped
-        .map(|n| n.to_string())
+        .map(|n| numbers.count(n))
         .unwrap_or_else(|| "n/a".into());
     row(
         [
@@ -86,23 +87,23 @@ fn count_cells(i: &Interface) -> [String; COLUMNS] {
             promisc,
             i.hook.map(|h| h.as_str()).unwrap_or("-").to_owned(),
         ],
-        |c| c.count(f).to_string(),
+        |c| numbers.count(c.count(f)),
         [drops, otherhost],
     )
 }
 
 /// The rates under the counts: the classes' cells only.
-fn rate_cells(i: &Interface) -> [String; COLUMNS] {
+fn rate_cells(i: &Interface, numbers: Numbers) -> [String; COLUMNS] {
     row(
         Default::default(),
-        |c| format!("{:.1}/s", i.rates.get(c)),
+        |c| numbers.rate(i.rates.get(c)),
         Default::default(),
     )
 }
 
 /// The top offenders of every interface with mismatched frames: one line
 /// per flow, most frames first.
-fn offenders(out: &mut String, world: &World, name_width: usize) {
+fn offenders(out: &mut String, world: &World, name_width: usize, numbers: Numbers) {
     let with_flows: Vec<(&Interface, &Vec<Flow>)> = world
         .interfaces
         .iter()
@@ -117,7 +118,7 @@ fn offenders(out: &mut String, world: &World, name_width: usize) {
     );
     let frames_width = with_flows
         .iter()
-        .flat_map(|(_, fs)| fs.iter().map(|f| f.frames.to_string().len()))
+        .flat_map(|(_, fs)| fs.iter().map(|f| numbers.count(f.frames).len()))
         .max()
         .unwrap_or(1);
     for (i, flows) in with_flows {
@@ -126,7 +127,7 @@ fn offenders(out: &mut String, world: &World, name_width: usize) {
                 out,
                 "  {:<name_width$}  {:>frames_width$}  {}  [{}]",
                 i.name,
-                f.frames,
+                numbers.count(f.frames),
                 f.describe(),
                 f.reasons().join(", ")
             );
@@ -134,11 +135,12 @@ fn offenders(out: &mut String, world: &World, name_width: usize) {
     }
 }
 
-pub fn render(world: &World) -> String {
+/// The report as text, its counts and rates written as `numbers` says.
+pub fn render(world: &World, numbers: Numbers) -> String {
     let mut rows: Vec<[String; COLUMNS]> = vec![headers()];
     for i in &world.interfaces {
-        rows.push(count_cells(i));
-        rows.push(rate_cells(i));
+        rows.push(count_cells(i, numbers));
+        rows.push(rate_cells(i, numbers));
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -157,7 +159,7 @@ pub fn render(world: &World) -> String {
     for i in &world.interfaces {
         let _ = writeln!(out, "  {:<name_width$}  {}", i.name, verdict(i));
     }
-    offenders(&mut out, world, name_width);
+    offenders(&mut out, world, name_width, numbers);
     if let Some(stats) = &world.self_stats {
         let parts: Vec<String> = stats
             .iter()
@@ -204,19 +206,22 @@ mod tests {
             ..Default::default()
         };
         let br0 = Interface::new("br0".into(), 2, 1, Role::Bridge, None);
-        let text = render(&World {
-            ts: SystemTime::now(),
-            interfaces: vec![p1, br0],
-            events: vec![Event {
+        let text = render(
+            &World {
                 ts: SystemTime::now(),
-                ifname: "br0".into(),
-                ifindex: 2,
-                kind: EventKind::PromiscEntered { from: 0, to: 1 },
-            }],
-            drop_source: Err("no BTF".into()),
-            self_stats: None,
-            evidence: None,
-        });
+                interfaces: vec![p1, br0],
+                events: vec![Event {
+                    ts: SystemTime::now(),
+                    ifname: "br0".into(),
+                    ifindex: 2,
+                    kind: EventKind::PromiscEntered { from: 0, to: 1 },
+                }],
+                drop_source: Err("no BTF".into()),
+                self_stats: None,
+                evidence: None,
+            },
+            Numbers::Exact,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 10, "{text}");
         assert!(lines[1].starts_with("IFACE"));
@@ -238,6 +243,49 @@ mod tests {
         assert!(lines[9].contains("br0 entered promiscuous mode"));
     }
 
+    /// `--human` changes the counts, the kernel's counters and the rates,
+    /// and nothing else.
+    #[test]
+    fn human_numbers_in_counts_and_rates() {
+        let mut p1 = Interface::new("p1".into(), 3, 1, Role::Port, Some("br0".into()));
+        p1.frames.total = 12_345;
+        p1.frames.foreign_unicast = 999;
+        p1.kernel_rx_otherhost_dropped = Some(3_400_000);
+        p1.drops = Some([("NO_TX_TARGET".to_owned(), 1000)].into());
+        p1.rates.set(Class::Total, 2_500.0);
+        let world = World {
+            ts: SystemTime::UNIX_EPOCH,
+            interfaces: vec![p1],
+            events: Vec::new(),
+            drop_source: Ok("tp_btf"),
+            self_stats: None,
+            evidence: None,
+        };
+        let cells = |numbers| {
+            let text = render(&world, numbers);
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+            (words(&lines[2]), words(&lines[3]))
+        };
+        let (exact, exact_rates) = cells(Numbers::Exact);
+        let (human, human_rates) = cells(Numbers::Human);
+        assert!(exact.contains(&"12345".to_owned()), "{exact:?}");
+        assert!(human.contains(&"12.3K".to_owned()), "{human:?}");
+        assert!(exact.contains(&"999".to_owned()) && human.contains(&"999".to_owned()));
+        assert_eq!(exact[exact.len() - 2..], ["1000", "3400000"]);
+        assert_eq!(human[human.len() - 2..], ["1.0K", "3.4M"]);
+        assert!(
+            exact_rates.contains(&"2500.0/s".to_owned()),
+            "{exact_rates:?}"
+        );
+        assert!(
+            human_rates.contains(&"2.5K/s".to_owned()),
+            "{human_rates:?}"
+        );
+        // The text columns are the same.
+        assert_eq!(exact[..7], human[..7]);
+    }
+
     #[test]
     fn the_workload_column_names_the_peers_owner() {
         use crate::workload::{Kind, Workload};
@@ -256,14 +304,17 @@ mod tests {
         let mut p2 = Interface::new("p2".into(), 4, 1, Role::Port, Some("br0".into()));
         p2.workload = Some(owner(None));
         let br0 = Interface::new("br0".into(), 2, 1, Role::Bridge, None);
-        let text = render(&World {
-            ts: SystemTime::now(),
-            interfaces: vec![p1, p2, br0],
-            events: vec![],
-            drop_source: Ok("tp_btf"),
-            self_stats: None,
-            evidence: None,
-        });
+        let text = render(
+            &World {
+                ts: SystemTime::now(),
+                interfaces: vec![p1, p2, br0],
+                events: vec![],
+                drop_source: Ok("tp_btf"),
+                self_stats: None,
+                evidence: None,
+            },
+            Numbers::Exact,
+        );
         let lines: Vec<&str> = text.lines().collect();
         let column = lines[1].find("WORKLOAD").unwrap();
         assert!(lines[2][column..].starts_with("web1 "), "{text}");
@@ -292,14 +343,17 @@ mod tests {
         ]);
         let mut br0 = Interface::new("br0".into(), 2, 1, Role::Bridge, None);
         br0.flows = Some(Vec::new());
-        let text = render(&World {
-            ts: SystemTime::now(),
-            interfaces: vec![p1, br0],
-            events: Vec::new(),
-            drop_source: Ok("tp_btf"),
-            self_stats: None,
-            evidence: None,
-        });
+        let text = render(
+            &World {
+                ts: SystemTime::now(),
+                interfaces: vec![p1, br0],
+                events: Vec::new(),
+                drop_source: Ok("tp_btf"),
+                self_stats: None,
+                evidence: None,
+            },
+            Numbers::Exact,
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[8].starts_with("  top offenders"), "{text}");
         assert_eq!(

@@ -222,6 +222,17 @@ pub mod standalone_mix {
     pub const TOTAL: u64 = OWN + FOREIGN_NOT_LOCAL + HOST_IP_WRONG_MAC + BROADCAST + MULTICAST;
 }
 
+/// A frame from the standalone peer to a foreign MAC and a foreign IP:
+/// the host's kernel throws it away as not for it (`rx_otherhost_dropped`).
+pub fn standalone_foreign() -> Vec<u8> {
+    ipv4_udp(
+        FOREIGN_MAC,
+        STANDALONE_PEER_MAC,
+        STANDALONE_PEER_IPV4,
+        FOREIGN_IPV4,
+    )
+}
+
 /// Sends the standalone plan from the peer of a `StandaloneLab`.
 pub fn send_standalone_mix(lab: &StandaloneLab) -> Result<()> {
     use standalone_mix as m;

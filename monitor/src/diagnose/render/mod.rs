@@ -86,7 +86,7 @@ mod tests {
     fn healthy_text_and_json() {
         let mut r = report(vec![]);
         r.observed[0].iface.drops = Some(Default::default());
-        let text = table(&r);
+        let text = table(&r, crate::render::Numbers::Exact);
         assert!(
             text.ends_with("no MAC-mismatch drops in 2 s on 1 interface\n"),
             "{text}"
@@ -118,7 +118,7 @@ mod tests {
             weight: 9,
         };
         let r = report(vec![f]);
-        let text = table(&r);
+        let text = table(&r, crate::render::Numbers::Exact);
         assert!(text.contains(
             "1. ERROR bridge_mac_not_in_fdb on br0\n   msg\n   evidence:\n   - p1: 9\n   remedy:\n   \
              - bridge fdb add 02:00:00:00:0b:01 dev br0 self local\n"

@@ -11,6 +11,7 @@ use crate::{
         text::{clock, secs},
         timeline::Observed,
     },
+    render::Numbers,
     topology::Role,
 };
 
@@ -25,7 +26,8 @@ fn name(o: &Observed) -> String {
     n
 }
 
-pub fn table(report: &Report) -> String {
+/// The report for people, counts written as `numbers` says.
+pub fn table(report: &Report, numbers: Numbers) -> String {
     let mut out = String::new();
     let mut namespaces: Vec<String> = Vec::new();
     for o in &report.observed {
@@ -50,7 +52,7 @@ pub fn table(report: &Report) -> String {
         let _ = writeln!(out, "(confirmed kernel drops unavailable: {why})");
     }
     out.push('\n');
-    out.push_str(&counts_table(&report.observed));
+    out.push_str(&counts_table(&report.observed, numbers));
     if let Some(evidence) = &report.evidence {
         let _ = writeln!(out, "{}", evidence.line());
     }
@@ -109,7 +111,7 @@ const COUNTED: [Class; 5] = [
 ];
 const COLUMNS: usize = 3 + COUNTED.len() + 1;
 
-fn counts_table(observed: &[Observed]) -> String {
+fn counts_table(observed: &[Observed], numbers: Numbers) -> String {
     let row = |lead: [String; 3], class: &dyn Fn(Class) -> String, drops: String| {
         let cells: Vec<String> = lead
             .into_iter()
@@ -138,8 +140,8 @@ fn counts_table(observed: &[Observed]) -> String {
                     "no".to_owned()
                 },
             ],
-            &|c| c.count(&i.frames).to_string(),
-            drops(o).map_or_else(|| "n/a".into(), |d| d.to_string()),
+            &|c| numbers.count(c.count(&i.frames)),
+            drops(o).map_or_else(|| "n/a".into(), |d| numbers.count(d)),
         ));
     }
     crate::render::columns(&rows, |col| col >= 3)
