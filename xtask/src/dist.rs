@@ -10,7 +10,9 @@
 //!   the binary from its own parser);
 //! - `macdrop-VERSION.oci.tar`: an OCI image archive built by buildah from
 //!   deploy/Containerfile (`FROM scratch` plus that binary, no registry),
-//!   labelled with the version, the git revision and the source;
+//!   labelled (config labels and manifest annotations alike) with the
+//!   version, the git revision and the source: `--source URL`, or the
+//!   clone's `origin` without its credentials, or none (said in one line);
 //! - `SHA256SUMS` over the three.
 //!
 //! The image's digest is written into deploy/kubernetes/kustomization.yaml
@@ -44,6 +46,9 @@ use crate::{
 /// The target of the static binary.
 pub const TARGET: &str = "x86_64-unknown-linux-musl";
 
+/// The end of the static binary's name in target/dist, after the version.
+const BINARY_SUFFIX: &str = "-x86_64-linux-musl";
+
 /// Debian packages dist needs: musl-gcc (musl-tools) compiles ring's C for
 /// the musl target, buildah builds the image, readelf (binutils) checks
 /// the binary, git names the revision; podman runs the image and man
@@ -65,17 +70,15 @@ const CARGO_DEB_VERSION: &str = "3.8.0";
 /// `image: macdrop` is mapped to it by the kustomization.
 pub const IMAGE_NAME: &str = "localhost/macdrop";
 
-/// Where the repository is published, for the image's source label.
-const SOURCE_URL_KEY: &str = "repository";
-
 /// The kustomization that references the image by digest.
 pub const KUSTOMIZATION: &str = "deploy/kubernetes/kustomization.yaml";
 
-pub fn run() -> Result<()> {
+/// `source`: `--source URL`, the image's source label.
+pub fn run(source: Option<&str>) -> Result<()> {
     let start = Instant::now();
     setup::run(&setup::Options::default())?;
     prerequisites()?;
-    let facts = Facts::read()?;
+    let facts = Facts::read(source)?;
     println!(
         "dist: macdrop {} revision {} (SOURCE_DATE_EPOCH={})",
         facts.version, facts.revision, facts.epoch
@@ -100,7 +103,7 @@ pub fn run() -> Result<()> {
         Ok::<_, anyhow::Error>(path)
     };
     let built = timed("static binary", &mut || static_binary(&target_dir, &facts))?;
-    let binary = out.join(format!("macdrop-{}-x86_64-linux-musl", facts.version));
+    let binary = out.join(format!("macdrop-{}{BINARY_SUFFIX}", facts.version));
     fs::copy(&built, &binary)?;
     let deb = timed("deb", &mut || deb(&target_dir, &built, &out, &facts))?;
     let image = timed("image", &mut || image(&target_dir, &binary, &out, &facts))?;
@@ -127,12 +130,13 @@ struct Facts {
     revision: String,
     /// The commit's time, Unix seconds: every timestamp in the artifacts.
     epoch: String,
-    /// The repository's URL (`repository` of the workspace package), if any.
+    /// The repository's URL, without credentials: `--source`, or the
+    /// clone's `origin`; None when there is neither.
     source: Option<String>,
 }
 
 impl Facts {
-    fn read() -> Result<Self> {
+    fn read(source: Option<&str>) -> Result<Self> {
         let metadata = probe("cargo", &["metadata", "--format-version", "1", "--no-deps"])
             .context("`cargo metadata` failed")?;
         let metadata: serde_json::Value =
@@ -145,7 +149,6 @@ impl Facts {
             .as_str()
             .context("package monitor has no version")?
             .to_owned();
-        let source = monitor[SOURCE_URL_KEY].as_str().map(str::to_owned);
         let git = |args: &[&str]| {
             probe("git", args)
                 .map(|s| s.trim().to_owned())
@@ -175,6 +178,28 @@ impl Facts {
             revision.push_str("-dirty");
         }
         let epoch = git(&["log", "-1", "--format=%ct"])?;
+        let source = match source {
+            Some(given) => Some(public_url(given).with_context(|| {
+                format!("--source {given:?} is not a URL: give the repository's URL, e.g. https://host/owner/macdrop")
+            })?),
+            None => match probe("git", &["remote", "get-url", "origin"]) {
+                Some(origin) => {
+                    let url = public_url(origin.trim());
+                    if url.is_none() {
+                        println!(
+                            "dist: note: the remote origin is not a URL the image can name; it has no {LABEL_SOURCE} (give one with --source URL)"
+                        );
+                    }
+                    url
+                }
+                None => {
+                    println!(
+                        "dist: note: this clone has no remote origin; the image has no {LABEL_SOURCE} (give one with --source URL)"
+                    );
+                    None
+                }
+            },
+        };
         Ok(Self {
             version,
             revision,
@@ -182,6 +207,21 @@ impl Facts {
             source,
         })
     }
+}
+
+/// The static binary of the last dist in target/dist (the one SHA256SUMS
+/// names).
+pub fn built_binary() -> Result<PathBuf> {
+    let out = crate::cmd::target_dir()?.join("dist");
+    let sums_path = out.join("SHA256SUMS");
+    let sums = fs::read_to_string(&sums_path)
+        .with_context(|| format!("reading {}: run `cargo xtask dist`", sums_path.display()))?;
+    let name = sums
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .find(|name| name.ends_with(BINARY_SUFFIX))
+        .with_context(|| format!("{} names no *{BINARY_SUFFIX}", sums_path.display()))?;
+    Ok(out.join(name))
 }
 
 // ---- prerequisites ---------------------------------------------------------
@@ -420,6 +460,7 @@ fn commands_in_main_page(roff: &str) -> Vec<String> {
 pub const CONTAINERFILE: &str = "deploy/Containerfile";
 pub const LABEL_VERSION: &str = "org.opencontainers.image.version";
 pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
+pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 
 fn image(target_dir: &Path, binary: &Path, out: &Path, facts: &Facts) -> Result<PathBuf> {
     // The build context: the binary alone (the Containerfile's COPY).
@@ -484,20 +525,35 @@ fn image(target_dir: &Path, binary: &Path, out: &Path, facts: &Facts) -> Result<
     Ok(archive)
 }
 
-/// The image's OCI labels: version, revision and, when the workspace
-/// names its repository (`repository` in Cargo.toml), source.
+/// The image's OCI labels: version, revision and, when known, source.
 fn image_labels(facts: &Facts) -> Vec<(&'static str, String)> {
     let mut labels = vec![
         (LABEL_VERSION, facts.version.clone()),
         (LABEL_REVISION, facts.revision.clone()),
     ];
-    match &facts.source {
-        Some(source) => labels.push(("org.opencontainers.image.source", source.clone())),
-        None => println!(
-            "dist: note: the workspace package names no `repository`; the image has no org.opencontainers.image.source"
-        ),
+    if let Some(source) = &facts.source {
+        labels.push((LABEL_SOURCE, source.clone()));
     }
     labels
+}
+
+/// `url` with no user name or password: what a published image may name
+/// (a token in a clone's remote URL must not ship). None when `url` is
+/// not an absolute URL with a host (a local path, a scp-like
+/// `host:path`, a file:// URL: nothing the image's readers can open).
+fn public_url(url: &str) -> Option<String> {
+    let uri: http::Uri = url.parse().ok()?;
+    let scheme = uri.scheme_str()?;
+    let authority = uri.authority()?;
+    if scheme == "file" || authority.host().is_empty() {
+        return None;
+    }
+    let host_port = match authority.as_str().rsplit_once('@') {
+        Some((_credentials, host_port)) => host_port,
+        None => authority.as_str(),
+    };
+    let path = uri.path_and_query().map_or("", |p| p.as_str());
+    Some(format!("{scheme}://{host_port}{path}"))
 }
 
 /// The kustomization with its one `digest:` line set to `digest`.
@@ -565,6 +621,35 @@ mod tests {
         assert_eq!(commands_in_main_page(roff), ["top", "watch"]);
         assert!(commands_in_main_page("macdrop\\-help(1)\n").is_empty());
         assert!(commands_in_main_page(".TH macdrop 1\n").is_empty());
+    }
+
+    #[test]
+    fn source_urls_lose_their_credentials() {
+        for (remote, want) in [
+            (
+                "https://github.com/owner/macdrop.git",
+                Some("https://github.com/owner/macdrop.git"),
+            ),
+            (
+                "https://user:ghp_secret@github.com/owner/macdrop",
+                Some("https://github.com/owner/macdrop"),
+            ),
+            (
+                "https://oauth2:tok@gitlab.example:8443/g/macdrop.git",
+                Some("https://gitlab.example:8443/g/macdrop.git"),
+            ),
+            (
+                "ssh://git@git.example/owner/macdrop.git",
+                Some("ssh://git.example/owner/macdrop.git"),
+            ),
+            ("git@github.com:owner/macdrop.git", None),
+            ("/work/main", None),
+            ("../macdrop", None),
+            ("file:///work/main", None),
+            ("", None),
+        ] {
+            assert_eq!(public_url(remote).as_deref(), want, "{remote}");
+        }
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! Layout of `target/kernel-matrix/`: `apt/` (private apt state), `debs/`
 //! (the pinned packages), `kernels/LABEL-VERSION/` (vmlinuz, decompressed
 //! modules, kernel release), `runs/LABEL/` (console.log; the initramfs with
-//! `--keep`), `report.md`.
+//! `--keep`), `report.md`; with `--macdrop PATH` (another binary, e.g.
+//! dist's static one) `runs-given/LABEL/` and `report-given.md` instead.
 
 mod console;
 mod initramfs;
@@ -63,6 +64,18 @@ pub struct Args {
     /// archive (to update the pins in xtask/src/kernel_matrix/packages.rs).
     #[arg(long)]
     resolve: bool,
+    /// Run this macdrop binary instead of the debug build (the static one
+    /// of `cargo xtask dist`: `cargo xtask test --dist` boots 5.10 with
+    /// it). Its runs and report go to runs-given/ and report-given.md,
+    /// beside the matrix's own.
+    #[arg(long, value_name = "PATH")]
+    macdrop: Option<PathBuf>,
+}
+
+/// The oldest kernel of the matrix (`--kernels` label): the static binary
+/// of `cargo xtask dist` is run there by `cargo xtask test --dist`.
+pub fn oldest_kernel() -> &'static str {
+    KERNELS[0].label
 }
 
 /// Kernel modules the labs need, in load order (`llc` and `stp` before
@@ -187,7 +200,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     }
 
     ui::phase("kernel-matrix: build");
-    let macdrop = build::run(false)?;
+    let built = build::run(false)?;
     Cmd::cargo()
         .args([
             "build",
@@ -197,14 +210,32 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             "matrix_guest",
         ])
         .run()?;
-    let guest = macdrop.with_file_name("matrix_guest");
+    let guest = built.with_file_name("matrix_guest");
     ensure!(guest.is_file(), "no {} after the build", guest.display());
-    let dir = macdrop
+    let dir = built
         .parent()
         .and_then(Path::parent)
         .context("macdrop is not in <target>/debug")?
         .join("kernel-matrix");
-    fs::create_dir_all(dir.join("runs"))?;
+    // A given binary's runs and report do not replace the matrix's own;
+    // the packages and kernels are shared.
+    let (macdrop, runs, report_name) = match &args.macdrop {
+        Some(given) => {
+            ensure!(
+                given.is_file(),
+                "--macdrop {}: no such file (run `cargo xtask dist` for the static binary)",
+                given.display()
+            );
+            (
+                fs::canonicalize(given)?,
+                dir.join("runs-given"),
+                "report-given.md",
+            )
+        }
+        None => (built, dir.join("runs"), "report.md"),
+    };
+    println!("xtask: kernel-matrix: macdrop {}", macdrop.display());
+    fs::create_dir_all(&runs)?;
 
     let mut images = Vec::new();
     if !qemu.is_empty() {
@@ -237,7 +268,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         };
         let common = initramfs::common(&payload, &dir.join("work"))?;
         for (kernel, unpacked) in unpacked {
-            let run_dir = dir.join("runs").join(kernel.label);
+            let run_dir = runs.join(kernel.label);
             fs::create_dir_all(&run_dir)?;
             let image = run_dir.join("initramfs.cpio.gz");
             let archive = initramfs::for_kernel(&common, &unpacked.release, &unpacked.modules)?;
@@ -259,7 +290,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     // its timing is its own).
     let run = |target: Target| -> Result<Row> {
         ui::phase(&format!("kernel-matrix: {}", target.label()));
-        let run_dir = dir.join("runs").join(target.label());
+        let run_dir = runs.join(target.label());
         fs::create_dir_all(&run_dir)?;
         let log = run_dir.join("console.log");
         let (mut command, source, timeout) = match target {
@@ -347,7 +378,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let elapsed = start.elapsed();
     let table = table(&rows);
     println!("\n{table}");
-    let report_path = dir.join("report.md");
+    let report_path = dir.join(report_name);
     fs::write(&report_path, report(&rows, &table, elapsed, args.jobs))
         .with_context(|| format!("writing {}", report_path.display()))?;
     if args.keep {

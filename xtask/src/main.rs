@@ -64,7 +64,13 @@ enum Command {
     /// binary, a .deb, an OCI image archive (buildah, FROM scratch), and
     /// SHA256SUMS; records the image's digest in
     /// deploy/kubernetes/kustomization.yaml.
-    Dist,
+    Dist {
+        /// The repository's URL for the image's org.opencontainers.image.source
+        /// (default: `git remote get-url origin` without credentials; none:
+        /// no source label).
+        #[arg(long, value_name = "URL")]
+        source: Option<String>,
+    },
     /// `cargo fmt --check` and clippy (host crates, and the eBPF crate for
     /// bpfel-unknown-none), warnings denied.
     Lint,
@@ -127,7 +133,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             },
             &args,
         )?,
-        Command::Dist => dist::run()?,
+        Command::Dist { source } => dist::run(source.as_deref())?,
         Command::Lint => lint::run()?,
         Command::Run { release, args } => return run::run(release, &args),
         Command::Demo { release } => return run::run(release, &[]),

@@ -64,6 +64,16 @@ pub fn run(options: &Options, extra: &[String]) -> Result<()> {
             // Its own command, like the matrix: `cargo xtask dist` alone
             // makes the same artifacts the tests then install and run.
             timed("dist", &mut || Cmd::cargo().args(["xtask", "dist"]).run())?;
+            // The static binary on the oldest kernel of the matrix, under
+            // QEMU, instead of the debug build: every scenario the matrix
+            // runs (the lab bridge watched with exact counts among them).
+            let oldest = crate::kernel_matrix::oldest_kernel();
+            timed("dist: static binary on the oldest kernel", &mut || {
+                Cmd::cargo()
+                    .args(["xtask", "kernel-matrix", "--kernels", oldest, "--macdrop"])
+                    .arg(crate::dist::built_binary()?)
+                    .run()
+            })?;
         }
         if options.kernel_matrix {
             // The same checks on Debian's 5.10, 6.1 and 6.12 kernels under
