@@ -18,8 +18,7 @@ use std::{
     io::{Read as _, Write as _},
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU64, Ordering},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -34,6 +33,7 @@ use macdrop_tests::{
     },
     macdrop::{self, FrameCounts, Macdrop},
     netns::NetNs,
+    prometheus::Server,
     sender::RawSender,
     wait::poll_until,
 };
@@ -489,59 +489,42 @@ fn a_gone_port_keeps_its_final_counters() {
 /// configuration and TSDB; killed and removed on drop.
 struct Prometheus<'a> {
     ns: &'a NetNs,
-    child: Child,
-    dir: PathBuf,
-    addr: String,
+    server: Server,
 }
 
 impl<'a> Prometheus<'a> {
     /// Scrapes `target` every second, loads `rules`, and waits until ready.
     fn start(ns: &'a NetNs, target: &str, rules: &Path) -> Result<Self> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "macdrop-prometheus-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(dir.join("data"))?;
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
+        let mut server = Server::start(
+            ns,
+            &format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
                  rule_files:\n  - {rules}\n\
                  scrape_configs:\n  - job_name: macdrop\n    static_configs:\n      - targets: ['{target}']\n",
                 rules = rules.display()
             ),
         )?;
-        let (child, addr) = macdrop_tests::prometheus::spawn(ns, &config, &dir)?;
-        let mut prometheus = Self {
-            ns,
-            child,
-            dir,
-            addr,
-        };
         let ready = poll_until(
             PROMETHEUS_TIMEOUT,
-            || Ok(get(ns, &prometheus.addr, "/-/ready").map(|r| r.status).ok()),
+            || Ok(get(ns, server.addr(), "/-/ready").map(|r| r.status).ok()),
             |status| *status == Some(200),
         )?;
         if ready != Some(200) {
-            bail!("prometheus not ready: {}", prometheus.log());
+            bail!("prometheus not ready: {}", server.log());
         }
-        if let Some(status) = prometheus.child.try_wait()? {
-            bail!("prometheus exited ({status}): {}", prometheus.log());
+        if let Some(status) = server.exited()? {
+            bail!("prometheus exited ({status}): {}", server.log());
         }
-        Ok(prometheus)
+        Ok(Self { ns, server })
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+        self.server.log()
     }
 
     /// GET an API path; the JSON `data`, or an error with Prometheus's.
     fn api(&self, path: &str) -> Result<serde_json::Value> {
-        let response = get(self.ns, &self.addr, path)?;
+        let response = get(self.ns, self.server.addr(), path)?;
         let json: serde_json::Value = serde_json::from_str(&response.body)
             .with_context(|| format!("{path}: {}", response.body))?;
         ensure!(
@@ -581,14 +564,6 @@ impl<'a> Prometheus<'a> {
             |v| v.as_deref() == Some(want),
         )
         .unwrap_or_else(|e| panic!("{promql}: {e:#}\n{}", self.log()))
-    }
-}
-
-impl Drop for Prometheus<'_> {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

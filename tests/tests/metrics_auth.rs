@@ -18,7 +18,6 @@ use std::{
     io::{Read as _, Write as _},
     net::{Ipv4Addr, TcpStream},
     path::{Path, PathBuf},
-    process::Child,
     sync::{
         Arc,
         atomic::{AtomicU32, Ordering},
@@ -37,6 +36,7 @@ use macdrop_tests::{
     lab::{BRIDGE, BRIDGE_IPV4, BridgeLab, FOREIGN_MAC, PEER_IFACE, peer_ipv4, peer_mac},
     macdrop::{self, Macdrop},
     netns::NetNs,
+    prometheus::Server,
     sender::RawSender,
     wait::poll_until,
 };
@@ -437,56 +437,22 @@ fn bad_web_configs_exit_2_with_one_line() {
 // ---- A real Prometheus, over TLS with basic auth ----------------------------
 
 /// A Prometheus server in `ns` scraping the endpoint with the CA and the
-/// credentials; killed and its files removed on drop.
-struct Prometheus {
-    child: Child,
-    addr: String,
-    _dir: Dir,
-}
-
-impl Prometheus {
-    fn start(ns: &NetNs, ca: &str) -> Result<Self> {
-        let dir = Dir::new()?;
-        let ca = dir.write("ca.crt", ca)?;
-        let password = dir.write("password", PASSWORD)?;
-        let config = dir.write(
-            "prometheus.yml",
-            &format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
-                 scrape_configs:\n  - job_name: macdrop\n    scheme: https\n\
-                 \x20   tls_config:\n      ca_file: {ca}\n\
-                 \x20   basic_auth:\n      username: {USER}\n      password_file: {password}\n\
-                 \x20   static_configs:\n      - targets: ['{METRICS_ADDR}']\n",
-                ca = ca.display(),
-                password = password.display(),
-            ),
-        )?;
-        let (child, addr) = macdrop_tests::prometheus::spawn(ns, &config, &dir.0)?;
-        Ok(Self {
-            child,
-            addr,
-            _dir: dir,
-        })
-    }
-
-    /// The value of `query` (`promtool query instant`, from the
-    /// namespace), if it has one.
-    fn value(&self, ns: &NetNs, query: &str) -> Option<String> {
-        let url = format!("http://{}", self.addr);
-        let out = ns
-            .command(&["promtool", "query", "instant", "-o", "json", &url, query])
-            .output()
-            .ok()?;
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-        json[0]["value"][1].as_str().map(str::to_owned)
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// credentials in `dir`.
+fn prometheus(ns: &NetNs, dir: &Dir, ca: &str) -> Result<Server> {
+    let ca = dir.write("ca.crt", ca)?;
+    let password = dir.write("password", PASSWORD)?;
+    Server::start(
+        ns,
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: macdrop\n    scheme: https\n\
+             \x20   tls_config:\n      ca_file: {ca}\n\
+             \x20   basic_auth:\n      username: {USER}\n      password_file: {password}\n\
+             \x20   static_configs:\n      - targets: ['{METRICS_ADDR}']\n",
+            ca = ca.display(),
+            password = password.display(),
+        ),
+    )
 }
 
 /// The Prometheus server the suite already uses scrapes the protected
@@ -500,7 +466,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth() {
     let web = web_config(&dir, &pki).unwrap();
     let macdrop = spawn(&lab, &web).unwrap();
     send_wrong_mac_frames(&lab);
-    let prometheus = Prometheus::start(lab.host(), &pki.ca).unwrap();
+    let prometheus = prometheus(lab.host(), &dir, &pki.ca).unwrap();
     let query = r#"macdrop_host_ip_wrong_mac_frames_total{job="macdrop",interface="p1"}"#;
     let want = WRONG_MAC.to_string();
     let got = poll_until(

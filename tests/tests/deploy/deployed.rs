@@ -29,7 +29,7 @@ use crate::helpers::{TempPath, read};
 
 /// The frames peer 1 sends into p1, and what macdrop must count on p1.
 const OWN: u64 = 3;
-const HOST_IP_WRONG_MAC: u64 = 5;
+pub(crate) const HOST_IP_WRONG_MAC: u64 = 5;
 const FOREIGN_ELSEWHERE: u64 = 2;
 const BCAST: u64 = 4;
 

@@ -26,13 +26,14 @@ use anyhow::{Context as _, Result, ensure};
 use macdrop_tests::{
     lab::{BRIDGE, BridgeLab},
     macdrop::{FrameCounts, Macdrop, Output},
+    prometheus::Server,
     schema, skip,
 };
 use serde_json::Value;
 
 use crate::{
     INSTALLED_BIN,
-    deployed::{Deployed, Enter, cap_mask, credentials, http_get, send_frames},
+    deployed::{Deployed, Enter, HOST_IP_WRONG_MAC, cap_mask, credentials, http_get, send_frames},
     helpers::{TempPath, each_str, read, repo, run, run_ok, target_dir},
     kubernetes::{Pod, object, pod},
 };
@@ -53,6 +54,8 @@ struct Artifacts {
     digest: String,
     /// The image's config labels.
     labels: Value,
+    /// The image's manifest annotations.
+    annotations: Value,
     version: String,
 }
 
@@ -70,7 +73,7 @@ fn artifacts(check: &str) -> Option<Artifacts> {
         return None;
     }
     let found = Artifacts::read(dir).expect("target/dist holds what dist writes");
-    let built = found.labels["org.opencontainers.image.revision"]
+    let built = found.labels[LABEL_REVISION]
         .as_str()
         .unwrap_or_default()
         .trim_end_matches("-dirty")
@@ -144,10 +147,54 @@ impl Artifacts {
             image,
             digest,
             labels: config["config"]["Labels"].clone(),
+            annotations: manifest["annotations"].clone(),
             version,
         })
     }
+
+    /// What the image must be labelled and annotated with, exactly: the
+    /// .deb's version, the revision dist built (HEAD's tree, as
+    /// [`artifacts`] checked; `-dirty` when built from uncommitted
+    /// changes), and the source only where this clone has a remote origin
+    /// (dist's own `--source` aside), without credentials.
+    fn expected_labels(&self) -> Value {
+        let revision = self.labels[LABEL_REVISION].as_str().unwrap_or_default();
+        let commit = revision.trim_end_matches("-dirty");
+        assert_eq!(commit.len(), 40, "{LABEL_REVISION} {revision:?}");
+        let kind = run_ok(
+            Command::new("git")
+                .args(["cat-file", "-t", commit])
+                .current_dir(repo()),
+        )
+        .unwrap();
+        assert_eq!(kind.trim(), "commit", "{LABEL_REVISION} {revision:?}");
+        let mut want = serde_json::json!({
+            LABEL_VERSION: self.version,
+            LABEL_REVISION: revision,
+        });
+        let origin = run(Command::new("git")
+            .args(["remote", "get-url", "origin"])
+            .current_dir(repo()))
+        .unwrap();
+        if origin.ok {
+            let source = self.labels[LABEL_SOURCE]
+                .as_str()
+                .unwrap_or_else(|| panic!("no {LABEL_SOURCE} though origin is {}", origin.stdout));
+            let authority = source.split("://").nth(1).unwrap_or_default();
+            let authority = authority.split('/').next().unwrap_or_default();
+            assert!(
+                !source.is_empty() && !authority.contains('@'),
+                "{LABEL_SOURCE} {source:?} (credentials must not ship)"
+            );
+            want[LABEL_SOURCE] = source.into();
+        }
+        want
+    }
 }
+
+const LABEL_VERSION: &str = "org.opencontainers.image.version";
+const LABEL_REVISION: &str = "org.opencontainers.image.revision";
+const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 
 #[test]
 fn checksums_and_kustomization_name_the_artifacts() {
@@ -167,7 +214,7 @@ fn checksums_and_kustomization_name_the_artifacts() {
         .and_then(|v| v.strip_suffix('"'))
         .expect("workspace version");
     assert_eq!(a.version, version, "the .deb's version");
-    assert_eq!(a.labels["org.opencontainers.image.version"], version);
+    assert_eq!(a.labels[LABEL_VERSION], version);
     assert!(
         a.binary
             .to_string_lossy()
@@ -206,9 +253,7 @@ fn static_binary_runs_status_and_watch_without_a_toolchain() {
 
     // What it says it is: the commit and the target dist built.
     let version = run_ok(Command::new(&a.binary).arg("--version")).unwrap();
-    let revision = a.labels["org.opencontainers.image.revision"]
-        .as_str()
-        .unwrap();
+    let revision = a.labels[LABEL_REVISION].as_str().unwrap();
     for line in [
         format!("macdrop {}", a.version),
         format!("revision: {}", &revision[..12]),
@@ -446,6 +491,159 @@ fn deb_installs_runs_and_purges_without_a_trace() {
     assert_eq!(root.files(), before, "after dpkg --purge");
 }
 
+/// The package installed on this host for real, purged on drop (a failed
+/// test leaves nothing installed).
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = run(Command::new("dpkg").args(["--purge", "macdrop"]));
+    }
+}
+
+/// The .deb installed on this host with `dpkg -i` (when macdrop is not
+/// installed already, which it would replace): `macdrop` on PATH runs
+/// `status` on a lab bridge, `man macdrop-watch` renders from the man
+/// database, bash completes the commands and flags with the installed
+/// script, and `dpkg -P` leaves no path of the package that was not there
+/// before.
+#[test]
+fn deb_installed_for_real_works_and_purges_cleanly() {
+    const CHECK: &str =
+        "the .deb installed on this host (dpkg -i, status, man, completion, dpkg -P)";
+    let Some(a) = artifacts(CHECK) else {
+        return;
+    };
+    if run(Command::new("dpkg").args(["--status", "macdrop"]))
+        .unwrap()
+        .ok
+    {
+        skip::record(
+            CHECK,
+            "macdrop is installed on this host (dpkg -s macdrop): a real dpkg -i would replace it; the private-root install ran instead",
+        );
+        return;
+    }
+    // What the package holds, and which of those paths exist before it
+    // (the directories it shares with the system, like /usr/bin).
+    let contents: BTreeSet<String> = run_ok(Command::new("dpkg-deb").arg("--contents").arg(&a.deb))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(|p| format!("/{}", p.trim_start_matches("./").trim_end_matches('/')))
+        .filter(|p| p != "/")
+        .collect();
+    let existed: BTreeSet<String> = contents
+        .iter()
+        .filter(|p| Path::new(p).symlink_metadata().is_ok())
+        .cloned()
+        .collect();
+    let clobbered: Vec<&String> = existed.iter().filter(|p| !Path::new(p).is_dir()).collect();
+    assert!(
+        clobbered.is_empty(),
+        "files of the package exist already: {clobbered:?}"
+    );
+
+    let installed = Installed;
+    run_ok(Command::new("dpkg").arg("--install").arg(&a.deb)).unwrap();
+    let listed: BTreeSet<String> = run_ok(Command::new("dpkg").args(["--listfiles", "macdrop"]))
+        .unwrap()
+        .lines()
+        .filter(|l| *l != "/.")
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(listed, contents, "dpkg -L against the package's contents");
+
+    // `macdrop` from PATH, in a lab: the bridge and its port, exit 0.
+    let lab = BridgeLab::new(1).unwrap();
+    let status = run(lab
+        .host()
+        .command(&["macdrop", "status"])
+        .env_clear()
+        .env("PATH", SYSTEM_PATH))
+    .unwrap();
+    assert!(status.ok, "macdrop status:\n{}", status.both());
+    let rows: Vec<Vec<&str>> = status
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0][..3],
+        ["IFACE", "ROLE", "MASTER"],
+        "{}",
+        status.stdout
+    );
+    for (name, role) in [(BRIDGE, "bridge"), ("p1", "port")] {
+        assert!(
+            rows.iter()
+                .any(|r| r.len() > 1 && r[0] == name && r[1] == role),
+            "{name} ({role}) in:\n{}",
+            status.stdout
+        );
+    }
+    drop(lab);
+
+    // man finds the page by name (its database, not a file path).
+    let man = run(Command::new("man")
+        .arg("macdrop-watch")
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100"))
+    .unwrap();
+    assert!(
+        man.ok && man.stdout.contains("macdrop-watch") && man.stdout.contains("--bridge"),
+        "man macdrop-watch:\n{}",
+        man.both()
+    );
+
+    // bash: the installed script registers a completion function for
+    // macdrop; driven as bash drives it on TAB.
+    let complete = |words: &[&str]| -> BTreeSet<String> {
+        let script = format!(
+            r#"source /usr/share/bash-completion/completions/macdrop
+spec=$(complete -p macdrop) || exit 3
+fn=${{spec#*-F }}; fn=${{fn%% *}}
+COMP_WORDS=({words}); COMP_CWORD={cword}
+COMP_LINE="${{COMP_WORDS[*]}}"; COMP_POINT=${{#COMP_LINE}}
+"$fn" macdrop "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
+printf '%s\n' "${{COMPREPLY[@]}}""#,
+            words = words
+                .iter()
+                .map(|w| format!("'{w}'"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            cword = words.len() - 1,
+        );
+        let out = run(Command::new("bash").args(["--norc", "-c", &script])).unwrap();
+        assert!(out.ok, "bash completion of {words:?}:\n{}", out.both());
+        out.stdout.lines().map(str::to_owned).collect()
+    };
+    let commands = complete(&["macdrop", ""]);
+    for command in ["watch", "status", "diagnose", "top"] {
+        assert!(commands.contains(command), "{command} in {commands:?}");
+    }
+    let flags = complete(&["macdrop", "watch", "--bri"]);
+    assert_eq!(flags, BTreeSet::from(["--bridge".to_owned()]));
+
+    // Purged: every path the package brought is gone, every one that was
+    // there before is still there.
+    drop(installed);
+    let gone = run(Command::new("dpkg").args(["--status", "macdrop"])).unwrap();
+    assert!(
+        !gone.ok,
+        "dpkg -s macdrop after the purge:\n{}",
+        gone.both()
+    );
+    for path in &listed {
+        assert_eq!(
+            Path::new(path).symlink_metadata().is_ok(),
+            existed.contains(path),
+            "{path} after dpkg -P (existed before: {})",
+            existed.contains(path)
+        );
+    }
+}
+
 /// A container of the test's, removed with its image on drop.
 struct Container {
     name: String,
@@ -492,7 +690,37 @@ fn image_runs_as_the_daemonset_pod_and_serves_exact_metrics() {
     ]))
     .unwrap();
     let labels: Value = serde_json::from_str(&labels).unwrap();
-    assert_eq!(labels, a.labels, "labels of {by_digest}");
+    // Labels (the config) and annotations (the manifest) carry the same
+    // facts, exactly these, in the archive and as podman sees the image.
+    let want = a.expected_labels();
+    // buildah also names the base image in the manifest; `FROM scratch`
+    // has none, so both are empty (Debian 12's buildah cannot unset them).
+    let mut want_annotations = want.clone();
+    for key in [
+        "org.opencontainers.image.base.name",
+        "org.opencontainers.image.base.digest",
+    ] {
+        want_annotations[key] = "".into();
+    }
+    assert_eq!(a.labels, want, "the archive's config labels");
+    assert_eq!(
+        a.annotations, want_annotations,
+        "the archive's manifest annotations"
+    );
+    assert_eq!(labels, want, "podman image inspect: labels of {by_digest}");
+    let annotations = run_ok(Command::new("podman").args([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Annotations}}",
+        &by_digest,
+    ]))
+    .unwrap();
+    let annotations: Value = serde_json::from_str(&annotations).unwrap();
+    assert_eq!(
+        annotations, want_annotations,
+        "podman image inspect: annotations of {by_digest}"
+    );
 
     let Pod {
         args,
@@ -568,6 +796,26 @@ fn image_runs_as_the_daemonset_pod_and_serves_exact_metrics() {
         .unwrap();
     let (status, body) = http_get(lab.host(), &metrics, "/healthz").unwrap();
     assert_eq!(status, 200, "readiness and liveness probe: {body}");
+
+    // The real Prometheus server of the suite scrapes the container on the
+    // node address, as the PodMonitor has it do, and reads the exact count.
+    let prometheus = Server::scraping(lab.host(), &metrics).unwrap();
+    let query = r#"macdrop_host_ip_wrong_mac_frames_total{job="macdrop",interface="p1"}"#;
+    let want = HOST_IP_WRONG_MAC.to_string();
+    let got = prometheus.wait_for_value(
+        lab.host(),
+        query,
+        &want,
+        Duration::from_secs(2 * interval + 30),
+    );
+    assert_eq!(
+        got.as_deref(),
+        Some(want.as_str()),
+        "{query}; up: {:?}; log:\n{}",
+        prometheus.value(lab.host(), r#"up{job="macdrop"}"#),
+        prometheus.log()
+    );
+    drop(prometheus);
 
     run_ok(Command::new("podman").args(["stop", "--time", "10", &container.name])).unwrap();
     assert_eq!(m.wait_exit(Duration::from_secs(20)).unwrap(), Some(0));
