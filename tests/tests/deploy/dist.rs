@@ -155,8 +155,8 @@ impl Artifacts {
     /// What the image must be labelled and annotated with, exactly: the
     /// .deb's version, the revision dist built (HEAD's tree, as
     /// [`artifacts`] checked; `-dirty` when built from uncommitted
-    /// changes), and the source only where this clone has a remote origin
-    /// (dist's own `--source` aside), without credentials.
+    /// changes), and the source: required where this clone's origin is a
+    /// URL, allowed otherwise (dist's `--source`), never with credentials.
     fn expected_labels(&self) -> Value {
         let revision = self.labels[LABEL_REVISION].as_str().unwrap_or_default();
         let commit = revision.trim_end_matches("-dirty");
@@ -176,17 +176,29 @@ impl Artifacts {
             .args(["remote", "get-url", "origin"])
             .current_dir(repo()))
         .unwrap();
-        if origin.ok {
-            let source = self.labels[LABEL_SOURCE]
-                .as_str()
-                .unwrap_or_else(|| panic!("no {LABEL_SOURCE} though origin is {}", origin.stdout));
-            let authority = source.split("://").nth(1).unwrap_or_default();
-            let authority = authority.split('/').next().unwrap_or_default();
-            assert!(
-                !source.is_empty() && !authority.contains('@'),
-                "{LABEL_SOURCE} {source:?} (credentials must not ship)"
-            );
-            want[LABEL_SOURCE] = source.into();
+        // dist names a remote URL with a host (not a path, not file://).
+        let origin_is_url = origin.ok
+            && origin
+                .stdout
+                .trim()
+                .split_once("://")
+                .is_some_and(|(scheme, rest)| scheme != "file" && !rest.starts_with('/'));
+        match self.labels[LABEL_SOURCE].as_str() {
+            // From the origin, or dist's --source: never with credentials.
+            Some(source) => {
+                let authority = source.split("://").nth(1).unwrap_or_default();
+                let authority = authority.split('/').next().unwrap_or_default();
+                assert!(
+                    !authority.is_empty() && !authority.contains('@'),
+                    "{LABEL_SOURCE} {source:?} (a URL, and credentials must not ship)"
+                );
+                want[LABEL_SOURCE] = source.into();
+            }
+            None => assert!(
+                !origin_is_url,
+                "no {LABEL_SOURCE} though origin is {}",
+                origin.stdout
+            ),
         }
         want
     }
