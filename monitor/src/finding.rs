@@ -43,6 +43,12 @@ pub enum FindingId {
     BridgeMacNotPinned,
     /// A standalone interface received unicast for other hosts.
     ForeignUnicastDropped,
+    // MAC identity (issue 18).
+    /// A NIC's MAC is not its permanent one, on a hypervisor whose switch
+    /// can reject that (from `status`).
+    MacChangedUnderHypervisor,
+    /// A bridge re-learned one MAC on different ports in the window.
+    MacMovingBetweenPorts,
 }
 
 impl FindingId {
@@ -57,6 +63,8 @@ impl FindingId {
             FindingId::InterfacePromiscuous => "interface_promiscuous",
             FindingId::BridgeMacNotPinned => "bridge_mac_not_pinned",
             FindingId::ForeignUnicastDropped => "foreign_unicast_dropped",
+            FindingId::MacChangedUnderHypervisor => "mac_changed_under_hypervisor",
+            FindingId::MacMovingBetweenPorts => "mac_moving_between_ports",
         }
     }
 
@@ -69,6 +77,9 @@ impl FindingId {
             | FindingId::HostIpWrongMacUnexplained => Severity::Error,
             FindingId::InterfacePromiscuous | FindingId::BridgeMacNotPinned => Severity::Warning,
             FindingId::ForeignUnicastDropped => Severity::Info,
+            FindingId::MacChangedUnderHypervisor | FindingId::MacMovingBetweenPorts => {
+                Severity::Warning
+            }
         }
     }
 }
@@ -130,6 +141,8 @@ mod tests {
             FindingId::InterfacePromiscuous,
             FindingId::BridgeMacNotPinned,
             FindingId::ForeignUnicastDropped,
+            FindingId::MacChangedUnderHypervisor,
+            FindingId::MacMovingBetweenPorts,
         ];
         let names: Vec<(&str, &str)> = all
             .iter()
@@ -146,6 +159,8 @@ mod tests {
                 ("interface_promiscuous", "warning"),
                 ("bridge_mac_not_pinned", "warning"),
                 ("foreign_unicast_dropped", "info"),
+                ("mac_changed_under_hypervisor", "warning"),
+                ("mac_moving_between_ports", "warning"),
             ]
         );
     }

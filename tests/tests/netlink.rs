@@ -378,7 +378,10 @@ fn vlan_changes_and_the_filtering_toggle_ask_for_a_reread() -> Result<()> {
             && changes.iter().all(|c| match c {
                 Change::Other => true,
                 Change::Link(l) => l.kind.is_some(),
-                Change::LinkGone(_) | Change::Irrelevant => false,
+                Change::LinkGone(_)
+                | Change::Irrelevant
+                | Change::FdbLearned(_)
+                | Change::FdbForgotten(_) => false,
             })
     };
     for argv in [
