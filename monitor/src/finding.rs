@@ -49,6 +49,8 @@ pub enum FindingId {
     MacChangedUnderHypervisor,
     /// A bridge re-learned one MAC on different ports in the window.
     MacMovingBetweenPorts,
+    /// A bond changed its MAC in the window (a failover).
+    BondFailoverMacChange,
 }
 
 impl FindingId {
@@ -65,6 +67,7 @@ impl FindingId {
             FindingId::ForeignUnicastDropped => "foreign_unicast_dropped",
             FindingId::MacChangedUnderHypervisor => "mac_changed_under_hypervisor",
             FindingId::MacMovingBetweenPorts => "mac_moving_between_ports",
+            FindingId::BondFailoverMacChange => "bond_failover_mac_change",
         }
     }
 
@@ -77,9 +80,9 @@ impl FindingId {
             | FindingId::HostIpWrongMacUnexplained => Severity::Error,
             FindingId::InterfacePromiscuous | FindingId::BridgeMacNotPinned => Severity::Warning,
             FindingId::ForeignUnicastDropped => Severity::Info,
-            FindingId::MacChangedUnderHypervisor | FindingId::MacMovingBetweenPorts => {
-                Severity::Warning
-            }
+            FindingId::MacChangedUnderHypervisor
+            | FindingId::MacMovingBetweenPorts
+            | FindingId::BondFailoverMacChange => Severity::Warning,
         }
     }
 }
@@ -143,6 +146,7 @@ mod tests {
             FindingId::ForeignUnicastDropped,
             FindingId::MacChangedUnderHypervisor,
             FindingId::MacMovingBetweenPorts,
+            FindingId::BondFailoverMacChange,
         ];
         let names: Vec<(&str, &str)> = all
             .iter()
@@ -161,6 +165,7 @@ mod tests {
                 ("foreign_unicast_dropped", "info"),
                 ("mac_changed_under_hypervisor", "warning"),
                 ("mac_moving_between_ports", "warning"),
+                ("bond_failover_mac_change", "warning"),
             ]
         );
     }

@@ -17,6 +17,7 @@ pub mod foreign_unicast_dropped;
 pub mod host_ip_wrong_mac_unexplained;
 pub mod interface_promiscuous;
 // MAC identity (issue 18).
+pub mod bond_failover_mac_change;
 pub mod mac_changed_under_hypervisor;
 pub mod mac_moving_between_ports;
 pub mod own_mac_not_delivered;
@@ -112,6 +113,9 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
         // MAC identity (issue 18).
         for facts in mac_moving_between_ports::detect(&scope) {
             found.push(mac_moving_between_ports::finding(netns, &facts));
+        }
+        for facts in bond_failover_mac_change::detect(&scope) {
+            found.push(bond_failover_mac_change::finding(netns, &facts));
         }
         out.extend(found.into_iter().map(|f| Finding {
             netns_name: ns.name.clone(),

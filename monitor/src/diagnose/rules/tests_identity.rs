@@ -89,9 +89,12 @@ fn a_bond_that_took_a_slaves_mac_is_named_as_the_cause() {
     let e1 = Mac([0x00, 0x50, 0x56, 0, 0, 2]);
     let mut bond = Link::fake(2, "bond0", "bond", None, e1);
     bond.perm_mac = None;
-    let mut eth0 = Link::fake(3, "eth0", "", Some(2), e1);
+    // fail_over_mac=active: each slave keeps its own MAC.
+    let mut eth0 = Link::fake(3, "eth0", "", Some(2), e0);
     eth0.kind = None;
     eth0.perm_mac = Some(e0);
+    // The backup now: the switch still sends some frames its way.
+    eth0.rx_nohandler = Some(17);
     let mut eth1 = Link::fake(4, "eth1", "", Some(2), e1);
     eth1.kind = None;
     eth1.perm_mac = Some(e1);
@@ -127,6 +130,58 @@ fn a_bond_that_took_a_slaves_mac_is_named_as_the_cause() {
         "{:?}",
         f.evidence
     );
+    // The failover itself, with the backup slave's rx_nohandler.
+    assert_eq!(
+        ids(&found),
+        ["stale_mac_after_mac_change", "bond_failover_mac_change"]
+    );
+    let b = &found[1];
+    assert_eq!(b.severity(), Severity::Warning);
+    assert_eq!(b.facts["took_from"], "eth1");
+    assert_eq!(b.facts["mac_changes"], 1);
+    assert_eq!(b.facts["slaves"][0]["rx_nohandler"], 17);
+    assert_eq!(b.facts["slaves"][1]["perm_mac"], "00:50:56:00:00:02");
+    assert_eq!(
+        b.evidence[1],
+        "slave eth0: MAC 00:50:56:00:00:01, permanent MAC 00:50:56:00:00:01, rx_nohandler 17 \
+         since boot (frames no protocol took: what a backup slave receives when traffic \
+         still comes its way)"
+    );
+    assert_eq!(
+        b.evidence[2],
+        "slave eth1: MAC 00:50:56:00:00:02, permanent MAC 00:50:56:00:00:02, rx_nohandler 0 \
+         since boot"
+    );
+    assert!(
+        b.message
+            .contains("(it took eth1's: a failover with fail_over_mac=active)")
+    );
+}
+
+/// A bond whose MAC did not change in the window: no failover finding.
+#[test]
+fn a_bond_without_a_mac_change_is_quiet() {
+    let mut bond = Link::fake(2, "bond0", "bond", None, VMW_PERM);
+    bond.perm_mac = None;
+    let state = NetState {
+        links: vec![bond],
+        ..Default::default()
+    };
+    let facts = NsFacts {
+        inode: NS,
+        name: None,
+        status: super::status(
+            gather(NS, &state, &[], &|_| Some(2), &PromiscFacts::default()).unwrap(),
+            HostFacts::default(),
+        ),
+        addrs: Default::default(),
+    };
+    let obs = [observed(
+        "bond0",
+        Role::Standalone,
+        FrameCounters::default(),
+    )];
+    assert!(run(&facts, &obs, &[], None).is_empty());
 }
 
 fn moved(moves: u64, ports: &[&str], at: u64) -> Event {
