@@ -378,17 +378,7 @@ impl Netlink {
             if msg.header.state != NeighbourState::Permanent {
                 continue;
             }
-            let mut mac = None;
-            let mut master = None;
-            let mut vid = 0;
-            for attr in &msg.attributes {
-                match attr {
-                    NeighbourAttribute::LinkLayerAddress(bytes) => mac = Mac::from_slice(bytes),
-                    NeighbourAttribute::Controller(ifindex) => master = Some(*ifindex),
-                    NeighbourAttribute::Vlan(v) => vid = *v,
-                    _ => {}
-                }
-            }
+            let (mac, master, vid) = fdb_attributes(&msg.attributes);
             let Some(mac) = mac else { continue };
             let (map, key) = if msg.header.flags.contains(NeighbourFlags::Own) {
                 let device = links.iter().find(|l| l.ifindex == msg.header.ifindex);
@@ -419,6 +409,20 @@ impl Netlink {
 }
 
 type MacsByIfindex = BTreeMap<u32, Vec<Mac>>;
+
+/// An FDB entry's MAC, master bridge (`NDA_MASTER`) and VLAN (0: none).
+fn fdb_attributes(attributes: &[NeighbourAttribute]) -> (Option<Mac>, Option<u32>, u16) {
+    let (mut mac, mut master, mut vid) = (None, None, 0);
+    for attr in attributes {
+        match attr {
+            NeighbourAttribute::LinkLayerAddress(bytes) => mac = Mac::from_slice(bytes),
+            NeighbourAttribute::Controller(ifindex) => master = Some(*ifindex),
+            NeighbourAttribute::Vlan(v) => vid = *v,
+            _ => {}
+        }
+    }
+    (mac, master, vid)
+}
 
 /// A change the kernel announced on the namespace's rtnetlink groups.
 #[derive(Debug)]
@@ -466,15 +470,7 @@ impl Learned {
         {
             return None;
         }
-        let (mut mac, mut bridge, mut vid) = (None, None, 0);
-        for attr in &n.attributes {
-            match attr {
-                NeighbourAttribute::LinkLayerAddress(bytes) => mac = Mac::from_slice(bytes),
-                NeighbourAttribute::Controller(ifindex) => bridge = Some(*ifindex),
-                NeighbourAttribute::Vlan(v) => vid = *v,
-                _ => {}
-            }
-        }
+        let (mac, bridge, vid) = fdb_attributes(&n.attributes);
         Some(Learned {
             bridge: bridge?,
             port: n.header.ifindex,

@@ -11,7 +11,6 @@ use crate::{
     diagnose::{
         finding::{Finding, FindingId},
         scope::{MacChange, Scope},
-        text::clock,
     },
     mac::Mac,
 };
@@ -44,22 +43,15 @@ pub fn detect(scope: &Scope) -> Vec<Facts> {
             let name = bond.link.name.as_str();
             let changes = scope.mac_changes(name);
             let last = changes.last()?;
-            let slaves: Vec<Slave> = scope
-                .ns
-                .status
-                .interfaces
+            let enslaved = scope.ns.enslaved(name);
+            let slaves: Vec<Slave> = enslaved
                 .iter()
-                .filter(|i| i.master.as_deref() == Some(name))
                 .map(|i| Slave {
                     name: i.link.name.clone(),
                     mac: i.link.mac,
                     perm_mac: i.link.perm_mac,
                     rx_nohandler: i.link.rx_nohandler,
                 })
-                .collect();
-            let enslaved: Vec<_> = slaves
-                .iter()
-                .map(|s| (s.name.clone(), s.mac, s.perm_mac))
                 .collect();
             let took_from = match Cause::of(Some("bond"), None, last.new, &enslaved) {
                 Cause::BondTookSlaveMac { slave } => Some(slave),
@@ -91,12 +83,7 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
         ),
     );
     for c in &facts.changes {
-        f.evidence.push(format!(
-            "{bond} changed its MAC from {} to {} at {}",
-            c.old,
-            c.new,
-            clock(c.ts)
-        ));
+        f.evidence.push(c.sentence(bond));
     }
     let text = |m: Option<Mac>| m.map_or_else(|| "-".to_owned(), |m| m.to_string());
     for s in &facts.slaves {

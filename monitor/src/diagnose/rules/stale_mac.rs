@@ -12,9 +12,10 @@ use crate::{
     diagnose::{
         finding::{Finding, FindingId},
         scope::{EntryCount, MacChange, Scope},
-        text::{clock, list, rfc3339, span, with_drops},
+        text::{list, rfc3339, span, with_drops},
     },
     mac::Mac,
+    status::IfaceStatus,
     sysfs,
     topology::Role,
 };
@@ -60,22 +61,21 @@ impl Cause {
         }
     }
 
-    /// What `cause` tells from the facts: `new` the MAC after the last
-    /// change, `enslaved` the ports or slaves with their MACs and permanent
-    /// MACs.
+    /// What changed the MAC from the facts: `new` the MAC after the last
+    /// change, `enslaved` the ports or slaves.
     pub fn of(
         kind: Option<&str>,
         addr_assign_type: Option<u8>,
         new: Mac,
-        enslaved: &[(String, Option<Mac>, Option<Mac>)],
+        enslaved: &[&IfaceStatus],
     ) -> Self {
         // A slave's permanent MAC names it even when every slave now has
         // the bond's MAC (fail_over_mac=none).
         let owner = enslaved
             .iter()
-            .find(|(_, _, perm)| *perm == Some(new))
-            .or_else(|| enslaved.iter().find(|(_, mac, _)| *mac == Some(new)))
-            .map(|(name, _, _)| name.clone());
+            .find(|i| i.link.perm_mac == Some(new))
+            .or_else(|| enslaved.iter().find(|i| i.link.mac == Some(new)))
+            .map(|i| i.link.name.clone());
         match (kind, addr_assign_type, owner) {
             (_, Some(sysfs::NET_ADDR_SET), _) => Cause::SetByUserspace,
             (Some("bridge"), _, Some(port)) => Cause::BridgeTookPortMac { port },
@@ -125,20 +125,12 @@ pub fn detect(scope: &Scope) -> Vec<Facts> {
             let status = scope.ns.iface(name);
             let changes = scope.mac_changes(name);
             let addr_assign_type = status.and_then(|s| s.addr_assign_type);
-            let enslaved: Vec<_> = scope
-                .ns
-                .status
-                .interfaces
-                .iter()
-                .filter(|i| i.master.as_deref() == Some(name))
-                .map(|i| (i.link.name.clone(), i.link.mac, i.link.perm_mac))
-                .collect();
             let cause = changes.last().map_or(Cause::Unknown, |c| {
                 Cause::of(
                     status.and_then(|s| s.link.kind.as_deref()),
                     addr_assign_type,
                     c.new,
-                    &enslaved,
+                    &scope.ns.enslaved(name),
                 )
             });
             Some(Facts {
@@ -173,12 +165,7 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
         ),
     );
     for c in &facts.changes {
-        f.evidence.push(format!(
-            "{name} changed its MAC from {} to {} at {}",
-            c.old,
-            c.new,
-            clock(c.ts)
-        ));
+        f.evidence.push(c.sentence(name));
     }
     let assign = facts
         .addr_assign_type

@@ -16,6 +16,20 @@ use crate::{
     tracker::{Event, EventKind},
 };
 
+/// The namespace of `state`, `assign` its addr_assign_type, 192.0.2.1 on
+/// ifindex 2.
+fn facts_of(state: &NetState, assign: &dyn Fn(&Link) -> Option<u8>, host: HostFacts) -> NsFacts {
+    NsFacts {
+        inode: NS,
+        name: None,
+        status: super::status(
+            gather(NS, state, &[], assign, &PromiscFacts::default()).unwrap(),
+            host,
+        ),
+        addrs: [(2, vec!["192.0.2.1".parse().unwrap()])].into(),
+    }
+}
+
 fn changed(ifname: &str, ifindex: u32, old: Mac, new: Mac) -> Event {
     Event {
         ts: t(1),
@@ -102,22 +116,11 @@ fn a_bond_that_took_a_slaves_mac_is_named_as_the_cause() {
         links: vec![bond, eth0, eth1],
         ..Default::default()
     };
-    let facts = NsFacts {
-        inode: NS,
-        name: None,
-        status: super::status(
-            gather(
-                NS,
-                &state,
-                &[],
-                &|l| Some(if l.kind.is_some() { 2 } else { NET_ADDR_PERM }),
-                &PromiscFacts::default(),
-            )
-            .unwrap(),
-            HostFacts::default(),
-        ),
-        addrs: [(2, vec!["192.0.2.1".parse().unwrap()])].into(),
-    };
+    let facts = facts_of(
+        &state,
+        &|l| Some(if l.kind.is_some() { 2 } else { NET_ADDR_PERM }),
+        HostFacts::default(),
+    );
     let obs = [observed("bond0", Role::Standalone, stale(6))];
     let found = run(&facts, &obs, &[changed("bond0", 2, e0, e1)], None);
     assert_eq!(ids(&found)[0], "stale_mac_after_mac_change", "{found:#?}");
@@ -167,15 +170,7 @@ fn a_bond_without_a_mac_change_is_quiet() {
         links: vec![bond],
         ..Default::default()
     };
-    let facts = NsFacts {
-        inode: NS,
-        name: None,
-        status: super::status(
-            gather(NS, &state, &[], &|_| Some(2), &PromiscFacts::default()).unwrap(),
-            HostFacts::default(),
-        ),
-        addrs: Default::default(),
-    };
+    let facts = facts_of(&state, &|_| Some(2), HostFacts::default());
     let obs = [observed(
         "bond0",
         Role::Standalone,
@@ -246,22 +241,7 @@ fn nic_on(mac: Mac, perm: Option<Mac>, dmi: Dmi) -> NsFacts {
         links: vec![eth0],
         ..Default::default()
     };
-    NsFacts {
-        inode: NS,
-        name: None,
-        status: super::status(
-            gather(
-                NS,
-                &state,
-                &[],
-                &|_| Some(NET_ADDR_SET),
-                &PromiscFacts::default(),
-            )
-            .unwrap(),
-            HostFacts { dmi },
-        ),
-        addrs: [(2, vec!["192.0.2.1".parse().unwrap()])].into(),
-    }
+    facts_of(&state, &|_| Some(NET_ADDR_SET), HostFacts { dmi })
 }
 
 fn vmware() -> Dmi {
