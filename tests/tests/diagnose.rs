@@ -706,9 +706,8 @@ fn a_mac_set_by_userspace_is_named_as_the_cause() {
 }
 
 /// Two peers sending with one source MAC (duplicate container MACs): the
-/// bridge re-learns it on the other port each time. Each send waits until
-/// the FDB shows the MAC behind the sender's port, so every send after the
-/// first is exactly one move.
+/// bridge re-learns it on the other port each time (`BridgeLab::flap_mac`:
+/// every send after the first is exactly one move).
 #[test]
 fn a_mac_moving_between_ports_is_counted_exactly() {
     const DUP: [u8; 6] = [0x02, 0, 0, 0, 0xdd, 0x01];
@@ -718,31 +717,7 @@ fn a_mac_moving_between_ports_is_counted_exactly() {
         lab.host(),
         &["--duration", "4", "--format", "json", "--bridge", BRIDGE],
     );
-    let senders = [
-        RawSender::new(lab.peer(1), PEER_IFACE).unwrap(),
-        RawSender::new(lab.peer(2), PEER_IFACE).unwrap(),
-    ];
-    for n in 0..SENDS {
-        let i = n % 2;
-        let frame = ipv4_udp(BRIDGE_MAC, DUP, peer_ipv4(i + 1), BRIDGE_IPV4);
-        let port = port_name(i + 1);
-        // Resending from the same port moves nothing: safe to retry until
-        // the bridge has learned it there.
-        let fdb = poll_until(
-            SETTLE,
-            || {
-                senders[i].send(&frame, 1)?;
-                let out = lab.host().exec(&["bridge", "fdb", "show", "br", BRIDGE])?;
-                Ok(String::from_utf8_lossy(&out).into_owned())
-            },
-            |fdb| {
-                fdb.lines()
-                    .any(|l| l.starts_with(&format!("{} dev {port} ", mac_to_string(&DUP))))
-            },
-        )
-        .unwrap();
-        assert!(fdb.contains(&format!("dev {port}")), "{fdb}");
-    }
+    lab.flap_mac(DUP, SENDS).unwrap();
     let report = run.finish().json();
     assert_eq!(ids(&report), ["mac_moving_between_ports"], "{report:#}");
     let f = finding(&report, "mac_moving_between_ports");
