@@ -43,6 +43,14 @@ pub enum FindingId {
     BridgeMacNotPinned,
     /// A standalone interface received unicast for other hosts.
     ForeignUnicastDropped,
+    // MAC identity (issue 18).
+    /// A NIC's MAC is not its permanent one, on a hypervisor whose switch
+    /// can reject that (from `status`).
+    MacChangedUnderHypervisor,
+    /// A bridge re-learned one MAC on different ports in the window.
+    MacMovingBetweenPorts,
+    /// A bond changed its MAC in the window (a failover).
+    BondFailoverMacChange,
 }
 
 impl FindingId {
@@ -57,6 +65,9 @@ impl FindingId {
             FindingId::InterfacePromiscuous => "interface_promiscuous",
             FindingId::BridgeMacNotPinned => "bridge_mac_not_pinned",
             FindingId::ForeignUnicastDropped => "foreign_unicast_dropped",
+            FindingId::MacChangedUnderHypervisor => "mac_changed_under_hypervisor",
+            FindingId::MacMovingBetweenPorts => "mac_moving_between_ports",
+            FindingId::BondFailoverMacChange => "bond_failover_mac_change",
         }
     }
 
@@ -69,6 +80,9 @@ impl FindingId {
             | FindingId::HostIpWrongMacUnexplained => Severity::Error,
             FindingId::InterfacePromiscuous | FindingId::BridgeMacNotPinned => Severity::Warning,
             FindingId::ForeignUnicastDropped => Severity::Info,
+            FindingId::MacChangedUnderHypervisor
+            | FindingId::MacMovingBetweenPorts
+            | FindingId::BondFailoverMacChange => Severity::Warning,
         }
     }
 }
@@ -130,6 +144,9 @@ mod tests {
             FindingId::InterfacePromiscuous,
             FindingId::BridgeMacNotPinned,
             FindingId::ForeignUnicastDropped,
+            FindingId::MacChangedUnderHypervisor,
+            FindingId::MacMovingBetweenPorts,
+            FindingId::BondFailoverMacChange,
         ];
         let names: Vec<(&str, &str)> = all
             .iter()
@@ -146,6 +163,9 @@ mod tests {
                 ("interface_promiscuous", "warning"),
                 ("bridge_mac_not_pinned", "warning"),
                 ("foreign_unicast_dropped", "info"),
+                ("mac_changed_under_hypervisor", "warning"),
+                ("mac_moving_between_ports", "warning"),
+                ("bond_failover_mac_change", "warning"),
             ]
         );
     }

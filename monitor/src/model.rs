@@ -61,6 +61,10 @@ pub struct Interface {
     /// Master bridge name, for ports.
     pub master: Option<String>,
     pub mac: Option<Mac>,
+    /// How a bridge got its MAC (sysfs `addr_assign_type`,
+    /// `sysfs::NET_ADDR_*`), for the fleet's rules; None for other roles
+    /// or when sysfs is another namespace's.
+    pub addr_assign_type: Option<u8>,
     pub promisc: bool,
     /// How many holders asked for promiscuous mode (`IFLA_PROMISCUITY`).
     pub promiscuity: u32,
@@ -108,6 +112,7 @@ impl Interface {
             role,
             master,
             mac: None,
+            addr_assign_type: None,
             promisc: false,
             promiscuity: 0,
             promisc_holders: None,

@@ -6,6 +6,7 @@
 
 use crate::{
     finding::Finding,
+    hypervisor::{self, Dmi},
     mac::Mac,
     netlink::{Link, NetState},
     promisc::{self, History, IfaceHistory},
@@ -30,6 +31,9 @@ pub struct IfaceStatus {
     pub role: Role,
     pub master: Option<String>,
     pub bridge: Option<BridgeFacts>,
+    /// How the device got its MAC (sysfs `addr_assign_type`,
+    /// `sysfs::NET_ADDR_*`); None when it cannot be told.
+    pub addr_assign_type: Option<u8>,
     /// Who holds promiscuous mode ("promiscuity 2: bridge port, tcpdump
     /// (pid 4242)"), when the interface is promiscuous and /proc could be
     /// read.
@@ -63,17 +67,34 @@ impl PromiscFacts {
 pub struct Status {
     pub interfaces: Vec<IfaceStatus>,
     pub findings: Vec<Finding>,
+    pub host: HostFacts,
+}
+
+/// What `status` knows about the machine itself.
+#[derive(Clone, Debug, Default)]
+pub struct HostFacts {
+    /// The firmware's identification: the hypervisor, if any.
+    pub dmi: Dmi,
+}
+
+impl HostFacts {
+    pub fn read() -> Self {
+        Self {
+            dmi: Dmi::read(std::path::Path::new(hypervisor::DMI_DIR)),
+        }
+    }
 }
 
 /// Builds the facts of `names` (all interfaces when empty); the findings
 /// over them are the rules' (`diagnose::rules::status`), which read these
 /// facts, so this module does not call them.
-/// `mac_pinned(bridge)` answers whether a bridge's MAC was set by userspace.
+/// `addr_assign_type(link)` answers how a device got its MAC (a bridge's
+/// is pinned when userspace set it).
 pub fn gather(
     netns: u32,
     state: &NetState,
     names: &[String],
-    mac_pinned: &dyn Fn(&Link) -> Option<bool>,
+    addr_assign_type: &dyn Fn(&Link) -> Option<u8>,
     promisc_facts: &PromiscFacts,
 ) -> Result<Vec<IfaceStatus>, crate::error::Failure> {
     let links: Vec<&Link> = if names.is_empty() {
@@ -95,6 +116,7 @@ pub fn gather(
     let mut interfaces = Vec::new();
     for link in links {
         let w = topology::describe(state, link);
+        let assigned = addr_assign_type(link);
         let bridge = link.is_bridge().then(|| {
             let local_fdb = state
                 .local_fdb
@@ -104,7 +126,7 @@ pub fn gather(
             BridgeFacts {
                 own_mac_in_fdb: link.mac.is_some_and(|m| local_fdb.contains(&m)),
                 local_fdb,
-                mac_pinned: mac_pinned(link),
+                mac_pinned: assigned.map(|t| t == sysfs::NET_ADDR_SET),
             }
         });
         let promisc_holders = (link.promiscuity > 0)
@@ -128,6 +150,7 @@ pub fn gather(
                 .and_then(|m| state.link(m))
                 .map(|m| m.name.clone()),
             bridge,
+            addr_assign_type: assigned,
             promisc_holders,
             promisc_log: promisc_facts
                 .history
@@ -140,9 +163,9 @@ pub fn gather(
     Ok(interfaces)
 }
 
-/// The real `mac_pinned`: sysfs `addr_assign_type == NET_ADDR_SET`.
-pub fn mac_pinned_from_sysfs(link: &Link) -> Option<bool> {
-    sysfs::addr_assign_type(&link.name, link.ifindex).map(|t| t == sysfs::NET_ADDR_SET)
+/// The real `addr_assign_type`, from sysfs.
+pub fn addr_assign_type_from_sysfs(link: &Link) -> Option<u8> {
+    sysfs::addr_assign_type(&link.name, link.ifindex)
 }
 
 /// A bridge br0 with one port p1, shared with the rules' tests of the
@@ -174,7 +197,7 @@ pub(crate) mod tests {
             7,
             &state(vec![BR, P1]),
             &[],
-            &|_| Some(true),
+            &|_| Some(sysfs::NET_ADDR_SET),
             &PromiscFacts::default(),
         )
         .unwrap();
@@ -186,7 +209,7 @@ pub(crate) mod tests {
             7,
             &state(vec![P1]),
             &[],
-            &|_| Some(false),
+            &|_| Some(sysfs::NET_ADDR_RANDOM),
             &PromiscFacts::default(),
         )
         .unwrap();

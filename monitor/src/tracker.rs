@@ -39,6 +39,15 @@ pub enum EventKind {
         old: Mac,
         new: Mac,
     },
+    /// The bridge re-learned `mac` on another port `moves` times since the
+    /// last report (`fdb_moves`): two stations with one MAC, or a loop.
+    /// `ports`: where it was learned, in the order first seen.
+    FdbMoved {
+        mac: Mac,
+        vid: u16,
+        moves: u64,
+        ports: Vec<String>,
+    },
     /// macdrop started watching the interface (at start, or when it
     /// appeared), with this hook.
     Attached {
@@ -85,6 +94,21 @@ impl Event {
             EventKind::MacChanged { old, new } => {
                 format!("{} changed its MAC from {old} to {new}", self.ifname)
             }
+            EventKind::FdbMoved {
+                mac,
+                vid,
+                moves,
+                ports,
+            } => format!(
+                "{} re-learned {mac}{} on another port {moves} time(s) (between {})",
+                self.ifname,
+                if *vid == 0 {
+                    String::new()
+                } else {
+                    format!(" (VLAN {vid})")
+                },
+                ports.join(", ")
+            ),
             EventKind::Attached { hook } => format!("{} is watched through {hook}", self.ifname),
             EventKind::HookChanged { from, to } => {
                 format!("{} moved from {from} to {to}", self.ifname)
@@ -107,6 +131,7 @@ impl Event {
             EventKind::PromiscLeft { .. } => "promisc_left",
             EventKind::PromiscuityChanged { .. } => "promiscuity_changed",
             EventKind::MacChanged { .. } => "mac_changed",
+            EventKind::FdbMoved { .. } => "fdb_moved",
             EventKind::Attached { .. } => "attached",
             EventKind::HookChanged { .. } => "hook_changed",
             EventKind::Gone => "gone",
@@ -117,6 +142,7 @@ impl Event {
 
 #[derive(Clone, Debug)]
 struct Seen {
+    name: String,
     promisc: bool,
     promiscuity: u32,
     mac: Option<Mac>,
@@ -212,6 +238,11 @@ impl Tracker {
         self.previous_macs.remove(&ifindex);
     }
 
+    /// The name `ifindex` had when last observed.
+    pub fn name(&self, ifindex: u32) -> Option<&str> {
+        self.last.get(&ifindex).map(|s| s.name.as_str())
+    }
+
     /// MACs this interface had before, oldest first (at most
     /// `MAX_PREVIOUS_MACS`).
     pub fn previous_macs(&self) -> &BTreeMap<u32, Vec<Mac>> {
@@ -221,6 +252,7 @@ impl Tracker {
 
 fn seen(link: &Link) -> Seen {
     Seen {
+        name: link.name.clone(),
         promisc: link.promisc,
         promiscuity: link.promiscuity,
         mac: link.mac,

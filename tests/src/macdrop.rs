@@ -99,6 +99,15 @@ pub struct EventReport {
     /// For "hook_changed": the hook that counted before.
     #[serde(default)]
     pub hook_from: Option<String>,
+    /// For "fdb_moved": the MAC, its VLAN, the moves and the ports.
+    #[serde(default)]
+    pub mac: Option<String>,
+    #[serde(default)]
+    pub vlan: Option<u16>,
+    #[serde(default)]
+    pub moves: Option<u64>,
+    #[serde(default)]
+    pub ports: Option<Vec<String>>,
 }
 
 impl Report {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use common::{
     INCIDENT_FRAMES, SETTLE, mix_on_bridge, mix_on_port, send_foreign, send_mix, send_to_bridge_mac,
@@ -162,4 +162,45 @@ fn frames_to_a_bridge_mac_missing_from_the_fdb_are_host_ip_wrong_mac() {
     ];
     assert_counts(&mut macdrop, expected);
     assert_eq!(counts(&macdrop.stop().unwrap()), expected.map(Some));
+}
+
+/// A MAC moving between ports (issue 18): `watch` reports `fdb_moved`
+/// events on the bridge whose moves add up exactly, and each line passes
+/// the published schema.
+#[test]
+fn a_mac_moving_between_ports_is_an_fdb_moved_event() {
+    const DUP: [u8; 6] = [0x02, 0, 0, 0, 0xdd, 0x02];
+    const SENDS: usize = 5;
+    let lab = BridgeLab::new(2).unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
+    macdrop.wait_for(|_| true, SETTLE).unwrap();
+    lab.flap_mac(DUP, SENDS).unwrap();
+    let moved = |m: &Macdrop| -> u64 {
+        m.events()
+            .iter()
+            .filter(|e| e.kind == "fdb_moved")
+            .filter_map(|e| e.moves)
+            .sum()
+    };
+    // Moves are summed per report: read reports until they add up.
+    let total = macdrop_tests::wait::poll_until(
+        SETTLE,
+        || {
+            let _ = macdrop.wait_for(|_| false, Duration::from_millis(200));
+            Ok(moved(&macdrop))
+        },
+        |n| *n >= (SENDS - 1) as u64,
+    )
+    .unwrap();
+    assert_eq!(total, (SENDS - 1) as u64, "{:?}", macdrop.events());
+    for e in macdrop.events().iter().filter(|e| e.kind == "fdb_moved") {
+        assert_eq!(
+            (e.interface.as_str(), e.mac.as_deref(), e.vlan),
+            (BRIDGE, Some(mac_to_string(&DUP).as_str()), Some(0)),
+            "{e:?}"
+        );
+        let ports = e.ports.clone().unwrap_or_default();
+        assert!(ports == ["p1", "p2"] || ports == ["p2", "p1"], "{e:?}");
+    }
+    macdrop.stop().unwrap();
 }

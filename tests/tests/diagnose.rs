@@ -519,6 +519,10 @@ fn stale_peers_after_a_mac_change() {
         mac_to_string(&new).as_str()
     );
     assert_eq!(f["facts"]["mac_pinned"], false);
+    // What changed it: the unpinned bridge took p2's MAC when p1 left.
+    assert_eq!(f["facts"]["cause"], "bridge_took_port_mac");
+    assert_eq!(f["facts"]["cause_interface"], "p2");
+    assert_eq!(f["facts"]["addr_assign_type"], "random");
     let remedy = f["remedy"].to_string();
     assert!(
         remedy.contains("arping -U -c 3 -I br0 192.0.2.1"),
@@ -656,4 +660,70 @@ fn a_promiscuous_bridge_hiding_the_incident() {
     assert_eq!(f["facts"]["passed_up_while_promiscuous"], 4);
     let br0 = &interface(&report, BRIDGE)["frames"];
     assert_eq!(br0["host_ip_wrong_mac"], 4, "passed up: counted on br0 too");
+}
+
+// MAC identity (issue 18).
+
+/// `ip link set br0 address`: a MAC set by userspace. Peers still send to
+/// the old one; the finding names userspace (addr_assign_type set) as what
+/// changed it, and nothing else fires.
+#[test]
+fn a_mac_set_by_userspace_is_named_as_the_cause() {
+    let lab = BridgeLab::new(2).unwrap();
+    let new = [0x02, 0, 0, 0, 0x0b, 0x02];
+    let run = Diagnosis::start(
+        lab.host(),
+        &["--duration", "4", "--format", "json", "--bridge", BRIDGE],
+    );
+    lab.host()
+        .exec(&["ip", "link", "set", BRIDGE, "address", &mac_to_string(&new)])
+        .unwrap();
+    // macdrop hears of the change by notification at once; a margin for
+    // it to reach the kernel's previous-MAC map before the frames.
+    std::thread::sleep(Duration::from_millis(800));
+    send_to_host(&lab, 1, BRIDGE_MAC, 4);
+    let report = run.finish().json();
+    assert_eq!(ids(&report), ["stale_mac_after_mac_change"], "{report:#}");
+    let f = finding(&report, "stale_mac_after_mac_change");
+    assert_eq!(f["facts"]["stale_mac"], 4);
+    assert_eq!(f["facts"]["cause"], "set_by_userspace");
+    assert_eq!(f["facts"]["addr_assign_type"], "set");
+    assert_eq!(f["facts"]["cause_interface"], Value::Null);
+    assert!(
+        f["evidence"][1]
+            .as_str()
+            .unwrap()
+            .starts_with("the cause: userspace set br0's MAC (addr_assign_type set)"),
+        "{f:#}"
+    );
+    assert!(
+        f["remedy"][1].as_str().unwrap().contains(&format!(
+            "ip link set br0 address {}",
+            mac_to_string(&BRIDGE_MAC)
+        )),
+        "{f:#}"
+    );
+}
+
+/// Two peers sending with one source MAC (duplicate container MACs): the
+/// bridge re-learns it on the other port each time (`BridgeLab::flap_mac`:
+/// every send after the first is exactly one move).
+#[test]
+fn a_mac_moving_between_ports_is_counted_exactly() {
+    const DUP: [u8; 6] = [0x02, 0, 0, 0, 0xdd, 0x01];
+    const SENDS: usize = 6;
+    let lab = BridgeLab::new(2).unwrap();
+    let run = Diagnosis::start(
+        lab.host(),
+        &["--duration", "4", "--format", "json", "--bridge", BRIDGE],
+    );
+    lab.flap_mac(DUP, SENDS).unwrap();
+    let report = run.finish().json();
+    assert_eq!(ids(&report), ["mac_moving_between_ports"], "{report:#}");
+    let f = finding(&report, "mac_moving_between_ports");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["interface"], BRIDGE);
+    assert_eq!(f["facts"]["mac"], mac_to_string(&DUP).as_str());
+    assert_eq!(f["facts"]["moves"], (SENDS - 1) as u64);
+    assert_eq!(f["facts"]["ports"], serde_json::json!(["p1", "p2"]));
 }

@@ -423,6 +423,8 @@ fn the_scrape_passes_promtool_and_counts_exactly() {
             ("mac", iface.mac.as_str()),
             ("hook", hook.as_str()),
             ("master", master.as_str()),
+            // The lab's bridge has a MAC set at creation; ports get none.
+            ("addr_assign_type", if name == BRIDGE { "set" } else { "" }),
         ]);
         assert_eq!(
             scrape.value("macdrop_interface_info", &info).unwrap(),
@@ -449,6 +451,16 @@ fn the_scrape_passes_promtool_and_counts_exactly() {
             .unwrap(),
         Some(1.0)
     );
+    // This machine has no DMI tables: no hypervisor.
+    let dmi = std::path::Path::new("/sys/class/dmi/id/sys_vendor").exists();
+    if !dmi {
+        assert_eq!(
+            scrape
+                .value("macdrop_host_info", &[("hypervisor", "")])
+                .unwrap(),
+            Some(1.0)
+        );
+    }
     macdrop.stop().unwrap();
 }
 
@@ -495,12 +507,18 @@ struct Prometheus<'a> {
 impl<'a> Prometheus<'a> {
     /// Scrapes `target` every second, loads `rules`, and waits until ready.
     fn start(ns: &'a NetNs, target: &str, rules: &Path) -> Result<Self> {
+        Self::start_with(ns, &format!("      - targets: ['{target}']\n"), rules)
+    }
+
+    /// Like `start`, with the job's `static_configs` entries as given
+    /// (several targets, each with its labels).
+    fn start_with(ns: &'a NetNs, static_configs: &str, rules: &Path) -> Result<Self> {
         let mut server = Server::start(
             ns,
             &format!(
                 "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
                  rule_files:\n  - {rules}\n\
-                 scrape_configs:\n  - job_name: macdrop\n    static_configs:\n      - targets: ['{target}']\n",
+                 scrape_configs:\n  - job_name: macdrop\n    static_configs:\n{static_configs}",
                 rules = rules.display()
             ),
         )?;
@@ -649,7 +667,7 @@ fn prometheus_scrapes_the_exact_counts() {
         assert_eq!(prometheus.wait_for_value(&q, &n(count)), want, "{q}");
     }
 
-    // The rules: all six evaluate without error...
+    // The rules: all nine evaluate without error...
     let healthy = poll_until(
         PROMETHEUS_TIMEOUT,
         || {
@@ -668,11 +686,11 @@ fn prometheus_scrapes_the_exact_counts() {
                 .collect();
             Ok(rules)
         },
-        |rules| rules.len() == 6 && rules.iter().all(|(_, h)| h == "ok"),
+        |rules| rules.len() == 9 && rules.iter().all(|(_, h)| h == "ok"),
     )
     .unwrap();
     assert!(
-        healthy.len() == 6 && healthy.iter().all(|(_, h)| h == "ok"),
+        healthy.len() == 9 && healthy.iter().all(|(_, h)| h == "ok"),
         "{healthy:?}\n{}",
         prometheus.log()
     );
@@ -886,7 +904,7 @@ fn the_alert_rules_pass_promtool() {
     let rules = repo_path("deploy/prometheus/macdrop.rules.yml");
     let tests = repo_path("deploy/prometheus/macdrop.rules.test.yml");
     let (ok, out) = run_promtool(&["check", "rules", rules.to_str().unwrap()], None).unwrap();
-    assert!(ok && out.contains("SUCCESS: 6 rules found"), "{out}");
+    assert!(ok && out.contains("SUCCESS: 9 rules found"), "{out}");
     let (ok, out) = run_promtool(&["test", "rules", tests.to_str().unwrap()], None).unwrap();
     assert!(ok && out.contains("SUCCESS"), "{out}");
 }
@@ -912,7 +930,7 @@ fn every_alert_links_its_runbook_section() {
         .filter_map(|l| l.trim().strip_prefix("runbook_url: "))
         .map(|u| u.trim_matches('"'))
         .collect();
-    assert_eq!(alerts.len(), 6, "{alerts:?}");
+    assert_eq!(alerts.len(), 9, "{alerts:?}");
     assert_eq!(
         urls.len(),
         alerts.len(),
@@ -1129,4 +1147,184 @@ fn wrk_with_200_connections_does_not_stop_counting() {
         "RSS grew from {rss_before} KiB to {rss_after} KiB under load"
     );
     macdrop.stop().unwrap();
+}
+
+// ---- MAC identity across a fleet (issue 18) --------------------------------
+
+/// Node `k`'s address on the fleet's segment, where its macdrop serves.
+fn fleet_addr(k: usize) -> String {
+    format!("198.51.100.{}:9815", 10 + k)
+}
+
+/// The alerts of `name` active now (pending or firing), by their labels.
+fn active(prometheus: &Prometheus, name: &str) -> Result<Vec<serde_json::Value>> {
+    let data = prometheus.api("/api/v1/alerts")?;
+    Ok(data["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["labels"]["alertname"] == name)
+        .cloned()
+        .collect())
+}
+
+/// When Prometheus last evaluated the alert `name`.
+fn last_evaluation(prometheus: &Prometheus, name: &str) -> Result<Option<std::time::SystemTime>> {
+    let data = prometheus.api("/api/v1/rules")?;
+    Ok(data["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default())
+        .find(|r| r["name"] == name)
+        .and_then(|r| r["lastEvaluation"].as_str().map(common::time_of)))
+}
+
+/// Three nodes (a lab each, with its own `node` label) scraped by one real
+/// Prometheus: with three different bridge MACs the fleet rules stay
+/// silent; once two more nodes take node 1's bridge MAC,
+/// MacdropBridgeMacOnSeveralNodes names that MAC on 3 nodes and
+/// MacdropBridgeMacChanged names the two nodes whose MAC changed.
+#[test]
+fn the_fleet_rules_find_one_bridge_mac_on_several_nodes() {
+    use macdrop_tests::lab::links::{End, add_bridge, add_ipv4, add_veth, up};
+    const NODES: usize = 3;
+    let node_mac = |k: usize| [0x02, 0, 0, 0, 0x0b, k as u8];
+    assert_eq!(node_mac(1), BRIDGE_MAC);
+    // The segment the nodes' metrics are scraped over.
+    let hub = NetNs::new().unwrap();
+    add_bridge(&hub, "hub0", None).unwrap();
+    add_ipv4(&hub, "hub0", "198.51.100.1".parse().unwrap()).unwrap();
+    up(&hub, "hub0").unwrap();
+    let labs: Vec<BridgeLab> = (0..NODES).map(|_| BridgeLab::new(1).unwrap()).collect();
+    let mut static_configs = String::new();
+    for (i, lab) in labs.iter().enumerate() {
+        let k = i + 1;
+        let host = lab.host();
+        host.exec(&[
+            "ip",
+            "link",
+            "set",
+            BRIDGE,
+            "address",
+            &mac_to_string(&node_mac(k)),
+        ])
+        .unwrap();
+        let hub_end = format!("n{k}");
+        add_veth(
+            End {
+                ns: &hub,
+                name: &hub_end,
+                mac: None,
+            },
+            End {
+                ns: host,
+                name: "up0",
+                mac: None,
+            },
+        )
+        .unwrap();
+        hub.exec(&["ip", "link", "set", &hub_end, "master", "hub0"])
+            .unwrap();
+        up(&hub, &hub_end).unwrap();
+        add_ipv4(
+            host,
+            "up0",
+            format!("198.51.100.{}", 10 + k).parse().unwrap(),
+        )
+        .unwrap();
+        up(host, "up0").unwrap();
+        static_configs.push_str(&format!(
+            "      - targets: ['{}']\n        labels:\n          node: node{k}\n",
+            fleet_addr(k)
+        ));
+    }
+    let macdrops: Vec<Macdrop> = labs
+        .iter()
+        .enumerate()
+        .map(|(i, lab)| {
+            Macdrop::spawn(
+                lab.host(),
+                &["--bridge", BRIDGE, "--metrics", &fleet_addr(i + 1)],
+            )
+            .unwrap()
+        })
+        .collect();
+    let rules = repo_path("deploy/prometheus/macdrop.rules.yml");
+    let prometheus = Prometheus::start_with(&hub, &static_configs, &rules).unwrap();
+
+    // Every node's bridge scraped, each with its own MAC...
+    let bridges =
+        r#"count(macdrop_interface_info{job="macdrop",role="bridge",addr_assign_type="set"})"#;
+    assert_eq!(
+        prometheus.wait_for_value(bridges, "3").as_deref(),
+        Some("3")
+    );
+    let macs = r#"count(count by (mac) (macdrop_interface_info{job="macdrop",role="bridge"}))"#;
+    assert_eq!(prometheus.value(macs).unwrap().as_deref(), Some("3"));
+    let nodes = r#"count(count by (node) (macdrop_interface_info{job="macdrop",role="bridge"}))"#;
+    assert_eq!(prometheus.value(nodes).unwrap().as_deref(), Some("3"));
+    // ...and the rules evaluated on all of it: nothing active.
+    let seen = std::time::SystemTime::now();
+    for name in ["MacdropBridgeMacOnSeveralNodes", "MacdropBridgeMacChanged"] {
+        let evaluated = poll_until(
+            PROMETHEUS_TIMEOUT,
+            || last_evaluation(&prometheus, name),
+            |t| t.is_some_and(|t| t > seen),
+        )
+        .unwrap();
+        assert!(
+            evaluated.is_some_and(|t| t > seen),
+            "{name} never evaluated"
+        );
+        assert_eq!(
+            active(&prometheus, name).unwrap(),
+            Vec::<serde_json::Value>::new(),
+            "{name}"
+        );
+    }
+
+    // Nodes 2 and 3 take node 1's MAC (a cloned image, a copied config).
+    for lab in &labs[1..] {
+        lab.host()
+            .exec(&[
+                "ip",
+                "link",
+                "set",
+                BRIDGE,
+                "address",
+                &mac_to_string(&BRIDGE_MAC),
+            ])
+            .unwrap();
+    }
+    let dup = poll_until(
+        PROMETHEUS_TIMEOUT,
+        || active(&prometheus, "MacdropBridgeMacOnSeveralNodes"),
+        |a| a.len() == 1 && a[0]["value"].as_str().is_some_and(|v| v.starts_with("3")),
+    )
+    .unwrap();
+    assert_eq!(dup.len(), 1, "{dup:?}\n{}", prometheus.log());
+    assert_eq!(dup[0]["labels"]["mac"], mac_to_string(&BRIDGE_MAC).as_str());
+    assert!(
+        dup[0]["value"].as_str().unwrap().starts_with("3"),
+        "{dup:?}"
+    );
+    let changed = poll_until(
+        PROMETHEUS_TIMEOUT,
+        || active(&prometheus, "MacdropBridgeMacChanged"),
+        |a| a.len() == 2,
+    )
+    .unwrap();
+    let changed_nodes: BTreeSet<&str> = changed
+        .iter()
+        .filter_map(|a| a["labels"]["node"].as_str())
+        .collect();
+    assert_eq!(
+        changed_nodes,
+        BTreeSet::from(["node2", "node3"]),
+        "{changed:?}"
+    );
+    for m in macdrops {
+        m.stop().unwrap();
+    }
 }

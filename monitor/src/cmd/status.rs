@@ -9,7 +9,7 @@ use crate::{
     netlink::Netlink,
     render,
     status::IfaceStatus,
-    status::{PromiscFacts, gather, mac_pinned_from_sysfs},
+    status::{PromiscFacts, addr_assign_type_from_sysfs, gather},
     workload::{self, Sockets},
 };
 
@@ -22,11 +22,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
         netns,
         &state,
         &args.ifaces,
-        &mac_pinned_from_sysfs,
+        &addr_assign_type_from_sysfs,
         &PromiscFacts::read(),
     )?;
     name_workloads(&netlink, &state, netns, &mut interfaces).await;
-    let status = rules::status(interfaces);
+    let status = rules::status(interfaces, crate::status::HostFacts::read());
     let text = match format {
         Format::Json => render::status::json(&status, std::time::SystemTime::now()),
         Format::Table | Format::None => {

@@ -41,6 +41,15 @@ impl NsFacts {
         self.status.interfaces.iter().find(|i| i.link.name == name)
     }
 
+    /// The ports of bridge `name`, or the slaves of bond `name`.
+    pub(super) fn enslaved(&self, name: &str) -> Vec<&IfaceStatus> {
+        self.status
+            .interfaces
+            .iter()
+            .filter(|i| i.master.as_deref() == Some(name))
+            .collect()
+    }
+
     /// The addresses frames for this host through `name` are meant for:
     /// its own, else every non-loopback address of the namespace.
     pub(super) fn host_ips(&self, name: &str) -> Vec<IpAddr> {

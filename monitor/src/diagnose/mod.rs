@@ -165,6 +165,7 @@ async fn namespace_facts(
             .map(|spec| Namespace::open(spec).map_err(anyhow::Error::from))
             .collect::<anyhow::Result<_>>()?
     };
+    let host = status::HostFacts::read();
     let mut out: Vec<NsFacts> = Vec::new();
     for ns in namespaces {
         if out.iter().any(|o| o.inode == ns.inode)
@@ -198,17 +199,20 @@ async fn namespace_facts(
                 }
             }
         }
-        let status = rules::status(if names.is_empty() {
-            Vec::new()
-        } else {
-            status::gather(
-                ns.inode,
-                &state,
-                &names,
-                &status::mac_pinned_from_sysfs,
-                &promisc,
-            )?
-        });
+        let status = rules::status(
+            if names.is_empty() {
+                Vec::new()
+            } else {
+                status::gather(
+                    ns.inode,
+                    &state,
+                    &names,
+                    &status::addr_assign_type_from_sysfs,
+                    &promisc,
+                )?
+            },
+            host.clone(),
+        );
         out.push(NsFacts {
             inode: ns.inode,
             name: ns.name.clone(),

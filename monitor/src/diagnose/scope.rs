@@ -28,6 +28,18 @@ pub struct MacChange {
     pub new: Mac,
 }
 
+impl MacChange {
+    /// "br0 changed its MAC from OLD to NEW at HH:MM:SS.mmm"
+    pub fn sentence(&self, name: &str) -> String {
+        format!(
+            "{name} changed its MAC from {} to {} at {}",
+            self.old,
+            self.new,
+            super::text::clock(self.ts)
+        )
+    }
+}
+
 /// Frames of one kind counted on one interface they entered through.
 #[derive(Clone, Debug)]
 pub struct EntryCount {

@@ -242,6 +242,16 @@ fn gauge(v: i64) -> ConstGauge<i64> {
     ConstGauge::new(v)
 }
 
+/// The hypervisor, read from DMI once: it does not change while running.
+fn host_hypervisor() -> &'static str {
+    static HYPERVISOR: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    HYPERVISOR.get_or_init(|| {
+        crate::hypervisor::Dmi::read(std::path::Path::new(crate::hypervisor::DMI_DIR))
+            .hypervisor()
+            .unwrap_or("")
+    })
+}
+
 fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<(), fmt::Error> {
     family(
         enc,
@@ -252,6 +262,13 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
     let Some(world) = world else {
         return Ok(());
     };
+    family(
+        enc,
+        "macdrop_host_info",
+        "The hypervisor this host runs on, from its DMI tables (VMware, Hyper-V, QEMU/KVM, \
+         Xen, VirtualBox; empty for none or unknown); always 1.",
+        [(vec![("hypervisor", host_hypervisor())], gauge(1))],
+    )?;
     let ts = world
         .ts
         .duration_since(std::time::UNIX_EPOCH)
@@ -268,14 +285,20 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
         enc,
         "macdrop_interface_info",
         "Identity of each watched interface, always 1: master bridge (ports), current MAC, \
-         hook the classifier is attached with (empty if none), namespace name, and what owns \
-         a veth's peer namespace (workload kind, name, id, Kubernetes namespace and pod; \
-         empty when unknown).",
+         how a bridge got it (addr_assign_type: permanent, random, stolen or set; empty for \
+         other roles or when unknown), hook the classifier is attached with (empty if none), \
+         namespace name, and what owns a veth's peer namespace (workload kind, name, id, \
+         Kubernetes namespace and pod; empty when unknown).",
         all.iter().map(|s| {
             let i = s.current();
             let mut labels = s.labels();
             labels.extend([
                 ("master", i.master.as_deref().unwrap_or("")),
+                (
+                    "addr_assign_type",
+                    i.addr_assign_type
+                        .map_or("", crate::sysfs::addr_assign_name),
+                ),
                 ("hook", i.hook.map_or("", |h| h.as_str())),
                 ("netns_name", i.netns_name.as_deref().unwrap_or("")),
             ]);

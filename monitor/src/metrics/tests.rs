@@ -149,7 +149,7 @@ fn one_port_exactly() {
         (format!("macdrop_interface_gone{{{l}}}"), 0.0),
         (
             format!(
-                r#"macdrop_interface_info{{{l},master="br0",hook="tcx",netns_name="",mac="02:00:00:00:0a:03",workload_kind="",workload_name="",workload_id="",k8s_namespace="",pod=""}}"#
+                r#"macdrop_interface_info{{{l},master="br0",addr_assign_type="",hook="tcx",netns_name="",mac="02:00:00:00:0a:03",workload_kind="",workload_name="",workload_id="",k8s_namespace="",pod=""}}"#
             ),
             1.0,
         ),
@@ -163,6 +163,10 @@ fn one_port_exactly() {
         (
             "macdrop_last_report_timestamp_seconds".to_owned(),
             1_000_000_000.5,
+        ),
+        (
+            format!(r#"macdrop_host_info{{hypervisor="{}"}}"#, super::host_hypervisor()),
+            1.0,
         ),
     ]);
     assert_eq!(got, want);
@@ -326,12 +330,12 @@ fn namespaces_and_roles_are_separate_series() {
         Some(&4.0)
     );
     assert!(got.contains_key(&format!(
-        r#"macdrop_interface_info{{netns="{}",interface="p1",role="port",master="br0",hook="tcx",netns_name="blue",mac="02:00:00:00:0a:03",workload_kind="",workload_name="",workload_id="",k8s_namespace="",pod=""}}"#,
+        r#"macdrop_interface_info{{netns="{}",interface="p1",role="port",master="br0",addr_assign_type="",hook="tcx",netns_name="blue",mac="02:00:00:00:0a:03",workload_kind="",workload_name="",workload_id="",k8s_namespace="",pod=""}}"#,
         NS + 1
     )));
     // Not attached: an empty hook, no MAC.
     assert!(got.contains_key(&format!(
-        r#"macdrop_interface_info{{{},master="",hook="",netns_name="",mac="",workload_kind="",workload_name="",workload_id="",k8s_namespace="",pod=""}}"#,
+        r#"macdrop_interface_info{{{},master="",addr_assign_type="",hook="",netns_name="",mac="",workload_kind="",workload_name="",workload_id="",k8s_namespace="",pod=""}}"#,
         labels("br0", "bridge")
     )));
 }

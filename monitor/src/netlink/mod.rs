@@ -58,6 +58,12 @@ pub struct Link {
     /// say); None when the other end is here or there is none. The id means
     /// nothing elsewhere: `workload` turns it into a namespace.
     pub peer_netnsid: Option<i32>,
+    /// `IFLA_PERM_ADDRESS`: the address the hardware (or the hypervisor's
+    /// virtual NIC) came with; None for devices without one (veth, bridge).
+    pub perm_mac: Option<Mac>,
+    /// `rx_nohandler` from `IFLA_STATS64`: frames no protocol handler took,
+    /// e.g. those a bond's inactive slave receives.
+    pub rx_nohandler: Option<u64>,
 }
 
 impl Link {
@@ -81,6 +87,8 @@ impl Link {
             ethernet: true,
             rx_otherhost_dropped: Some(0),
             peer_netnsid: None,
+            perm_mac: None,
+            rx_nohandler: Some(0),
         }
     }
 }
@@ -370,17 +378,7 @@ impl Netlink {
             if msg.header.state != NeighbourState::Permanent {
                 continue;
             }
-            let mut mac = None;
-            let mut master = None;
-            let mut vid = 0;
-            for attr in &msg.attributes {
-                match attr {
-                    NeighbourAttribute::LinkLayerAddress(bytes) => mac = Mac::from_slice(bytes),
-                    NeighbourAttribute::Controller(ifindex) => master = Some(*ifindex),
-                    NeighbourAttribute::Vlan(v) => vid = *v,
-                    _ => {}
-                }
-            }
+            let (mac, master, vid) = fdb_attributes(&msg.attributes);
             let Some(mac) = mac else { continue };
             let (map, key) = if msg.header.flags.contains(NeighbourFlags::Own) {
                 let device = links.iter().find(|l| l.ifindex == msg.header.ifindex);
@@ -412,6 +410,20 @@ impl Netlink {
 
 type MacsByIfindex = BTreeMap<u32, Vec<Mac>>;
 
+/// An FDB entry's MAC, master bridge (`NDA_MASTER`) and VLAN (0: none).
+fn fdb_attributes(attributes: &[NeighbourAttribute]) -> (Option<Mac>, Option<u32>, u16) {
+    let (mut mac, mut master, mut vid) = (None, None, 0);
+    for attr in attributes {
+        match attr {
+            NeighbourAttribute::LinkLayerAddress(bytes) => mac = Mac::from_slice(bytes),
+            NeighbourAttribute::Controller(ifindex) => master = Some(*ifindex),
+            NeighbourAttribute::Vlan(v) => vid = *v,
+            _ => {}
+        }
+    }
+    (mac, master, vid)
+}
+
 /// A change the kernel announced on the namespace's rtnetlink groups.
 #[derive(Debug)]
 pub enum Change {
@@ -422,16 +434,59 @@ pub enum Change {
     /// An address, a local FDB entry or something not decoded: re-read
     /// the state.
     Other,
-    /// Nothing macdrop reads: ARP and NDP neighbours, FDB entries the
-    /// bridge learned (they come and go with every station on a busy
-    /// bridge; only local entries decide what is delivered to the host).
+    /// A bridge learned a station's MAC on a port, or the entry moved to
+    /// another port (the kernel notifies both, and nothing else about
+    /// learned entries): what `fdb_moves` follows. The state is not re-read
+    /// for it (it comes and goes with every station on a busy bridge; only
+    /// local entries decide what is delivered to the host).
+    FdbLearned(Learned),
+    /// A learned entry aged out or was flushed.
+    FdbForgotten(Learned),
+    /// Nothing macdrop reads: ARP and NDP neighbours, static FDB entries.
     Irrelevant,
+}
+
+/// A learned (dynamic) bridge FDB entry: `mac` (on `vid`, 0 without VLAN
+/// filtering) is behind `port` of `bridge`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Learned {
+    pub bridge: u32,
+    pub port: u32,
+    pub mac: Mac,
+    pub vid: u16,
+}
+
+impl Learned {
+    /// The entry a bridge-family neighbour message describes, if it is a
+    /// learned one: with a master bridge, not the device's own list
+    /// (NTF_SELF), not permanent (local) nor static (NUD_NOARP).
+    fn from_message(n: &netlink_packet_route::neighbour::NeighbourMessage) -> Option<Self> {
+        if n.header.family != AddressFamily::Bridge
+            || matches!(
+                n.header.state,
+                NeighbourState::Permanent | NeighbourState::Noarp
+            )
+            || n.header.flags.contains(NeighbourFlags::Own)
+        {
+            return None;
+        }
+        let (mac, bridge, vid) = fdb_attributes(&n.attributes);
+        Some(Learned {
+            bridge: bridge?,
+            port: n.header.ifindex,
+            mac: mac.filter(|m| !m.is_multicast())?,
+            vid,
+        })
+    }
 }
 
 impl Change {
     /// Whether the namespace's state must be read again.
     pub fn needs_reread(&self) -> bool {
-        !matches!(self, Change::Irrelevant)
+        !matches!(
+            self,
+            Change::Irrelevant | Change::FdbLearned(_) | Change::FdbForgotten(_)
+        )
     }
 }
 
@@ -507,12 +562,17 @@ fn decode(msg: netlink_packet_core::NetlinkMessage<RouteNetlinkMessage>) -> Chan
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
             Change::LinkGone(link.header.index)
         }
-        NetlinkPayload::InnerMessage(
-            RouteNetlinkMessage::NewNeighbour(n) | RouteNetlinkMessage::DelNeighbour(n),
-        ) if n.header.family != AddressFamily::Bridge
-            || n.header.state != NeighbourState::Permanent =>
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n))
+            if n.header.family != AddressFamily::Bridge
+                || n.header.state != NeighbourState::Permanent =>
         {
-            Change::Irrelevant
+            Learned::from_message(&n).map_or(Change::Irrelevant, Change::FdbLearned)
+        }
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelNeighbour(n))
+            if n.header.family != AddressFamily::Bridge
+                || n.header.state != NeighbourState::Permanent =>
+        {
+            Learned::from_message(&n).map_or(Change::Irrelevant, Change::FdbForgotten)
         }
         _ => Change::Other,
     }
@@ -638,18 +698,27 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
         ),
         rx_otherhost_dropped: None,
         peer_netnsid: None,
+        perm_mac: None,
+        rx_nohandler: None,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(name) => link.name = name.clone(),
             LinkAttribute::Address(bytes) => link.mac = Mac::from_slice(bytes),
+            // All zeros where the driver has no permanent address.
+            LinkAttribute::PermAddress(bytes) => {
+                link.perm_mac = Mac::from_slice(bytes).filter(|m| m.0 != [0; 6]);
+            }
             LinkAttribute::Controller(ifindex) => link.master = Some(*ifindex),
             LinkAttribute::Promiscuity(n) => link.promiscuity = *n,
             LinkAttribute::LinkNetNsId(id) if *id >= 0 => link.peer_netnsid = Some(*id),
             // Older kernels send a shorter struct, which the parser pads
             // with zeros: only trust the field where the kernel has it.
-            LinkAttribute::Stats64(stats) if crate::kernel_version::has_otherhost_counter() => {
-                link.rx_otherhost_dropped = Some(stats.rx_otherhost_dropped);
+            LinkAttribute::Stats64(stats) => {
+                link.rx_nohandler = Some(stats.rx_nohandler);
+                if crate::kernel_version::has_otherhost_counter() {
+                    link.rx_otherhost_dropped = Some(stats.rx_otherhost_dropped);
+                }
             }
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {

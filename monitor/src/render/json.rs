@@ -166,7 +166,8 @@ struct EventJson<'a> {
     interface: &'a str,
     ifindex: u32,
     /// "promisc_entered", "promisc_left", "promiscuity_changed",
-    /// "mac_changed", "attached" (with `hook`), "gone" or "expired".
+    /// "mac_changed", "fdb_moved", "attached" (with `hook`), "gone" or
+    /// "expired".
     kind: &'static str,
     description: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,6 +183,16 @@ struct EventJson<'a> {
     /// `hook_changed`: the hook that counted before (`hook`: after).
     #[serde(skip_serializing_if = "Option::is_none")]
     hook_from: Option<&'static str>,
+    /// `fdb_moved`: the MAC, its VLAN (0: none), how many times it moved
+    /// and the ports it was learned on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mac: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vlan: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    moves: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ports: Option<&'a [String]>,
 }
 
 fn iface(i: &Interface) -> IfaceJson<'_> {
@@ -246,6 +257,10 @@ fn event(e: &Event) -> EventJson<'_> {
         new_mac: None,
         hook: None,
         hook_from: None,
+        mac: None,
+        vlan: None,
+        moves: None,
+        ports: None,
     };
     match &e.kind {
         EventKind::PromiscEntered { from, to }
@@ -257,6 +272,17 @@ fn event(e: &Event) -> EventJson<'_> {
         EventKind::MacChanged { old, new } => {
             out.old_mac = Some(old.to_string());
             out.new_mac = Some(new.to_string());
+        }
+        EventKind::FdbMoved {
+            mac,
+            vid,
+            moves,
+            ports,
+        } => {
+            out.mac = Some(mac.to_string());
+            out.vlan = Some(*vid);
+            out.moves = Some(*moves);
+            out.ports = Some(ports);
         }
         EventKind::Attached { hook } => out.hook = Some(hook),
         EventKind::HookChanged { from, to } => {

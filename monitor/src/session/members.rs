@@ -347,6 +347,11 @@ impl Session {
                 continue;
             };
             m.model.observe_link(link);
+            // Bridges only: one sysfs read each, when the namespace changed.
+            m.model.addr_assign_type = link
+                .is_bridge()
+                .then(|| crate::sysfs::addr_assign_type(&link.name, link.ifindex))
+                .flatten();
             m.model.promisc_holders = (link.promiscuity > 0).then(|| {
                 let holders = sockets
                     .as_ref()

@@ -26,6 +26,7 @@ use monitor_common::{IF_HANDOFF, IF_TC_MUTED, MAX_INTERFACES};
 
 use crate::{
     evidence::Receiver,
+    fdb_moves::FdbMoves,
     kernel::{
         attach::{AttachMode, Attacher, Hook},
         config,
@@ -91,6 +92,8 @@ pub struct Session {
     /// ifindex (deleted and re-created in between).
     deleted: HashSet<u32>,
     tracker: Tracker,
+    /// Stations re-learned on another bridge port (`crate::fdb_moves`).
+    fdb_moves: FdbMoves,
     /// Events not yet reported.
     events: Vec<Event>,
     /// Lines for stderr not yet printed (fallbacks, full maps).
@@ -178,6 +181,7 @@ impl Session {
             present: HashMap::new(),
             stale: false,
             deleted: HashSet::new(),
+            fdb_moves: FdbMoves::default(),
             events: Vec::new(),
             notes: leftovers,
             drops: Err("not attached yet".into()),
@@ -243,7 +247,10 @@ impl Session {
     pub fn notice(&mut self, change: &Change) {
         match change {
             Change::Link(link) => self.observe(link),
+            Change::FdbLearned(l) => self.fdb_moves.learned(l, SystemTime::now()),
+            Change::FdbForgotten(l) => self.fdb_moves.forgotten(l),
             Change::LinkGone(ifindex) => {
+                self.fdb_moves.forget_link(*ifindex);
                 self.tracker.forget(*ifindex);
                 self.deleted.insert(*ifindex);
             }
@@ -342,7 +349,37 @@ impl Session {
     }
 
     pub fn take_events(&mut self) -> Vec<Event> {
+        self.fdb_move_events();
         std::mem::take(&mut self.events)
+    }
+
+    /// The moves since the last report, one event per MAC on its bridge,
+    /// kept when the bridge or one of the ports is watched.
+    fn fdb_move_events(&mut self) {
+        for m in self.fdb_moves.drain() {
+            let watched = std::iter::once(&m.bridge)
+                .chain(&m.ports)
+                .any(|i| self.present.contains_key(i));
+            let name = |i: u32| {
+                self.tracker
+                    .name(i)
+                    .map_or_else(|| format!("ifindex {i}"), str::to_owned)
+            };
+            if !watched {
+                continue;
+            }
+            self.events.push(Event {
+                ts: m.last,
+                ifname: name(m.bridge),
+                ifindex: m.bridge,
+                kind: EventKind::FdbMoved {
+                    mac: m.mac,
+                    vid: m.vid,
+                    moves: m.moves,
+                    ports: m.ports.iter().map(|&p| name(p)).collect(),
+                },
+            });
+        }
     }
 
     pub fn take_notes(&mut self) -> Vec<String> {

@@ -1,16 +1,21 @@
 //! [`BridgeLab`]: a bridge with up to nine ports, each to a silent peer
 //! namespace of its own.
 
+use std::time::Duration;
+
 use anyhow::{Result, ensure};
 
 use super::links::{End, add_bridge, add_ipv4, add_veth, up};
 use super::{
-    BRIDGE, BRIDGE_IPV4, BRIDGE_IPV6, BRIDGE_MAC, PEER_IFACE, peer_mac, port_mac, port_name,
+    BRIDGE, BRIDGE_IPV4, BRIDGE_IPV6, BRIDGE_MAC, PEER_IFACE, peer_ipv4, peer_mac, port_mac,
+    port_name,
 };
 use crate::{
-    frames::mac_to_string,
+    frames::{Mac, ipv4_udp, mac_to_string},
     kernel,
     netns::{NetNs, TEST_PREFIX},
+    sender::RawSender,
+    wait::poll_until,
 };
 
 /// How to build a [`BridgeLab`].
@@ -180,6 +185,37 @@ impl BridgeLab {
             !kernel::fdb_has_bridge_entry(&self.host, BRIDGE, &mac)?,
             "{mac} is still in the FDB of {BRIDGE} after `bridge fdb del`"
         );
+        Ok(())
+    }
+
+    /// Peers 1 and 2 take turns sending one frame to br0 with the same
+    /// source `mac` (duplicate container MACs), `sends` times in all. Each
+    /// send is repeated until br0's FDB has `mac` behind the sender's port
+    /// (resending from that port moves nothing), so every send after the
+    /// first is exactly one move between p1 and p2.
+    pub fn flap_mac(&self, mac: Mac, sends: usize) -> Result<()> {
+        let senders = [
+            RawSender::new(self.peer(1), PEER_IFACE)?,
+            RawSender::new(self.peer(2), PEER_IFACE)?,
+        ];
+        for n in 0..sends {
+            let i = n % 2;
+            let frame = ipv4_udp(BRIDGE_MAC, mac, peer_ipv4(i + 1), BRIDGE_IPV4);
+            let entry = format!("{} dev {} ", mac_to_string(&mac), port_name(i + 1));
+            let fdb = poll_until(
+                Duration::from_secs(10),
+                || {
+                    senders[i].send(&frame, 1)?;
+                    let out = self.host.exec(&["bridge", "fdb", "show", "br", BRIDGE])?;
+                    Ok(String::from_utf8_lossy(&out).into_owned())
+                },
+                |fdb| fdb.lines().any(|l| l.starts_with(&entry)),
+            )?;
+            ensure!(
+                fdb.lines().any(|l| l.starts_with(&entry)),
+                "{BRIDGE} never learned {entry}on send {n}: {fdb}"
+            );
+        }
         Ok(())
     }
 

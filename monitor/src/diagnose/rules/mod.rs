@@ -16,32 +16,39 @@ pub mod bridge_mac_not_pinned;
 pub mod foreign_unicast_dropped;
 pub mod host_ip_wrong_mac_unexplained;
 pub mod interface_promiscuous;
+// MAC identity (issue 18).
+pub mod bond_failover_mac_change;
+pub mod mac_changed_under_hypervisor;
+pub mod mac_moving_between_ports;
 pub mod own_mac_not_delivered;
 pub mod stale_mac;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_identity;
 
 use serde_json::{Map, Value};
 
 use super::{finding::Finding, input::Input, scope::Scope};
-use crate::status::{IfaceStatus, Status};
+use crate::status::{HostFacts, IfaceStatus, Status};
 
 /// `status`: the facts of its interfaces and the findings its rules see
 /// in them, most severe first.
-pub fn status(interfaces: Vec<IfaceStatus>) -> Status {
+pub fn status(interfaces: Vec<IfaceStatus>, host: HostFacts) -> Status {
     let mut findings: Vec<Finding> = interfaces
         .iter()
-        .flat_map(|i| status_findings(i.netns, i))
+        .flat_map(|i| status_findings(i.netns, i, &host))
         .collect();
     findings.sort_by(|a, b| (a.severity(), &a.interface).cmp(&(b.severity(), &b.interface)));
     Status {
         interfaces,
         findings,
+        host,
     }
 }
 
 /// What `status` finds on one interface, without a window.
-pub fn status_findings(netns: u32, i: &IfaceStatus) -> Vec<Finding> {
+pub fn status_findings(netns: u32, i: &IfaceStatus, host: &HostFacts) -> Vec<Finding> {
     let mut out = Vec::new();
     if let Some(facts) = bridge_mac_not_in_fdb::detect(i) {
         out.push(bridge_mac_not_in_fdb::finding(netns, &facts, None));
@@ -51,6 +58,10 @@ pub fn status_findings(netns: u32, i: &IfaceStatus) -> Vec<Finding> {
     }
     if let Some(facts) = interface_promiscuous::detect(i) {
         out.push(interface_promiscuous::finding(netns, &facts, None));
+    }
+    // MAC identity (issue 18).
+    if let Some(facts) = mac_changed_under_hypervisor::detect(i, &host.dmi) {
+        out.push(mac_changed_under_hypervisor::finding(netns, &facts, None));
     }
     out
 }
@@ -76,6 +87,15 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
                 let window = interface_promiscuous::window(&scope, &facts);
                 found.push(interface_promiscuous::finding(netns, &facts, Some(&window)));
             }
+            // MAC identity (issue 18).
+            if let Some(facts) = mac_changed_under_hypervisor::detect(i, &ns.status.host.dmi) {
+                let window = mac_changed_under_hypervisor::window(&scope, &facts);
+                found.push(mac_changed_under_hypervisor::finding(
+                    netns,
+                    &facts,
+                    window.as_ref(),
+                ));
+            }
         }
         // The window's own.
         for facts in stale_mac::detect(&scope) {
@@ -89,6 +109,13 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
         }
         for facts in foreign_unicast_dropped::detect(&scope) {
             found.push(foreign_unicast_dropped::finding(netns, &facts));
+        }
+        // MAC identity (issue 18).
+        for facts in mac_moving_between_ports::detect(&scope) {
+            found.push(mac_moving_between_ports::finding(netns, &facts));
+        }
+        for facts in bond_failover_mac_change::detect(&scope) {
+            found.push(bond_failover_mac_change::finding(netns, &facts));
         }
         out.extend(found.into_iter().map(|f| Finding {
             netns_name: ns.name.clone(),

@@ -22,20 +22,21 @@ use crate::{
     netlink::{Link, NetState},
     promisc::History,
     status::{PromiscFacts, gather},
+    sysfs::{NET_ADDR_RANDOM, NET_ADDR_SET},
     topology::Role,
     tracker::{Event, EventKind},
 };
 
-const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
-const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
-const P2: Mac = Mac([2, 0, 0, 0, 0x0a, 2]);
-const NS: u32 = 7;
+pub(super) const BR: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
+pub(super) const P1: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
+pub(super) const P2: Mac = Mac([2, 0, 0, 0, 0x0a, 2]);
+pub(super) const NS: u32 = 7;
 
-fn t(s: u64) -> SystemTime {
+pub(super) fn t(s: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s)
 }
 
-fn netstate(fdb: Vec<Mac>, br_promiscuity: u32) -> NetState {
+pub(super) fn netstate(fdb: Vec<Mac>, br_promiscuity: u32) -> NetState {
     let mut br = Link::fake(2, "br0", "bridge", None, BR);
     br.promiscuity = br_promiscuity;
     br.promisc = br_promiscuity > 0;
@@ -49,16 +50,32 @@ fn netstate(fdb: Vec<Mac>, br_promiscuity: u32) -> NetState {
     }
 }
 
-fn ns(state: &NetState, pinned: bool, facts: &PromiscFacts) -> NsFacts {
+pub(super) fn ns(state: &NetState, pinned: bool, facts: &PromiscFacts) -> NsFacts {
     NsFacts {
         inode: NS,
         name: None,
-        status: super::status(gather(NS, state, &[], &|_| Some(pinned), facts).unwrap()),
+        status: super::status(
+            gather(
+                NS,
+                state,
+                &[],
+                &|_| {
+                    Some(if pinned {
+                        NET_ADDR_SET
+                    } else {
+                        NET_ADDR_RANDOM
+                    })
+                },
+                facts,
+            )
+            .unwrap(),
+            Default::default(),
+        ),
         addrs: BTreeMap::from([(2, vec!["192.0.2.1".parse().unwrap()])]),
     }
 }
 
-fn observed(name: &str, role: Role, frames: FrameCounters) -> Observed {
+pub(super) fn observed(name: &str, role: Role, frames: FrameCounters) -> Observed {
     let master = (role == Role::Port).then(|| "br0".to_owned());
     let mut iface = Interface::new(name.into(), 0, NS, role, master);
     iface.frames = frames;
@@ -77,7 +94,7 @@ fn observed(name: &str, role: Role, frames: FrameCounters) -> Observed {
     }
 }
 
-fn wrong(n: u64) -> FrameCounters {
+pub(super) fn wrong(n: u64) -> FrameCounters {
     FrameCounters {
         total: n,
         foreign_unicast: n,
@@ -86,7 +103,7 @@ fn wrong(n: u64) -> FrameCounters {
     }
 }
 
-fn lab(p1: FrameCounters) -> Vec<Observed> {
+pub(super) fn lab(p1: FrameCounters) -> Vec<Observed> {
     vec![
         observed("br0", Role::Bridge, FrameCounters::default()),
         observed("p1", Role::Port, p1),
@@ -94,7 +111,12 @@ fn lab(p1: FrameCounters) -> Vec<Observed> {
     ]
 }
 
-fn run(ns: &NsFacts, obs: &[Observed], events: &[Event], flows: Option<&[Flow]>) -> Vec<Finding> {
+pub(super) fn run(
+    ns: &NsFacts,
+    obs: &[Observed],
+    events: &[Event],
+    flows: Option<&[Flow]>,
+) -> Vec<Finding> {
     analyse(&Input {
         seconds: 2.0,
         observed: obs,
@@ -104,7 +126,7 @@ fn run(ns: &NsFacts, obs: &[Observed], events: &[Event], flows: Option<&[Flow]>)
     })
 }
 
-fn ids(findings: &[Finding]) -> Vec<&str> {
+pub(super) fn ids(findings: &[Finding]) -> Vec<&str> {
     findings.iter().map(|f| f.id.as_str()).collect()
 }
 
@@ -427,10 +449,11 @@ mod status_findings {
                 7,
                 &state(vec![BR, P1]),
                 &[],
-                &|_| Some(true),
+                &|_| Some(crate::sysfs::NET_ADDR_SET),
                 &PromiscFacts::default(),
             )
             .unwrap(),
+            Default::default(),
         );
         assert!(s.findings.is_empty(), "{:?}", s.findings);
         assert_eq!(s.interfaces.len(), 2);
@@ -443,10 +466,11 @@ mod status_findings {
                 7,
                 &state(vec![P1]),
                 &[],
-                &|_| Some(false),
+                &|_| Some(crate::sysfs::NET_ADDR_RANDOM),
                 &PromiscFacts::default(),
             )
             .unwrap(),
+            Default::default(),
         );
         assert_eq!(s.findings.len(), 2);
         let e = &s.findings[0];
