@@ -43,6 +43,19 @@ pub enum FindingId {
     BridgeMacNotPinned,
     /// A standalone interface received unicast for other hosts.
     ForeignUnicastDropped,
+    // The frame's path beyond the MAC (issue 18): netfilter, VLAN
+    // filtering, macvlan, Open vSwitch.
+    /// Bridged frames dropped by an iptables/nft forward chain through
+    /// br_netfilter.
+    BrNetfilterForwardDrop,
+    /// A VLAN-filtering bridge drops untagged frames or keeps the host out
+    /// of its ports' VLANs (from `status`).
+    BridgeVlanFilteringGap,
+    /// The host cannot reach its macvlan children through their parent
+    /// (from `status`).
+    MacvlanHostIsolation,
+    /// Open vSwitch: the Linux FDB checks do not apply (from `status`).
+    OpenvswitchNotLinuxBridge,
 }
 
 impl FindingId {
@@ -57,6 +70,10 @@ impl FindingId {
             FindingId::InterfacePromiscuous => "interface_promiscuous",
             FindingId::BridgeMacNotPinned => "bridge_mac_not_pinned",
             FindingId::ForeignUnicastDropped => "foreign_unicast_dropped",
+            FindingId::BrNetfilterForwardDrop => "br_netfilter_forward_drop",
+            FindingId::BridgeVlanFilteringGap => "bridge_vlan_filtering_gap",
+            FindingId::MacvlanHostIsolation => "macvlan_host_isolation",
+            FindingId::OpenvswitchNotLinuxBridge => "openvswitch_not_linux_bridge",
         }
     }
 
@@ -69,6 +86,11 @@ impl FindingId {
             | FindingId::HostIpWrongMacUnexplained => Severity::Error,
             FindingId::InterfacePromiscuous | FindingId::BridgeMacNotPinned => Severity::Warning,
             FindingId::ForeignUnicastDropped => Severity::Info,
+            FindingId::BrNetfilterForwardDrop => Severity::Error,
+            FindingId::BridgeVlanFilteringGap => Severity::Warning,
+            FindingId::MacvlanHostIsolation | FindingId::OpenvswitchNotLinuxBridge => {
+                Severity::Info
+            }
         }
     }
 }
@@ -130,6 +152,10 @@ mod tests {
             FindingId::InterfacePromiscuous,
             FindingId::BridgeMacNotPinned,
             FindingId::ForeignUnicastDropped,
+            FindingId::BrNetfilterForwardDrop,
+            FindingId::BridgeVlanFilteringGap,
+            FindingId::MacvlanHostIsolation,
+            FindingId::OpenvswitchNotLinuxBridge,
         ];
         let names: Vec<(&str, &str)> = all
             .iter()
@@ -146,6 +172,10 @@ mod tests {
                 ("interface_promiscuous", "warning"),
                 ("bridge_mac_not_pinned", "warning"),
                 ("foreign_unicast_dropped", "info"),
+                ("br_netfilter_forward_drop", "error"),
+                ("bridge_vlan_filtering_gap", "warning"),
+                ("macvlan_host_isolation", "info"),
+                ("openvswitch_not_linux_bridge", "info"),
             ]
         );
     }

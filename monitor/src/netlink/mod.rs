@@ -58,6 +58,10 @@ pub struct Link {
     /// say); None when the other end is here or there is none. The id means
     /// nothing elsewhere: `workload` turns it into a namespace.
     pub peer_netnsid: Option<i32>,
+    /// `IFLA_LINK`: the device a stacked device (macvlan, VLAN) sits on,
+    /// when it is in this namespace (`peer_netnsid` None). Not set for
+    /// devices whose IFLA_LINK is their own ifindex.
+    pub lower: Option<u32>,
 }
 
 impl Link {
@@ -81,6 +85,7 @@ impl Link {
             ethernet: true,
             rx_otherhost_dropped: Some(0),
             peer_netnsid: None,
+            lower: None,
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct NetState {
     pub links: Vec<Link>,
     /// Every unicast IP address configured on any interface.
     pub addrs: Vec<IpAddr>,
+    /// The same per ifindex.
+    pub if_addrs: BTreeMap<u32, Vec<IpAddr>>,
     /// Per bridge ifindex: the MACs that are *local* entries of its FDB,
     /// i.e. the destinations the bridge delivers to the host.
     pub local_fdb: BTreeMap<u32, Vec<Mac>>,
@@ -253,7 +260,7 @@ impl Netlink {
     pub async fn read_state(&self) -> anyhow::Result<NetState> {
         let mut vlans = VlanState::default();
         let links = self.links(&mut vlans).await?;
-        let addrs = self.addrs().await?;
+        let (addrs, if_addrs) = self.addrs().await?;
         let (local_fdb, secondary_macs) = self.fdb(&links, &mut vlans).await?;
         self.bridge_vlans(&mut vlans).await?;
         // The parsed dumps are freed by now; see `heap`.
@@ -261,6 +268,7 @@ impl Netlink {
         Ok(NetState {
             links,
             addrs,
+            if_addrs,
             local_fdb,
             secondary_macs,
             vlans,
@@ -321,8 +329,9 @@ impl Netlink {
         Ok(())
     }
 
-    async fn addrs(&self) -> anyhow::Result<Vec<IpAddr>> {
+    async fn addrs(&self) -> anyhow::Result<(Vec<IpAddr>, BTreeMap<u32, Vec<IpAddr>>)> {
         let mut out = Vec::new();
+        let mut per_if: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
         let mut dump = self.handle.address().get().execute();
         while let Some(msg) = dump
             .try_next()
@@ -332,14 +341,18 @@ impl Netlink {
             for attr in &msg.attributes {
                 // IFA_LOCAL is the local address on point-to-point links,
                 // where IFA_ADDRESS is the peer; elsewhere they are equal.
-                if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = attr
-                    && !out.contains(ip)
-                {
-                    out.push(*ip);
+                if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = attr {
+                    if !out.contains(ip) {
+                        out.push(*ip);
+                    }
+                    let list = per_if.entry(msg.header.index).or_default();
+                    if !list.contains(ip) {
+                        list.push(*ip);
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok((out, per_if))
     }
 
     /// Reads the `AF_BRIDGE` neighbour dump, which holds two things:
@@ -638,6 +651,7 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
         ),
         rx_otherhost_dropped: None,
         peer_netnsid: None,
+        lower: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -646,6 +660,9 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
             LinkAttribute::Controller(ifindex) => link.master = Some(*ifindex),
             LinkAttribute::Promiscuity(n) => link.promiscuity = *n,
             LinkAttribute::LinkNetNsId(id) if *id >= 0 => link.peer_netnsid = Some(*id),
+            LinkAttribute::Link(ifindex) if *ifindex != msg.header.index => {
+                link.lower = Some(*ifindex)
+            }
             // Older kernels send a shorter struct, which the parser pads
             // with zeros: only trust the field where the kernel has it.
             LinkAttribute::Stats64(stats) if crate::kernel_version::has_otherhost_counter() => {
@@ -661,6 +678,10 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
             }
             _ => {}
         }
+    }
+    if link.peer_netnsid.is_some() {
+        // The ifindex is the other namespace's.
+        link.lower = None;
     }
     link.promisc_flag = link.promisc;
     link.promisc |= link.promiscuity > 0;

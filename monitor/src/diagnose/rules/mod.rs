@@ -7,9 +7,11 @@
 //! Most severe first: `bridge_mac_not_in_fdb`, `stale_mac_after_mac_change`,
 //! `host_ip_wrong_vlan` and `host_ip_to_port_mac`,
 //! `host_ip_wrong_mac_unexplained`, `interface_promiscuous`,
-//! `bridge_mac_not_pinned`, `foreign_unicast_dropped` (docs/diagnose.md).
-//! Three of them `status` finds from one interface alone; `diagnose` adds
-//! what its window saw to those.
+//! `bridge_mac_not_pinned`, `foreign_unicast_dropped` (docs/diagnose.md);
+//! of the frame's path beyond the MAC: `br_netfilter_forward_drop`,
+//! `bridge_vlan_filtering_gap`, `macvlan_host_isolation`,
+//! `openvswitch_not_linux_bridge`. Six of them `status` finds from one
+//! interface alone; `diagnose` adds what its window saw to those.
 
 pub mod bridge_mac_not_in_fdb;
 pub mod bridge_mac_not_pinned;
@@ -18,6 +20,13 @@ pub mod host_ip_wrong_mac_unexplained;
 pub mod interface_promiscuous;
 pub mod own_mac_not_delivered;
 pub mod stale_mac;
+// The frame's path beyond the MAC (issue 18).
+pub mod br_netfilter_forward_drop;
+pub mod bridge_vlan_filtering_gap;
+pub mod macvlan_host_isolation;
+pub mod openvswitch_not_linux_bridge;
+#[cfg(test)]
+mod path_tests;
 #[cfg(test)]
 mod tests;
 
@@ -52,6 +61,28 @@ pub fn status_findings(netns: u32, i: &IfaceStatus) -> Vec<Finding> {
     if let Some(facts) = interface_promiscuous::detect(i) {
         out.push(interface_promiscuous::finding(netns, &facts, None));
     }
+    out.extend(path_status_findings(netns, i, None));
+    out
+}
+
+/// The path rules `status` runs on one interface (issue 18); `scope`
+/// adds the window's frames where a rule has any.
+fn path_status_findings(netns: u32, i: &IfaceStatus, scope: Option<&Scope>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(facts) = bridge_vlan_filtering_gap::detect(i) {
+        let window = scope.map(|s| bridge_vlan_filtering_gap::window(s, &facts));
+        out.push(bridge_vlan_filtering_gap::finding(
+            netns,
+            &facts,
+            window.as_ref(),
+        ));
+    }
+    if let Some(facts) = macvlan_host_isolation::detect(i) {
+        out.push(macvlan_host_isolation::finding(netns, &facts));
+    }
+    if let Some(facts) = openvswitch_not_linux_bridge::detect(i) {
+        out.push(openvswitch_not_linux_bridge::finding(netns, &facts));
+    }
     out
 }
 
@@ -76,6 +107,7 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
                 let window = interface_promiscuous::window(&scope, &facts);
                 found.push(interface_promiscuous::finding(netns, &facts, Some(&window)));
             }
+            found.extend(path_status_findings(netns, i, Some(&scope)));
         }
         // The window's own.
         for facts in stale_mac::detect(&scope) {
@@ -89,6 +121,9 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
         }
         for facts in foreign_unicast_dropped::detect(&scope) {
             found.push(foreign_unicast_dropped::finding(netns, &facts));
+        }
+        for facts in br_netfilter_forward_drop::detect(&scope) {
+            found.push(br_netfilter_forward_drop::finding(netns, &facts));
         }
         out.extend(found.into_iter().map(|f| Finding {
             netns_name: ns.name.clone(),

@@ -55,6 +55,7 @@ fn ns(state: &NetState, pinned: bool, facts: &PromiscFacts) -> NsFacts {
         name: None,
         status: super::status(gather(NS, state, &[], &|_| Some(pinned), facts).unwrap()),
         addrs: BTreeMap::from([(2, vec!["192.0.2.1".parse().unwrap()])]),
+        netfilter: None,
     }
 }
 
