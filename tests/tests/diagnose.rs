@@ -18,7 +18,6 @@ use macdrop_tests::{
         BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, PEER_IFACE, peer_ipv4,
         peer_mac, port_mac, port_name,
     },
-    macdrop::macdrop_bin,
     netns::NetNs,
     pcap::read,
     promisc::PromiscSocket,
