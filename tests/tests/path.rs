@@ -6,45 +6,20 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::diagnosis::{Diagnosis, finding, ids};
+use common::diagnosis::{Diagnosis, finding, ids, status_ids, status_json};
 use macdrop_tests::{
     btf::Btf,
     frames::{ipv4_udp, mac_to_string},
+    kernel::has_vlan_filtering,
     lab::{BRIDGE, BRIDGE_IPV4, BridgeLab, PEER_IFACE, links, peer_ipv4, peer_mac},
-    macdrop,
     netns::NetNs,
     sender::RawSender,
 };
-use serde_json::{Value, json};
-
-const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+use serde_json::json;
 
 /// The table and chain the lab's FORWARD policy drop lives in.
 const NFT_TABLE: &str = "macdrop_t";
 const NFT_CHAIN: &str = "lab_forward";
-
-fn status_json(ns: &NetNs) -> Value {
-    let out = macdrop::run(ns, &["status", "--format", "json"], RUN_TIMEOUT).unwrap();
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
-    macdrop_tests::schema::parse(macdrop_tests::schema::Output::Status, &out.stdout)
-        .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn status_ids(status: &Value) -> Vec<(String, String)> {
-    status["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_owned(),
-                f["interface"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
 
 /// `count` UDP frames from peer 1 to peer 2, bridged from p1 to p2.
 fn send_between_ports(lab: &BridgeLab, count: usize) {
@@ -267,24 +242,6 @@ fn macvlan_host_isolation_is_explained_by_status() {
         status_ids(&status_json(&host)),
         [("interface_promiscuous".to_owned(), UPLINK.to_owned())]
     );
-}
-
-/// Whether bridges here can filter VLANs (CONFIG_BRIDGE_VLAN_FILTERING).
-fn has_vlan_filtering(ns: &NetNs) -> bool {
-    let ok = ns
-        .exec(&[
-            "ip",
-            "link",
-            "add",
-            "vfprobe",
-            "type",
-            "bridge",
-            "vlan_filtering",
-            "1",
-        ])
-        .is_ok();
-    let _ = ns.exec(&["ip", "link", "del", "vfprobe"]);
-    ok
 }
 
 /// A VLAN-filtering bridge with p2 stripped of its PVID and br0 of its

@@ -1,5 +1,6 @@
-//! `macdrop diagnose` run in a lab namespace, for the tests that check
-//! its findings: started with its window open, finished with its output.
+//! `macdrop diagnose` and `macdrop status` run in a lab namespace, for the
+//! tests that check their findings: diagnose started with its window open
+//! and finished with its output, status run once.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _},
@@ -10,7 +11,7 @@ use std::{
 };
 
 use macdrop_tests::{
-    macdrop::{READY_TIMEOUT, macdrop_bin},
+    macdrop::{self, READY_TIMEOUT, macdrop_bin},
     netns::NetNs,
 };
 use serde_json::Value;
@@ -150,4 +151,30 @@ pub fn interface<'a>(report: &'a Value, name: &str) -> &'a Value {
         .iter()
         .find(|i| i["name"] == name && i["gone"] == false)
         .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+}
+
+/// How long `macdrop status` may take.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `macdrop status --format json` in `ns`: exit 0 and the schema's shape.
+pub fn status_json(ns: &NetNs) -> Value {
+    let out = macdrop::run(ns, &["status", "--format", "json"], STATUS_TIMEOUT).unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
+    macdrop_tests::schema::parse(macdrop_tests::schema::Output::Status, &out.stdout)
+        .unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// `status`'s findings as (id, interface), in its order.
+pub fn status_ids(status: &Value) -> Vec<(String, String)> {
+    status["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_owned(),
+                f["interface"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
 }

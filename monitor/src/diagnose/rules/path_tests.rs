@@ -42,15 +42,7 @@ fn observed(
     let mut iface = Interface::new(name.into(), 0, NS, role, master.map(str::to_owned));
     iface.frames = frames;
     iface.drops = Some(drops.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect());
-    Observed {
-        iface,
-        first_wrong: None,
-        last_wrong: None,
-        first_stale: None,
-        last_stale: None,
-        while_promisc: FrameCounters::default(),
-        promisc_seen: false,
-    }
+    Observed::new(iface)
 }
 
 fn run(ns: &NsFacts, obs: &[Observed]) -> Vec<Finding> {
