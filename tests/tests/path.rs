@@ -1,8 +1,10 @@
 //! The frame's path beyond the MAC (issue 18), each built in a lab with
 //! real frames: br_netfilter handing bridged frames to a FORWARD chain
-//! whose policy drops, the host cut off from its macvlan children, and a
-//! VLAN-filtering bridge's gaps (where the kernel can filter VLANs). The
-//! finding must come first, with exact numbers and a remedy that works.
+//! whose policy drops, and the host cut off from its macvlan children.
+//! The finding must come first, with exact numbers and a remedy that
+//! works. A VLAN-filtering bridge's gaps are the `vlan_gap` scenario
+//! (`tests/src/scenarios/vlan_gap.rs`), which the kernel matrix runs on
+//! kernels that can filter VLANs.
 
 mod common;
 
@@ -10,7 +12,6 @@ use common::diagnosis::{Diagnosis, finding, ids, status_ids, status_json};
 use macdrop_tests::{
     btf::Btf,
     frames::{ipv4_udp, mac_to_string},
-    kernel::has_vlan_filtering,
     lab::{BRIDGE, BRIDGE_IPV4, BridgeLab, PEER_IFACE, links, peer_ipv4, peer_mac},
     netns::NetNs,
     sender::RawSender,
@@ -241,60 +242,5 @@ fn macvlan_host_isolation_is_explained_by_status() {
     assert_eq!(
         status_ids(&status_json(&host)),
         [("interface_promiscuous".to_owned(), UPLINK.to_owned())]
-    );
-}
-
-/// A VLAN-filtering bridge with p2 stripped of its PVID and br0 of its
-/// own VLAN: `status` warns, and diagnose gives the gaps exactly.
-#[test]
-fn bridge_vlan_filtering_gaps_are_named() {
-    let lab = BridgeLab::new(2).unwrap();
-    let host = lab.host();
-    if !has_vlan_filtering(host) {
-        macdrop_tests::skip::record(
-            "bridge_vlan_filtering_gap on a real VLAN-filtering bridge",
-            "this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING)",
-        );
-        return;
-    }
-    for argv in [
-        &[
-            "ip",
-            "link",
-            "set",
-            BRIDGE,
-            "type",
-            "bridge",
-            "vlan_filtering",
-            "1",
-        ][..],
-        &["bridge", "vlan", "del", "vid", "1", "dev", "p2"],
-        &["bridge", "vlan", "del", "vid", "1", "dev", BRIDGE, "self"],
-    ] {
-        host.exec(argv).unwrap();
-    }
-    let status = status_json(host);
-    assert_eq!(
-        status_ids(&status),
-        [("bridge_vlan_filtering_gap".to_owned(), BRIDGE.to_owned())],
-        "{status:#}"
-    );
-    let run = Diagnosis::start(
-        host,
-        &["--duration", "1", "--format", "json", "--bridge", BRIDGE],
-    );
-    let report = run.finish().json();
-    assert_eq!(ids(&report), ["bridge_vlan_filtering_gap"], "{report:#}");
-    let f = finding(&report, "bridge_vlan_filtering_gap");
-    assert_eq!(
-        f["facts"],
-        json!({
-            "ports_without_pvid": ["p2"],
-            "bridge_pvid": null,
-            "bridge_vids": [],
-            "pvids_not_on_bridge": [{"vid": 1, "ports": ["p1"]}],
-            "bridge_has_addrs": true,
-        }),
-        "{report:#}"
     );
 }
