@@ -235,6 +235,9 @@ pub(crate) mod fixtures {
     pub(crate) fn openvswitch() -> NetState {
         let mut eth1 = Link::fake(4, "eth1", "veth", Some(2), Mac([2, 0, 0, 0, 0x0c, 1]));
         eth1.kind = None;
+        // The datapath holds its ports promiscuous.
+        eth1.promiscuity = 1;
+        eth1.promisc = true;
         NetState {
             links: vec![
                 Link::fake(2, "ovs-system", OVS_KIND, None, Mac([2, 0, 0, 0, 0x0c, 2])),
