@@ -156,21 +156,7 @@ fn macvlan_host_isolation_is_explained_by_status() {
     );
 
     let child_ip = "192.0.2.20";
-    host.exec(&[
-        "ip",
-        "link",
-        "add",
-        "mv0",
-        "link",
-        UPLINK,
-        "address",
-        &mac_to_string(&CHILD_MAC),
-        "type",
-        "macvlan",
-        "mode",
-        "bridge",
-    ])
-    .unwrap();
+    links::add_macvlan(&host, "mv0", UPLINK, CHILD_MAC).unwrap();
     host.exec(&["ip", "link", "set", "mv0", "netns", container.name()])
         .unwrap();
     links::add_ipv4(&container, "mv0", child_ip.parse().unwrap()).unwrap();

@@ -40,18 +40,9 @@ pub fn run(bin: &Path, attach: &Attach, _kernel: &KernelFacts) -> Result<Outcome
     }
     // p2 without a PVID, br0 (which has the host's address) member of no
     // VLAN, so p1's PVID 1 is not br0's either.
+    lab.set_vlan_filtering()?;
     for argv in [
-        &[
-            "ip",
-            "link",
-            "set",
-            BRIDGE,
-            "type",
-            "bridge",
-            "vlan_filtering",
-            "1",
-        ][..],
-        &["bridge", "vlan", "del", "vid", "1", "dev", "p2"],
+        &["bridge", "vlan", "del", "vid", "1", "dev", "p2"][..],
         &["bridge", "vlan", "del", "vid", "1", "dev", BRIDGE, "self"],
     ] {
         host.exec(argv)?;
