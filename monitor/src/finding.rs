@@ -51,6 +51,19 @@ pub enum FindingId {
     MacMovingBetweenPorts,
     /// A bond changed its MAC in the window (a failover).
     BondFailoverMacChange,
+    // The frame's path beyond the MAC (issue 18): netfilter, VLAN
+    // filtering, macvlan, Open vSwitch.
+    /// Bridged frames dropped by an iptables/nft forward chain through
+    /// br_netfilter.
+    BrNetfilterForwardDrop,
+    /// A VLAN-filtering bridge drops untagged frames or keeps the host out
+    /// of its ports' VLANs (from `status`).
+    BridgeVlanFilteringGap,
+    /// The host cannot reach its macvlan children through their parent
+    /// (from `status`).
+    MacvlanHostIsolation,
+    /// Open vSwitch: the Linux FDB checks do not apply (from `status`).
+    OpenvswitchNotLinuxBridge,
 }
 
 impl FindingId {
@@ -68,6 +81,10 @@ impl FindingId {
             FindingId::MacChangedUnderHypervisor => "mac_changed_under_hypervisor",
             FindingId::MacMovingBetweenPorts => "mac_moving_between_ports",
             FindingId::BondFailoverMacChange => "bond_failover_mac_change",
+            FindingId::BrNetfilterForwardDrop => "br_netfilter_forward_drop",
+            FindingId::BridgeVlanFilteringGap => "bridge_vlan_filtering_gap",
+            FindingId::MacvlanHostIsolation => "macvlan_host_isolation",
+            FindingId::OpenvswitchNotLinuxBridge => "openvswitch_not_linux_bridge",
         }
     }
 
@@ -83,6 +100,11 @@ impl FindingId {
             FindingId::MacChangedUnderHypervisor
             | FindingId::MacMovingBetweenPorts
             | FindingId::BondFailoverMacChange => Severity::Warning,
+            FindingId::BrNetfilterForwardDrop => Severity::Error,
+            FindingId::BridgeVlanFilteringGap => Severity::Warning,
+            FindingId::MacvlanHostIsolation | FindingId::OpenvswitchNotLinuxBridge => {
+                Severity::Info
+            }
         }
     }
 }
@@ -147,6 +169,10 @@ mod tests {
             FindingId::MacChangedUnderHypervisor,
             FindingId::MacMovingBetweenPorts,
             FindingId::BondFailoverMacChange,
+            FindingId::BrNetfilterForwardDrop,
+            FindingId::BridgeVlanFilteringGap,
+            FindingId::MacvlanHostIsolation,
+            FindingId::OpenvswitchNotLinuxBridge,
         ];
         let names: Vec<(&str, &str)> = all
             .iter()
@@ -166,6 +192,10 @@ mod tests {
                 ("mac_changed_under_hypervisor", "warning"),
                 ("mac_moving_between_ports", "warning"),
                 ("bond_failover_mac_change", "warning"),
+                ("br_netfilter_forward_drop", "error"),
+                ("bridge_vlan_filtering_gap", "warning"),
+                ("macvlan_host_isolation", "info"),
+                ("openvswitch_not_linux_bridge", "info"),
             ]
         );
     }

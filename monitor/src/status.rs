@@ -44,6 +44,9 @@ pub struct IfaceStatus {
     /// What owns a veth's peer namespace (filled by `cmd::status` from the
     /// workload resolver; None when nothing does or it was not asked).
     pub workload: Option<crate::workload::Workload>,
+    /// What the frame's path through it looks like (macvlan children
+    /// elsewhere, VLAN-filtering gaps, Open vSwitch).
+    pub path: crate::path::PathFacts,
 }
 
 /// Best-effort facts about promiscuous mode: each may be missing (no
@@ -157,6 +160,7 @@ pub fn gather(
                 .as_ref()
                 .map(|h| h.interface(&link.name)),
             workload: None,
+            path: crate::path::facts(state, link),
         };
         interfaces.push(iface);
     }

@@ -212,6 +212,7 @@ mod tests {
             local_fdb: BTreeMap::from([(2, vec![Mac([2, 0, 0, 0, 0, 3])]), (6, vec![])]),
             secondary_macs: BTreeMap::from([(5, vec![Mac([2, 0, 0, 0, 0xcc, 1])])]),
             vlans: Default::default(),
+            if_addrs: BTreeMap::new(),
         }
     }
 

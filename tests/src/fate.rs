@@ -294,19 +294,7 @@ fn build(kind: LabKind) -> Result<Result<Lab, String>> {
         }
         LabKind::VlanFiltering => {
             vids = vec![1, 10, 20, 30];
-            if host
-                .exec(&[
-                    "ip",
-                    "link",
-                    "set",
-                    BRIDGE,
-                    "type",
-                    "bridge",
-                    "vlan_filtering",
-                    "1",
-                ])
-                .is_err()
-            {
+            if lab.set_vlan_filtering().is_err() {
                 return Ok(Err(
                     "no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING) in this kernel".into(),
                 ));

@@ -244,6 +244,25 @@ pub fn has_8021q(ns: &NetNs) -> bool {
     ok
 }
 
+/// Whether bridges here can filter VLANs (CONFIG_BRIDGE_VLAN_FILTERING,
+/// which needs 8021q built in or as a module): tried on a scratch bridge.
+pub fn has_vlan_filtering(ns: &NetNs) -> bool {
+    let ok = ns
+        .exec(&[
+            "ip",
+            "link",
+            "add",
+            "vfprobe",
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])
+        .is_ok();
+    let _ = ns.exec(&["ip", "link", "del", "vfprobe"]);
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

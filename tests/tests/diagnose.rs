@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::{
-    io::{BufRead as _, BufReader, Read as _},
-    process::{Child, ExitStatus, Stdio},
-    sync::mpsc::{self, Receiver},
-    thread::JoinHandle,
-    time::{Duration, Instant},
-};
+use std::{process::Stdio, time::Duration};
 
-use common::{SETTLE, TempPcap};
+use common::{
+    SETTLE, TempPcap,
+    diagnosis::{Diagnosis, finding, ids, interface},
+};
 use macdrop_tests::{
     btf::KernelBtf,
     frames::{BROADCAST, ipv4_udp, mac_to_string},
@@ -21,7 +18,6 @@ use macdrop_tests::{
         BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, PEER_IFACE, peer_ipv4,
         peer_mac, port_mac, port_name,
     },
-    macdrop::{READY_TIMEOUT, macdrop_bin},
     netns::NetNs,
     pcap::read,
     promisc::PromiscSocket,
@@ -29,141 +25,6 @@ use macdrop_tests::{
     wait::poll_until,
 };
 use serde_json::Value;
-
-/// What diagnose prints on stderr once attached, when the window opens.
-const WINDOW_OPEN: &str = "macdrop: diagnosing for ";
-
-/// A running `macdrop diagnose`, whose window is open.
-struct Diagnosis {
-    child: Child,
-    stdout: Option<JoinHandle<String>>,
-    stderr: Option<JoinHandle<String>>,
-}
-
-/// What a finished diagnosis printed.
-struct Done {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
-impl Done {
-    fn json(&self) -> Value {
-        macdrop_tests::schema::parse(macdrop_tests::schema::Output::Diagnose, &self.stdout)
-            .unwrap_or_else(|e| {
-                panic!(
-                    "diagnose printed no JSON ({e}): {}\nstderr: {}",
-                    self.stdout, self.stderr
-                )
-            })
-    }
-}
-
-impl Diagnosis {
-    /// Starts `macdrop diagnose ARGS` in `ns`; returns once the window is
-    /// open (everything attached), so frames sent from now on count.
-    fn start(ns: &NetNs, args: &[&str]) -> Self {
-        let bin = macdrop_bin();
-        let mut argv = vec![bin.to_str().unwrap(), "diagnose"];
-        argv.extend(args);
-        let mut child = ns
-            .command(&argv)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start macdrop diagnose");
-        let mut out = child.stdout.take().unwrap();
-        let stdout = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        });
-        let (ready_tx, ready): (_, Receiver<()>) = mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if line.starts_with(WINDOW_OPEN) {
-                    let _ = ready_tx.send(());
-                }
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        let mut d = Self {
-            child,
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-        };
-        if ready.recv_timeout(READY_TIMEOUT).is_err() {
-            let _ = d.child.kill();
-            let done = d.finish();
-            panic!(
-                "diagnose never opened its window ({}); stderr:\n{}",
-                done.status, done.stderr
-            );
-        }
-        d
-    }
-
-    /// Waits for the window to close and the findings to be printed.
-    fn finish(mut self) -> Done {
-        let deadline = Instant::now() + SETTLE + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("diagnose did not finish in time");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Done {
-            status,
-            stdout: self.stdout.take().unwrap().join().unwrap(),
-            stderr: self.stderr.take().unwrap().join().unwrap(),
-        }
-    }
-}
-
-impl Drop for Diagnosis {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn ids(report: &Value) -> Vec<&str> {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["id"].as_str().unwrap())
-        .collect()
-}
-
-fn finding<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == id)
-        .unwrap_or_else(|| panic!("no {id} in {report:#}"))
-}
-
-fn interface<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["interfaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == name && i["gone"] == false)
-        .unwrap_or_else(|| panic!("no {name} in {report:#}"))
-}
 
 /// `count` UDP frames from peer `i` for br0's IP, addressed to `dst`.
 fn send_to_host(lab: &BridgeLab, i: usize, dst: [u8; 6], count: usize) {

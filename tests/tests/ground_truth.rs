@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::SETTLE;
+use common::{
+    SETTLE,
+    diagnosis::{status_ids, status_json},
+};
 use macdrop_tests::{
     btf::KernelBtf,
     frames::{ipv4_udp, mac_to_string},
@@ -263,33 +266,12 @@ fn otherhost_counter_is_reported_beside_the_prediction() {
     macdrop.stop().unwrap();
 }
 
-fn status_json(lab: &BridgeLab) -> Value {
-    let out = macdrop::run(lab.host(), &["status", "--format", "json"], RUN_TIMEOUT).unwrap();
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", out.stderr);
-    macdrop_tests::schema::parse(macdrop_tests::schema::Output::Status, &out.stdout)
-        .unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-fn findings(status: &Value) -> Vec<(String, String)> {
-    status["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_owned(),
-                f["interface"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 /// `macdrop status` on a healthy bridge: every field, no findings.
 #[test]
 fn status_of_a_healthy_bridge() {
     let lab = BridgeLab::new(2).unwrap();
-    let status = status_json(&lab);
-    assert!(findings(&status).is_empty(), "{status}");
+    let status = status_json(lab.host());
+    assert!(status_ids(&status).is_empty(), "{status}");
     let ifaces = status["interfaces"].as_array().unwrap();
     let by_name = |n: &str| ifaces.iter().find(|i| i["name"] == n).unwrap().clone();
     let br0 = by_name(BRIDGE);
@@ -331,9 +313,9 @@ fn status_of_a_healthy_bridge() {
 fn status_names_a_bridge_mac_missing_from_the_fdb_and_the_fix() {
     let lab = BridgeLab::new(1).unwrap();
     lab.remove_bridge_mac_from_fdb().unwrap();
-    let status = status_json(&lab);
+    let status = status_json(lab.host());
     assert_eq!(
-        findings(&status),
+        status_ids(&status),
         [("bridge_mac_not_in_fdb".to_owned(), BRIDGE.to_owned())]
     );
     let f = &status["findings"][0];
@@ -349,7 +331,7 @@ fn status_names_a_bridge_mac_missing_from_the_fdb_and_the_fix() {
     // The remedy works: apply it and the finding is gone.
     let argv: Vec<&str> = remedy.split(' ').collect();
     lab.host().exec(&argv).unwrap();
-    assert!(findings(&status_json(&lab)).is_empty());
+    assert!(status_ids(&status_json(lab.host())).is_empty());
 
     let table = macdrop::run(lab.host(), &["status"], RUN_TIMEOUT).unwrap();
     assert!(table.stdout.contains("no findings"), "{}", table.stdout);
@@ -364,9 +346,9 @@ fn status_warns_about_an_unpinned_bridge_mac() {
         ..BridgeLabOptions::default()
     })
     .unwrap();
-    let status = status_json(&lab);
+    let status = status_json(lab.host());
     assert_eq!(
-        findings(&status),
+        status_ids(&status),
         [("bridge_mac_not_pinned".to_owned(), BRIDGE.to_owned())]
     );
     assert_eq!(status["findings"][0]["severity"], "warning");
@@ -564,7 +546,7 @@ fn status_names_tcpdump_as_the_promiscuous_holder() {
     let want = format!("promiscuity 1: tcpdump (pid {pid})");
     let status = macdrop_tests::wait::poll_until(
         SETTLE,
-        || Ok::<_, anyhow::Error>(status_json(&lab)),
+        || Ok::<_, anyhow::Error>(status_json(lab.host())),
         |s| {
             s["interfaces"]
                 .as_array()
@@ -575,7 +557,7 @@ fn status_names_tcpdump_as_the_promiscuous_holder() {
     )
     .unwrap();
     assert!(
-        findings(&status).contains(&("interface_promiscuous".to_owned(), BRIDGE.to_owned())),
+        status_ids(&status).contains(&("interface_promiscuous".to_owned(), BRIDGE.to_owned())),
         "{status}"
     );
     let br0 = status["interfaces"]

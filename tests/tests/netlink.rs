@@ -12,7 +12,7 @@ use macdrop::{
     netlink::{Change, NetState, Netlink, Notifications, VlanDevice, VlanMembership},
 };
 use macdrop_tests::{
-    kernel::ifindex,
+    kernel::{has_vlan_filtering, ifindex},
     lab::{BRIDGE, BRIDGE_MAC, BridgeLab, port_mac},
     netns::NetNs,
     skip,
@@ -67,25 +67,6 @@ fn member(vid: u16, pvid: bool, untagged: bool) -> VlanMembership {
         pvid,
         untagged,
     }
-}
-
-/// Whether bridges here can filter VLANs (CONFIG_BRIDGE_VLAN_FILTERING,
-/// which needs 8021q built in or as a module): tried on a scratch bridge.
-fn has_vlan_filtering(ns: &NetNs) -> bool {
-    let ok = ns
-        .exec(&[
-            "ip",
-            "link",
-            "add",
-            "vfprobe",
-            "type",
-            "bridge",
-            "vlan_filtering",
-            "1",
-        ])
-        .is_ok();
-    let _ = ns.exec(&["ip", "link", "del", "vfprobe"]);
-    ok
 }
 
 /// One netlink attribute as the kernel lays it out: length (header

@@ -85,6 +85,7 @@ scenario_tests! {
     "pcap" => pcap_default, pcap_xdp, pcap_tc;
     "fate" => fate_default, fate_xdp, fate_tc;
     "sigkill" => sigkill_default, sigkill_xdp, sigkill_tc;
+    "vlan_gap" => vlan_gap_default, vlan_gap_xdp, vlan_gap_tc;
 }
 
 /// The host runs every scenario the matrix runs, with every attach mode it

@@ -8,7 +8,7 @@ use macdrop_tests::{
     kernel::{ifindex, link_stats},
     lab::{
         FOREIGN_IPV4, PEER_IFACE, STANDALONE_IFACE, STANDALONE_MAC, STANDALONE_PEER_IPV4,
-        STANDALONE_PEER_MAC, StandaloneLab,
+        STANDALONE_PEER_MAC, StandaloneLab, links,
     },
     macdrop::{FrameCounts, Macdrop, Role},
     sender::RawSender,
@@ -84,22 +84,7 @@ fn a_macvlan_mac_on_the_interface_counts_as_own() {
     const MACVLAN_MAC: Mac = [0x02, 0, 0, 0, 0x0d, 0x11];
     let lab = StandaloneLab::new().unwrap();
     let host = lab.host();
-    let mac = mac_to_string(&MACVLAN_MAC);
-    host.exec(&[
-        "ip",
-        "link",
-        "add",
-        "mv0",
-        "link",
-        STANDALONE_IFACE,
-        "address",
-        &mac,
-        "type",
-        "macvlan",
-        "mode",
-        "bridge",
-    ])
-    .unwrap();
+    links::add_macvlan(host, "mv0", STANDALONE_IFACE, MACVLAN_MAC).unwrap();
     host.exec(&["ip", "link", "set", "mv0", "up"]).unwrap();
     let mut macdrop = Macdrop::spawn(host, &["--iface", STANDALONE_IFACE]).unwrap();
 

@@ -70,6 +70,9 @@ const APT_PACKAGES: &[&str] = &[
     "containernetworking-plugins",
     // protoc: building macdrop's CRI client (the k8s-cri crate's protos).
     "protobuf-compiler",
+    // nft: the br_netfilter lab's FORWARD policy drop, and what macdrop
+    // reads the forward chains with (`nft -j list chains`).
+    "nftables",
 ];
 
 /// Every program the tests, the benchmark, the demo and the kernel matrix
@@ -83,6 +86,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("bridge", "iproute2"),
     ("tc", "iproute2"),
     ("ping", "iputils-ping"),
+    ("nft", "nftables"),
     ("tcpdump", "tcpdump"),
     ("tshark", "tshark"),
     ("bpftool", "bpftool"),

@@ -364,6 +364,7 @@ fn configure(
         local_fdb: BTreeMap::from([(FAKE_BRIDGE, fdb)]),
         secondary_macs: BTreeMap::new(),
         vlans: Default::default(),
+        ..Default::default()
     };
     // The veth first (slot 0), then the other ports, the bridge last.
     let mut order: Vec<&Link> = state.links[1..].iter().collect();

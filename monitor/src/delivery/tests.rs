@@ -33,6 +33,7 @@ fn state() -> NetState {
         local_fdb: BTreeMap::from([(BR, vec![BR_MAC, P1_MAC, P2_MAC])]),
         secondary_macs: BTreeMap::new(),
         vlans: VlanState::default(),
+        if_addrs: BTreeMap::new(),
     }
 }
 

@@ -34,6 +34,9 @@ pub struct NsFacts {
     pub status: Status,
     /// Unicast addresses per ifindex.
     pub addrs: BTreeMap<u32, Vec<IpAddr>>,
+    /// br_netfilter's switches and the forward chains that drop; None
+    /// when not read.
+    pub netfilter: Option<crate::netfilter::Facts>,
 }
 
 impl NsFacts {

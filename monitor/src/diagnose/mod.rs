@@ -16,15 +16,7 @@ mod scope;
 pub mod text;
 pub mod timeline;
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    time::{Duration, SystemTime},
-};
-
-use anyhow::Context as _;
-use futures::TryStreamExt as _;
-use netlink_packet_route::address::AddressAttribute;
+use std::time::{Duration, SystemTime};
 
 use crate::{
     cli::SelectionArgs,
@@ -173,19 +165,20 @@ async fn namespace_facts(
         {
             continue;
         }
-        let (netlink, addr_handle, promisc) = {
+        let (netlink, promisc, netfilter) = {
             let _inside = ns.enter()?;
-            let (connection, handle, _) =
-                rtnetlink::new_connection().context("cannot open a netlink route socket")?;
-            tokio::spawn(connection);
             let promisc = PromiscFacts {
                 sockets: promisc::Snapshot::read().ok(),
                 history: history.cloned(),
             };
-            (Netlink::connect()?, handle, promisc)
+            // /proc/sys/net and nft answer for the thread's namespace;
+            // read only when a rule will look (it runs nft).
+            let netfilter = rules::br_netfilter_forward_drop::needed(observed, ns.inode)
+                .then(crate::netfilter::Facts::read);
+            (Netlink::connect()?, promisc, netfilter)
         };
         let state = netlink.read_state().await?;
-        let addrs = addresses(&addr_handle).await?;
+        let addrs = state.if_addrs.clone();
         // The watched interfaces, and the bridges of watched ports (whose
         // FDB decides what the ports deliver).
         let mut names: Vec<String> = Vec::new();
@@ -218,28 +211,8 @@ async fn namespace_facts(
             name: ns.name.clone(),
             status,
             addrs,
+            netfilter,
         });
-    }
-    Ok(out)
-}
-
-/// Unicast addresses per ifindex (IFA_LOCAL or IFA_ADDRESS).
-async fn addresses(handle: &rtnetlink::Handle) -> anyhow::Result<BTreeMap<u32, Vec<IpAddr>>> {
-    let mut out: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
-    let mut dump = handle.address().get().execute();
-    while let Some(msg) = dump
-        .try_next()
-        .await
-        .context("netlink address dump failed")?
-    {
-        let list = out.entry(msg.header.index).or_default();
-        for attr in &msg.attributes {
-            if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = attr
-                && !list.contains(ip)
-            {
-                list.push(*ip);
-            }
-        }
     }
     Ok(out)
 }

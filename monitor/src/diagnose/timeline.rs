@@ -31,6 +31,21 @@ pub struct Observed {
     pub promisc_seen: bool,
 }
 
+impl Observed {
+    /// `iface` before the window's first report: nothing seen yet.
+    pub fn new(iface: Interface) -> Self {
+        Observed {
+            iface,
+            first_wrong: None,
+            last_wrong: None,
+            first_stale: None,
+            last_stale: None,
+            while_promisc: FrameCounters::default(),
+            promisc_seen: false,
+        }
+    }
+}
+
 /// (namespace inode, ifindex, name): what identifies an interface.
 type Key = (u32, u32, String);
 
@@ -52,14 +67,14 @@ impl Timeline {
         self.last = Some(world.ts);
         for i in &world.interfaces {
             let key = (i.netns, i.ifindex, i.name.clone());
-            let entry = self.observed.entry(key).or_insert_with(|| Observed {
-                iface: Interface::new(i.name.clone(), i.ifindex, i.netns, i.role, i.master.clone()),
-                first_wrong: None,
-                last_wrong: None,
-                first_stale: None,
-                last_stale: None,
-                while_promisc: FrameCounters::default(),
-                promisc_seen: false,
+            let entry = self.observed.entry(key).or_insert_with(|| {
+                Observed::new(Interface::new(
+                    i.name.clone(),
+                    i.ifindex,
+                    i.netns,
+                    i.role,
+                    i.master.clone(),
+                ))
             });
             // Counts start at zero at attach, so the first report's are
             // the first interval's.

@@ -494,6 +494,7 @@ mod tests {
             local_fdb: BTreeMap::from([(2, fdb)]),
             secondary_macs: BTreeMap::new(),
             vlans: Default::default(),
+            if_addrs: BTreeMap::new(),
         }
     }
 

@@ -64,6 +64,10 @@ pub struct Link {
     /// `rx_nohandler` from `IFLA_STATS64`: frames no protocol handler took,
     /// e.g. those a bond's inactive slave receives.
     pub rx_nohandler: Option<u64>,
+    /// `IFLA_LINK`: the device a stacked device (macvlan, VLAN) sits on,
+    /// when it is in this namespace (`peer_netnsid` None). Not set for
+    /// devices whose IFLA_LINK is their own ifindex.
+    pub lower: Option<u32>,
 }
 
 impl Link {
@@ -89,6 +93,7 @@ impl Link {
             peer_netnsid: None,
             perm_mac: None,
             rx_nohandler: Some(0),
+            lower: None,
         }
     }
 }
@@ -99,6 +104,8 @@ pub struct NetState {
     pub links: Vec<Link>,
     /// Every unicast IP address configured on any interface.
     pub addrs: Vec<IpAddr>,
+    /// The same per ifindex.
+    pub if_addrs: BTreeMap<u32, Vec<IpAddr>>,
     /// Per bridge ifindex: the MACs that are *local* entries of its FDB,
     /// i.e. the destinations the bridge delivers to the host.
     pub local_fdb: BTreeMap<u32, Vec<Mac>>,
@@ -261,7 +268,7 @@ impl Netlink {
     pub async fn read_state(&self) -> anyhow::Result<NetState> {
         let mut vlans = VlanState::default();
         let links = self.links(&mut vlans).await?;
-        let addrs = self.addrs().await?;
+        let (addrs, if_addrs) = self.addrs().await?;
         let (local_fdb, secondary_macs) = self.fdb(&links, &mut vlans).await?;
         self.bridge_vlans(&mut vlans).await?;
         // The parsed dumps are freed by now; see `heap`.
@@ -269,6 +276,7 @@ impl Netlink {
         Ok(NetState {
             links,
             addrs,
+            if_addrs,
             local_fdb,
             secondary_macs,
             vlans,
@@ -329,8 +337,9 @@ impl Netlink {
         Ok(())
     }
 
-    async fn addrs(&self) -> anyhow::Result<Vec<IpAddr>> {
+    async fn addrs(&self) -> anyhow::Result<(Vec<IpAddr>, BTreeMap<u32, Vec<IpAddr>>)> {
         let mut out = Vec::new();
+        let mut per_if: BTreeMap<u32, Vec<IpAddr>> = BTreeMap::new();
         let mut dump = self.handle.address().get().execute();
         while let Some(msg) = dump
             .try_next()
@@ -340,14 +349,18 @@ impl Netlink {
             for attr in &msg.attributes {
                 // IFA_LOCAL is the local address on point-to-point links,
                 // where IFA_ADDRESS is the peer; elsewhere they are equal.
-                if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = attr
-                    && !out.contains(ip)
-                {
-                    out.push(*ip);
+                if let AddressAttribute::Local(ip) | AddressAttribute::Address(ip) = attr {
+                    if !out.contains(ip) {
+                        out.push(*ip);
+                    }
+                    let list = per_if.entry(msg.header.index).or_default();
+                    if !list.contains(ip) {
+                        list.push(*ip);
+                    }
                 }
             }
         }
-        Ok(out)
+        Ok((out, per_if))
     }
 
     /// Reads the `AF_BRIDGE` neighbour dump, which holds two things:
@@ -700,6 +713,7 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
         peer_netnsid: None,
         perm_mac: None,
         rx_nohandler: None,
+        lower: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -712,6 +726,9 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
             LinkAttribute::Controller(ifindex) => link.master = Some(*ifindex),
             LinkAttribute::Promiscuity(n) => link.promiscuity = *n,
             LinkAttribute::LinkNetNsId(id) if *id >= 0 => link.peer_netnsid = Some(*id),
+            LinkAttribute::Link(ifindex) if *ifindex != msg.header.index => {
+                link.lower = Some(*ifindex)
+            }
             // Older kernels send a shorter struct, which the parser pads
             // with zeros: only trust the field where the kernel has it.
             LinkAttribute::Stats64(stats) => {
@@ -730,6 +747,10 @@ pub fn link_from_message(msg: &LinkMessage) -> Link {
             }
             _ => {}
         }
+    }
+    if link.peer_netnsid.is_some() {
+        // The ifindex is the other namespace's.
+        link.lower = None;
     }
     link.promisc_flag = link.promisc;
     link.promisc |= link.promiscuity > 0;

@@ -226,4 +226,21 @@ impl BridgeLab {
             .exec(&["ip", "link", "set", BRIDGE, "promisc", state])?;
         Ok(())
     }
+
+    /// Turns VLAN filtering of `br0` on (`ip link set br0 type bridge
+    /// vlan_filtering 1`); an error where the kernel lacks
+    /// CONFIG_BRIDGE_VLAN_FILTERING.
+    pub fn set_vlan_filtering(&self) -> Result<()> {
+        self.host.exec(&[
+            "ip",
+            "link",
+            "set",
+            BRIDGE,
+            "type",
+            "bridge",
+            "vlan_filtering",
+            "1",
+        ])?;
+        Ok(())
+    }
 }

@@ -54,6 +54,25 @@ pub fn add_bridge(ns: &NetNs, name: &str, mac: Option<Mac>) -> Result<()> {
     Ok(())
 }
 
+/// Adds macvlan `name` (bridge mode) with `mac` on `lower` in `ns`.
+pub fn add_macvlan(ns: &NetNs, name: &str, lower: &str, mac: Mac) -> Result<()> {
+    ns.exec(&[
+        "ip",
+        "link",
+        "add",
+        name,
+        "link",
+        lower,
+        "address",
+        &mac_to_string(&mac),
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ])?;
+    Ok(())
+}
+
 /// Gives `dev` the address `addr/24`; labs never use an address outside
 /// the documentation ranges, so no lab can collide with a real network.
 pub fn add_ipv4(ns: &NetNs, dev: &str, addr: Ipv4Addr) -> Result<()> {

@@ -27,7 +27,11 @@
 //! - [`fate`]: the fate oracle over every lab the kernel can build (a lab
 //!   it cannot is a skipped part), with macdrop's default hooks;
 //! - [`sigkill`]: after SIGKILL exactly the documented leftovers, removed
-//!   by the next start, nothing after its SIGINT.
+//!   by the next start, nothing after its SIGINT;
+//! - [`vlan_gap`]: a VLAN-filtering bridge with a port without PVID and
+//!   the bridge in no VLAN: `status` and `diagnose` name exactly
+//!   `bridge_vlan_filtering_gap` and its facts (skipped where the kernel
+//!   cannot filter VLANs).
 //!
 //! Every scenario also requires that macdrop left nothing attached after
 //! it exited, and that a tc hook is the one the kernel's BTF says
@@ -44,6 +48,7 @@ mod jumbo;
 mod pcap;
 mod sigkill;
 mod standalone;
+mod vlan_gap;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
@@ -85,6 +90,10 @@ pub const ALL: &[Scenario] = &[
     Scenario {
         name: "sigkill",
         run: sigkill::run,
+    },
+    Scenario {
+        name: "vlan_gap",
+        run: vlan_gap::run,
     },
 ];
 

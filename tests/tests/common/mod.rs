@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part
 
+pub mod diagnosis;
+
 use std::{
     net::Ipv4Addr,
     path::PathBuf,

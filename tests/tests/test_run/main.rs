@@ -296,6 +296,7 @@ fn scenario_state(scenario: Scenario, host_addrs: &[IpAddr]) -> NetState {
         local_fdb: BTreeMap::from([(FAKE_BRIDGE, vec![LO_MAC, P2_MAC, BR_MAC])]),
         secondary_macs: BTreeMap::new(),
         vlans: Default::default(),
+        ..Default::default()
     };
     match scenario {
         Scenario::HealthyPort => {}
@@ -956,6 +957,7 @@ fn tc_pinned_pkt_types() {
     });
 }
 
+mod egress;
 mod evidence;
 mod flows;
 mod fuzz;

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::json_object;
+use super::{json_object, openvswitch_not_linux_bridge};
 use crate::{
     diagnose::{
         finding::{Finding, FindingId},
@@ -27,6 +27,8 @@ pub fn detect(scope: &Scope) -> Vec<Facts> {
     scope
         .observed()
         .filter(|o| o.iface.role == Role::Standalone)
+        // Open vSwitch switches them (`openvswitch_not_linux_bridge`).
+        .filter(|o| !openvswitch_not_linux_bridge::is_ovs(scope.ns.iface(&o.iface.name)))
         .filter_map(|o| {
             let fr = &o.iface.frames;
             let other = fr

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::{Value, json};
 
-use super::json_object;
+use super::{json_object, openvswitch_not_linux_bridge};
 use crate::{
     diagnose::{
         finding::{Finding, FindingId},
@@ -50,6 +50,11 @@ pub fn detect(scope: &Scope) -> Vec<Facts> {
     let mut out = Vec::new();
     for owner in scope.owners() {
         let (name, bridge) = (owner.iface.name.as_str(), bridge_of(owner));
+        // Open vSwitch forwards by flows, not by a MAC this host owns
+        // (`openvswitch_not_linux_bridge`).
+        if openvswitch_not_linux_bridge::is_ovs(scope.ns.iface(name)) {
+            continue;
+        }
         let fdb_missing = scope.fdb_missing(bridge);
         let own = scope.own_macs(name);
         // Flows the findings above explain: to the missing FDB entry,

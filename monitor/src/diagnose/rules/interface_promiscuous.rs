@@ -15,6 +15,7 @@ use crate::{
         scope::Scope,
         text::{clock, rfc3339},
     },
+    path::OvsRole,
     promisc::{TransitionKind, Uncertainty, Verdict},
     status::IfaceStatus,
     topology::Role,
@@ -75,7 +76,10 @@ impl Window {
 
 pub fn detect(i: &IfaceStatus) -> Option<Facts> {
     let link = &i.link;
-    (i.role != Role::Port && (link.promisc || link.promiscuity > 0)).then(|| Facts {
+    // An Open vSwitch datapath holds its ports promiscuous as a bridge
+    // does (`openvswitch_not_linux_bridge` says what they are).
+    let switch_port = i.role == Role::Port || i.path.ovs == Some(OvsRole::Port);
+    (!switch_port && (link.promisc || link.promiscuity > 0)).then(|| Facts {
         interface: link.name.clone(),
         promiscuity: link.promiscuity,
         holders: i

@@ -7,9 +7,11 @@
 //! Most severe first: `bridge_mac_not_in_fdb`, `stale_mac_after_mac_change`,
 //! `host_ip_wrong_vlan` and `host_ip_to_port_mac`,
 //! `host_ip_wrong_mac_unexplained`, `interface_promiscuous`,
-//! `bridge_mac_not_pinned`, `foreign_unicast_dropped` (docs/diagnose.md).
-//! Three of them `status` finds from one interface alone; `diagnose` adds
-//! what its window saw to those.
+//! `bridge_mac_not_pinned`, `foreign_unicast_dropped` (docs/diagnose.md);
+//! of the frame's path beyond the MAC: `br_netfilter_forward_drop`,
+//! `bridge_vlan_filtering_gap`, `macvlan_host_isolation`,
+//! `openvswitch_not_linux_bridge`. Six of them `status` finds from one
+//! interface alone; `diagnose` adds what its window saw to those.
 
 pub mod bridge_mac_not_in_fdb;
 pub mod bridge_mac_not_pinned;
@@ -22,6 +24,13 @@ pub mod mac_changed_under_hypervisor;
 pub mod mac_moving_between_ports;
 pub mod own_mac_not_delivered;
 pub mod stale_mac;
+// The frame's path beyond the MAC (issue 18).
+pub mod br_netfilter_forward_drop;
+pub mod bridge_vlan_filtering_gap;
+pub mod macvlan_host_isolation;
+pub mod openvswitch_not_linux_bridge;
+#[cfg(test)]
+mod path_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -63,6 +72,28 @@ pub fn status_findings(netns: u32, i: &IfaceStatus, host: &HostFacts) -> Vec<Fin
     if let Some(facts) = mac_changed_under_hypervisor::detect(i, &host.dmi) {
         out.push(mac_changed_under_hypervisor::finding(netns, &facts, None));
     }
+    out.extend(path_status_findings(netns, i, None));
+    out
+}
+
+/// The path rules `status` runs on one interface (issue 18); `scope`
+/// adds the window's frames where a rule has any.
+fn path_status_findings(netns: u32, i: &IfaceStatus, scope: Option<&Scope>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if let Some(facts) = bridge_vlan_filtering_gap::detect(i) {
+        let window = scope.map(|s| bridge_vlan_filtering_gap::window(s, &facts));
+        out.push(bridge_vlan_filtering_gap::finding(
+            netns,
+            &facts,
+            window.as_ref(),
+        ));
+    }
+    if let Some(facts) = macvlan_host_isolation::detect(i) {
+        out.push(macvlan_host_isolation::finding(netns, &facts));
+    }
+    if let Some(facts) = openvswitch_not_linux_bridge::detect(i) {
+        out.push(openvswitch_not_linux_bridge::finding(netns, &facts));
+    }
     out
 }
 
@@ -96,6 +127,7 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
                     window.as_ref(),
                 ));
             }
+            found.extend(path_status_findings(netns, i, Some(&scope)));
         }
         // The window's own.
         for facts in stale_mac::detect(&scope) {
@@ -116,6 +148,9 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
         }
         for facts in bond_failover_mac_change::detect(&scope) {
             found.push(bond_failover_mac_change::finding(netns, &facts));
+        }
+        for facts in br_netfilter_forward_drop::detect(&scope) {
+            found.push(br_netfilter_forward_drop::finding(netns, &facts));
         }
         out.extend(found.into_iter().map(|f| Finding {
             netns_name: ns.name.clone(),

@@ -72,6 +72,7 @@ pub(super) fn ns(state: &NetState, pinned: bool, facts: &PromiscFacts) -> NsFact
             Default::default(),
         ),
         addrs: BTreeMap::from([(2, vec!["192.0.2.1".parse().unwrap()])]),
+        netfilter: None,
     }
 }
 
