@@ -117,7 +117,7 @@ fn offenders(out: &mut String, world: &World, name_width: usize) {
     );
     let frames_width = with_flows
         .iter()
-        .flat_map(|(_, fs)| fs.iter().map(|f| f.frames.to_string().len()))
+        .flat_map(|(_, fs)| fs.iter().map(|f| f.frames_shown().chars().count()))
         .max()
         .unwrap_or(1);
     for (i, flows) in with_flows {
@@ -126,7 +126,7 @@ fn offenders(out: &mut String, world: &World, name_width: usize) {
                 out,
                 "  {:<name_width$}  {:>frames_width$}  {}  [{}]",
                 i.name,
-                f.frames,
+                f.frames_shown(),
                 f.describe(),
                 f.reasons().join(", ")
             );
@@ -285,6 +285,7 @@ mod tests {
             first_seen: SystemTime::UNIX_EPOCH,
             last_seen: SystemTime::UNIX_EPOCH,
             mismatch: monitor_common::MISMATCH_HOST_IP,
+            exact: true,
         };
         p1.flows = Some(vec![
             flow([0, 0x50, 0x56, 0xaa, 0xbb, 0xcc], Some(10), 10),
