@@ -3,6 +3,12 @@
 //! each `--attach` mode, an empty program on each hook, and tcpdump. Every
 //! setup is measured between two measurements with nothing attached
 //! (A B A B ... A) and reported as a ratio to their mean.
+//!
+//! The flood scenarios send what macdrop exists for at the sender's full
+//! rate: every frame mismatched (foreign unicast, or the receiver's IP
+//! under a MAC nobody has), into a standalone veth and into a bridge port.
+//! Nothing is received there (the stack drops the frames as for another
+//! host), so their rate is the frames sent per CPU-second of the path.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -41,7 +47,7 @@ impl Kind {
             Kind::Macdrop(mode) => format!("macdrop --attach {mode}"),
             Kind::Empty("xdp") => "empty XDP program (driver)".into(),
             Kind::Empty("xdp-generic") => "empty XDP program (generic)".into(),
-            Kind::Empty(_) => "empty tc program (TCX)".into(),
+            Kind::Empty(_) => "empty tc program".into(),
             Kind::Tcpdump { promisc: true } => "tcpdump -w /dev/null".into(),
             Kind::Tcpdump { promisc: false } => "tcpdump -p -w /dev/null".into(),
         }
@@ -56,13 +62,109 @@ struct Lab {
     pair: PairLab,
     dst: SocketAddrV4,
     setups: Vec<Kind>,
+    /// Where the hooks go when not on the interface holding the address
+    /// (a bridge's port).
+    hooks_on: Option<&'static str>,
+    /// Every frame mismatched: the rate is of frames sent.
+    flood: bool,
 }
 
 impl Lab {
-    /// Where the hooks go: the receiving veth, or the bridge over it.
+    /// Where the hooks go: the receiving veth, the bridge over it, or its
+    /// port.
     fn iface(&self) -> &str {
-        self.pair.receiving()
+        self.hooks_on.unwrap_or(self.pair.receiving())
     }
+}
+
+/// What a flood scenario's frames are.
+#[derive(Clone, Copy)]
+enum Flood {
+    /// To an address of the subnet that nobody has, under a MAC nobody has.
+    Foreign,
+    /// To the receiver's address, under a MAC nobody has.
+    HostIpWrongMac,
+}
+
+const FLOOD_SETUPS: [Kind; 3] = [
+    Kind::Macdrop("auto"),
+    Kind::Empty("tc"),
+    Kind::Tcpdump { promisc: true },
+];
+
+/// A MAC nobody in the labs has.
+const NOBODY: [u8; 6] = [0x02, 0, 0, 0, 0x0d, 0x99];
+
+/// A pair lab whose sender's neighbour entry sends every frame under
+/// `NOBODY`'s MAC: into the standalone veth (`bridge` false) or into a port
+/// of a bridge, hooks on the port.
+fn flood_lab(flood: Flood, bridge: bool) -> Result<Lab> {
+    let (tx, rx) = namespaces()?;
+    let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
+    let pair = PairLab::new(
+        tx,
+        rx,
+        &PairOptions {
+            tx: Iface {
+                name: "s0",
+                mac: [0x02, 0, 0, 0, 0x0d, 0x01],
+            },
+            tx_ipv4: Ipv4Addr::new(198, 51, 100, 1),
+            rx: Iface {
+                name: "r0",
+                mac: [0x02, 0, 0, 0, 0x0d, 0x02],
+            },
+            rx_bridge: bridge.then_some(Iface {
+                name: "br0",
+                mac: [0x02, 0, 0, 0, 0x0d, 0x0b],
+            }),
+            rx_ipv4,
+        },
+    )?;
+    let (dst, what, class) = match flood {
+        Flood::Foreign => (
+            Ipv4Addr::new(198, 51, 100, 99),
+            "another address",
+            "foreign",
+        ),
+        Flood::HostIpWrongMac => (rx_ipv4, "the receiver's address", "host_ip_wrong_mac"),
+    };
+    let nobody = NOBODY.map(|b| format!("{b:02x}")).join(":");
+    pair.tx().exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        &dst.to_string(),
+        "lladdr",
+        &nobody,
+        "dev",
+        "s0",
+        "nud",
+        "permanent",
+    ])?;
+    let (name, into) = match (flood, bridge) {
+        (Flood::Foreign, false) => ("flood foreign, veth", "the standalone veth `r0`"),
+        (Flood::HostIpWrongMac, false) => {
+            ("flood host_ip_wrong_mac, veth", "the standalone veth `r0`")
+        }
+        (Flood::Foreign, true) => ("flood foreign, bridge port", "`r0`, a port of `br0`"),
+        (Flood::HostIpWrongMac, true) => (
+            "flood host_ip_wrong_mac, bridge port",
+            "`r0`, a port of `br0`",
+        ),
+    };
+    Ok(Lab {
+        name,
+        description: format!(
+            "every frame {class}: UDP to {what} under a MAC nobody has, into {into}, hooks on \
+             `r0`; nothing is received, so the rate is of frames sent"
+        ),
+        pair,
+        dst: SocketAddrV4::new(dst, 9000),
+        setups: FLOOD_SETUPS.to_vec(),
+        hooks_on: Some("r0"),
+        flood: true,
+    })
 }
 
 const VETH_SETUPS: [Kind; 9] = [
@@ -121,6 +223,8 @@ fn veth_lab() -> Result<Lab> {
         pair,
         dst: SocketAddrV4::new(rx_ipv4, 9000),
         setups: VETH_SETUPS.to_vec(),
+        hooks_on: None,
+        flood: false,
     })
 }
 
@@ -155,6 +259,8 @@ fn bridge_lab() -> Result<Lab> {
         pair,
         dst: SocketAddrV4::new(rx_ipv4, 9000),
         setups: BRIDGE_SETUPS.to_vec(),
+        hooks_on: None,
+        flood: false,
     })
 }
 
@@ -193,7 +299,14 @@ pub fn run(s: &Settings) -> Result<Results> {
     } else {
         Duration::from_millis(1500)
     };
-    let labs = [veth_lab()?, bridge_lab()?];
+    let labs = [
+        veth_lab()?,
+        bridge_lab()?,
+        flood_lab(Flood::Foreign, false)?,
+        flood_lab(Flood::HostIpWrongMac, false)?,
+        flood_lab(Flood::Foreign, true)?,
+        flood_lab(Flood::HostIpWrongMac, true)?,
+    ];
     let mut scenarios: Vec<ScenarioResult> = labs
         .iter()
         .map(|lab| ScenarioResult {
@@ -236,8 +349,16 @@ pub fn run(s: &Settings) -> Result<Results> {
                 );
                 row.wall_ratios
                     .push(rate.received / ((before.received + after.received) / 2.0));
-                if hook.is_some() {
-                    row.hook = hook;
+                if let Some(h) = hook {
+                    if let Kind::Empty("tc") = row.kind {
+                        // Labelled with the hook it really used.
+                        row.label = format!(
+                            "{} ({})",
+                            row.kind.label(),
+                            if h == "tcx" { "TCX" } else { h.as_str() }
+                        );
+                    }
+                    row.hook = Some(h);
                 }
                 before = after;
             }
@@ -262,7 +383,13 @@ fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
     sleep(window);
     let b = flow.sample();
     flow.stop()?;
-    Ok(rates(a, b))
+    let mut r = rates(a, b);
+    if lab.flood {
+        // Nothing is received: the frames the path handled are those sent.
+        r.received = r.sent;
+        r.per_cpu_second = r.sent / r.cpu_share;
+    }
+    Ok(r)
 }
 
 /// What is attached while a setup is measured.
@@ -310,8 +437,10 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 hook.as_ref(),
             ]);
             let mut p = Proc::spawn("macdrop-bench attach-empty", cmd, true)?;
-            p.wait_line(true, timeout, |l| l == "ready")?;
-            (Some(p), None)
+            // "ready HOOK": the hook really used (clsact below Linux 6.6).
+            let line = p.wait_line(true, timeout, |l| l.starts_with("ready"))?;
+            let used = line.text.strip_prefix("ready").map(str::trim);
+            (Some(p), used.filter(|h| !h.is_empty()).map(str::to_owned))
         }
         Kind::Tcpdump { promisc } => {
             let mut argv: Vec<&std::ffi::OsStr> = vec![
@@ -499,7 +628,7 @@ impl Results {
                     r.hook.as_deref().unwrap_or(match r.kind {
                         Kind::Empty("xdp") => "xdp-driver",
                         Kind::Empty("xdp-generic") => "xdp-generic",
-                        Kind::Empty(_) => "tcx",
+                        Kind::Empty(_) => "tc (hook not reported)",
                         Kind::Tcpdump { .. } => "AF_PACKET",
                         _ => "-",
                     }),
