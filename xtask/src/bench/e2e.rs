@@ -99,28 +99,8 @@ const NOBODY: [u8; 6] = [0x02, 0, 0, 0, 0x0d, 0x99];
 /// `NOBODY`'s MAC: into the standalone veth (`bridge` false) or into a port
 /// of a bridge, hooks on the port.
 fn flood_lab(flood: Flood, bridge: bool) -> Result<Lab> {
-    let (tx, rx) = namespaces()?;
     let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
-    let pair = PairLab::new(
-        tx,
-        rx,
-        &PairOptions {
-            tx: Iface {
-                name: "s0",
-                mac: [0x02, 0, 0, 0, 0x0d, 0x01],
-            },
-            tx_ipv4: Ipv4Addr::new(198, 51, 100, 1),
-            rx: Iface {
-                name: "r0",
-                mac: [0x02, 0, 0, 0, 0x0d, 0x02],
-            },
-            rx_bridge: bridge.then_some(Iface {
-                name: "br0",
-                mac: [0x02, 0, 0, 0, 0x0d, 0x0b],
-            }),
-            rx_ipv4,
-        },
-    )?;
+    let pair = s0_r0_pair(0x0d, rx_ipv4, bridge)?;
     let (dst, what, class) = match flood {
         Flood::Foreign => (
             Ipv4Addr::new(198, 51, 100, 99),
@@ -195,26 +175,36 @@ fn namespaces() -> Result<(NetNs, NetNs)> {
     ))
 }
 
-fn veth_lab() -> Result<Lab> {
+/// `s0` (sender) and `r0` (receiver, `rx_ipv4`, or a port of `br0`
+/// holding it), their MACs 02:00:00:00:`id`:01, :02 and :0b, in the
+/// bench's own namespaces.
+fn s0_r0_pair(id: u8, rx_ipv4: Ipv4Addr, bridge: bool) -> Result<PairLab> {
     let (tx, rx) = namespaces()?;
-    let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
-    let pair = PairLab::new(
+    PairLab::new(
         tx,
         rx,
         &PairOptions {
             tx: Iface {
                 name: "s0",
-                mac: [0x02, 0, 0, 0, 0x0e, 0x01],
+                mac: [0x02, 0, 0, 0, id, 0x01],
             },
             tx_ipv4: Ipv4Addr::new(198, 51, 100, 1),
             rx: Iface {
                 name: "r0",
-                mac: [0x02, 0, 0, 0, 0x0e, 0x02],
+                mac: [0x02, 0, 0, 0, id, 0x02],
             },
-            rx_bridge: None,
+            rx_bridge: bridge.then_some(Iface {
+                name: "br0",
+                mac: [0x02, 0, 0, 0, id, 0x0b],
+            }),
             rx_ipv4,
         },
-    )?;
+    )
+}
+
+fn veth_lab() -> Result<Lab> {
+    let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
+    let pair = s0_r0_pair(0x0e, rx_ipv4, false)?;
     Ok(Lab {
         name: "veth",
         description: "UDP to the receiver's address through a veth pair; hooks on the receiving \
