@@ -35,6 +35,11 @@ use super::{
 enum Kind {
     /// `macdrop watch --iface IF --attach MODE`.
     Macdrop(&'static str),
+    /// The same with `--self-stats`: the kernel's run-time statistics of
+    /// each of macdrop's programs in the real path (cache misses and all),
+    /// which cost two clock reads per run themselves, so the ratio of this
+    /// row is not `auto`'s.
+    MacdropInSitu,
     /// `macdrop-bench attach-empty --hook HOOK`.
     Empty(&'static str),
     /// `tcpdump -i IF -w /dev/null`, with `-p` if false.
@@ -45,6 +50,7 @@ impl Kind {
     fn label(self) -> String {
         match self {
             Kind::Macdrop(mode) => format!("macdrop --attach {mode}"),
+            Kind::MacdropInSitu => "macdrop --attach auto --self-stats".into(),
             Kind::Empty("xdp") => "empty XDP program (driver)".into(),
             Kind::Empty("xdp-generic") => "empty XDP program (generic)".into(),
             Kind::Empty(_) => "empty tc program".into(),
@@ -86,8 +92,9 @@ enum Flood {
     HostIpWrongMac,
 }
 
-const FLOOD_SETUPS: [Kind; 3] = [
+const FLOOD_SETUPS: [Kind; 4] = [
     Kind::Macdrop("auto"),
+    Kind::MacdropInSitu,
     Kind::Empty("tc"),
     Kind::Tcpdump { promisc: true },
 ];
@@ -147,8 +154,9 @@ fn flood_lab(flood: Flood, bridge: bool) -> Result<Lab> {
     })
 }
 
-const VETH_SETUPS: [Kind; 9] = [
+const VETH_SETUPS: [Kind; 10] = [
     Kind::Macdrop("auto"),
+    Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
     Kind::Macdrop("xdp-generic"),
     Kind::Macdrop("tc"),
@@ -159,8 +167,9 @@ const VETH_SETUPS: [Kind; 9] = [
     Kind::Tcpdump { promisc: false },
 ];
 
-const BRIDGE_SETUPS: [Kind; 5] = [
+const BRIDGE_SETUPS: [Kind; 6] = [
     Kind::Macdrop("auto"),
+    Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
     Kind::Macdrop("tc"),
     Kind::Empty("xdp-generic"),
@@ -266,6 +275,9 @@ pub struct Row {
     pub ratios: Vec<f64>,
     /// The same with the wall-clock rates (at the mercy of other work).
     pub wall_ratios: Vec<f64>,
+    /// `--self-stats` rows: per program, its average ns per run in each
+    /// repetition.
+    pub in_situ: Vec<(String, Vec<f64>)>,
 }
 
 pub struct ScenarioResult {
@@ -313,6 +325,7 @@ pub fn run(s: &Settings) -> Result<Results> {
                     rates: Vec::new(),
                     ratios: Vec::new(),
                     wall_ratios: Vec::new(),
+                    in_situ: Vec::new(),
                 })
                 .collect(),
         })
@@ -329,7 +342,13 @@ pub fn run(s: &Settings) -> Result<Results> {
             for row in &mut result.rows {
                 let attached = attach(lab, row.kind, s)?;
                 let measured = measure(lab, s, window);
-                let hook = detach(attached)?;
+                let (hook, in_situ) = detach(attached)?;
+                for (prog, ns) in in_situ {
+                    match row.in_situ.iter_mut().find(|(p, _)| *p == prog) {
+                        Some((_, v)) => v.push(ns),
+                        None => row.in_situ.push((prog, vec![ns])),
+                    }
+                }
                 let rate = measured?;
                 let after = measure(lab, s, window)?;
                 result.baseline.push(after);
@@ -396,8 +415,12 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
     let pinned = |argv: &[&std::ffi::OsStr]| lab.pair.rx().command_on_cpus("1", argv);
     let timeout = Duration::from_secs(60);
     let (proc, hook) = match kind {
-        Kind::Macdrop(mode) => {
-            let cmd = pinned(&[
+        Kind::Macdrop(_) | Kind::MacdropInSitu => {
+            let (mode, stats) = match kind {
+                Kind::Macdrop(mode) => (mode, None::<&std::ffi::OsStr>),
+                _ => ("auto", Some("--self-stats".as_ref())),
+            };
+            let mut argv: Vec<&std::ffi::OsStr> = vec![
                 s.macdrop_bin.as_os_str(),
                 "watch".as_ref(),
                 "--iface".as_ref(),
@@ -408,7 +431,9 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 "1".as_ref(),
                 "--format".as_ref(),
                 "json".as_ref(),
-            ]);
+            ];
+            argv.extend(stats);
+            let cmd = pinned(&argv);
             let mut p = Proc::spawn("macdrop", cmd, false)?;
             let line = p.wait_line(false, timeout, |l| l.starts_with("macdrop: watching "))?;
             let hook = line
@@ -451,8 +476,14 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
     Ok(Attached { kind, proc, hook })
 }
 
-/// Stops what `attach` started; returns macdrop's hook.
-fn detach(a: Attached) -> Result<Option<String>> {
+/// macdrop's programs by name, each with its average ns per run.
+type InSitu = Vec<(String, f64)>;
+
+/// Stops what `attach` started; returns macdrop's hook and, with
+/// `--self-stats`, its programs' average ns per run (from its last
+/// report, the final one).
+fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
+    let mut in_situ = Vec::new();
     if let Some(mut p) = a.proc {
         let timeout = Duration::from_secs(30);
         match a.kind {
@@ -463,8 +494,23 @@ fn detach(a: Attached) -> Result<Option<String>> {
                 p.stop(timeout)?;
             }
         }
+        if let Kind::MacdropInSitu = a.kind {
+            let last = p
+                .stdout
+                .try_iter()
+                .filter_map(|l| serde_json::from_str::<Value>(&l.text).ok())
+                .filter(|v| v["self_stats"].is_object())
+                .last();
+            if let Some(stats) = last.as_ref().and_then(|v| v["self_stats"].as_object()) {
+                in_situ = stats
+                    .iter()
+                    .filter(|(_, s)| s["runs"].as_u64().is_some_and(|n| n > 0))
+                    .filter_map(|(prog, s)| Some((prog.clone(), s["avg_ns"].as_f64()?)))
+                    .collect();
+            }
+        }
     }
-    Ok(a.hook)
+    Ok((a.hook, in_situ))
 }
 
 impl Row {
@@ -564,6 +610,11 @@ impl Results {
                             "rates": rates_json(&r.rates),
                             "ratio_to_nothing": stats::json_of(&r.ratios),
                             "wall_ratio_to_nothing": stats::json_of(&r.wall_ratios),
+                            "in_situ_ns_per_run": r
+                                .in_situ
+                                .iter()
+                                .map(|(prog, ns)| (prog.clone(), stats::json_of(ns)))
+                                .collect::<serde_json::Map<_, _>>(),
                         })
                     })
                     .collect();
@@ -631,6 +682,20 @@ impl Results {
             }
             if let Some(v) = sc.auto_verdict() {
                 md += &format!("\n{v}.\n");
+            }
+            for r in sc.rows.iter().filter(|r| !r.in_situ.is_empty()) {
+                let progs: Vec<String> = r
+                    .in_situ
+                    .iter()
+                    .map(|(prog, ns)| format!("`{prog}` {} ns", stats::show(ns, 0)))
+                    .collect();
+                md += &format!(
+                    "\nIn the real path (`{}`: the kernel's run-time statistics, which add two \
+                     clock reads per run themselves; `kfree_skb` runs for every skb any \
+                     namespace drops), average ns per run: {}.\n",
+                    r.label,
+                    progs.join(", ")
+                );
             }
         }
         md
