@@ -36,13 +36,17 @@ pub const MAC_FILTER_WORDS: u32 = 1 << (MAC_FILTER_BITS - 6);
 pub const ADDR_TABLE_BITS: u32 = 13;
 /// Slots of the address table.
 pub const ADDR_TABLE_SLOTS: u32 = 1 << ADDR_TABLE_BITS;
-/// Capacity of the flow map (`FLOWS`, an LRU hash with per-CPU values):
-/// the mismatched flows of every watched interface of one namespace. When
-/// more distinct flows arrive, the kernel evicts the least recently used,
-/// so the top offenders are exact while the distinct flows fit. 4,096
-/// entries of 40-byte keys and 40-byte values per CPU: about 160 KiB per
-/// CPU, plus the entries themselves, per loaded object.
-pub const MAX_FLOWS: u32 = 4096;
+/// log2 of the buckets of the flow table (`FLOWS`, a per-CPU array of
+/// `FlowBucket`s, each `FLOW_WAYS` flows): the mismatched flows of every
+/// watched interface of one namespace, direct-mapped by `flow_bucket`.
+/// 512 buckets of 144 bytes: 72 KiB per CPU per loaded object, 1,024 flows
+/// per CPU.
+pub const FLOW_BUCKET_BITS: u32 = 9;
+/// Buckets of the flow table.
+pub const FLOW_BUCKETS: u32 = 1 << FLOW_BUCKET_BITS;
+/// Flows per bucket: a new flow takes an empty way, else the way with
+/// fewer frames (so a heavy flow keeps its place in a flood of new ones).
+pub const FLOW_WAYS: usize = 2;
 /// How many 802.1Q / 802.1ad tags the classifier walks through to reach the
 /// network header. Deeper stacks still get a MAC class, but no IP check.
 pub const MAX_VLAN_TAGS: usize = 3;
@@ -68,7 +72,7 @@ pub mod names {
     pub const COUNTERS: &str = "MACDROP_COUNTERS";
     pub const LOCAL_MACS: &str = "MACDROP_LOCAL_MACS";
     pub const LOCAL_ADDRS: &str = "MACDROP_LOCAL_ADDRS";
-    /// LRU hash of mismatched flows (`FlowKey` -> per-CPU `FlowValue`).
+    /// Per-CPU array of `FlowBucket`s: the mismatched flows.
     pub const FLOWS: &str = "MACDROP_FLOWS";
     /// Global (read-only after load) holding the inode number of the network
     /// namespace this object instance serves.
@@ -97,6 +101,10 @@ pub const EVIDENCE_SNAPLEN: usize = 128;
 /// atomic fetch operations): the bound of a host is this times its CPUs.
 pub const EVIDENCE_RATE: u64 = 1000;
 pub const EVIDENCE_BURST: u64 = 256;
+/// Frames turned away without a clock read after each one the rate bound
+/// turned away (`EvidenceCpu::skip`): far fewer than the burst, so the
+/// credit a skip lets accrue is never more than the bucket holds.
+pub const EVIDENCE_SKIP: u64 = 31;
 /// Nanoseconds of credit one frame costs.
 pub const EVIDENCE_COST_NS: u64 = 1_000_000_000 / EVIDENCE_RATE;
 /// Size of the evidence ring buffer with `--pcap` (a power of two, a
@@ -169,6 +177,12 @@ pub struct EvidenceCpu {
     pub ring_full: u64,
     /// Not captured because the frame could not be copied.
     pub copy_failed: u64,
+    /// Frames still to turn away (as rate-limited) without reading the
+    /// clock: set when the bound turns a frame away, so a flood pays the
+    /// clock read (~40 ns) once per `EVIDENCE_SKIP + 1` frames. The credit
+    /// those frames would have found still accrues (the refill is by time
+    /// elapsed), so the bound's rate is kept; only its timing coarsens.
+    pub skip: u64,
 }
 
 /// Identifies an interface host-wide: ifindex is only unique inside one
@@ -522,12 +536,14 @@ pub const FLOW_IPV4: u8 = 4;
 /// `FlowKey::family`: IPv6, all 16 bytes of `dst_ip`.
 pub const FLOW_IPV6: u8 = 6;
 
-/// Key of `FLOWS`: one flow of mismatched frames on one watched interface
-/// (its counter slot, which userspace clears the flows of before reusing
-/// it). The VLAN is the outermost tag's ID, wherever the hook finds it (at
-/// tc the kernel has already moved it into `skb->vlan_tci`); the
-/// destination IP is the one the classifier checks against the host's.
-#[repr(C)]
+/// What names a flow in `FLOWS`: one flow of mismatched frames on one
+/// watched interface (its counter slot, which userspace clears the flows of
+/// before reusing it). The VLAN is the outermost tag's ID, wherever the
+/// hook finds it (at tc the kernel has already moved it into
+/// `skb->vlan_tci`); the destination IP is the one the classifier checks
+/// against the host's. Aligned to 8 and without implicit padding, so the
+/// kernel hashes and compares it as five u64 words (`words`).
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct FlowKey {
     pub netns: u32,
@@ -543,17 +559,56 @@ pub struct FlowKey {
     pub dst_ip: [u8; 16],
 }
 
-/// Value of `FLOWS`, one copy per CPU (summed by userspace; a copy whose
-/// `frames` is 0 has seen nothing on that CPU).
+impl FlowKey {
+    /// The key as five u64 words (native byte order), for hashing and
+    /// comparing without a byte loop.
+    #[inline(always)]
+    pub fn words(&self) -> &[u64; 5] {
+        // SAFETY: repr(C, align(8)), 40 bytes, every byte a field (no
+        // implicit padding: pinned below), so it is a valid [u64; 5].
+        unsafe { &*(self as *const Self as *const [u64; 5]) }
+    }
+}
+
+/// The bucket of `FLOWS` a flow goes to: its key's words mixed by two
+/// multiplications, the top `FLOW_BUCKET_BITS` bits taken.
+#[inline(always)]
+pub fn flow_bucket(w: &[u64; 5]) -> u32 {
+    const K: u64 = 0xff51_afd7_ed55_8ccd;
+    let macs = (w[1] ^ w[2].rotate_left(29)).wrapping_mul(K);
+    let h = macs ^ w[0] ^ w[3] ^ w[4].rotate_left(32);
+    (h.wrapping_mul(FIB) >> (64 - FLOW_BUCKET_BITS)) as u32
+}
+
+/// One flow in a bucket of `FLOWS`, on one CPU. `frames == 0`: an empty
+/// way.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct FlowValue {
+pub struct FlowEntry {
+    pub key: FlowKey,
     pub frames: u64,
     /// Frame lengths as received, the outermost VLAN tag included.
     pub bytes: u64,
     /// `MISMATCH_*` bits of the frames.
     pub mismatch: u8,
-    pub _pad: [u8; 7],
+    /// 1 when the flow took its way before any flow was evicted from the
+    /// bucket on this CPU: then it was never evicted there, and its counts
+    /// hold every frame it had on this CPU. 0: it may have had a way
+    /// before, evicted with its counts (the counts are a lower bound).
+    pub exact: u8,
+    pub _pad: [u8; 6],
+}
+
+/// One bucket of `FLOWS` on one CPU: `FLOW_WAYS` flows, and what evicting
+/// flows from it lost.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowBucket {
+    pub ways: [FlowEntry; FLOW_WAYS],
+    /// Flows evicted from the bucket on this CPU to make room for another.
+    pub evictions: u64,
+    /// Their frames (counted, then no longer attributed to any flow).
+    pub evicted_frames: u64,
 }
 
 /// Defines `FrameCounters` from one list of its fields, all `u64`, and
@@ -665,7 +720,9 @@ mod pod {
     // SAFETY: see above.
     unsafe impl aya::Pod for super::FlowKey {}
     // SAFETY: see above.
-    unsafe impl aya::Pod for super::FlowValue {}
+    unsafe impl aya::Pod for super::FlowEntry {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::FlowBucket {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::EvidenceRecord {}
     // SAFETY: see above.
@@ -683,10 +740,12 @@ const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 8 * FrameCounters::FIELDS.len());
 const _: () = assert!(core::mem::size_of::<AddrSlot>() == 16);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
-const _: () = assert!(core::mem::size_of::<FlowValue>() == 24);
+const _: () = assert!(core::mem::size_of::<FlowKey>() == 4 + 4 + 6 + 6 + 2 + 1 + 1 + 16);
+const _: () = assert!(core::mem::size_of::<FlowEntry>() == 64);
+const _: () = assert!(core::mem::size_of::<FlowBucket>() == 144);
 const _: () = assert!(core::mem::size_of::<EvidenceRecord>() == 24 + EVIDENCE_DATA + 4);
 const _: () = assert!(core::mem::size_of::<EvidenceCtl>() == 16);
-const _: () = assert!(core::mem::size_of::<EvidenceCpu>() == 48);
+const _: () = assert!(core::mem::size_of::<EvidenceCpu>() == 56);
 
 #[cfg(test)]
 mod tests {

@@ -30,7 +30,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     EVIDENCE_BURST, EVIDENCE_COST_NS, EVIDENCE_HOOK_TC, EVIDENCE_HOOK_XDP, EVIDENCE_RING_BYTES,
-    EVIDENCE_SNAPLEN, EvidenceCpu, EvidenceCtl, EvidenceRecord,
+    EVIDENCE_SKIP, EVIDENCE_SNAPLEN, EvidenceCpu, EvidenceCtl, EvidenceRecord,
 };
 
 use crate::maps::netns_ino;
@@ -67,9 +67,11 @@ pub fn enabled() -> Option<*mut EvidenceCtl> {
 }
 
 /// Whether this frame may be captured: within the budget, then within the
-/// rate bound (counted when not). Returns this CPU's state to count into.
+/// rate bound (counted when not). Returns the time and this CPU's state to
+/// count into. The clock is read only for frames the bound may admit: after
+/// turning one away, the next `EVIDENCE_SKIP` are turned away unread.
 #[inline(always)]
-fn admit(ctl: *mut EvidenceCtl, now: u64) -> Option<&'static mut EvidenceCpu> {
+fn admit(ctl: *mut EvidenceCtl) -> Option<(u64, &'static mut EvidenceCpu)> {
     // SAFETY: valid map values for the whole run; `cpu` is this CPU's own.
     let (budget, taken) = unsafe { ((*ctl).budget, (*ctl).taken) };
     if taken >= budget {
@@ -77,6 +79,13 @@ fn admit(ctl: *mut EvidenceCtl, now: u64) -> Option<&'static mut EvidenceCpu> {
     }
     // SAFETY: this CPU's slot of a per-CPU array, touched by nothing else during the program run.
     let cpu = unsafe { &mut *CPU.get_ptr_mut(0)? };
+    if cpu.skip > 0 {
+        cpu.skip -= 1;
+        cpu.rate_limited += 1;
+        return None;
+    }
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
     // Token bucket in ns of credit: refill by the time elapsed, capped at
     // the burst; a frame costs EVIDENCE_COST_NS.
     let cap = EVIDENCE_BURST * EVIDENCE_COST_NS;
@@ -86,10 +95,11 @@ fn admit(ctl: *mut EvidenceCtl, now: u64) -> Option<&'static mut EvidenceCpu> {
     if credit < EVIDENCE_COST_NS {
         cpu.credit_ns = credit;
         cpu.rate_limited += 1;
+        cpu.skip = EVIDENCE_SKIP;
         return None;
     }
     cpu.credit_ns = credit - EVIDENCE_COST_NS;
-    Some(cpu)
+    Some((now, cpu))
 }
 
 /// Counts a captured frame in the budget: an atomic add whose result is
@@ -115,9 +125,7 @@ fn take(ctl: *mut EvidenceCtl, cpu: &mut EvidenceCpu) {
 fn begin(
     ctl: *mut EvidenceCtl,
 ) -> Option<(u64, &'static mut EvidenceCpu, RingBufEntry<EvidenceRecord>)> {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let cpu = admit(ctl, now)?;
+    let (now, cpu) = admit(ctl)?;
     let Some(entry) = RING.reserve::<EvidenceRecord>(0) else {
         cpu.ring_full += 1;
         return None;

@@ -13,8 +13,11 @@
 //! 4. `scale::attach_time`: attaching 1,000 ports, and one new port.
 //!
 //! `--quick` runs each part briefly, with the debug build `cargo xtask
-//! test` already made: a smoke test for CI, no thresholds asserted (the full
-//! run asserts none either; it reports each target as met or not).
+//! test` already made: a smoke test for CI, no thresholds asserted. The
+//! full run reports each target as met or not, each row with the build,
+//! kernel, CPU and load it was measured under; `--check` makes it exit
+//! non-zero when one is missed (a benchmark, not a timed test: CI does
+//! not check).
 //! Needs root. Its labs are `macdrop_tests::lab`'s, as the tests' are:
 //! namespaces named `macdrop-b-*` (`netns::BENCH_PREFIX`), removed
 //! afterwards, also when a part fails half-way.
@@ -70,6 +73,10 @@ pub struct Args {
     /// commit (parts not run keep what they had).
     #[arg(long)]
     write_docs: bool,
+    /// Exit non-zero when the run misses a target (the full run only:
+    /// with --quick nothing is checked).
+    #[arg(long)]
+    check: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -157,6 +164,12 @@ pub fn run(args: &Args) -> Result<()> {
         docs::check(&docs_path, &parts)?;
     }
 
+    if args.check && args.quick {
+        println!(
+            "xtask: bench: --check checks nothing with --quick: a smoke test's figures are not \
+             for judging targets (run without --quick to check)"
+        );
+    }
     let start = Instant::now();
     let machine = machine(profile, args.quick);
     let mut json = json!({ "machine": machine.clone() });
@@ -193,20 +206,35 @@ pub fn run(args: &Args) -> Result<()> {
         json["e2e"] = r.json();
         let mut summary = Vec::new();
         let veth = e2e::scenario(&r, "veth")?;
+        for sc in &r.scenarios {
+            let flood = sc.name.starts_with("flood");
+            let mut t = Target::at_least(
+                if flood {
+                    format!("{}, `auto`: ratio to nothing attached", sc.name)
+                } else {
+                    format!(
+                        "{}, `auto`, own traffic: ratio to nothing attached",
+                        sc.name
+                    )
+                },
+                sc.auto().map_or(f64::NAN, |a| e2e::median(&a.ratios)),
+                if flood { 0.95 } else { 0.98 },
+                "",
+            );
+            if let (true, Some(tcpdump)) = (flood, sc.best_tcpdump()) {
+                t.measured += &format!(" (tcpdump {tcpdump:.3})");
+            }
+            summary.push(t);
+        }
         if let Some(auto) = veth.auto() {
             let a = e2e::median(&auto.ratios);
-            summary.push(Target::at_least(
-                "veth, `auto`: ratio to nothing attached".into(),
-                a,
-                0.95,
-                "",
-            ));
             if let Some(t) = veth.best_tcpdump() {
                 summary.push(Target {
                     what: "veth, `auto` ahead of tcpdump (best tcpdump ratio)".into(),
                     measured: format!("{a:.3} vs {t:.3}"),
                     target: "clearly ahead".into(),
                     met: a > t + 0.05,
+                    estimate: false,
                 });
             }
         }
@@ -224,6 +252,7 @@ pub fn run(args: &Args) -> Result<()> {
                     ),
                     target: "cheapest".into(),
                     met: !verdict.contains("not confirmed"),
+                    estimate: false,
                 });
             }
         }
@@ -295,7 +324,8 @@ pub fn run(args: &Args) -> Result<()> {
     json["machine"]["load_average_end"] = json!(load_average());
     json["elapsed_s"] = json!(elapsed.as_secs_f64());
     let summary: Vec<&Target> = sections.iter().flat_map(|s| &s.targets).collect();
-    json["targets"] = Value::Array(summary.iter().map(|t| t.json()).collect());
+    let conditions = conditions(&json);
+    json["targets"] = Value::Array(summary.iter().map(|t| t.json(&conditions)).collect());
     let machine_line = machine_markdown(&machine, &json);
     let md: String = sections
         .iter()
@@ -309,7 +339,7 @@ pub fn run(args: &Args) -> Result<()> {
             ""
         },
         machine_line,
-        targets_markdown(&summary),
+        targets_markdown(&summary, &conditions),
         md
     );
     let out = crate::cmd::target_dir()?.join("bench");
@@ -333,7 +363,7 @@ pub fn run(args: &Args) -> Result<()> {
         docs::write(
             &path,
             &provenance(args.quick, &machine_line),
-            &doc_blocks(&sections),
+            &doc_blocks(&sections, &conditions),
         )?;
         println!(
             "xtask: bench: wrote {} part(s) into {}",
@@ -341,7 +371,49 @@ pub fn run(args: &Args) -> Result<()> {
             path.display()
         );
     }
+    if args.check && !args.quick {
+        check(&summary)?;
+    }
     Ok(())
+}
+
+/// `--check`: an error naming every target the run missed (a target that
+/// could not be measured counts as missed).
+fn check(targets: &[&Target]) -> Result<()> {
+    let missed: Vec<String> = targets
+        .iter()
+        .filter(|t| !t.met)
+        .map(|t| format!("{}: {} (wanted {})", t.what, t.measured, t.target))
+        .collect();
+    ensure!(
+        missed.is_empty(),
+        "bench --check: {} of {} target(s) missed: {}",
+        missed.len(),
+        targets.len(),
+        missed.join("; ")
+    );
+    println!("xtask: bench --check: all {} target(s) met", targets.len());
+    Ok(())
+}
+
+/// What every row was measured under, stated with each: the build, the
+/// kernel, the CPU and the load (at the start and the end of the run).
+fn conditions(all: &Value) -> String {
+    let m = &all["machine"];
+    format!(
+        "{} build, Linux {}, {}× {}, load {} → {}",
+        m["profile"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?"),
+        m["cpus"],
+        m["cpu"].as_str().unwrap_or("?"),
+        first_field(m["load_average_start"].as_str()),
+        first_field(m["load_average_end"].as_str()),
+    )
+}
+
+/// The 1-minute load of a load-average line.
+fn first_field(s: Option<&str>) -> &str {
+    s.and_then(|s| s.split_whitespace().next()).unwrap_or("?")
 }
 
 /// What heads every generated block of docs/performance.md: the command
@@ -361,12 +433,13 @@ fn provenance(quick: bool, machine_line: &str) -> String {
 
 /// Each part's tables for docs/performance.md: its targets, then its
 /// section of bench.md (the heading is the document's).
-fn doc_blocks(sections: &[Section]) -> Vec<docs::Block> {
+fn doc_blocks(sections: &[Section], conditions: &str) -> Vec<docs::Block> {
     sections
         .iter()
         .map(|s| {
             let targets: Vec<&Target> = s.targets.iter().collect();
-            let targets = targets_markdown(&targets).replacen("## Targets", "Targets:", 1);
+            let targets =
+                targets_markdown(&targets, conditions).replacen("## Targets", "Targets:", 1);
             docs::Block {
                 part: s.part.name(),
                 body: format!("{targets}\n{}", s.md),
@@ -379,40 +452,56 @@ fn median(v: &[f64]) -> f64 {
     stats::Stat::of(v).map_or(f64::NAN, |s| s.median)
 }
 
-/// One target of the issue and whether the run met it.
+/// One target of the issue and whether the run met it. A figure the run
+/// could not measure (NaN) misses its target.
 struct Target {
     what: String,
     measured: String,
     target: String,
     met: bool,
+    /// The figure is derived or extrapolated rather than measured as it
+    /// stands (said beside it).
+    estimate: bool,
 }
 
 impl Target {
     fn at_most(what: String, v: f64, max: f64, unit: &str) -> Self {
         Self {
             what,
-            measured: format!("{} {unit}", fmt_num(v)),
-            target: format!("≤ {} {unit}", fmt_num(max)),
+            measured: measured(v, unit),
+            target: format!("≤ {} {unit}", fmt_num(max)).trim().to_owned(),
             met: v <= max,
+            estimate: false,
         }
     }
 
     fn at_least(what: String, v: f64, min: f64, unit: &str) -> Self {
         Self {
             what,
-            measured: format!("{} {unit}", fmt_num(v)).trim().to_owned(),
+            measured: measured(v, unit),
             target: format!("≥ {} {unit}", fmt_num(min)).trim().to_owned(),
             met: v >= min,
+            estimate: false,
         }
     }
 
-    fn json(&self) -> Value {
+    fn json(&self, conditions: &str) -> Value {
         json!({
             "target": self.what,
             "measured": self.measured,
             "wanted": self.target,
             "met": self.met,
+            "estimate": self.estimate,
+            "conditions": conditions,
         })
+    }
+}
+
+fn measured(v: f64, unit: &str) -> String {
+    if v.is_nan() {
+        "not measured".into()
+    } else {
+        format!("{} {unit}", fmt_num(v)).trim().to_owned()
     }
 }
 
@@ -432,17 +521,19 @@ fn fmt_num(v: f64) -> String {
     }
 }
 
-fn targets_markdown(targets: &[&Target]) -> String {
+fn targets_markdown(targets: &[&Target], conditions: &str) -> String {
     if targets.is_empty() {
         return String::new();
     }
-    let mut md =
-        "## Targets\n\n| target | measured | wanted | met |\n|---|---|---|---|\n".to_owned();
+    let mut md = "## Targets\n\n| target | measured | wanted | met | measured under |\n\
+                  |---|---|---|---|---|\n"
+        .to_owned();
     for t in targets {
         md += &format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {}{} | {} | {} | {conditions} |\n",
             t.what,
             t.measured,
+            if t.estimate { " (estimate)" } else { "" },
             t.target,
             if t.met { "yes" } else { "**no**" }
         );
@@ -536,6 +627,16 @@ mod tests {
         );
         let t = Target::at_least("y".into(), 0.9312, 0.95, "");
         assert_eq!((t.measured.as_str(), t.met), ("0.931", false));
+        let t = Target::at_least("z".into(), f64::NAN, 0.95, "");
+        assert_eq!(
+            (t.measured.as_str(), t.met),
+            ("not measured", false),
+            "a figure not measured misses its target"
+        );
+        let t = Target::at_most("w".into(), 31.0, 30.0, "ns");
+        assert!(check(&[&t]).is_err(), "--check fails on a missed target");
+        let t = Target::at_most("w".into(), 29.0, 30.0, "ns");
+        assert!(check(&[&t]).is_ok());
         assert_eq!(fmt_num(1234.5), "1234");
         assert_eq!(fmt_num(12.34), "12.3");
         assert_eq!(fmt_num(10.0), "10");

@@ -439,9 +439,20 @@ impl CaptureMaps {
     fn prepare(&mut self, capture: Capture, run: (&Ebpf, &str, u32, &[u8])) -> anyhow::Result<()> {
         match capture {
             Capture::Off => {}
-            Capture::Captured => std::thread::sleep(std::time::Duration::from_nanos(
-                (EVIDENCE_BURST + 10) * EVIDENCE_COST_NS,
-            )),
+            Capture::Captured => {
+                // A fresh bound: nothing left to skip from a flood before
+                // (`EvidenceCpu::skip`), then a full bucket.
+                let cpus =
+                    aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+                self.cpu.set(
+                    0,
+                    aya::maps::PerCpuValues::try_from(vec![EvidenceCpu::default(); cpus])?,
+                    0,
+                )?;
+                std::thread::sleep(std::time::Duration::from_nanos(
+                    (EVIDENCE_BURST + 10) * EVIDENCE_COST_NS,
+                ));
+            }
             Capture::RateLimited => {
                 let (ebpf, prog, ifindex, frame) = run;
                 run_once(ebpf, prog, ifindex, frame, EVIDENCE_BURST as u32 + 10)?;
@@ -663,7 +674,8 @@ fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
     // The links live as long as these bindings; dropping them detaches.
     let mut _xdp_link = None;
     let mut _tc_link = None;
-    match hook {
+    // The hook really used, for the caller's label: TCX needs Linux 6.6.
+    let used = match hook {
         EmptyHook::Xdp | EmptyHook::XdpGeneric => {
             let mode = if matches!(hook, EmptyHook::Xdp) {
                 XdpMode::Driver
@@ -676,11 +688,17 @@ fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
                 p.attach(iface, mode)
                     .with_context(|| format!("attaching {EMPTY_XDP} to {iface} ({hook:?})"))?,
             );
+            if matches!(hook, EmptyHook::Xdp) {
+                "xdp-driver"
+            } else {
+                "xdp-generic"
+            }
         }
         EmptyHook::Tc => {
             let p = classifier(&mut ebpf, EMPTY_TC)?;
             p.load()?;
-            let options = if macdrop::kernel_version::running() >= (6, 6) {
+            let tcx = macdrop::kernel_version::running() >= (6, 6);
+            let options = if tcx {
                 TcAttachOptions::TcxOrder(LinkOrder::default())
             } else {
                 let _ = aya::programs::tc::qdisc_add_clsact(iface);
@@ -690,9 +708,10 @@ fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
                 p.attach_with_options(iface, TcAttachType::Ingress, options)
                     .with_context(|| format!("attaching {EMPTY_TC} to {iface}"))?,
             );
+            if tcx { "tcx" } else { "clsact" }
         }
-    }
-    writeln!(std::io::stdout(), "ready")?;
+    };
+    writeln!(std::io::stdout(), "ready {used}")?;
     std::io::stdout().flush()?;
     // Until the caller closes our stdin (or dies).
     let mut sink = Vec::new();

@@ -1,22 +1,32 @@
-//! Reads the kernel's per-flow records of mismatched frames (`FLOWS`, an
-//! LRU hash with per-CPU values) and turns them into each interface's top
-//! offenders.
+//! Reads the kernel's per-flow records of mismatched frames (`FLOWS`, a
+//! per-CPU array of buckets, `monitor-ebpf/src/flows.rs`) and turns them
+//! into each interface's top offenders, each said to be exact or a lower
+//! bound.
+//!
+//! A read is bounded whatever the traffic: the whole table in one
+//! BPF_MAP_LOOKUP_BATCH (`FLOW_BUCKETS` buckets × CPUs, a fixed size), not
+//! a syscall per flow; kernels without batch operations on arrays (before
+//! 5.6) get one lookup per bucket.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::HashMap,
+    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::{AsFd as _, AsRawFd as _},
     time::SystemTime,
 };
 
 use anyhow::Context as _;
 use aya::{
     Ebpf,
-    maps::{MapData, MapError, PerCpuHashMap},
+    maps::{IterableMap as _, MapData, PerCpuArray, PerCpuValues},
 };
-use monitor_common::{FLOW_IPV4, FLOW_IPV6, FLOW_NO_VLAN, FlowKey, FlowValue, MAX_FLOWS, names};
+use monitor_common::{
+    FLOW_BUCKETS, FLOW_IPV4, FLOW_IPV6, FLOW_NO_VLAN, FlowBucket, FlowKey, names,
+};
 
 /// One top offender: the mismatched frames of one flow received on an
-/// interface since attach (while the kernel's bounded flow map kept it).
+/// interface since attach (while the kernel's bounded flow table kept it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Flow {
     pub src_mac: Mac,
@@ -32,6 +42,10 @@ pub struct Flow {
     pub last_seen: SystemTime,
     /// `monitor_common::MISMATCH_*` bits.
     pub mismatch: u8,
+    /// Whether `frames` and `bytes` are every frame of the flow since
+    /// attach; false: a lower bound (the kernel evicted the flow from its
+    /// bucket at some point, on some CPU, to make room for another).
+    pub exact: bool,
 }
 
 impl Flow {
@@ -70,12 +84,20 @@ use crate::{
 };
 
 pub struct FlowReader {
-    map: PerCpuHashMap<MapData, FlowKey, FlowValue>,
+    map: PerCpuArray<MapData, FlowBucket>,
+    /// Possible CPUs: the copies of each bucket.
+    cpus: usize,
+    /// The table as last read: bucket `i`'s copy of CPU `c` at
+    /// `i * cpus + c`. Kept between reads, so a read allocates nothing.
+    table: Vec<FlowBucket>,
+    /// Whether the kernel takes batch lookups on the table; None before the
+    /// first read.
+    batch: Option<bool>,
     /// When each flow in the map was first read and last seen growing:
     /// the kernel keeps no time (a clock read per frame would cost more
     /// than the rest of the record), so flows are dated to the report in
-    /// which their count first appeared or grew. Bounded by the map: keys
-    /// gone from it are forgotten at each read.
+    /// which their count first appeared or grew. Bounded by the table:
+    /// keys gone from it are forgotten at each read.
     seen: HashMap<FlowKey, Seen>,
 }
 
@@ -92,64 +114,200 @@ impl FlowReader {
         let map = ebpf
             .take_map(names::FLOWS)
             .with_context(|| format!("map {} missing from the eBPF object", names::FLOWS))?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
         Ok(Self {
-            map: PerCpuHashMap::try_from(map).context("flow map has the wrong type")?,
+            map: PerCpuArray::try_from(map).context("flow map has the wrong type")?,
+            cpus,
+            table: vec![FlowBucket::default(); FLOW_BUCKETS as usize * cpus],
+            batch: None,
             seen: HashMap::new(),
         })
     }
 
-    /// Every flow in the map, by counter slot, per-CPU copies summed.
+    /// Every flow in the table, by counter slot, per-CPU copies summed.
     pub fn read(&mut self) -> anyhow::Result<HashMap<u32, Vec<Flow>>> {
+        self.fill()?;
         let now = SystemTime::now();
         let mut out: HashMap<u32, Vec<Flow>> = HashMap::new();
         let mut seen = HashMap::with_capacity(self.seen.len());
-        for key in self.keys()? {
-            let per_cpu = match self.map.get(&key, 0) {
-                Ok(v) => v,
-                // Evicted (or cleared) since the key was listed.
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e).context("cannot read a flow record"),
-            };
-            let Some(mut flow) = flow_of(&key, per_cpu.iter(), now) else {
-                continue;
-            };
-            let dated = date(self.seen.get(&key).copied(), flow.frames, now);
-            (flow.first_seen, flow.last_seen) = (dated.first, dated.last);
-            seen.insert(key, dated);
-            out.entry(key.slot).or_default().push(flow);
+        for copies in self.table.chunks(self.cpus) {
+            for (key, mut flow) in flows_of(copies, now) {
+                let dated = date(self.seen.get(&key).copied(), flow.frames, now);
+                (flow.first_seen, flow.last_seen) = (dated.first, dated.last);
+                seen.insert(key, dated);
+                out.entry(key.slot).or_default().push(flow);
+            }
         }
         self.seen = seen;
         Ok(out)
     }
 
     /// Removes the flows of `slot`: its interface is gone, and the slot
-    /// may go to another one.
+    /// may go to another one. A bucket is written back whole, every CPU's
+    /// copy: a frame another flow of the bucket counted between the read
+    /// and the write is lost (the counts stay a lower bound of the truth
+    /// only in that instant; interfaces go rarely).
     pub fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
-        for key in self.keys()?.into_iter().filter(|k| k.slot == slot) {
-            match self.map.remove(&key) {
-                Ok(()) | Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("cannot remove a flow record"),
+        self.fill()?;
+        for (i, copies) in self.table.chunks(self.cpus).enumerate() {
+            let has = |b: &FlowBucket| b.ways.iter().any(|e| e.frames != 0 && e.key.slot == slot);
+            if !copies.iter().any(has) {
+                continue;
             }
+            let cleared: Vec<FlowBucket> = copies
+                .iter()
+                .map(|b| {
+                    let mut b = *b;
+                    for e in b.ways.iter_mut().filter(|e| e.key.slot == slot) {
+                        *e = Default::default();
+                    }
+                    b
+                })
+                .collect();
+            let values = PerCpuValues::try_from(cleared).context("cannot build a flow bucket")?;
+            self.map
+                .set(i as u32, values, 0)
+                .context("cannot clear a flow record")?;
         }
         Ok(())
     }
 
-    /// The keys, each once. The kernel restarts a key walk from the first
-    /// key when the current one was evicted meanwhile, so the walk is
-    /// deduplicated and bounded rather than trusted to end.
-    fn keys(&self) -> anyhow::Result<BTreeSet<FlowKey>> {
-        let mut keys = BTreeSet::new();
-        for key in self.map.keys().take(2 * MAX_FLOWS as usize) {
-            match key {
-                Ok(k) => {
-                    keys.insert(k);
+    /// Reads the whole table into `table`: one batch lookup where the
+    /// kernel has them, else one lookup per bucket.
+    fn fill(&mut self) -> anyhow::Result<()> {
+        if self.batch != Some(false) {
+            let fd = self.map.map().fd().as_fd().as_raw_fd();
+            match lookup_batch(fd, &mut self.table) {
+                Ok(()) => {
+                    self.batch = Some(true);
+                    return Ok(());
                 }
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e).context("cannot list the flow records"),
+                // Batch operations on arrays came with Linux 5.6.
+                Err(e)
+                    if self.batch.is_none()
+                        && matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
+                        ) =>
+                {
+                    self.batch = Some(false);
+                }
+                Err(e) => return Err(e).context("cannot read the flow table"),
             }
         }
-        Ok(keys)
+        for i in 0..FLOW_BUCKETS {
+            let copies = self.map.get(&i, 0).context("cannot read a flow bucket")?;
+            let at = i as usize * self.cpus;
+            for (c, b) in copies.iter().enumerate().take(self.cpus) {
+                self.table[at + c] = *b;
+            }
+        }
+        Ok(())
     }
+}
+
+/// The kernel's ENOTSUPP (524), which libc does not name.
+const ENOTSUPP: i32 = 524;
+/// BPF_MAP_LOOKUP_BATCH (include/uapi/linux/bpf.h).
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+
+/// `union bpf_attr`'s `batch` member.
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Every bucket of the per-CPU array `fd` into `table` (FLOW_BUCKETS ×
+/// CPUs copies, each value the kernel's size: a multiple of 8), in as few
+/// BPF_MAP_LOOKUP_BATCH calls as the kernel takes (one, as a rule).
+fn lookup_batch(fd: i32, table: &mut [FlowBucket]) -> io::Result<()> {
+    const _: () = assert!(core::mem::size_of::<FlowBucket>().is_multiple_of(8));
+    let total = FLOW_BUCKETS as usize;
+    let per_bucket = table.len() / total;
+    let mut keys = vec![0u32; total];
+    let mut done = 0;
+    // The kernel's cursor: for arrays, the next index.
+    let (mut cursor, mut next) = (0u32, 0u32);
+    while done < total {
+        let mut attr = BatchAttr {
+            in_batch: if done == 0 { 0 } else { &raw mut cursor as u64 },
+            out_batch: &raw mut next as u64,
+            keys: keys[done..].as_mut_ptr() as u64,
+            values: table[done * per_bucket..].as_mut_ptr() as u64,
+            count: (total - done) as u32,
+            map_fd: fd as u32,
+            ..Default::default()
+        };
+        // SAFETY: `attr` is a valid bpf_attr prefix for
+        // BPF_MAP_LOOKUP_BATCH; its pointers are to buffers with room for
+        // `count` keys and `count` per-CPU values, which outlive the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &raw mut attr,
+                core::mem::size_of::<BatchAttr>(),
+            )
+        };
+        let err = (rc < 0).then(io::Error::last_os_error);
+        done += attr.count as usize;
+        match err {
+            None => {}
+            // The end of the array: everything was copied.
+            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
+            Some(e) => return Err(e),
+        }
+        if attr.count == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    if done < total {
+        return Err(io::Error::other(format!(
+            "the kernel returned {done} of {total} flow buckets"
+        )));
+    }
+    Ok(())
+}
+
+/// The flows of one bucket from its per-CPU copies, per-CPU counts summed,
+/// dated `now` (the reader corrects the dates). A flow is exact when no
+/// copy says otherwise: where it has a way, the way is exact; where it has
+/// none, nothing was ever evicted from the bucket (else it may have been).
+fn flows_of(copies: &[FlowBucket], now: SystemTime) -> Vec<(FlowKey, Flow)> {
+    let evicting = copies.iter().filter(|b| b.evictions > 0).count();
+    let mut out: Vec<(FlowKey, Flow, usize)> = Vec::new();
+    for b in copies {
+        for e in b.ways.iter().filter(|e| e.frames != 0) {
+            let i = match out.iter().position(|(k, _, _)| *k == e.key) {
+                Some(i) => i,
+                None => {
+                    out.push((e.key, flow_of(&e.key, now), 0));
+                    out.len() - 1
+                }
+            };
+            let (_, f, on_evicting) = &mut out[i];
+            f.frames += e.frames;
+            f.bytes += e.bytes;
+            f.mismatch |= e.mismatch;
+            f.exact &= e.exact != 0;
+            *on_evicting += usize::from(b.evictions > 0);
+        }
+    }
+    out.into_iter()
+        .map(|(k, mut f, on_evicting)| {
+            f.exact &= on_evicting == evicting;
+            (k, f)
+        })
+        .collect()
 }
 
 /// The `n` flows with the most frames (ties: the most recent first, then
@@ -188,31 +346,20 @@ fn date(before: Option<Seen>, frames: u64, now: SystemTime) -> Seen {
     }
 }
 
-/// One flow from its key and its per-CPU values, dated `now` (the reader
-/// corrects the dates); None if no CPU counted a frame (an entry created
-/// but not yet counted into).
-fn flow_of<'a>(
-    key: &FlowKey,
-    per_cpu: impl Iterator<Item = &'a FlowValue>,
-    now: SystemTime,
-) -> Option<Flow> {
-    let mut sum = FlowValue::default();
-    for v in per_cpu.filter(|v| v.frames > 0) {
-        sum.frames += v.frames;
-        sum.bytes += v.bytes;
-        sum.mismatch |= v.mismatch;
-    }
-    (sum.frames > 0).then(|| Flow {
+/// A flow of `key` with nothing counted yet, dated `now`.
+fn flow_of(key: &FlowKey, now: SystemTime) -> Flow {
+    Flow {
         src_mac: Mac(key.src_mac),
         dst_mac: Mac(key.dst_mac),
         vlan: (key.vlan != FLOW_NO_VLAN).then_some(key.vlan),
         dst_ip: dst_ip(key),
-        frames: sum.frames,
-        bytes: sum.bytes,
+        frames: 0,
+        bytes: 0,
         first_seen: now,
         last_seen: now,
-        mismatch: sum.mismatch,
-    })
+        mismatch: 0,
+        exact: true,
+    }
 }
 
 fn dst_ip(key: &FlowKey) -> Option<IpAddr> {
@@ -230,7 +377,7 @@ fn dst_ip(key: &FlowKey) -> Option<IpAddr> {
 mod tests {
     use std::time::Duration;
 
-    use monitor_common::{FLOW_NO_IP, MISMATCH_HOST_IP, MISMATCH_STALE};
+    use monitor_common::{FLOW_NO_IP, FlowEntry, MISMATCH_HOST_IP, MISMATCH_STALE};
 
     use super::*;
 
@@ -247,31 +394,84 @@ mod tests {
         }
     }
 
-    #[test]
-    fn per_cpu_copies_are_summed_and_idle_cpus_ignored() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
-        let mut ip = [0; 16];
-        ip[..4].copy_from_slice(&[192, 0, 2, 1]);
-        let cpu = |frames, mismatch| FlowValue {
+    fn entry(key: FlowKey, frames: u64, mismatch: u8, exact: bool) -> FlowEntry {
+        FlowEntry {
+            key,
             frames,
             bytes: frames * 60,
             mismatch,
-            _pad: [0; 7],
-        };
-        let values = [cpu(3, MISMATCH_HOST_IP), cpu(0, 0), cpu(2, MISMATCH_STALE)];
-        let f = flow_of(&key(FLOW_IPV4, ip, 10), values.iter(), now).unwrap();
+            exact: u8::from(exact),
+            _pad: [0; 6],
+        }
+    }
+
+    fn bucket(ways: [FlowEntry; 2], evictions: u64) -> FlowBucket {
+        FlowBucket {
+            ways,
+            evictions,
+            evicted_frames: evictions * 3,
+        }
+    }
+
+    #[test]
+    fn per_cpu_copies_are_summed_and_empty_ways_ignored() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let mut ip = [0; 16];
+        ip[..4].copy_from_slice(&[192, 0, 2, 1]);
+        let a = key(FLOW_IPV4, ip, 10);
+        let b = key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN);
+        let empty = FlowEntry::default();
+        let copies = [
+            bucket([entry(a, 3, MISMATCH_HOST_IP, true), empty], 0),
+            bucket([empty, empty], 0),
+            bucket(
+                [
+                    entry(b, 1, MISMATCH_STALE, true),
+                    entry(a, 2, MISMATCH_STALE, true),
+                ],
+                0,
+            ),
+        ];
+        let flows = flows_of(&copies, now);
+        assert_eq!(flows.len(), 2);
+        let (_, f) = flows.iter().find(|(k, _)| *k == a).unwrap();
         assert_eq!((f.frames, f.bytes), (5, 300));
         assert_eq!(f.mismatch, MISMATCH_HOST_IP | MISMATCH_STALE);
         assert_eq!(f.dst_ip, Some("192.0.2.1".parse().unwrap()));
         assert_eq!(f.vlan, Some(10));
-        let none = flow_of(
-            &key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN),
-            values[1..2].iter(),
-            now,
-        );
-        assert_eq!(none, None, "no frame counted: no flow");
-        let f = flow_of(&key(FLOW_NO_IP, [0; 16], FLOW_NO_VLAN), values.iter(), now).unwrap();
-        assert_eq!((f.vlan, f.dst_ip), (None, None));
+        assert!(f.exact, "nothing evicted anywhere: exact");
+        let (_, f) = flows.iter().find(|(k, _)| *k == b).unwrap();
+        assert_eq!((f.vlan, f.dst_ip, f.frames), (None, None, 1));
+    }
+
+    #[test]
+    fn a_flow_is_exact_only_where_no_eviction_could_have_hidden_frames() {
+        let now = SystemTime::UNIX_EPOCH;
+        let a = key(FLOW_NO_IP, [0; 16], 1);
+        let b = key(FLOW_NO_IP, [0; 16], 2);
+        let c = key(FLOW_NO_IP, [0; 16], 3);
+        let exact = |copies: &[FlowBucket], k: FlowKey| {
+            flows_of(copies, now)
+                .into_iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, f)| f.exact)
+                .unwrap()
+        };
+        // CPU 1 evicted something; `a` holds a way there that it took
+        // before the eviction: exact on both CPUs.
+        let copies = [
+            bucket([entry(a, 4, 1, true), FlowEntry::default()], 0),
+            bucket([entry(a, 9, 1, true), entry(b, 1, 1, false)], 1),
+        ];
+        assert!(exact(&copies, a));
+        assert!(!exact(&copies, b), "took its way after an eviction");
+        // `c` has no way on CPU 1, where flows were evicted: it may have
+        // been one of them.
+        let copies = [
+            bucket([entry(c, 4, 1, true), FlowEntry::default()], 0),
+            bucket([entry(a, 9, 1, true), entry(b, 1, 1, false)], 1),
+        ];
+        assert!(!exact(&copies, c));
     }
 
     #[test]
@@ -308,6 +508,7 @@ mod tests {
             first_seen: at(0),
             last_seen: at(seen),
             mismatch: MISMATCH_HOST_IP,
+            exact: true,
         };
         let flows = vec![flow(1, 5, 1), flow(2, 9, 1), flow(3, 5, 2), flow(4, 1, 9)];
         let srcs = |fs: Vec<Flow>| fs.iter().map(|f| f.src_mac.0[5]).collect::<Vec<_>>();

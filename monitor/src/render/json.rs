@@ -111,6 +111,9 @@ struct FlowJson {
     dst_ip: Option<String>,
     frames: u64,
     bytes: u64,
+    /// Whether `frames` and `bytes` are every frame since attach; false:
+    /// a lower bound (the kernel's bounded table evicted the flow once).
+    exact: bool,
     first_seen: String,
     last_seen: String,
     /// "foreign_unicast", "host_ip_wrong_mac", "stale_mac".
@@ -125,6 +128,7 @@ fn flow(f: &Flow) -> FlowJson {
         dst_ip: f.dst_ip.map(|ip| ip.to_string()),
         frames: f.frames,
         bytes: f.bytes,
+        exact: f.exact,
         first_seen: humantime::format_rfc3339_millis(f.first_seen).to_string(),
         last_seen: humantime::format_rfc3339_millis(f.last_seen).to_string(),
         reasons: f.reasons(),
@@ -463,6 +467,7 @@ mod tests {
                 first_seen: at,
                 last_seen: at + Duration::from_secs(2),
                 mismatch: monitor_common::MISMATCH_FOREIGN | monitor_common::MISMATCH_HOST_IP,
+                exact: true,
             },
             Flow {
                 src_mac: Mac([2, 0, 0, 0, 0x0c, 2]),
@@ -474,6 +479,7 @@ mod tests {
                 first_seen: at,
                 last_seen: at,
                 mismatch: monitor_common::MISMATCH_STALE,
+                exact: false,
             },
         ]);
         let v: serde_json::Value = serde_json::from_str(&render(&w)).unwrap();
@@ -482,12 +488,13 @@ mod tests {
             f[0],
             serde_json::json!({
                 "src_mac": "02:00:00:00:0c:01", "dst_mac": "00:50:56:00:00:01", "vlan": 10,
-                "dst_ip": "2001:db8::1", "frames": 7, "bytes": 700,
+                "dst_ip": "2001:db8::1", "frames": 7, "bytes": 700, "exact": true,
                 "first_seen": "2001-09-09T01:46:40.000Z", "last_seen": "2001-09-09T01:46:42.000Z",
                 "reasons": ["foreign_unicast", "host_ip_wrong_mac"],
             })
         );
         assert!(f[1]["vlan"].is_null() && f[1]["dst_ip"].is_null());
         assert_eq!(f[1]["reasons"], serde_json::json!(["stale_mac"]));
+        assert_eq!(f[1]["exact"], false, "a lower bound says so");
     }
 }

@@ -118,7 +118,7 @@ fn offenders(out: &mut String, world: &World, name_width: usize, numbers: Number
     );
     let frames_width = with_flows
         .iter()
-        .flat_map(|(_, fs)| fs.iter().map(|f| numbers.count(f.frames).len()))
+        .flat_map(|(_, fs)| fs.iter().map(|f| frames_shown(f, numbers).chars().count()))
         .max()
         .unwrap_or(1);
     for (i, flows) in with_flows {
@@ -127,12 +127,19 @@ fn offenders(out: &mut String, world: &World, name_width: usize, numbers: Number
                 out,
                 "  {:<name_width$}  {:>frames_width$}  {}  [{}]",
                 i.name,
-                numbers.count(f.frames),
+                frames_shown(f, numbers),
                 f.describe(),
                 f.reasons().join(", ")
             );
         }
     }
+}
+/// A flow's frames as the table shows them: a count the kernel kept
+/// exactly as is, a lower bound (the flow took an evicted flow's slot)
+/// as "≥N".
+fn frames_shown(f: &crate::kernel::flows::Flow, numbers: Numbers) -> String {
+    let n = numbers.count(f.frames);
+    if f.exact { n } else { format!("≥{n}") }
 }
 
 /// The report as text, its counts and rates written as `numbers` says.
@@ -336,6 +343,7 @@ mod tests {
             first_seen: SystemTime::UNIX_EPOCH,
             last_seen: SystemTime::UNIX_EPOCH,
             mismatch: monitor_common::MISMATCH_HOST_IP,
+            exact: true,
         };
         p1.flows = Some(vec![
             flow([0, 0x50, 0x56, 0xaa, 0xbb, 0xcc], Some(10), 10),

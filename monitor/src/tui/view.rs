@@ -773,6 +773,7 @@ mod tests {
             first_seen: SystemTime::UNIX_EPOCH,
             last_seen: SystemTime::UNIX_EPOCH,
             mismatch: monitor_common::MISMATCH_HOST_IP,
+            exact: true,
         };
         let mut world_lab = lab();
         world_lab[1].flows = Some((1..=5).rev().map(|n| flow(n, u64::from(n))).collect());

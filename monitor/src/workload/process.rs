@@ -39,22 +39,37 @@ pub fn scan() -> BTreeMap<u64, Owner> {
 }
 
 fn scan_in(proc: &Path) -> BTreeMap<u64, Owner> {
-    let pids = pids(proc);
     let mut out: BTreeMap<u64, Owner> = BTreeMap::new();
-    for pid in pids {
-        let dir = proc.join(pid.to_string());
-        // stat follows the ns link to the namespace's own inode (what
-        // `lsns` and macdrop's `netns` show); reading another process's
-        // needs CAP_SYS_PTRACE, which macdrop keeps.
-        let Ok(inode) = std::fs::metadata(dir.join("ns/net")).map(|m| m.ino()) else {
-            continue;
-        };
+    for (pid, dir, inode) in namespaces_of_pids(proc) {
         if out.contains_key(&inode) {
             continue;
         }
         out.insert(inode, owner(&dir, pid));
     }
     out
+}
+
+/// The network namespaces some process lives in, by inode: what `scan`
+/// finds, without reading any process's command or cgroup. The resolver's
+/// cheap check of whether a namespace came or went since its last scan.
+pub fn namespaces() -> std::collections::BTreeSet<u64> {
+    namespaces_of_pids(Path::new("/proc"))
+        .map(|(_, _, inode)| inode)
+        .collect()
+}
+
+/// Each process under `proc` (lowest PID first) with its directory and
+/// its network namespace's inode; processes that exit meanwhile, or whose
+/// namespace cannot be read, are left out.
+fn namespaces_of_pids(proc: &Path) -> impl Iterator<Item = (u32, std::path::PathBuf, u64)> {
+    pids(proc).into_iter().filter_map(move |pid| {
+        let dir = proc.join(pid.to_string());
+        // stat follows the ns link to the namespace's own inode (what
+        // `lsns` and macdrop's `netns` show); reading another process's
+        // needs CAP_SYS_PTRACE, which macdrop keeps.
+        let inode = std::fs::metadata(dir.join("ns/net")).ok()?.ino();
+        Some((pid, dir, inode))
+    })
 }
 
 /// Every PID under `proc`, lowest first.

@@ -5,11 +5,19 @@
 //!
 //! When it works: as soon as the ports wanted change (a port came or
 //! went) or the Docker Engine or Podman reports a container starting or
-//! stopping (`events`), and again every `RETRY` while a port has no answer (a
-//! container's process may start after its veth) or every `REFRESH`
-//! regardless (a container replaced, the Engine stopped or back); never
-//! more often than `MIN_GAP`, which bounds its cost (a /proc scan and a
-//! few calls to the Engine) under churn. Answers are kept by (watching
+//! stopping (`events`); then it looks again while a port has no answer (a
+//! container's process may start after its veth), first after `RETRY`
+//! and backing off to every `REFRESH`, and every `REFRESH` regardless (a
+//! container replaced, the Engine stopped or back); never more often than
+//! `MIN_GAP`, which bounds its cost under churn. A look that is not asked
+//! for by a change first lists the namespaces processes live in (a stat
+//! per process) and does the whole pass (the /proc scan, an RTM_GETNSID
+//! per namespace, the runtimes) only when that list changed since the last
+//! pass: a port whose peer namespace no process lives in (a bridge's 1,000
+//! veth peers in a bare namespace) stays unanswered at the cost of that
+//! listing, not of a pass (`Schedule`). A runtime whose namespaces
+//! processes do not show (the CRI's pods) is asked at every look while it
+//! answers. Answers are kept by (watching
 //! namespace, ifindex) while the port is wanted with the same peer
 //! namespace: a port that goes keeps its last one in the report (the
 //! session's copy), and the thread forgets it, so its memory is bounded
@@ -83,10 +91,10 @@ impl Sockets {
 }
 
 const MIN_GAP: Duration = Duration::from_millis(250);
+/// The first retry of unanswered ports after a change; each retry doubles
+/// the wait, up to `REFRESH`.
 const RETRY: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(5);
-/// How long after a change unanswered ports are retried every `RETRY`.
-const RETRY_WINDOW: Duration = Duration::from_secs(30);
 /// Bound on one RTM_GETNSID round trip.
 const NSID_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -353,38 +361,19 @@ impl Worker {
     }
 
     fn run(mut self) {
-        let mut last: Option<Instant> = None;
-        let mut changed_at = Instant::now();
-        let mut dirty = false;
-        let mut unresolved = false;
+        let mut schedule = Schedule::default();
         loop {
-            // Unanswered ports are retried quickly for a while after a
-            // change (a process joining its namespace late), then only
-            // with the refresh: a namespace nobody lives in stays so.
-            let eager = unresolved && changed_at.elapsed() < RETRY_WINDOW;
-            let wait = match last {
-                None => Duration::from_secs(3600),
-                Some(at) => {
-                    let period = if dirty || eager { RETRY } else { REFRESH };
-                    (at + period.max(MIN_GAP)).saturating_duration_since(Instant::now())
-                }
-            };
-            match self.rx.recv_timeout(wait) {
+            match self.rx.recv_timeout(schedule.wait(Instant::now())) {
                 Ok(m) => {
-                    let changed = self.take(m);
-                    dirty |= changed;
-                    if changed {
-                        changed_at = Instant::now();
-                    }
+                    let mut changed = self.take(m);
                     // Everything already queued, before working.
                     while let Ok(m) = self.rx.try_recv() {
-                        if self.take(m) {
-                            dirty = true;
-                            changed_at = Instant::now();
-                        }
+                        changed |= self.take(m);
                     }
-                    let due = last.is_none_or(|at| at.elapsed() >= MIN_GAP);
-                    if !(dirty && due) {
+                    if changed {
+                        schedule.changed();
+                    }
+                    if !schedule.due_on_change(Instant::now()) {
                         continue;
                     }
                 }
@@ -392,15 +381,24 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             if self.wanted.values().all(|(_, peers)| peers.is_empty()) {
-                dirty = false;
-                unresolved = false;
-                last = Some(Instant::now());
+                schedule.passed(Instant::now(), false, None);
                 continue;
             }
-            unresolved = self.resolve();
-            dirty = false;
-            last = Some(Instant::now());
+            if !schedule.needs_pass(Instant::now(), process::namespaces(), self.cri_up()) {
+                continue;
+            }
+            let (unresolved, world) = self.resolve();
+            schedule.passed(Instant::now(), unresolved, Some(world));
         }
+    }
+
+    /// Whether a runtime that names namespaces no process shows (the CRI's
+    /// pods, which send no events) answered last time: then only asking
+    /// it tells whether something changed.
+    fn cri_up(&self) -> bool {
+        self.engines
+            .iter()
+            .any(|e| matches!(e.source, Source::Cri(_)) && e.up == Some(true))
     }
 
     /// Takes one message; whether the ports wanted, or what owns them,
@@ -434,8 +432,9 @@ impl Worker {
     }
 
     /// One pass over every wanted port; whether some port stayed without
-    /// an answer.
-    fn resolve(&mut self) -> bool {
+    /// an answer, and the namespaces processes live in (as
+    /// `process::namespaces` lists them).
+    fn resolve(&mut self) -> (bool, BTreeSet<u64>) {
         let owners = process::scan();
         let mut notes = Vec::new();
         let mut containers: HashMap<u64, Workload> = HashMap::new();
@@ -492,7 +491,7 @@ impl Worker {
         }
         let mut shared = self.lock();
         shared.by_port.extend(answers);
-        unresolved
+        (unresolved, owners.into_keys().collect())
     }
 
     /// The namespaces (by inode) of the ids wanted in `netns`: one
@@ -551,6 +550,83 @@ impl Worker {
     }
 }
 
+/// When the worker looks at the wanted ports again, and whether a look
+/// needs the whole pass. Its own type so that the policy is tested with a
+/// clock of the test's.
+#[derive(Default)]
+struct Schedule {
+    /// The last look (a pass or a listing that found nothing new); None
+    /// before the first: nothing is wanted yet.
+    last: Option<Instant>,
+    /// The ports wanted, or what owns them, may have changed.
+    dirty: bool,
+    /// Some port had no answer after the last pass.
+    unresolved: bool,
+    /// Looks since the last change: unanswered ports are retried after
+    /// `RETRY`, then after twice as long at each look, up to `REFRESH`.
+    retries: u32,
+    /// The namespaces processes lived in at the last pass.
+    world: Option<BTreeSet<u64>>,
+    /// Whole passes and listings, for the tests.
+    passes: u64,
+    listings: u64,
+}
+
+impl Schedule {
+    /// How long to wait for a message before looking again.
+    fn wait(&self, now: Instant) -> Duration {
+        let Some(at) = self.last else {
+            return Duration::from_secs(3600);
+        };
+        let period = if self.dirty {
+            RETRY
+        } else if self.unresolved {
+            (RETRY * 2u32.pow(self.retries.min(8))).min(REFRESH)
+        } else {
+            REFRESH
+        };
+        (at + period.max(MIN_GAP)).saturating_duration_since(now)
+    }
+
+    /// A message changed the ports wanted or said a container changed.
+    fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    /// After a message: whether to look now (a change, and `MIN_GAP`
+    /// since the last look), else wait on.
+    fn due_on_change(&self, now: Instant) -> bool {
+        self.dirty && self.last.is_none_or(|at| now.duration_since(at) >= MIN_GAP)
+    }
+
+    /// Whether this look needs the whole pass: after a change, when the
+    /// namespaces processes live in (`world`) are not those of the last
+    /// pass, or when `always` (a runtime only asking tells about). Else the
+    /// look is over: the last pass's answers, and its lack of them, stand.
+    fn needs_pass(&mut self, now: Instant, world: BTreeSet<u64>, always: bool) -> bool {
+        if self.dirty || always || self.world.as_ref() != Some(&world) {
+            return true;
+        }
+        self.listings += 1;
+        self.looked(now);
+        false
+    }
+
+    /// A pass ended (`world`: None when there was nothing to look for).
+    fn passed(&mut self, now: Instant, unresolved: bool, world: Option<BTreeSet<u64>>) {
+        self.passes += u64::from(world.is_some());
+        self.world = world;
+        self.unresolved = unresolved;
+        self.looked(now);
+        self.dirty = false;
+    }
+
+    fn looked(&mut self, now: Instant) {
+        self.last = Some(now);
+        self.retries = if self.dirty { 0 } else { self.retries + 1 };
+    }
+}
+
 /// The answers and notes. Every change to them is one call, so a thread
 /// that panicked holding the lock left none half made: a poisoned lock is
 /// taken as it is.
@@ -580,6 +656,69 @@ mod tests {
         let new = BTreeMap::from([(3, n(0)), (5, n(7)), (6, n(1)), (7, tap("vm1"))]);
         let kept: Vec<u32> = (3..=7).filter(|&i| still_answered(&old, &new, i)).collect();
         assert_eq!(kept, [3]);
+    }
+
+    /// Looks over `secs` seconds of reports (each sends the same ports)
+    /// with the namespaces `world(t)` at each look; (passes, listings).
+    fn simulate(secs: u64, world: impl Fn(Duration) -> BTreeSet<u64>) -> (u64, u64) {
+        let t0 = Instant::now();
+        let mut s = Schedule::default();
+        // The first message: the ports, unanswerable (their peer
+        // namespace has no process).
+        s.changed();
+        assert!(s.due_on_change(t0));
+        s.passed(t0, true, Some(world(Duration::ZERO)));
+        let mut now = t0;
+        while now < t0 + Duration::from_secs(secs) {
+            // A report a second sends the same ports: no change, and not
+            // due; the worker looks when its wait runs out.
+            let wake = now + s.wait(now);
+            now = wake;
+            if s.needs_pass(now, world(now - t0), false) {
+                s.passed(now, true, Some(world(now - t0)));
+            }
+        }
+        (s.passes, s.listings)
+    }
+
+    #[test]
+    fn unanswerable_ports_cost_one_pass_until_a_namespace_comes() {
+        let same = |_| BTreeSet::from([1, 2, 3]);
+        let (passes, listings) = simulate(120, same);
+        // Measured before: a pass every second for 30 s, then every 5 s
+        // (42 passes in 2 minutes, each a /proc scan, an RTM_GETNSID per
+        // namespace and the runtimes).
+        assert_eq!(passes, 1, "no namespace came: the first pass stands");
+        // Backing off 1, 2, 4, then every 5 s: bounded listings.
+        assert!(
+            (20..=30).contains(&listings),
+            "{listings} listings in 120 s"
+        );
+        // A process starting in a new namespace after 10 s: one pass more.
+        let later = |t: Duration| {
+            let mut w = BTreeSet::from([1, 2, 3]);
+            if t >= Duration::from_secs(10) {
+                w.insert(4);
+            }
+            w
+        };
+        assert_eq!(simulate(120, later).0, 2);
+    }
+
+    #[test]
+    fn a_change_or_a_runtime_without_events_always_passes() {
+        let t0 = Instant::now();
+        let world = BTreeSet::from([1]);
+        let mut s = Schedule::default();
+        s.passed(t0, true, Some(world.clone()));
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(s.needs_pass(t1, world.clone(), true), "the CRI is asked");
+        s.changed();
+        assert!(s.due_on_change(t1));
+        assert!(s.needs_pass(t1, world.clone(), false), "a change: a pass");
+        s.passed(t1, false, Some(world.clone()));
+        assert!(!s.due_on_change(t1), "nothing changed since");
+        assert_eq!(s.wait(t1), REFRESH, "all answered: the refresh");
     }
 
     #[test]

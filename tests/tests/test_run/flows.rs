@@ -224,3 +224,64 @@ fn no_flow_records_when_disabled() {
     dev.run(|| h.run(&eth(FOREIGN, &[Q], 0x86dd, &ipv6("2001:db8::1"))));
     assert_eq!(h.records(), []);
 }
+
+/// A flood of distinct flows, more than the kernel's table holds, with one
+/// heavy flow among them: the class counters stay exact, every count said
+/// to be exact is exactly what was sent, every other one is no more (a
+/// lower bound, as documented), some are said to be lower bounds (the
+/// table overflowed), and the heavy flow keeps its place at the top.
+#[test]
+fn a_flood_of_distinct_flows_keeps_the_counts_truthful() {
+    use monitor_common::{FLOW_BUCKETS, FLOW_WAYS};
+    let mut h = Harness::new(Scenario::PortOfBridgeWithoutOwnMac);
+    let base = eth(FOREIGN, &[], 0x0800, &ipv4(HOST));
+    let with_src = |i: u32| {
+        let mut f = base.clone();
+        let [_, b, c, d] = i.to_be_bytes();
+        f[6..12].copy_from_slice(&[0x02, 0, 0xf0, b, c, d]);
+        f
+    };
+    let heavy = with_src(0xff_ffff);
+    let distinct = 4 * FLOW_BUCKETS * FLOW_WAYS as u32;
+    let mut counted = 0;
+    let mut heavy_sent = 0u64;
+    for i in 0..distinct {
+        counted += h.run(&with_src(i)).host_ip_wrong_mac;
+        if i % 16 == 0 {
+            counted += h.run(&heavy).host_ip_wrong_mac;
+            heavy_sent += 1;
+        }
+    }
+    assert_eq!(
+        counted,
+        u64::from(distinct) + heavy_sent,
+        "class counters exact"
+    );
+    let flows: Vec<_> = h.flows.read().unwrap().into_values().flatten().collect();
+    let sent = |f: &macdrop::model::Flow| {
+        if f.src_mac.0 == heavy[6..12] {
+            heavy_sent
+        } else {
+            1
+        }
+    };
+    for f in &flows {
+        if f.exact {
+            assert_eq!(f.frames, sent(f), "a count said to be exact: {f:?}");
+        } else {
+            assert!(f.frames <= sent(f), "a lower bound above the truth: {f:?}");
+        }
+    }
+    assert!(
+        flows.iter().any(|f| !f.exact),
+        "{} flows through a table of {} per CPU, none said to be a lower bound",
+        distinct,
+        FLOW_BUCKETS as usize * FLOW_WAYS
+    );
+    let top = macdrop::kernel::flows::top(flows, 1);
+    assert_eq!(
+        top[0].src_mac.0,
+        heavy[6..12],
+        "the heavy flow stays on top: {top:?}"
+    );
+}

@@ -3,6 +3,12 @@
 //! each `--attach` mode, an empty program on each hook, and tcpdump. Every
 //! setup is measured between two measurements with nothing attached
 //! (A B A B ... A) and reported as a ratio to their mean.
+//!
+//! The flood scenarios send what macdrop exists for at the sender's full
+//! rate: every frame mismatched (foreign unicast, or the receiver's IP
+//! under a MAC nobody has), into a standalone veth and into a bridge port.
+//! Nothing is received there (the stack drops the frames as for another
+//! host), so their rate is the frames sent per CPU-second of the path.
 
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
@@ -29,6 +35,11 @@ use super::{
 enum Kind {
     /// `macdrop watch --iface IF --attach MODE`.
     Macdrop(&'static str),
+    /// The same with `--self-stats`: the kernel's run-time statistics of
+    /// each of macdrop's programs in the real path (cache misses and all),
+    /// which cost two clock reads per run themselves, so the ratio of this
+    /// row is not `auto`'s.
+    MacdropInSitu,
     /// `macdrop-bench attach-empty --hook HOOK`.
     Empty(&'static str),
     /// `tcpdump -i IF -w /dev/null`, with `-p` if false.
@@ -39,9 +50,10 @@ impl Kind {
     fn label(self) -> String {
         match self {
             Kind::Macdrop(mode) => format!("macdrop --attach {mode}"),
+            Kind::MacdropInSitu => "macdrop --attach auto --self-stats".into(),
             Kind::Empty("xdp") => "empty XDP program (driver)".into(),
             Kind::Empty("xdp-generic") => "empty XDP program (generic)".into(),
-            Kind::Empty(_) => "empty tc program (TCX)".into(),
+            Kind::Empty(_) => "empty tc program".into(),
             Kind::Tcpdump { promisc: true } => "tcpdump -w /dev/null".into(),
             Kind::Tcpdump { promisc: false } => "tcpdump -p -w /dev/null".into(),
         }
@@ -56,17 +68,95 @@ struct Lab {
     pair: PairLab,
     dst: SocketAddrV4,
     setups: Vec<Kind>,
+    /// Where the hooks go when not on the interface holding the address
+    /// (a bridge's port).
+    hooks_on: Option<&'static str>,
+    /// Every frame mismatched: the rate is of frames sent.
+    flood: bool,
 }
 
 impl Lab {
-    /// Where the hooks go: the receiving veth, or the bridge over it.
+    /// Where the hooks go: the receiving veth, the bridge over it, or its
+    /// port.
     fn iface(&self) -> &str {
-        self.pair.receiving()
+        self.hooks_on.unwrap_or(self.pair.receiving())
     }
 }
 
-const VETH_SETUPS: [Kind; 9] = [
+/// What a flood scenario's frames are.
+#[derive(Clone, Copy)]
+enum Flood {
+    /// To an address of the subnet that nobody has, under a MAC nobody has.
+    Foreign,
+    /// To the receiver's address, under a MAC nobody has.
+    HostIpWrongMac,
+}
+
+const FLOOD_SETUPS: [Kind; 4] = [
     Kind::Macdrop("auto"),
+    Kind::MacdropInSitu,
+    Kind::Empty("tc"),
+    Kind::Tcpdump { promisc: true },
+];
+
+/// A MAC nobody in the labs has.
+const NOBODY: [u8; 6] = [0x02, 0, 0, 0, 0x0d, 0x99];
+
+/// A pair lab whose sender's neighbour entry sends every frame under
+/// `NOBODY`'s MAC: into the standalone veth (`bridge` false) or into a port
+/// of a bridge, hooks on the port.
+fn flood_lab(flood: Flood, bridge: bool) -> Result<Lab> {
+    let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
+    let pair = s0_r0_pair(0x0d, rx_ipv4, bridge)?;
+    let (dst, what, class) = match flood {
+        Flood::Foreign => (
+            Ipv4Addr::new(198, 51, 100, 99),
+            "another address",
+            "foreign",
+        ),
+        Flood::HostIpWrongMac => (rx_ipv4, "the receiver's address", "host_ip_wrong_mac"),
+    };
+    let nobody = NOBODY.map(|b| format!("{b:02x}")).join(":");
+    pair.tx().exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        &dst.to_string(),
+        "lladdr",
+        &nobody,
+        "dev",
+        "s0",
+        "nud",
+        "permanent",
+    ])?;
+    let (name, into) = match (flood, bridge) {
+        (Flood::Foreign, false) => ("flood foreign, veth", "the standalone veth `r0`"),
+        (Flood::HostIpWrongMac, false) => {
+            ("flood host_ip_wrong_mac, veth", "the standalone veth `r0`")
+        }
+        (Flood::Foreign, true) => ("flood foreign, bridge port", "`r0`, a port of `br0`"),
+        (Flood::HostIpWrongMac, true) => (
+            "flood host_ip_wrong_mac, bridge port",
+            "`r0`, a port of `br0`",
+        ),
+    };
+    Ok(Lab {
+        name,
+        description: format!(
+            "every frame {class}: UDP to {what} under a MAC nobody has, into {into}, hooks on \
+             `r0`; nothing is received, so the rate is of frames sent"
+        ),
+        pair,
+        dst: SocketAddrV4::new(dst, 9000),
+        setups: FLOOD_SETUPS.to_vec(),
+        hooks_on: Some("r0"),
+        flood: true,
+    })
+}
+
+const VETH_SETUPS: [Kind; 10] = [
+    Kind::Macdrop("auto"),
+    Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
     Kind::Macdrop("xdp-generic"),
     Kind::Macdrop("tc"),
@@ -77,8 +167,9 @@ const VETH_SETUPS: [Kind; 9] = [
     Kind::Tcpdump { promisc: false },
 ];
 
-const BRIDGE_SETUPS: [Kind; 5] = [
+const BRIDGE_SETUPS: [Kind; 6] = [
     Kind::Macdrop("auto"),
+    Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
     Kind::Macdrop("tc"),
     Kind::Empty("xdp-generic"),
@@ -93,26 +184,36 @@ fn namespaces() -> Result<(NetNs, NetNs)> {
     ))
 }
 
-fn veth_lab() -> Result<Lab> {
+/// `s0` (sender) and `r0` (receiver, `rx_ipv4`, or a port of `br0`
+/// holding it), their MACs 02:00:00:00:`id`:01, :02 and :0b, in the
+/// bench's own namespaces.
+fn s0_r0_pair(id: u8, rx_ipv4: Ipv4Addr, bridge: bool) -> Result<PairLab> {
     let (tx, rx) = namespaces()?;
-    let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
-    let pair = PairLab::new(
+    PairLab::new(
         tx,
         rx,
         &PairOptions {
             tx: Iface {
                 name: "s0",
-                mac: [0x02, 0, 0, 0, 0x0e, 0x01],
+                mac: [0x02, 0, 0, 0, id, 0x01],
             },
             tx_ipv4: Ipv4Addr::new(198, 51, 100, 1),
             rx: Iface {
                 name: "r0",
-                mac: [0x02, 0, 0, 0, 0x0e, 0x02],
+                mac: [0x02, 0, 0, 0, id, 0x02],
             },
-            rx_bridge: None,
+            rx_bridge: bridge.then_some(Iface {
+                name: "br0",
+                mac: [0x02, 0, 0, 0, id, 0x0b],
+            }),
             rx_ipv4,
         },
-    )?;
+    )
+}
+
+fn veth_lab() -> Result<Lab> {
+    let rx_ipv4 = Ipv4Addr::new(198, 51, 100, 2);
+    let pair = s0_r0_pair(0x0e, rx_ipv4, false)?;
     Ok(Lab {
         name: "veth",
         description: "UDP to the receiver's address through a veth pair; hooks on the receiving \
@@ -121,6 +222,8 @@ fn veth_lab() -> Result<Lab> {
         pair,
         dst: SocketAddrV4::new(rx_ipv4, 9000),
         setups: VETH_SETUPS.to_vec(),
+        hooks_on: None,
+        flood: false,
     })
 }
 
@@ -155,6 +258,8 @@ fn bridge_lab() -> Result<Lab> {
         pair,
         dst: SocketAddrV4::new(rx_ipv4, 9000),
         setups: BRIDGE_SETUPS.to_vec(),
+        hooks_on: None,
+        flood: false,
     })
 }
 
@@ -170,6 +275,9 @@ pub struct Row {
     pub ratios: Vec<f64>,
     /// The same with the wall-clock rates (at the mercy of other work).
     pub wall_ratios: Vec<f64>,
+    /// `--self-stats` rows: per program, its average ns per run in each
+    /// repetition.
+    pub in_situ: Vec<(String, Vec<f64>)>,
 }
 
 pub struct ScenarioResult {
@@ -193,7 +301,14 @@ pub fn run(s: &Settings) -> Result<Results> {
     } else {
         Duration::from_millis(1500)
     };
-    let labs = [veth_lab()?, bridge_lab()?];
+    let labs = [
+        veth_lab()?,
+        bridge_lab()?,
+        flood_lab(Flood::Foreign, false)?,
+        flood_lab(Flood::HostIpWrongMac, false)?,
+        flood_lab(Flood::Foreign, true)?,
+        flood_lab(Flood::HostIpWrongMac, true)?,
+    ];
     let mut scenarios: Vec<ScenarioResult> = labs
         .iter()
         .map(|lab| ScenarioResult {
@@ -210,6 +325,7 @@ pub fn run(s: &Settings) -> Result<Results> {
                     rates: Vec::new(),
                     ratios: Vec::new(),
                     wall_ratios: Vec::new(),
+                    in_situ: Vec::new(),
                 })
                 .collect(),
         })
@@ -226,7 +342,13 @@ pub fn run(s: &Settings) -> Result<Results> {
             for row in &mut result.rows {
                 let attached = attach(lab, row.kind, s)?;
                 let measured = measure(lab, s, window);
-                let hook = detach(attached)?;
+                let (hook, in_situ) = detach(attached)?;
+                for (prog, ns) in in_situ {
+                    match row.in_situ.iter_mut().find(|(p, _)| *p == prog) {
+                        Some((_, v)) => v.push(ns),
+                        None => row.in_situ.push((prog, vec![ns])),
+                    }
+                }
                 let rate = measured?;
                 let after = measure(lab, s, window)?;
                 result.baseline.push(after);
@@ -236,8 +358,16 @@ pub fn run(s: &Settings) -> Result<Results> {
                 );
                 row.wall_ratios
                     .push(rate.received / ((before.received + after.received) / 2.0));
-                if hook.is_some() {
-                    row.hook = hook;
+                if let Some(h) = hook {
+                    if let Kind::Empty("tc") = row.kind {
+                        // Labelled with the hook it really used.
+                        row.label = format!(
+                            "{} ({})",
+                            row.kind.label(),
+                            if h == "tcx" { "TCX" } else { h.as_str() }
+                        );
+                    }
+                    row.hook = Some(h);
                 }
                 before = after;
             }
@@ -262,7 +392,13 @@ fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
     sleep(window);
     let b = flow.sample();
     flow.stop()?;
-    Ok(rates(a, b))
+    let mut r = rates(a, b);
+    if lab.flood {
+        // Nothing is received: the frames the path handled are those sent.
+        r.received = r.sent;
+        r.per_cpu_second = r.sent / r.cpu_share;
+    }
+    Ok(r)
 }
 
 /// What is attached while a setup is measured.
@@ -279,8 +415,12 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
     let pinned = |argv: &[&std::ffi::OsStr]| lab.pair.rx().command_on_cpus("1", argv);
     let timeout = Duration::from_secs(60);
     let (proc, hook) = match kind {
-        Kind::Macdrop(mode) => {
-            let cmd = pinned(&[
+        Kind::Macdrop(_) | Kind::MacdropInSitu => {
+            let (mode, stats) = match kind {
+                Kind::Macdrop(mode) => (mode, None::<&std::ffi::OsStr>),
+                _ => ("auto", Some("--self-stats".as_ref())),
+            };
+            let mut argv: Vec<&std::ffi::OsStr> = vec![
                 s.macdrop_bin.as_os_str(),
                 "watch".as_ref(),
                 "--iface".as_ref(),
@@ -291,7 +431,9 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 "1".as_ref(),
                 "--format".as_ref(),
                 "json".as_ref(),
-            ]);
+            ];
+            argv.extend(stats);
+            let cmd = pinned(&argv);
             let mut p = Proc::spawn("macdrop", cmd, false)?;
             let line = p.wait_line(false, timeout, |l| l.starts_with("macdrop: watching "))?;
             let hook = line
@@ -310,8 +452,10 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 hook.as_ref(),
             ]);
             let mut p = Proc::spawn("macdrop-bench attach-empty", cmd, true)?;
-            p.wait_line(true, timeout, |l| l == "ready")?;
-            (Some(p), None)
+            // "ready HOOK": the hook really used (clsact below Linux 6.6).
+            let line = p.wait_line(true, timeout, |l| l.starts_with("ready"))?;
+            let used = line.text.strip_prefix("ready").map(str::trim);
+            (Some(p), used.filter(|h| !h.is_empty()).map(str::to_owned))
         }
         Kind::Tcpdump { promisc } => {
             let mut argv: Vec<&std::ffi::OsStr> = vec![
@@ -332,8 +476,14 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
     Ok(Attached { kind, proc, hook })
 }
 
-/// Stops what `attach` started; returns macdrop's hook.
-fn detach(a: Attached) -> Result<Option<String>> {
+/// macdrop's programs by name, each with its average ns per run.
+type InSitu = Vec<(String, f64)>;
+
+/// Stops what `attach` started; returns macdrop's hook and, with
+/// `--self-stats`, its programs' average ns per run (from its last
+/// report, the final one).
+fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
+    let mut in_situ = Vec::new();
     if let Some(mut p) = a.proc {
         let timeout = Duration::from_secs(30);
         match a.kind {
@@ -344,8 +494,23 @@ fn detach(a: Attached) -> Result<Option<String>> {
                 p.stop(timeout)?;
             }
         }
+        if let Kind::MacdropInSitu = a.kind {
+            let last = p
+                .stdout
+                .try_iter()
+                .filter_map(|l| serde_json::from_str::<Value>(&l.text).ok())
+                .filter(|v| v["self_stats"].is_object())
+                .last();
+            if let Some(stats) = last.as_ref().and_then(|v| v["self_stats"].as_object()) {
+                in_situ = stats
+                    .iter()
+                    .filter(|(_, s)| s["runs"].as_u64().is_some_and(|n| n > 0))
+                    .filter_map(|(prog, s)| Some((prog.clone(), s["avg_ns"].as_f64()?)))
+                    .collect();
+            }
+        }
     }
-    Ok(a.hook)
+    Ok((a.hook, in_situ))
 }
 
 impl Row {
@@ -445,6 +610,11 @@ impl Results {
                             "rates": rates_json(&r.rates),
                             "ratio_to_nothing": stats::json_of(&r.ratios),
                             "wall_ratio_to_nothing": stats::json_of(&r.wall_ratios),
+                            "in_situ_ns_per_run": r
+                                .in_situ
+                                .iter()
+                                .map(|(prog, ns)| (prog.clone(), stats::json_of(ns)))
+                                .collect::<serde_json::Map<_, _>>(),
                         })
                     })
                     .collect();
@@ -499,7 +669,7 @@ impl Results {
                     r.hook.as_deref().unwrap_or(match r.kind {
                         Kind::Empty("xdp") => "xdp-driver",
                         Kind::Empty("xdp-generic") => "xdp-generic",
-                        Kind::Empty(_) => "tcx",
+                        Kind::Empty(_) => "tc (hook not reported)",
                         Kind::Tcpdump { .. } => "AF_PACKET",
                         _ => "-",
                     }),
@@ -512,6 +682,20 @@ impl Results {
             }
             if let Some(v) = sc.auto_verdict() {
                 md += &format!("\n{v}.\n");
+            }
+            for r in sc.rows.iter().filter(|r| !r.in_situ.is_empty()) {
+                let progs: Vec<String> = r
+                    .in_situ
+                    .iter()
+                    .map(|(prog, ns)| format!("`{prog}` {} ns", stats::show(ns, 0)))
+                    .collect();
+                md += &format!(
+                    "\nIn the real path (`{}`: the kernel's run-time statistics, which add two \
+                     clock reads per run themselves; `kfree_skb` runs for every skb any \
+                     namespace drops), average ns per run: {}.\n",
+                    r.label,
+                    progs.join(", ")
+                );
             }
         }
         md

@@ -274,6 +274,9 @@ fn receiver_socket(dst: SocketAddrV4) -> Result<Fd> {
         tv_usec: 100_000,
     };
     setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)?;
+    // Any address of the namespace: a flood's destination may be an
+    // address nobody has (its frames never arrive anyway).
+    let dst = SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, dst.port());
     let addr = sockaddr(dst);
     // SAFETY: a valid sockaddr_in of the given size.
     let rc = unsafe {
