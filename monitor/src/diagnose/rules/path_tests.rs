@@ -16,7 +16,8 @@ use crate::{
     netfilter::{self, DropChain},
     netlink::NetState,
     path::fixtures,
-    status::{PromiscFacts, gather},
+    status::{HostFacts, PromiscFacts, gather},
+    sysfs,
     topology::Role,
 };
 
@@ -26,7 +27,17 @@ fn ns(state: &NetState, netfilter: Option<netfilter::Facts>) -> NsFacts {
     NsFacts {
         inode: NS,
         name: None,
-        status: status(gather(NS, state, &[], &|_| Some(true), &PromiscFacts::default()).unwrap()),
+        status: status(
+            gather(
+                NS,
+                state,
+                &[],
+                &|_| Some(sysfs::NET_ADDR_SET),
+                &PromiscFacts::default(),
+            )
+            .unwrap(),
+            HostFacts::default(),
+        ),
         addrs: state.if_addrs.clone(),
         netfilter,
     }

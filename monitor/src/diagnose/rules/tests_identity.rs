@@ -27,6 +27,7 @@ fn facts_of(state: &NetState, assign: &dyn Fn(&Link) -> Option<u8>, host: HostFa
             host,
         ),
         addrs: [(2, vec!["192.0.2.1".parse().unwrap()])].into(),
+        netfilter: None,
     }
 }
 
