@@ -7,7 +7,6 @@
 #![no_std]
 
 pub mod drops;
-pub mod egress;
 
 /// Capacity of the per-interface maps. One slot per watched interface.
 pub const MAX_INTERFACES: u32 = 4096;

@@ -9,7 +9,6 @@
 
 mod classify;
 mod drops;
-mod egress;
 mod evidence;
 mod flows;
 mod klog;

@@ -957,7 +957,6 @@ fn tc_pinned_pkt_types() {
     });
 }
 
-mod egress;
 mod evidence;
 mod flows;
 mod fuzz;
