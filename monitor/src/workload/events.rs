@@ -94,6 +94,13 @@ async fn follow(socket: &std::path::Path, nudge: &impl Fn() -> bool) {
                         return;
                     }
                 }
+                // The stream ended: the engine stopped or restarts. What it
+                // named may be stale, and nothing else would say so while
+                // the containers' namespaces stay (conmon, live-restore).
+                if !nudge() {
+                    connection.abort();
+                    return;
+                }
             }
             connection.abort();
         }
@@ -136,6 +143,39 @@ mod tests {
             assert!(Instant::now() < deadline, "{count:?} < {at_least}");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// An engine that stops ends the stream: that is a nudge too, or the
+    /// names it gave would stand while its containers' namespaces stay.
+    #[test]
+    fn the_end_of_the_stream_is_a_nudge() {
+        let dir = std::env::temp_dir().join(format!("macdrop-events-end-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = [0u8; 1024];
+            let _ = conn.read(&mut request).unwrap();
+            conn.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+            let event = b"{\"Type\":\"container\",\"Action\":\"start\"}\n";
+            write!(conn, "{:x}\r\n", event.len()).unwrap();
+            conn.write_all(event).unwrap();
+            conn.write_all(b"\r\n0\r\n\r\n").unwrap();
+            // The engine goes: the connection closes, the listener stays
+            // (accepting nothing more).
+            drop(conn);
+            listener
+        });
+        let (count, nudge) = nudges();
+        let events = Events::start(socket.clone(), nudge).unwrap();
+        // One for the connection, one for the event, one for the end.
+        wait_for(&count, 3);
+        drop(events);
+        drop(server.join().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
