@@ -27,6 +27,8 @@ use aya::{
 use btf_rs::{Backend, Btf, BtfType, Member, Struct, Type};
 use monitor_common::drops::{DropKey, REASON_NONE, names};
 
+use super::drop_subsys::{Subsystems, enum_members};
+
 /// Reason names (without the `SKB_DROP_REASON_` prefix) of the drops that
 /// mean "the destination MAC was not one this host accepts here".
 pub const MAC_MISMATCH_REASONS: [&str; 3] =
@@ -92,6 +94,8 @@ pub struct DropLayer {
     values: BTreeMap<String, u32>,
     /// `SKB_CONSUMED`, if the kernel has it: a free that is not a drop.
     consumed: Option<u32>,
+    /// Reasons of subsystems (Open vSwitch, mac80211), beyond the enum.
+    subsystems: Subsystems,
 }
 
 impl DropLayer {
@@ -115,10 +119,12 @@ impl DropLayer {
         let btf = Btf::from_file_with_backend(path, Backend::Mmap)
             .or_else(|_| Btf::from_file_with_backend(path, Backend::Cache))
             .map_err(|e| format!("cannot read kernel BTF from {}: {e}", path.display()))?;
-        Self::from_btf(&btf)
+        Self::from_btf(&btf, path.parent().unwrap_or(Path::new("/")))
     }
 
-    fn from_btf(btf: &Btf) -> Result<Self, String> {
+    /// `btf_dir` holds the modules' BTF beside vmlinux's: subsystems'
+    /// reasons are named from there (`drop_subsys`).
+    fn from_btf(btf: &Btf, btf_dir: &Path) -> Result<Self, String> {
         let reasons = reason_enum(btf)?;
         check_tracepoint(btf)?;
         let offsets = Offsets {
@@ -130,6 +136,11 @@ impl DropLayer {
         let mut names = BTreeMap::new();
         let mut values = BTreeMap::new();
         let mut consumed = None;
+        let mask = reasons
+            .iter()
+            .find(|(name, _)| name == "SKB_DROP_REASON_SUBSYS_MASK")
+            .map(|(_, v)| *v);
+        let subsystems = Subsystems::read(btf, mask, btf_dir);
         for (name, value) in reasons {
             if name == "SKB_CONSUMED" {
                 consumed = Some(value);
@@ -146,6 +157,7 @@ impl DropLayer {
             names,
             values,
             consumed,
+            subsystems,
         })
     }
 
@@ -167,13 +179,17 @@ impl DropLayer {
         ]
     }
 
-    /// The reason's BTF name without `SKB_DROP_REASON_`, or `UNKNOWN_<n>`
-    /// (e.g. a subsystem's reason, with bits in the high 16).
+    /// The reason's BTF name without `SKB_DROP_REASON_`; a subsystem's
+    /// reason (subsystem bits in the high 16) by its module's name for it
+    /// (`OVS_DROP_EXPLICIT`) or as `<SUBSYSTEM>_REASON_<n>`; else
+    /// `UNKNOWN_<n>`.
     pub fn reason_name(&self, value: u32) -> String {
-        match self.names.get(&value) {
-            Some(name) => name.clone(),
-            None => format!("UNKNOWN_{value}"),
+        if let Some(name) = self.names.get(&value) {
+            return name.clone();
         }
+        self.subsystems
+            .name(value)
+            .unwrap_or_else(|| format!("UNKNOWN_{value}"))
     }
 
     /// The kernel's value for a short reason name, if it has that reason.
@@ -294,31 +310,11 @@ fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// All members of `enum skb_drop_reason` as (BTF name, value).
 fn reason_enum(btf: &Btf) -> Result<Vec<(String, u32)>, String> {
-    let types = btf
-        .resolve_types_by_name("skb_drop_reason")
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for ty in types {
-        match ty {
-            Type::Enum(e) => {
-                for m in &e.members {
-                    out.push((name_of(btf, m)?, m.val()));
-                }
-            }
-            Type::Enum64(e) => {
-                for m in &e.members {
-                    // Values are 32 bits (subsystem in the high 16); a
-                    // wider one is not a reason the tracepoint can carry.
-                    if let Ok(v) = u32::try_from(m.val()) {
-                        out.push((name_of(btf, m)?, v));
-                    }
-                }
-            }
-            _ => continue,
-        }
-        return Ok(out);
+    let members = enum_members(btf, "skb_drop_reason");
+    if members.is_empty() {
+        return Err("the kernel has no drop reasons (no enum skb_drop_reason in its BTF; Linux >= 5.17 has them)".into());
     }
-    Err("the kernel has no drop reasons (no enum skb_drop_reason in its BTF; Linux >= 5.17 has them)".into())
+    Ok(members)
 }
 
 /// Checks that `kfree_skb`'s arguments are where the program reads them:
@@ -541,8 +537,8 @@ mod tests {
             assert!(seen.insert(name.to_owned()), "{name} twice");
         }
         assert!(!seen.contains("MAX") && !seen.contains("SUBSYS_MASK"));
-        // Subsystem reasons (high 16 bits) and out-of-range values.
-        assert_eq!(layer.reason_name(0x0003_0001), "UNKNOWN_196609");
+        // Out-of-range values; subsystem reasons are `drop_subsys`'s.
+        assert_eq!(layer.reason_name(0x7fff_0001), "UNKNOWN_2147418113");
         assert_eq!(layer.reason_name(u32::MAX - 1), "UNKNOWN_4294967294");
 
         // SKB_CONSUMED (a free that is not a drop), where the kernel has
@@ -622,31 +618,16 @@ mod tests {
         // A valid BTF blob with a single `int` and nothing else: what a
         // kernel before 5.17 looks like to this layer.
         let btf = Btf::from_bytes(&tiny_btf()).unwrap();
-        let err = DropLayer::from_btf(&btf).unwrap_err();
+        let err = DropLayer::from_btf(&btf, Path::new("/nonexistent")).unwrap_err();
         assert!(err.contains("no drop reasons"), "{err}");
     }
 
-    /// BTF header + one `BTF_KIND_INT` "int" (4 bytes, signed) + strings.
+    /// One `BTF_KIND_INT` "int" (4 bytes, signed).
     fn tiny_btf() -> Vec<u8> {
-        let strings = b"\0int\0";
         let mut types = Vec::new();
         for word in [1u32, 1 << 24, 4, (1 << 24) | 32] {
             types.extend_from_slice(&word.to_le_bytes());
         }
-        let mut out = Vec::new();
-        out.extend_from_slice(&0xeb9f_u16.to_le_bytes());
-        out.extend_from_slice(&[1, 0]); // version, flags
-        for word in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
-            out.extend_from_slice(&word.to_le_bytes());
-        }
-        out.extend_from_slice(&types);
-        out.extend_from_slice(strings);
-        out
+        crate::kernel::btf_fixture::blob(&types, b"\0int\0")
     }
 }

@@ -3,8 +3,11 @@
 //! running the programs on crafted frames (`test_run`).
 
 pub mod attach;
+#[cfg(test)]
+pub mod btf_fixture;
 pub mod config;
 pub mod counters;
+pub mod drop_subsys;
 pub mod drops;
 pub mod evidence;
 pub mod flows;

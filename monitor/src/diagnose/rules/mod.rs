@@ -92,7 +92,12 @@ fn path_status_findings(netns: u32, i: &IfaceStatus, scope: Option<&Scope>) -> V
         out.push(macvlan_host_isolation::finding(netns, &facts));
     }
     if let Some(facts) = openvswitch_not_linux_bridge::detect(i) {
-        out.push(openvswitch_not_linux_bridge::finding(netns, &facts));
+        let window = scope.map(|s| openvswitch_not_linux_bridge::window(s, &facts));
+        out.push(openvswitch_not_linux_bridge::finding(
+            netns,
+            &facts,
+            window.as_ref(),
+        ));
     }
     out
 }

@@ -4,13 +4,20 @@
 //! by a Linux bridge's FDB, so macdrop's FDB checks do not apply, and
 //! frames for other MACs on its ports are OVS switching, not drops: the
 //! window's foreign-unicast and wrong-MAC rules stay silent on these
-//! interfaces (`is_ovs`), and this finding says why.
+//! interfaces (`is_ovs`), and this finding says why. In `diagnose` it
+//! adds what the kernel dropped there in the window, by reason: OVS's own
+//! drop reasons (`OVS_DROP_*`, Linux >= 6.4, named from the openvswitch
+//! module's BTF by `kernel::drop_subsys`) are the evidence on these
+//! interfaces, where the FDB's is not.
 
 use serde_json::json;
 
 use super::json_object;
 use crate::{
-    diagnose::finding::{Finding, FindingId},
+    diagnose::{
+        finding::{Finding, FindingId},
+        scope::Scope,
+    },
     path::OvsRole,
     status::IfaceStatus,
 };
@@ -29,12 +36,33 @@ pub fn detect(i: &IfaceStatus) -> Option<Facts> {
     })
 }
 
+/// What the window adds: the kernel's drops on the interface, by reason,
+/// most first.
+pub struct Window {
+    pub drops: Vec<(String, u64)>,
+}
+
+pub fn window(scope: &Scope, facts: &Facts) -> Window {
+    let mut drops: Vec<(String, u64)> = scope
+        .named(&facts.interface)
+        .and_then(|o| o.iface.drops.as_ref())
+        .map(|d| {
+            d.iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(r, n)| (r.clone(), *n))
+                .collect()
+        })
+        .unwrap_or_default();
+    drops.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Window { drops }
+}
+
 /// Whether `status` of the interface says it belongs to Open vSwitch.
 pub fn is_ovs(i: Option<&IfaceStatus>) -> bool {
     i.is_some_and(|i| i.path.ovs.is_some())
 }
 
-pub fn finding(netns: u32, facts: &Facts) -> Finding {
+pub fn finding(netns: u32, facts: &Facts, window: Option<&Window>) -> Finding {
     let name = facts.interface.as_str();
     let what = match (facts.role, &facts.master) {
         (OvsRole::Port, Some(m)) => format!("{name} is a port of the Open vSwitch datapath {m}"),
@@ -57,9 +85,22 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
          <bridge>, ovs-appctl dpctl/show -s (its drop counters)"
             .into(),
     );
+    if let Some(w) = window {
+        if w.drops.is_empty() {
+            f.evidence
+                .push("the kernel dropped nothing on it during the window".into());
+        } else {
+            let list: Vec<String> = w.drops.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            f.evidence.push(format!(
+                "the kernel dropped on it during the window: {}",
+                list.join(", ")
+            ));
+        }
+    }
     f.facts = json_object(json!({
         "role": facts.role.as_str(),
         "master": facts.master,
+        "kernel_drops": window.map(|w| w.drops.iter().cloned().collect::<std::collections::BTreeMap<_, _>>()),
     }));
     f
 }

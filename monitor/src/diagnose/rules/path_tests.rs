@@ -163,7 +163,8 @@ fn open_vswitch_is_said_instead_of_false_fdb_findings() {
             Role::Standalone,
             None,
             foreign,
-            &[("OTHERHOST", 9)],
+            // OVS's own reason, as `kernel::drop_subsys` names it.
+            &[("OTHERHOST", 9), ("OVS_DROP_EXPLICIT", 4)],
         )],
     );
     assert!(
@@ -179,6 +180,27 @@ fn open_vswitch_is_said_instead_of_false_fdb_findings() {
             .starts_with("eth1 is a port of the Open vSwitch datapath ovs-system:"),
         "{}",
         eth1.message
+    );
+    // The window's drops there are its evidence, OVS's reasons among them.
+    assert!(
+        eth1.evidence.contains(
+            &"the kernel dropped on it during the window: OTHERHOST 9, OVS_DROP_EXPLICIT 4"
+                .to_owned()
+        ),
+        "{:?}",
+        eth1.evidence
+    );
+    assert_eq!(
+        eth1.facts["kernel_drops"],
+        serde_json::json!({"OTHERHOST": 9, "OVS_DROP_EXPLICIT": 4})
+    );
+    let br_int = found.iter().find(|f| f.interface == "br-int").unwrap();
+    assert!(
+        br_int
+            .evidence
+            .contains(&"the kernel dropped nothing on it during the window".to_owned()),
+        "{:?}",
+        br_int.evidence
     );
 }
 
