@@ -10,12 +10,12 @@
 mod common;
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Child, Stdio},
     time::Duration,
 };
 
-use common::SETTLE;
+use common::{SETTLE, TempDir, diagnosis::status_ids as ids};
 use macdrop_tests::{
     macdrop::{self, macdrop_bin},
     netns::NetNs,
@@ -31,24 +31,6 @@ const MACHINE_ID: &str = "0123456789abcdef0123456789abcdef";
 /// (recorded from a run of it, as in monitor/src/machine_id.rs).
 const NETWORKD_BR0: &str = "52:9c:2f:97:80:e3";
 const NETWORKD: &str = "/lib/systemd/systemd-networkd";
-
-/// A directory of the test's own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("macdrop-{what}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A child process killed and reaped on drop, also when the test fails.
 struct Killed(Child);
@@ -106,20 +88,6 @@ fn macdrop_json(ns: &NetNs, machine_id: Option<&Path>, args: &str, output: Outpu
     .unwrap();
     assert_eq!(out.status.code(), Some(0), "{args}: {}", out.stderr);
     schema::parse(output, &out.stdout).unwrap_or_else(|e| panic!("{args}: {e:#}"))
-}
-
-fn ids(doc: &Value) -> Vec<(String, String)> {
-    doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["id"].as_str().unwrap().to_owned(),
-                f["interface"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
 }
 
 fn sysfs(ns: &NetNs, iface: &str, file: &str) -> String {

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 use monitor_common::FrameCounters;
 
-use super::tests::{BR, NS, P1, P2, ids, lab, netstate, run};
+use super::tests::{BR, P1, P2, ids, lab, netstate, ns_on, run};
 use crate::{
     diagnose::{finding::Severity, input::NsFacts},
     mac::Mac,
     machine_id::MachineId,
     netlink::{Link, NetState},
-    status::{HostFacts, HostMachineId, PromiscFacts, gather},
+    status::{HostFacts, HostMachineId, PromiscFacts},
     sysfs::{NET_ADDR_RANDOM, NET_ADDR_SET},
 };
 
@@ -41,29 +41,14 @@ fn lab_state(mac: Mac) -> NetState {
 }
 
 fn facts(state: &NetState, assign: u8, host: HostFacts) -> NsFacts {
-    NsFacts {
-        inode: NS,
-        name: None,
-        status: super::status(
-            gather(
-                NS,
-                state,
-                &[],
-                &|l: &Link| {
-                    Some(if l.is_bridge() {
-                        assign
-                    } else {
-                        NET_ADDR_RANDOM
-                    })
-                },
-                &PromiscFacts::default(),
-            )
-            .unwrap(),
-            host,
-        ),
-        addrs: [(2, vec!["192.0.2.1".parse().unwrap()])].into(),
-        netfilter: None,
-    }
+    let assign = |l: &Link| {
+        Some(if l.is_bridge() {
+            assign
+        } else {
+            NET_ADDR_RANDOM
+        })
+    };
+    ns_on(state, &assign, &PromiscFacts::default(), host)
 }
 
 fn own(n: u64) -> FrameCounters {
