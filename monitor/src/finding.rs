@@ -49,6 +49,9 @@ pub enum FindingId {
     MacChangedUnderHypervisor,
     /// A bridge re-learned one MAC on different ports in the window.
     MacMovingBetweenPorts,
+    /// A bridge's MAC is the one systemd derives from this host's machine
+    /// ID and its name: the same on every clone (from `status`).
+    BridgeMacFromMachineId,
     /// A bond changed its MAC in the window (a failover).
     BondFailoverMacChange,
     // The frame's path beyond the MAC (issue 18): netfilter, VLAN
@@ -80,6 +83,7 @@ impl FindingId {
             FindingId::ForeignUnicastDropped => "foreign_unicast_dropped",
             FindingId::MacChangedUnderHypervisor => "mac_changed_under_hypervisor",
             FindingId::MacMovingBetweenPorts => "mac_moving_between_ports",
+            FindingId::BridgeMacFromMachineId => "bridge_mac_from_machine_id",
             FindingId::BondFailoverMacChange => "bond_failover_mac_change",
             FindingId::BrNetfilterForwardDrop => "br_netfilter_forward_drop",
             FindingId::BridgeVlanFilteringGap => "bridge_vlan_filtering_gap",
@@ -99,6 +103,7 @@ impl FindingId {
             FindingId::ForeignUnicastDropped => Severity::Info,
             FindingId::MacChangedUnderHypervisor
             | FindingId::MacMovingBetweenPorts
+            | FindingId::BridgeMacFromMachineId
             | FindingId::BondFailoverMacChange => Severity::Warning,
             FindingId::BrNetfilterForwardDrop => Severity::Error,
             FindingId::BridgeVlanFilteringGap => Severity::Warning,
@@ -168,6 +173,7 @@ mod tests {
             FindingId::ForeignUnicastDropped,
             FindingId::MacChangedUnderHypervisor,
             FindingId::MacMovingBetweenPorts,
+            FindingId::BridgeMacFromMachineId,
             FindingId::BondFailoverMacChange,
             FindingId::BrNetfilterForwardDrop,
             FindingId::BridgeVlanFilteringGap,
@@ -191,6 +197,7 @@ mod tests {
                 ("foreign_unicast_dropped", "info"),
                 ("mac_changed_under_hypervisor", "warning"),
                 ("mac_moving_between_ports", "warning"),
+                ("bridge_mac_from_machine_id", "warning"),
                 ("bond_failover_mac_change", "warning"),
                 ("br_netfilter_forward_drop", "error"),
                 ("bridge_vlan_filtering_gap", "warning"),

@@ -26,6 +26,7 @@ pub mod ifname;
 pub mod kernel;
 pub mod kernel_version;
 pub mod mac;
+pub mod machine_id;
 pub mod metrics;
 pub mod model;
 pub mod monitor;

@@ -4,10 +4,13 @@
 //! error for each bridge whose own MAC is not a local FDB entry (the
 //! README's incident), a warning for each bridge whose MAC is not pinned.
 
+use std::path::{Path, PathBuf};
+
 use crate::{
     finding::Finding,
     hypervisor::{self, Dmi},
     mac::Mac,
+    machine_id::{self, MachineId},
     netlink::{Link, NetState},
     promisc::{self, History, IfaceHistory},
     sysfs,
@@ -22,6 +25,9 @@ pub struct BridgeFacts {
     pub own_mac_in_fdb: bool,
     /// None when it cannot be told (sysfs of another namespace).
     pub mac_pinned: Option<bool>,
+    /// Its ports' MACs: a bridge's own MAC is a port's when it follows
+    /// its ports or was pinned to one.
+    pub port_macs: Vec<Mac>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,12 +84,40 @@ pub struct Status {
 pub struct HostFacts {
     /// The firmware's identification: the hypervisor, if any.
     pub dmi: Dmi,
+    /// The machine ID systemd derives persistent MACs from, and the file
+    /// it came from; None when it could not be read.
+    pub machine_id: Option<HostMachineId>,
+}
+
+/// The host's machine ID and where it was read.
+#[derive(Clone, Debug)]
+pub struct HostMachineId {
+    pub id: MachineId,
+    pub source: PathBuf,
 }
 
 impl HostFacts {
+    /// The real host's: /sys/class/dmi/id and /etc/machine-id.
     pub fn read() -> Self {
+        Self::read_from(
+            Path::new(hypervisor::DMI_DIR),
+            Path::new(machine_id::MACHINE_ID_PATH),
+        )
+    }
+
+    /// From these places instead (recorded fixtures in tests).
+    pub fn read_from(dmi_dir: &Path, machine_id_file: &Path) -> Self {
+        // Unreadable or invalid: no MAC is derived from it, by systemd
+        // either, so there is nothing to check.
+        let machine_id = MachineId::read(machine_id_file)
+            .ok()
+            .map(|id| HostMachineId {
+                id,
+                source: machine_id_file.to_owned(),
+            });
         Self {
-            dmi: Dmi::read(std::path::Path::new(hypervisor::DMI_DIR)),
+            dmi: Dmi::read(dmi_dir),
+            machine_id,
         }
     }
 }
@@ -130,6 +164,12 @@ pub fn gather(
                 own_mac_in_fdb: link.mac.is_some_and(|m| local_fdb.contains(&m)),
                 local_fdb,
                 mac_pinned: assigned.map(|t| t == sysfs::NET_ADDR_SET),
+                port_macs: state
+                    .links
+                    .iter()
+                    .filter(|p| p.master == Some(link.ifindex))
+                    .filter_map(|p| p.mac)
+                    .collect(),
             }
         });
         let promisc_holders = (link.promiscuity > 0)

@@ -307,6 +307,89 @@ fn status_of_a_healthy_bridge() {
     assert!(p1["bridge"].is_null());
 }
 
+/// How each interface got its MAC, as the kernel says in sysfs, and the
+/// permanent MAC and hypervisor (none here: veths and bridges have no
+/// permanent MAC), in `status`'s JSON and table: a veth and a bridge whose
+/// MAC the lab set show `set`, a bridge left to the kernel `random`, a
+/// veth created without a MAC `random`.
+#[test]
+fn status_shows_how_each_interface_got_its_mac() {
+    for pinned in [true, false] {
+        let lab = BridgeLab::with_options(BridgeLabOptions {
+            ports: 1,
+            pin_bridge_mac: pinned,
+            ..BridgeLabOptions::default()
+        })
+        .unwrap();
+        lab.host()
+            .exec(&[
+                "ip", "link", "add", "v0", "type", "veth", "peer", "name", "v0peer",
+            ])
+            .unwrap();
+        let status = status_json(lab.host());
+        let kernel = |iface: &str| {
+            let out = lab
+                .host()
+                .exec(&["cat", &format!("/sys/class/net/{iface}/addr_assign_type")])
+                .unwrap();
+            String::from_utf8_lossy(&out).trim().to_owned()
+        };
+        let p1 = port_name(1);
+        let want = [
+            (
+                BRIDGE,
+                if pinned {
+                    ("set", "3")
+                } else {
+                    ("random", "1")
+                },
+            ),
+            (p1.as_str(), ("set", "3")),
+            ("v0", ("random", "1")),
+            ("v0peer", ("random", "1")),
+        ];
+        let ifaces = status["interfaces"].as_array().unwrap();
+        for (name, (shown, sysfs)) in want {
+            assert_eq!(kernel(name), sysfs, "{name}: the kernel's own value");
+            let i = ifaces.iter().find(|i| i["name"] == name).unwrap();
+            assert_eq!(i["addr_assign_type"], shown, "{name} (pinned {pinned})");
+            assert_eq!(i["perm_mac"], Value::Null, "{name}");
+        }
+        // No DMI (a container): no hypervisor. Where DMI names one, the
+        // unit tests check it from recorded strings.
+        let dmi = std::path::Path::new("/sys/class/dmi/id/sys_vendor").exists();
+        if dmi {
+            macdrop_tests::skip::part(
+                "status: no hypervisor without DMI",
+                "this machine has DMI strings",
+            );
+        } else {
+            assert_eq!(status["hypervisor"], Value::Null);
+        }
+
+        let table = macdrop::run(lab.host(), &["status"], RUN_TIMEOUT).unwrap();
+        let lines: Vec<&str> = table.stdout.lines().collect();
+        let col = lines[0].find("MAC_FROM").expect("a MAC_FROM column");
+        for (name, (shown, _)) in want {
+            let row = lines
+                .iter()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .unwrap();
+            assert_eq!(
+                row[col..].split_whitespace().next(),
+                Some(shown),
+                "{name}: {}",
+                table.stdout
+            );
+        }
+        assert!(
+            dmi || !table.stdout.contains("hypervisor:"),
+            "{}",
+            table.stdout
+        );
+    }
+}
+
 /// The README's incident, seen by `status`: an error naming the missing
 /// local FDB entry and the command that restores it — which really does.
 #[test]

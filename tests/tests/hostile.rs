@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use common::{SETTLE, send_foreign};
+use common::{SETTLE, TempDir, send_foreign};
 use macdrop_tests::{
     lab::{BRIDGE, BridgeLab},
     macdrop::{self, Finished, FrameCounts, Macdrop},
@@ -186,24 +186,6 @@ impl Drop for RenamedTcpdump {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A directory removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("macdrop-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

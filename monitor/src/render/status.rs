@@ -13,6 +13,7 @@ use crate::{
     finding::Finding,
     promisc::{IfaceHistory, TransitionKind, Verdict},
     status::{IfaceStatus, Status},
+    sysfs::addr_assign_name,
 };
 
 fn log_json(h: &IfaceHistory, promisc_now: bool) -> LogJson {
@@ -40,6 +41,9 @@ fn log_json(h: &IfaceHistory, promisc_now: bool) -> LogJson {
 struct StatusJson<'a> {
     schema: &'static str,
     ts: String,
+    /// The hypervisor the firmware's DMI strings name; null on bare metal
+    /// or without DMI.
+    hypervisor: Option<&'static str>,
     interfaces: Vec<IfaceJson<'a>>,
     findings: Vec<StatusFinding<'a>>,
 }
@@ -53,6 +57,12 @@ struct IfaceJson<'a> {
     master: Option<&'a str>,
     kind: Option<&'a str>,
     mac: Option<String>,
+    /// How it got its MAC (sysfs `addr_assign_type`): "permanent",
+    /// "random", "stolen", "set" or "unknown"; null when unreadable.
+    addr_assign_type: Option<&'static str>,
+    /// The hardware's own MAC (IFLA_PERM_ADDRESS); null for devices that
+    /// have none (veth, bridge).
+    perm_mac: Option<String>,
     up: bool,
     /// Promiscuous now (the kernel's IFF_PROMISC: promiscuity > 0).
     promisc: bool,
@@ -103,6 +113,8 @@ fn iface(i: &IfaceStatus) -> IfaceJson<'_> {
         master: i.master.as_deref(),
         kind: i.link.kind.as_deref(),
         mac: i.link.mac.map(|m| m.to_string()),
+        addr_assign_type: i.addr_assign_type.map(addr_assign_name),
+        perm_mac: i.link.perm_mac.map(|m| m.to_string()),
         up: i.link.up,
         promisc: i.link.promisc,
         promiscuity: i.link.promiscuity,
@@ -125,6 +137,7 @@ pub fn json(status: &Status, ts: SystemTime) -> String {
     let doc = StatusJson {
         schema: super::SCHEMA,
         ts: humantime::format_rfc3339_millis(ts).to_string(),
+        hypervisor: status.host.dmi.hypervisor(),
         interfaces: status.interfaces.iter().map(iface).collect(),
         findings: status.findings.iter().map(status_finding).collect(),
     };
@@ -133,18 +146,19 @@ pub fn json(status: &Status, ts: SystemTime) -> String {
 
 /// The table and findings, counters written as `numbers` says.
 pub fn table(status: &Status, numbers: Numbers) -> String {
-    const HEADERS: [&str; 9] = [
+    const HEADERS: [&str; 10] = [
         "IFACE",
         "ROLE",
         "MASTER",
         "WORKLOAD",
         "KIND",
         "MAC",
+        "MAC_FROM",
         "STATE",
         "PROMISC",
         "RX_OTHERHOST_DROPPED",
     ];
-    let mut rows: Vec<[String; 9]> = vec![HEADERS.map(str::to_owned)];
+    let mut rows: Vec<[String; 10]> = vec![HEADERS.map(str::to_owned)];
     for i in &status.interfaces {
         let l = &i.link;
         rows.push([
@@ -157,6 +171,7 @@ pub fn table(status: &Status, numbers: Numbers) -> String {
                 .map_or_else(|| "-".into(), |w| w.label()),
             l.kind.clone().unwrap_or_else(|| "-".into()),
             l.mac.map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
+            mac_from(i),
             if l.up { "up" } else { "down" }.to_owned(),
             if l.promisc {
                 format!("yes ({})", l.promiscuity)
@@ -168,7 +183,10 @@ pub fn table(status: &Status, numbers: Numbers) -> String {
                 .unwrap_or_else(|| "n/a".into()),
         ]);
     }
-    let mut out = super::columns(&rows, |col| col == 8);
+    let mut out = super::columns(&rows, |col| col == 9);
+    if let Some(h) = status.host.dmi.hypervisor() {
+        let _ = writeln!(out, "hypervisor: {h} ({})", status.host.dmi.describe());
+    }
     for i in &status.interfaces {
         if let Some(who) = &i.promisc_holders {
             let _ = writeln!(out, "{}: {who}", i.link.name);
@@ -194,6 +212,16 @@ pub fn table(status: &Status, numbers: Numbers) -> String {
     }
     out.push_str(&status_findings(&status.findings));
     out
+}
+
+/// The MAC_FROM cell: how the interface got its MAC, and its permanent
+/// MAC when the current one is another ("set, perm 00:50:56:aa:bb:cc").
+fn mac_from(i: &IfaceStatus) -> String {
+    let how = i.addr_assign_type.map_or("-", addr_assign_name);
+    match i.link.perm_mac {
+        Some(perm) if Some(perm) != i.link.mac => format!("{how}, perm {perm}"),
+        _ => how.to_owned(),
+    }
 }
 
 /// One finding of `status`, its fields in this order.
@@ -235,8 +263,101 @@ pub fn status_findings(findings: &[Finding]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::finding::FindingId;
+
+    /// How each interface got its MAC, its permanent MAC and the host's
+    /// hypervisor: in JSON exactly, in the table compactly.
+    #[test]
+    fn identity_facts_are_shown() {
+        use crate::{
+            hypervisor::Dmi,
+            mac::Mac,
+            netlink::{Link, NetState},
+            status::{HostFacts, PromiscFacts, gather},
+            sysfs::{NET_ADDR_PERM, NET_ADDR_SET},
+        };
+        let perm = Mac([0x00, 0x50, 0x56, 0xaa, 0xbb, 0xcc]);
+        let mut eth0 = Link::fake(2, "eth0", "", None, Mac([2, 0, 0, 0, 0, 0x77]));
+        eth0.kind = None;
+        eth0.perm_mac = Some(perm);
+        let mut eth1 = Link::fake(3, "eth1", "", None, perm);
+        eth1.kind = None;
+        eth1.perm_mac = Some(perm);
+        let state = NetState {
+            links: vec![
+                eth0,
+                eth1,
+                Link::fake(4, "v0", "veth", None, Mac([2, 0, 0, 0, 0, 1])),
+            ],
+            ..Default::default()
+        };
+        let interfaces = gather(
+            7,
+            &state,
+            &[],
+            &|l| match l.ifindex {
+                2 => Some(NET_ADDR_SET),
+                3 => Some(NET_ADDR_PERM),
+                _ => None,
+            },
+            &PromiscFacts::default(),
+        )
+        .unwrap();
+        let host = HostFacts {
+            dmi: Dmi {
+                vendor: Some("VMware, Inc.".into()),
+                product: Some("VMware7,1".into()),
+            },
+            machine_id: None,
+        };
+        let status = Status {
+            interfaces,
+            findings: Vec::new(),
+            host,
+        };
+        let doc: serde_json::Value =
+            serde_json::from_str(&json(&status, SystemTime::UNIX_EPOCH)).unwrap();
+        assert_eq!(doc["hypervisor"], "VMware");
+        let facts: Vec<_> = doc["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["addr_assign_type"].clone(), i["perm_mac"].clone()))
+            .collect();
+        assert_eq!(
+            facts,
+            [
+                (json!("set"), json!("00:50:56:aa:bb:cc")),
+                (json!("permanent"), json!("00:50:56:aa:bb:cc")),
+                (json!(null), json!(null)),
+            ]
+        );
+        let text = table(&status, Numbers::Exact);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains("  MAC  ") && lines[0].contains("  MAC_FROM  "),
+            "{text}"
+        );
+        let col = lines[0].find("MAC_FROM").unwrap();
+        let cell = |row: &str| row[col..].split("  ").next().unwrap().to_owned();
+        assert_eq!(cell(lines[1]), "set, perm 00:50:56:aa:bb:cc");
+        assert_eq!(cell(lines[2]), "permanent");
+        assert_eq!(cell(lines[3]), "-");
+        assert_eq!(
+            lines[4],
+            "hypervisor: VMware (DMI: sys_vendor \"VMware, Inc.\", product_name \"VMware7,1\")"
+        );
+        // Without DMI, no hypervisor line and null in JSON.
+        let status = Status {
+            host: HostFacts::default(),
+            ..status
+        };
+        assert!(!table(&status, Numbers::Exact).contains("hypervisor"));
+        assert!(json(&status, SystemTime::UNIX_EPOCH).contains(r#""hypervisor":null"#));
+    }
 
     /// `status` shows its findings in its own shapes: one line and its
     /// fix, and JSON with the remedy as one string, fields in this order.

@@ -30,6 +30,25 @@ use macdrop_tests::{
     sender::RawSender,
 };
 
+/// A directory of the test's own under the temporary directory, removed on
+/// drop (also when the test fails).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("macdrop-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// How long a test waits for counters to reach their expected values.
 pub const SETTLE: Duration = Duration::from_secs(10);
 

@@ -8,9 +8,12 @@
 //! `host_ip_wrong_vlan` and `host_ip_to_port_mac`,
 //! `host_ip_wrong_mac_unexplained`, `interface_promiscuous`,
 //! `bridge_mac_not_pinned`, `foreign_unicast_dropped` (docs/diagnose.md);
+//! of a MAC's identity: `mac_changed_under_hypervisor`,
+//! `bridge_mac_from_machine_id`, `mac_moving_between_ports`,
+//! `bond_failover_mac_change`;
 //! of the frame's path beyond the MAC: `br_netfilter_forward_drop`,
 //! `bridge_vlan_filtering_gap`, `macvlan_host_isolation`,
-//! `openvswitch_not_linux_bridge`. Six of them `status` finds from one
+//! `openvswitch_not_linux_bridge`. Eight of them `status` finds from one
 //! interface alone; `diagnose` adds what its window saw to those.
 
 pub mod bridge_mac_not_in_fdb;
@@ -20,6 +23,7 @@ pub mod host_ip_wrong_mac_unexplained;
 pub mod interface_promiscuous;
 // MAC identity (issue 18).
 pub mod bond_failover_mac_change;
+pub mod bridge_mac_from_machine_id;
 pub mod mac_changed_under_hypervisor;
 pub mod mac_moving_between_ports;
 pub mod own_mac_not_delivered;
@@ -35,6 +39,8 @@ mod path_tests;
 mod tests;
 #[cfg(test)]
 mod tests_identity;
+#[cfg(test)]
+mod tests_machine_id;
 
 use serde_json::{Map, Value};
 
@@ -71,6 +77,9 @@ pub fn status_findings(netns: u32, i: &IfaceStatus, host: &HostFacts) -> Vec<Fin
     // MAC identity (issue 18).
     if let Some(facts) = mac_changed_under_hypervisor::detect(i, &host.dmi) {
         out.push(mac_changed_under_hypervisor::finding(netns, &facts, None));
+    }
+    if let Some(facts) = bridge_mac_from_machine_id::detect(i, host) {
+        out.push(bridge_mac_from_machine_id::finding(netns, &facts));
     }
     out.extend(path_status_findings(netns, i, None));
     out
@@ -131,6 +140,9 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
                     &facts,
                     window.as_ref(),
                 ));
+            }
+            if let Some(facts) = bridge_mac_from_machine_id::detect(i, &ns.status.host) {
+                found.push(bridge_mac_from_machine_id::finding(netns, &facts));
             }
             found.extend(path_status_findings(netns, i, Some(&scope)));
         }

@@ -21,7 +21,7 @@ use crate::{
     model::Interface,
     netlink::{Link, NetState},
     promisc::History,
-    status::{PromiscFacts, gather},
+    status::{HostFacts, PromiscFacts, gather},
     sysfs::{NET_ADDR_RANDOM, NET_ADDR_SET},
     topology::Role,
     tracker::{Event, EventKind},
@@ -51,26 +51,26 @@ pub(super) fn netstate(fdb: Vec<Mac>, br_promiscuity: u32) -> NetState {
 }
 
 pub(super) fn ns(state: &NetState, pinned: bool, facts: &PromiscFacts) -> NsFacts {
+    let assign = if pinned {
+        NET_ADDR_SET
+    } else {
+        NET_ADDR_RANDOM
+    };
+    ns_on(state, &|_| Some(assign), facts, HostFacts::default())
+}
+
+/// The namespace of `state` on `host`, `assign` its addr_assign_type,
+/// 192.0.2.1 on ifindex 2.
+pub(super) fn ns_on(
+    state: &NetState,
+    assign: &dyn Fn(&Link) -> Option<u8>,
+    facts: &PromiscFacts,
+    host: HostFacts,
+) -> NsFacts {
     NsFacts {
         inode: NS,
         name: None,
-        status: super::status(
-            gather(
-                NS,
-                state,
-                &[],
-                &|_| {
-                    Some(if pinned {
-                        NET_ADDR_SET
-                    } else {
-                        NET_ADDR_RANDOM
-                    })
-                },
-                facts,
-            )
-            .unwrap(),
-            Default::default(),
-        ),
+        status: super::status(gather(NS, state, &[], assign, facts).unwrap(), host),
         addrs: BTreeMap::from([(2, vec!["192.0.2.1".parse().unwrap()])]),
         netfilter: None,
     }

@@ -242,7 +242,14 @@ fn nic_on(mac: Mac, perm: Option<Mac>, dmi: Dmi) -> NsFacts {
         links: vec![eth0],
         ..Default::default()
     };
-    facts_of(&state, &|_| Some(NET_ADDR_SET), HostFacts { dmi })
+    facts_of(
+        &state,
+        &|_| Some(NET_ADDR_SET),
+        HostFacts {
+            dmi,
+            machine_id: None,
+        },
+    )
 }
 
 fn vmware() -> Dmi {
