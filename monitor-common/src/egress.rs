@@ -14,9 +14,17 @@
 //! counts are tested against (`tests/tests/test_run`).
 
 /// Capacity of `EGRESS_MACS`: own and child MACs of every counted uplink.
-pub const MAX_EGRESS_MACS: u32 = 4096;
+/// Its buckets (16 bytes each) are allocated with the map in every watched
+/// namespace, used or not, so it stays small.
+pub const MAX_EGRESS_MACS: u32 = 1024;
 /// Capacity of `EGRESS_SLOTS`: uplinks counted at once.
 pub const MAX_EGRESS_IFACES: u32 = 64;
+
+/// Flags of the two hash maps: `BPF_F_NO_PREALLOC`. The object's maps are
+/// created in every watched namespace, and most have no uplink to count:
+/// without preallocation a hash map costs its bucket array until entries
+/// are added (the DaemonSet's memory formula counts the fixed maps).
+pub const MAP_FLAGS: u32 = 1;
 
 /// `EGRESS_MACS` value: the uplink's own MAC.
 pub const EGRESS_OWN: u8 = 1;

@@ -9,13 +9,15 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
     programs::TcContext,
 };
-use monitor_common::egress::{EgressCounters, EgressMacKey, MAX_EGRESS_IFACES, MAX_EGRESS_MACS};
+use monitor_common::egress::{
+    EgressCounters, EgressMacKey, MAP_FLAGS, MAX_EGRESS_IFACES, MAX_EGRESS_MACS,
+};
 
 #[map(name = "MACDROP_EGRESS_SLOTS")]
-static SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_EGRESS_IFACES, 0);
+static SLOTS: HashMap<u32, u32> = HashMap::with_max_entries(MAX_EGRESS_IFACES, MAP_FLAGS);
 
 #[map(name = "MACDROP_EGRESS_MACS")]
-static MACS: HashMap<EgressMacKey, u8> = HashMap::with_max_entries(MAX_EGRESS_MACS, 0);
+static MACS: HashMap<EgressMacKey, u8> = HashMap::with_max_entries(MAX_EGRESS_MACS, MAP_FLAGS);
 
 #[map(name = "MACDROP_EGRESS_COUNTERS")]
 static COUNTERS: PerCpuArray<EgressCounters> = PerCpuArray::with_max_entries(MAX_EGRESS_IFACES, 0);

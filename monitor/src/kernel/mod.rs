@@ -6,6 +6,7 @@ pub mod attach;
 pub mod config;
 pub mod counters;
 pub mod drops;
+pub mod egress;
 pub mod evidence;
 pub mod flows;
 pub mod klog;

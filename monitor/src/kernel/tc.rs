@@ -23,7 +23,7 @@
 /// qdisc and filters back.
 pub mod owner;
 pub mod rtnl;
-mod tcx;
+pub(super) mod tcx;
 
 use std::{ffi::CStr, sync::Arc};
 
