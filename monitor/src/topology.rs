@@ -180,7 +180,9 @@ const PHYSICAL_PORT_KINDS: &[&str] = &["bond", "team", "vlan"];
 /// The uplinks among `watched` (ifindexes): interfaces that transmit
 /// frames for others onto a physical switch, where a hypervisor that
 /// rejects forged transmits drops them.
-/// - a macvlan or macvtap parent: children are the macvlans' MACs;
+/// - a macvlan or macvtap parent: children are the macvlans' MACs, of
+///   those here and of those in other namespaces (its unicast filter
+///   list, `NetState::secondary_macs`);
 /// - a bridge port that is a physical NIC (`PHYSICAL_PORT_KINDS`):
 ///   children are the bridge's local FDB MACs (the bridge's own, the other
 ///   ports') other than the port's own. Stations behind the other ports
@@ -203,6 +205,20 @@ pub fn uplinks(
             let u = out.entry(parent).or_default();
             u.own = p.mac;
             u.children.insert(mac);
+        }
+    }
+    // Children moved into other namespaces (containers) are not links
+    // here; a macvlan adds its MAC to its parent's unicast filter list,
+    // which is.
+    for (&parent, macs) in &state.secondary_macs {
+        let Some(p) = state.link(parent).filter(|p| !p.is_bridge() && watched(parent)) else {
+            continue;
+        };
+        let unicast: Vec<Mac> = macs.iter().filter(|m| !m.is_multicast()).copied().collect();
+        if !unicast.is_empty() {
+            let u = out.entry(parent).or_default();
+            u.own = p.mac;
+            u.children.extend(unicast);
         }
     }
     for port in &state.links {
@@ -387,7 +403,11 @@ mod tests {
         let all = uplinks(&state, |_| true);
         assert_eq!(all.keys().copied().collect::<Vec<_>>(), [5, 7, 8]);
         assert_eq!(all[&5].own, Some(mac(5)));
-        assert_eq!(all[&5].children, BTreeSet::from([mac(9), mac(10)]));
+        // v0's unicast filter list (lab()) holds a child elsewhere.
+        assert_eq!(
+            all[&5].children,
+            BTreeSet::from([mac(9), mac(10), Mac([2, 0, 0, 0, 0xcc, 1])])
+        );
         // br0's own MAC and its local FDB (p1's MAC); veth ports p1, p2
         // are not uplinks.
         assert_eq!(all[&7].own, Some(mac(7)));

@@ -230,3 +230,131 @@ fn macvlan_host_isolation_is_explained_by_status() {
         [("interface_promiscuous".to_owned(), UPLINK.to_owned())]
     );
 }
+
+/// A macvlan child (in a container namespace) on the host's veth uplink
+/// behind a "switch" namespace. With the switch rejecting forged
+/// transmits (an nft netdev ingress rule on its end drops every frame
+/// whose source MAC is not the uplink's, as VMware's "Forged transmits:
+/// Reject" does), the child's N frames leave the uplink and nothing for
+/// the child comes back: diagnose names `forged_transmits_rejected` first
+/// with exactly N. With the switch accepting, its replies to the child
+/// arrive (unicast for the child's MAC): no such finding. (The uplink
+/// holds no address, so `macvlan_host_isolation` has nothing to say; a
+/// veth has no unicast filter, so the children make it promiscuous.)
+#[test]
+fn forged_transmits_rejected_is_named_first_with_exact_counts() {
+    const UPLINK: &str = "up0";
+    const SWITCH_END: &str = "sw0";
+    const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0];
+    const SWITCH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0xfe];
+    const CHILD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x01];
+    const SENT: usize = 7;
+    const REPLIES: usize = 3;
+    let host = NetNs::new().unwrap();
+    let switch = NetNs::new().unwrap();
+    let container = NetNs::new().unwrap();
+    links::add_veth(
+        links::End {
+            ns: &host,
+            name: UPLINK,
+            mac: Some(UPLINK_MAC),
+        },
+        links::End {
+            ns: &switch,
+            name: SWITCH_END,
+            mac: Some(SWITCH_MAC),
+        },
+    )
+    .unwrap();
+    links::up(&host, UPLINK).unwrap();
+    links::up(&switch, SWITCH_END).unwrap();
+    links::add_macvlan(&host, "mv0", UPLINK, CHILD_MAC).unwrap();
+    host.exec(&["ip", "link", "set", "mv0", "netns", container.name()])
+        .unwrap();
+    links::up(&container, "mv0").unwrap();
+    // The switch rejects forged transmits: only the uplink's own MAC
+    // gets through its port.
+    let nft = |argv: &[&str]| switch.exec(&[&["nft"], argv].concat()).unwrap();
+    nft(&["add", "table", "netdev", "vswitch"]);
+    nft(&[
+        "add",
+        "chain",
+        "netdev",
+        "vswitch",
+        "port",
+        &format!("{{ type filter hook ingress device {SWITCH_END} priority 0; policy accept; }}"),
+    ]);
+    nft(&[
+        "add",
+        "rule",
+        "netdev",
+        "vswitch",
+        "port",
+        "ether",
+        "saddr",
+        "!=",
+        &mac_to_string(&UPLINK_MAC),
+        "drop",
+    ]);
+    // The child's frames to the switch's MAC, for an address nobody has:
+    // neither side answers them itself (forwarding is off), so the only
+    // unicast for the child is what the switch sends as its replies.
+    let child_sends = || {
+        let tx = RawSender::new(&container, "mv0").unwrap();
+        let frame = ipv4_udp(
+            SWITCH_MAC,
+            CHILD_MAC,
+            "192.0.2.20".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        );
+        tx.send(&frame, SENT).unwrap();
+    };
+    let args = ["--duration", "1", "--format", "json", "--iface", UPLINK];
+
+    let run = Diagnosis::start(&host, &args);
+    child_sends();
+    let report = run.finish().json();
+    assert_eq!(
+        ids(&report),
+        ["forged_transmits_rejected", "interface_promiscuous"],
+        "{report:#}"
+    );
+    let f = finding(&report, "forged_transmits_rejected");
+    assert_eq!(
+        (f["severity"].as_str(), f["rank"].as_u64(), f["interface"].as_str()),
+        (Some("error"), Some(1), Some(UPLINK))
+    );
+    assert_eq!(
+        f["facts"],
+        json!({
+            "egress_own": 0,
+            "egress_child": SENT,
+            "egress_other": 0,
+            "received_for_others": 0,
+            "received_from": "pkt_type_otherhost",
+        }),
+        "{report:#}"
+    );
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{UPLINK} sent {SENT} frame(s) with source MACs")),
+        "{f}"
+    );
+
+    // The switch accepts: its replies to the child come back.
+    nft(&["delete", "table", "netdev", "vswitch"]);
+    let run = Diagnosis::start(&host, &args);
+    child_sends();
+    let tx = RawSender::new(&switch, SWITCH_END).unwrap();
+    let reply = ipv4_udp(
+        CHILD_MAC,
+        SWITCH_MAC,
+        "198.51.100.1".parse().unwrap(),
+        "203.0.113.20".parse().unwrap(),
+    );
+    tx.send(&reply, REPLIES).unwrap();
+    let report = run.finish().json();
+    assert_eq!(ids(&report), ["interface_promiscuous"], "{report:#}");
+}
