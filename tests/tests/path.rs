@@ -17,6 +17,10 @@ use macdrop_tests::{
     sender::RawSender,
 };
 use serde_json::json;
+use std::time::Duration;
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use macdrop_tests::wait::poll_until;
 
 /// The table and chain the lab's FORWARD policy drop lives in.
 const NFT_TABLE: &str = "macdrop_t";
@@ -313,7 +317,10 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
 
     let run = Diagnosis::start(&host, &args);
     child_sends();
+    // Counted through one TCX egress link, which goes with macdrop.
+    assert_eq!(egress_programs(&host, UPLINK), ["macdrop_tc_egre"]);
     let report = run.finish().json();
+    assert_eq!(egress_programs(&host, UPLINK), Vec::<String>::new());
     assert_eq!(
         ids(&report),
         ["forged_transmits_rejected", "interface_promiscuous"],
@@ -357,4 +364,30 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
     tx.send(&reply, REPLIES).unwrap();
     let report = run.finish().json();
     assert_eq!(ids(&report), ["interface_promiscuous"], "{report:#}");
+
+    // Killed (SIGKILL, when the Diagnosis drops), macdrop leaves nothing
+    // on the uplink's egress either.
+    let run = Diagnosis::start(&host, &["--duration", "60", "--iface", UPLINK]);
+    assert_eq!(egress_programs(&host, UPLINK), ["macdrop_tc_egre"]);
+    drop(run);
+    poll_until(
+        Duration::from_secs(10),
+        || Ok(egress_programs(&host, UPLINK)),
+        |p| p.is_empty(),
+    )
+    .unwrap();
+}
+
+/// The names (as the kernel keeps them: 15 characters, so
+/// `macdrop_tc_egress` is `macdrop_tc_egre`) of the programs on
+/// `ifname`'s TCX egress in `ns`.
+fn egress_programs(ns: &NetNs, ifname: &str) -> Vec<String> {
+    ns.enter_thread(|| {
+        let (_, progs) = SchedClassifier::query_tcx(ifname, TcAttachType::Egress).unwrap();
+        progs
+            .iter()
+            .map(|p| p.name_as_str().unwrap_or_default().to_owned())
+            .collect()
+    })
+    .unwrap()
 }
