@@ -201,7 +201,9 @@ pub fn uplinks(
         let (true, Some(parent), Some(mac)) = (is_macvlan, child.lower, child.mac) else {
             continue;
         };
-        if watched(parent) && let Some(p) = state.link(parent) {
+        if watched(parent)
+            && let Some(p) = state.link(parent)
+        {
             let u = out.entry(parent).or_default();
             u.own = p.mac;
             u.children.insert(mac);
@@ -211,7 +213,10 @@ pub fn uplinks(
     // here; a macvlan adds its MAC to its parent's unicast filter list,
     // which is.
     for (&parent, macs) in &state.secondary_macs {
-        let Some(p) = state.link(parent).filter(|p| !p.is_bridge() && watched(parent)) else {
+        let Some(p) = state
+            .link(parent)
+            .filter(|p| !p.is_bridge() && watched(parent))
+        else {
             continue;
         };
         let unicast: Vec<Mac> = macs.iter().filter(|m| !m.is_multicast()).copied().collect();
@@ -226,7 +231,10 @@ pub fn uplinks(
             .kind
             .as_deref()
             .is_none_or(|k| PHYSICAL_PORT_KINDS.contains(&k));
-        let bridge = port.master.and_then(|m| state.link(m)).filter(|b| b.is_bridge());
+        let bridge = port
+            .master
+            .and_then(|m| state.link(m))
+            .filter(|b| b.is_bridge());
         let (true, Some(bridge)) = (physical && watched(port.ifindex), bridge) else {
             continue;
         };

@@ -328,7 +328,11 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
     );
     let f = finding(&report, "forged_transmits_rejected");
     assert_eq!(
-        (f["severity"].as_str(), f["rank"].as_u64(), f["interface"].as_str()),
+        (
+            f["severity"].as_str(),
+            f["rank"].as_u64(),
+            f["interface"].as_str()
+        ),
         (Some("error"), Some(1), Some(UPLINK))
     );
     assert_eq!(

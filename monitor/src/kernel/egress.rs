@@ -68,11 +68,7 @@ impl EgressCounter {
     /// are detached and their entries removed; the MACs of the others
     /// follow the state. Must run inside the namespace. Returns notes for
     /// stderr (a failure on one uplink leaves it uncounted, nothing else).
-    pub fn sync(
-        &mut self,
-        ebpf: &mut Ebpf,
-        wanted: &BTreeMap<u32, Uplink>,
-    ) -> Vec<String> {
+    pub fn sync(&mut self, ebpf: &mut Ebpf, wanted: &BTreeMap<u32, Uplink>) -> Vec<String> {
         let mut notes = Vec::new();
         let leaving: Vec<u32> = self
             .counted

@@ -122,9 +122,9 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
             "unicast {name} received for MACs other than its own: {n} (the kernel's \
              pkt_type OTHERHOST at tc)"
         ),
-        Received::AnyUnicast(n) => format!(
-            "unicast {name} received at all: {n} (XDP sees no pkt_type; own MAC included)"
-        ),
+        Received::AnyUnicast(n) => {
+            format!("unicast {name} received at all: {n} (XDP sees no pkt_type; own MAC included)")
+        }
     });
     f.remedy.push(
         "allow forged transmits on the hypervisor's port: VMware, the port group's Security \

@@ -475,13 +475,22 @@ fn forged_transmits_child_frames_and_no_unicast_back() {
     assert_eq!(ids(&found)[0], "forged_transmits_rejected");
     let f = &found[0];
     assert_eq!(f.severity(), Severity::Error);
-    assert!(f.message.starts_with("up0 sent 9 frame(s) with source MACs"), "{}", f.message);
+    assert!(
+        f.message
+            .starts_with("up0 sent 9 frame(s) with source MACs"),
+        "{}",
+        f.message
+    );
     assert!(
         f.evidence[0].contains(&format!("4 from its own MAC {P1}, 9 from its children's")),
         "{:?}",
         f.evidence
     );
-    assert!(f.evidence[1].contains("other than its own: 0"), "{:?}", f.evidence);
+    assert!(
+        f.evidence[1].contains("other than its own: 0"),
+        "{:?}",
+        f.evidence
+    );
     assert!(f.remedy[0].contains("-MacAddressSpoofing On"));
     assert!(f.remedy[1].contains("ipvlan"));
     assert_eq!(f.facts["egress_child"], 9);
@@ -500,12 +509,20 @@ fn forged_transmits_quiet_when_replies_come_back_or_nothing_was_forged() {
         ..Default::default()
     };
     let quiet = |found: Vec<Finding>| {
-        assert!(!ids(&found).contains(&"forged_transmits_rejected"), "{:?}", ids(&found));
+        assert!(
+            !ids(&found).contains(&"forged_transmits_rejected"),
+            "{:?}",
+            ids(&found)
+        );
     };
     // One unicast for a child came back: the switch accepts.
     quiet(uplink_lab(Hook::Tcx, sent(0, 9, 0), replies));
     // Only its own MAC left.
-    quiet(uplink_lab(Hook::Tcx, sent(9, 0, 0), FrameCounters::default()));
+    quiet(uplink_lab(
+        Hook::Tcx,
+        sent(9, 0, 0),
+        FrameCounters::default(),
+    ));
     // At XDP every unicast counts as received: own MAC traffic hides it.
     let own_only = FrameCounters {
         total: 1,
