@@ -4,11 +4,12 @@
 //! from the namespace's state and kept in step with it, its counts read
 //! per uplink for the collector.
 //!
-//! Only through TCX (Linux >= 6.6): a TCX link is a file descriptor, so
-//! nothing is left attached when macdrop exits or is killed. Before 6.6
-//! the counter is not attached and `sync` says so once.
+//! Attached as `macdrop_tc` is (`kernel::tc`): a TCX egress link from
+//! Linux 6.6 (a file descriptor: nothing stays attached after exit or
+//! SIGKILL), a clsact egress filter before (named with macdrop's owner
+//! token, so the next start removes one a killed macdrop left).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use anyhow::Context as _;
 use aya::{
@@ -20,7 +21,7 @@ use monitor_common::egress::{
     EGRESS_CHILD, EGRESS_OWN, EgressCounters, EgressMacKey, MAX_EGRESS_IFACES, names,
 };
 
-use super::tc::{TcMode, tcx::TcxLink};
+use super::tc::{TcAttachment, TcMode};
 use crate::{mac::Mac, topology::Uplink};
 
 /// One counted uplink.
@@ -28,7 +29,7 @@ struct Counted {
     slot: u32,
     /// The `EGRESS_MACS` entries written for it, MAC -> class.
     macs: BTreeMap<Mac, u8>,
-    _link: TcxLink,
+    _link: TcAttachment,
 }
 
 pub struct EgressCounter {
@@ -40,8 +41,6 @@ pub struct EgressCounter {
     free: Vec<u32>,
     next: u32,
     counted: BTreeMap<u32, Counted>,
-    /// "needs TCX" was said.
-    told: bool,
 }
 
 impl EgressCounter {
@@ -59,7 +58,6 @@ impl EgressCounter {
             free: Vec::new(),
             next: 0,
             counted: BTreeMap::new(),
-            told: false,
         })
     }
 
@@ -78,19 +76,6 @@ impl EgressCounter {
             .collect();
         for ifindex in leaving {
             self.forget(ifindex);
-        }
-        if wanted.is_empty() {
-            return notes;
-        }
-        if TcMode::for_running_kernel() != TcMode::Tcx {
-            if !std::mem::replace(&mut self.told, true) {
-                notes.push(
-                    "egress source-MAC counting (the forged-transmits finding) needs TCX \
-                     (Linux >= 6.6); not counted on this kernel"
-                        .into(),
-                );
-            }
-            return notes;
         }
         for (&ifindex, uplink) in wanted {
             let classes = classes(uplink);
@@ -138,15 +123,15 @@ impl EgressCounter {
         notes
     }
 
-    /// Clears `slot`, writes the uplink's entries, then links the program:
-    /// the first frame it sees is classified with them.
+    /// Clears `slot`, writes the uplink's entries, then attaches the
+    /// program: the first frame it sees is classified with them.
     fn start(
         &mut self,
         ebpf: &mut Ebpf,
         ifindex: u32,
         slot: u32,
         classes: &BTreeMap<Mac, u8>,
-    ) -> anyhow::Result<TcxLink> {
+    ) -> anyhow::Result<TcAttachment> {
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
         let zeros = PerCpuValues::try_from(vec![EgressCounters::default(); cpus])
             .context("building zeroed per-CPU values")?;
@@ -163,13 +148,17 @@ impl EgressCounter {
                 .with_context(|| format!("the kernel rejected {}", names::PROGRAM))?;
             self.loaded = true;
         }
+        let prog_id = prog
+            .info()
+            .with_context(|| format!("{} is not loaded", names::PROGRAM))?
+            .id();
         use std::os::fd::AsFd as _;
         let fd = prog
             .fd()
             .with_context(|| format!("{} is not loaded", names::PROGRAM))?;
-        TcxLink::attach_egress(fd.as_fd(), ifindex)
-            .map_err(anyhow::Error::new)
-            .with_context(|| format!("cannot attach {} through TCX egress", names::PROGRAM))
+        let mode = TcMode::for_running_kernel();
+        super::tc::attach_egress(fd.as_fd(), prog_id, ifindex, mode)
+            .with_context(|| format!("cannot attach {} to the egress", names::PROGRAM))
     }
 
     /// Brings the uplink's `EGRESS_MACS` entries from `old` to `new`.
@@ -206,7 +195,8 @@ impl EgressCounter {
         if let Some(c) = self.counted.remove(&ifindex) {
             self.remove_entries(ifindex, &c.macs);
             self.free.push(c.slot);
-            // `c._link` drops here: BPF_LINK_DETACH, off the hook now.
+            // `c._link` drops here: off the hook now (BPF_LINK_DETACH, or
+            // the filter and a qdisc macdrop added removed).
         }
     }
 
@@ -224,11 +214,6 @@ impl EgressCounter {
             sum.add(v);
         }
         Ok(Some(sum))
-    }
-
-    /// The ifindexes counted now.
-    pub fn counted(&self) -> BTreeSet<u32> {
-        self.counted.keys().copied().collect()
     }
 
     pub fn detach_all(&mut self) {

@@ -418,7 +418,7 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
         "macdrop_egress_frames",
         "Frames that left an uplink (a macvlan parent, a bridge port that is a NIC) since its \
          egress counter attached, by source MAC: its own, a local child's, or another; \
-         uplinks only (Linux >= 6.6).",
+         uplinks only.",
         all.iter().flat_map(|s| {
             s.egress().into_iter().flatten().map(move |(source, n)| {
                 let mut labels = s.labels();
