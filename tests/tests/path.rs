@@ -20,7 +20,10 @@ use serde_json::json;
 use std::time::Duration;
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use macdrop_tests::wait::poll_until;
+use macdrop_tests::{
+    macdrop::{Macdrop, Report},
+    wait::poll_until,
+};
 
 /// The table and chain the lab's FORWARD policy drop lives in.
 const NFT_TABLE: &str = "macdrop_t";
@@ -369,17 +372,38 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
     let report = run.finish().json();
     assert_eq!(ids(&report), ["interface_promiscuous"], "{report:#}");
 
+    // `watch` shows the uplink's counts per source class, exactly.
+    let mut m = Macdrop::spawn(&host, &["--iface", UPLINK]).unwrap();
+    child_sends();
+    let counted = |r: &Report| {
+        r.interface(UPLINK)
+            .and_then(|i| i.egress.as_ref())
+            .is_some_and(|e| e["child"] == SENT)
+    };
+    let report = m.settle(counted, Duration::from_secs(10));
+    assert_eq!(
+        report.interface(UPLINK).and_then(|i| i.egress.clone()),
+        Some(json!({"own": 0, "child": SENT, "other": 0})),
+        "{:?}",
+        m.latest_json()
+    );
+    drop(m);
+    let gone = || {
+        poll_until(
+            Duration::from_secs(10),
+            || Ok(egress_programs(&host, UPLINK)),
+            |p| p.is_empty(),
+        )
+        .unwrap()
+    };
+    gone();
+
     // Killed (SIGKILL, when the Diagnosis drops), macdrop leaves nothing
     // on the uplink's egress either.
     let run = Diagnosis::start(&host, &["--duration", "60", "--iface", UPLINK]);
     assert_eq!(egress_programs(&host, UPLINK), ["macdrop_tc_egre"]);
     drop(run);
-    poll_until(
-        Duration::from_secs(10),
-        || Ok(egress_programs(&host, UPLINK)),
-        |p| p.is_empty(),
-    )
-    .unwrap();
+    gone();
 }
 
 /// The names (as the kernel keeps them: 15 characters, so
