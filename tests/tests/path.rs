@@ -387,6 +387,52 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
         "{:?}",
         m.latest_json()
     );
+    // A child added while macdrop runs is classified as one once the
+    // session re-read the namespace (its notification): probe frames
+    // until one lands in `child`, then a batch counts there exactly.
+    const LATE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x02];
+    const BATCH: usize = 4;
+    links::add_macvlan(&host, "mv1", UPLINK, LATE_MAC).unwrap();
+    links::up(&host, "mv1").unwrap();
+    let late = RawSender::new(&host, "mv1").unwrap();
+    let late_frame = ipv4_udp(
+        SWITCH_MAC,
+        LATE_MAC,
+        "192.0.2.21".parse().unwrap(),
+        "198.51.100.1".parse().unwrap(),
+    );
+    let egress = |r: &Report, class: &str| {
+        r.interface(UPLINK)
+            .and_then(|i| i.egress.as_ref())
+            .and_then(|e| e[class].as_u64())
+            .unwrap_or(0) as usize
+    };
+    let mut probes = 0;
+    let seen = poll_until(
+        Duration::from_secs(10),
+        || {
+            late.send(&late_frame, 1)?;
+            probes += 1;
+            m.wait_for(
+                |r| egress(r, "child") + egress(r, "other") == SENT + probes,
+                Duration::from_secs(5),
+            )
+        },
+        |r| egress(r, "child") > SENT,
+    )
+    .unwrap();
+    let (child, other) = (egress(&seen, "child"), egress(&seen, "other"));
+    assert_eq!(child + other, SENT + probes);
+    late.send(&late_frame, BATCH).unwrap();
+    let report = m.settle(
+        |r| egress(r, "child") == child + BATCH,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        report.interface(UPLINK).and_then(|i| i.egress.clone()),
+        Some(json!({"own": 0, "child": child + BATCH, "other": other})),
+    );
+    host.exec(&["ip", "link", "del", "mv1"]).unwrap();
     drop(m);
     let gone = || {
         poll_until(
