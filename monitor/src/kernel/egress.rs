@@ -41,6 +41,9 @@ pub struct EgressCounter {
     free: Vec<u32>,
     next: u32,
     counted: BTreeMap<u32, Counted>,
+    /// Uplinks whose attach failed: not retried (nor said again) while
+    /// they stay uplinks.
+    failed: std::collections::BTreeSet<u32>,
 }
 
 impl EgressCounter {
@@ -58,13 +61,14 @@ impl EgressCounter {
             free: Vec::new(),
             next: 0,
             counted: BTreeMap::new(),
+            failed: Default::default(),
         })
     }
 
     /// Counts exactly `wanted` from now on: new uplinks get a cleared
-    /// slot, their MACs and a TCX egress link; uplinks no longer wanted
-    /// are detached and their entries removed; the MACs of the others
-    /// follow the state. Must run inside the namespace. Returns notes for
+    /// slot, their MACs and the program on their egress; uplinks no
+    /// longer wanted are detached and their entries removed; the MACs of
+    /// the others follow the state. Must run inside the namespace. Returns notes for
     /// stderr (a failure on one uplink leaves it uncounted, nothing else).
     pub fn sync(&mut self, ebpf: &mut Ebpf, wanted: &BTreeMap<u32, Uplink>) -> Vec<String> {
         let mut notes = Vec::new();
@@ -77,7 +81,11 @@ impl EgressCounter {
         for ifindex in leaving {
             self.forget(ifindex);
         }
+        self.failed.retain(|i| wanted.contains_key(i));
         for (&ifindex, uplink) in wanted {
+            if self.failed.contains(&ifindex) {
+                continue;
+            }
             let classes = classes(uplink);
             if let Some(old) = self.counted.get(&ifindex).map(|c| c.macs.clone()) {
                 if let Err(e) = self.write_macs(ifindex, &old, &classes) {
@@ -114,6 +122,7 @@ impl EgressCounter {
                 Err(e) => {
                     self.remove_entries(ifindex, &classes);
                     self.free.push(slot);
+                    self.failed.insert(ifindex);
                     notes.push(format!(
                         "egress source MACs not counted on ifindex {ifindex}: {e:#}"
                     ));
@@ -192,6 +201,7 @@ impl EgressCounter {
     /// A vanished device took its link with it; its ifindex may name
     /// another device next.
     pub fn forget(&mut self, ifindex: u32) {
+        self.failed.remove(&ifindex);
         if let Some(c) = self.counted.remove(&ifindex) {
             self.remove_entries(ifindex, &c.macs);
             self.free.push(c.slot);
