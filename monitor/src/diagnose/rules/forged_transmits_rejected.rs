@@ -123,7 +123,10 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
              pkt_type OTHERHOST at tc)"
         ),
         Received::AnyUnicast(n) => {
-            format!("unicast {name} received at all: {n} (XDP sees no pkt_type; own MAC included)")
+            format!(
+                "unicast {name} received at all: {n} (XDP sees no pkt_type; own MAC included; \
+                 `--attach tc` tells the children's apart)"
+            )
         }
     });
     f.remedy.push(
