@@ -1,6 +1,7 @@
 //! The frame's path beyond the MAC (issue 18), each built in a lab with
 //! real frames: br_netfilter handing bridged frames to a FORWARD chain
-//! whose policy drops, and the host cut off from its macvlan children.
+//! whose policy drops, the host cut off from its macvlan children, and a
+//! switch that rejects the children's forged transmits.
 //! The finding must come first, with exact numbers and a remedy that
 //! works. A VLAN-filtering bridge's gaps are the `vlan_gap` scenario
 //! (`tests/src/scenarios/vlan_gap.rs`), which the kernel matrix runs on
