@@ -637,15 +637,8 @@ fn child_attaches_both_ways_then_waits_to_be_killed(netns_path: &str) -> ! {
     // The egress source-MAC counter through clsact too, on the qdisc the
     // ingress filter's attach added.
     let egress = {
-        use std::os::fd::AsFd as _;
-        let prog: &mut SchedClassifier = ebpf
-            .program_mut(monitor_common::egress::names::PROGRAM)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        prog.load().unwrap();
-        let id = prog.info().unwrap().id();
-        attach_egress(prog.fd().unwrap().as_fd(), id, ifindex, TcMode::Clsact).unwrap()
+        let (fd, id) = egress_program(&mut ebpf);
+        attach_egress(fd, id, ifindex, TcMode::Clsact).unwrap()
     };
     assert!(!egress.created_qdisc());
     println!("{CHILD_READY}");
@@ -815,20 +808,12 @@ fn cleanup_spares_the_filter_of_a_running_macdrop_from_any_pid_namespace() {
 /// ingress, and detach removes both the filter and the qdisc.
 #[test]
 fn the_egress_counter_through_clsact_leaves_nothing_after_detach() {
-    use std::os::fd::AsFd as _;
     let lab = StandaloneLab::new().unwrap();
     let v0 = lab::STANDALONE_IFACE;
     let ifindex = lab_kernel::ifindex(lab.host(), v0).unwrap();
     let netns = macdrop::netns::inode_of(&lab.host().path()).unwrap();
     let mut ebpf = loader::load(netns, &[]).unwrap();
-    let prog: &mut SchedClassifier = ebpf
-        .program_mut(monitor_common::egress::names::PROGRAM)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    prog.load().unwrap();
-    let id = prog.info().unwrap().id();
-    let fd = prog.fd().unwrap().as_fd();
+    let (fd, id) = egress_program(&mut ebpf);
     let attachment = lab
         .host()
         .enter_thread(|| attach_egress(fd, id, ifindex, TcMode::Clsact))
@@ -843,4 +828,17 @@ fn the_egress_counter_through_clsact_leaves_nothing_after_detach() {
     );
     attachment.detach().unwrap();
     assert_eq!(tc_state(lab.host(), v0), nothing());
+}
+
+/// Loads the egress source-MAC counter: its fd and kernel id.
+fn egress_program(ebpf: &mut Ebpf) -> (std::os::fd::BorrowedFd<'_>, u32) {
+    use std::os::fd::AsFd as _;
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(monitor_common::egress::names::PROGRAM)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    prog.load().unwrap();
+    let id = prog.info().unwrap().id();
+    (prog.fd().unwrap().as_fd(), id)
 }
