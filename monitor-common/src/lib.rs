@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod drops;
+pub mod egress;
 
 /// Capacity of the per-interface maps. One slot per watched interface.
 pub const MAX_INTERFACES: u32 = 4096;

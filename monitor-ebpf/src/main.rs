@@ -9,6 +9,7 @@
 
 mod classify;
 mod drops;
+mod egress;
 mod evidence;
 mod flows;
 mod klog;

@@ -67,6 +67,9 @@ pub enum FindingId {
     MacvlanHostIsolation,
     /// Open vSwitch: the Linux FDB checks do not apply (from `status`).
     OpenvswitchNotLinuxBridge,
+    /// An uplink sent frames from its children's MACs and received no
+    /// unicast for them: a switch rejecting forged transmits.
+    ForgedTransmitsRejected,
 }
 
 impl FindingId {
@@ -89,6 +92,7 @@ impl FindingId {
             FindingId::BridgeVlanFilteringGap => "bridge_vlan_filtering_gap",
             FindingId::MacvlanHostIsolation => "macvlan_host_isolation",
             FindingId::OpenvswitchNotLinuxBridge => "openvswitch_not_linux_bridge",
+            FindingId::ForgedTransmitsRejected => "forged_transmits_rejected",
         }
     }
 
@@ -105,7 +109,9 @@ impl FindingId {
             | FindingId::MacMovingBetweenPorts
             | FindingId::BridgeMacFromMachineId
             | FindingId::BondFailoverMacChange => Severity::Warning,
-            FindingId::BrNetfilterForwardDrop => Severity::Error,
+            FindingId::BrNetfilterForwardDrop | FindingId::ForgedTransmitsRejected => {
+                Severity::Error
+            }
             FindingId::BridgeVlanFilteringGap => Severity::Warning,
             FindingId::MacvlanHostIsolation | FindingId::OpenvswitchNotLinuxBridge => {
                 Severity::Info
@@ -179,6 +185,7 @@ mod tests {
             FindingId::BridgeVlanFilteringGap,
             FindingId::MacvlanHostIsolation,
             FindingId::OpenvswitchNotLinuxBridge,
+            FindingId::ForgedTransmitsRejected,
         ];
         let names: Vec<(&str, &str)> = all
             .iter()
@@ -203,6 +210,7 @@ mod tests {
                 ("bridge_vlan_filtering_gap", "warning"),
                 ("macvlan_host_isolation", "info"),
                 ("openvswitch_not_linux_bridge", "info"),
+                ("forged_transmits_rejected", "error"),
             ]
         );
     }

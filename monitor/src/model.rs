@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use monitor_common::FrameCounters;
+use monitor_common::{FrameCounters, egress::EgressCounters};
 
 use crate::{
     classes::{self, Class},
@@ -79,6 +79,10 @@ pub struct Interface {
     pub drops: Option<BTreeMap<String, u64>>,
     /// Cumulative counts since macdrop attached.
     pub frames: FrameCounters,
+    /// Frames that left the interface per source-MAC class, since the
+    /// egress counter attached; None unless it is an uplink
+    /// (`topology::uplinks`, `kernel::egress`).
+    pub egress: Option<EgressCounters>,
     pub rates: Rates,
     /// The top offenders since attach, most frames first; None when flows
     /// are not tracked (`--top-flows 0`).
@@ -120,6 +124,7 @@ impl Interface {
             kernel_rx_otherhost_dropped: None,
             drops: None,
             frames: FrameCounters::default(),
+            egress: None,
             rates: Rates::default(),
             flows: None,
             gone: false,
@@ -224,6 +229,9 @@ impl Interface {
     /// counter) into this one's.
     fn absorb(&mut self, other: &Interface) {
         self.frames.add(&other.frames);
+        if let Some(e) = &other.egress {
+            self.egress.get_or_insert_with(Default::default).add(e);
+        }
         if let Some(drops) = &other.drops {
             let into = self.drops.get_or_insert_with(BTreeMap::new);
             for (reason, n) in drops {

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::{
     error::Failure,
+    mac::Mac,
     netlink::{Link, NetState},
 };
 
@@ -162,6 +163,93 @@ pub fn describe(state: &NetState, link: &Link) -> Watched {
     }
 }
 
+/// An uplink whose egress is counted per source-MAC class (the
+/// forged-transmits rule, `kernel::egress`): its own MAC, and the MACs of
+/// its local children.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Uplink {
+    pub own: Option<Mac>,
+    pub children: BTreeSet<Mac>,
+}
+
+/// Device kinds that stand for a physical link when they are a bridge's
+/// port: a NIC (no `IFLA_INFO_KIND`), or a bond, team or VLAN on NICs.
+/// A veth port leads to a container, not to a switch.
+const PHYSICAL_PORT_KINDS: &[&str] = &["bond", "team", "vlan"];
+
+/// The uplinks among `watched` (ifindexes): interfaces that transmit
+/// frames for others onto a physical switch, where a hypervisor that
+/// rejects forged transmits drops them.
+/// - a macvlan or macvtap parent: children are the macvlans' MACs, of
+///   those here and of those in other namespaces (its unicast filter
+///   list, `NetState::secondary_macs`);
+/// - a bridge port that is a physical NIC (`PHYSICAL_PORT_KINDS`):
+///   children are the bridge's local FDB MACs (the bridge's own, the other
+///   ports') other than the port's own. Stations behind the other ports
+///   (containers) are learned entries, not listed: their frames count as
+///   "other" source MACs, which are not the uplink's own either.
+///
+/// Only watched interfaces: the rule weighs the egress against what the
+/// uplink's ingress counters saw, so an unwatched one is not counted.
+pub fn uplinks(
+    state: &NetState,
+    watched: impl Fn(u32) -> bool,
+) -> std::collections::BTreeMap<u32, Uplink> {
+    let mut out: std::collections::BTreeMap<u32, Uplink> = Default::default();
+    for child in &state.links {
+        let is_macvlan = matches!(child.kind.as_deref(), Some("macvlan" | "macvtap"));
+        let (true, Some(parent), Some(mac)) = (is_macvlan, child.lower, child.mac) else {
+            continue;
+        };
+        if watched(parent)
+            && let Some(p) = state.link(parent)
+        {
+            let u = out.entry(parent).or_default();
+            u.own = p.mac;
+            u.children.insert(mac);
+        }
+    }
+    // Children moved into other namespaces (containers) are not links
+    // here; a macvlan adds its MAC to its parent's unicast filter list,
+    // which is.
+    for (&parent, macs) in &state.secondary_macs {
+        let Some(p) = state
+            .link(parent)
+            .filter(|p| !p.is_bridge() && watched(parent))
+        else {
+            continue;
+        };
+        let unicast: Vec<Mac> = macs.iter().filter(|m| !m.is_multicast()).copied().collect();
+        if !unicast.is_empty() {
+            let u = out.entry(parent).or_default();
+            u.own = p.mac;
+            u.children.extend(unicast);
+        }
+    }
+    for port in &state.links {
+        let physical = port
+            .kind
+            .as_deref()
+            .is_none_or(|k| PHYSICAL_PORT_KINDS.contains(&k));
+        let bridge = port
+            .master
+            .and_then(|m| state.link(m))
+            .filter(|b| b.is_bridge());
+        let (true, Some(bridge)) = (physical && watched(port.ifindex), bridge) else {
+            continue;
+        };
+        let u = out.entry(port.ifindex).or_default();
+        u.own = port.mac;
+        let local = state.local_fdb.get(&bridge.ifindex).into_iter().flatten();
+        u.children.extend(
+            local
+                .chain(bridge.mac.as_ref())
+                .filter(|m| Some(**m) != port.mac && !m.is_multicast()),
+        );
+    }
+    out
+}
+
 pub fn ports_of(state: &NetState, bridge: u32) -> impl Iterator<Item = &Link> {
     state
         .links
@@ -305,5 +393,42 @@ mod tests {
         assert_eq!(names(&all), ["p1", "p2", "p3", "br0", "br2"]);
         state.links.retain(|l| !l.is_bridge());
         assert!(select_present(&state, &Selection::default()).is_empty());
+    }
+
+    #[test]
+    fn uplinks_are_macvlan_parents_and_physical_bridge_ports_that_are_watched() {
+        let mac = |i: u8| Mac([2, 0, 0, 0, 0, i]);
+        let mut state = lab();
+        // eth0: a NIC port of br0 (no kind); bond0: a bond port of br1.
+        state.links.push(link(7, "eth0", None, Some(2)));
+        state.links.push(link(8, "bond0", Some("bond"), Some(6)));
+        // v0 carries a macvlan and a macvtap; a VLAN on it is no child.
+        for (i, kind) in [(9, "macvlan"), (10, "macvtap"), (11, "vlan")] {
+            let mut l = link(i, "c", Some(kind), None);
+            l.lower = Some(5);
+            state.links.push(l);
+        }
+        let all = uplinks(&state, |_| true);
+        assert_eq!(all.keys().copied().collect::<Vec<_>>(), [5, 7, 8]);
+        assert_eq!(all[&5].own, Some(mac(5)));
+        // v0's unicast filter list (lab()) holds a child elsewhere.
+        assert_eq!(
+            all[&5].children,
+            BTreeSet::from([mac(9), mac(10), Mac([2, 0, 0, 0, 0xcc, 1])])
+        );
+        // br0's own MAC and its local FDB (p1's MAC); veth ports p1, p2
+        // are not uplinks.
+        assert_eq!(all[&7].own, Some(mac(7)));
+        assert_eq!(all[&7].children, BTreeSet::from([mac(2), mac(3)]));
+        assert_eq!(all[&8].children, BTreeSet::from([mac(6)]));
+        // Only watched ones.
+        let some = uplinks(&state, |i| i == 7);
+        assert_eq!(some.keys().copied().collect::<Vec<_>>(), [7]);
+        // A port whose MAC the bridge took lists it as its own only.
+        state.links[1].mac = Some(mac(7));
+        assert_eq!(
+            uplinks(&state, |_| true)[&7].children,
+            BTreeSet::from([mac(3)])
+        );
     }
 }

@@ -188,6 +188,10 @@ pub struct InterfaceReport {
     /// What owns a veth's peer namespace; None when unknown.
     #[serde(default)]
     pub workload: Option<WorkloadReport>,
+    /// Frames that left an uplink per source-MAC class (`own`, `child`,
+    /// `other`); None on other interfaces.
+    #[serde(default)]
+    pub egress: Option<serde_json::Value>,
 }
 
 /// A string that may be `null`, as "".

@@ -1,6 +1,7 @@
 //! The frame's path beyond the MAC (issue 18), each built in a lab with
 //! real frames: br_netfilter handing bridged frames to a FORWARD chain
-//! whose policy drops, and the host cut off from its macvlan children.
+//! whose policy drops, the host cut off from its macvlan children, and a
+//! switch that rejects the children's forged transmits.
 //! The finding must come first, with exact numbers and a remedy that
 //! works. A VLAN-filtering bridge's gaps are the `vlan_gap` scenario
 //! (`tests/src/scenarios/vlan_gap.rs`), which the kernel matrix runs on
@@ -17,6 +18,13 @@ use macdrop_tests::{
     sender::RawSender,
 };
 use serde_json::json;
+use std::time::Duration;
+
+use aya::programs::{SchedClassifier, TcAttachType};
+use macdrop_tests::{
+    macdrop::{Macdrop, Report},
+    wait::poll_until,
+};
 
 /// The table and chain the lab's FORWARD policy drop lives in.
 const NFT_TABLE: &str = "macdrop_t";
@@ -229,4 +237,232 @@ fn macvlan_host_isolation_is_explained_by_status() {
         status_ids(&status_json(&host)),
         [("interface_promiscuous".to_owned(), UPLINK.to_owned())]
     );
+}
+
+/// A macvlan child (in a container namespace) on the host's veth uplink
+/// behind a "switch" namespace. With the switch rejecting forged
+/// transmits (an nft netdev ingress rule on its end drops every frame
+/// whose source MAC is not the uplink's, as VMware's "Forged transmits:
+/// Reject" does), the child's N frames leave the uplink and nothing for
+/// the child comes back: diagnose names `forged_transmits_rejected` first
+/// with exactly N. With the switch accepting, its replies to the child
+/// arrive (unicast for the child's MAC): no such finding. (The uplink
+/// holds no address, so `macvlan_host_isolation` has nothing to say; a
+/// veth has no unicast filter, so the children make it promiscuous.)
+#[test]
+fn forged_transmits_rejected_is_named_first_with_exact_counts() {
+    const UPLINK: &str = "up0";
+    const SWITCH_END: &str = "sw0";
+    const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0];
+    const SWITCH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0xfe];
+    const CHILD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x01];
+    const SENT: usize = 7;
+    const REPLIES: usize = 3;
+    let host = NetNs::new().unwrap();
+    let switch = NetNs::new().unwrap();
+    let container = NetNs::new().unwrap();
+    links::add_veth(
+        links::End {
+            ns: &host,
+            name: UPLINK,
+            mac: Some(UPLINK_MAC),
+        },
+        links::End {
+            ns: &switch,
+            name: SWITCH_END,
+            mac: Some(SWITCH_MAC),
+        },
+    )
+    .unwrap();
+    links::up(&host, UPLINK).unwrap();
+    links::up(&switch, SWITCH_END).unwrap();
+    links::add_macvlan(&host, "mv0", UPLINK, CHILD_MAC).unwrap();
+    host.exec(&["ip", "link", "set", "mv0", "netns", container.name()])
+        .unwrap();
+    links::up(&container, "mv0").unwrap();
+    // The switch rejects forged transmits: only the uplink's own MAC
+    // gets through its port.
+    let nft = |argv: &[&str]| switch.exec(&[&["nft"], argv].concat()).unwrap();
+    nft(&["add", "table", "netdev", "vswitch"]);
+    nft(&[
+        "add",
+        "chain",
+        "netdev",
+        "vswitch",
+        "port",
+        &format!("{{ type filter hook ingress device {SWITCH_END} priority 0; policy accept; }}"),
+    ]);
+    nft(&[
+        "add",
+        "rule",
+        "netdev",
+        "vswitch",
+        "port",
+        "ether",
+        "saddr",
+        "!=",
+        &mac_to_string(&UPLINK_MAC),
+        "drop",
+    ]);
+    // The child's frames to the switch's MAC, for an address nobody has:
+    // neither side answers them itself (forwarding is off), so the only
+    // unicast for the child is what the switch sends as its replies.
+    let child_sends = || {
+        let tx = RawSender::new(&container, "mv0").unwrap();
+        let frame = ipv4_udp(
+            SWITCH_MAC,
+            CHILD_MAC,
+            "192.0.2.20".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        );
+        tx.send(&frame, SENT).unwrap();
+    };
+    let args = ["--duration", "1", "--format", "json", "--iface", UPLINK];
+
+    let run = Diagnosis::start(&host, &args);
+    child_sends();
+    // Counted through one TCX egress link, which goes with macdrop.
+    assert_eq!(egress_programs(&host, UPLINK), ["macdrop_tc_egre"]);
+    let report = run.finish().json();
+    assert_eq!(egress_programs(&host, UPLINK), Vec::<String>::new());
+    assert_eq!(
+        ids(&report),
+        ["forged_transmits_rejected", "interface_promiscuous"],
+        "{report:#}"
+    );
+    let f = finding(&report, "forged_transmits_rejected");
+    assert_eq!(
+        (
+            f["severity"].as_str(),
+            f["rank"].as_u64(),
+            f["interface"].as_str()
+        ),
+        (Some("error"), Some(1), Some(UPLINK))
+    );
+    assert_eq!(
+        f["facts"],
+        json!({
+            "egress_own": 0,
+            "egress_child": SENT,
+            "egress_other": 0,
+            "received_for_others": 0,
+            "received_from": "pkt_type_otherhost",
+        }),
+        "{report:#}"
+    );
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{UPLINK} sent {SENT} frame(s) with source MACs")),
+        "{f}"
+    );
+
+    // The switch accepts: its replies to the child come back.
+    nft(&["delete", "table", "netdev", "vswitch"]);
+    let run = Diagnosis::start(&host, &args);
+    child_sends();
+    let tx = RawSender::new(&switch, SWITCH_END).unwrap();
+    let reply = ipv4_udp(
+        CHILD_MAC,
+        SWITCH_MAC,
+        "198.51.100.1".parse().unwrap(),
+        "203.0.113.20".parse().unwrap(),
+    );
+    tx.send(&reply, REPLIES).unwrap();
+    let report = run.finish().json();
+    assert_eq!(ids(&report), ["interface_promiscuous"], "{report:#}");
+
+    // `watch` shows the uplink's counts per source class, exactly.
+    let mut m = Macdrop::spawn(&host, &["--iface", UPLINK]).unwrap();
+    child_sends();
+    let counted = |r: &Report| {
+        r.interface(UPLINK)
+            .and_then(|i| i.egress.as_ref())
+            .is_some_and(|e| e["child"] == SENT)
+    };
+    let report = m.settle(counted, Duration::from_secs(10));
+    assert_eq!(
+        report.interface(UPLINK).and_then(|i| i.egress.clone()),
+        Some(json!({"own": 0, "child": SENT, "other": 0})),
+        "{:?}",
+        m.latest_json()
+    );
+    // A child added while macdrop runs is classified as one once the
+    // session re-read the namespace (its notification): probe frames
+    // until one lands in `child`, then a batch counts there exactly.
+    const LATE_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x02];
+    const BATCH: usize = 4;
+    links::add_macvlan(&host, "mv1", UPLINK, LATE_MAC).unwrap();
+    links::up(&host, "mv1").unwrap();
+    let late = RawSender::new(&host, "mv1").unwrap();
+    let late_frame = ipv4_udp(
+        SWITCH_MAC,
+        LATE_MAC,
+        "192.0.2.21".parse().unwrap(),
+        "198.51.100.1".parse().unwrap(),
+    );
+    let egress = |r: &Report, class: &str| {
+        r.interface(UPLINK)
+            .and_then(|i| i.egress.as_ref())
+            .and_then(|e| e[class].as_u64())
+            .unwrap_or(0) as usize
+    };
+    let mut probes = 0;
+    let seen = poll_until(
+        Duration::from_secs(10),
+        || {
+            late.send(&late_frame, 1)?;
+            probes += 1;
+            m.wait_for(
+                |r| egress(r, "child") + egress(r, "other") == SENT + probes,
+                Duration::from_secs(5),
+            )
+        },
+        |r| egress(r, "child") > SENT,
+    )
+    .unwrap();
+    let (child, other) = (egress(&seen, "child"), egress(&seen, "other"));
+    assert_eq!(child + other, SENT + probes);
+    late.send(&late_frame, BATCH).unwrap();
+    let report = m.settle(
+        |r| egress(r, "child") == child + BATCH,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        report.interface(UPLINK).and_then(|i| i.egress.clone()),
+        Some(json!({"own": 0, "child": child + BATCH, "other": other})),
+    );
+    host.exec(&["ip", "link", "del", "mv1"]).unwrap();
+    drop(m);
+    let gone = || {
+        poll_until(
+            Duration::from_secs(10),
+            || Ok(egress_programs(&host, UPLINK)),
+            |p| p.is_empty(),
+        )
+        .unwrap()
+    };
+    gone();
+
+    // Killed (SIGKILL, when the Diagnosis drops), macdrop leaves nothing
+    // on the uplink's egress either.
+    let run = Diagnosis::start(&host, &["--duration", "60", "--iface", UPLINK]);
+    assert_eq!(egress_programs(&host, UPLINK), ["macdrop_tc_egre"]);
+    drop(run);
+    gone();
+}
+
+/// The names (as the kernel keeps them: 15 characters, so
+/// `macdrop_tc_egress` is `macdrop_tc_egre`) of the programs on
+/// `ifname`'s TCX egress in `ns`.
+fn egress_programs(ns: &NetNs, ifname: &str) -> Vec<String> {
+    ns.enter_thread(|| {
+        let (_, progs) = SchedClassifier::query_tcx(ifname, TcAttachType::Egress).unwrap();
+        progs
+            .iter()
+            .map(|p| p.name_as_str().unwrap_or_default().to_owned())
+            .collect()
+    })
+    .unwrap()
 }

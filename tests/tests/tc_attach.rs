@@ -23,7 +23,7 @@ use macdrop::kernel::{
     loader,
     tc::{
         CLSACT_PRIO, HANDLE_ON_EXISTING_QDISC, HANDLE_ON_OWN_QDISC, TcAttachment, TcMode, attach,
-        attach_clsact, attach_tcx, cleanup_leftovers, load_tc_program,
+        attach_clsact, attach_egress, attach_tcx, cleanup_leftovers, load_tc_program,
         owner::{self, Recorded},
         rtnl::{self, Direction},
     },
@@ -634,11 +634,18 @@ fn child_attaches_both_ways_then_waits_to_be_killed(netns_path: &str) -> ! {
     let tcx = attach_tcx(&mut ebpf, ifindex).unwrap();
     let clsact = attach_clsact(&mut ebpf, ifindex).unwrap();
     assert!(clsact.created_qdisc());
+    // The egress source-MAC counter through clsact too, on the qdisc the
+    // ingress filter's attach added.
+    let egress = {
+        let (fd, id) = egress_program(&mut ebpf);
+        attach_egress(fd, id, ifindex, TcMode::Clsact).unwrap()
+    };
+    assert!(!egress.created_qdisc());
     println!("{CHILD_READY}");
     // Until SIGKILL. Should the parent die instead, stdin closes, and the
     // lab goes with the parent's namespace guards anyway.
     let _ = std::io::stdin().read_line(&mut String::new());
-    std::mem::forget((tcx, clsact, ebpf));
+    std::mem::forget((tcx, clsact, egress, ebpf));
     // SAFETY: leaves without running any destructor, like a kill would.
     unsafe { libc::_exit(0) };
 }
@@ -654,8 +661,9 @@ impl Drop for ChildGuard {
 }
 
 /// A macdrop attached both ways (a child process, this test binary run
-/// again for this test alone) is SIGKILLed: its TCX link goes with it, its
-/// cls_bpf filter and the clsact qdisc it added stay, and
+/// again for this test alone), with the egress counter through clsact
+/// too, is SIGKILLed: its TCX link goes with it, its cls_bpf filters
+/// (ingress and egress) and the clsact qdisc it added stay, and
 /// `cleanup_leftovers` removes exactly those and says so.
 #[test]
 fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
@@ -687,6 +695,8 @@ fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
     let attached = tc_state(lab.host(), v0);
     assert_eq!(attached.tcx_programs.len(), 1, "{attached:?}");
     assert_eq!(attached.ingress, our_filter(HANDLE_ON_OWN_QDISC));
+    // The classifier instance and the egress filter.
+    assert_eq!(attached.egress_entries, 2, "{attached:?}");
 
     // SIGKILL: nothing of macdrop's runs any more.
     child.0.kill().unwrap();
@@ -705,7 +715,7 @@ fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
         TcState {
             tcx_programs: vec![],
             ingress: our_filter(HANDLE_ON_OWN_QDISC),
-            egress_entries: 0,
+            egress_entries: 2,
             clsact: true,
         }
     );
@@ -731,6 +741,7 @@ fn sigkill_leaves_only_the_clsact_objects_and_cleanup_removes_them() {
     assert_eq!(
         cleanup(),
         [
+            "removed leftover macdrop tc filter on v0",
             "removed leftover macdrop tc filter on v0",
             "removed leftover clsact qdisc (added by macdrop) on v0",
         ]
@@ -790,4 +801,44 @@ fn cleanup_spares_the_filter_of_a_running_macdrop_from_any_pid_namespace() {
     assert_eq!(rig.settle(0, &expected(2)), expected(2));
     attachment.detach().unwrap();
     assert_eq!(tc_state(lab.host(), lab::STANDALONE_IFACE), nothing());
+}
+
+/// The egress source-MAC counter through clsact (the path of kernels
+/// < 6.6): a filter on the egress hook of a clsact qdisc it adds, none on
+/// ingress, and detach removes both the filter and the qdisc.
+#[test]
+fn the_egress_counter_through_clsact_leaves_nothing_after_detach() {
+    let lab = StandaloneLab::new().unwrap();
+    let v0 = lab::STANDALONE_IFACE;
+    let ifindex = lab_kernel::ifindex(lab.host(), v0).unwrap();
+    let netns = macdrop::netns::inode_of(&lab.host().path()).unwrap();
+    let mut ebpf = loader::load(netns, &[]).unwrap();
+    let (fd, id) = egress_program(&mut ebpf);
+    let attachment = lab
+        .host()
+        .enter_thread(|| attach_egress(fd, id, ifindex, TcMode::Clsact))
+        .unwrap()
+        .unwrap();
+    assert!(attachment.created_qdisc());
+    let state = tc_state(lab.host(), v0);
+    assert_eq!(
+        (state.clsact, state.ingress.len(), state.egress_entries),
+        (true, 0, 2),
+        "{state:?}"
+    );
+    attachment.detach().unwrap();
+    assert_eq!(tc_state(lab.host(), v0), nothing());
+}
+
+/// Loads the egress source-MAC counter: its fd and kernel id.
+fn egress_program(ebpf: &mut Ebpf) -> (std::os::fd::BorrowedFd<'_>, u32) {
+    use std::os::fd::AsFd as _;
+    let prog: &mut SchedClassifier = ebpf
+        .program_mut(monitor_common::egress::names::PROGRAM)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    prog.load().unwrap();
+    let id = prog.info().unwrap().id();
+    (prog.fd().unwrap().as_fd(), id)
 }

@@ -15,6 +15,8 @@
 //!   buffer: the rate bound's bucket refilled before each measurement, and
 //!   fewer runs than its burst), and one the rate bound turns away (the
 //!   bucket emptied by the measurement's own first frames: a flood).
+//!   Then `macdrop_tc_egress` (the egress source-MAC counter of uplinks)
+//!   against the empty tc program, per source class.
 //! - `attach-empty`: attaches an empty baseline program to an interface
 //!   until stdin closes (end-to-end baselines).
 //! - `counter-read`: the time of one full counter read of N slots, as a
@@ -610,13 +612,105 @@ fn test_run(
             })
         })
         .collect();
+    let egress = egress_test_run(&mut ebpf, ifindex, repeat, reps)?;
     Ok(json!({
         "repeat": repeat,
         "reps": reps,
         "ports": ports,
         "ifindex": ifindex,
         "classes": classes,
+        "egress": egress,
     }))
+}
+
+/// The egress source-MAC counter (`macdrop_tc_egress`) against the empty
+/// tc program, per source class, on the interface as a counted uplink
+/// (own and child MACs in its map), and with its slot removed: the slot
+/// lookup's miss alone, the program's floor (macdrop links it only to
+/// uplinks that have a slot). Interleaved as the ingress classes are.
+fn egress_test_run(
+    ebpf: &mut Ebpf,
+    ifindex: u32,
+    repeat: u32,
+    reps: usize,
+) -> anyhow::Result<serde_json::Value> {
+    use aya::maps::HashMap as BpfHashMap;
+    use monitor_common::egress::{
+        EGRESS_CHILD, EGRESS_OWN, EgressCounters, EgressMacKey, names as egress,
+    };
+    const CHILD: Mac = Mac([0x02, 0, 0, 0, 0x0c, 0x11]);
+    let own = Mac([0x02, 0, 0, 0x0a, 0, 0]);
+    classifier(ebpf, egress::PROGRAM)?.load()?;
+    {
+        let mut macs: BpfHashMap<&mut MapData, EgressMacKey, u8> =
+            BpfHashMap::try_from(ebpf.map_mut(egress::MACS).context("egress MACs map")?)?;
+        macs.insert(EgressMacKey::new(ifindex, own.0), EGRESS_OWN, 0)?;
+        macs.insert(EgressMacKey::new(ifindex, CHILD.0), EGRESS_CHILD, 0)?;
+    }
+    let set_slot = |ebpf: &mut Ebpf, counted: bool| -> anyhow::Result<()> {
+        let mut slots: BpfHashMap<&mut MapData, u32, u32> =
+            BpfHashMap::try_from(ebpf.map_mut(egress::SLOTS).context("egress slots map")?)?;
+        if counted {
+            slots.insert(ifindex, 0, 0)?;
+        } else {
+            let _ = slots.remove(&ifindex);
+        }
+        Ok(())
+    };
+    let read = |ebpf: &Ebpf| -> anyhow::Result<EgressCounters> {
+        let map: PerCpuArray<&MapData, EgressCounters> =
+            PerCpuArray::try_from(ebpf.map(egress::COUNTERS).context("egress counters")?)?;
+        let mut sum = EgressCounters::default();
+        for c in map.get(&0, 0)?.iter() {
+            sum.add(c);
+        }
+        Ok(sum)
+    };
+    let frame = |src: Mac| {
+        let mut f = Vec::with_capacity(60);
+        f.extend_from_slice(&FOREIGN_MAC.0);
+        f.extend_from_slice(&src.0);
+        f.extend_from_slice(&0x0800u16.to_be_bytes());
+        f.resize(60, 0);
+        f
+    };
+    // (class, frame, counted, the counter it must land in)
+    type EgressClass = (&'static str, Vec<u8>, bool, fn(&EgressCounters) -> u64);
+    let classes: [EgressClass; 4] = [
+        ("own", frame(own), true, |c| c.own),
+        ("child", frame(CHILD), true, |c| c.child),
+        ("other", frame(SRC_MAC), true, |c| c.other),
+        ("not_counted", frame(own), false, |_| 0),
+    ];
+    let programs = [("tc_empty", EMPTY_TC), ("tc_egress", egress::PROGRAM)];
+    for (name, frame, counted, counter) in &classes {
+        set_slot(ebpf, *counted)?;
+        let before = read(ebpf)?;
+        run_once(ebpf, egress::PROGRAM, ifindex, frame, 1)?;
+        let after = read(ebpf)?;
+        let total = |c: &EgressCounters| c.own + c.child + c.other;
+        ensure!(
+            counter(&after) - counter(&before) == u64::from(*counted)
+                && total(&after) - total(&before) == u64::from(*counted),
+            "{} counted a {name} frame wrong: {before:?} -> {after:?}",
+            egress::PROGRAM
+        );
+    }
+    let mut samples: Vec<BTreeMap<&str, Vec<u64>>> = vec![BTreeMap::new(); classes.len()];
+    for _ in 0..reps {
+        for (c, (_, frame, counted, _)) in classes.iter().enumerate() {
+            set_slot(ebpf, *counted)?;
+            for (label, prog) in programs {
+                let ns = run_once(ebpf, prog, ifindex, frame, repeat)?;
+                samples[c].entry(label).or_default().push(ns);
+            }
+        }
+    }
+    Ok(classes
+        .iter()
+        .zip(samples)
+        .map(|((name, ..), s)| json!({ "class": name, "ns": s }))
+        .collect())
 }
 
 /// One BPF_PROG_TEST_RUN of `prog` on `frame` received on `ifindex`,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod counters;
 pub mod drop_subsys;
 pub mod drops;
+pub mod egress;
 pub mod evidence;
 pub mod flows;
 pub mod klog;

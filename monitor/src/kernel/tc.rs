@@ -84,7 +84,8 @@ impl TcMode {
     }
 }
 
-/// `macdrop_tc` attached to one interface. Dropping it detaches (ignoring
+/// `macdrop_tc` (or the egress counter, `attach_egress`) attached to one
+/// interface. Dropping it detaches (ignoring
 /// errors); `detach` reports them.
 pub struct TcAttachment {
     ifindex: u32,
@@ -100,6 +101,7 @@ enum Link {
 /// added in, whichever thread does it.
 struct ClsactFilter {
     sock: RouteSocket,
+    dir: Direction,
     handle: u32,
     prog_id: u32,
     created_qdisc: bool,
@@ -157,7 +159,7 @@ impl ClsactFilter {
         // these keys (another macdrop's) and whose qdisc must stay.
         let ours = self
             .sock
-            .filters(ifindex, Direction::Ingress)
+            .filters(ifindex, self.dir)
             .context("cannot list tc filters to detach macdrop's")?
             .into_iter()
             .find(|f| {
@@ -170,7 +172,7 @@ impl ClsactFilter {
         };
         match self
             .sock
-            .del_bpf_filter(ifindex, f.prio, f.protocol_be, f.handle)
+            .del_bpf_filter(ifindex, self.dir, f.prio, f.protocol_be, f.handle)
         {
             Ok(()) => {}
             // Gone meanwhile, with its device or by someone's hand.
@@ -263,10 +265,40 @@ pub fn attach_clsact(ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<TcAttachme
         .info()
         .with_context(|| format!("{} is not loaded", names::TC_PROGRAM))?
         .id();
-    let prog_fd = {
-        use std::os::fd::AsRawFd as _;
-        program_fd(ebpf)?.as_raw_fd()
-    };
+    let prog = program_fd(ebpf)?;
+    attach_clsact_fd(prog, prog_id, ifindex, Direction::Ingress)
+        .with_context(|| format!("cannot add {} as a tc filter", names::TC_PROGRAM))
+}
+
+/// Attaches the loaded classifier `prog` (kernel id `prog_id`) to the
+/// egress of `ifindex`: the egress source-MAC counter
+/// (`kernel::egress`), through TCX or a clsact filter like `macdrop_tc`'s
+/// (same priority, handles and owner name, on the egress hook), so
+/// `cleanup_leftovers` finds it after a SIGKILL.
+pub fn attach_egress(
+    prog: std::os::fd::BorrowedFd<'_>,
+    prog_id: u32,
+    ifindex: u32,
+    mode: TcMode,
+) -> anyhow::Result<TcAttachment> {
+    match mode {
+        TcMode::Tcx => Ok(TcAttachment {
+            ifindex,
+            link: Some(Link::Tcx(
+                TcxLink::attach_egress(prog, ifindex).map_err(anyhow::Error::new)?,
+            )),
+        }),
+        TcMode::Clsact => attach_clsact_fd(prog, prog_id, ifindex, Direction::Egress),
+    }
+}
+
+fn attach_clsact_fd(
+    prog: std::os::fd::BorrowedFd<'_>,
+    prog_id: u32,
+    ifindex: u32,
+    dir: Direction,
+) -> anyhow::Result<TcAttachment> {
+    use std::os::fd::AsRawFd as _;
     let owner = Owner::here()
         .context("cannot bind the owner name of macdrop's tc filters in this namespace")?;
     let mut sock = RouteSocket::open()?;
@@ -280,24 +312,23 @@ pub fn attach_clsact(ebpf: &mut Ebpf, ifindex: u32) -> anyhow::Result<TcAttachme
     };
     let added = sock.add_bpf_filter(&NewBpfFilter {
         ifindex,
+        dir,
         prio: CLSACT_PRIO,
         handle,
-        prog_fd,
+        prog_fd: prog.as_raw_fd(),
         name: &owner.filter_name(),
     });
     if let Err(e) = added {
         if created_qdisc {
             let _ = remove_qdisc_if_unused(&mut sock, ifindex);
         }
-        return Err(e.context(format!(
-            "cannot add {} as a tc filter on ifindex {ifindex}",
-            names::TC_PROGRAM
-        )));
+        return Err(e.context(format!("on the {} of ifindex {ifindex}", dir.as_str())));
     }
     Ok(TcAttachment {
         ifindex,
         link: Some(Link::Clsact(ClsactFilter {
             sock,
+            dir,
             handle,
             prog_id,
             created_qdisc,
@@ -322,44 +353,49 @@ pub fn cleanup_leftovers(ifindexes: &[u32]) -> anyhow::Result<Vec<String>> {
     let mut sock = RouteSocket::open()?;
     let mut lines = Vec::new();
     for &ifindex in ifindexes {
-        let filters = sock
-            .filters(ifindex, Direction::Ingress)
-            .with_context(|| format!("cannot list tc filters of ifindex {ifindex}"))?;
         let mut our_qdisc = false;
-        for f in filters.iter().filter(|f| f.kind == "bpf") {
-            let name = || ifname(ifindex).unwrap_or_else(|_| format!("ifindex {ifindex}"));
-            let _claim = match owner::recorded(f.bpf_name.as_deref()) {
-                Recorded::NotOurs => continue,
-                Recorded::NoOwner => {
-                    lines.push(format!(
-                        "a macdrop_tc filter without an owner on {} (from an older macdrop) is \
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let filters = sock
+                .filters(ifindex, dir)
+                .with_context(|| format!("cannot list tc filters of ifindex {ifindex}"))?;
+            for f in filters.iter().filter(|f| f.kind == "bpf") {
+                let name = || ifname(ifindex).unwrap_or_else(|_| format!("ifindex {ifindex}"));
+                let _claim = match owner::recorded(f.bpf_name.as_deref()) {
+                    Recorded::NotOurs => continue,
+                    Recorded::NoOwner => {
+                        lines.push(format!(
+                            "a macdrop_tc filter without an owner on {} (from an older macdrop) is \
                          left in place; if no macdrop runs, remove it with `tc filter del dev {} \
-                         ingress pref {}`",
-                        name(),
-                        name(),
-                        f.prio
-                    ));
-                    continue;
-                }
-                Recorded::Owner(token) => match owner::liveness(token) {
-                    Ok(Liveness::Held) => continue,
-                    Ok(Liveness::Orphaned(claim)) => claim,
-                    Err(e) => {
-                        return Err(anyhow::Error::new(e)
-                            .context("cannot check the owner of a macdrop tc filter"));
+                         {} pref {}`",
+                            name(),
+                            name(),
+                            dir.as_str(),
+                            f.prio
+                        ));
+                        continue;
                     }
-                },
-            };
-            match sock.del_bpf_filter(ifindex, f.prio, f.protocol_be, f.handle) {
-                Ok(()) => lines.push(format!("removed leftover macdrop tc filter on {}", name())),
-                Err(e) if matches!(errno_of(&e), Some(libc::ENOENT)) => continue,
-                Err(e) => {
-                    return Err(
-                        e.context(format!("cannot remove a leftover tc filter on {}", name()))
-                    );
+                    Recorded::Owner(token) => match owner::liveness(token) {
+                        Ok(Liveness::Held) => continue,
+                        Ok(Liveness::Orphaned(claim)) => claim,
+                        Err(e) => {
+                            return Err(anyhow::Error::new(e)
+                                .context("cannot check the owner of a macdrop tc filter"));
+                        }
+                    },
+                };
+                match sock.del_bpf_filter(ifindex, dir, f.prio, f.protocol_be, f.handle) {
+                    Ok(()) => {
+                        lines.push(format!("removed leftover macdrop tc filter on {}", name()))
+                    }
+                    Err(e) if matches!(errno_of(&e), Some(libc::ENOENT)) => continue,
+                    Err(e) => {
+                        return Err(
+                            e.context(format!("cannot remove a leftover tc filter on {}", name()))
+                        );
+                    }
                 }
+                our_qdisc |= f.handle == HANDLE_ON_OWN_QDISC;
             }
-            our_qdisc |= f.handle == HANDLE_ON_OWN_QDISC;
         }
         if our_qdisc && remove_qdisc_if_unused(&mut sock, ifindex)? {
             lines.push(format!(

@@ -182,6 +182,20 @@ impl<'a> Series<'a> {
         Some(out)
     }
 
+    /// Frames that left the uplink per source-MAC class, when some
+    /// instance was counted as an uplink.
+    fn egress(&self) -> Option<[(&'static str, u64); 3]> {
+        let mut out = [("own", 0), ("child", 0), ("other", 0)];
+        let mut any = false;
+        for e in self.instances.iter().filter_map(|i| i.egress) {
+            any = true;
+            for (slot, n) in out.iter_mut().zip([e.own, e.child, e.other]) {
+                slot.1 += n;
+            }
+        }
+        any.then_some(out)
+    }
+
     fn otherhost(&self) -> Option<u64> {
         self.instances
             .iter()
@@ -397,6 +411,20 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
                     labels.push(("pkt_type", pkt_type));
                     (labels, counter(n))
                 })
+        }),
+    )?;
+    family(
+        enc,
+        "macdrop_egress_frames",
+        "Frames that left an uplink (a macvlan parent, a bridge port that is a NIC) since its \
+         egress counter attached, by source MAC: its own, a local child's, or another; \
+         uplinks only.",
+        all.iter().flat_map(|s| {
+            s.egress().into_iter().flatten().map(move |(source, n)| {
+                let mut labels = s.labels();
+                labels.push(("source", source));
+                (labels, counter(n))
+            })
         }),
     )?;
     if let Some(stats) = &world.self_stats {

@@ -305,6 +305,28 @@ fn unavailable_kernel_counters_are_absent_not_zero() {
     assert!(names.contains("macdrop_frames_total"));
 }
 
+/// An uplink's egress counts, one series per source class; none on an
+/// interface that is not an uplink.
+#[test]
+fn egress_frames_by_source_on_uplinks_only() {
+    let mut eth0 = port("eth0", 3, FrameCounters::default());
+    eth0.egress = Some(monitor_common::egress::EgressCounters {
+        own: 5,
+        child: 7,
+        other: 2,
+    });
+    let text = render(Some(world(vec![
+        eth0,
+        port("p2", 4, FrameCounters::default()),
+    ])));
+    let l = labels("eth0", "port");
+    for (source, n) in [("own", 5.0), ("child", 7.0), ("other", 2.0)] {
+        let series = format!(r#"macdrop_egress_frames_total{{{l},source="{source}"}}"#);
+        assert_eq!(value(&text, &series), Some(n), "{text}");
+    }
+    assert!(!text.contains(r#"macdrop_egress_frames_total{netns="4026532177",interface="p2""#));
+}
+
 #[test]
 fn namespaces_and_roles_are_separate_series() {
     let mut other = port("p1", 3, FrameCounters::default());

@@ -72,6 +72,16 @@ struct IfaceJson<'a> {
     top_flows: Option<Vec<FlowJson>>,
     /// What owns the veth's peer namespace; null when unknown.
     workload: Option<WorkloadJson<'a>>,
+    /// Frames that left the uplink per source-MAC class, since its egress
+    /// counter attached; null unless it is an uplink (docs/json.md).
+    egress: Option<EgressJson>,
+}
+
+#[derive(Serialize)]
+struct EgressJson {
+    own: u64,
+    child: u64,
+    other: u64,
 }
 
 /// docs/json.md, `workload`: every key always present, null where it does
@@ -234,6 +244,11 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         verdict: verdict(i),
         top_flows: i.flows.as_ref().map(|fs| fs.iter().map(flow).collect()),
         workload: i.workload.as_ref().map(workload),
+        egress: i.egress.map(|e| EgressJson {
+            own: e.own,
+            child: e.child,
+            other: e.other,
+        }),
     }
 }
 

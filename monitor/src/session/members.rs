@@ -141,7 +141,19 @@ impl Session {
             self.start_handoff(first_on_xdp)?;
         }
         self.refresh_identity(state);
+        self.sync_egress(state);
         Ok(())
+    }
+
+    /// Counts the egress of the watched uplinks (`topology::uplinks`),
+    /// and of those only.
+    fn sync_egress(&mut self, state: &NetState) {
+        let wanted = topology::uplinks(state, |i| self.present.contains_key(&i));
+        let Ok(_inside) = self.ns.enter() else {
+            return;
+        };
+        let notes = self.egress.sync(&mut self.ebpf, &wanted);
+        self.notes.extend(notes);
     }
 
     /// The hand-off's first hook on member `i`. False if generic XDP cannot
@@ -260,6 +272,10 @@ impl Session {
             self.members[i].model.flows = Some(flows::top(mine, self.top_flows));
         }
         let ifindex = self.members[i].watched.ifindex;
+        if let Ok(Some(egress)) = self.egress.read(ifindex) {
+            self.members[i].model.egress = Some(egress);
+        }
+        self.egress.forget(ifindex);
         // Its final drop counts, before `follow` removes them from the map.
         if let Ok(d) = &self.drops
             && let Ok(all) = d.layer.read(&d.map)

@@ -33,6 +33,7 @@ use crate::{
         config::ConfigMaps,
         counters::CounterReader,
         drops::{DropHook, DropLayer, DropMap},
+        egress::EgressCounter,
         evidence::{Counts, EvidenceRing},
         flows::{self, FlowReader},
         klog::KernelLogReader,
@@ -73,6 +74,9 @@ pub struct Session {
     ebpf: Ebpf,
     config: ConfigMaps,
     counters: CounterReader,
+    /// Source-MAC classes of the frames leaving uplinks
+    /// (`kernel::egress`), attached only where there are uplinks.
+    egress: EgressCounter,
     flows: FlowReader,
     /// The kernel programs' log (`--kernel-log`), drained into `notes` on
     /// every report.
@@ -160,6 +164,7 @@ impl Session {
             None => None,
         };
         let counters = CounterReader::take(&mut ebpf)?;
+        let egress = EgressCounter::take(&mut ebpf)?;
         let flows = FlowReader::take(&mut ebpf)?;
         let kernel_log = KernelLogReader::take(&mut ebpf, ns.name.as_deref().unwrap_or_default())?;
         let attacher = Attacher::new(&mut ebpf, mode)?;
@@ -172,6 +177,7 @@ impl Session {
             ebpf,
             config,
             counters,
+            egress,
             flows,
             kernel_log,
             top_flows,
@@ -291,6 +297,10 @@ impl Session {
         for m in &mut self.members {
             if let Some(slot) = m.slot {
                 m.model.sample(self.counters.read(slot)?, now);
+                // An uplink that stops being one keeps its last counts.
+                if let Some(egress) = self.egress.read(m.watched.ifindex)? {
+                    m.model.egress = Some(egress);
+                }
                 if let Some(all) = &mut flows {
                     let mine = all.remove(&slot).unwrap_or_default();
                     m.model.flows = Some(flows::top(mine, self.top_flows));
@@ -393,6 +403,7 @@ impl Session {
             drop(worker.stop());
         }
         self.moving.clear();
+        self.egress.detach_all();
         if let Ok(_inside) = self.ns.enter() {
             self.attacher.detach_all(&mut self.ebpf);
         }

@@ -957,6 +957,7 @@ fn tc_pinned_pkt_types() {
     });
 }
 
+mod egress;
 mod evidence;
 mod flows;
 mod fuzz;

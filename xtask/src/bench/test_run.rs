@@ -5,7 +5,8 @@
 //! the kernel-vs-model tests; `macdrop-bench test-run` does the runs
 //! (through `macdrop::kernel::test_run`), interleaved (for each
 //! repetition, each class: empty XDP, macdrop XDP, macdrop's legacy XDP
-//! program for kernels before 5.18, empty tc, macdrop tc);
+//! program for kernels before 5.18, empty tc, macdrop tc; then the
+//! egress counter's classes, empty tc and `macdrop_tc_egress`);
 //! this side sets up the namespace and turns the samples into figures.
 
 use anyhow::{Context as _, Result};
@@ -61,10 +62,33 @@ fn diff(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(a, b)| a - b).collect()
 }
 
+/// The egress source-MAC counter (`macdrop_tc_egress`) against the empty
+/// tc program, per source class (`not_counted`: an interface that is not
+/// an uplink).
+pub struct EgressClass {
+    pub name: String,
+    pub tc_empty: Vec<f64>,
+    pub tc_egress: Vec<f64>,
+}
+
+impl EgressClass {
+    /// Per repetition, the counter over the empty program of the same
+    /// repetition, as a ratio.
+    pub fn ratio(&self) -> Vec<f64> {
+        self.tc_egress
+            .iter()
+            .zip(&self.tc_empty)
+            .filter(|(_, e)| **e > 0.0)
+            .map(|(a, e)| a / e)
+            .collect()
+    }
+}
+
 pub struct Results {
     pub repeat: u64,
     pub reps: u64,
     pub classes: Vec<Class>,
+    pub egress: Vec<EgressClass>,
 }
 
 pub fn run(s: &Settings) -> Result<Results> {
@@ -116,10 +140,21 @@ fn parse(out: &str) -> Result<Results> {
             tc_macdrop: samples(c, "tc_macdrop"),
         })
         .collect();
+    let egress = v["egress"]
+        .as_array()
+        .context("no egress classes")?
+        .iter()
+        .map(|c| EgressClass {
+            name: c["class"].as_str().unwrap_or("?").to_owned(),
+            tc_empty: samples(c, "tc_empty"),
+            tc_egress: samples(c, "tc_egress"),
+        })
+        .collect();
     Ok(Results {
         repeat: v["repeat"].as_u64().unwrap_or(0),
         reps: v["reps"].as_u64().unwrap_or(0),
         classes,
+        egress,
     })
 }
 
@@ -148,7 +183,24 @@ impl Results {
                 })
             })
             .collect();
-        json!({ "repeat": self.repeat, "reps": self.reps, "classes": classes })
+        let egress: Vec<Value> = self
+            .egress
+            .iter()
+            .map(|c| {
+                json!({
+                    "class": c.name,
+                    "empty_ns": super::stats::json_of(&c.tc_empty),
+                    "egress_ns": super::stats::json_of(&c.tc_egress),
+                    "ratio": super::stats::json_of(&c.ratio()),
+                })
+            })
+            .collect();
+        json!({
+            "repeat": self.repeat,
+            "reps": self.reps,
+            "classes": classes,
+            "egress": egress,
+        })
     }
 
     pub fn markdown(&self) -> String {
@@ -183,6 +235,22 @@ impl Results {
                 super::stats::show(&c.tc_delta(), 0),
                 ok(&c.tc_delta()),
                 c.target_ns().map_or("-".to_owned(), |t| format!("≤ {t}"))
+            );
+        }
+        md += "\nThe egress source-MAC counter (`macdrop_tc_egress`, attached on uplinks \
+               only; the ingress programs above do not change with it) against the empty tc \
+               program, interleaved the same way: per source class on a counted uplink, and \
+               `not_counted`, the slot lookup's miss alone (the program's floor: macdrop links \
+               it only to uplinks that have a slot). Ratio = egress / empty of the same \
+               repetition.\n\n";
+        md += "| source class | tc empty | tc egress | ratio |\n|---|---|---|---|\n";
+        for c in &self.egress {
+            md += &format!(
+                "| {} | {} | {} | {} |\n",
+                c.name,
+                super::stats::show(&c.tc_empty, 0),
+                super::stats::show(&c.tc_egress, 0),
+                super::stats::show(&c.ratio(), 2),
             );
         }
         md

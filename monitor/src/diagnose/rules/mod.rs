@@ -13,7 +13,8 @@
 //! `bond_failover_mac_change`;
 //! of the frame's path beyond the MAC: `br_netfilter_forward_drop`,
 //! `bridge_vlan_filtering_gap`, `macvlan_host_isolation`,
-//! `openvswitch_not_linux_bridge`. Eight of them `status` finds from one
+//! `openvswitch_not_linux_bridge`, `forged_transmits_rejected` (from the
+//! egress source-MAC counts of uplinks). Eight of them `status` finds from one
 //! interface alone; `diagnose` adds what its window saw to those.
 
 pub mod bridge_mac_not_in_fdb;
@@ -31,6 +32,7 @@ pub mod stale_mac;
 // The frame's path beyond the MAC (issue 18).
 pub mod br_netfilter_forward_drop;
 pub mod bridge_vlan_filtering_gap;
+pub mod forged_transmits_rejected;
 pub mod macvlan_host_isolation;
 pub mod openvswitch_not_linux_bridge;
 #[cfg(test)]
@@ -168,6 +170,9 @@ pub fn analyse(input: &Input) -> Vec<Finding> {
         }
         for facts in br_netfilter_forward_drop::detect(&scope) {
             found.push(br_netfilter_forward_drop::finding(netns, &facts));
+        }
+        for facts in forged_transmits_rejected::detect(&scope) {
+            found.push(forged_transmits_rejected::finding(netns, &facts));
         }
         out.extend(found.into_iter().map(|f| Finding {
             netns_name: ns.name.clone(),

@@ -6,7 +6,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use monitor_common::FrameCounters;
+use monitor_common::{FrameCounters, egress::EgressCounters};
 
 use serde_json::{Value, json};
 
@@ -430,6 +430,111 @@ fn standalone_foreign_is_information() {
     );
     assert_eq!(found[1].facts["foreign_unicast"], 5);
     assert!(found[0].message.contains("arrived on v0 with"));
+}
+
+/// A macvlan parent `up0` watched at `hook` that sent `egress` and
+/// received `frames`, with its child `mv0` in the namespace.
+fn uplink_lab(
+    hook: crate::kernel::attach::Hook,
+    egress: EgressCounters,
+    frames: FrameCounters,
+) -> Vec<Finding> {
+    let child = Mac([2, 0, 0, 0, 0x0c, 1]);
+    let mut mv0 = Link::fake(3, "mv0", "macvlan", None, child);
+    mv0.lower = Some(2);
+    let state = NetState {
+        links: vec![Link::fake(2, "up0", "veth", None, P1), mv0],
+        ..Default::default()
+    };
+    let facts = ns(&state, true, &PromiscFacts::default());
+    let mut up0 = observed("up0", Role::Standalone, frames);
+    up0.iface.master = None;
+    up0.iface.mac = Some(P1);
+    up0.iface.hook = Some(hook);
+    up0.iface.egress = Some(egress);
+    run(&facts, &[up0], &[], None)
+}
+
+fn sent(own: u64, child: u64, other: u64) -> EgressCounters {
+    EgressCounters { own, child, other }
+}
+
+#[test]
+fn forged_transmits_child_frames_and_no_unicast_back() {
+    use crate::kernel::attach::Hook;
+    // Broadcasts and unicast for up0's own MAC still arrive.
+    let frames = FrameCounters {
+        total: 5,
+        own: 3,
+        broadcast: 2,
+        pkt_host: 3,
+        pkt_broadcast: 2,
+        ..Default::default()
+    };
+    let found = uplink_lab(Hook::Tcx, sent(4, 9, 0), frames);
+    assert_eq!(ids(&found)[0], "forged_transmits_rejected");
+    let f = &found[0];
+    assert_eq!(f.severity(), Severity::Error);
+    assert!(
+        f.message
+            .starts_with("up0 sent 9 frame(s) with source MACs"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.evidence[0].contains(&format!("4 from its own MAC {P1}, 9 from its children's")),
+        "{:?}",
+        f.evidence
+    );
+    assert!(
+        f.evidence[1].contains("other than its own: 0"),
+        "{:?}",
+        f.evidence
+    );
+    assert!(f.remedy[0].contains("-MacAddressSpoofing On"));
+    assert!(f.remedy[1].contains("ipvlan"));
+    assert_eq!(f.facts["egress_child"], 9);
+    assert_eq!(f.facts["received_for_others"], 0);
+    assert_eq!(f.facts["received_from"], "pkt_type_otherhost");
+    assert_eq!(f.weight, 9);
+}
+
+#[test]
+fn forged_transmits_quiet_when_replies_come_back_or_nothing_was_forged() {
+    use crate::kernel::attach::Hook;
+    let replies = FrameCounters {
+        total: 1,
+        own: 1,
+        pkt_otherhost: 1,
+        ..Default::default()
+    };
+    let quiet = |found: Vec<Finding>| {
+        assert!(
+            !ids(&found).contains(&"forged_transmits_rejected"),
+            "{:?}",
+            ids(&found)
+        );
+    };
+    // One unicast for a child came back: the switch accepts.
+    quiet(uplink_lab(Hook::Tcx, sent(0, 9, 0), replies));
+    // Only its own MAC left.
+    quiet(uplink_lab(
+        Hook::Tcx,
+        sent(9, 0, 0),
+        FrameCounters::default(),
+    ));
+    // At XDP every unicast counts as received: own MAC traffic hides it.
+    let own_only = FrameCounters {
+        total: 1,
+        own: 1,
+        ..Default::default()
+    };
+    quiet(uplink_lab(Hook::XdpDriver, sent(0, 9, 0), own_only));
+    // ... and nothing at all received is reported, from "any unicast".
+    let found = uplink_lab(Hook::XdpDriver, sent(0, 0, 3), FrameCounters::default());
+    assert_eq!(ids(&found)[0], "forged_transmits_rejected");
+    assert_eq!(found[0].facts["received_from"], "any_unicast");
+    assert_eq!(found[0].facts["egress_other"], 3);
 }
 
 /// `status`'s findings (moved from `status.rs`, which only gathers facts).

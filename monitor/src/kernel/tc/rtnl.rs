@@ -43,6 +43,14 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// tc's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+
     /// `TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS / TC_H_MIN_EGRESS)`.
     fn parent(self) -> TcHandle {
         TcHandle {
@@ -70,9 +78,11 @@ pub struct Filter {
     pub bpf_prog_id: Option<u32>,
 }
 
-/// The filter macdrop adds: direct-action cls_bpf on ingress.
+/// The filter macdrop adds: direct-action cls_bpf on ingress (or, for the
+/// egress source-MAC counter, egress).
 pub struct NewBpfFilter<'a> {
     pub ifindex: u32,
+    pub dir: Direction,
     pub prio: u16,
     pub handle: u32,
     pub prog_fd: i32,
@@ -131,13 +141,13 @@ impl RouteSocket {
         }))
     }
 
-    /// Adds a direct-action cls_bpf filter on ingress at exactly
+    /// Adds a direct-action cls_bpf filter on `f.dir` at exactly
     /// (`prio`, `handle`), never replacing one that is there (`EEXIST`).
     pub fn add_bpf_filter(&mut self, f: &NewBpfFilter<'_>) -> anyhow::Result<()> {
         let msg = TcMessage::from_parts(
             header(
                 f.ifindex,
-                Direction::Ingress.parent(),
+                f.dir.parent(),
                 TcHandle::from(f.handle),
                 info(f.prio, ETH_P_ALL_BE),
             ),
@@ -155,10 +165,11 @@ impl RouteSocket {
             .map(drop)
     }
 
-    /// Deletes one cls_bpf filter on ingress, named by all of its keys.
+    /// Deletes one cls_bpf filter on `dir`, named by all of its keys.
     pub fn del_bpf_filter(
         &mut self,
         ifindex: u32,
+        dir: Direction,
         prio: u16,
         protocol_be: u16,
         handle: u32,
@@ -166,7 +177,7 @@ impl RouteSocket {
         let msg = TcMessage::from_parts(
             header(
                 ifindex,
-                Direction::Ingress.parent(),
+                dir.parent(),
                 TcHandle::from(handle),
                 info(prio, protocol_be),
             ),

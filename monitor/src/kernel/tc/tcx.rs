@@ -19,6 +19,7 @@ use std::{
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_DETACH: libc::c_long = 34;
 const BPF_TCX_INGRESS: u32 = 46;
+const BPF_TCX_EGRESS: u32 = 47;
 const BPF_XDP: u32 = 37;
 /// `XDP_FLAGS_SKB_MODE` (include/uapi/linux/if_link.h): generic XDP.
 const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
@@ -43,6 +44,14 @@ impl TcxLink {
     pub fn attach(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<Self> {
         // BPF_F_BEFORE with no relative program: in front of all.
         Self::create(prog, ifindex, BPF_TCX_INGRESS, BPF_F_BEFORE)
+    }
+
+    /// Links `prog` to the TCX egress of `ifindex`, before every program
+    /// already there: the egress source-MAC counter
+    /// (`kernel::egress`). First for the same reason as on ingress: a
+    /// program returning TCX_PASS before it would hide the frames from it.
+    pub fn attach_egress(prog: BorrowedFd<'_>, ifindex: u32) -> io::Result<Self> {
+        Self::create(prog, ifindex, BPF_TCX_EGRESS, BPF_F_BEFORE)
     }
 
     /// Links the XDP program `prog` to `ifindex` (in the calling thread's

@@ -1,0 +1,134 @@
+//! Types and names of the egress source-MAC counter (issue 18, "forged
+//! transmits / promiscuous: reject"): on an uplink that sends frames for
+//! others (a macvlan parent, a bridge's physical port), a hypervisor
+//! switch that rejects forged transmits drops every frame whose source MAC
+//! is not the uplink's own. A separate tc egress program, attached only
+//! where that rule needs it, counts the frames leaving such an uplink per
+//! source-MAC class: the uplink's own MAC, a MAC of a local child (a
+//! macvlan on it, a container behind the bridge), or any other. The
+//! ingress path is untouched.
+//!
+//! The classes are decided by userspace, which writes them into
+//! `EGRESS_MACS`; the program only looks the source MAC up.
+//! [`EgressCounters::count`] is the reference model the kernel program's
+//! counts are tested against (`tests/tests/test_run`).
+
+/// Capacity of `EGRESS_MACS`: own and child MACs of every counted uplink.
+/// Its buckets (16 bytes each) are allocated with the map in every watched
+/// namespace, used or not, so it stays small.
+pub const MAX_EGRESS_MACS: u32 = 1024;
+/// Capacity of `EGRESS_SLOTS`: uplinks counted at once.
+pub const MAX_EGRESS_IFACES: u32 = 64;
+
+/// Flags of the two hash maps: `BPF_F_NO_PREALLOC`. The object's maps are
+/// created in every watched namespace, and most have no uplink to count:
+/// without preallocation a hash map costs its bucket array until entries
+/// are added (the DaemonSet's memory formula counts the fixed maps).
+pub const MAP_FLAGS: u32 = 1;
+
+/// `EGRESS_MACS` value: the uplink's own MAC.
+pub const EGRESS_OWN: u8 = 1;
+/// `EGRESS_MACS` value: a MAC of a local child of the uplink.
+pub const EGRESS_CHILD: u8 = 2;
+
+/// Program and map names in the eBPF object.
+pub mod names {
+    /// The tc egress classifier.
+    pub const PROGRAM: &str = "macdrop_tc_egress";
+    /// Hash `u32` ifindex -> `u32` slot of `EGRESS_COUNTERS`: the uplinks
+    /// counted; frames leaving any other interface are not looked at.
+    pub const SLOTS: &str = "MACDROP_EGRESS_SLOTS";
+    /// Hash `EgressMacKey` -> class (`EGRESS_OWN`, `EGRESS_CHILD`).
+    pub const MACS: &str = "MACDROP_EGRESS_MACS";
+    /// Per-CPU array of `EgressCounters`, by slot.
+    pub const COUNTERS: &str = "MACDROP_EGRESS_COUNTERS";
+}
+
+/// Key of `EGRESS_MACS`: source MAC `mac` on uplink `ifindex`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct EgressMacKey {
+    pub ifindex: u32,
+    pub mac: [u8; 6],
+    pub _pad: [u8; 2],
+}
+
+impl EgressMacKey {
+    pub const fn new(ifindex: u32, mac: [u8; 6]) -> Self {
+        Self {
+            ifindex,
+            mac,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Frames that left one uplink, per source-MAC class.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EgressCounters {
+    /// Source MAC: the uplink's own.
+    pub own: u64,
+    /// Source MAC: a local child's.
+    pub child: u64,
+    /// Source MAC: anything else (bridged from elsewhere, or forged).
+    pub other: u64,
+}
+
+impl EgressCounters {
+    /// Counts one frame of source-MAC class `class` (the `EGRESS_MACS`
+    /// value, None when the MAC is not there): the reference model.
+    #[inline(always)]
+    pub fn count(&mut self, class: Option<u8>) {
+        match class {
+            Some(EGRESS_OWN) => self.own += 1,
+            Some(EGRESS_CHILD) => self.child += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    pub fn add(&mut self, other: &Self) {
+        self.own += other.own;
+        self.child += other.child;
+        self.other += other.other;
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: #[repr(C)], Copy, only integers and byte arrays, no implicit
+    // padding (asserted below).
+    unsafe impl aya::Pod for super::EgressMacKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::EgressCounters {}
+}
+
+const _: () = assert!(core::mem::size_of::<EgressMacKey>() == 12);
+const _: () = assert!(core::mem::size_of::<EgressCounters>() == 24);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_counted_apart() {
+        let mut c = EgressCounters::default();
+        for class in [
+            Some(EGRESS_OWN),
+            Some(EGRESS_CHILD),
+            Some(EGRESS_CHILD),
+            None,
+            Some(9),
+        ] {
+            c.count(class);
+        }
+        assert_eq!(
+            c,
+            EgressCounters {
+                own: 1,
+                child: 2,
+                other: 2,
+            }
+        );
+    }
+}
