@@ -75,11 +75,27 @@ pub struct EgressCounters {
     pub other: u64,
 }
 
+/// Whether a frame to `dest` is counted at all. Unicast and broadcast
+/// are: a healthy network answers them with unicast (a reply, an ARP
+/// reply), which is what the forged-transmits rule looks for and does not
+/// find. Frames to a multicast group are not: nothing answers IPv6 DAD,
+/// MLD reports, router solicitations or mDNS with unicast, and an idle
+/// child sends them, so counting them would make every quiet macvlan
+/// child look rejected.
+#[inline(always)]
+pub fn counted(dest: &[u8; 6]) -> bool {
+    dest[0] & 1 == 0 || *dest == [0xff; 6]
+}
+
 impl EgressCounters {
-    /// Counts one frame of source-MAC class `class` (the `EGRESS_MACS`
-    /// value, None when the MAC is not there): the reference model.
+    /// Counts one frame to `dest` of source-MAC class `class` (the
+    /// `EGRESS_MACS` value, None when the MAC is not there), if it is
+    /// [`counted`]: the reference model.
     #[inline(always)]
-    pub fn count(&mut self, class: Option<u8>) {
+    pub fn count(&mut self, dest: &[u8; 6], class: Option<u8>) {
+        if !counted(dest) {
+            return;
+        }
         match class {
             Some(EGRESS_OWN) => self.own += 1,
             Some(EGRESS_CHILD) => self.child += 1,
@@ -113,6 +129,7 @@ mod tests {
     #[test]
     fn classes_are_counted_apart() {
         let mut c = EgressCounters::default();
+        let unicast = [0x02, 0, 0, 0, 0, 1];
         for class in [
             Some(EGRESS_OWN),
             Some(EGRESS_CHILD),
@@ -120,13 +137,19 @@ mod tests {
             None,
             Some(9),
         ] {
-            c.count(class);
+            c.count(&unicast, class);
+        }
+        // Broadcast counts; a multicast group does not, whatever the source.
+        c.count(&[0xff; 6], Some(EGRESS_CHILD));
+        for group in [[0x33, 0x33, 0, 0, 0, 0x16], [0x01, 0, 0x5e, 0, 0, 0xfb]] {
+            c.count(&group, Some(EGRESS_CHILD));
+            c.count(&group, None);
         }
         assert_eq!(
             c,
             EgressCounters {
                 own: 1,
-                child: 2,
+                child: 3,
                 other: 2,
             }
         );

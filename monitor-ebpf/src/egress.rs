@@ -10,7 +10,7 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use monitor_common::egress::{
-    EgressCounters, EgressMacKey, MAP_FLAGS, MAX_EGRESS_IFACES, MAX_EGRESS_MACS,
+    EgressCounters, EgressMacKey, MAP_FLAGS, MAX_EGRESS_IFACES, MAX_EGRESS_MACS, counted,
 };
 
 #[map(name = "MACDROP_EGRESS_SLOTS")]
@@ -49,9 +49,15 @@ fn count(ctx: &TcContext) {
     if data + 12 > data_end {
         return;
     }
-    // SAFETY: bytes 6..12 are inside the packet (checked above).
+    // SAFETY: bytes 0..12 are inside the packet (checked above).
+    let dest = unsafe { core::ptr::read_unaligned(data as *const [u8; 6]) };
+    // A multicast group's frame is not counted: no lookup for it.
+    if !counted(&dest) {
+        return;
+    }
+    // SAFETY: as above.
     let mac = unsafe { core::ptr::read_unaligned((data + 6) as *const [u8; 6]) };
     // SAFETY: the map's value is a plain u8.
     let class = unsafe { MACS.get(EgressMacKey::new(ifindex, mac)) }.copied();
-    counters.count(class);
+    counters.count(&dest, class);
 }

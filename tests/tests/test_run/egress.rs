@@ -4,6 +4,7 @@
 //! MAC, a child's and another's, through BPF_PROG_TEST_RUN on the device
 //! whose egress it counts; the verdict is always TC_ACT_UNSPEC, the
 //! frame comes out unchanged, and the counts equal the model's exactly.
+//! Frames to a multicast group are not counted, broadcast is.
 //! Frames leaving an interface that is not counted are not looked at.
 
 use aya::{
@@ -23,8 +24,13 @@ const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x02];
 
 /// A frame from `src` to the peer, IPv4 payload.
 fn from(src: [u8; 6]) -> Vec<u8> {
+    from_to(src, PEER_MAC)
+}
+
+/// A frame from `src` to `dest`, IPv4 payload.
+fn from_to(src: [u8; 6], dest: [u8; 6]) -> Vec<u8> {
     let mut f = Vec::new();
-    f.extend_from_slice(&PEER_MAC);
+    f.extend_from_slice(&dest);
     f.extend_from_slice(&src);
     f.extend_from_slice(&0x0800u16.to_be_bytes());
     f.extend_from_slice(&ipv4([192, 0, 2, 2]));
@@ -71,11 +77,28 @@ fn egress_source_mac_classes_agree_with_the_model() {
         macs.insert(EgressMacKey::new(uplink + 1, OTHER_MAC), EGRESS_CHILD, 0)
             .unwrap();
     }
-    let plan: [(&str, Vec<u8>, Option<u8>, u32); 4] = [
+    const MLD: [u8; 6] = [0x33, 0x33, 0, 0, 0, 0x16];
+    const MDNS: [u8; 6] = [0x01, 0, 0x5e, 0, 0, 0xfb];
+    let plan: [(&str, Vec<u8>, Option<u8>, u32); 8] = [
         ("own", from(UPLINK_MAC), Some(EGRESS_OWN), 3),
         ("child", from(CHILD_MAC), Some(EGRESS_CHILD), 5),
         ("other", from(OTHER_MAC), None, 7),
         ("another uplink's child", from(OTHER_MAC), None, 2),
+        // Broadcast is counted (an ARP request); multicast groups are not.
+        (
+            "child broadcast",
+            from_to(CHILD_MAC, [0xff; 6]),
+            Some(EGRESS_CHILD),
+            4,
+        ),
+        (
+            "child to MLD",
+            from_to(CHILD_MAC, MLD),
+            Some(EGRESS_CHILD),
+            6,
+        ),
+        ("other to mDNS", from_to(OTHER_MAC, MDNS), None, 3),
+        ("own to MLD", from_to(UPLINK_MAC, MLD), Some(EGRESS_OWN), 2),
     ];
     let mut model = EgressCounters::default();
     let prog: &SchedClassifier = ebpf.program(egress::PROGRAM).unwrap().try_into().unwrap();
@@ -85,7 +108,8 @@ fn egress_source_mac_classes_agree_with_the_model() {
                 let res = test_run::run_tc(prog, frame, uplink, uplink, 1).unwrap();
                 assert_eq!(res.verdict, TC_ACT_UNSPEC, "{what}");
                 assert_eq!(res.frame, *frame, "{what}: frame altered");
-                model.count(*class);
+                let dest: [u8; 6] = frame[..6].try_into().unwrap();
+                model.count(&dest, *class);
             }
         }
     });
@@ -98,7 +122,7 @@ fn egress_source_mac_classes_agree_with_the_model() {
         model,
         EgressCounters {
             own: 3,
-            child: 5,
+            child: 9,
             other: 9,
         }
     );
