@@ -73,6 +73,13 @@ pub struct EgressCounters {
     pub child: u64,
     /// Source MAC: anything else (bridged from elsewhere, or forged).
     pub other: u64,
+    /// Of `child` and `other`: broadcast frames (ARP requests, mostly).
+    /// A healthy network answers an ARP request with unicast to the
+    /// sender; one-way unicast (UDP to a collector, with the neighbour
+    /// already resolved) gets no answer at all. So an unanswered broadcast
+    /// from a child, not any unanswered frame, is the forged-transmits
+    /// signal.
+    pub broadcast: u64,
 }
 
 /// Whether a frame to `dest` is counted at all. Unicast and broadcast
@@ -97,9 +104,15 @@ impl EgressCounters {
             return;
         }
         match class {
-            Some(EGRESS_OWN) => self.own += 1,
+            Some(EGRESS_OWN) => {
+                self.own += 1;
+                return;
+            }
             Some(EGRESS_CHILD) => self.child += 1,
             _ => self.other += 1,
+        }
+        if *dest == [0xff; 6] {
+            self.broadcast += 1;
         }
     }
 
@@ -107,6 +120,7 @@ impl EgressCounters {
         self.own += other.own;
         self.child += other.child;
         self.other += other.other;
+        self.broadcast += other.broadcast;
     }
 }
 
@@ -120,7 +134,7 @@ mod pod {
 }
 
 const _: () = assert!(core::mem::size_of::<EgressMacKey>() == 12);
-const _: () = assert!(core::mem::size_of::<EgressCounters>() == 24);
+const _: () = assert!(core::mem::size_of::<EgressCounters>() == 32);
 
 #[cfg(test)]
 mod tests {
@@ -139,8 +153,11 @@ mod tests {
         ] {
             c.count(&unicast, class);
         }
-        // Broadcast counts; a multicast group does not, whatever the source.
+        // Broadcast counts (and apart, unless from the uplink's own MAC); a
+        // multicast group does not, whatever the source.
         c.count(&[0xff; 6], Some(EGRESS_CHILD));
+        c.count(&[0xff; 6], None);
+        c.count(&[0xff; 6], Some(EGRESS_OWN));
         for group in [[0x33, 0x33, 0, 0, 0, 0x16], [0x01, 0, 0x5e, 0, 0, 0xfb]] {
             c.count(&group, Some(EGRESS_CHILD));
             c.count(&group, None);
@@ -148,9 +165,10 @@ mod tests {
         assert_eq!(
             c,
             EgressCounters {
-                own: 1,
+                own: 2,
                 child: 3,
-                other: 2,
+                other: 3,
+                broadcast: 2,
             }
         );
     }

@@ -12,7 +12,7 @@ mod common;
 use common::diagnosis::{Diagnosis, finding, ids, status_ids, status_json};
 use macdrop_tests::{
     btf::Btf,
-    frames::{ipv4_udp, mac_to_string},
+    frames::{arp_request, ipv4_udp, mac_to_string},
     lab::{BRIDGE, BRIDGE_IPV4, BridgeLab, PEER_IFACE, links, peer_ipv4, peer_mac},
     netns::NetNs,
     sender::RawSender,
@@ -257,6 +257,9 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
     const SWITCH_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0xfe];
     const CHILD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0x0e, 0x01];
     const SENT: usize = 7;
+    // Of SENT: ARP requests, broadcast (what a healthy network answers
+    // with unicast); the rest one-way unicast.
+    const ARPS: usize = 2;
     const REPLIES: usize = 3;
     let host = NetNs::new().unwrap();
     let switch = NetNs::new().unwrap();
@@ -307,7 +310,7 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
     // The child's frames to the switch's MAC, for an address nobody has:
     // neither side answers them itself (forwarding is off), so the only
     // unicast for the child is what the switch sends as its replies.
-    let child_sends = || {
+    let unicast_sends = |n: usize| {
         let tx = RawSender::new(&container, "mv0").unwrap();
         let frame = ipv4_udp(
             SWITCH_MAC,
@@ -315,9 +318,27 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
             "192.0.2.20".parse().unwrap(),
             "198.51.100.1".parse().unwrap(),
         );
-        tx.send(&frame, SENT).unwrap();
+        tx.send(&frame, n).unwrap();
+    };
+    let child_sends = || {
+        unicast_sends(SENT - ARPS);
+        let tx = RawSender::new(&container, "mv0").unwrap();
+        let arp = arp_request(
+            [0xff; 6],
+            CHILD_MAC,
+            "192.0.2.20".parse().unwrap(),
+            "192.0.2.1".parse().unwrap(),
+        );
+        tx.send(&arp, ARPS).unwrap();
     };
     let args = ["--duration", "1", "--format", "json", "--iface", UPLINK];
+
+    // One-way unicast alone is no evidence: nothing answers a datagram to
+    // a collector on a healthy network either.
+    let run = Diagnosis::start(&host, &args);
+    unicast_sends(SENT);
+    let report = run.finish().json();
+    assert_eq!(ids(&report), ["interface_promiscuous"], "{report:#}");
 
     let run = Diagnosis::start(&host, &args);
     child_sends();
@@ -345,6 +366,7 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
             "egress_own": 0,
             "egress_child": SENT,
             "egress_other": 0,
+            "egress_broadcast": ARPS,
             "received_for_others": 0,
             "received_from": "pkt_type_otherhost",
         }),
@@ -384,7 +406,7 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
     let report = m.settle(counted, Duration::from_secs(10));
     assert_eq!(
         report.interface(UPLINK).and_then(|i| i.egress.clone()),
-        Some(json!({"own": 0, "child": SENT, "other": 0})),
+        Some(json!({"own": 0, "child": SENT, "other": 0, "broadcast": ARPS})),
         "{:?}",
         m.latest_json()
     );
@@ -431,7 +453,7 @@ fn forged_transmits_rejected_is_named_first_with_exact_counts() {
     );
     assert_eq!(
         report.interface(UPLINK).and_then(|i| i.egress.clone()),
-        Some(json!({"own": 0, "child": child + BATCH, "other": other})),
+        Some(json!({"own": 0, "child": child + BATCH, "other": other, "broadcast": ARPS})),
     );
     host.exec(&["ip", "link", "del", "mv1"]).unwrap();
     drop(m);

@@ -314,6 +314,7 @@ fn egress_frames_by_source_on_uplinks_only() {
         own: 5,
         child: 7,
         other: 2,
+        broadcast: 1,
     });
     let text = render(Some(world(vec![
         eth0,

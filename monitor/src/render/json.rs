@@ -82,6 +82,8 @@ struct EgressJson {
     own: u64,
     child: u64,
     other: u64,
+    /// Of child and other: broadcast (ARP requests).
+    broadcast: u64,
 }
 
 /// docs/json.md, `workload`: every key always present, null where it does
@@ -248,6 +250,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
             own: e.own,
             child: e.child,
             other: e.other,
+            broadcast: e.broadcast,
         }),
     }
 }

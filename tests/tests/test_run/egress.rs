@@ -124,6 +124,7 @@ fn egress_source_mac_classes_agree_with_the_model() {
             own: 3,
             child: 9,
             other: 9,
+            broadcast: 4,
         }
     );
     // Another slot saw nothing.

@@ -5,6 +5,9 @@
 //! Reject", Hyper-V with MAC address spoofing off) drops every frame an
 //! uplink sends from another MAC, so the children's requests never reach
 //! anyone and no reply comes back; nothing in this kernel counts a drop.
+//! The rule asks for at least one broadcast among those frames: an ARP
+//! request always gets a unicast answer on a healthy network, one-way
+//! unicast (a datagram to a collector) gets none anywhere.
 //! The egress counts come from `macdrop_tc_egress` (`kernel::egress`),
 //! attached only on uplinks.
 
@@ -81,13 +84,17 @@ pub fn detect(scope: &Scope) -> Vec<Facts> {
         .filter_map(|o| {
             let egress = o.iface.egress?;
             let received = received_for_others(&o.iface);
-            (egress.child + egress.other > 0 && received.frames() == 0).then(|| Facts {
-                interface: o.iface.name.clone(),
-                mac: o.iface.mac,
-                egress,
-                received,
-                seconds: scope.input.seconds,
-            })
+            // Unanswered broadcasts (ARP requests) from the children, not
+            // just unanswered frames: one-way unicast gets no answer on a
+            // healthy network too (`EgressCounters::broadcast`).
+            (egress.child + egress.other > 0 && egress.broadcast > 0 && received.frames() == 0)
+                .then(|| Facts {
+                    interface: o.iface.name.clone(),
+                    mac: o.iface.mac,
+                    egress,
+                    received,
+                    seconds: scope.input.seconds,
+                })
         })
         .collect()
 }
@@ -114,8 +121,9 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
     f.evidence.push(format!(
         "frames that left {name}: {} from {own}, {} from its children's MACs (macvlan \
          children, its bridge's and the other ports' own MACs), {} from other MACs (stations \
-         behind its bridge)",
-        e.own, e.child, e.other
+         behind its bridge); {} of those not from its own MAC were broadcast (ARP \
+         requests, which a healthy network answers with unicast)",
+        e.own, e.child, e.other, e.broadcast
     ));
     f.evidence.push(match facts.received {
         Received::OtherHost(n) => format!(
@@ -145,6 +153,7 @@ pub fn finding(netns: u32, facts: &Facts) -> Finding {
         "egress_own": e.own,
         "egress_child": e.child,
         "egress_other": e.other,
+        "egress_broadcast": e.broadcast,
         "received_for_others": facts.received.frames(),
         "received_from": match facts.received {
             Received::OtherHost(_) => "pkt_type_otherhost",

@@ -455,8 +455,14 @@ fn uplink_lab(
     run(&facts, &[up0], &[], None)
 }
 
-fn sent(own: u64, child: u64, other: u64) -> EgressCounters {
-    EgressCounters { own, child, other }
+/// Frames that left, per source class; `broadcast` of child and other.
+fn sent(own: u64, child: u64, other: u64, broadcast: u64) -> EgressCounters {
+    EgressCounters {
+        own,
+        child,
+        other,
+        broadcast,
+    }
 }
 
 #[test]
@@ -471,7 +477,7 @@ fn forged_transmits_child_frames_and_no_unicast_back() {
         pkt_broadcast: 2,
         ..Default::default()
     };
-    let found = uplink_lab(Hook::Tcx, sent(4, 9, 0), frames);
+    let found = uplink_lab(Hook::Tcx, sent(4, 9, 0, 3), frames);
     assert_eq!(ids(&found)[0], "forged_transmits_rejected");
     let f = &found[0];
     assert_eq!(f.severity(), Severity::Error);
@@ -494,6 +500,12 @@ fn forged_transmits_child_frames_and_no_unicast_back() {
     assert!(f.remedy[0].contains("-MacAddressSpoofing On"));
     assert!(f.remedy[1].contains("ipvlan"));
     assert_eq!(f.facts["egress_child"], 9);
+    assert_eq!(f.facts["egress_broadcast"], 3);
+    assert!(
+        f.evidence[0].ends_with("3 of those not from its own MAC were broadcast (ARP requests, which a healthy network answers with unicast)"),
+        "{:?}",
+        f.evidence
+    );
     assert_eq!(f.facts["received_for_others"], 0);
     assert_eq!(f.facts["received_from"], "pkt_type_otherhost");
     assert_eq!(f.weight, 9);
@@ -516,11 +528,18 @@ fn forged_transmits_quiet_when_replies_come_back_or_nothing_was_forged() {
         );
     };
     // One unicast for a child came back: the switch accepts.
-    quiet(uplink_lab(Hook::Tcx, sent(0, 9, 0), replies));
+    quiet(uplink_lab(Hook::Tcx, sent(0, 9, 0, 3), replies));
+    // Only one-way unicast from a child, no broadcast (its neighbours
+    // resolved): nothing answers a datagram to a collector anywhere.
+    quiet(uplink_lab(
+        Hook::Tcx,
+        sent(0, 9, 0, 0),
+        FrameCounters::default(),
+    ));
     // Only its own MAC left.
     quiet(uplink_lab(
         Hook::Tcx,
-        sent(9, 0, 0),
+        sent(9, 0, 0, 0),
         FrameCounters::default(),
     ));
     // At XDP every unicast counts as received: own MAC traffic hides it.
@@ -529,9 +548,9 @@ fn forged_transmits_quiet_when_replies_come_back_or_nothing_was_forged() {
         own: 1,
         ..Default::default()
     };
-    quiet(uplink_lab(Hook::XdpDriver, sent(0, 9, 0), own_only));
+    quiet(uplink_lab(Hook::XdpDriver, sent(0, 9, 0, 3), own_only));
     // ... and nothing at all received is reported, from "any unicast".
-    let found = uplink_lab(Hook::XdpDriver, sent(0, 0, 3), FrameCounters::default());
+    let found = uplink_lab(Hook::XdpDriver, sent(0, 0, 3, 1), FrameCounters::default());
     assert_eq!(ids(&found)[0], "forged_transmits_rejected");
     assert_eq!(found[0].facts["received_from"], "any_unicast");
     assert_eq!(found[0].facts["egress_other"], 3);
