@@ -16,7 +16,9 @@
 //!   fewer runs than its burst), and one the rate bound turns away (the
 //!   bucket emptied by the measurement's own first frames: a flood).
 //! - `attach-empty`: attaches an empty baseline program to an interface
-//!   until stdin closes (end-to-end baselines).
+//!   until stdin closes (end-to-end baselines); with `--self-stats`, also
+//!   the kernel's run-time statistics of that program, the baseline of
+//!   `macdrop --self-stats`'s per-program figures.
 //! - `counter-read`: the time of one full counter read of N slots, as a
 //!   report does it (`CounterReader::read` per slot).
 //! - `tcx-floor`: the kernel's floor for attaching and detaching: raw TCX
@@ -42,8 +44,13 @@ use aya::{
 use clap::{Parser, Subcommand, ValueEnum};
 use macdrop::{
     kernel::{
-        config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader, tc,
-        test_run,
+        config,
+        config::ConfigMaps,
+        counters::CounterReader,
+        flows::FlowReader,
+        loader,
+        self_stats::{StatsEnabled, add_program_stats},
+        tc, test_run,
     },
     mac::Mac,
     netlink::{Link, NetState},
@@ -92,6 +99,11 @@ enum Command {
         iface: String,
         #[arg(long, value_enum)]
         hook: EmptyHook,
+        /// Keep BPF run-time statistics on while attached (BPF_ENABLE_STATS,
+        /// as `macdrop --self-stats` does) and print the program's runs and
+        /// run time as JSON when stdin closes.
+        #[arg(long)]
+        self_stats: bool,
     },
     /// Time raw TCX link creates and detaches on PREFIX1..PREFIXCOUNT,
     /// serially (1 thread) and from each number of THREADS, interleaved.
@@ -133,7 +145,11 @@ fn main() -> anyhow::Result<()> {
             reps,
             ports,
         } => test_run(&iface, repeat, reps, ports)?,
-        Command::AttachEmpty { iface, hook } => return attach_empty(&iface, hook),
+        Command::AttachEmpty {
+            iface,
+            hook,
+            self_stats,
+        } => return attach_empty(&iface, hook, self_stats),
         Command::CounterRead { slots, reps } => counter_read(slots, reps)?,
         Command::TcxFloor {
             prefix,
@@ -669,8 +685,11 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Sche
 
 // ---- attach-empty -----------------------------------------------------------
 
-fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
+fn attach_empty(iface: &str, hook: EmptyHook, self_stats: bool) -> anyhow::Result<()> {
     let mut ebpf = loader::load(netns_inode()?, &[])?;
+    // On from before the attach, so every run is counted; off again when
+    // this process ends, whatever happens.
+    let _stats = self_stats.then(StatsEnabled::enable).transpose()?;
     // The links live as long as these bindings; dropping them detaches.
     let mut _xdp_link = None;
     let mut _tc_link = None;
@@ -716,6 +735,19 @@ fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
     // Until the caller closes our stdin (or dies).
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
+    if self_stats {
+        // The kernel's figures for the program, read while still attached.
+        let mut stats = BTreeMap::new();
+        add_program_stats(&ebpf, &mut stats);
+        let name = match hook {
+            EmptyHook::Tc => EMPTY_TC,
+            _ => EMPTY_XDP,
+        };
+        let s = stats.get(name).copied().unwrap_or_default();
+        let out = json!({ "program": name, "runs": s.runs, "run_time_ns": s.run_time_ns });
+        writeln!(std::io::stdout(), "{out}")?;
+        std::io::stdout().flush()?;
+    }
     Ok(())
 }
 
