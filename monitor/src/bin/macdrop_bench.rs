@@ -19,6 +19,8 @@
 //!   until stdin closes (end-to-end baselines); with `--self-stats`, also
 //!   the kernel's run-time statistics of that program, the baseline of
 //!   `macdrop --self-stats`'s per-program figures.
+//! - `flow-read`: the time of a read of a running macdrop's flow table,
+//!   as a report does it (`FlowReader::read`), found by its pid.
 //! - `counter-read`: the time of one full counter read of N slots, as a
 //!   report does it (`CounterReader::read` per slot).
 //! - `tcx-floor`: the kernel's floor for attaching and detaching: raw TCX
@@ -117,6 +119,17 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         reps: usize,
     },
+    /// Time reads of a running macdrop's flow table (`FlowReader::read`,
+    /// as its reports do), REPS of them INTERVAL_MS apart.
+    FlowRead {
+        /// The macdrop process whose table to read (found by its fds).
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
     /// Time full counter reads of SLOTS slots.
     CounterRead {
         #[arg(long, default_value_t = 1000)]
@@ -151,6 +164,11 @@ fn main() -> anyhow::Result<()> {
             self_stats,
         } => return attach_empty(&iface, hook, self_stats),
         Command::CounterRead { slots, reps } => counter_read(slots, reps)?,
+        Command::FlowRead {
+            pid,
+            reps,
+            interval_ms,
+        } => flow_read(pid, reps, interval_ms)?,
         Command::TcxFloor {
             prefix,
             count,
@@ -774,6 +792,52 @@ fn counter_read(slots: u32, reps: usize) -> anyhow::Result<serde_json::Value> {
         "cpus": aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
         "ns": ns,
     }))
+}
+
+// ---- flow-read --------------------------------------------------------------
+
+fn flow_read(pid: u32, reps: usize, interval_ms: u64) -> anyhow::Result<serde_json::Value> {
+    let id = flow_map_of(pid)?;
+    let map = aya::maps::Map::from_map_data(MapData::from_id(id)?)?;
+    let mut reader = FlowReader::of_map(map)?;
+    let mut ns = Vec::with_capacity(reps);
+    let mut flows = Vec::with_capacity(reps);
+    // One read first, as macdrop's first report: the dates of every flow
+    // in the table are then known, as in its steady state.
+    reader.read()?;
+    for _ in 0..reps {
+        std::thread::sleep(std::time::Duration::from_millis(interval_ms));
+        let t = Instant::now();
+        let all = reader.read()?;
+        ns.push(t.elapsed().as_nanos() as u64);
+        flows.push(all.values().map(Vec::len).sum::<usize>());
+    }
+    Ok(json!({ "map_id": id, "ns": ns, "flows": flows }))
+}
+
+/// The id of the flow table among `pid`'s BPF maps (/proc/PID/fdinfo
+/// names each map fd's id; ids are host-wide, so other processes' tables,
+/// a test's say, are told apart).
+fn flow_map_of(pid: u32) -> anyhow::Result<u32> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if aya::maps::MapInfo::from_id(id)
+            .is_ok_and(|m| m.name_as_str() == Some(names::FLOWS))
+        {
+            return Ok(id);
+        }
+    }
+    bail!("process {pid} holds no {} map", names::FLOWS)
 }
 
 // ---- tcx-floor --------------------------------------------------------------
