@@ -831,9 +831,7 @@ fn flow_map_of(pid: u32) -> anyhow::Result<u32> {
         else {
             continue;
         };
-        if aya::maps::MapInfo::from_id(id)
-            .is_ok_and(|m| m.name_as_str() == Some(names::FLOWS))
-        {
+        if aya::maps::MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(names::FLOWS)) {
             return Ok(id);
         }
     }

@@ -526,8 +526,7 @@ fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
                 .rest_of_stdout()
                 .iter()
                 .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .filter(|v| v["self_stats"].is_object())
-                .last();
+                .rfind(|v| v["self_stats"].is_object());
             if let Some(stats) = last.as_ref().and_then(|v| v["self_stats"].as_object()) {
                 in_situ = stats
                     .iter()
