@@ -195,7 +195,7 @@ fn namespaces() -> Result<(NetNs, NetNs)> {
 /// `s0` (sender) and `r0` (receiver, `rx_ipv4`, or a port of `br0`
 /// holding it), their MACs 02:00:00:00:`id`:01, :02 and :0b, in the
 /// bench's own namespaces.
-fn s0_r0_pair(id: u8, rx_ipv4: Ipv4Addr, bridge: bool) -> Result<PairLab> {
+pub(super) fn s0_r0_pair(id: u8, rx_ipv4: Ipv4Addr, bridge: bool) -> Result<PairLab> {
     let (tx, rx) = namespaces()?;
     PairLab::new(
         tx,
@@ -285,7 +285,16 @@ pub struct Row {
     pub wall_ratios: Vec<f64>,
     /// In-situ rows (`--self-stats`): per program, its average ns per run
     /// in each repetition.
-    pub in_situ: Vec<(String, Vec<f64>)>,
+    pub in_situ: Vec<InSituRuns>,
+}
+
+/// One program's in-situ figures over the repetitions of a row.
+pub struct InSituRuns {
+    pub program: String,
+    /// Average ns per run, one per repetition.
+    pub ns: Vec<f64>,
+    /// Runs counted, one per repetition.
+    pub runs: Vec<f64>,
 }
 
 pub struct ScenarioResult {
@@ -351,11 +360,20 @@ pub fn run(s: &Settings) -> Result<Results> {
                 let attached = attach(lab, row.kind, s)?;
                 let measured = measure(lab, s, window);
                 let (hook, in_situ) = detach(attached)?;
-                for (prog, ns) in in_situ {
-                    match row.in_situ.iter_mut().find(|(p, _)| *p == prog) {
-                        Some((_, v)) => v.push(ns),
-                        None => row.in_situ.push((prog, vec![ns])),
-                    }
+                for (program, ns, runs) in in_situ {
+                    let at = match row.in_situ.iter().position(|p| p.program == program) {
+                        Some(at) => at,
+                        None => {
+                            row.in_situ.push(InSituRuns {
+                                program,
+                                ns: Vec::new(),
+                                runs: Vec::new(),
+                            });
+                            row.in_situ.len() - 1
+                        }
+                    };
+                    row.in_situ[at].ns.push(ns);
+                    row.in_situ[at].runs.push(runs as f64);
                 }
                 let rate = measured?;
                 let after = measure(lab, s, window)?;
@@ -490,8 +508,8 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
     Ok(Attached { kind, proc, hook })
 }
 
-/// macdrop's programs by name, each with its average ns per run.
-type InSitu = Vec<(String, f64)>;
+/// Programs by name, each with its average ns per run and its runs.
+type InSitu = Vec<(String, f64, u64)>;
 
 /// Stops what `attach` started; returns macdrop's hook and, in situ
 /// (`--self-stats`), the programs' average ns per run (macdrop's from its
@@ -517,7 +535,7 @@ fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
                 .filter_map(|v| {
                     let runs = v["runs"].as_u64().filter(|n| *n > 0)?;
                     let ns = v["run_time_ns"].as_u64()? as f64 / runs as f64;
-                    Some((v["program"].as_str()?.to_owned(), ns))
+                    Some((v["program"].as_str()?.to_owned(), ns, runs))
                 })
                 .collect();
         }
@@ -530,8 +548,10 @@ fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
             if let Some(stats) = last.as_ref().and_then(|v| v["self_stats"].as_object()) {
                 in_situ = stats
                     .iter()
-                    .filter(|(_, s)| s["runs"].as_u64().is_some_and(|n| n > 0))
-                    .filter_map(|(prog, s)| Some((prog.clone(), s["avg_ns"].as_f64()?)))
+                    .filter_map(|(prog, s)| {
+                        let runs = s["runs"].as_u64().filter(|n| *n > 0)?;
+                        Some((prog.clone(), s["avg_ns"].as_f64()?, runs))
+                    })
                     .collect();
             }
         }
@@ -639,7 +659,7 @@ impl Results {
                             "in_situ_ns_per_run": r
                                 .in_situ
                                 .iter()
-                                .map(|(prog, ns)| (prog.clone(), stats::json_of(ns)))
+                                .map(|p| (p.program.clone(), stats::json_of(&p.ns)))
                                 .collect::<serde_json::Map<_, _>>(),
                         })
                     })
@@ -732,13 +752,14 @@ impl Results {
                     .flat_map(|r| r.in_situ.iter())
             };
             let empty: Vec<f64> = in_situ(|k| matches!(k, Kind::EmptyInSitu))
-                .flat_map(|(_, ns)| ns.iter().copied())
+                .flat_map(|p| p.ns.iter().copied())
                 .collect();
-            for (program, ns) in in_situ(|k| matches!(k, Kind::MacdropInSitu)) {
+            for p in in_situ(|k| matches!(k, Kind::MacdropInSitu)) {
                 out.push(Cause {
                     scenario: sc.name,
-                    program: program.clone(),
-                    ns: ns.clone(),
+                    program: p.program.clone(),
+                    ns: p.ns.clone(),
+                    runs: p.runs.clone(),
                     empty: empty.clone(),
                 });
             }
@@ -754,6 +775,8 @@ pub struct Cause {
     pub program: String,
     /// ns per run, one figure per repetition.
     pub ns: Vec<f64>,
+    /// Runs in each repetition (since the load: start-up included).
+    pub runs: Vec<f64>,
     /// The empty tc program's ns per run in the same scenario.
     pub empty: Vec<f64>,
 }
@@ -785,6 +808,7 @@ impl Cause {
             "program": self.program,
             "what": self.what(),
             "ns_per_run": stats::json_of(&self.ns),
+            "runs": stats::json_of(&self.runs),
             "empty_tc_ns_per_run": stats::json_of(&self.empty),
             "over_empty_ns": self.over_empty(),
             "conditions": conditions,
@@ -799,21 +823,22 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
     let mut md = "\n**Per cause, in situ.** Each of macdrop's programs as it ran in the rows \
                   `macdrop --attach auto --self-stats` above, by the kernel's run-time \
                   statistics (BPF_ENABLE_STATS, held by a file descriptor only while the row \
-                  runs): average ns per run, beside the empty tc program's in the row `empty tc \
+                  runs): runs counted since the load and average ns per run, beside the empty tc program's in the row `empty tc \
                   program --self-stats` of the same scenario. The statistics' own two clock \
                   reads are in both, so the difference is the program's own cost per run. \
                   The hook's dispatch around a program is in neither (the end-to-end ratios \
                   hold it). `kfree_skb` runs once for every skb any namespace drops; under a \
                   flood that is once per frame.\n\n"
         .to_owned();
-    md += "| scenario | program | what it does | ns per run | empty tc program, ns per run | \
-           over the empty program | measured under |\n|---|---|---|---|---|---|---|\n";
+    md += "| scenario | program | what it does | runs | ns per run | empty tc program, ns per \
+           run | over the empty program | measured under |\n|---|---|---|---|---|---|---|---|\n";
     for c in causes {
         md += &format!(
-            "| {} | `{}` | {} | {} | {} | {:+.0} ns | {conditions} |\n",
+            "| {} | `{}` | {} | {} | {} | {} | {:+.0} ns | {conditions} |\n",
             c.scenario,
             c.program,
             c.what(),
+            stats::show(&c.runs, 0),
             stats::show(&c.ns, 0),
             if c.empty.is_empty() {
                 "not measured".into()

@@ -21,12 +21,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, ensure};
-use macdrop_tests::{
-    frames::ipv4_udp,
-    lab::{Iface, PairLab, PairOptions},
-    netns::{BENCH_PREFIX, NetNs},
-    sender::RawSender,
-};
+use macdrop_tests::{frames::ipv4_udp, lab::PairLab, sender::RawSender};
 use monitor_common::{FLOW_BUCKETS, FLOW_WAYS};
 use serde_json::{Value, json};
 
@@ -116,25 +111,7 @@ pub fn run(s: &Settings) -> Result<Results> {
 
 /// `s0` -> `r0`, a standalone veth in the bench's own namespaces.
 fn lab() -> Result<PairLab> {
-    let tx = NetNs::with_prefix(BENCH_PREFIX)?;
-    let rx = NetNs::with_prefix(BENCH_PREFIX)?;
-    PairLab::new(
-        tx,
-        rx,
-        &PairOptions {
-            tx: Iface {
-                name: "s0",
-                mac: [0x02, 0, 0, 0, 0x0a, 0x01],
-            },
-            tx_ipv4: Ipv4Addr::new(198, 51, 100, 1),
-            rx: Iface {
-                name: "r0",
-                mac: [0x02, 0, 0, 0, 0x0a, 0x02],
-            },
-            rx_bridge: None,
-            rx_ipv4: Ipv4Addr::new(198, 51, 100, 2),
-        },
-    )
+    super::e2e::s0_r0_pair(0x0a, Ipv4Addr::new(198, 51, 100, 2), false)
 }
 
 /// One repetition of `load`: macdrop on `r0` (CPU 1), the flood from `s0`
