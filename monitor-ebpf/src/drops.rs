@@ -9,8 +9,7 @@
 //! the watched-interface lookup (in the object's own namespace, where
 //! macdrop watches, the classifier's array indexed by ifindex, inlined by
 //! the verifier; elsewhere the hash), and only for watched interfaces one
-//! per-CPU counter update. Nothing is sent to userspace per
-//! drop.
+//! per-CPU counter update. Nothing is sent to userspace per drop.
 //!
 //! There are no CO-RE relocations in Rust eBPF: every struct offset is a
 //! global that userspace fills from the running kernel's BTF at load time.
