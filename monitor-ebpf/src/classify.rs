@@ -169,7 +169,7 @@ fn counted_here(flags: u32, ifindex: u32, hook: Hook) -> bool {
 /// for an ifindex beyond the array (or an entry not written there) its
 /// `IFACES` entry.
 #[inline(always)]
-fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
+pub fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
     if let Some(cfg) = IF_BY_INDEX.get(ifindex)
         && cfg.flags & IF_WATCHED != 0
     {

@@ -5,14 +5,22 @@
 //!
 //! `kfree_skb` fires for every dropped skb of every namespace on the host,
 //! so the path is short: a compare against `SKB_CONSUMED`, four kernel reads
-//! (skb->dev, dev->ifindex, dev->nd_net.net, net->ns.inum) with early exits,
-//! one lookup in the watched-interface map, and only for watched interfaces
-//! one per-CPU counter update. Nothing is sent to userspace per drop.
+//! (skb->dev, dev->nd_net.net, net->ns.inum, dev->ifindex) with early exits,
+//! the watched-interface lookup (in the object's own namespace, where
+//! macdrop watches, the classifier's array indexed by ifindex, inlined by
+//! the verifier; elsewhere the hash), and only for watched interfaces one
+//! per-CPU counter update. Nothing is sent to userspace per drop.
 //!
 //! There are no CO-RE relocations in Rust eBPF: every struct offset is a
 //! global that userspace fills from the running kernel's BTF at load time.
-//! The reads use `bpf_probe_read_kernel`, which both program types may call
-//! and which fails cleanly on a bad pointer: `skb->dev` shares a union with
+//! They sit in the object's read-only data, which aya freezes before the
+//! programs load, so the verifier knows them as constants. The tp_btf
+//! program gets `skb` as a BTF-typed pointer and loads the fields directly:
+//! the verifier checks each offset against the kernel's BTF and the JIT
+//! turns the loads into ones that yield 0 instead of faulting (the
+//! `PROBE_MEM` loads), with no helper call per read. The raw tracepoint
+//! program gets a plain number and reads with `bpf_probe_read_kernel`. Both
+//! fail cleanly on a bad pointer: `skb->dev` shares a union with
 //! `dev_scratch`, which holds a number, not a pointer, for skbs that sat in
 //! a socket's receive queue.
 
@@ -24,7 +32,10 @@ use monitor_common::{
     drops::{DropKey, MAX_DROP_KEYS, REASON_NONE},
 };
 
-use crate::maps::IFACES;
+use crate::{
+    classify::if_config,
+    maps::{IFACES, netns_ino},
+};
 
 /// Drop counters, one copy per CPU: (netns, ifindex, reason) -> frames.
 #[map(name = "MACDROP_DROPS")]
@@ -52,42 +63,74 @@ fn global(v: &'static u32) -> u32 {
     unsafe { core::ptr::read_volatile(v) }
 }
 
-/// Reads a `T` from kernel memory at `base + off`; None if the read faults.
-#[inline(always)]
-fn read_at<T>(base: u64, off: u32) -> Option<T> {
-    // SAFETY: the helper checks the address and reports a fault as an error instead of faulting.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+/// How a program reads kernel memory: a `T` at `base + off`, None if the
+/// read faults.
+pub trait KernelRead {
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T>;
+}
+
+/// With `bpf_probe_read_kernel`: any program type, any pointer.
+pub struct ProbeRead;
+
+impl KernelRead for ProbeRead {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+        // SAFETY: the helper checks the address and reports a fault as an error instead of faulting.
+        unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+    }
+}
+
+/// A plain load from a BTF-typed pointer and the pointers read from it
+/// (tp_btf): the verifier checks `off` against the kernel's BTF (it is a
+/// known constant, see above) and the JIT makes the load yield 0 where it
+/// would fault, so a bad pointer reads as 0, never as a crash.
+pub struct BtfLoad;
+
+impl KernelRead for BtfLoad {
+    #[inline(always)]
+    fn read<T: Copy>(base: u64, off: u32) -> Option<T> {
+        // SAFETY: see above: a load the verifier checked and the JIT guards.
+        Some(unsafe { core::ptr::read_volatile((base + off as u64) as *const T) })
+    }
 }
 
 /// Counts one `kfree_skb(skb, .., reason, ..)` if `skb->dev` is watched.
 #[inline(always)]
-pub fn count_drop(skb: u64, reason: u32) {
+pub fn count_drop<R: KernelRead>(skb: u64, reason: u32) {
     // A free with reason SKB_CONSUMED is not a drop. Recent kernels route
     // it to the `consume_skb` tracepoint instead; some older ones with drop
     // reasons passed it here.
     if skb == 0 || reason == global(&MACDROP_REASON_CONSUMED) {
         return;
     }
-    let Some(dev) = read_at::<u64>(skb, global(&MACDROP_OFF_SKB_DEV)) else {
+    let Some(dev) = R::read::<u64>(skb, global(&MACDROP_OFF_SKB_DEV)) else {
         return;
     };
     if dev == 0 {
         return;
     }
-    let Some(ifindex) = read_at::<u32>(dev, global(&MACDROP_OFF_DEV_IFINDEX)) else {
-        return;
-    };
-    let Some(net) = read_at::<u64>(dev, global(&MACDROP_OFF_DEV_NET)) else {
+    let Some(net) = R::read::<u64>(dev, global(&MACDROP_OFF_DEV_NET)) else {
         return;
     };
     if net == 0 {
         return;
     }
-    let Some(netns) = read_at::<u32>(net, global(&MACDROP_OFF_NET_INUM)) else {
+    let Some(netns) = R::read::<u32>(net, global(&MACDROP_OFF_NET_INUM)) else {
         return;
     };
-    // SAFETY: a map lookup; only its presence is used.
-    if unsafe { IFACES.get(IfKey { netns, ifindex }) }.is_none() {
+    let Some(ifindex) = R::read::<u32>(dev, global(&MACDROP_OFF_DEV_IFINDEX)) else {
+        return;
+    };
+    // In the object's own namespace, where macdrop watches, the interface
+    // is found as the classifier finds it: in the array indexed by ifindex
+    // (which holds no namespace, hence the compare). Elsewhere, the hash.
+    let watched = if netns == netns_ino() {
+        if_config(netns, ifindex).is_some()
+    } else {
+        // SAFETY: a map lookup; only its presence is used.
+        unsafe { IFACES.get(IfKey { netns, ifindex }) }.is_some()
+    };
+    if !watched {
         return;
     }
     bump(DropKey::new(netns, ifindex, reason));

@@ -87,14 +87,14 @@ static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
 /// The BTF-typed flavour, preferred: the kernel checks the arguments.
 #[aya_ebpf::macros::btf_tracepoint(function = "kfree_skb")]
 pub fn macdrop_kfree_skb_btf(ctx: aya_ebpf::programs::BtfTracePointContext) -> i32 {
-    drops::count_drop(ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
+    drops::count_drop::<drops::BtfLoad>(ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
     0
 }
 
 /// The same on a raw tracepoint, for when the tp_btf program will not load.
 #[aya_ebpf::macros::raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn macdrop_kfree_skb_raw(ctx: aya_ebpf::programs::RawTracePointContext) -> u32 {
-    drops::count_drop(ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
+    drops::count_drop::<drops::ProbeRead>(ctx.arg::<u64>(0), ctx.arg::<u64>(2) as u32);
     0
 }
 

@@ -18,7 +18,11 @@
 //!   Then `macdrop_tc_egress` (the egress source-MAC counter of uplinks)
 //!   against the empty tc program, per source class.
 //! - `attach-empty`: attaches an empty baseline program to an interface
-//!   until stdin closes (end-to-end baselines).
+//!   until stdin closes (end-to-end baselines); with `--self-stats`, also
+//!   the kernel's run-time statistics of that program, the baseline of
+//!   `macdrop --self-stats`'s per-program figures.
+//! - `flow-read`: the time of a read of a running macdrop's flow table,
+//!   as a report does it (`FlowReader::read`), found by its pid.
 //! - `counter-read`: the time of one full counter read of N slots, as a
 //!   report does it (`CounterReader::read` per slot).
 //! - `tcx-floor`: the kernel's floor for attaching and detaching: raw TCX
@@ -44,8 +48,13 @@ use aya::{
 use clap::{Parser, Subcommand, ValueEnum};
 use macdrop::{
     kernel::{
-        config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader, tc,
-        test_run,
+        config,
+        config::ConfigMaps,
+        counters::CounterReader,
+        flows::FlowReader,
+        loader,
+        self_stats::{StatsEnabled, add_program_stats},
+        tc, test_run,
     },
     mac::Mac,
     netlink::{Link, NetState},
@@ -94,6 +103,11 @@ enum Command {
         iface: String,
         #[arg(long, value_enum)]
         hook: EmptyHook,
+        /// Keep BPF run-time statistics on while attached (BPF_ENABLE_STATS,
+        /// as `macdrop --self-stats` does) and print the program's runs and
+        /// run time as JSON when stdin closes.
+        #[arg(long)]
+        self_stats: bool,
     },
     /// Time raw TCX link creates and detaches on PREFIX1..PREFIXCOUNT,
     /// serially (1 thread) and from each number of THREADS, interleaved.
@@ -106,6 +120,17 @@ enum Command {
         threads: Vec<usize>,
         #[arg(long, default_value_t = 3)]
         reps: usize,
+    },
+    /// Time reads of a running macdrop's flow table (`FlowReader::read`,
+    /// as its reports do), REPS of them INTERVAL_MS apart.
+    FlowRead {
+        /// The macdrop process whose table to read (found by its fds).
+        #[arg(long)]
+        pid: u32,
+        #[arg(long, default_value_t = 10)]
+        reps: usize,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
     },
     /// Time full counter reads of SLOTS slots.
     CounterRead {
@@ -135,8 +160,17 @@ fn main() -> anyhow::Result<()> {
             reps,
             ports,
         } => test_run(&iface, repeat, reps, ports)?,
-        Command::AttachEmpty { iface, hook } => return attach_empty(&iface, hook),
+        Command::AttachEmpty {
+            iface,
+            hook,
+            self_stats,
+        } => return attach_empty(&iface, hook, self_stats),
         Command::CounterRead { slots, reps } => counter_read(slots, reps)?,
+        Command::FlowRead {
+            pid,
+            reps,
+            interval_ms,
+        } => flow_read(pid, reps, interval_ms)?,
         Command::TcxFloor {
             prefix,
             count,
@@ -763,8 +797,11 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Sche
 
 // ---- attach-empty -----------------------------------------------------------
 
-fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
+fn attach_empty(iface: &str, hook: EmptyHook, self_stats: bool) -> anyhow::Result<()> {
     let mut ebpf = loader::load(netns_inode()?, &[])?;
+    // On from before the attach, so every run is counted; off again when
+    // this process ends, whatever happens.
+    let _stats = self_stats.then(StatsEnabled::enable).transpose()?;
     // The links live as long as these bindings; dropping them detaches.
     let mut _xdp_link = None;
     let mut _tc_link = None;
@@ -810,6 +847,19 @@ fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
     // Until the caller closes our stdin (or dies).
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
+    if self_stats {
+        // The kernel's figures for the program, read while still attached.
+        let mut stats = BTreeMap::new();
+        add_program_stats(&ebpf, &mut stats);
+        let name = match hook {
+            EmptyHook::Tc => EMPTY_TC,
+            _ => EMPTY_XDP,
+        };
+        let s = stats.get(name).copied().unwrap_or_default();
+        let out = json!({ "program": name, "runs": s.runs, "run_time_ns": s.run_time_ns });
+        writeln!(std::io::stdout(), "{out}")?;
+        std::io::stdout().flush()?;
+    }
     Ok(())
 }
 
@@ -836,6 +886,50 @@ fn counter_read(slots: u32, reps: usize) -> anyhow::Result<serde_json::Value> {
         "cpus": aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?,
         "ns": ns,
     }))
+}
+
+// ---- flow-read --------------------------------------------------------------
+
+fn flow_read(pid: u32, reps: usize, interval_ms: u64) -> anyhow::Result<serde_json::Value> {
+    let id = flow_map_of(pid)?;
+    let map = aya::maps::Map::from_map_data(MapData::from_id(id)?)?;
+    let mut reader = FlowReader::of_map(map)?;
+    let mut ns = Vec::with_capacity(reps);
+    let mut flows = Vec::with_capacity(reps);
+    // One read first, as macdrop's first report: the dates of every flow
+    // in the table are then known, as in its steady state.
+    reader.read()?;
+    for _ in 0..reps {
+        std::thread::sleep(std::time::Duration::from_millis(interval_ms));
+        let t = Instant::now();
+        let all = reader.read()?;
+        ns.push(t.elapsed().as_nanos() as u64);
+        flows.push(all.values().map(Vec::len).sum::<usize>());
+    }
+    Ok(json!({ "map_id": id, "ns": ns, "flows": flows }))
+}
+
+/// The id of the flow table among `pid`'s BPF maps (/proc/PID/fdinfo
+/// names each map fd's id; ids are host-wide, so other processes' tables,
+/// a test's say, are told apart).
+fn flow_map_of(pid: u32) -> anyhow::Result<u32> {
+    let dir = format!("/proc/{pid}/fdinfo");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("map_id:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if aya::maps::MapInfo::from_id(id).is_ok_and(|m| m.name_as_str() == Some(names::FLOWS)) {
+            return Ok(id);
+        }
+    }
+    bail!("process {pid} holds no {} map", names::FLOWS)
 }
 
 // ---- tcx-floor --------------------------------------------------------------

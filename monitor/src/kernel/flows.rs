@@ -114,6 +114,12 @@ impl FlowReader {
         let map = ebpf
             .take_map(names::FLOWS)
             .with_context(|| format!("map {} missing from the eBPF object", names::FLOWS))?;
+        Self::of_map(map)
+    }
+
+    /// A reader of a flow table loaded elsewhere (`MapData::from_id`):
+    /// `macdrop-bench flow-read` times reads of a running macdrop's table.
+    pub fn of_map(map: aya::maps::Map) -> anyhow::Result<Self> {
         let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
         Ok(Self {
             map: PerCpuArray::try_from(map).context("flow map has the wrong type")?,
@@ -122,6 +128,13 @@ impl FlowReader {
             batch: None,
             seen: HashMap::new(),
         })
+    }
+
+    /// Reads bucket by bucket from now on, as on kernels without batch
+    /// lookups on arrays (before 5.6): a switch for tests, so that path is
+    /// checked against the batch one on a kernel that has both.
+    pub fn without_batch(&mut self) {
+        self.batch = Some(false);
     }
 
     /// Every flow in the table, by counter slot, per-CPU copies summed.

@@ -152,6 +152,9 @@ pub struct Observed {
     pub drops_otherhost: Option<u64>,
     /// The top-level `drops_unavailable` reason.
     pub drops_unavailable: Option<String>,
+    /// The top-level `drop_source` (`tp_btf` or `raw_tracepoint`): the
+    /// kernels' tables show which program each kernel's verifier took.
+    pub drop_source: Option<String>,
     /// Whether `rx_otherhost_dropped_since_attach` was non-null, and its value on
     /// the standalone veth.
     pub otherhost: Option<bool>,
@@ -186,10 +189,11 @@ impl Observed {
             parts.push(format!("hooks {}", hooks.join(" ")));
         }
         if let Some(drops) = self.drops {
-            parts.push(format!(
-                "drops {}",
-                if drops { "available" } else { "null" }
-            ));
+            parts.push(match (drops, &self.drop_source) {
+                (true, Some(source)) => format!("drops available via {source}"),
+                (true, None) => "drops available".to_owned(),
+                (false, _) => "drops null".to_owned(),
+            });
         }
         if let Some(otherhost) = self.otherhost {
             parts.push(format!(
@@ -310,6 +314,7 @@ pub fn observe(macdrop: &Macdrop, kernel: &KernelFacts) -> Result<Observed> {
         observed.otherhost = Some(!iface["rx_otherhost_dropped_since_attach"].is_null());
     }
     observed.drops_unavailable = json["drops_unavailable"].as_str().map(str::to_owned);
+    observed.drop_source = json["drop_source"].as_str().map(str::to_owned);
     for line in macdrop.stderr().lines() {
         if line.starts_with(READY_PREFIX) {
             observed.watching = Some(line.to_owned());

@@ -42,6 +42,10 @@ enum Kind {
     MacdropInSitu,
     /// `macdrop-bench attach-empty --hook HOOK`.
     Empty(&'static str),
+    /// `macdrop-bench attach-empty --hook tc --self-stats`: the same
+    /// statistics for the empty tc program, the baseline of the in-situ
+    /// figures (their clock reads included).
+    EmptyInSitu,
     /// `tcpdump -i IF -w /dev/null`, with `-p` if false.
     Tcpdump { promisc: bool },
 }
@@ -54,6 +58,7 @@ impl Kind {
             Kind::Empty("xdp") => "empty XDP program (driver)".into(),
             Kind::Empty("xdp-generic") => "empty XDP program (generic)".into(),
             Kind::Empty(_) => "empty tc program".into(),
+            Kind::EmptyInSitu => "empty tc program --self-stats".into(),
             Kind::Tcpdump { promisc: true } => "tcpdump -w /dev/null".into(),
             Kind::Tcpdump { promisc: false } => "tcpdump -p -w /dev/null".into(),
         }
@@ -92,10 +97,11 @@ enum Flood {
     HostIpWrongMac,
 }
 
-const FLOOD_SETUPS: [Kind; 4] = [
+const FLOOD_SETUPS: [Kind; 5] = [
     Kind::Macdrop("auto"),
     Kind::MacdropInSitu,
     Kind::Empty("tc"),
+    Kind::EmptyInSitu,
     Kind::Tcpdump { promisc: true },
 ];
 
@@ -154,7 +160,7 @@ fn flood_lab(flood: Flood, bridge: bool) -> Result<Lab> {
     })
 }
 
-const VETH_SETUPS: [Kind; 10] = [
+const VETH_SETUPS: [Kind; 11] = [
     Kind::Macdrop("auto"),
     Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
@@ -163,17 +169,19 @@ const VETH_SETUPS: [Kind; 10] = [
     Kind::Empty("xdp"),
     Kind::Empty("xdp-generic"),
     Kind::Empty("tc"),
+    Kind::EmptyInSitu,
     Kind::Tcpdump { promisc: true },
     Kind::Tcpdump { promisc: false },
 ];
 
-const BRIDGE_SETUPS: [Kind; 6] = [
+const BRIDGE_SETUPS: [Kind; 7] = [
     Kind::Macdrop("auto"),
     Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
     Kind::Macdrop("tc"),
     Kind::Empty("xdp-generic"),
     Kind::Empty("tc"),
+    Kind::EmptyInSitu,
 ];
 
 /// The bench's own namespaces (`macdrop-b-*`), sender and receiver.
@@ -187,7 +195,7 @@ fn namespaces() -> Result<(NetNs, NetNs)> {
 /// `s0` (sender) and `r0` (receiver, `rx_ipv4`, or a port of `br0`
 /// holding it), their MACs 02:00:00:00:`id`:01, :02 and :0b, in the
 /// bench's own namespaces.
-fn s0_r0_pair(id: u8, rx_ipv4: Ipv4Addr, bridge: bool) -> Result<PairLab> {
+pub(super) fn s0_r0_pair(id: u8, rx_ipv4: Ipv4Addr, bridge: bool) -> Result<PairLab> {
     let (tx, rx) = namespaces()?;
     PairLab::new(
         tx,
@@ -275,9 +283,18 @@ pub struct Row {
     pub ratios: Vec<f64>,
     /// The same with the wall-clock rates (at the mercy of other work).
     pub wall_ratios: Vec<f64>,
-    /// `--self-stats` rows: per program, its average ns per run in each
-    /// repetition.
-    pub in_situ: Vec<(String, Vec<f64>)>,
+    /// In-situ rows (`--self-stats`): per program, its average ns per run
+    /// in each repetition.
+    pub in_situ: Vec<InSituRuns>,
+}
+
+/// One program's in-situ figures over the repetitions of a row.
+pub struct InSituRuns {
+    pub program: String,
+    /// Average ns per run, one per repetition.
+    pub ns: Vec<f64>,
+    /// Runs counted, one per repetition.
+    pub runs: Vec<f64>,
 }
 
 pub struct ScenarioResult {
@@ -343,11 +360,20 @@ pub fn run(s: &Settings) -> Result<Results> {
                 let attached = attach(lab, row.kind, s)?;
                 let measured = measure(lab, s, window);
                 let (hook, in_situ) = detach(attached)?;
-                for (prog, ns) in in_situ {
-                    match row.in_situ.iter_mut().find(|(p, _)| *p == prog) {
-                        Some((_, v)) => v.push(ns),
-                        None => row.in_situ.push((prog, vec![ns])),
-                    }
+                for (program, ns, runs) in in_situ {
+                    let at = match row.in_situ.iter().position(|p| p.program == program) {
+                        Some(at) => at,
+                        None => {
+                            row.in_situ.push(InSituRuns {
+                                program,
+                                ns: Vec::new(),
+                                runs: Vec::new(),
+                            });
+                            row.in_situ.len() - 1
+                        }
+                    };
+                    row.in_situ[at].ns.push(ns);
+                    row.in_situ[at].runs.push(runs as f64);
                 }
                 let rate = measured?;
                 let after = measure(lab, s, window)?;
@@ -359,7 +385,7 @@ pub fn run(s: &Settings) -> Result<Results> {
                 row.wall_ratios
                     .push(rate.received / ((before.received + after.received) / 2.0));
                 if let Some(h) = hook {
-                    if let Kind::Empty("tc") = row.kind {
+                    if let Kind::Empty("tc") | Kind::EmptyInSitu = row.kind {
                         // Labelled with the hook it really used.
                         row.label = format!(
                             "{} ({})",
@@ -442,15 +468,21 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 .map(|(_, h)| h.trim_end_matches(')').to_owned());
             (Some(p), hook)
         }
-        Kind::Empty(hook) => {
-            let cmd = pinned(&[
+        Kind::Empty(_) | Kind::EmptyInSitu => {
+            let (hook, stats) = match kind {
+                Kind::Empty(hook) => (hook, None::<&std::ffi::OsStr>),
+                _ => ("tc", Some("--self-stats".as_ref())),
+            };
+            let mut argv: Vec<&std::ffi::OsStr> = vec![
                 s.bench_bin.as_os_str(),
                 "attach-empty".as_ref(),
                 "--iface".as_ref(),
                 lab.iface().as_ref(),
                 "--hook".as_ref(),
                 hook.as_ref(),
-            ]);
+            ];
+            argv.extend(stats);
+            let cmd = pinned(&argv);
             let mut p = Proc::spawn("macdrop-bench attach-empty", cmd, true)?;
             // "ready HOOK": the hook really used (clsact below Linux 6.6).
             let line = p.wait_line(true, timeout, |l| l.starts_with("ready"))?;
@@ -476,36 +508,50 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
     Ok(Attached { kind, proc, hook })
 }
 
-/// macdrop's programs by name, each with its average ns per run.
-type InSitu = Vec<(String, f64)>;
+/// Programs by name, each with its average ns per run and its runs.
+type InSitu = Vec<(String, f64, u64)>;
 
-/// Stops what `attach` started; returns macdrop's hook and, with
-/// `--self-stats`, its programs' average ns per run (from its last
-/// report, the final one).
+/// Stops what `attach` started; returns macdrop's hook and, in situ
+/// (`--self-stats`), the programs' average ns per run (macdrop's from its
+/// last report, the final one; the empty program's from what
+/// `attach-empty` prints when it stops).
 fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
     let mut in_situ = Vec::new();
     if let Some(mut p) = a.proc {
         let timeout = Duration::from_secs(30);
         match a.kind {
-            Kind::Empty(_) => {
+            Kind::Empty(_) | Kind::EmptyInSitu => {
                 p.stop_by_stdin(timeout)?;
             }
             _ => {
                 p.stop(timeout)?;
             }
         }
+        if let Kind::EmptyInSitu = a.kind {
+            in_situ = p
+                .rest_of_stdout()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|v| {
+                    let runs = v["runs"].as_u64().filter(|n| *n > 0)?;
+                    let ns = v["run_time_ns"].as_u64()? as f64 / runs as f64;
+                    Some((v["program"].as_str()?.to_owned(), ns, runs))
+                })
+                .collect();
+        }
         if let Kind::MacdropInSitu = a.kind {
             let last = p
-                .stdout
-                .try_iter()
-                .filter_map(|l| serde_json::from_str::<Value>(&l.text).ok())
-                .filter(|v| v["self_stats"].is_object())
-                .last();
+                .rest_of_stdout()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .rfind(|v| v["self_stats"].is_object());
             if let Some(stats) = last.as_ref().and_then(|v| v["self_stats"].as_object()) {
                 in_situ = stats
                     .iter()
-                    .filter(|(_, s)| s["runs"].as_u64().is_some_and(|n| n > 0))
-                    .filter_map(|(prog, s)| Some((prog.clone(), s["avg_ns"].as_f64()?)))
+                    .filter_map(|(prog, s)| {
+                        let runs = s["runs"].as_u64().filter(|n| *n > 0)?;
+                        Some((prog.clone(), s["avg_ns"].as_f64()?, runs))
+                    })
                     .collect();
             }
         }
@@ -595,7 +641,7 @@ fn rates_json(rates: &[Rates]) -> Value {
 }
 
 impl Results {
-    pub fn json(&self) -> Value {
+    pub fn json(&self, conditions: &str) -> Value {
         let scenarios: Vec<Value> = self
             .scenarios
             .iter()
@@ -613,7 +659,7 @@ impl Results {
                             "in_situ_ns_per_run": r
                                 .in_situ
                                 .iter()
-                                .map(|(prog, ns)| (prog.clone(), stats::json_of(ns)))
+                                .map(|p| (p.program.clone(), stats::json_of(&p.ns)))
                                 .collect::<serde_json::Map<_, _>>(),
                         })
                     })
@@ -632,10 +678,17 @@ impl Results {
             "window_s": self.window.as_secs_f64(),
             "frame_bytes": 60,
             "scenarios": scenarios,
+            "per_cause": self
+                .per_cause()
+                .iter()
+                .map(|c| c.json(conditions))
+                .collect::<Vec<_>>(),
         })
     }
 
-    pub fn markdown(&self) -> String {
+    /// The tables; `conditions` (build, kernel, CPU, load) heads the
+    /// per-cause rows.
+    pub fn markdown(&self, conditions: &str) -> String {
         let mut md = format!(
             "UDP datagrams in 60-byte frames from a sender pinned to CPU 0, where the whole \
              receive path runs (in the sender's softirq), to a receiver draining the socket on \
@@ -669,7 +722,7 @@ impl Results {
                     r.hook.as_deref().unwrap_or(match r.kind {
                         Kind::Empty("xdp") => "xdp-driver",
                         Kind::Empty("xdp-generic") => "xdp-generic",
-                        Kind::Empty(_) => "tc (hook not reported)",
+                        Kind::Empty(_) | Kind::EmptyInSitu => "tc (hook not reported)",
                         Kind::Tcpdump { .. } => "AF_PACKET",
                         _ => "-",
                     }),
@@ -683,23 +736,119 @@ impl Results {
             if let Some(v) = sc.auto_verdict() {
                 md += &format!("\n{v}.\n");
             }
-            for r in sc.rows.iter().filter(|r| !r.in_situ.is_empty()) {
-                let progs: Vec<String> = r
-                    .in_situ
+        }
+        md + &per_cause_markdown(&self.per_cause(), conditions)
+    }
+
+    /// Each in-situ program figure of each scenario beside the empty
+    /// program's, measured in the same scenario.
+    pub fn per_cause(&self) -> Vec<Cause> {
+        let mut out = Vec::new();
+        for sc in &self.scenarios {
+            let in_situ = |kind: fn(&Kind) -> bool| {
+                sc.rows
                     .iter()
-                    .map(|(prog, ns)| format!("`{prog}` {} ns", stats::show(ns, 0)))
-                    .collect();
-                md += &format!(
-                    "\nIn the real path (`{}`: the kernel's run-time statistics, which add two \
-                     clock reads per run themselves; `kfree_skb` runs for every skb any \
-                     namespace drops), average ns per run: {}.\n",
-                    r.label,
-                    progs.join(", ")
-                );
+                    .filter(move |r| kind(&r.kind))
+                    .flat_map(|r| r.in_situ.iter())
+            };
+            let empty: Vec<f64> = in_situ(|k| matches!(k, Kind::EmptyInSitu))
+                .flat_map(|p| p.ns.iter().copied())
+                .collect();
+            for p in in_situ(|k| matches!(k, Kind::MacdropInSitu)) {
+                out.push(Cause {
+                    scenario: sc.name,
+                    program: p.program.clone(),
+                    ns: p.ns.clone(),
+                    runs: p.runs.clone(),
+                    empty: empty.clone(),
+                });
             }
         }
-        md
+        out
     }
+}
+
+/// One of macdrop's programs in one scenario, in situ: the kernel's own
+/// run time per run (BPF_ENABLE_STATS), beside the empty tc program's.
+pub struct Cause {
+    pub scenario: &'static str,
+    pub program: String,
+    /// ns per run, one figure per repetition.
+    pub ns: Vec<f64>,
+    /// Runs in each repetition (since the load: start-up included).
+    pub runs: Vec<f64>,
+    /// The empty tc program's ns per run in the same scenario.
+    pub empty: Vec<f64>,
+}
+
+impl Cause {
+    /// What the program does per frame.
+    pub fn what(&self) -> &'static str {
+        match self.program.as_str() {
+            "macdrop_tc" => "ingress classifier (tc): class counters, flow record",
+            "macdrop_xdp" | "macdrop_xdp_legacy" => {
+                "ingress classifier (XDP): class counters, flow record"
+            }
+            "macdrop_kfree_skb_btf" | "macdrop_kfree_skb_raw" => {
+                "confirmed drops (`kfree_skb`): every skb freed as dropped"
+            }
+            _ => "other",
+        }
+    }
+
+    /// The program's own cost per run: its figure less the empty
+    /// program's (which holds the statistics' clock reads).
+    pub fn over_empty(&self) -> f64 {
+        median(&self.ns) - median(&self.empty)
+    }
+
+    fn json(&self, conditions: &str) -> Value {
+        json!({
+            "scenario": self.scenario,
+            "program": self.program,
+            "what": self.what(),
+            "ns_per_run": stats::json_of(&self.ns),
+            "runs": stats::json_of(&self.runs),
+            "empty_tc_ns_per_run": stats::json_of(&self.empty),
+            "over_empty_ns": self.over_empty(),
+            "conditions": conditions,
+        })
+    }
+}
+
+fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
+    if causes.is_empty() {
+        return String::new();
+    }
+    let mut md = "\n**Per cause, in situ.** Each of macdrop's programs as it ran in the rows \
+                  `macdrop --attach auto --self-stats` above, by the kernel's run-time \
+                  statistics (BPF_ENABLE_STATS, held by a file descriptor only while the row \
+                  runs): runs counted since the load and average ns per run, beside the empty tc program's in the row `empty tc \
+                  program --self-stats` of the same scenario. The statistics' own two clock \
+                  reads are in both, so the difference is the program's own cost per run. \
+                  The hook's dispatch around a program is in neither (the end-to-end ratios \
+                  hold it). `kfree_skb` runs once for every skb any namespace drops; under a \
+                  flood that is once per frame.\n\n"
+        .to_owned();
+    md += "| scenario | program | what it does | runs | ns per run | empty tc program, ns per \
+           run | over the empty program | measured under |\n|---|---|---|---|---|---|---|---|\n";
+    for c in causes {
+        md += &format!(
+            "| {} | `{}` | {} | {} | {} | {} | {:+.0} ns | {conditions} |\n",
+            c.scenario,
+            c.program,
+            c.what(),
+            stats::show(&c.runs, 0),
+            stats::show(&c.ns, 0),
+            if c.empty.is_empty() {
+                "not measured".into()
+            } else {
+                stats::show(&c.empty, 0)
+            },
+            c.over_empty(),
+        );
+    }
+    md
 }
 
 fn show_mpps(pps: &[f64]) -> String {

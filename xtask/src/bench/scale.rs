@@ -319,7 +319,7 @@ pub fn userspace(lab: &Lab, s: &Settings) -> Result<UserspaceResults> {
 
 /// CPU time of every thread of `pid` so far (the scheduler's own clock,
 /// /proc/PID/task/*/schedstat), in ns.
-fn cpu_ns(pid: u32) -> Result<u64> {
+pub(super) fn cpu_ns(pid: u32) -> Result<u64> {
     let mut total = 0;
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
         .with_context(|| format!("macdrop (pid {pid}) is gone"))?;
