@@ -10,7 +10,10 @@
 //!    hook, empty programs and tcpdump, as ratios to nothing attached;
 //! 3. `scale::userspace`: CPU and memory of macdrop watching a bridge with
 //!    1,000 ports, and one full counter read;
-//! 4. `scale::attach_time`: attaching 1,000 ports, and one new port.
+//! 4. `scale::attach_time`: attaching 1,000 ports, and one new port;
+//! 5. `growth`: the scale row: start time, memory (user and kernel) and
+//!    file descriptors with 4,000 ports on one bridge, and with 25 to 200
+//!    namespaces under `--all-netns`, and how they grow.
 //!
 //! `--quick` runs each part briefly, with the debug build `cargo xtask
 //! test` already made: a smoke test for CI, no thresholds asserted. The
@@ -28,6 +31,8 @@
 
 mod docs;
 mod e2e;
+mod footprint;
+mod growth;
 mod proc;
 mod scale;
 mod stats;
@@ -89,6 +94,9 @@ pub enum Part {
     Userspace,
     /// Attach time for many ports and for a new port.
     Attach,
+    /// Start time, memory and fds with 4,000 ports and with 200
+    /// namespaces, and how they grow.
+    Scale,
 }
 
 impl Part {
@@ -319,6 +327,17 @@ pub fn run(args: &Args) -> Result<()> {
             });
         }
     }
+    if want(Part::Scale) {
+        ui::phase("bench: scale (4,000 ports; namespaces under --all-netns)");
+        let r = growth::run(&s)?;
+        json["scale"] = r.json();
+        sections.push(Section {
+            part: Part::Scale,
+            title: "Scale",
+            md: r.markdown(),
+            targets: scale_targets(&r),
+        });
+    }
 
     let elapsed = start.elapsed();
     json["machine"]["load_average_end"] = json!(load_average());
@@ -375,6 +394,48 @@ pub fn run(args: &Args) -> Result<()> {
         check(&summary)?;
     }
     Ok(())
+}
+
+/// The scale row's targets: peak RSS with 200 namespaces (extrapolated
+/// along the measured line, and said so, when the run stopped short of
+/// 200), and start time and peak RSS growing linearly with namespaces.
+fn scale_targets(r: &growth::Results) -> Vec<Target> {
+    let (n, max) = growth::NETNS_RSS_TARGET;
+    let mut out = Vec::new();
+    let peak = r.peak_rss_growth();
+    match r.peak_rss_at(n) {
+        Some(v) => out.push(Target::at_most(
+            format!("peak RSS, {n} namespaces under --all-netns"),
+            v,
+            max,
+            "MiB",
+        )),
+        None => {
+            let mut t = Target::at_most(
+                format!(
+                    "peak RSS, {n} namespaces under --all-netns (extrapolated from {})",
+                    peak.map_or("nothing".into(), |g| format!("up to {}", g.largest))
+                ),
+                peak.map_or(f64::NAN, |g| g.at(n)),
+                max,
+                "MiB",
+            );
+            t.estimate = true;
+            out.push(t);
+        }
+    }
+    for (what, g) in [("start time", r.load_growth()), ("peak RSS", peak)] {
+        out.push(Target::at_most(
+            format!(
+                "{what} linear in namespaces: the largest count over the line through the \
+                 smaller ones"
+            ),
+            g.map_or(f64::NAN, |g| g.ratio),
+            growth::LINEAR_TOLERANCE,
+            "",
+        ));
+    }
+    out
 }
 
 /// `--check`: an error naming every target the run missed (a target that
