@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: measures macdrop's cost and writes
 //! `target/bench/bench.md` and `bench.json` (`bench-quick.*` with
-//! `--quick`). Four parts, each figure a median over repetitions with min
+//! `--quick`). Five parts, each figure a median over repetitions with min
 //! and max, every comparison against a baseline measured in the same run,
 //! interleaved with it:
 //!

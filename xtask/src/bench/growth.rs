@@ -97,61 +97,35 @@ struct Figure {
 }
 
 const FIGURES: [Figure; 9] = [
-    Figure {
-        name: "start to watching",
-        unit: "s",
-        decimals: 2,
-        of: |r| r.load_s,
-    },
-    Figure {
-        name: "start to all on TCX",
-        unit: "s",
-        decimals: 2,
-        of: |r| r.tcx_s,
-    },
-    Figure {
-        name: "peak RSS (VmHWM)",
-        unit: "MiB",
-        decimals: 1,
-        of: |r| r.held.peak_rss_mib,
-    },
-    Figure {
-        name: "RSS after start",
-        unit: "MiB",
-        decimals: 1,
-        of: |r| r.held.rss_mib,
-    },
-    Figure {
-        name: "kernel memory of its maps and programs (memlock)",
-        unit: "MiB",
-        decimals: 1,
-        of: |r| r.held.kernel_mib,
-    },
-    Figure {
-        name: "file descriptors",
-        unit: "",
-        decimals: 0,
-        of: |r| r.held.fds as f64,
-    },
-    Figure {
-        name: "BPF maps",
-        unit: "",
-        decimals: 0,
-        of: |r| r.held.bpf_maps as f64,
-    },
-    Figure {
-        name: "BPF programs",
-        unit: "",
-        decimals: 0,
-        of: |r| r.held.bpf_progs as f64,
-    },
-    Figure {
-        name: "BPF links",
-        unit: "",
-        decimals: 0,
-        of: |r| r.held.bpf_links as f64,
-    },
+    figure("start to watching", "s", 2, |r| r.load_s),
+    figure("start to all on TCX", "s", 2, |r| r.tcx_s),
+    figure("peak RSS (VmHWM)", "MiB", 1, |r| r.held.peak_rss_mib),
+    figure("RSS after start", "MiB", 1, |r| r.held.rss_mib),
+    figure(
+        "kernel memory of its maps and programs (memlock)",
+        "MiB",
+        1,
+        |r| r.held.kernel_mib,
+    ),
+    figure("file descriptors", "", 0, |r| r.held.fds as f64),
+    figure("BPF maps", "", 0, |r| r.held.bpf_maps as f64),
+    figure("BPF programs", "", 0, |r| r.held.bpf_progs as f64),
+    figure("BPF links", "", 0, |r| r.held.bpf_links as f64),
 ];
+
+const fn figure(
+    name: &'static str,
+    unit: &'static str,
+    decimals: usize,
+    of: fn(&Run) -> f64,
+) -> Figure {
+    Figure {
+        name,
+        unit,
+        decimals,
+        of,
+    }
+}
 
 pub struct Results {
     pub ports: Vec<Run>,
