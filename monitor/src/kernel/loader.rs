@@ -44,8 +44,14 @@ pub struct Values {
     /// Every namespace the batch may load for.
     inodes: Vec<u32>,
     level: u8,
-    /// The drop layer and its globals, prepared at the first load.
-    drops: OnceCell<(Result<DropLayer, String>, Vec<(&'static str, u32)>)>,
+    /// Prepared at the first load.
+    drops: OnceCell<Drops>,
+}
+
+/// The drop layer, or why it is unavailable, and the globals it sets.
+struct Drops {
+    layer: Result<DropLayer, String>,
+    globals: Vec<(&'static str, u32)>,
 }
 
 impl Values {
@@ -57,7 +63,7 @@ impl Values {
         }
     }
 
-    fn drops(&self) -> &(Result<DropLayer, String>, Vec<(&'static str, u32)>) {
+    fn drops(&self) -> &Drops {
         self.drops.get_or_init(|| {
             // BTF tells the drop program where to find skb->dev and
             // friends; a kernel without it still gets the frame classes.
@@ -66,7 +72,7 @@ impl Values {
                 .as_ref()
                 .map(|l| l.globals().to_vec())
                 .unwrap_or_default();
-            (layer, globals)
+            Drops { layer, globals }
         })
     }
 }
@@ -91,7 +97,7 @@ impl<'v> Batch<'v> {
 
     /// The drop layer (prepared once per batch), or why it is unavailable.
     pub fn drop_layer(&self) -> Result<DropLayer, String> {
-        self.values.drops().0.clone()
+        self.values.drops().layer.clone()
     }
 
     /// The kernel's BTF as aya parses it (for the tp_btf drop program),
@@ -108,7 +114,7 @@ impl<'v> Batch<'v> {
     /// load.
     pub fn prepare(&mut self) -> anyhow::Result<()> {
         self.loader()?;
-        if self.values.drops().0.is_ok() {
+        if self.values.drops().layer.is_ok() {
             // An error is the drop layer's to report, at its attach.
             let _ = self.kernel_btf.get();
         }
@@ -130,7 +136,7 @@ impl<'v> Batch<'v> {
     fn loader(&mut self) -> anyhow::Result<&mut EbpfLoader<'v>> {
         let values = self.values;
         if self.loader.is_none() {
-            self.loader = Some(new_loader(&values.level, &values.drops().1)?);
+            self.loader = Some(new_loader(&values.level, &values.drops().globals)?);
         }
         Ok(self.loader.as_mut().expect("made above"))
     }
