@@ -472,6 +472,10 @@ impl Results {
         Growth::of(&self.netns, FIGURES[2].of)
     }
 
+    pub fn rss_growth(&self) -> Option<Growth> {
+        Growth::of(&self.netns, FIGURES[3].of)
+    }
+
     /// Median peak RSS at `n` namespaces, if measured.
     pub fn peak_rss_at(&self, n: usize) -> Option<f64> {
         medians(&self.netns, FIGURES[2].of)
