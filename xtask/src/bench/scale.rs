@@ -78,6 +78,10 @@ impl Lab {
     }
 }
 
+/// The most ports a Linux bridge takes (BR_MAX_PORTS less port 0): the
+/// next enslave fails with EXFULL.
+pub const MAX_BRIDGE_PORTS: usize = 1023;
+
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(300);
 
