@@ -1,10 +1,11 @@
 //! Gives freed heap memory back to the kernel after macdrop's few large,
-//! short-lived allocations: a full rtnetlink dump (netlink-proto parses a
-//! whole dump before the first message is read: about 20 KB per link
-//! parsed, 20 MB for 1,000 interfaces) and aya's parse of the kernel's BTF
-//! (16 MB, at load and again for the drop program). glibc keeps such
-//! memory mapped once freed, so without this the resident size stays at
-//! the start-up peak and each later phase stacks on top of it.
+//! short-lived allocations: the rtnetlink dumps (netlink-proto parses a
+//! whole dump before the first message is read; the link dump, the largest,
+//! is read a datagram at a time instead, `netlink::link_dump`) and aya's
+//! parses of the kernel's BTF (~20 MB while parsing, once per start:
+//! `kernel::loader::Batch`). glibc keeps such memory mapped once freed, so
+//! without this the resident size stays at the start-up peak and each
+//! later phase stacks on top of it.
 //! `malloc_trim` returns whole free pages, also from the middle of the
 //! heap; it costs about a millisecond, and runs only after those phases.
 

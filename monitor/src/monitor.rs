@@ -18,7 +18,7 @@ use tokio::{
 use crate::{
     error::{Failure, Reason},
     evidence::{Evidence, EvidencePlan},
-    kernel::{attach::AttachMode, evidence::Counts, self_stats::StatsEnabled},
+    kernel::{attach::AttachMode, evidence::Counts, loader, self_stats::StatsEnabled},
     model::{Interface, World},
     netlink::Change,
     netns::Namespace,
@@ -139,7 +139,11 @@ impl Monitor {
             signal(SignalKind::hangup())?,
         ];
         let mut sessions: Vec<Session> = Vec::new();
-        for ns in namespaces(&plan)? {
+        let namespaces = namespaces(&plan)?;
+        let values = loader::Values::new(namespaces.iter().map(|ns| ns.inode));
+        let mut batch = loader::Batch::new(&values);
+        batch.prepare()?;
+        for ns in namespaces {
             let label = ns.describe();
             match Session::start(
                 ns,
@@ -147,6 +151,7 @@ impl Monitor {
                 plan.attach,
                 plan.top_flows,
                 capture,
+                &mut batch,
             )
             .await
             {
@@ -158,6 +163,9 @@ impl Monitor {
                 Err(e) => return Err(e),
             }
         }
+        // Every session started: the batch's parse of the kernel's BTF goes.
+        drop(batch);
+        crate::heap::trim();
         // With --all-netns an empty start is not an error: a node may have
         // no bridge yet (before the first container), and namespaces that
         // appear later are picked up.
@@ -432,15 +440,23 @@ impl Monitor {
             ));
         }
         self.bridgeless.retain(|inode, _| inodes.contains(inode));
-        for ns in present {
-            let known = self.sessions.iter().any(|t| t.session.ns.inode == ns.inode);
-            let recently_bridgeless = self
-                .bridgeless
-                .get(&ns.inode)
-                .is_some_and(|at| at.elapsed() < RECHECK_BRIDGELESS);
-            if known || recently_bridgeless {
-                continue;
-            }
+        let new: Vec<Namespace> = present
+            .into_iter()
+            .filter(|ns| {
+                let known = self.sessions.iter().any(|t| t.session.ns.inode == ns.inode);
+                let recently_bridgeless = self
+                    .bridgeless
+                    .get(&ns.inode)
+                    .is_some_and(|at| at.elapsed() < RECHECK_BRIDGELESS);
+                !known && !recently_bridgeless
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let values = loader::Values::new(new.iter().map(|ns| ns.inode));
+        let mut batch = loader::Batch::new(&values);
+        for ns in new {
             let (inode, label) = (ns.inode, ns.describe());
             // A namespace found later captures what is left of the budget.
             let capture = self
@@ -453,6 +469,7 @@ impl Monitor {
                 self.plan.attach,
                 self.plan.top_flows,
                 capture,
+                &mut batch,
             )
             .await
             {
@@ -470,6 +487,8 @@ impl Monitor {
                 }
             }
         }
+        drop(batch);
+        crate::heap::trim();
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData},
 };
 use macdrop::kernel::{
-    drops::{DropCounts, DropHook, DropLayer, DropMap},
+    drops::{DropCounts, DropHook, DropLayer, DropMap, KernelBtf},
     loader,
 };
 use macdrop_tests::{
@@ -57,7 +57,7 @@ impl Rig {
         }
         let drops = DropLayer::take_map(&mut ebpf).unwrap();
         layer
-            .attach_hook(&mut ebpf, hook)
+            .attach_hook(&mut ebpf, hook, &mut KernelBtf::default())
             .unwrap_or_else(|e| panic!("attach {hook}: {e}"));
         Self {
             layer,
@@ -199,7 +199,7 @@ fn attach_prefers_tp_btf() {
         let layer = DropLayer::prepare().unwrap();
         let netns = macdrop::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
         let mut ebpf = loader::load(netns, &layer.globals()).unwrap();
-        layer.attach(&mut ebpf)
+        layer.attach(&mut ebpf, &mut KernelBtf::default())
     };
     assert_eq!(rig_hook, Ok(DropHook::TpBtf));
 }

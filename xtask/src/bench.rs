@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: measures macdrop's cost and writes
 //! `target/bench/bench.md` and `bench.json` (`bench-quick.*` with
-//! `--quick`). Four parts, each figure a median over repetitions with min
+//! `--quick`). Five parts, each figure a median over repetitions with min
 //! and max, every comparison against a baseline measured in the same run,
 //! interleaved with it:
 //!
@@ -10,7 +10,10 @@
 //!    hook, empty programs and tcpdump, as ratios to nothing attached;
 //! 3. `scale::userspace`: CPU and memory of macdrop watching a bridge with
 //!    1,000 ports, and one full counter read;
-//! 4. `scale::attach_time`: attaching 1,000 ports, and one new port.
+//! 4. `scale::attach_time`: attaching 1,000 ports, and one new port;
+//! 5. `growth`: the scale row: start time, memory (user and kernel) and
+//!    file descriptors with a full bridge (1,023 ports), and with 25 to 200
+//!    namespaces under `--all-netns`, and how they grow.
 //!
 //! `--quick` runs each part briefly, with the debug build `cargo xtask
 //! test` already made: a smoke test for CI, no thresholds asserted. The
@@ -29,6 +32,8 @@
 mod docs;
 mod e2e;
 mod flows;
+mod footprint;
+mod growth;
 mod proc;
 mod scale;
 mod stats;
@@ -90,6 +95,9 @@ pub enum Part {
     Userspace,
     /// Attach time for many ports and for a new port.
     Attach,
+    /// Start time, memory and fds with a full bridge and with 200
+    /// namespaces, and how they grow.
+    Scale,
 }
 
 impl Part {
@@ -154,6 +162,11 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let ports = args.ports.unwrap_or(if args.quick { 100 } else { 1000 });
+    ensure!(
+        (1..=scale::MAX_BRIDGE_PORTS).contains(&ports),
+        "--ports {ports}: a Linux bridge takes 1 to {} ports; give a count in that range",
+        scale::MAX_BRIDGE_PORTS
+    );
     let want = |p: Part| args.only.is_empty() || args.only.contains(&p);
     let docs_path = crate::cmd::workspace_root().join("docs/performance.md");
     if args.write_docs {
@@ -349,6 +362,17 @@ pub fn run(args: &Args) -> Result<()> {
             });
         }
     }
+    if want(Part::Scale) {
+        ui::phase("bench: scale (a full bridge; namespaces under --all-netns)");
+        let r = growth::run(&s)?;
+        json["scale"] = r.json();
+        sections.push(Section {
+            part: Part::Scale,
+            title: "Scale",
+            md: r.markdown(),
+            targets: scale_targets(&r),
+        });
+    }
 
     let elapsed = start.elapsed();
     json["machine"]["load_average_end"] = json!(load_average());
@@ -405,6 +429,54 @@ pub fn run(args: &Args) -> Result<()> {
         check(&summary)?;
     }
     Ok(())
+}
+
+/// The scale row's targets: peak RSS with 200 namespaces (extrapolated,
+/// and said so, when the run stopped short of 200: along the higher of the
+/// peak's line and the RSS's, since the peak is at least the RSS and a
+/// start-up spike can hide the sessions' growth at small counts), and
+/// start time and peak RSS growing linearly with namespaces.
+fn scale_targets(r: &growth::Results) -> Vec<Target> {
+    let (n, max) = growth::NETNS_RSS_TARGET;
+    let mut out = Vec::new();
+    let peak = r.peak_rss_growth();
+    let rss = r.rss_growth();
+    match r.peak_rss_at(n) {
+        Some(v) => out.push(Target::at_most(
+            format!("peak RSS, {n} namespaces under --all-netns"),
+            v,
+            max,
+            "MiB",
+        )),
+        None => {
+            let mut t = Target::at_most(
+                format!(
+                    "peak RSS, {n} namespaces under --all-netns (extrapolated from {})",
+                    peak.map_or("nothing".into(), |g| format!("up to {}", g.largest))
+                ),
+                match (peak, rss) {
+                    (Some(p), Some(r)) => p.at(n).max(r.at(n)),
+                    _ => f64::NAN,
+                },
+                max,
+                "MiB",
+            );
+            t.estimate = true;
+            out.push(t);
+        }
+    }
+    for (what, g) in [("start time", r.load_growth()), ("peak RSS", peak)] {
+        out.push(Target::at_most(
+            format!(
+                "{what} linear in namespaces: the largest count over the line through the \
+                 smaller ones"
+            ),
+            g.map_or(f64::NAN, |g| g.ratio),
+            growth::LINEAR_TOLERANCE,
+            "",
+        ));
+    }
+    out
 }
 
 /// `--check`: an error naming every target the run missed (a target that

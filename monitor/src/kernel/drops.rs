@@ -204,10 +204,10 @@ impl DropLayer {
 
     /// Loads and attaches the program: tp_btf, else the raw tracepoint.
     /// `Err` is a one-line reason why the layer is unavailable.
-    pub fn attach(&self, ebpf: &mut Ebpf) -> Result<DropHook, String> {
+    pub fn attach(&self, ebpf: &mut Ebpf, btf: &mut KernelBtf) -> Result<DropHook, String> {
         let mut errors = Vec::new();
         for hook in [DropHook::TpBtf, DropHook::RawTracepoint] {
-            match self.attach_hook(ebpf, hook) {
+            match self.attach_hook(ebpf, hook, btf) {
                 Ok(()) => return Ok(hook),
                 Err(e) => errors.push(format!("{hook}: {e}")),
             }
@@ -218,13 +218,19 @@ impl DropLayer {
         ))
     }
 
-    /// Loads and attaches the program with one given hook.
-    pub fn attach_hook(&self, ebpf: &mut Ebpf, hook: DropHook) -> Result<(), String> {
+    /// Loads and attaches the program with one given hook (tp_btf takes
+    /// the kernel's BTF from `btf`, parsing it if nobody has yet).
+    pub fn attach_hook(
+        &self,
+        ebpf: &mut Ebpf,
+        hook: DropHook,
+        btf: &mut KernelBtf,
+    ) -> Result<(), String> {
         let result = match hook {
             DropHook::TpBtf => {
-                let btf = aya::Btf::from_sys_fs().map_err(|e| one_line(&e))?;
+                let btf = btf.get()?;
                 program::<BtfTracePoint>(ebpf, names::PROGRAM_TP_BTF).and_then(|p| {
-                    p.load(names::TRACEPOINT, &btf)?;
+                    p.load(names::TRACEPOINT, btf)?;
                     p.attach()?;
                     Ok(())
                 })
@@ -280,6 +286,29 @@ impl DropLayer {
             }
         }
         Ok(())
+    }
+}
+
+/// The kernel's BTF as aya parses it, which loading the tp_btf program
+/// takes (aya looks the tracepoint's type up by name in it): the whole of
+/// /sys/kernel/btf/vmlinux, ~22 MB of heap while parsing, ~12 MB once
+/// parsed, and ~100 ms. Parsed at the first [`KernelBtf::get`] and kept as
+/// long as its owner (`loader::Batch`: the sessions started together), so
+/// they parse it once.
+#[derive(Default)]
+pub struct KernelBtf(Option<Result<aya::Btf, String>>);
+
+impl KernelBtf {
+    pub fn get(&mut self) -> Result<&aya::Btf, String> {
+        self.0
+            .get_or_insert_with(|| {
+                let btf = aya::Btf::from_sys_fs().map_err(|e| one_line(&e));
+                // The file's bytes are freed (~9 MB); the parsed types stay.
+                crate::heap::trim();
+                btf
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 }
 

@@ -1,8 +1,17 @@
 //! Loads macdrop's eBPF object (built by build.rs, embedded in the binary).
+//!
+//! Sessions started together (`Monitor::start`, a rescan that finds new
+//! namespaces) load through one [`Batch`]: one `EbpfLoader`, one drop
+//! layer and one parse of the kernel's BTF for all of them, instead of two
+//! parses per namespace (~16 MB of heap and most of a session's start-up
+//! time each).
+
+use std::cell::OnceCell;
 
 use aya::{Ebpf, EbpfLoader};
 use monitor_common::names;
 
+use super::drops::{DropLayer, KernelBtf};
 use crate::error::Failure;
 
 /// The object file produced by `monitor/build.rs` from `monitor-ebpf`.
@@ -24,19 +33,151 @@ pub fn load_with(
     extra_globals: &[(&str, u32)],
     capture: bool,
 ) -> anyhow::Result<Ebpf> {
+    let level = log_level();
+    let mut loader = new_loader(&level, extra_globals)?;
+    finish(&mut loader, &netns_ino, capture)
+}
+
+/// The values a batch's loader points its globals at: they must outlive
+/// it, so they live beside it ([`Batch::new`] borrows them).
+pub struct Values {
+    /// Every namespace the batch may load for.
+    inodes: Vec<u32>,
+    level: u8,
+    /// Prepared at the first load.
+    drops: OnceCell<Drops>,
+}
+
+/// The drop layer, or why it is unavailable, and the globals it sets.
+struct Drops {
+    layer: Result<DropLayer, String>,
+    globals: Vec<(&'static str, u32)>,
+}
+
+impl Values {
+    pub fn new(inodes: impl IntoIterator<Item = u32>) -> Self {
+        Self {
+            inodes: inodes.into_iter().collect(),
+            level: log_level(),
+            drops: OnceCell::new(),
+        }
+    }
+
+    fn drops(&self) -> &Drops {
+        self.drops.get_or_init(|| {
+            // BTF tells the drop program where to find skb->dev and
+            // friends; a kernel without it still gets the frame classes.
+            let layer = DropLayer::prepare();
+            let globals = layer
+                .as_ref()
+                .map(|l| l.globals().to_vec())
+                .unwrap_or_default();
+            Drops { layer, globals }
+        })
+    }
+}
+
+/// What the sessions of one start share; dropped (and the heap trimmed)
+/// once they are started, so nothing of it stays resident.
+pub struct Batch<'v> {
+    values: &'v Values,
+    /// Made at the first load: `EbpfLoader::new` parses the kernel's BTF.
+    loader: Option<EbpfLoader<'v>>,
+    kernel_btf: KernelBtf,
+}
+
+impl<'v> Batch<'v> {
+    pub fn new(values: &'v Values) -> Self {
+        Self {
+            values,
+            loader: None,
+            kernel_btf: KernelBtf::default(),
+        }
+    }
+
+    /// The drop layer (prepared once per batch), or why it is unavailable.
+    pub fn drop_layer(&self) -> Result<DropLayer, String> {
+        self.values.drops().layer.clone()
+    }
+
+    /// The kernel's BTF as aya parses it (for the tp_btf drop program),
+    /// parsed at the first call of the batch.
+    pub fn kernel_btf(&mut self) -> &mut KernelBtf {
+        &mut self.kernel_btf
+    }
+
+    /// Does now what the first load would: makes the loader and parses
+    /// the kernel's BTF (when the drop layer can use it), while the
+    /// process holds little else, so the parses' transient ~20 MB do not
+    /// come on top of the sessions' memory (the peak RSS). A rescan that
+    /// may find only namespaces without a bridge leaves it to the first
+    /// load.
+    pub fn prepare(&mut self) -> anyhow::Result<()> {
+        self.loader()?;
+        if self.values.drops().layer.is_ok() {
+            // An error is the drop layer's to report, at its attach.
+            let _ = self.kernel_btf.get();
+        }
+        Ok(())
+    }
+
+    /// [`load_with`] for `netns_ino`, one of the batch's namespaces, with
+    /// the drop layer's globals.
+    pub fn load(&mut self, netns_ino: u32, capture: bool) -> anyhow::Result<Ebpf> {
+        let ino = self
+            .values
+            .inodes
+            .iter()
+            .find(|&&i| i == netns_ino)
+            .ok_or_else(|| anyhow::anyhow!("namespace {netns_ino} is not in the load batch"))?;
+        finish(self.loader()?, ino, capture)
+    }
+
+    fn loader(&mut self) -> anyhow::Result<&mut EbpfLoader<'v>> {
+        let values = self.values;
+        if self.loader.is_none() {
+            self.loader = Some(new_loader(&values.level, &values.drops().globals)?);
+        }
+        Ok(self.loader.as_mut().expect("made above"))
+    }
+}
+
+/// `--kernel-log`'s level as the object's global: below it the verifier
+/// drops the records' code (`kernel::klog`).
+fn log_level() -> u8 {
+    super::klog::aya_level(super::klog::level())
+}
+
+/// A loader with the globals every load of it shares. It is given no
+/// kernel BTF: the object has no CO-RE relocations (`needs_no_kernel_btf`;
+/// the drop program's kernel offsets are globals from `drops::DropLayer`),
+/// so `EbpfLoader::new`'s own parse of it is dropped at once rather than
+/// held through every load.
+fn new_loader<'a>(level: &'a u8, globals: &'a [(&str, u32)]) -> anyhow::Result<EbpfLoader<'a>> {
     if EBPF_OBJECT.is_empty() {
         anyhow::bail!("this macdrop binary was built without its eBPF object (AYA_BUILD_SKIP?)");
     }
     raise_memlock_limit();
-    // Below the process's `--kernel-log` level the verifier drops the
-    // records' code (`kernel::klog`).
-    let log_level = super::klog::aya_level(super::klog::level());
     let mut loader = EbpfLoader::new();
-    loader.override_global(names::NETNS_INO, &netns_ino, true);
-    loader.override_global(aya_log::LEVEL, &log_level, true);
-    for (name, value) in extra_globals {
+    loader.btf(None);
+    // The parse is freed: give its pages back before the load allocates
+    // (glibc would keep them, and place the next parse beside them).
+    crate::heap::trim();
+    loader.override_global(aya_log::LEVEL, level, true);
+    for (name, value) in globals {
         loader.override_global(name, value, true);
     }
+    Ok(loader)
+}
+
+/// Sets what differs between loads (the namespace, the ring's size) and
+/// loads.
+fn finish<'a>(
+    loader: &mut EbpfLoader<'a>,
+    netns_ino: &'a u32,
+    capture: bool,
+) -> anyhow::Result<Ebpf> {
+    loader.override_global(names::NETNS_INO, netns_ino, true);
     loader.map_max_entries(names::EVIDENCE_RING, super::evidence::ring_bytes(capture));
     let ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
         Failure::environment(format!(
@@ -56,4 +197,24 @@ fn raise_memlock_limit() {
     };
     // SAFETY: plain syscall with a valid pointer.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `new_loader` gives aya no kernel BTF: an object with CO-RE
+    /// relocations would fail the verifier there.
+    #[test]
+    fn needs_no_kernel_btf() {
+        if EBPF_OBJECT.is_empty() {
+            // Built with AYA_BUILD_SKIP: no object to check.
+            return;
+        }
+        let obj = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded object parses");
+        assert!(
+            !obj.has_btf_relocations(),
+            "the eBPF object has CO-RE relocations: give `EbpfLoader` the kernel's BTF again"
+        );
+    }
 }

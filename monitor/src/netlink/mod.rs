@@ -2,6 +2,7 @@
 //! databases over rtnetlink. One job: turn kernel netlink dumps into plain
 //! structs; nothing here decides what to watch.
 
+mod link_dump;
 mod nsid;
 mod stats;
 
@@ -243,6 +244,8 @@ impl NetState {
 /// A netlink route socket of the current namespace.
 pub struct Netlink {
     handle: rtnetlink::Handle,
+    /// The link dump's own socket (`link_dump`: what it saves).
+    link_dump: link_dump::LinkDump,
     /// The task driving the socket; aborted on drop, which closes the
     /// socket (a netlink socket keeps its namespace alive).
     connection: tokio::task::JoinHandle<()>,
@@ -261,13 +264,17 @@ impl Netlink {
         let (connection, handle, _) =
             rtnetlink::new_connection().context("cannot open a netlink route socket")?;
         let connection = tokio::spawn(connection);
-        Ok(Self { handle, connection })
+        Ok(Self {
+            handle,
+            link_dump: link_dump::LinkDump::open()?,
+            connection,
+        })
     }
 
     /// Dumps links, addresses, bridge FDBs and bridge VLANs.
     pub async fn read_state(&self) -> anyhow::Result<NetState> {
         let mut vlans = VlanState::default();
-        let links = self.links(&mut vlans).await?;
+        let links = self.links(&mut vlans)?;
         let (addrs, if_addrs) = self.addrs().await?;
         let (local_fdb, secondary_macs) = self.fdb(&links, &mut vlans).await?;
         self.bridge_vlans(&mut vlans).await?;
@@ -285,14 +292,13 @@ impl Netlink {
 
     /// The links, and the VLAN facts their messages carry (VLAN devices,
     /// bridges' VLAN filtering) into `vlans`.
-    async fn links(&self, vlans: &mut VlanState) -> anyhow::Result<Vec<Link>> {
+    fn links(&self, vlans: &mut VlanState) -> anyhow::Result<Vec<Link>> {
         let mut out = Vec::new();
-        let mut dump = self.handle.link().get().execute();
-        while let Some(msg) = dump.try_next().await.context("netlink link dump failed")? {
-            let link = link_from_message(&msg);
-            add_vlan_facts(vlans, &msg, &link);
+        self.link_dump.each(|msg| {
+            let link = link_from_message(msg);
+            add_vlan_facts(vlans, msg, &link);
             out.push(link);
-        }
+        })?;
         out.sort_by_key(|l| l.ifindex);
         Ok(out)
     }

@@ -123,13 +123,16 @@ impl Session {
     /// subscribed first so no change between the first read and the
     /// attach is missed. `top_flows`: top offenders per interface (0: the
     /// kernel records no flows). With `capture` (`--pcap`), the kernel may
-    /// capture that many mismatched frames.
+    /// capture that many mismatched frames. The object is loaded through
+    /// `batch`, which the sessions started together share (`ns` must be one
+    /// of its namespaces).
     pub async fn start(
         ns: Namespace,
         selection: Selection,
         mode: AttachMode,
         top_flows: usize,
         capture: Option<u64>,
+        batch: &mut loader::Batch<'_>,
     ) -> anyhow::Result<Self> {
         let (netlink, notifications) = {
             let _inside = ns.enter()?;
@@ -148,16 +151,9 @@ impl Session {
             tc::cleanup_leftovers(&ifindexes)?
         };
 
-        // BTF tells the drop program where to find skb->dev and friends; a
-        // kernel without it still gets the frame classes.
-        let layer = DropLayer::prepare();
-        let globals = layer
-            .as_ref()
-            .map(|l| l.globals().to_vec())
-            .unwrap_or_default();
-        let mut ebpf = loader::load_with(ns.inode, &globals, capture.is_some())?;
-        // aya parsed the kernel's BTF for the load and freed it.
-        crate::heap::trim();
+        // A kernel without BTF still gets the frame classes.
+        let layer = batch.drop_layer();
+        let mut ebpf = batch.load(ns.inode, capture.is_some())?;
         let config = ConfigMaps::take(&mut ebpf)?;
         let evidence = match capture {
             Some(budget) => Some(EvidenceRing::take(&mut ebpf, budget)?),
@@ -202,12 +198,10 @@ impl Session {
             return Err(e);
         }
         session.drops = layer.and_then(|layer| {
-            let hook = layer.attach(&mut session.ebpf)?;
+            let hook = layer.attach(&mut session.ebpf, batch.kernel_btf())?;
             let map = DropLayer::take_map(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
             Ok(Drops { layer, map, hook })
         });
-        // The tp_btf attach parsed the kernel's BTF once more.
-        crate::heap::trim();
         session.started = true;
         Ok(session)
     }

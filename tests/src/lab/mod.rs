@@ -1,7 +1,8 @@
 //! Lab topologies, for the tests and for `cargo xtask bench` alike: a
 //! bridge with ports ([`BridgeLab`]), a standalone veth ([`StandaloneLab`]),
 //! two namespaces talking IP over a veth ([`PairLab`]), a bridge with
-//! thousands of ports ([`ManyPortLab`]); [`links`] holds the steps they are
+//! thousands of ports ([`ManyPortLab`]), hundreds of namespaces with a
+//! bridge each ([`BridgedNamespaces`]); [`links`] holds the steps they are
 //! built from.
 //!
 //! Every MAC is fixed so tests can address frames and assert on them (but
@@ -13,6 +14,7 @@
 //! down by dropping the namespaces that hold them.
 
 mod bridge;
+mod bridged_netns;
 pub mod links;
 mod many;
 mod pair;
@@ -23,6 +25,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use crate::frames::Mac;
 
 pub use bridge::{BridgeLab, BridgeLabOptions};
+pub use bridged_netns::BridgedNamespaces;
 pub use many::ManyPortLab;
 pub use pair::{Iface, PairLab, PairOptions};
 pub use standalone::{

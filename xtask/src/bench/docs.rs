@@ -4,7 +4,8 @@
 //! around the markers is written by hand and never touched; a part not run
 //! keeps what it had.
 //!
-//! Markers, one pair per part (`test-run`, `e2e`, `userspace`, `attach`):
+//! Markers, one pair per part (`test-run`, `e2e`, `userspace`, `attach`,
+//! `scale`):
 //!
 //! ```text
 //! <!-- bench:test-run:begin ... -->

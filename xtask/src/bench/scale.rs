@@ -29,7 +29,9 @@ use macdrop_tests::{
 use serde_json::{Value, json};
 
 use super::{
-    Settings, proc,
+    Settings,
+    footprint::Footprint,
+    proc,
     proc::Proc,
     stats::{self, Stat},
 };
@@ -61,7 +63,7 @@ impl Lab {
         Ok(Self { ports, lab })
     }
 
-    fn spawn_macdrop(&self, s: &Settings, interval: &str) -> Result<Proc> {
+    pub(super) fn spawn_macdrop(&self, s: &Settings, interval: &str) -> Result<Proc> {
         let cmd = self.lab.host().command(&[
             s.macdrop_bin.as_os_str(),
             "watch".as_ref(),
@@ -75,6 +77,10 @@ impl Lab {
         Proc::spawn("macdrop", cmd, false)
     }
 }
+
+/// The most ports a Linux bridge takes (BR_MAX_PORTS less port 0): the
+/// next enslave fails with EXFULL.
+pub const MAX_BRIDGE_PORTS: usize = 1023;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -188,7 +194,7 @@ fn watched_count(line: &str) -> Result<usize> {
 }
 
 /// Whether a JSON report line shows `n` interfaces, every one on TCX.
-fn all_on_tcx(line: &str, n: usize) -> bool {
+pub(super) fn all_on_tcx(line: &str, n: usize) -> bool {
     let Ok(v) = serde_json::from_str::<Value>(line) else {
         return false;
     };
@@ -274,15 +280,7 @@ pub fn userspace(lab: &Lab, s: &Settings) -> Result<UserspaceResults> {
         (t0, c0) = (t1, c1);
     }
     let cpu_overall = percent(c0 - start_c, t0 - start_t);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = |field: &str| -> Result<f64> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .with_context(|| format!("no {field} in /proc/{pid}/status"))
-    };
-    let (peak, rss) = (kib("VmHWM:")? / 1024.0, kib("VmRSS:")? / 1024.0);
+    let held = Footprint::of(pid)?;
     let reports = md.stdout.try_iter().count();
     let (status, _) = md.stop(EXIT_TIMEOUT)?;
     ensure!(status.success(), "macdrop exited with {status}");
@@ -309,8 +307,8 @@ pub fn userspace(lab: &Lab, s: &Settings) -> Result<UserspaceResults> {
         window,
         cpu,
         cpu_overall,
-        peak_rss_mib: peak,
-        rss_mib: rss,
+        peak_rss_mib: held.peak_rss_mib,
+        rss_mib: held.rss_mib,
         reports,
         counter_read_ms,
         cpus: v["cpus"].as_u64().unwrap_or(0),
