@@ -15,7 +15,7 @@ use macdrop_tests::{
         BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, FOREIGN_IPV4, FOREIGN_MAC, PEER_IFACE,
         StandaloneLab, peer_ipv4, peer_mac, port_name,
     },
-    macdrop::{EventReport, FrameCounts, Macdrop, Output, PktType, macdrop_bin},
+    macdrop::{EventReport, FrameCounts, Macdrop, Output, PktType, macdrop_bin, watch_argv},
     netns::TEST_PREFIX,
     sender::RawSender,
 };
@@ -120,9 +120,32 @@ fn another_namespace_by_name() {
 fn all_namespaces_with_a_bridge() {
     let (a, b) = (BridgeLab::new(1).unwrap(), BridgeLab::new(1).unwrap());
     let quiet = StandaloneLab::new().unwrap();
-    let mut macdrop = Macdrop::spawn(quiet.host(), &["--all-netns"]).unwrap();
-    send_plan(&a, 1, 1, 0, 0);
-    send_plan(&b, 1, 0, 2, 0);
+    let macdrop = Macdrop::spawn(quiet.host(), &["--all-netns"]).unwrap();
+    counts_in_both(macdrop, &a, &b, &quiet);
+}
+
+/// Each watched namespace holds about 28 descriptors: under a soft limit
+/// of 48 (the hard one higher, as systemd's 1,024:524,288 default is) two
+/// namespaces already need more. macdrop lifts its soft limit to the hard
+/// one, so both are watched and counted exactly.
+#[test]
+fn all_namespaces_under_a_low_soft_open_files_limit() {
+    let (a, b) = (BridgeLab::new(1).unwrap(), BridgeLab::new(1).unwrap());
+    let quiet = StandaloneLab::new().unwrap();
+    let bin = macdrop_bin();
+    let mut argv: Vec<&std::ffi::OsStr> = ["prlimit", "--nofile=48:8192", "--"]
+        .map(std::ffi::OsStr::new)
+        .to_vec();
+    argv.extend(watch_argv(&bin, &["--all-netns"], Output::Json));
+    let macdrop = Macdrop::spawn_command(quiet.host().command(&argv), Output::Json).unwrap();
+    counts_in_both(macdrop, &a, &b, &quiet);
+}
+
+/// Frames into p1 of `a` and `b` are counted there exactly, and `quiet`
+/// (no bridge) is not watched.
+fn counts_in_both(mut macdrop: Macdrop, a: &BridgeLab, b: &BridgeLab, quiet: &StandaloneLab) {
+    send_plan(a, 1, 1, 0, 0);
+    send_plan(b, 1, 0, 2, 0);
     let in_ns = |r: &macdrop_tests::macdrop::Report, lab: &BridgeLab| {
         r.interfaces
             .iter()
@@ -131,11 +154,11 @@ fn all_namespaces_with_a_bridge() {
     };
     let (want_a, want_b) = (plan_counts(1, 0, 0), plan_counts(0, 2, 0));
     let report = macdrop.settle(
-        |r| in_ns(r, &a) == Some(want_a) && in_ns(r, &b) == Some(want_b),
+        |r| in_ns(r, a) == Some(want_a) && in_ns(r, b) == Some(want_b),
         SETTLE,
     );
-    assert_eq!(in_ns(&report, &a), Some(want_a));
-    assert_eq!(in_ns(&report, &b), Some(want_b));
+    assert_eq!(in_ns(&report, a), Some(want_a));
+    assert_eq!(in_ns(&report, b), Some(want_b));
     assert!(
         !report
             .interfaces

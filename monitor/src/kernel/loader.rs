@@ -158,6 +158,7 @@ fn new_loader<'a>(level: &'a u8, globals: &'a [(&str, u32)]) -> anyhow::Result<E
         anyhow::bail!("this macdrop binary was built without its eBPF object (AYA_BUILD_SKIP?)");
     }
     raise_memlock_limit();
+    raise_open_files_limit();
     let mut loader = EbpfLoader::new();
     loader.btf(None);
     // The parse is freed: give its pages back before the load allocates
@@ -197,6 +198,26 @@ fn raise_memlock_limit() {
     };
     // SAFETY: plain syscall with a valid pointer.
     let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+}
+
+/// Every watched namespace holds about 28 file descriptors (its object's
+/// maps, programs and links, its netlink sockets), so `--all-netns` needs
+/// more than the soft limit of 1,024 a systemd service or a shell gives
+/// from about 35 namespaces on. Lift the soft limit to the hard one, as
+/// any daemon holding many descriptors does; the hard limit stays the
+/// administrator's.
+fn raise_open_files_limit() {
+    let mut rlim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) == 0 && rlim.rlim_cur < rlim.rlim_max {
+            rlim.rlim_cur = rlim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &rlim);
+        }
+    }
 }
 
 #[cfg(test)]
