@@ -92,7 +92,7 @@ mod tests {
 
     fn status() -> Value {
         json!({"schema": "macdrop/1", "ts": "2026-12-05T15:23:27.367Z",
-               "interfaces": [], "findings": []})
+               "hypervisor": null, "interfaces": [], "findings": []})
     }
 
     #[test]
