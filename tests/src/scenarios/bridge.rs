@@ -6,15 +6,14 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use super::{
-    Attach, KernelFacts, NS_PREFIX, Outcome, expect_counts, expect_nothing_left, observe, settle,
-    spawn,
+    Attach, KernelFacts, Outcome, expect_counts, expect_nothing_left, observe, settle, spawn,
 };
 use crate::{
     frames::{BROADCAST, MULTICAST_V4, MULTICAST_V4_GROUP, TPID_8021Q, ipv4_udp, with_vlan_tags},
     kernel::link_stats,
     lab::{
-        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, FOREIGN_IPV4, FOREIGN_MAC,
-        PEER_IFACE, peer_ipv4, peer_mac, port_mac,
+        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, FOREIGN_IPV4, FOREIGN_MAC, PEER_IFACE, peer_ipv4,
+        peer_mac, port_mac,
     },
     macdrop::FrameCounts,
     sender::RawSender,
@@ -42,11 +41,7 @@ pub mod plan {
 
 pub fn run(bin: &Path, attach: &Attach, kernel: &KernelFacts) -> Result<Outcome> {
     use plan as m;
-    let lab = BridgeLab::with_options(BridgeLabOptions {
-        ports: 2,
-        ns_prefix: NS_PREFIX.to_owned(),
-        ..BridgeLabOptions::default()
-    })?;
+    let lab = super::two_port_lab()?;
     let mut macdrop = match spawn(bin, lab.host(), &["--bridge", BRIDGE], attach)? {
         Ok(macdrop) => macdrop,
         Err(why) => return Ok(Outcome::Unsupported(why)),

@@ -5,14 +5,12 @@ use std::{path::Path, time::Duration};
 use anyhow::{Context as _, Result, ensure};
 
 use super::{
-    Attach, KernelFacts, NS_PREFIX, Outcome, expect_counts, expect_nothing_left, observe, settle,
-    spawn,
+    Attach, KernelFacts, Outcome, expect_counts, expect_nothing_left, observe, settle, spawn,
 };
 use crate::{
     frames::ipv4_udp,
     lab::{
-        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, BridgeLabOptions, FOREIGN_IPV4, FOREIGN_MAC,
-        PEER_IFACE, peer_ipv4, peer_mac,
+        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, FOREIGN_IPV4, FOREIGN_MAC, PEER_IFACE, peer_ipv4, peer_mac,
     },
     macdrop::{self, FrameCounts},
     sender::RawSender,
@@ -23,11 +21,7 @@ use crate::{
 pub fn run(bin: &Path, attach: &Attach, kernel: &KernelFacts) -> Result<Outcome> {
     const TO_BRIDGE_MAC: u64 = 7;
     const FOREIGN_NOT_LOCAL: u64 = 2;
-    let lab = BridgeLab::with_options(BridgeLabOptions {
-        ports: 2,
-        ns_prefix: NS_PREFIX.to_owned(),
-        ..BridgeLabOptions::default()
-    })?;
+    let lab = super::two_port_lab()?;
     lab.remove_bridge_mac_from_fdb()?;
 
     // `macdrop status` (no eBPF) names the finding.

@@ -436,3 +436,13 @@ pub fn max_mtu(ns: &NetNs, ifname: &str) -> Result<Option<u64>> {
     let links: Value = serde_json::from_slice(&json).context("parsing `ip -d -j link show`")?;
     Ok(links[0]["max_mtu"].as_u64())
 }
+
+/// The scenarios' bridge lab: `br0` with ports p1 and p2, its namespaces
+/// named with the matrix's prefix.
+fn two_port_lab() -> Result<crate::lab::BridgeLab> {
+    crate::lab::BridgeLab::with_options(crate::lab::BridgeLabOptions {
+        ports: 2,
+        ns_prefix: NS_PREFIX.to_owned(),
+        ..crate::lab::BridgeLabOptions::default()
+    })
+}

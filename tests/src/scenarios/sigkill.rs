@@ -5,14 +5,8 @@ use std::{collections::BTreeMap, path::Path};
 use anyhow::{Context as _, Result, ensure};
 use serde_json::Value;
 
-use super::{
-    Attach, KernelFacts, NS_PREFIX, Observed, Outcome, expect_nothing_left, observe, settle, spawn,
-};
-use crate::{
-    lab::{BRIDGE, BridgeLab, BridgeLabOptions},
-    macdrop::Report,
-    netns::NetNs,
-};
+use super::{Attach, KernelFacts, Observed, Outcome, expect_nothing_left, observe, settle, spawn};
+use crate::{lab::BRIDGE, macdrop::Report, netns::NetNs};
 
 /// After SIGKILL, exactly the documented leftovers stay (README,
 /// "Guarantees"): on every interface whose hook is `tc-clsact` (kernels
@@ -24,11 +18,7 @@ use crate::{
 /// program; after its SIGINT nothing at all is left.
 pub fn run(bin: &Path, attach: &Attach, kernel: &KernelFacts) -> Result<Outcome> {
     const WATCHED: [&str; 3] = ["p1", "p2", BRIDGE];
-    let lab = BridgeLab::with_options(BridgeLabOptions {
-        ports: 2,
-        ns_prefix: NS_PREFIX.to_owned(),
-        ..BridgeLabOptions::default()
-    })?;
+    let lab = super::two_port_lab()?;
     let host = lab.host();
     let mut macdrop = match spawn(bin, host, &["--bridge", BRIDGE], attach)? {
         Ok(macdrop) => macdrop,

@@ -9,12 +9,8 @@ use std::{path::Path, time::Duration};
 use anyhow::{Context as _, Result, ensure};
 use serde_json::{Value, json};
 
-use super::{Attach, KernelFacts, NS_PREFIX, Outcome, expect_nothing_left};
-use crate::{
-    kernel::has_vlan_filtering,
-    lab::{BRIDGE, BridgeLab, BridgeLabOptions},
-    macdrop,
-};
+use super::{Attach, KernelFacts, Outcome, expect_nothing_left};
+use crate::{kernel::has_vlan_filtering, lab::BRIDGE, macdrop};
 
 /// How long one `status` or `diagnose` may take under emulation.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -27,11 +23,7 @@ pub fn run(bin: &Path, attach: &Attach, _kernel: &KernelFacts) -> Result<Outcome
                 .into(),
         ));
     }
-    let lab = BridgeLab::with_options(BridgeLabOptions {
-        ports: 2,
-        ns_prefix: NS_PREFIX.to_owned(),
-        ..BridgeLabOptions::default()
-    })?;
+    let lab = super::two_port_lab()?;
     let host = lab.host();
     if !has_vlan_filtering(host) {
         return Ok(Outcome::Skipped(
