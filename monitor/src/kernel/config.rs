@@ -208,6 +208,10 @@ fn set_bit(words: &mut [u64], bit: u32) {
 }
 
 /// Userspace handles on the configuration maps, plus what was last written.
+/// The filter arrays' last contents are not kept: `written` gives them
+/// again at the next `sync` (160 KiB per namespace saved, which with
+/// `--all-netns` over hundreds of namespaces is most of the resident
+/// size; a sync recomputes them in well under a millisecond).
 pub struct ConfigMaps {
     ifaces: BpfHashMap<MapData, IfKey, IfConfig>,
     if_by_index: BpfArray<MapData, IfConfig>,
@@ -216,8 +220,6 @@ pub struct ConfigMaps {
     mac_filter: BpfArray<MapData, u64>,
     addr_table: BpfArray<MapData, AddrSlot>,
     written: Desired,
-    written_mac_filter: Vec<u64>,
-    written_addr_table: Vec<AddrSlot>,
     /// Hand-off bits (`IF_HANDOFF`, `IF_TC_MUTED`) per ifindex, which the
     /// session sets while it moves an interface from generic XDP to TCX:
     /// every `sync` keeps them on the interface's entry.
@@ -251,10 +253,9 @@ impl ConfigMaps {
             local_addrs: take(ebpf, names::LOCAL_ADDRS)?,
             mac_filter: array(ebpf, names::MAC_FILTER)?,
             addr_table: array(ebpf, names::ADDR_TABLE)?,
+            // The arrays start zeroed, as an empty `Desired`'s filter and
+            // table are.
             written: Desired::default(),
-            // The arrays start zeroed.
-            written_mac_filter: vec![0; MAC_FILTER_WORDS as usize],
-            written_addr_table: vec![AddrSlot::EMPTY; ADDR_TABLE_SLOTS as usize],
             handoff: HashMap::new(),
             bridges_at_tc: HashSet::new(),
         })
@@ -390,13 +391,17 @@ impl ConfigMaps {
         // A MAC is in its map before its filter bit is set; in between the
         // classifier merely skips a lookup that would have found it, as if
         // the change had come a moment later.
-        let mac_filter = want.mac_filter();
-        sync_words(&mut self.mac_filter, &self.written_mac_filter, &mac_filter)?;
-        let addr_table = want.addr_table();
-        sync_words(&mut self.addr_table, &self.written_addr_table, &addr_table)?;
+        sync_words(
+            &mut self.mac_filter,
+            &self.written.mac_filter(),
+            &want.mac_filter(),
+        )?;
+        sync_words(
+            &mut self.addr_table,
+            &self.written.addr_table(),
+            &want.addr_table(),
+        )?;
         self.written = want;
-        self.written_mac_filter = mac_filter;
-        self.written_addr_table = addr_table;
         Ok(())
     }
 }

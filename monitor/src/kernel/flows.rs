@@ -9,6 +9,7 @@
 //! 5.6) get one lookup per bucket.
 
 use std::{
+    cell::RefCell,
     collections::HashMap,
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -87,9 +88,6 @@ pub struct FlowReader {
     map: PerCpuArray<MapData, FlowBucket>,
     /// Possible CPUs: the copies of each bucket.
     cpus: usize,
-    /// The table as last read: bucket `i`'s copy of CPU `c` at
-    /// `i * cpus + c`. Kept between reads, so a read allocates nothing.
-    table: Vec<FlowBucket>,
     /// Whether the kernel takes batch lookups on the table; None before the
     /// first read.
     batch: Option<bool>,
@@ -124,7 +122,6 @@ impl FlowReader {
         Ok(Self {
             map: PerCpuArray::try_from(map).context("flow map has the wrong type")?,
             cpus,
-            table: vec![FlowBucket::default(); FLOW_BUCKETS as usize * cpus],
             batch: None,
             seen: HashMap::new(),
         })
@@ -139,20 +136,22 @@ impl FlowReader {
 
     /// Every flow in the table, by counter slot, per-CPU copies summed.
     pub fn read(&mut self) -> anyhow::Result<HashMap<u32, Vec<Flow>>> {
-        self.fill()?;
-        let now = SystemTime::now();
-        let mut out: HashMap<u32, Vec<Flow>> = HashMap::new();
-        let mut seen = HashMap::with_capacity(self.seen.len());
-        for copies in self.table.chunks(self.cpus) {
-            for (key, mut flow) in flows_of(copies, now) {
-                let dated = date(self.seen.get(&key).copied(), flow.frames, now);
-                (flow.first_seen, flow.last_seen) = (dated.first, dated.last);
-                seen.insert(key, dated);
-                out.entry(key.slot).or_default().push(flow);
+        with_table(self.cpus, |table| {
+            self.fill(table)?;
+            let now = SystemTime::now();
+            let mut out: HashMap<u32, Vec<Flow>> = HashMap::new();
+            let mut seen = HashMap::with_capacity(self.seen.len());
+            for copies in table.chunks(self.cpus) {
+                for (key, mut flow) in flows_of(copies, now) {
+                    let dated = date(self.seen.get(&key).copied(), flow.frames, now);
+                    (flow.first_seen, flow.last_seen) = (dated.first, dated.last);
+                    seen.insert(key, dated);
+                    out.entry(key.slot).or_default().push(flow);
+                }
             }
-        }
-        self.seen = seen;
-        Ok(out)
+            self.seen = seen;
+            Ok(out)
+        })
     }
 
     /// Removes the flows of `slot`: its interface is gone, and the slot
@@ -161,8 +160,12 @@ impl FlowReader {
     /// and the write is lost (the counts stay a lower bound of the truth
     /// only in that instant; interfaces go rarely).
     pub fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
-        self.fill()?;
-        for (i, copies) in self.table.chunks(self.cpus).enumerate() {
+        with_table(self.cpus, |table| self.clear_in(table, slot))
+    }
+
+    fn clear_in(&mut self, table: &mut [FlowBucket], slot: u32) -> anyhow::Result<()> {
+        self.fill(table)?;
+        for (i, copies) in table.chunks(self.cpus).enumerate() {
             let has = |b: &FlowBucket| b.ways.iter().any(|e| e.frames != 0 && e.key.slot == slot);
             if !copies.iter().any(has) {
                 continue;
@@ -187,10 +190,10 @@ impl FlowReader {
 
     /// Reads the whole table into `table`: one batch lookup where the
     /// kernel has them, else one lookup per bucket.
-    fn fill(&mut self) -> anyhow::Result<()> {
+    fn fill(&mut self, table: &mut [FlowBucket]) -> anyhow::Result<()> {
         if self.batch != Some(false) {
             let fd = self.map.map().fd().as_fd().as_raw_fd();
-            match lookup_batch(fd, &mut self.table) {
+            match lookup_batch(fd, table) {
                 Ok(()) => {
                     self.batch = Some(true);
                     return Ok(());
@@ -212,11 +215,29 @@ impl FlowReader {
             let copies = self.map.get(&i, 0).context("cannot read a flow bucket")?;
             let at = i as usize * self.cpus;
             for (c, b) in copies.iter().enumerate().take(self.cpus) {
-                self.table[at + c] = *b;
+                table[at + c] = *b;
             }
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// The flow table as last read: bucket `i`'s copy of CPU `c` at
+    /// `i * cpus + c`. One per thread, shared by the readers of every
+    /// session on it (they read in turn, within one report): a copy per
+    /// reader would hold 144 KiB per namespace on 2 CPUs for nothing
+    /// between reads, most of the resident size under `--all-netns`. Kept
+    /// between reads, so a read allocates nothing.
+    static TABLE: RefCell<Vec<FlowBucket>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's table, sized for `cpus` copies per bucket.
+fn with_table<T>(cpus: usize, f: impl FnOnce(&mut [FlowBucket]) -> T) -> T {
+    TABLE.with_borrow_mut(|table| {
+        table.resize(FLOW_BUCKETS as usize * cpus, FlowBucket::default());
+        f(table)
+    })
 }
 
 /// The kernel's ENOTSUPP (524), which libc does not name.

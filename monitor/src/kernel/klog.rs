@@ -75,6 +75,36 @@ pub fn aya_level(level: KernelLog) -> u8 {
     level as u8
 }
 
+/// The log ring's name in the object: aya-log-ebpf's map, which aya-log's
+/// reader finds by this name.
+pub const RING: &str = "AYA_LOGS";
+
+/// Room in the ring per possible CPU: each CPU writes at most one record a
+/// second (`monitor-ebpf/src/klog.rs`), ~200 bytes, and the ring is drained
+/// at every report, so this holds several seconds of every CPU logging.
+const RING_BYTES_PER_CPU: usize = 1024;
+
+/// aya-log-ebpf's own size for the ring, the most this sizes it to.
+const RING_BYTES_MAX: usize = 128 * 1024;
+
+/// The log ring's size for `level` on a machine of `cpus` possible CPUs
+/// with pages of `page` bytes: one page when nothing can be written
+/// (`off`), else room for every CPU's records between reports (a power of
+/// two, a whole number of pages, as the kernel requires), never more than
+/// aya-log-ebpf's 128 KiB. aya-log-ebpf's fixed 128 KiB was most of what a
+/// session keeps resident (the ring is mapped into the process and read)
+/// and of its kernel memory, once per namespace under `--all-netns`.
+pub fn ring_bytes(level: KernelLog, cpus: usize, page: usize) -> u32 {
+    let bytes = if level == KernelLog::Off {
+        page
+    } else {
+        (cpus.max(1) * RING_BYTES_PER_CPU)
+            .next_power_of_two()
+            .clamp(page, RING_BYTES_MAX.max(page))
+    };
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
 /// One object's log ring, and the lines read from it not yet taken.
 pub struct KernelLogReader {
     logger: EbpfLogger<Writer>,
@@ -160,6 +190,18 @@ mod tests {
         assert_eq!(aya_level(KernelLog::Warn), aya_log::Level::Warn as u8);
         assert_eq!(aya_level(KernelLog::Info), aya_log::Level::Info as u8);
         assert_eq!(aya_level(KernelLog::Debug), aya_log::Level::Debug as u8);
+    }
+
+    #[test]
+    fn the_ring_is_a_power_of_two_of_whole_pages_sized_by_cpus() {
+        use KernelLog::*;
+        assert_eq!(ring_bytes(Off, 64, 4096), 4096);
+        assert_eq!(ring_bytes(Warn, 2, 4096), 4096);
+        assert_eq!(ring_bytes(Warn, 6, 4096), 8192);
+        assert_eq!(ring_bytes(Debug, 64, 4096), 64 * 1024);
+        assert_eq!(ring_bytes(Warn, 4096, 4096), 128 * 1024);
+        assert_eq!(ring_bytes(Warn, 2, 65536), 65536);
+        assert_eq!(ring_bytes(Off, 2, 65536), 65536);
     }
 
     #[test]
