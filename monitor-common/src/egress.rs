@@ -24,7 +24,7 @@ pub const MAX_EGRESS_IFACES: u32 = 64;
 /// created in every watched namespace, and most have no uplink to count:
 /// without preallocation a hash map costs its bucket array until entries
 /// are added (the DaemonSet's memory formula counts the fixed maps).
-pub const MAP_FLAGS: u32 = 1;
+pub const MAP_FLAGS: u32 = crate::NO_PREALLOC;
 
 /// `EGRESS_MACS` value: the uplink's own MAC.
 pub const EGRESS_OWN: u8 = 1;

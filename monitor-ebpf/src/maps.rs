@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     ADDR_TABLE_SLOTS, AddrKey, AddrSlot, FrameCounters, IFINDEX_DIRECT, IfConfig, IfKey,
-    MAC_FILTER_WORDS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey,
+    MAC_FILTER_WORDS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, NO_PREALLOC,
 };
 
 /// Watched interfaces: (netns, ifindex) -> slot and how to judge `own`.
@@ -35,11 +35,12 @@ pub static COUNTERS: PerCpuArray<FrameCounters> = PerCpuArray::with_max_entries(
 /// the bridge's VLANs, never assumed), and the previous MACs of the
 /// interface or its bridge (`MAC_PREVIOUS`).
 #[map(name = "MACDROP_LOCAL_MACS")]
-pub static LOCAL_MACS: HashMap<MacKey, u8> = HashMap::with_max_entries(MAX_LOCAL_MACS, 0);
+pub static LOCAL_MACS: HashMap<MacKey, u8> = HashMap::with_max_entries(MAX_LOCAL_MACS, NO_PREALLOC);
 
 /// IP addresses of the namespace (IPv4-mapped for IPv4).
 #[map(name = "MACDROP_LOCAL_ADDRS")]
-pub static LOCAL_ADDRS: HashMap<AddrKey, u8> = HashMap::with_max_entries(MAX_LOCAL_ADDRS, 0);
+pub static LOCAL_ADDRS: HashMap<AddrKey, u8> =
+    HashMap::with_max_entries(MAX_LOCAL_ADDRS, NO_PREALLOC);
 
 /// The hand-off marker (`monitor_common::IF_HANDOFF`), one u32 per CPU:
 /// the ifindex whose generic XDP program counted the frame this CPU is
