@@ -960,5 +960,6 @@ fn tc_pinned_pkt_types() {
 mod egress;
 mod evidence;
 mod flows;
+mod footprint;
 mod fuzz;
 mod handoff;
