@@ -105,6 +105,15 @@ pub fn ring_bytes(level: KernelLog, cpus: usize, page: usize) -> u32 {
     u32::try_from(bytes).unwrap_or(u32::MAX)
 }
 
+/// [`ring_bytes`] for the process's level on this machine: what every
+/// load sizes the ring to (`kernel::loader`).
+pub fn ring_bytes_here() -> u32 {
+    let cpus = aya::util::nr_cpus().unwrap_or(1);
+    // SAFETY: a plain libc call.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    ring_bytes(level(), cpus, page)
+}
+
 /// One object's log ring, and the lines read from it not yet taken.
 pub struct KernelLogReader {
     logger: EbpfLogger<Writer>,

@@ -142,14 +142,6 @@ impl<'v> Batch<'v> {
     }
 }
 
-/// The log ring's size for `--kernel-log`'s level on this machine.
-fn log_ring_bytes() -> u32 {
-    let cpus = aya::util::nr_cpus().unwrap_or(1);
-    // SAFETY: a plain libc call.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    super::klog::ring_bytes(super::klog::level(), cpus, page)
-}
-
 /// `--kernel-log`'s level as the object's global: below it the verifier
 /// drops the records' code (`kernel::klog`).
 fn log_level() -> u8 {
@@ -173,7 +165,7 @@ fn new_loader<'a>(level: &'a u8, globals: &'a [(&str, u32)]) -> anyhow::Result<E
     // (glibc would keep them, and place the next parse beside them).
     crate::heap::trim();
     loader.override_global(aya_log::LEVEL, level, true);
-    loader.map_max_entries(super::klog::RING, log_ring_bytes());
+    loader.map_max_entries(super::klog::RING, super::klog::ring_bytes_here());
     for (name, value) in globals {
         loader.override_global(name, value, true);
     }

@@ -35,11 +35,9 @@ fn a_sessions_object_holds_no_preallocated_slack() {
     let ebpf = loader::load(netns, &[]).unwrap();
 
     let cpus = aya::util::nr_cpus().unwrap();
-    // SAFETY: a plain libc call.
-    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
     assert_eq!(klog::level(), KernelLog::Warn, "the default level");
     let ring = info(&ebpf, klog::RING).max_entries();
-    assert_eq!(ring, klog::ring_bytes(KernelLog::Warn, cpus, page));
+    assert_eq!(ring, klog::ring_bytes_here());
     if cpus < 128 {
         assert!(ring < 128 * 1024, "log ring of {ring} bytes on {cpus} CPUs");
     }
