@@ -24,7 +24,7 @@
 //! - `flow-read`: the time of a read of a running macdrop's flow table,
 //!   as a report does it (`FlowReader::read`), found by its pid.
 //! - `counter-read`: the time of one full counter read of N slots, as a
-//!   report does it (`CounterReader::read` per slot).
+//!   report does it (`CounterReader::read_each`).
 //! - `tcx-floor`: the kernel's floor for attaching and detaching: raw TCX
 //!   link creates (BPF_LINK_CREATE) and detaches (BPF_LINK_DETACH) on N
 //!   interfaces and nothing else, serially and from a pool of threads.
@@ -867,15 +867,13 @@ fn attach_empty(iface: &str, hook: EmptyHook, self_stats: bool) -> anyhow::Resul
 
 fn counter_read(slots: u32, reps: usize) -> anyhow::Result<serde_json::Value> {
     let mut ebpf = loader::load(netns_inode()?, &[])?;
-    let counters = CounterReader::take(&mut ebpf)?;
+    let mut counters = CounterReader::take(&mut ebpf)?;
     let mut ns = Vec::with_capacity(reps);
     let mut sink = FrameCounters::default();
     // One warm-up read, then the timed ones.
     for rep in 0..=reps {
         let t = Instant::now();
-        for slot in 0..slots {
-            sink.add(&counters.read(slot)?);
-        }
+        counters.read_each(slots, |_, c| sink.add(c))?;
         if rep > 0 {
             ns.push(t.elapsed().as_nanos() as u64);
         }

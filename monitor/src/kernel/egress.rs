@@ -141,7 +141,7 @@ impl EgressCounter {
         slot: u32,
         classes: &BTreeMap<Mac, u8>,
     ) -> anyhow::Result<TcAttachment> {
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+        let cpus = super::batch::possible_cpus()?;
         let zeros = PerCpuValues::try_from(vec![EgressCounters::default(); cpus])
             .context("building zeroed per-CPU values")?;
         self.counters

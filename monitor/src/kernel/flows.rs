@@ -11,12 +11,12 @@
 use std::{
     cell::RefCell,
     collections::HashMap,
-    io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsFd as _, AsRawFd as _},
+    os::fd::AsFd as _,
     time::SystemTime,
 };
 
+use super::batch;
 use anyhow::Context as _;
 use aya::{
     Ebpf,
@@ -118,7 +118,7 @@ impl FlowReader {
     /// A reader of a flow table loaded elsewhere (`MapData::from_id`):
     /// `macdrop-bench flow-read` times reads of a running macdrop's table.
     pub fn of_map(map: aya::maps::Map) -> anyhow::Result<Self> {
-        let cpus = aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))?;
+        let cpus = super::batch::possible_cpus()?;
         Ok(Self {
             map: PerCpuArray::try_from(map).context("flow map has the wrong type")?,
             cpus,
@@ -192,20 +192,12 @@ impl FlowReader {
     /// kernel has them, else one lookup per bucket.
     fn fill(&mut self, table: &mut [FlowBucket]) -> anyhow::Result<()> {
         if self.batch != Some(false) {
-            let fd = self.map.map().fd().as_fd().as_raw_fd();
-            match lookup_batch(fd, table) {
+            match batch::lookup_per_cpu(self.map.map().fd().as_fd(), 0, FLOW_BUCKETS, table) {
                 Ok(()) => {
                     self.batch = Some(true);
                     return Ok(());
                 }
-                // Batch operations on arrays came with Linux 5.6.
-                Err(e)
-                    if self.batch.is_none()
-                        && matches!(
-                            e.raw_os_error(),
-                            Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)
-                        ) =>
-                {
+                Err(e) if self.batch.is_none() && batch::unsupported(&e) => {
                     self.batch = Some(false);
                 }
                 Err(e) => return Err(e).context("cannot read the flow table"),
@@ -238,78 +230,6 @@ fn with_table<T>(cpus: usize, f: impl FnOnce(&mut [FlowBucket]) -> T) -> T {
         table.resize(FLOW_BUCKETS as usize * cpus, FlowBucket::default());
         f(table)
     })
-}
-
-/// The kernel's ENOTSUPP (524), which libc does not name.
-const ENOTSUPP: i32 = 524;
-/// BPF_MAP_LOOKUP_BATCH (include/uapi/linux/bpf.h).
-const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
-
-/// `union bpf_attr`'s `batch` member.
-#[repr(C)]
-#[derive(Default)]
-struct BatchAttr {
-    in_batch: u64,
-    out_batch: u64,
-    keys: u64,
-    values: u64,
-    count: u32,
-    map_fd: u32,
-    elem_flags: u64,
-    flags: u64,
-}
-
-/// Every bucket of the per-CPU array `fd` into `table` (FLOW_BUCKETS ×
-/// CPUs copies, each value the kernel's size: a multiple of 8), in as few
-/// BPF_MAP_LOOKUP_BATCH calls as the kernel takes (one, as a rule).
-fn lookup_batch(fd: i32, table: &mut [FlowBucket]) -> io::Result<()> {
-    const _: () = assert!(core::mem::size_of::<FlowBucket>().is_multiple_of(8));
-    let total = FLOW_BUCKETS as usize;
-    let per_bucket = table.len() / total;
-    let mut keys = vec![0u32; total];
-    let mut done = 0;
-    // The kernel's cursor: for arrays, the next index.
-    let (mut cursor, mut next) = (0u32, 0u32);
-    while done < total {
-        let mut attr = BatchAttr {
-            in_batch: if done == 0 { 0 } else { &raw mut cursor as u64 },
-            out_batch: &raw mut next as u64,
-            keys: keys[done..].as_mut_ptr() as u64,
-            values: table[done * per_bucket..].as_mut_ptr() as u64,
-            count: (total - done) as u32,
-            map_fd: fd as u32,
-            ..Default::default()
-        };
-        // SAFETY: `attr` is a valid bpf_attr prefix for
-        // BPF_MAP_LOOKUP_BATCH; its pointers are to buffers with room for
-        // `count` keys and `count` per-CPU values, which outlive the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_LOOKUP_BATCH,
-                &raw mut attr,
-                core::mem::size_of::<BatchAttr>(),
-            )
-        };
-        let err = (rc < 0).then(io::Error::last_os_error);
-        done += attr.count as usize;
-        match err {
-            None => {}
-            // The end of the array: everything was copied.
-            Some(e) if e.raw_os_error() == Some(libc::ENOENT) => break,
-            Some(e) => return Err(e),
-        }
-        if attr.count == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    if done < total {
-        return Err(io::Error::other(format!(
-            "the kernel returned {done} of {total} flow buckets"
-        )));
-    }
-    Ok(())
 }
 
 /// The flows of one bucket from its per-CPU copies, per-CPU counts summed,

@@ -3,6 +3,7 @@
 //! running the programs on crafted frames (`test_run`).
 
 pub mod attach;
+pub mod batch;
 #[cfg(test)]
 pub mod btf_fixture;
 pub mod config;

@@ -288,9 +288,24 @@ impl Session {
         } else {
             None
         };
+        // Every slot in use in a few batch reads, handed to its member.
+        let mut member_of = vec![usize::MAX; self.slots.end() as usize];
+        for (i, m) in self.members.iter().enumerate() {
+            if let Some(slot) = m.slot {
+                member_of[slot as usize] = i;
+            }
+        }
+        let members = &mut self.members;
+        self.counters.read_each(self.slots.end(), |slot, frames| {
+            if let Some(m) = member_of
+                .get(slot as usize)
+                .and_then(|&i| members.get_mut(i))
+            {
+                m.model.sample(*frames, now);
+            }
+        })?;
         for m in &mut self.members {
             if let Some(slot) = m.slot {
-                m.model.sample(self.counters.read(slot)?, now);
                 // An uplink that stops being one keeps its last counts.
                 if let Some(egress) = self.egress.read(m.watched.ifindex)? {
                     m.model.egress = Some(egress);

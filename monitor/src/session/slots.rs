@@ -30,6 +30,11 @@ impl SlotPool {
     pub fn give_back(&mut self, slot: u32) {
         self.free.push(slot);
     }
+
+    /// One past the highest slot ever taken: every slot in use is below.
+    pub fn end(&self) -> u32 {
+        self.next
+    }
 }
 
 #[cfg(test)]
@@ -42,6 +47,7 @@ mod tests {
         assert_eq!(pool.take(), Some(0));
         assert_eq!(pool.take(), Some(1));
         assert_eq!(pool.take(), None, "full");
+        assert_eq!(pool.end(), 2);
         pool.give_back(0);
         assert_eq!(pool.take(), Some(0), "a freed slot is reused");
         assert_eq!(pool.take(), None);

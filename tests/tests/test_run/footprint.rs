@@ -4,10 +4,7 @@
 //! causes found there from coming back).
 
 use aya::maps::{Map, MapInfo};
-use macdrop::kernel::{
-    klog::{self, KernelLog},
-    loader,
-};
+use macdrop::kernel::klog::{self, KernelLog};
 use monitor_common::{NO_PREALLOC, drops, names};
 
 fn info(ebpf: &aya::Ebpf, name: &str) -> MapInfo {
@@ -27,12 +24,7 @@ fn info(ebpf: &aya::Ebpf, name: &str) -> MapInfo {
 /// without preallocation).
 #[test]
 fn a_sessions_object_holds_no_preallocated_slack() {
-    assert!(
-        macdrop::privileges::check().is_ok(),
-        "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
-    );
-    let netns = macdrop::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
-    let ebpf = loader::load(netns, &[]).unwrap();
+    let (ebpf, _) = super::load_here();
 
     let cpus = aya::util::nr_cpus().unwrap();
     assert_eq!(klog::level(), KernelLog::Warn, "the default level");

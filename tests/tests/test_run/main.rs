@@ -117,6 +117,17 @@ impl TcDevice {
     }
 }
 
+/// macdrop's object loaded for the namespace the test runs in, and that
+/// namespace's inode.
+fn load_here() -> (Ebpf, u32) {
+    assert!(
+        macdrop::privileges::check().is_ok(),
+        "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
+    );
+    let netns = macdrop::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
+    (loader::load(netns, &[]).unwrap(), netns)
+}
+
 struct Harness {
     ebpf: Ebpf,
     hook: Hook,
@@ -163,12 +174,7 @@ impl Harness {
         hook: Hook,
         adjust: fn(config::Desired) -> config::Desired,
     ) -> Self {
-        assert!(
-            macdrop::privileges::check().is_ok(),
-            "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
-        );
-        let netns = macdrop::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
-        let mut ebpf = loader::load(netns, &[]).unwrap();
+        let (mut ebpf, netns) = load_here();
         let mut cfg = ConfigMaps::take(&mut ebpf).unwrap();
         let counters = CounterReader::take(&mut ebpf).unwrap();
         let flows = FlowReader::take(&mut ebpf).unwrap();
@@ -957,6 +963,7 @@ fn tc_pinned_pkt_types() {
     });
 }
 
+mod counters;
 mod egress;
 mod evidence;
 mod flows;

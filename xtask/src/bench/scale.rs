@@ -435,7 +435,7 @@ impl UserspaceResults {
              | figure | measured | target |\n|---|---|---|\n\
              | CPU, % of one CPU, per window | {} (overall {:.2}) | < 1% |\n\
              | peak RSS (VmHWM, start-up included) | {:.1} MiB (RSS at the end {:.1} MiB) | < 30 MiB |\n\
-             | one full counter read ({} slots × {} CPUs, one syscall per slot) | {} ms | < 2 ms |\n",
+             | one full counter read ({} slots × {} CPUs, in batch lookups as a report reads them) | {} ms | < 2 ms |\n",
             self.ports,
             self.ports + 1,
             self.cpu.len(),
