@@ -341,7 +341,12 @@ pub fn render(world: &World) -> String {
         }),
         pcap: world.evidence.as_ref(),
     };
-    serde_json::to_string(&report).expect("report serializes")
+    // About 0.8 KB an interface: written into a buffer of that order, not
+    // one grown by doubling from empty (twenty copies of a 1,000-port
+    // report), with room for the newline `watch` appends.
+    let mut out = Vec::with_capacity(1024 * (world.interfaces.len() + 1));
+    serde_json::to_writer(&mut out, &report).expect("report serializes");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
 #[cfg(test)]

@@ -79,6 +79,12 @@ impl Drop for Events {
 /// as `nudge` wants them.
 async fn follow(socket: &std::path::Path, nudge: &impl Fn() -> bool) {
     loop {
+        // No Engine, no attempt: a failed connect builds an error (with a
+        // backtrace, under RUST_BACKTRACE) every `RECONNECT` for nothing.
+        if !socket.exists() {
+            tokio::time::sleep(RECONNECT).await;
+            continue;
+        }
         let connected =
             tokio::time::timeout(CALL_TIMEOUT, unix_http::request(socket, EVENTS)).await;
         if let Ok(Ok((response, connection))) = connected {
