@@ -34,7 +34,9 @@ pub const NO_PREALLOC: u32 = 1;
 /// is an array index, not a hash; those above it (ifindexes only grow
 /// within a namespace, so a host with a long history of containers gets
 /// there) are found in the `IFACES` hash, which holds every watched
-/// interface. 65,536 entries of 24 bytes: 1.5 MiB per loaded object.
+/// interface. The most entries: 65,536, of 24 bytes each in the kernel
+/// (20 rounded up to 8), 1.5 MiB; userspace sizes the array per namespace
+/// (`kernel::loader::ifindex_direct`).
 pub const IFINDEX_DIRECT: u32 = 65536;
 /// log2 of the bits in the MAC filter (see `mac_filter_bit`): 2^18 bits,
 /// 32 KiB; at `MAX_LOCAL_MACS` entries 6% of the bits are set, with 1,000

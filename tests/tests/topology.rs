@@ -115,6 +115,31 @@ fn another_namespace_by_name() {
     macdrop.stop().unwrap();
 }
 
+/// In a namespace macdrop does not run in, the interface array is sized
+/// by the namespace's ifindexes (four times the highest, at least 1,024:
+/// `loader::ifindex_direct`): a port that comes later at an ifindex beyond
+/// it is configured in the hash alone and still counted exactly.
+#[test]
+fn a_port_beyond_the_interface_array_is_counted() {
+    let mut lab = BridgeLab::new(1).unwrap();
+    let elsewhere = StandaloneLab::new().unwrap();
+    let name = lab.host().name().to_owned();
+    let mut macdrop =
+        Macdrop::spawn(elsewhere.host(), &["--netns", &name, "--bridge", BRIDGE]).unwrap();
+    // Beyond any array but the full one macdrop's own namespace gets.
+    let i = lab.add_port_at(TEST_PREFIX, Some(60_000)).unwrap();
+    let p2 = port_name(i);
+    attached_event(&mut macdrop, &p2);
+    send_plan(&lab, i, 4, 3, 2);
+    send_plan(&lab, 1, 1, 2, 1);
+    let want = plan_counts(4, 3, 2);
+    let report = macdrop.settle(|r| r.frames(&p2) == Some(want), SETTLE);
+    assert_eq!(report.frames(&p2), Some(want));
+    assert_eq!(report.interface(&p2).unwrap().ifindex, 60_000);
+    assert_eq!(report.frames("p1"), Some(plan_counts(1, 2, 1)));
+    macdrop.stop().unwrap();
+}
+
 /// `--all-netns` finds every named namespace with a bridge.
 #[test]
 fn all_namespaces_with_a_bridge() {

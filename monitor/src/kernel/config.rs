@@ -23,9 +23,9 @@ use aya::{
 };
 use monitor_common::{
     ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS,
-    IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_WATCHED, IFINDEX_DIRECT, IfConfig, IfKey,
-    MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS,
-    MacKey, VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
+    IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_WATCHED, IfConfig, IfKey, MAC_FILTER_WORDS,
+    MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey,
+    VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
 };
 
 use crate::{
@@ -328,7 +328,7 @@ impl ConfigMaps {
         }
         value.flags = flags;
         // The array is what the classifier reads; the hash only beyond it.
-        if key.ifindex < IFINDEX_DIRECT {
+        if key.ifindex < self.if_by_index.len() {
             self.if_by_index
                 .set(key.ifindex, *value, 0)
                 .context("cannot update the interface array")?;
@@ -336,6 +336,18 @@ impl ConfigMaps {
         self.ifaces
             .insert(*key, *value, 0)
             .context("cannot update the interface map")
+    }
+
+    /// Entries of the interface array, as loaded.
+    pub fn interface_array_len(&self) -> u32 {
+        self.if_by_index.len()
+    }
+
+    /// Whether `ifindex` has an entry in the interface array, which the
+    /// loader sized for the namespace (`loader::ifindex_direct`); those
+    /// beyond it are in the `IFACES` hash only.
+    fn in_array(&self, ifindex: u32) -> bool {
+        ifindex < self.if_by_index.len()
     }
 
     /// Writes the difference between what the maps hold and `want`. Stale
@@ -364,7 +376,7 @@ impl ConfigMaps {
         // Interfaces: out of the array first (the classifier then finds
         // the hash entry until it goes too), into it last.
         for key in self.written.ifaces.keys() {
-            if !want.ifaces.contains_key(key) && key.ifindex < IFINDEX_DIRECT {
+            if !want.ifaces.contains_key(key) && self.in_array(key.ifindex) {
                 self.if_by_index
                     .set(key.ifindex, IfConfig::default(), 0)
                     .context("cannot update the interface array")?;
@@ -372,7 +384,7 @@ impl ConfigMaps {
         }
         sync_map(&mut self.ifaces, &self.written.ifaces, &want.ifaces)?;
         for (key, value) in &want.ifaces {
-            if key.ifindex < IFINDEX_DIRECT && self.written.ifaces.get(key) != Some(value) {
+            if self.in_array(key.ifindex) && self.written.ifaces.get(key) != Some(value) {
                 self.if_by_index
                     .set(key.ifindex, value, 0)
                     .context("cannot update the interface array")?;

@@ -9,7 +9,7 @@
 use std::cell::OnceCell;
 
 use aya::{Ebpf, EbpfLoader};
-use monitor_common::names;
+use monitor_common::{IFINDEX_DIRECT, names};
 
 use super::drops::{DropLayer, KernelBtf};
 use crate::error::Failure;
@@ -33,9 +33,44 @@ pub fn load_with(
     extra_globals: &[(&str, u32)],
     capture: bool,
 ) -> anyhow::Result<Ebpf> {
+    load_sized(netns_ino, extra_globals, capture, IFINDEX_DIRECT)
+}
+
+/// `load_with`, with `direct` entries in the interface array
+/// (`IF_BY_INDEX`; see [`ifindex_direct`]).
+pub fn load_sized(
+    netns_ino: u32,
+    extra_globals: &[(&str, u32)],
+    capture: bool,
+    direct: u32,
+) -> anyhow::Result<Ebpf> {
     let level = log_level();
     let mut loader = new_loader(&level, extra_globals)?;
-    finish(&mut loader, &netns_ino, capture)
+    finish(&mut loader, &netns_ino, capture, direct)
+}
+
+/// The fewest entries the interface array of another namespace gets.
+const IFINDEX_DIRECT_MIN: u32 = 1024;
+
+/// Entries of the interface array (`IF_BY_INDEX`, 24 bytes each) for a
+/// namespace whose highest ifindex is `max_ifindex` now. The namespace
+/// macdrop runs in (the host's, in the usual case and in the DaemonSet)
+/// gets the full `IFINDEX_DIRECT` (1.5 MiB, once). Any other namespace
+/// (`--all-netns`, `--netns`) gets room for four times its ifindexes, at
+/// least `IFINDEX_DIRECT_MIN`: the array was a third of each namespace's
+/// kernel memory (docs/performance.md, the scale part). Ifindexes only
+/// grow within a namespace; one beyond the array is still counted, through
+/// the `IFACES` hash (`kernel::config` writes it there only).
+pub fn ifindex_direct(own_namespace: bool, max_ifindex: u32) -> u32 {
+    if own_namespace {
+        return IFINDEX_DIRECT;
+    }
+    max_ifindex
+        .saturating_add(1)
+        .saturating_mul(4)
+        .checked_next_power_of_two()
+        .unwrap_or(IFINDEX_DIRECT)
+        .clamp(IFINDEX_DIRECT_MIN, IFINDEX_DIRECT)
 }
 
 /// The values a batch's loader points its globals at: they must outlive
@@ -121,16 +156,16 @@ impl<'v> Batch<'v> {
         Ok(())
     }
 
-    /// [`load_with`] for `netns_ino`, one of the batch's namespaces, with
+    /// [`load_sized`] for `netns_ino`, one of the batch's namespaces, with
     /// the drop layer's globals.
-    pub fn load(&mut self, netns_ino: u32, capture: bool) -> anyhow::Result<Ebpf> {
+    pub fn load(&mut self, netns_ino: u32, capture: bool, direct: u32) -> anyhow::Result<Ebpf> {
         let ino = self
             .values
             .inodes
             .iter()
             .find(|&&i| i == netns_ino)
             .ok_or_else(|| anyhow::anyhow!("namespace {netns_ino} is not in the load batch"))?;
-        finish(self.loader()?, ino, capture)
+        finish(self.loader()?, ino, capture, direct)
     }
 
     fn loader(&mut self) -> anyhow::Result<&mut EbpfLoader<'v>> {
@@ -172,15 +207,17 @@ fn new_loader<'a>(level: &'a u8, globals: &'a [(&str, u32)]) -> anyhow::Result<E
     Ok(loader)
 }
 
-/// Sets what differs between loads (the namespace, the ring's size) and
-/// loads.
+/// Sets what differs between loads (the namespace, the ring's size, the
+/// interface array's) and loads.
 fn finish<'a>(
     loader: &mut EbpfLoader<'a>,
     netns_ino: &'a u32,
     capture: bool,
+    direct: u32,
 ) -> anyhow::Result<Ebpf> {
     loader.override_global(names::NETNS_INO, netns_ino, true);
     loader.map_max_entries(names::EVIDENCE_RING, super::evidence::ring_bytes(capture));
+    loader.map_max_entries(names::IF_BY_INDEX, direct);
     let ebpf = loader.load(EBPF_OBJECT).map_err(|e| {
         Failure::environment(format!(
             "the kernel refused macdrop's eBPF maps or programs ({e}); \
@@ -224,6 +261,20 @@ fn raise_open_files_limit() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_interface_array_is_sized_by_the_namespace() {
+        assert_eq!(ifindex_direct(true, 3), IFINDEX_DIRECT, "macdrop's own");
+        assert_eq!(ifindex_direct(false, 3), IFINDEX_DIRECT_MIN, "a pod's");
+        assert_eq!(ifindex_direct(false, 255), 1024);
+        assert_eq!(
+            ifindex_direct(false, 256),
+            2048,
+            "four times, a power of two"
+        );
+        assert_eq!(ifindex_direct(false, 20_000), IFINDEX_DIRECT);
+        assert_eq!(ifindex_direct(false, u32::MAX), IFINDEX_DIRECT);
+    }
 
     /// `new_loader` gives aya no kernel BTF: an object with CO-RE
     /// relocations would fail the verifier there.

@@ -153,7 +153,10 @@ impl Session {
 
         // A kernel without BTF still gets the frame classes.
         let layer = batch.drop_layer();
-        let mut ebpf = batch.load(ns.inode, capture.is_some())?;
+        let own = Namespace::current().is_ok_and(|own| own.inode == ns.inode);
+        let highest = state.links.iter().map(|l| l.ifindex).max().unwrap_or(0);
+        let direct = loader::ifindex_direct(own, highest);
+        let mut ebpf = batch.load(ns.inode, capture.is_some(), direct)?;
         let config = ConfigMaps::take(&mut ebpf)?;
         let evidence = match capture {
             Some(budget) => Some(EvidenceRing::take(&mut ebpf, budget)?),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Result, ensure};
 
-use super::links::{End, add_bridge, add_ipv4, add_veth, up};
+use super::links::{End, add_bridge, add_ipv4, add_veth_at, up};
 use super::{
     BRIDGE, BRIDGE_IPV4, BRIDGE_IPV6, BRIDGE_MAC, PEER_IFACE, peer_ipv4, peer_mac, port_mac,
     port_name,
@@ -108,14 +108,20 @@ impl BridgeLab {
 
     /// Creates port `pI` to peer `I`'s namespace and enslaves it to br0.
     fn connect_port(&self, i: usize) -> Result<()> {
+        self.connect_port_at(i, None)
+    }
+
+    /// `connect_port`, the port at ifindex `index` if given.
+    fn connect_port_at(&self, i: usize, index: Option<u32>) -> Result<()> {
         let port = port_name(i);
         let peer = &self.peers[i - 1];
-        add_veth(
+        add_veth_at(
             End {
                 ns: &self.host,
                 name: &port,
                 mac: Some(port_mac(i)),
             },
+            index,
             End {
                 ns: peer,
                 name: PEER_IFACE,
@@ -132,10 +138,15 @@ impl BridgeLab {
     /// Adds one more port (and peer namespace) to a running lab; returns
     /// its number.
     pub fn add_port(&mut self, ns_prefix: &str) -> Result<usize> {
+        self.add_port_at(ns_prefix, None)
+    }
+
+    /// `add_port`, the port at ifindex `index` if given.
+    pub fn add_port_at(&mut self, ns_prefix: &str, index: Option<u32>) -> Result<usize> {
         ensure!(self.peers.len() < 9, "at most 9 ports");
         self.peers.push(NetNs::with_prefix(ns_prefix)?);
         let i = self.peers.len();
-        self.connect_port(i)?;
+        self.connect_port_at(i, index)?;
         Ok(i)
     }
 

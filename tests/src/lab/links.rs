@@ -22,12 +22,22 @@ pub struct End<'a> {
 /// Adds the veth pair `a` <-> `b`. The `b` end is created directly in its
 /// namespace, so ends of the same name in different namespaces never meet.
 pub fn add_veth(a: End<'_>, b: End<'_>) -> Result<()> {
+    add_veth_at(a, None, b)
+}
+
+/// `add_veth`, with end `a` at ifindex `a_index` if given (the kernel
+/// picks the next free one otherwise).
+pub fn add_veth_at(a: End<'_>, a_index: Option<u32>, b: End<'_>) -> Result<()> {
     let (a_mac, b_mac) = (
         a.mac.map(|m| mac_to_string(&m)),
         b.mac.map(|m| mac_to_string(&m)),
     );
     let b_ns = b.ns.path().to_string_lossy().into_owned();
+    let a_index = a_index.map(|i| i.to_string());
     let mut argv = vec!["ip", "link", "add", a.name];
+    if let Some(index) = &a_index {
+        argv.extend(["index", index]);
+    }
     if let Some(mac) = &a_mac {
         argv.extend(["address", mac]);
     }

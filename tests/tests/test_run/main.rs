@@ -120,12 +120,20 @@ impl TcDevice {
 /// macdrop's object loaded for the namespace the test runs in, and that
 /// namespace's inode.
 fn load_here() -> (Ebpf, u32) {
+    load_here_sized(monitor_common::IFINDEX_DIRECT)
+}
+
+/// `load_here`, with `direct` entries in the interface array.
+fn load_here_sized(direct: u32) -> (Ebpf, u32) {
     assert!(
         macdrop::privileges::check().is_ok(),
         "test_run tests need root (CAP_BPF + CAP_NET_ADMIN): run `cargo xtask test`"
     );
     let netns = macdrop::netns::inode_of(std::path::Path::new("/proc/self/ns/net")).unwrap();
-    (loader::load(netns, &[]).unwrap(), netns)
+    (
+        loader::load_sized(netns, &[], false, direct).unwrap(),
+        netns,
+    )
 }
 
 struct Harness {
@@ -174,7 +182,18 @@ impl Harness {
         hook: Hook,
         adjust: fn(config::Desired) -> config::Desired,
     ) -> Self {
-        let (mut ebpf, netns) = load_here();
+        Self::sized(scenario, hook, adjust, monitor_common::IFINDEX_DIRECT)
+    }
+
+    /// `with_config`, the object loaded with `direct` entries in its
+    /// interface array (`loader::ifindex_direct`).
+    fn sized(
+        scenario: Scenario,
+        hook: Hook,
+        adjust: fn(config::Desired) -> config::Desired,
+        direct: u32,
+    ) -> Self {
+        let (mut ebpf, netns) = load_here_sized(direct);
         let mut cfg = ConfigMaps::take(&mut ebpf).unwrap();
         let counters = CounterReader::take(&mut ebpf).unwrap();
         let flows = FlowReader::take(&mut ebpf).unwrap();
@@ -634,6 +653,26 @@ fn kernel_agrees_with_model_with_a_vlan_device_on_the_bridge() {
 #[test]
 fn kernel_agrees_with_model_on_a_vlan_filtering_bridge_port() {
     agree_on_corpus(Scenario::FilteringPort);
+}
+
+/// Another namespace's interface array is sized by its ifindexes
+/// (`loader::ifindex_direct`), so a later interface may lie beyond it: the
+/// configuration then goes to the `IFACES` hash only, and the classifier
+/// finds it there. The whole corpus, with an array too small for LO (the
+/// bridge, at ifindex 100,000, is beyond any array).
+#[test]
+fn kernel_agrees_with_model_beyond_the_interface_array() {
+    let scenario = Scenario::HealthyPort;
+    let mut h = Harness::sized(scenario, Hook::Xdp(names::XDP_PROGRAM), |d| d, LO);
+    assert_eq!(h.config.interface_array_len(), LO, "the array as loaded");
+    for (what, frame) in corpus() {
+        let got = h.run(&frame);
+        assert_eq!(
+            got,
+            h.expected(&frame),
+            "{scenario:?}: {what}: kernel vs model"
+        );
+    }
 }
 
 /// The model's expectations for the scenarios, pinned as explicit numbers so
