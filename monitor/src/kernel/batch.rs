@@ -34,9 +34,42 @@ pub fn possible_cpus() -> anyhow::Result<usize> {
     aya::util::nr_cpus().map_err(|(what, e)| anyhow::anyhow!("{what}: {e}"))
 }
 
+/// Whether a map takes batch lookups: learnt from the first one, so that
+/// only a first failure of the kinds old kernels give (`unsupported`)
+/// turns them off, and a later one is a failed read.
+#[derive(Default)]
+pub struct Support(Option<bool>);
+
+impl Support {
+    /// Entry by entry from now on (tests check that path this way).
+    pub fn off(&mut self) {
+        self.0 = Some(false);
+    }
+
+    /// Runs the batch read `read` unless batch lookups are known to be
+    /// missing: Ok(true) if it read, Ok(false) if the caller must read
+    /// entry by entry.
+    pub fn read(&mut self, read: impl FnOnce() -> io::Result<()>) -> io::Result<bool> {
+        if self.0 == Some(false) {
+            return Ok(false);
+        }
+        match read() {
+            Ok(()) => {
+                self.0 = Some(true);
+                Ok(true)
+            }
+            Err(e) if self.0.is_none() && unsupported(&e) => {
+                self.0 = Some(false);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Whether `e`, from a first batch lookup, means the kernel has no batch
 /// lookups on this map (rather than a failed read).
-pub fn unsupported(e: &io::Error) -> bool {
+fn unsupported(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EINVAL | libc::EOPNOTSUPP | ENOTSUPP)

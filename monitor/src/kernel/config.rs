@@ -327,7 +327,8 @@ impl ConfigMaps {
             return Ok(());
         }
         value.flags = flags;
-        // The array is what the classifier reads; the hash only beyond it.
+        // The array is what the classifier reads; the hash only beyond it
+        // (`in_array`, which the borrow of `written` rules out here).
         if key.ifindex < self.if_by_index.len() {
             self.if_by_index
                 .set(key.ifindex, *value, 0)
@@ -347,7 +348,7 @@ impl ConfigMaps {
     /// loader sized for the namespace (`loader::ifindex_direct`); those
     /// beyond it are in the `IFACES` hash only.
     fn in_array(&self, ifindex: u32) -> bool {
-        ifindex < self.if_by_index.len()
+        ifindex < self.interface_array_len()
     }
 
     /// Writes the difference between what the maps hold and `want`. Stale

@@ -24,9 +24,7 @@ pub struct CounterReader {
     counters: PerCpuArray<MapData, FrameCounters>,
     /// Possible CPUs: the copies of each slot.
     cpus: usize,
-    /// Whether the kernel takes batch lookups on the array; None before
-    /// the first read.
-    batch: Option<bool>,
+    batch: batch::Support,
 }
 
 impl CounterReader {
@@ -37,7 +35,7 @@ impl CounterReader {
         Ok(Self {
             counters: PerCpuArray::try_from(map).context("counter map has the wrong type")?,
             cpus: batch::possible_cpus()?,
-            batch: None,
+            batch: batch::Support::default(),
         })
     }
 
@@ -45,7 +43,7 @@ impl CounterReader {
     /// on arrays (before 5.6): a switch for tests, so that path is checked
     /// against the batch one on a kernel that has both.
     pub fn without_batch(&mut self) {
-        self.batch = Some(false);
+        self.batch.off();
     }
 
     /// Sum over all CPUs of the counters in `slot`.
@@ -71,17 +69,16 @@ impl CounterReader {
         let chunk = (BATCH_COPIES / self.cpus).max(1) as u32;
         let mut copies = Vec::new();
         let mut first = 0;
-        while first < end && self.batch != Some(false) {
+        while first < end {
             let n = chunk.min(end - first);
             copies.resize(n as usize * self.cpus, FrameCounters::default());
             let fd = self.counters.map().fd().as_fd();
-            match batch::lookup_per_cpu(fd, first, n, &mut copies) {
-                Ok(()) => self.batch = Some(true),
-                Err(e) if self.batch.is_none() && batch::unsupported(&e) => {
-                    self.batch = Some(false);
-                    break;
-                }
-                Err(e) => return Err(e).context("cannot read the frame counters"),
+            let read = self
+                .batch
+                .read(|| batch::lookup_per_cpu(fd, first, n, &mut copies))
+                .context("cannot read the frame counters")?;
+            if !read {
+                break;
             }
             for (i, per_cpu) in copies.chunks(self.cpus).enumerate() {
                 let mut sum = FrameCounters::default();

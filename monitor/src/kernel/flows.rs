@@ -88,9 +88,7 @@ pub struct FlowReader {
     map: PerCpuArray<MapData, FlowBucket>,
     /// Possible CPUs: the copies of each bucket.
     cpus: usize,
-    /// Whether the kernel takes batch lookups on the table; None before the
-    /// first read.
-    batch: Option<bool>,
+    batch: batch::Support,
     /// When each flow in the map was first read and last seen growing:
     /// the kernel keeps no time (a clock read per frame would cost more
     /// than the rest of the record), so flows are dated to the report in
@@ -122,7 +120,7 @@ impl FlowReader {
         Ok(Self {
             map: PerCpuArray::try_from(map).context("flow map has the wrong type")?,
             cpus,
-            batch: None,
+            batch: batch::Support::default(),
             seen: HashMap::new(),
         })
     }
@@ -131,7 +129,7 @@ impl FlowReader {
     /// lookups on arrays (before 5.6): a switch for tests, so that path is
     /// checked against the batch one on a kernel that has both.
     pub fn without_batch(&mut self) {
-        self.batch = Some(false);
+        self.batch.off();
     }
 
     /// Every flow in the table, by counter slot, per-CPU copies summed.
@@ -191,17 +189,13 @@ impl FlowReader {
     /// Reads the whole table into `table`: one batch lookup where the
     /// kernel has them, else one lookup per bucket.
     fn fill(&mut self, table: &mut [FlowBucket]) -> anyhow::Result<()> {
-        if self.batch != Some(false) {
-            match batch::lookup_per_cpu(self.map.map().fd().as_fd(), 0, FLOW_BUCKETS, table) {
-                Ok(()) => {
-                    self.batch = Some(true);
-                    return Ok(());
-                }
-                Err(e) if self.batch.is_none() && batch::unsupported(&e) => {
-                    self.batch = Some(false);
-                }
-                Err(e) => return Err(e).context("cannot read the flow table"),
-            }
+        let fd = self.map.map().fd().as_fd();
+        if self
+            .batch
+            .read(|| batch::lookup_per_cpu(fd, 0, FLOW_BUCKETS, table))
+            .context("cannot read the flow table")?
+        {
+            return Ok(());
         }
         for i in 0..FLOW_BUCKETS {
             let copies = self.map.get(&i, 0).context("cannot read a flow bucket")?;
