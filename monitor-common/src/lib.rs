@@ -60,6 +60,24 @@ pub const FLOW_BUCKETS: u32 = 1 << FLOW_BUCKET_BITS;
 /// Flows per bucket: a new flow takes an empty way, else the way with
 /// fewer frames (so a heavy flow keeps its place in a flood of new ones).
 pub const FLOW_WAYS: usize = 2;
+/// The largest flow sampling `IfConfig::flow_sample` may ask for: one
+/// recorded frame in 65,536 (a flood of 1,000 Mpps still gets ~15,000
+/// records a second).
+pub const FLOW_SAMPLE_MAX: u32 = 1 << 16;
+
+/// Whether the mismatched frame that brought an interface's sampler count
+/// (`FLOW_SAMPLER`, per CPU, counted before this test) to `count` is
+/// recorded in the flow table, and with what weight: every frame with
+/// weight 1 while `mask` (`IfConfig::flow_sample`) is 0; else one frame in
+/// `mask + 1`, the one whose count is a multiple of it, standing for
+/// `mask + 1` frames. The kernel and userspace's tests share this rule.
+#[inline(always)]
+pub fn flow_weight(count: u64, mask: u32) -> Option<u64> {
+    if count & u64::from(mask) != 0 {
+        return None;
+    }
+    Some(u64::from(mask) + 1)
+}
 /// How many 802.1Q / 802.1ad tags the classifier walks through to reach the
 /// network header. Deeper stacks still get a MAC class, but no IP check.
 pub const MAX_VLAN_TAGS: usize = 3;
@@ -87,6 +105,9 @@ pub mod names {
     pub const LOCAL_ADDRS: &str = "MACDROP_LOCAL_ADDRS";
     /// Per-CPU array of `FlowBucket`s: the mismatched flows.
     pub const FLOWS: &str = "MACDROP_FLOWS";
+    /// Per-CPU u64 per counter slot: the mismatched frames that reached
+    /// the flow sampler of an interface with `IfConfig::flow_sample` set.
+    pub const FLOW_SAMPLER: &str = "MACDROP_FLOW_SAMPLER";
     /// Global (read-only after load) holding the inode number of the network
     /// namespace this object instance serves.
     pub const NETNS_INO: &str = "MACDROP_NETNS_INO";
@@ -350,6 +371,13 @@ pub struct IfConfig {
     pub mac_domain: u32,
     /// `IF_FAST_MAC_*` bits.
     pub flags: u32,
+    /// Flow sampling under a flood (`flow_weight`): 0 records every
+    /// mismatched frame in the flow table; `2^k - 1` records one in `2^k`
+    /// per CPU, counted `2^k` times, so a flood's frames cost little more
+    /// than their class counter. Set by userspace from the interface's
+    /// mismatched rate (`monitor/src/session/flow_sampling.rs`); the class
+    /// counters are exact either way.
+    pub flow_sample: u32,
     /// The most common `own` destination (the device's or bridge's MAC).
     pub fast_mac: [u8; 6],
     pub _pad: [u8; 2],
@@ -609,7 +637,10 @@ pub struct FlowEntry {
     /// hold every frame it had on this CPU. 0: it may have had a way
     /// before, evicted with its counts (the counts are a lower bound).
     pub exact: u8,
-    pub _pad: [u8; 6],
+    /// 1 when some of its frames were recorded under flow sampling
+    /// (`flow_weight` > 1): its counts are then estimates.
+    pub sampled: u8,
+    pub _pad: [u8; 5],
 }
 
 /// One bucket of `FLOWS` on one CPU: `FLOW_WAYS` flows, and what evicting
@@ -746,7 +777,7 @@ mod pod {
 
 // The layouts are part of the kernel/user contract: pin them.
 const _: () = assert!(core::mem::size_of::<IfKey>() == 8);
-const _: () = assert!(core::mem::size_of::<IfConfig>() == 20);
+const _: () = assert!(core::mem::size_of::<IfConfig>() == 24);
 const _: () = assert!(core::mem::size_of::<MacKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);

@@ -2,11 +2,12 @@
 //! frame the classifier called mismatched, through a ring buffer, within a
 //! budget userspace sets and a per-CPU rate bound.
 //!
-//! The programs call [`enabled`] only when a frame's mismatch bits are
+//! The programs call [`admitted`] only when a frame's mismatch bits are
 //! non-zero, so the common paths never come here, and with capture off
 //! (budget 0, a watch without `--pcap`) the mismatch path costs one array
-//! load. The copy itself is behind a call ([`inline(never)`]) so its
-//! registers and code stay out of the classifier's path.
+//! load. The copy itself is behind a call ([`inline(never)`]), made only
+//! for the frames the budget and the rate bound admit, so its registers
+//! and code stay out of the classifier's path.
 //!
 //! Helpers by hook, for the kernels the matrix loads the object on:
 //! `bpf_skb_load_bytes` at tc (any kernel); `bpf_xdp_load_bytes` in the
@@ -53,26 +54,19 @@ const VLAN_HLEN: usize = 4;
 /// Offset of the tag: after the two MAC addresses.
 const VLAN_AT: usize = 12;
 
-/// The capture's control block when capture is on (budget left), else
-/// None. One array load: the whole cost of a mismatched frame without
-/// `--pcap`.
+/// Whether this mismatched frame may be captured: capture on (budget
+/// set, the whole cost of a mismatched frame without `--pcap` is this one
+/// array load), within the budget, then within the rate bound (counted
+/// when not). Returns the control block and the time for the capture
+/// call. Inlined into the programs, so a frame the bound turns away (the
+/// frames of a flood) never pays for the call; the clock is read only for
+/// frames the bound may admit: after turning one away, the next
+/// `EVIDENCE_SKIP` are turned away unread.
 #[inline(always)]
-pub fn enabled() -> Option<*mut EvidenceCtl> {
+pub fn admitted() -> Option<(*mut EvidenceCtl, u64)> {
     let ctl = CTL.get_ptr_mut(0)?;
-    // SAFETY: a valid map value; a plain read (userspace writes it whole).
-    if unsafe { (*ctl).budget } == 0 {
-        return None;
-    }
-    Some(ctl)
-}
-
-/// Whether this frame may be captured: within the budget, then within the
-/// rate bound (counted when not). Returns the time and this CPU's state to
-/// count into. The clock is read only for frames the bound may admit: after
-/// turning one away, the next `EVIDENCE_SKIP` are turned away unread.
-#[inline(always)]
-fn admit(ctl: *mut EvidenceCtl) -> Option<(u64, &'static mut EvidenceCpu)> {
-    // SAFETY: valid map values for the whole run; `cpu` is this CPU's own.
+    // SAFETY: valid map values for the whole run (userspace writes the
+    // control block whole); `cpu` is this CPU's own.
     let (budget, taken) = unsafe { ((*ctl).budget, (*ctl).taken) };
     if taken >= budget {
         return None;
@@ -99,7 +93,7 @@ fn admit(ctl: *mut EvidenceCtl) -> Option<(u64, &'static mut EvidenceCpu)> {
         return None;
     }
     cpu.credit_ns = credit - EVIDENCE_COST_NS;
-    Some((now, cpu))
+    Some((ctl, now))
 }
 
 /// Counts a captured frame in the budget: an atomic add whose result is
@@ -118,19 +112,17 @@ fn take(ctl: *mut EvidenceCtl, cpu: &mut EvidenceCpu) {
     }
 }
 
-/// The start of every capture: the clock, the budget and the rate bound,
-/// then a record reserved in the ring (a full ring counted). Returns the
-/// time, this CPU's state and the record to fill.
+/// The start of every capture of an admitted frame: this CPU's state and
+/// a record reserved in the ring (a full ring counted).
 #[inline(always)]
-fn begin(
-    ctl: *mut EvidenceCtl,
-) -> Option<(u64, &'static mut EvidenceCpu, RingBufEntry<EvidenceRecord>)> {
-    let (now, cpu) = admit(ctl)?;
+fn begin() -> Option<(&'static mut EvidenceCpu, RingBufEntry<EvidenceRecord>)> {
+    // SAFETY: this CPU's slot of a per-CPU array, touched by nothing else during the program run.
+    let cpu = unsafe { &mut *CPU.get_ptr_mut(0)? };
     let Some(entry) = RING.reserve::<EvidenceRecord>(0) else {
         cpu.ring_full += 1;
         return None;
     };
-    Some((now, cpu, entry))
+    Some((cpu, entry))
 }
 
 /// Fills the record's header.
@@ -169,8 +161,8 @@ fn copy_len(len: u64, max: u64) -> Option<u32> {
 /// the MAC addresses, as libpcap shows it, so the evidence carries the tag
 /// the frame had on the wire.
 #[inline(never)]
-pub fn capture_tc(ctx: &TcContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
-    let Some((now, cpu, mut entry)) = begin(ctl) else {
+pub fn capture_tc(ctx: &TcContext, ctl: *mut EvidenceCtl, now: u64, ifindex: u32, mismatch: u8) {
+    let Some((cpu, mut entry)) = begin() else {
         return;
     };
     let skb = ctx.skb.skb;
@@ -225,8 +217,14 @@ pub fn capture_tc(ctx: &TcContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch
 /// Multi-buffer XDP (>= 5.18): `bpf_xdp_load_bytes` over the frame,
 /// fragments included, and its whole length for `orig_len`.
 #[inline(never)]
-pub fn capture_xdp_frags(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
-    let Some((now, cpu, mut entry)) = begin(ctl) else {
+pub fn capture_xdp_frags(
+    ctx: &XdpContext,
+    ctl: *mut EvidenceCtl,
+    now: u64,
+    ifindex: u32,
+    mismatch: u8,
+) {
+    let Some((cpu, mut entry)) = begin() else {
         return;
     };
     let rec = entry.as_mut_ptr();
@@ -256,8 +254,14 @@ pub fn capture_xdp_frags(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, 
 /// 6.18 none of the object's programs loads without it: its map-value and
 /// stack arithmetic is refused too.)
 #[inline(never)]
-pub fn capture_xdp_legacy(ctx: &XdpContext, ctl: *mut EvidenceCtl, ifindex: u32, mismatch: u8) {
-    let Some((now, cpu, mut entry)) = begin(ctl) else {
+pub fn capture_xdp_legacy(
+    ctx: &XdpContext,
+    ctl: *mut EvidenceCtl,
+    now: u64,
+    ifindex: u32,
+    mismatch: u8,
+) {
+    let Some((cpu, mut entry)) = begin() else {
         return;
     };
     let rec = entry.as_mut_ptr();

@@ -14,11 +14,16 @@
 //! after an eviction is marked inexact (its count a lower bound), so
 //! userspace knows which counts are exact (`kernel::flows`). The class
 //! counters stay exact regardless.
+//!
+//! Under a flood, userspace sets the interface's `flow_sample`
+//! (`monitor_common::flow_weight`): then only one mismatched frame in
+//! `2^k` per CPU builds its key and touches a bucket, counted `2^k` times
+//! and marked sampled; the others cost a per-CPU counter increment.
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use monitor_common::{
     FLOW_BUCKETS, FLOW_IPV4, FLOW_IPV6, FLOW_NO_IP, FLOW_NO_VLAN, FlowBucket, FlowEntry, FlowKey,
-    IF_FLOWS, IfConfig, flow_bucket,
+    IF_FLOWS, IfConfig, MAX_INTERFACES, flow_bucket, flow_weight,
 };
 
 use crate::{
@@ -30,6 +35,27 @@ use crate::{
 #[map(name = "MACDROP_FLOWS")]
 static FLOWS: PerCpuArray<FlowBucket> = PerCpuArray::with_max_entries(FLOW_BUCKETS, 0);
 
+/// Per counter slot, per CPU: the mismatched frames that reached the
+/// sampler while the interface's flows were sampled (`flow_weight`).
+#[map(name = "MACDROP_FLOW_SAMPLER")]
+static SAMPLER: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
+
+/// The weight this frame is recorded with (`flow_weight`), None if the
+/// sampler passes it over.
+#[inline(always)]
+fn weight(cfg: &IfConfig) -> Option<u64> {
+    let mask = cfg.flow_sample;
+    if mask == 0 {
+        return Some(1);
+    }
+    let count = SAMPLER.get_ptr_mut(cfg.slot)?;
+    // SAFETY: this CPU's copy of the slot's count, touched by nothing else
+    // on this CPU during the program run.
+    let count = unsafe { &mut *count };
+    *count += 1;
+    flow_weight(*count, mask)
+}
+
 /// Whether way `e` holds the flow whose key's words are `w` (five
 /// comparisons: an array `==` could become a memcmp call, which BPF lacks).
 #[inline(always)]
@@ -39,10 +65,11 @@ fn holds(e: &FlowEntry, w: &[u64; 5]) -> bool {
 }
 
 #[inline(always)]
-fn count(e: &mut FlowEntry, len: u64, mismatch: u8) {
-    e.frames += 1;
-    e.bytes += len;
+fn count(e: &mut FlowEntry, weight: u64, len: u64, mismatch: u8) {
+    e.frames += weight;
+    e.bytes += len * weight;
     e.mismatch |= mismatch;
+    e.sampled |= u8::from(weight > 1);
 }
 
 /// Records one mismatched frame (`mismatch`: its non-zero bits) received
@@ -62,6 +89,9 @@ pub fn record(
     if cfg.flags & IF_FLOWS == 0 {
         return;
     }
+    let Some(weight) = weight(cfg) else {
+        return;
+    };
     let netns = netns_ino();
     // Mismatched frames always have a whole Ethernet header.
     let Some(eth) = bytes_at::<12>(data, data_end, 0) else {
@@ -109,10 +139,10 @@ pub fn record(
     let len = len();
     let [w0, w1] = &mut b.ways;
     if holds(w0, w) {
-        return count(w0, len, mismatch);
+        return count(w0, weight, len, mismatch);
     }
     if holds(w1, w) {
-        return count(w1, len, mismatch);
+        return count(w1, weight, len, mismatch);
     }
     // A flow new to this CPU's bucket: an empty way, else the way with
     // fewer frames is evicted, and the bucket remembers it.
@@ -128,10 +158,11 @@ pub fn record(
     };
     *way = FlowEntry {
         key,
-        frames: 1,
-        bytes: len,
+        frames: weight,
+        bytes: len * weight,
         mismatch,
         exact: u8::from(b.evictions == 0),
-        _pad: [0; 6],
+        sampled: u8::from(weight > 1),
+        _pad: [0; 5],
     };
 }

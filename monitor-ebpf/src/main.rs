@@ -32,9 +32,9 @@ pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: the context the kernel passed in; the helper only reads it.
     let frame_len = |ctx: &XdpContext| unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx) };
     if let Some((ifindex, mismatch)) = xdp_frame(&ctx, frame_len)
-        && let Some(ctl) = evidence::enabled()
+        && let Some((ctl, now)) = evidence::admitted()
     {
-        evidence::capture_xdp_frags(&ctx, ctl, ifindex, mismatch);
+        evidence::capture_xdp_frags(&ctx, ctl, now, ifindex, mismatch);
     }
     xdp_action::XDP_PASS
 }
@@ -47,9 +47,9 @@ pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
     if let Some((ifindex, mismatch)) = xdp_frame(&ctx, |ctx| (ctx.data_end() - ctx.data()) as u64)
-        && let Some(ctl) = evidence::enabled()
+        && let Some((ctl, now)) = evidence::admitted()
     {
-        evidence::capture_xdp_legacy(&ctx, ctl, ifindex, mismatch);
+        evidence::capture_xdp_legacy(&ctx, ctl, now, ifindex, mismatch);
     }
     xdp_action::XDP_PASS
 }
@@ -146,8 +146,8 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
             let len = u64::from(len) + 4 * tags_removed as u64;
             flows::record(cfg, data, data_end, tags_removed, vlan, || len, mismatch);
             // Evidence only with --pcap.
-            if let Some(ctl) = evidence::enabled() {
-                evidence::capture_tc(&ctx, ctl, ifindex, mismatch);
+            if let Some((ctl, now)) = evidence::admitted() {
+                evidence::capture_tc(&ctx, ctl, now, ifindex, mismatch);
             }
         }
     }

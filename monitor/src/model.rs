@@ -87,6 +87,10 @@ pub struct Interface {
     /// The top offenders since attach, most frames first; None when flows
     /// are not tracked (`--top-flows 0`).
     pub flows: Option<Vec<Flow>>,
+    /// The flow table records one mismatched frame in this many from now
+    /// on (`session::flow_sampling`): 1 but under a flood; None when flows
+    /// are not recorded.
+    pub flow_sampling: Option<u32>,
     /// The interface disappeared; `frames` holds its final counts (kept
     /// for the retention window, `crate::retention`).
     pub gone: bool,
@@ -127,6 +131,7 @@ impl Interface {
             egress: None,
             rates: Rates::default(),
             flows: None,
+            flow_sampling: None,
             gone: false,
             earlier: None,
             workload: None,

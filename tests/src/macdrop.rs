@@ -173,6 +173,10 @@ pub struct InterfaceReport {
     /// The kernel's pkt_type of the same frames (tc hooks only).
     #[serde(default)]
     pub pkt_type: Option<PktType>,
+    /// One mismatched frame in this many recorded in the flow table (1:
+    /// every frame); None with `--top-flows 0`.
+    #[serde(default)]
+    pub flow_sampling: Option<u32>,
     pub frames: FrameCounts,
     /// Frames per second over the last interval, by class.
     #[serde(default)]

@@ -36,7 +36,7 @@ fn flow(src: &Mac, vlan: Option<u16>, dst_ip: &str, frames: usize, bytes: usize)
     json!({
         "src_mac": mac_to_string(src), "dst_mac": mac_to_string(&VMWARE), "vlan": vlan,
         "dst_ip": dst_ip, "frames": frames, "bytes": bytes, "exact": true,
-        "reasons": ["host_ip_wrong_mac"],
+        "sampled": false, "reasons": ["host_ip_wrong_mac"],
     })
 }
 
@@ -197,4 +197,73 @@ fn every_flow_by_default_and_none_with_top_flows_0() {
             "{name}: no flows recorded in {report:#}"
         );
     }
+}
+
+/// A flood of mismatched frames (more than `flow_sampling::EXACT_RATE`, 16,384
+/// a second) into port 1: the next report sets the port's flow sampling
+/// above 1; the frames sent after that are counted exactly by class and
+/// recorded one in N per CPU, so the flow is `sampled`, not `exact`, and
+/// its count an estimate that the sampler can only round down, by less
+/// than N per CPU and sampling step; once the flood stops the sampling
+/// falls back to 1.
+#[test]
+fn a_flood_is_sampled_and_says_so() {
+    const BURST: usize = 60_000;
+    let lab = BridgeLab::with_options(BridgeLabOptions {
+        ports: 2,
+        ..BridgeLabOptions::default()
+    })
+    .unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
+    let sampling =
+        |r: &macdrop_tests::macdrop::Report| r.interface("p1").and_then(|i| i.flow_sampling);
+    macdrop
+        .wait_for(|r| sampling(r) == Some(1), SETTLE)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", macdrop.stderr()));
+    let frame = ipv4_udp(VMWARE, peer_mac(1), peer_ipv4(1), BRIDGE_IPV4);
+    let tx = RawSender::new(lab.peer(1), PEER_IFACE).unwrap();
+    tx.send(&frame, BURST).unwrap();
+    let flooded = macdrop
+        .wait_for(|r| sampling(r).is_some_and(|n| n > 1), SETTLE)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", macdrop.stderr()));
+    let n = u64::from(sampling(&flooded).unwrap());
+    // The second burst, recorded under sampling.
+    tx.send(&frame, BURST).unwrap();
+    let sent = 2 * BURST as u64;
+    let report = macdrop
+        .wait_for(
+            |r| r.frames("p1").is_some_and(|f| f.host_ip_wrong_mac == sent),
+            SETTLE,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", macdrop.stderr()));
+    let f = report.frames("p1").unwrap();
+    assert_eq!(
+        (f.host_ip_wrong_mac, f.foreign_unicast),
+        (sent, sent),
+        "the counters stay exact"
+    );
+    let json = macdrop.latest_json().unwrap().unwrap();
+    let flows = &iface(&json, "p1")["top_flows"];
+    assert_eq!(flows.as_array().map(Vec::len), Some(1), "{json:#}");
+    let flow = &flows[0];
+    assert_eq!(
+        (&flow["sampled"], &flow["exact"]),
+        (&json!(true), &json!(false)),
+        "an estimate says so: {flow}"
+    );
+    // Each CPU's sampler records the last frame of every N it counts; the
+    // sampling may have risen once more during the second burst.
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    let frames = flow["frames"].as_u64().unwrap();
+    let slack = 2 * 4 * n * cpus;
+    assert!(
+        frames <= sent && frames + slack >= sent,
+        "{frames} estimated for {sent} sent at 1 in {n}: {json:#}"
+    );
+    assert_eq!(flow["bytes"].as_u64(), Some(frames * frame.len() as u64));
+    // The flood is over: exact again.
+    macdrop
+        .wait_for(|r| sampling(r) == Some(1), SETTLE)
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", macdrop.stderr()));
+    macdrop.stop().unwrap();
 }

@@ -72,6 +72,7 @@ impl Rig {
                 slot: slot as u32,
                 mac_domain: 0,
                 flags: IF_FAST_MAC_VALID,
+                flow_sample: 0,
                 fast_mac: *mac,
                 _pad: [0; 2],
             };

@@ -210,8 +210,17 @@ struct Class {
     frame: Vec<u8>,
     counter: fn(&FrameCounters) -> u64,
     flows: bool,
+    /// The interface's flow sampling mask (`IfConfig::flow_sample`): 0,
+    /// every mismatched frame recorded, or `FLOOD_SAMPLE`, as macdrop sets
+    /// it under a flood.
+    flow_sample: u32,
     capture: Capture,
 }
+
+/// The flow sampling of the flood classes: 1 in 64, what macdrop sets for
+/// an interface receiving about 1 million mismatched frames a second
+/// (`session::flow_sampling`: 16,384 a second recorded).
+const FLOOD_SAMPLE: u32 = 63;
 
 /// `--pcap` for a class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +273,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(BRIDGE_MAC, false, HOST_V4),
             counter: |c| c.own,
             flows: true,
+            flow_sample: 0,
             capture: Capture::Off,
         },
         Class {
@@ -272,6 +282,7 @@ fn classes() -> Vec<Class> {
             frame: eth(Mac::BROADCAST, false, 0x0806, &arp),
             counter: |c| c.broadcast,
             flows: true,
+            flow_sample: 0,
             capture: Capture::Off,
         },
         Class {
@@ -280,6 +291,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(Mac([1, 0, 0x5e, 0, 0, 0xfb]), false, [224, 0, 0, 251]),
             counter: |c| c.multicast,
             flows: true,
+            flow_sample: 0,
             capture: Capture::Off,
         },
         Class {
@@ -288,6 +300,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, false, OTHER_V4),
             counter: |c| c.foreign_unicast,
             flows: true,
+            flow_sample: 0,
             capture: Capture::Off,
         },
         Class {
@@ -296,16 +309,29 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, false, HOST_V4),
             counter: |c| c.host_ip_wrong_mac,
             flows: false,
+            flow_sample: 0,
             capture: Capture::Off,
         },
         // The same mismatched frame with its flow record (an existing
-        // flow: test_run repeats one frame), as macdrop runs by default.
+        // flow: test_run repeats one frame), as macdrop runs by default
+        // below the sampling rate.
         Class {
             name: "mismatched",
-            what: "the same, incl. its flow record (default)",
+            what: "the same, incl. its flow record (default, every frame recorded: up to 16,384/s)",
             frame: udp4(FOREIGN_MAC, false, HOST_V4),
             counter: |c| c.host_ip_wrong_mac,
             flows: true,
+            flow_sample: 0,
+            capture: Capture::Off,
+        },
+        // The same in a flood: macdrop samples the flow records.
+        Class {
+            name: "flood",
+            what: "the same in a flood: flow records sampled 1 in 64 (as macdrop sets at ~1 Mpps)",
+            frame: udp4(FOREIGN_MAC, false, HOST_V4),
+            counter: |c| c.host_ip_wrong_mac,
+            flows: true,
+            flow_sample: FLOOD_SAMPLE,
             capture: Capture::Off,
         },
         Class {
@@ -314,14 +340,16 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, false, HOST_V4),
             counter: |c| c.host_ip_wrong_mac,
             flows: true,
+            flow_sample: 0,
             capture: Capture::Captured,
         },
         Class {
             name: "rate_limited",
-            what: "the same with `--pcap`, turned away by the rate bound (a flood)",
+            what: "the flood with `--pcap`, turned away by the rate bound, flows sampled 1 in 64",
             frame: udp4(FOREIGN_MAC, false, HOST_V4),
             counter: |c| c.host_ip_wrong_mac,
             flows: true,
+            flow_sample: FLOOD_SAMPLE,
             capture: Capture::RateLimited,
         },
         Class {
@@ -330,6 +358,7 @@ fn classes() -> Vec<Class> {
             frame: udp4(FOREIGN_MAC, true, OTHER_V4),
             counter: |c| c.foreign_unicast,
             flows: true,
+            flow_sample: 0,
             capture: Capture::Off,
         },
         Class {
@@ -338,6 +367,7 @@ fn classes() -> Vec<Class> {
             frame: udp6(FOREIGN_MAC, OTHER_V6),
             counter: |c| c.foreign_unicast,
             flows: true,
+            flow_sample: 0,
             capture: Capture::Off,
         },
     ]
@@ -539,9 +569,11 @@ fn test_run(
     // Flow recording is switched per class (a map update per interface
     // when it changes, outside the timed runs).
     let mut flows_on = None;
-    let mut set_flows = |cfg: &mut ConfigMaps, on: bool| -> anyhow::Result<()> {
+    let mut set_flows = |cfg: &mut ConfigMaps, class: &Class| -> anyhow::Result<()> {
+        let on = (class.flows, class.flow_sample);
         if flows_on != Some(on) {
-            configure(cfg, netns, iface, ports, on)?;
+            configure(cfg, netns, iface, ports, class.flows)?;
+            cfg.set_flow_sample(ifindex, class.flow_sample)?;
             flows_on = Some(on);
         }
         Ok(())
@@ -554,9 +586,12 @@ fn test_run(
     let recorded = |r: &mut FlowReader| -> anyhow::Result<u64> {
         Ok(r.read()?.values().flatten().map(|f| f.frames).sum())
     };
+    // A sampled class runs as many frames as its sampling takes (in one
+    // test run, on one CPU): exactly one of them is recorded, for all.
     for class in &classes {
-        set_flows(&mut cfg, class.flows)?;
+        set_flows(&mut cfg, class)?;
         capture.set(class.capture)?;
+        let runs = u64::from(class.flow_sample) + 1;
         for (label, prog, macdrop) in PROGRAMS {
             if macdrop {
                 capture.prepare(class.capture, (&ebpf, prog, ifindex, &class.frame))?;
@@ -564,17 +599,17 @@ fn test_run(
             let before = counters.read(0)?;
             let flows_before = recorded(&mut flow_reader)?;
             let limited_before = capture.rate_limited()?;
-            run_once(&ebpf, prog, ifindex, &class.frame, 1)?;
+            run_once(&ebpf, prog, ifindex, &class.frame, runs as u32)?;
             let delta = counters.read(0)?.since(&before);
             let captured = capture.drain();
             let limited = capture.rate_limited()? - limited_before;
-            // With the bucket emptied, the bound may still have let this one
+            // With the bucket emptied, the bound may still have let a
             // frame through if a millisecond passed since (the measurements
             // below check that their runs are turned away).
             let ok = match (macdrop, class.capture) {
                 (false, _) | (true, Capture::Off) => (captured, limited) == (0, 0),
-                (true, Capture::Captured) => (captured, limited) == (1, 0),
-                (true, Capture::RateLimited) => captured + limited == 1,
+                (true, Capture::Captured) => (captured, limited) == (runs, 0),
+                (true, Capture::RateLimited) => captured + limited == runs,
             };
             ensure!(
                 ok,
@@ -582,14 +617,16 @@ fn test_run(
                 class.name
             );
             ensure!(
-                !macdrop || ((class.counter)(&delta) == 1 && delta.total == 1),
-                "{label} did not count a {} frame as such: {delta:?}",
+                !macdrop || ((class.counter)(&delta) == runs && delta.total == runs),
+                "{label} did not count {runs} {} frame(s) as such: {delta:?}",
                 class.name
             );
             ensure!(macdrop || delta.total == 0, "{label} counted a frame");
             let new_flows = recorded(&mut flow_reader)? - flows_before;
-            let mismatched = class.name == "mismatched" || class.capture != Capture::Off;
-            let want = u64::from(macdrop && class.flows && mismatched);
+            let mismatched = class.name == "mismatched"
+                || class.flow_sample != 0
+                || class.capture != Capture::Off;
+            let want = u64::from(macdrop && class.flows && mismatched) * runs;
             ensure!(
                 new_flows == want,
                 "{label} recorded {new_flows} flow frame(s) for a {} frame, not {want}",
@@ -601,7 +638,7 @@ fn test_run(
     let mut samples: Vec<BTreeMap<&str, Vec<u64>>> = vec![BTreeMap::new(); classes.len()];
     for _ in 0..reps {
         for (c, class) in classes.iter().enumerate() {
-            set_flows(&mut cfg, class.flows)?;
+            set_flows(&mut cfg, class)?;
             capture.set(class.capture)?;
             for (label, prog, macdrop) in PROGRAMS {
                 let repeat = if class.capture == Capture::Captured {

@@ -22,10 +22,10 @@ use aya::{
     maps::{Array as BpfArray, HashMap as BpfHashMap, MapData},
 };
 use monitor_common::{
-    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED, IF_FLOWS,
-    IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_WATCHED, IfConfig, IfKey, MAC_FILTER_WORDS,
-    MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey,
-    VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, FLOW_SAMPLE_MAX, IF_BRIDGE, IF_FAST_MAC_VALID,
+    IF_FILTERED, IF_FLOWS, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_WATCHED, IfConfig, IfKey,
+    MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS,
+    MacKey, VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
 };
 
 use crate::{
@@ -189,6 +189,8 @@ pub fn desired(
                     | if fast.is_some() { IF_FAST_MAC_VALID } else { 0 }
                     | role
                     | IF_FLOWS,
+                // `ConfigMaps::sync` keeps the sampling in effect.
+                flow_sample: 0,
                 fast_mac: fast.unwrap_or(Mac([0; 6])).0,
                 _pad: [0; 2],
             },
@@ -227,6 +229,10 @@ pub struct ConfigMaps {
     /// Bridge devices whose program runs at tc only (`set_bridge_at_tc`):
     /// their `Desired::quiet_fast` ports leave no verdict on the fast path.
     bridges_at_tc: HashSet<u32>,
+    /// Flow sampling masks (`IfConfig::flow_sample`) per ifindex, set by
+    /// the session under a flood (`set_flow_sample`): every `sync` keeps
+    /// them on the interface's entry.
+    flow_sample: HashMap<u32, u32>,
 }
 
 impl ConfigMaps {
@@ -258,6 +264,7 @@ impl ConfigMaps {
             written: Desired::default(),
             handoff: HashMap::new(),
             bridges_at_tc: HashSet::new(),
+            flow_sample: HashMap::new(),
         })
     }
 
@@ -272,6 +279,24 @@ impl ConfigMaps {
             self.handoff.insert(ifindex, bits);
         }
         self.rewrite_flags(ifindex, |flags| (flags & !IF_HANDOFF_ANY) | bits)
+    }
+
+    /// The flow sampling mask of `ifindex` (0: none).
+    pub fn flow_sample(&self, ifindex: u32) -> u32 {
+        self.flow_sample.get(&ifindex).copied().unwrap_or(0)
+    }
+
+    /// Sets the flow sampling mask of `ifindex` (`IfConfig::flow_sample`,
+    /// 0: every mismatched frame recorded) and writes its entry now if it
+    /// has one.
+    pub fn set_flow_sample(&mut self, ifindex: u32, mask: u32) -> anyhow::Result<()> {
+        debug_assert!(mask < FLOW_SAMPLE_MAX && (mask + 1).is_power_of_two());
+        if mask == 0 {
+            self.flow_sample.remove(&ifindex);
+        } else {
+            self.flow_sample.insert(ifindex, mask);
+        }
+        self.rewrite(ifindex, |cfg| cfg.flow_sample = mask)
     }
 
     /// Tells whether the bridge device `ifindex`'s program now runs at tc
@@ -314,6 +339,12 @@ impl ConfigMaps {
         ifindex: u32,
         change: impl FnOnce(u32) -> u32,
     ) -> anyhow::Result<()> {
+        self.rewrite(ifindex, |cfg| cfg.flags = change(cfg.flags))
+    }
+
+    /// Rewrites the written entry of `ifindex`, if it has one, with
+    /// `change` applied, so the kernel sees it when this returns.
+    fn rewrite(&mut self, ifindex: u32, change: impl FnOnce(&mut IfConfig)) -> anyhow::Result<()> {
         let Some((key, value)) = self
             .written
             .ifaces
@@ -322,11 +353,12 @@ impl ConfigMaps {
         else {
             return Ok(());
         };
-        let flags = change(value.flags);
-        if flags == value.flags {
+        let mut changed = *value;
+        change(&mut changed);
+        if changed == *value {
             return Ok(());
         }
-        value.flags = flags;
+        *value = changed;
         // The array is what the classifier reads; the hash only beyond it
         // (`in_array`, which the borrow of `written` rules out here).
         if key.ifindex < self.if_by_index.len() {
@@ -357,6 +389,9 @@ impl ConfigMaps {
         for (key, cfg) in want.ifaces.iter_mut() {
             if let Some(bits) = self.handoff.get(&key.ifindex) {
                 cfg.flags |= bits;
+            }
+            if let Some(&mask) = self.flow_sample.get(&key.ifindex) {
+                cfg.flow_sample = mask;
             }
             if want
                 .quiet_fast

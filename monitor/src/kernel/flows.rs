@@ -1,7 +1,7 @@
 //! Reads the kernel's per-flow records of mismatched frames (`FLOWS`, a
 //! per-CPU array of buckets, `monitor-ebpf/src/flows.rs`) and turns them
-//! into each interface's top offenders, each said to be exact or a lower
-//! bound.
+//! into each interface's top offenders, each said to be exact, a lower
+//! bound or (under flow sampling) an estimate.
 //!
 //! A read is bounded whatever the traffic: the whole table in one
 //! BPF_MAP_LOOKUP_BATCH (`FLOW_BUCKETS` buckets × CPUs, a fixed size), not
@@ -44,12 +44,30 @@ pub struct Flow {
     /// `monitor_common::MISMATCH_*` bits.
     pub mismatch: u8,
     /// Whether `frames` and `bytes` are every frame of the flow since
-    /// attach; false: a lower bound (the kernel evicted the flow from its
-    /// bucket at some point, on some CPU, to make room for another).
+    /// attach; false: an estimate when `sampled`, else a lower bound (the
+    /// kernel evicted the flow from its bucket at some point, on some CPU,
+    /// to make room for another).
     pub exact: bool,
+    /// Some of its frames were recorded under flow sampling (a flood on
+    /// the interface, `session::flow_sampling`): one frame in N counted N
+    /// times, so `frames` and `bytes` are estimates.
+    pub sampled: bool,
 }
 
 impl Flow {
+    /// What the text outputs put before `frames`: "~" for an estimate
+    /// (recorded under flow sampling), "≥" for a lower bound, nothing for
+    /// an exact count.
+    pub fn count_mark(&self) -> &'static str {
+        if self.sampled {
+            "~"
+        } else if self.exact {
+            ""
+        } else {
+            "≥"
+        }
+    }
+
     /// Why the frames are mismatched, by class name in the class table's
     /// order: `foreign_unicast` (for another host, received by a bridge
     /// device or standalone interface), `host_ip_wrong_mac`, `stale_mac`.
@@ -246,7 +264,8 @@ fn flows_of(copies: &[FlowBucket], now: SystemTime) -> Vec<(FlowKey, Flow)> {
             f.frames += e.frames;
             f.bytes += e.bytes;
             f.mismatch |= e.mismatch;
-            f.exact &= e.exact != 0;
+            f.exact &= e.exact != 0 && e.sampled == 0;
+            f.sampled |= e.sampled != 0;
             *on_evicting += usize::from(b.evictions > 0);
         }
     }
@@ -307,6 +326,7 @@ fn flow_of(key: &FlowKey, now: SystemTime) -> Flow {
         last_seen: now,
         mismatch: 0,
         exact: true,
+        sampled: false,
     }
 }
 
@@ -349,7 +369,8 @@ mod tests {
             bytes: frames * 60,
             mismatch,
             exact: u8::from(exact),
-            _pad: [0; 6],
+            sampled: 0,
+            _pad: [0; 5],
         }
     }
 
@@ -423,6 +444,25 @@ mod tests {
     }
 
     #[test]
+    fn a_flow_sampled_on_any_cpu_is_an_estimate() {
+        let now = SystemTime::UNIX_EPOCH;
+        let a = key(FLOW_NO_IP, [0; 16], 1);
+        let sampled = FlowEntry {
+            sampled: 1,
+            ..entry(a, 64, 1, true)
+        };
+        let copies = [
+            bucket([entry(a, 4, 1, true), FlowEntry::default()], 0),
+            bucket([sampled, FlowEntry::default()], 0),
+        ];
+        let (_, f) = flows_of(&copies, now).pop().unwrap();
+        assert_eq!(f.frames, 68);
+        assert!(f.sampled && !f.exact, "{f:?}");
+        let (_, f) = flows_of(&copies[..1], now).pop().unwrap();
+        assert!(!f.sampled && f.exact);
+    }
+
+    #[test]
     fn flows_are_dated_by_the_read_in_which_they_appeared_and_grew() {
         let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
         let first = date(None, 3, at(10));
@@ -457,6 +497,7 @@ mod tests {
             last_seen: at(seen),
             mismatch: MISMATCH_HOST_IP,
             exact: true,
+            sampled: false,
         };
         let flows = vec![flow(1, 5, 1), flow(2, 9, 1), flow(3, 5, 2), flow(4, 1, 9)];
         let srcs = |fs: Vec<Flow>| fs.iter().map(|f| f.src_mac.0[5]).collect::<Vec<_>>();

@@ -70,6 +70,10 @@ struct IfaceJson<'a> {
     /// The top offenders since attach, most frames first; null when flows
     /// are not recorded (`--top-flows 0`).
     top_flows: Option<Vec<FlowJson>>,
+    /// The flow table records one mismatched frame in this many, counted
+    /// as many times: 1 (every frame, exact counts) unless the interface
+    /// is flooded (docs/json.md); null when flows are not recorded.
+    flow_sampling: Option<u32>,
     /// What owns the veth's peer namespace; null when unknown.
     workload: Option<WorkloadJson<'a>>,
     /// Frames that left the uplink per source-MAC class, since its egress
@@ -124,8 +128,13 @@ struct FlowJson {
     frames: u64,
     bytes: u64,
     /// Whether `frames` and `bytes` are every frame since attach; false:
-    /// a lower bound (the kernel's bounded table evicted the flow once).
+    /// an estimate when `sampled`, else a lower bound (the kernel's
+    /// bounded table evicted the flow once).
     exact: bool,
+    /// Some frames were recorded under flow sampling (one in N counted N
+    /// times, the interface's `flow_sampling` under a flood): `frames` and
+    /// `bytes` are estimates.
+    sampled: bool,
     first_seen: String,
     last_seen: String,
     /// "foreign_unicast", "host_ip_wrong_mac", "stale_mac".
@@ -141,6 +150,7 @@ fn flow(f: &Flow) -> FlowJson {
         frames: f.frames,
         bytes: f.bytes,
         exact: f.exact,
+        sampled: f.sampled,
         first_seen: humantime::format_rfc3339_millis(f.first_seen).to_string(),
         last_seen: humantime::format_rfc3339_millis(f.last_seen).to_string(),
         reasons: f.reasons(),
@@ -245,6 +255,7 @@ fn iface(i: &Interface) -> IfaceJson<'_> {
         rx_otherhost_dropped_since_attach: i.kernel_rx_otherhost_dropped,
         verdict: verdict(i),
         top_flows: i.flows.as_ref().map(|fs| fs.iter().map(flow).collect()),
+        flow_sampling: i.flow_sampling,
         workload: i.workload.as_ref().map(workload),
         egress: i.egress.map(|e| EgressJson {
             own: e.own,
@@ -491,6 +502,7 @@ mod tests {
                 last_seen: at + Duration::from_secs(2),
                 mismatch: monitor_common::MISMATCH_FOREIGN | monitor_common::MISMATCH_HOST_IP,
                 exact: true,
+                sampled: false,
             },
             Flow {
                 src_mac: Mac([2, 0, 0, 0, 0x0c, 2]),
@@ -503,8 +515,18 @@ mod tests {
                 last_seen: at,
                 mismatch: monitor_common::MISMATCH_STALE,
                 exact: false,
+                sampled: false,
             },
         ]);
+        let lower_bound = w.interfaces[0].flows.as_ref().unwrap()[1].clone();
+        w.interfaces[0].flows.as_mut().unwrap().push(Flow {
+            src_mac: Mac([2, 0, 0, 0, 0x0c, 3]),
+            frames: 64,
+            bytes: 3840,
+            sampled: true,
+            ..lower_bound
+        });
+        w.interfaces[0].flow_sampling = Some(64);
         let v: serde_json::Value = serde_json::from_str(&render(&w)).unwrap();
         let f = &v["interfaces"][0]["top_flows"];
         assert_eq!(
@@ -512,7 +534,7 @@ mod tests {
             serde_json::json!({
                 "src_mac": "02:00:00:00:0c:01", "dst_mac": "00:50:56:00:00:01", "vlan": 10,
                 "dst_ip": "2001:db8::1", "frames": 7, "bytes": 700, "exact": true,
-                "first_seen": "2001-09-09T01:46:40.000Z", "last_seen": "2001-09-09T01:46:42.000Z",
+                "sampled": false, "first_seen": "2001-09-09T01:46:40.000Z", "last_seen": "2001-09-09T01:46:42.000Z",
                 "reasons": ["foreign_unicast", "host_ip_wrong_mac"],
             })
         );

@@ -135,11 +135,10 @@ fn offenders(out: &mut String, world: &World, name_width: usize, numbers: Number
     }
 }
 /// A flow's frames as the table shows them: a count the kernel kept
-/// exactly as is, a lower bound (the flow took an evicted flow's slot)
-/// as "≥N".
+/// exactly as is, an estimate (recorded under flow sampling) as "~N", a
+/// lower bound (the flow took an evicted flow's slot) as "≥N".
 fn frames_shown(f: &crate::kernel::flows::Flow, numbers: Numbers) -> String {
-    let n = numbers.count(f.frames);
-    if f.exact { n } else { format!("≥{n}") }
+    format!("{}{}", f.count_mark(), numbers.count(f.frames))
 }
 
 /// The report as text, its counts and rates written as `numbers` says.
@@ -344,10 +343,20 @@ mod tests {
             last_seen: SystemTime::UNIX_EPOCH,
             mismatch: monitor_common::MISMATCH_HOST_IP,
             exact: true,
+            sampled: false,
         };
         p1.flows = Some(vec![
             flow([0, 0x50, 0x56, 0xaa, 0xbb, 0xcc], Some(10), 10),
             flow([2, 0, 0, 0, 0x0b, 1], None, 2),
+            Flow {
+                sampled: true,
+                exact: false,
+                ..flow([2, 0, 0, 0, 0x0b, 2], None, 64)
+            },
+            Flow {
+                exact: false,
+                ..flow([2, 0, 0, 0, 0x0b, 3], None, 1)
+            },
         ]);
         let mut br0 = Interface::new("br0".into(), 2, 1, Role::Bridge, None);
         br0.flows = Some(Vec::new());
@@ -366,13 +375,23 @@ mod tests {
         assert!(lines[8].starts_with("  top offenders"), "{text}");
         assert_eq!(
             lines[9],
-            "  p1   10  02:00:00:00:0c:01 > 00:50:56:aa:bb:cc (VMware) vlan 10 192.0.2.1  \
+            "  p1    10  02:00:00:00:0c:01 > 00:50:56:aa:bb:cc (VMware) vlan 10 192.0.2.1  \
              [host_ip_wrong_mac]"
         );
         assert_eq!(
             lines[10],
-            "  p1    2  02:00:00:00:0c:01 > 02:00:00:00:0b:01 192.0.2.1  [host_ip_wrong_mac]"
+            "  p1     2  02:00:00:00:0c:01 > 02:00:00:00:0b:01 192.0.2.1  [host_ip_wrong_mac]"
         );
-        assert_eq!(lines.len(), 11, "no section line for br0 without flows");
+        assert_eq!(
+            lines[11],
+            "  p1   ~64  02:00:00:00:0c:01 > 02:00:00:00:0b:02 192.0.2.1  [host_ip_wrong_mac]",
+            "an estimate says so"
+        );
+        assert_eq!(
+            lines[12],
+            "  p1    ≥1  02:00:00:00:0c:01 > 02:00:00:00:0b:03 192.0.2.1  [host_ip_wrong_mac]",
+            "a lower bound says so"
+        );
+        assert_eq!(lines.len(), 13, "no section line for br0 without flows");
     }
 }

@@ -6,9 +6,11 @@
 //! Its parts, one file each: `members` (following the namespace: which
 //! interfaces, attached how, retired with their final counts), `handoff`
 //! (the two-step start from generic XDP to TCX), `evidence` (`--pcap`),
-//! `slots` (counter slots) and `summary` (what it tells the user).
+//! `flow_sampling` (flow records under a flood), `slots` (counter slots)
+//! and `summary` (what it tells the user).
 
 mod evidence;
+mod flow_sampling;
 mod handoff;
 mod members;
 mod slots;
@@ -316,6 +318,15 @@ impl Session {
                 if let Some(all) = &mut flows {
                     let mine = all.remove(&slot).unwrap_or_default();
                     m.model.flows = Some(flows::top(mine, self.top_flows));
+                    // The sampling for the next interval, from this one's rate.
+                    let ifindex = m.watched.ifindex;
+                    let now = self.config.flow_sample(ifindex);
+                    let next =
+                        flow_sampling::next_mask(now, flow_sampling::mismatched_rate(&m.model));
+                    if next != now {
+                        self.config.set_flow_sample(ifindex, next)?;
+                    }
+                    m.model.flow_sampling = Some(next + 1);
                 }
             }
             // Gone interfaces keep what `retire` read last.

@@ -558,7 +558,11 @@ fn draw_offenders(frame: &mut Frame, i: &Interface, flows: &[Flow], area: Rect) 
     )];
     for f in flows.iter().take(usize::from(area.height) - 1) {
         lines.push(Line::from(truncate(
-            &format!("{:>6} {}", count(f.frames), f.describe()),
+            &format!(
+                "{:>6} {}",
+                format!("{}{}", f.count_mark(), count(f.frames)),
+                f.describe()
+            ),
             area.width,
         )));
     }
@@ -774,6 +778,7 @@ mod tests {
             last_seen: SystemTime::UNIX_EPOCH,
             mismatch: monitor_common::MISMATCH_HOST_IP,
             exact: true,
+            sampled: false,
         };
         let mut world_lab = lab();
         world_lab[1].flows = Some((1..=5).rev().map(|n| flow(n, u64::from(n))).collect());

@@ -225,6 +225,56 @@ fn no_flow_records_when_disabled() {
     assert_eq!(h.records(), []);
 }
 
+/// Under a flood the session sets the interface's flow sampling
+/// (`IfConfig::flow_sample`): the class counters still count every frame,
+/// and the flow table records exactly the frames `flow_weight` picks, one
+/// in N counted N times, the flow marked sampled (an estimate); set back
+/// to 0, every frame is recorded again. 102 frames at 1 in 4: 25 records,
+/// 100 frames (a kernel ignoring the mask records 102, exact).
+#[test]
+fn a_sampled_flood_counts_every_frame_and_records_one_in_n() {
+    const MASK: u32 = 3;
+    const SENT: u32 = 102;
+    let frame = eth(FOREIGN, &[], 0x0800, &ipv4(HOST));
+    let len = frame.len() as u64;
+    let want: u64 = (1..=u64::from(SENT))
+        .filter_map(|count| monitor_common::flow_weight(count, MASK))
+        .sum();
+    assert_eq!(want, 100);
+    let check = |h: &mut Harness, what: &str| {
+        h.config.set_flow_sample(LO, MASK).unwrap();
+        let d = h.run_times(&frame, SENT);
+        assert_eq!(
+            (d.total, d.foreign_unicast, d.host_ip_wrong_mac),
+            (102, 102, 102),
+            "{what}: the class counters stay exact"
+        );
+        let flows: Vec<Flow> = h.flows.read().unwrap().into_values().flatten().collect();
+        assert_eq!(flows.len(), 1, "{what}: {flows:?}");
+        let f = &flows[0];
+        assert_eq!((f.frames, f.bytes), (want, want * len), "{what}");
+        assert!(f.sampled && !f.exact, "{what}: an estimate says so: {f:?}");
+        h.config.set_flow_sample(LO, 0).unwrap();
+        h.run_times(&frame, 5);
+        let f = h
+            .flows
+            .read()
+            .unwrap()
+            .into_values()
+            .flatten()
+            .next()
+            .unwrap();
+        assert_eq!(f.frames, want + 5, "{what}: every frame again");
+    };
+    for program in [names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
+        let mut h = Harness::with_program(Scenario::Standalone, program);
+        check(&mut h, program);
+    }
+    let dev = TcDevice::new();
+    let mut h = Harness::tc(Scenario::Standalone, &dev);
+    dev.run(|| check(&mut h, names::TC_PROGRAM));
+}
+
 /// A flood of distinct flows, more than the kernel's table holds, with one
 /// heavy flow among them: the class counters stay exact, every count said
 /// to be exact is exactly what was sent, every other one is no more (a

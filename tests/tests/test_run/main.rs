@@ -258,9 +258,27 @@ impl Harness {
         after.since(&before)
     }
 
+    /// Runs `frame` `times` times in one test run (so on one CPU, in
+    /// order); returns the counter delta.
+    fn run_times(&mut self, frame: &[u8], times: u32) -> FrameCounters {
+        let before = self.counters.read(0).unwrap();
+        match self.hook {
+            Hook::Xdp(program) => self.run_xdp_times(program, frame, frame.len(), times),
+            Hook::Tc { ifindex } => {
+                let res = self.run_tc_times(ifindex, LO, frame, times).unwrap();
+                assert_eq!(res.0, TC_ACT_UNSPEC, "verdict for {frame:02x?}");
+            }
+        }
+        self.counters.read(0).unwrap().since(&before)
+    }
+
     fn run_xdp(&self, program: &str, frame: &[u8], data_end: usize) {
+        self.run_xdp_times(program, frame, data_end, 1);
+    }
+
+    fn run_xdp_times(&self, program: &str, frame: &[u8], data_end: usize, times: u32) {
         let prog: &Xdp = self.ebpf.program(program).unwrap().try_into().unwrap();
-        let res = test_run::run_xdp(prog, frame, data_end, LO, 1).unwrap();
+        let res = test_run::run_xdp(prog, frame, data_end, LO, times).unwrap();
         assert_eq!(res.verdict, XDP_PASS, "verdict for {frame:02x?}");
         assert_eq!(&res.frame[..], frame, "frame altered");
     }
@@ -273,13 +291,24 @@ impl Harness {
         ingress: u32,
         frame: &[u8],
     ) -> Result<(u32, Vec<u8>), ProgramError> {
+        self.run_tc_times(dev_ifindex, ingress, frame, 1)
+    }
+
+    /// `run_tc`, `times` runs in one.
+    fn run_tc_times(
+        &self,
+        dev_ifindex: u32,
+        ingress: u32,
+        frame: &[u8],
+        times: u32,
+    ) -> Result<(u32, Vec<u8>), ProgramError> {
         let prog: &SchedClassifier = self
             .ebpf
             .program(names::TC_PROGRAM)
             .unwrap()
             .try_into()
             .unwrap();
-        let res = test_run::run_tc(prog, frame, ingress, dev_ifindex, 1)?;
+        let res = test_run::run_tc(prog, frame, ingress, dev_ifindex, times)?;
         Ok((res.verdict, res.frame))
     }
 

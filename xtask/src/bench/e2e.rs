@@ -406,13 +406,17 @@ pub fn run(s: &Settings) -> Result<Results> {
     })
 }
 
-/// The flow's rates over `window`, after a warm-up.
+/// The flow's rates over `window`, after a warm-up. A flood's warm-up
+/// outlasts macdrop's report interval (`--interval 1`, below): macdrop
+/// samples a flooded interface's flow records from the first report that
+/// sees the flood on (`session::flow_sampling`), so the window measures a
+/// flood's steady state, as in any flood longer than a second.
 fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
     let flow = Flow::start(lab.pair.tx(), lab.pair.rx(), lab.dst, 0, 1)?;
-    sleep(if s.quick {
-        Duration::from_millis(100)
-    } else {
-        Duration::from_millis(300)
+    sleep(match (s.quick, lab.flood) {
+        (true, _) => Duration::from_millis(100),
+        (false, false) => Duration::from_millis(300),
+        (false, true) => Duration::from_millis(1300),
     });
     let a = flow.sample();
     sleep(window);
@@ -697,8 +701,10 @@ impl Results {
              path got on CPU 0 (the sender thread's CPU clock plus ksoftirqd/0), i.e. the \
              single-core rate, unaffected by other work taking turns on CPU 0; the wall-clock \
              rate is shown beside it. Each setup is measured for {:.1} s between two \
-             measurements with nothing attached; ratio = its rate / the mean of those two. {} \
-             repetition(s); median (min–max).\n",
+             measurements with nothing attached; ratio = its rate / the mean of those two. A \
+             flood is measured after 1.3 s of it, past macdrop's first report (`--interval 1`) \
+             in the flood, from which it samples the interface's flow records (its steady \
+             state in any flood longer than a second). {} repetition(s); median (min–max).\n",
             self.window.as_secs_f64(),
             self.reps
         );
