@@ -611,3 +611,94 @@ fn rx_nohandler_and_the_permanent_mac_are_read() -> Result<()> {
     );
     Ok(())
 }
+
+/// `read_otherhost` asked for a few links reads each by itself, for more
+/// than `ONE_BY_ONE` dumps every link; either way each link's
+/// `rx_otherhost_dropped` is what the kernel counted: 5 frames for another
+/// host on a standalone veth, 3 on a second, none on the rest. A link gone
+/// meanwhile is left out, not an error.
+#[test]
+fn otherhost_read_one_by_one_and_by_dump() -> Result<()> {
+    use std::net::Ipv4Addr;
+
+    use macdrop::netlink::ONE_BY_ONE;
+    use macdrop_tests::{
+        frames::ipv4_udp,
+        lab::links::{End, add_veth, up},
+        sender::RawSender,
+    };
+    if !macdrop_tests::kernel::has_otherhost_counter()? {
+        skip::part(
+            "netlink: rx_otherhost_dropped read",
+            "this kernel has no rx_otherhost_dropped (Linux < 5.19)",
+        );
+        return Ok(());
+    }
+    let (a, b) = (NetNs::new()?, NetNs::new()?);
+    let links = ONE_BY_ONE + 2;
+    for i in 0..links {
+        let byte = u8::try_from(i)?;
+        add_veth(
+            End {
+                ns: &a,
+                name: &format!("o{i}"),
+                mac: Some([0x02, 0, 0, 0, 0x0f, byte]),
+            },
+            End {
+                ns: &b,
+                name: &format!("r{i}"),
+                mac: Some([0x02, 0, 0, 0, 0x1f, byte]),
+            },
+        )?;
+        up(&a, &format!("o{i}"))?;
+        up(&b, &format!("r{i}"))?;
+    }
+    let ifindexes: Vec<u32> = (0..links)
+        .map(|i| ifindex(&a, &format!("o{i}")))
+        .collect::<Result<_>>()?;
+    let foreign = [0x02, 0, 0, 0, 0x0c, 0x99];
+    for (i, sent) in [(0, 5), (1, 3)] {
+        let frame = ipv4_udp(
+            foreign,
+            [0x02, 0, 0, 0, 0x1f, i as u8],
+            Ipv4Addr::new(198, 51, 100, 2),
+            Ipv4Addr::new(198, 51, 100, 1),
+        );
+        RawSender::new(&b, &format!("r{i}"))?.send(&frame, sent)?;
+    }
+    let read = |wanted: &[u32]| {
+        let wanted = wanted.to_vec();
+        a.enter_thread(move || {
+            runtime()?.block_on(async { Netlink::connect()?.read_otherhost(&wanted).await })
+        })?
+    };
+    let counted = |wanted: &[u32]| -> Result<Vec<(u32, u64)>> {
+        let got = read(wanted)?;
+        Ok(wanted
+            .iter()
+            .filter_map(|i| got.get(i).map(|n| (*i, *n)))
+            .collect())
+    };
+    // The frames are dropped as the sender's softirq runs: poll.
+    let (o0, o1) = (ifindexes[0], ifindexes[1]);
+    macdrop_tests::wait::poll_until(
+        Duration::from_secs(5),
+        || counted(&[o0, o1]),
+        |got| *got == [(o0, 5), (o1, 3)],
+    )?;
+    // One by one: exactly the links asked for; a gone one left out.
+    let got = read(&[o1, 999_999])?;
+    assert_eq!(got, [(o1, 3)].into_iter().collect());
+    // By dump: every link, the same counts.
+    let got = read(&ifindexes)?;
+    for (at, i) in ifindexes.iter().enumerate() {
+        let want = match at {
+            0 => 5,
+            1 => 3,
+            _ => 0,
+        };
+        assert_eq!(got.get(i), Some(&want), "o{at} in {got:?}");
+    }
+    assert!(got.len() > links, "a dump reads lo too: {got:?}");
+    Ok(())
+}

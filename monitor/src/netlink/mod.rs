@@ -7,6 +7,7 @@ mod nsid;
 mod stats;
 
 pub use nsid::NsidLookup;
+pub use stats::ONE_BY_ONE;
 
 use std::{collections::BTreeMap, net::IpAddr};
 

@@ -230,8 +230,19 @@ impl Session {
     /// The per-interval read when nothing changed: only the kernel's
     /// `rx_otherhost_dropped` of the watched links (MACs, promiscuity and
     /// membership come with the notifications and the refresh they cause).
+    /// Not of bridge ports: their frames reach the IP layer as the
+    /// bridge's, so the counter stays 0 there (`kernel_behaviour` pins
+    /// it), and the statistics of a bridge's 1,000 ports were most of the
+    /// read; theirs come with every refresh (at least every 30 s, `RESYNC`).
     pub async fn poll(&mut self) -> anyhow::Result<()> {
-        let otherhost = self.netlink.read_otherhost().await?;
+        let wanted: Vec<u32> = self
+            .present
+            .values()
+            .map(|&i| &self.members[i].watched)
+            .filter(|w| w.role != Role::Port)
+            .map(|w| w.ifindex)
+            .collect();
+        let otherhost = self.netlink.read_otherhost(&wanted).await?;
         for &i in self.present.values() {
             let m = &mut self.members[i];
             if let Some(&now) = otherhost.get(&m.watched.ifindex) {
