@@ -357,6 +357,18 @@ fn encode_world(world: Option<&World>, enc: &mut DescriptorEncoder) -> Result<()
          else 0.",
         present().map(|s| (s.labels(), gauge(i64::from(s.current().promisc)))),
     )?;
+    family(
+        enc,
+        "macdrop_flow_sampling",
+        "The kernel records one mismatched frame in this many in the interface's flow table \
+         (the top offenders), counted as many times: 1, every frame, unless the interface \
+         receives more than 16,384 mismatched frames a second; the frame counters are exact \
+         either way. Absent with --top-flows 0.",
+        present().filter_map(|s| {
+            let n = s.current().flow_sampling?;
+            Some((s.labels(), gauge(i64::from(n))))
+        }),
+    )?;
     // The partition classes are disjoint, so summing over `class` gives
     // every frame received (the JSON's `total`), which is therefore not a
     // class here.

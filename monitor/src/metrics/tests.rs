@@ -362,3 +362,21 @@ fn namespaces_and_roles_are_separate_series() {
         labels("br0", "bridge")
     )));
 }
+
+#[test]
+fn flow_sampling_is_stated_where_flows_are_recorded() {
+    let mut p1 = port("p1", 3, FrameCounters::default());
+    let p2 = port("p2", 4, FrameCounters::default());
+    p1.flow_sampling = Some(64);
+    let got = samples(&render(Some(world(vec![p1, p2]))));
+    let sampling: Vec<(&String, &f64)> = got
+        .iter()
+        .filter(|(k, _)| k.starts_with("macdrop_flow_sampling"))
+        .collect();
+    let want = format!("macdrop_flow_sampling{{{}}}", labels("p1", "port"));
+    assert_eq!(
+        sampling,
+        [(&want, &64.0)],
+        "none for p2, whose flows are off"
+    );
+}
