@@ -401,6 +401,13 @@ impl ConfigMaps {
                 cfg.flags &= !IF_PASSUP_FAST;
             }
         }
+        // A device that goes takes its sampling along: one that comes back
+        // at its ifindex starts exact.
+        if !self.flow_sample.is_empty() {
+            let present: HashSet<u32> = want.ifaces.keys().map(|k| k.ifindex).collect();
+            self.flow_sample
+                .retain(|ifindex, _| present.contains(ifindex));
+        }
         check_capacity("interfaces", want.ifaces.len(), MAX_INTERFACES)?;
         check_capacity("local MAC addresses", want.local_macs.len(), MAX_LOCAL_MACS)?;
         check_capacity(

@@ -275,6 +275,18 @@ fn a_sampled_flood_counts_every_frame_and_records_one_in_n() {
     dev.run(|| check(&mut h, names::TC_PROGRAM));
 }
 
+/// An interface that goes takes its flow sampling along: the next sync
+/// without it forgets the mask, so a device that comes back at the same
+/// ifindex starts with every frame recorded.
+#[test]
+fn a_gone_interface_forgets_its_flow_sampling() {
+    let mut h = Harness::new(Scenario::Standalone);
+    h.config.set_flow_sample(LO, 3).unwrap();
+    assert_eq!(h.config.flow_sample(LO), 3);
+    h.config.sync(config::Desired::default()).unwrap();
+    assert_eq!(h.config.flow_sample(LO), 0);
+}
+
 /// A flood of distinct flows, more than the kernel's table holds, with one
 /// heavy flow among them: the class counters stay exact, every count said
 /// to be exact is exactly what was sent, every other one is no more (a
