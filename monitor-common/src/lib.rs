@@ -205,7 +205,9 @@ pub struct EvidenceCpu {
     /// Frames put in the ring buffer.
     pub captured: u64,
     /// Mismatched frames within the budget not captured because of the
-    /// rate bound.
+    /// rate bound. Under a flood the bound sees only the frames the flow
+    /// sampler picks, each standing for `weight` frames: a picked frame
+    /// turned away adds its weight, a captured one its weight less one.
     pub rate_limited: u64,
     /// Not captured because the ring buffer was full (userspace behind).
     pub ring_full: u64,

@@ -62,8 +62,16 @@ const VLAN_AT: usize = 12;
 /// frames of a flood) never pays for the call; the clock is read only for
 /// frames the bound may admit: after turning one away, the next
 /// `EVIDENCE_SKIP` are turned away unread.
+///
+/// `weight`: how many frames this one stands for. Under a flood the
+/// programs come here only with the frames the flow sampler picks (one in
+/// `weight`, `flows::sample`), so the other frames of a flood cost nothing
+/// here either; they count as turned away by the bound, with the frame
+/// that stands for them (captured or not). `captured + rate_limited +
+/// ring_full` then equals the mismatched frames within the budget up to
+/// the sampler's unfinished group on each CPU (exactly without sampling).
 #[inline(always)]
-pub fn admitted() -> Option<(*mut EvidenceCtl, u64)> {
+pub fn admitted(weight: u64) -> Option<(*mut EvidenceCtl, u64)> {
     let ctl = CTL.get_ptr_mut(0)?;
     // SAFETY: valid map values for the whole run (userspace writes the
     // control block whole); `cpu` is this CPU's own.
@@ -75,7 +83,7 @@ pub fn admitted() -> Option<(*mut EvidenceCtl, u64)> {
     let cpu = unsafe { &mut *CPU.get_ptr_mut(0)? };
     if cpu.skip > 0 {
         cpu.skip -= 1;
-        cpu.rate_limited += 1;
+        cpu.rate_limited += weight;
         return None;
     }
     // SAFETY: a helper without arguments.
@@ -88,11 +96,12 @@ pub fn admitted() -> Option<(*mut EvidenceCtl, u64)> {
     cpu.last_ns = now;
     if credit < EVIDENCE_COST_NS {
         cpu.credit_ns = credit;
-        cpu.rate_limited += 1;
+        cpu.rate_limited += weight;
         cpu.skip = EVIDENCE_SKIP;
         return None;
     }
     cpu.credit_ns = credit - EVIDENCE_COST_NS;
+    cpu.rate_limited += weight - 1;
     Some((ctl, now))
 }
 

@@ -18,7 +18,10 @@
 //! Under a flood, userspace sets the interface's `flow_sample`
 //! (`monitor_common::flow_weight`): then only one mismatched frame in
 //! `2^k` per CPU builds its key and touches a bucket, counted `2^k` times
-//! and marked sampled; the others cost a per-CPU counter increment.
+//! and marked sampled; the others cost a per-CPU counter increment. The
+//! programs ask [`sample`] first and go no further for a frame it passes
+//! over: `--pcap`'s rate bound considers the sampled frames only
+//! (`evidence::admitted`).
 
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use monitor_common::{
@@ -40,20 +43,34 @@ static FLOWS: PerCpuArray<FlowBucket> = PerCpuArray::with_max_entries(FLOW_BUCKE
 #[map(name = "MACDROP_FLOW_SAMPLER")]
 static SAMPLER: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
-/// The weight this frame is recorded with (`flow_weight`), None if the
-/// sampler passes it over.
+/// A mismatched frame the sampler picked: its mismatch bits (non-zero)
+/// and how many frames it stands for.
+#[derive(Clone, Copy)]
+pub struct Picked {
+    pub mismatch: u8,
+    pub weight: u64,
+}
+
+/// Whether a mismatched frame (`mismatch`: its non-zero bits) on the
+/// interface configured by `cfg` is recorded, and with what weight
+/// (`flow_weight`): every frame with weight 1 unless the interface's flows
+/// are sampled; None for a frame the sampler passes over.
 #[inline(always)]
-fn weight(cfg: &IfConfig) -> Option<u64> {
+pub fn sample(cfg: &IfConfig, mismatch: u8) -> Option<Picked> {
     let mask = cfg.flow_sample;
     if mask == 0 {
-        return Some(1);
+        return Some(Picked {
+            mismatch,
+            weight: 1,
+        });
     }
     let count = SAMPLER.get_ptr_mut(cfg.slot)?;
     // SAFETY: this CPU's copy of the slot's count, touched by nothing else
     // on this CPU during the program run.
     let count = unsafe { &mut *count };
     *count += 1;
-    flow_weight(*count, mask)
+    let weight = flow_weight(*count, mask)?;
+    Some(Picked { mismatch, weight })
 }
 
 /// Whether way `e` holds the flow whose key's words are `w` (five
@@ -72,7 +89,7 @@ fn count(e: &mut FlowEntry, weight: u64, len: u64, mismatch: u8) {
     e.sampled |= u8::from(weight > 1);
 }
 
-/// Records one mismatched frame (`mismatch`: its non-zero bits) received
+/// Records one mismatched frame the sampler picked ([`sample`]) received
 /// on the interface configured by `cfg`. `hook_vlan`: the outermost VLAN ID when the hook took the
 /// tag out of the data (tc: `skb->vlan_tci`); `len`: the frame's length as
 /// received, that tag included, asked only when the flow is recorded.
@@ -84,14 +101,12 @@ pub fn record(
     tags_removed: usize,
     hook_vlan: Option<u16>,
     len: impl FnOnce() -> u64,
-    mismatch: u8,
+    picked: Picked,
 ) {
     if cfg.flags & IF_FLOWS == 0 {
         return;
     }
-    let Some(weight) = weight(cfg) else {
-        return;
-    };
+    let Picked { mismatch, weight } = picked;
     let netns = netns_ino();
     // Mismatched frames always have a whole Ethernet header.
     let Some(eth) = bytes_at::<12>(data, data_end, 0) else {

@@ -31,10 +31,10 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
     // SAFETY: the context the kernel passed in; the helper only reads it.
     let frame_len = |ctx: &XdpContext| unsafe { aya_ebpf::helpers::bpf_xdp_get_buff_len(ctx.ctx) };
-    if let Some((ifindex, mismatch)) = xdp_frame(&ctx, frame_len)
-        && let Some((ctl, now)) = evidence::admitted()
+    if let Some((ifindex, picked)) = xdp_frame(&ctx, frame_len)
+        && let Some((ctl, now)) = evidence::admitted(picked.weight)
     {
-        evidence::capture_xdp_frags(&ctx, ctl, now, ifindex, mismatch);
+        evidence::capture_xdp_frags(&ctx, ctl, now, ifindex, picked.mismatch);
     }
     xdp_action::XDP_PASS
 }
@@ -46,19 +46,23 @@ pub fn macdrop_xdp(ctx: XdpContext) -> u32 {
 /// packet pointers).
 #[xdp]
 pub fn macdrop_xdp_legacy(ctx: XdpContext) -> u32 {
-    if let Some((ifindex, mismatch)) = xdp_frame(&ctx, |ctx| (ctx.data_end() - ctx.data()) as u64)
-        && let Some((ctl, now)) = evidence::admitted()
+    if let Some((ifindex, picked)) = xdp_frame(&ctx, |ctx| (ctx.data_end() - ctx.data()) as u64)
+        && let Some((ctl, now)) = evidence::admitted(picked.weight)
     {
-        evidence::capture_xdp_legacy(&ctx, ctl, now, ifindex, mismatch);
+        evidence::capture_xdp_legacy(&ctx, ctl, now, ifindex, picked.mismatch);
     }
     xdp_action::XDP_PASS
 }
 
 /// Counts one frame at XDP, and records it per flow when mismatched.
 /// `frame_len`: the whole frame's length (asked only for those). Returns
-/// the interface and the mismatch bits of a mismatched frame.
+/// the interface and a mismatched frame the flood's sampler picks
+/// (`flows::sample`).
 #[inline(always)]
-fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) -> Option<(u32, u8)> {
+fn xdp_frame(
+    ctx: &XdpContext,
+    frame_len: impl FnOnce(&XdpContext) -> u64,
+) -> Option<(u32, flows::Picked)> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let (data, data_end) = (ctx.data(), ctx.data_end());
     let (_, mismatch, cfg) =
@@ -66,10 +70,11 @@ fn xdp_frame(ctx: &XdpContext, frame_len: impl FnOnce(&XdpContext) -> u64) -> Op
     if mismatch == 0 {
         return None;
     }
+    let picked = flows::sample(cfg, mismatch)?;
     // The length is a helper call on multi-buffer XDP: asked only when a
     // flow is recorded (`flows::record` calls it after its flag test).
-    flows::record(cfg, data, data_end, 0, None, || frame_len(ctx), mismatch);
-    Some((ifindex, mismatch))
+    flows::record(cfg, data, data_end, 0, None, || frame_len(ctx), picked);
+    Some((ifindex, picked))
 }
 
 #[cfg(not(test))]
@@ -137,16 +142,18 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
         classify::count_frame(&ctx, data, data_end, ifindex, hook_tag, classify::Hook::Tc)
     {
         tc::count_pkt_type(counters, pkt_type);
-        if mismatch != 0 {
+        if mismatch != 0
+            && let Some(picked) = flows::sample(cfg, mismatch)
+        {
             // The flow's VLAN is the outermost tag, as XDP sees it in the
             // data, and its length the frame's on the wire, that tag in.
             // SAFETY: context field reads, as above.
             let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + 4 * tags_removed as u64;
-            flows::record(cfg, data, data_end, tags_removed, vlan, || len, mismatch);
+            flows::record(cfg, data, data_end, tags_removed, vlan, || len, picked);
             // Evidence only with --pcap.
-            if let Some((ctl, now)) = evidence::admitted() {
+            if let Some((ctl, now)) = evidence::admitted(picked.weight) {
                 evidence::capture_tc(&ctx, ctl, now, ifindex, mismatch);
             }
         }

@@ -146,3 +146,34 @@ fn the_budget_closes_capture_in_every_xdp_program() {
         assert_eq!(cap.taken(), 2, "{program}");
     }
 }
+
+/// Under a flood whose flows are sampled 1 in 4, only the frames the
+/// sampler picks reach the rate bound and the capture: 42 frames leave the
+/// 10 records of the 10 full groups, and the frames those stand for count
+/// as kept out by the bound, so the counts add up to the 40 frames of
+/// those groups. Without sampling every frame is captured again. (Few
+/// frames: without `--pcap` the harness's ring holds a page.)
+#[test]
+fn under_flow_sampling_only_the_picked_frames_are_captured() {
+    use aya::maps::PerCpuArray;
+    use monitor_common::EvidenceCpu;
+    const MASK: u32 = 3;
+    let check = |h: &mut Harness, what: &str| {
+        let mut cap = Capture::take(h, 1_000);
+        let cpu: PerCpuArray<MapData, EvidenceCpu> =
+            PerCpuArray::try_from(h.ebpf.take_map(names::EVIDENCE_CPU).unwrap()).unwrap();
+        let limited = || -> u64 { cpu.get(&0, 0).unwrap().iter().map(|c| c.rate_limited).sum() };
+        let frame = mismatched_frame(60);
+        h.config.set_flow_sample(LO, MASK).unwrap();
+        let d = h.run_times(&frame, 42);
+        assert_eq!(d.host_ip_wrong_mac, 42, "{what}: the counters stay exact");
+        assert_eq!(cap.drain().len(), 10, "{what}: one record per group of 4");
+        assert_eq!(limited(), 30, "{what}: the rest of each group is counted");
+        h.config.set_flow_sample(LO, 0).unwrap();
+        h.run_times(&frame, 3);
+        assert_eq!(cap.drain().len(), 3, "{what}: every frame again");
+        assert_eq!(limited(), 30, "{what}");
+        assert_eq!(cap.taken(), 13, "{what}");
+    };
+    on_every_program(Scenario::Standalone, check);
+}

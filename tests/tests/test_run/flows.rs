@@ -140,13 +140,9 @@ fn flows_accumulate_exactly_as_the_model_predicts() {
         Scenario::HealthyPort,
         Scenario::Standalone,
     ] {
-        for program in [names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
-            let mut h = Harness::with_program(scenario, program);
-            mix_agrees(&mut h, &format!("{program}: {scenario:?}"));
-        }
-        let dev = TcDevice::new();
-        let mut h = Harness::tc(scenario, &dev);
-        dev.run(|| mix_agrees(&mut h, &format!("macdrop_tc: {scenario:?}")));
+        on_every_program(scenario, |h, program| {
+            mix_agrees(h, &format!("{program}: {scenario:?}"));
+        });
     }
 }
 
@@ -266,13 +262,7 @@ fn a_sampled_flood_counts_every_frame_and_records_one_in_n() {
             .unwrap();
         assert_eq!(f.frames, want + 5, "{what}: every frame again");
     };
-    for program in [names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
-        let mut h = Harness::with_program(Scenario::Standalone, program);
-        check(&mut h, program);
-    }
-    let dev = TcDevice::new();
-    let mut h = Harness::tc(Scenario::Standalone, &dev);
-    dev.run(|| check(&mut h, names::TC_PROGRAM));
+    on_every_program(Scenario::Standalone, check);
 }
 
 /// An interface that goes takes its flow sampling along: the next sync

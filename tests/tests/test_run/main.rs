@@ -117,6 +117,19 @@ impl TcDevice {
     }
 }
 
+/// Runs `check` on a fresh harness of each ingress program for `scenario`:
+/// both XDP programs, then tc on a device of its own; `check` gets the
+/// program's name for its messages.
+fn on_every_program(scenario: Scenario, check: impl Fn(&mut Harness, &str) + Sync) {
+    for program in [names::XDP_PROGRAM, names::XDP_PROGRAM_LEGACY] {
+        let mut h = Harness::with_program(scenario, program);
+        check(&mut h, program);
+    }
+    let dev = TcDevice::new();
+    let mut h = Harness::tc(scenario, &dev);
+    dev.run(|| check(&mut h, names::TC_PROGRAM));
+}
+
 /// macdrop's object loaded for the namespace the test runs in, and that
 /// namespace's inode.
 fn load_here() -> (Ebpf, u32) {
