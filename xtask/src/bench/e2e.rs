@@ -13,7 +13,7 @@
 use std::{
     net::{Ipv4Addr, SocketAddrV4},
     thread::sleep,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
@@ -358,8 +358,9 @@ pub fn run(s: &Settings) -> Result<Results> {
             result.baseline.push(before);
             for row in &mut result.rows {
                 let attached = attach(lab, row.kind, s)?;
+                let window_start = Instant::now() + warm_up(lab, s);
                 let measured = measure(lab, s, window);
-                let (hook, in_situ) = detach(attached)?;
+                let (hook, in_situ) = detach(attached, window_start)?;
                 for (program, ns, runs) in in_situ {
                     let at = match row.in_situ.iter().position(|p| p.program == program) {
                         Some(at) => at,
@@ -413,11 +414,7 @@ pub fn run(s: &Settings) -> Result<Results> {
 /// flood's steady state, as in any flood longer than a second.
 fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
     let flow = Flow::start(lab.pair.tx(), lab.pair.rx(), lab.dst, 0, 1)?;
-    sleep(match (s.quick, lab.flood) {
-        (true, _) => Duration::from_millis(100),
-        (false, false) => Duration::from_millis(300),
-        (false, true) => Duration::from_millis(1300),
-    });
+    sleep(warm_up(lab, s));
     let a = flow.sample();
     sleep(window);
     let b = flow.sample();
@@ -429,6 +426,15 @@ fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
         r.per_cpu_second = r.sent / r.cpu_share;
     }
     Ok(r)
+}
+
+/// How long `measure` lets the flow run before its window.
+fn warm_up(lab: &Lab, s: &Settings) -> Duration {
+    match (s.quick, lab.flood) {
+        (true, _) => Duration::from_millis(100),
+        (false, false) => Duration::from_millis(300),
+        (false, true) => Duration::from_millis(1300),
+    }
 }
 
 /// What is attached while a setup is measured.
@@ -516,10 +522,13 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
 type InSitu = Vec<(String, f64, u64)>;
 
 /// Stops what `attach` started; returns macdrop's hook and, in situ
-/// (`--self-stats`), the programs' average ns per run (macdrop's from its
-/// last report, the final one; the empty program's from what
-/// `attach-empty` prints when it stops).
-fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
+/// (`--self-stats`), the programs' average ns per run: macdrop's over its
+/// reports from the first one read after `window_start` to the final one
+/// (so a flood's figures are those of its steady state, the flow records
+/// sampled, not an average with the unsampled first second), or since the
+/// load when no report fell inside the window; the empty program's since
+/// the load, from what `attach-empty` prints when it stops.
+fn detach(a: Attached, window_start: Instant) -> Result<(Option<String>, InSitu)> {
     let mut in_situ = Vec::new();
     if let Some(mut p) = a.proc {
         let timeout = Duration::from_secs(30);
@@ -535,7 +544,7 @@ fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
             in_situ = p
                 .rest_of_stdout()
                 .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter_map(|l| serde_json::from_str::<Value>(&l.text).ok())
                 .filter_map(|v| {
                     let runs = v["runs"].as_u64().filter(|n| *n > 0)?;
                     let ns = v["run_time_ns"].as_u64()? as f64 / runs as f64;
@@ -544,17 +553,32 @@ fn detach(a: Attached) -> Result<(Option<String>, InSitu)> {
                 .collect();
         }
         if let Kind::MacdropInSitu = a.kind {
-            let last = p
+            let reports: Vec<(Instant, Value)> = p
                 .rest_of_stdout()
+                .into_iter()
+                .filter_map(|l| Some((l.at, serde_json::from_str::<Value>(&l.text).ok()?)))
+                .filter(|(_, v)| v["self_stats"].is_object())
+                .collect();
+            let first = reports
                 .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .rfind(|v| v["self_stats"].is_object());
-            if let Some(stats) = last.as_ref().and_then(|v| v["self_stats"].as_object()) {
+                .find(|(at, _)| *at >= window_start)
+                .map(|(_, v)| &v["self_stats"]);
+            if let Some((_, last)) = reports.last()
+                && let Some(stats) = last["self_stats"].as_object()
+            {
                 in_situ = stats
                     .iter()
                     .filter_map(|(prog, s)| {
-                        let runs = s["runs"].as_u64().filter(|n| *n > 0)?;
-                        Some((prog.clone(), s["avg_ns"].as_f64()?, runs))
+                        let (runs, ns) = (s["runs"].as_u64()?, s["avg_ns"].as_f64()?);
+                        let (runs0, ns0) = first
+                            .filter(|f| !std::ptr::eq(*f, &last["self_stats"]))
+                            .and_then(|f| {
+                                Some((f[prog]["runs"].as_u64()?, f[prog]["avg_ns"].as_f64()?))
+                            })
+                            .unwrap_or((0, 0.0));
+                        let n = runs.checked_sub(runs0).filter(|n| *n > 0)?;
+                        let avg = (runs as f64 * ns - runs0 as f64 * ns0) / n as f64;
+                        Some((prog.clone(), avg, n))
                     })
                     .collect();
             }
@@ -829,8 +853,11 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
     let mut md = "\n**Per cause, in situ.** Each of macdrop's programs as it ran in the rows \
                   `macdrop --attach auto --self-stats` above, by the kernel's run-time \
                   statistics (BPF_ENABLE_STATS, held by a file descriptor only while the row \
-                  runs): runs counted since the load and average ns per run, beside the empty tc program's in the row `empty tc \
-                  program --self-stats` of the same scenario. The statistics' own two clock \
+                  runs): runs and average ns per run from macdrop's first report inside the \
+                  measured window to its final one (a flood's steady state, its flow records \
+                  sampled; since the load if no report fell inside), beside the empty tc \
+                  program's (since its load) in the row `empty tc program --self-stats` of the \
+                  same scenario. The statistics' own two clock \
                   reads are in both, so the difference is the program's own cost per run. \
                   The hook's dispatch around a program is in neither (the end-to-end ratios \
                   hold it). `kfree_skb` runs once for every skb any namespace drops; under a \

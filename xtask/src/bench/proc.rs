@@ -122,10 +122,10 @@ impl Proc {
     /// The stdout lines not read yet, up to its end: call after the exit
     /// (the reader thread may still be passing on the last lines). Gives
     /// up after 5 s without a line, should a grandchild hold the pipe.
-    pub fn rest_of_stdout(&self) -> Vec<String> {
+    pub fn rest_of_stdout(&self) -> Vec<Line> {
         let mut out = Vec::new();
         while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(5)) {
-            out.push(line.text);
+            out.push(line);
         }
         out
     }
