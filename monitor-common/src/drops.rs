@@ -23,6 +23,8 @@ pub mod names {
 
     /// Per-CPU hash `DropKey -> u64`.
     pub const DROPS: &str = "MACDROP_DROPS";
+    /// Per-CPU array of `SlotDrops`, indexed by counter slot.
+    pub const SLOT_DROPS: &str = "MACDROP_SLOT_DROPS";
 
     /// Byte offset of `sk_buff.dev` (a `struct net_device *`).
     pub const GLOBAL_OFF_SKB_DEV: &str = "MACDROP_OFF_SKB_DEV";
@@ -64,10 +66,32 @@ impl DropKey {
     }
 }
 
+/// Reasons a counter slot holds in [`SlotDrops`].
+pub const DROP_WAYS: usize = 2;
+
+/// Value of `SLOT_DROPS`, per counter slot and CPU: the drops of the
+/// slot's interface under the first `DROP_WAYS` reasons this CPU saw for
+/// it (a way is free while its count is 0). A flood drops its frames
+/// under one or two reasons, so each costs an array slot the verifier
+/// inlines instead of a hash lookup; a drop under any further reason goes
+/// to `DROPS`. Userspace adds both up per (interface, reason) and zeroes a
+/// slot before giving it to another interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SlotDrops {
+    pub frames: [u64; DROP_WAYS],
+    /// The kernel's `enum skb_drop_reason` value of each way.
+    pub reason: [u32; DROP_WAYS],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: #[repr(C)], Copy, only u32 fields, no implicit padding.
     unsafe impl aya::Pod for super::DropKey {}
+    // SAFETY: #[repr(C)], Copy, u64 then u32 arrays, 24 bytes (asserted below), no implicit padding.
+    unsafe impl aya::Pod for super::SlotDrops {}
 }
+
+const _: () = assert!(core::mem::size_of::<SlotDrops>() == 8 * DROP_WAYS + 4 * DROP_WAYS);
 
 const _: () = assert!(core::mem::size_of::<DropKey>() == 16);

@@ -5,11 +5,14 @@
 //!
 //! `kfree_skb` fires for every dropped skb of every namespace on the host,
 //! so the path is short: a compare against `SKB_CONSUMED`, four kernel reads
-//! (skb->dev, dev->nd_net.net, net->ns.inum, dev->ifindex) with early exits,
-//! the watched-interface lookup (in the object's own namespace, where
-//! macdrop watches, the classifier's array indexed by ifindex, inlined by
-//! the verifier; elsewhere the hash), and only for watched interfaces one
-//! per-CPU counter update. Nothing is sent to userspace per drop.
+//! (skb->dev, dev->nd_net.net, net->ns.inum, dev->ifindex) with early exits
+//! (a drop in another namespace ends at the inode compare: each namespace
+//! macdrop watches has an object of its own), the watched-interface lookup
+//! (the classifier's, `classify::if_config`: an array indexed by ifindex,
+//! inlined by the verifier), and only for watched interfaces one per-CPU
+//! counter update: in the interface's slot of `SLOT_DROPS` (an array
+//! entry, inlined too) for its first two reasons, the `DROPS` hash for any
+//! further one. Nothing is sent to userspace per drop.
 //!
 //! There are no CO-RE relocations in Rust eBPF: every struct offset is a
 //! global that userspace fills from the running kernel's BTF at load time.
@@ -25,21 +28,27 @@
 //! a socket's receive queue.
 
 use aya_ebpf::{
-    bindings::BPF_NOEXIST, helpers::bpf_probe_read_kernel, macros::map, maps::PerCpuHashMap,
+    bindings::BPF_NOEXIST,
+    helpers::bpf_probe_read_kernel,
+    macros::map,
+    maps::{PerCpuArray, PerCpuHashMap},
 };
 use monitor_common::{
-    IfKey,
-    drops::{DropKey, MAX_DROP_KEYS, REASON_NONE},
+    MAX_INTERFACES,
+    drops::{DropKey, MAX_DROP_KEYS, REASON_NONE, SlotDrops},
 };
 
-use crate::{
-    classify::if_config,
-    maps::{IFACES, netns_ino},
-};
+use crate::{classify::if_config, maps::netns_ino};
 
-/// Drop counters, one copy per CPU: (netns, ifindex, reason) -> frames.
+/// Drop counters, one copy per CPU: (netns, ifindex, reason) -> frames,
+/// for reasons beyond an interface's `SLOT_DROPS` ways.
 #[map(name = "MACDROP_DROPS")]
 pub static DROPS: PerCpuHashMap<DropKey, u64> = PerCpuHashMap::with_max_entries(MAX_DROP_KEYS, 0);
+
+/// Drop counters of each watched interface's first reasons, per counter
+/// slot, one copy per CPU (`SlotDrops`).
+#[map(name = "MACDROP_SLOT_DROPS")]
+static SLOT_DROPS: PerCpuArray<SlotDrops> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
 // Set by userspace at load time (`EbpfLoader::override_global`) from BTF.
 // The defaults only matter to objects that never load the drop programs
@@ -121,17 +130,38 @@ pub fn count_drop<R: KernelRead>(skb: u64, reason: u32) {
     let Some(ifindex) = R::read::<u32>(dev, global(&MACDROP_OFF_DEV_IFINDEX)) else {
         return;
     };
-    // In the object's own namespace, where macdrop watches, the interface
-    // is found as the classifier finds it: in the array indexed by ifindex
-    // (which holds no namespace, hence the compare). Elsewhere, the hash.
-    let watched = if netns == netns_ino() {
-        if_config(netns, ifindex).is_some()
-    } else {
-        // SAFETY: a map lookup; only its presence is used.
-        unsafe { IFACES.get(IfKey { netns, ifindex }) }.is_some()
-    };
-    if !watched {
+    // Only the object's own namespace is watched through it; its
+    // interfaces are found as the classifier finds them.
+    if netns != netns_ino() {
         return;
+    }
+    let Some(cfg) = if_config(netns, ifindex) else {
+        return;
+    };
+    if let Some(slot) = SLOT_DROPS.get_ptr_mut(cfg.slot) {
+        // SAFETY: this CPU's copy of the slot; the kernel does not nest a
+        // tracing program on the CPU it already runs on.
+        let d = unsafe { &mut *slot };
+        // Written out for the two ways: no loop for the verifier.
+        const _: () = assert!(monitor_common::drops::DROP_WAYS == 2);
+        if d.frames[0] != 0 && d.reason[0] == reason {
+            d.frames[0] += 1;
+            return;
+        }
+        if d.frames[1] != 0 && d.reason[1] == reason {
+            d.frames[1] += 1;
+            return;
+        }
+        if d.frames[0] == 0 {
+            d.reason[0] = reason;
+            d.frames[0] = 1;
+            return;
+        }
+        if d.frames[1] == 0 {
+            d.reason[1] = reason;
+            d.frames[1] = 1;
+            return;
+        }
     }
     bump(DropKey::new(netns, ifindex, reason));
 }

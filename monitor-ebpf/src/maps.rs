@@ -12,8 +12,8 @@ use monitor_common::{
 
 /// Watched interfaces: (netns, ifindex) -> slot and how to judge `own`.
 /// Frames on interfaces missing here are not counted. Holds every watched
-/// interface; the classifier consults it only for those `IF_BY_INDEX`
-/// cannot hold (the drop counter always does).
+/// interface; the classifier and the drop counter (`classify::if_config`)
+/// consult it only for those `IF_BY_INDEX` cannot hold.
 #[map(name = "MACDROP_IFACES")]
 pub static IFACES: HashMap<IfKey, IfConfig> = HashMap::with_max_entries(MAX_INTERFACES, 0);
 

@@ -101,3 +101,27 @@ fn open_bound(ifname: &str) -> Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+/// Pins the calling thread to the first CPU it may use, so that the frames
+/// it sends through a veth are received on that CPU (per-CPU state in the
+/// kernel, e.g. the hand-over between a port's and the bridge's programs,
+/// or an interface's per-CPU drop reasons, then sees them all).
+pub fn pin_to_first_cpu() {
+    // SAFETY: plain syscalls on a zeroed cpu_set_t of the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &set))
+            .expect("a CPU");
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(first, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}

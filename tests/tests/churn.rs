@@ -14,7 +14,10 @@ use std::{
 use common::{SETTLE, time_of};
 use macdrop_tests::{
     frames::ipv4_udp,
-    lab::{BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, PEER_IFACE, links, peer_ipv4, peer_mac},
+    lab::{
+        BRIDGE, BRIDGE_IPV4, BRIDGE_MAC, BridgeLab, FOREIGN_IPV4, FOREIGN_MAC, PEER_IFACE, links,
+        peer_ipv4, peer_mac, port_name,
+    },
     macdrop::Macdrop,
     netns::NetNs,
     sender::RawSender,
@@ -130,5 +133,48 @@ fn two_hundred_ports_come_and_go_while_traffic_flows() {
         rss_after <= rss_before + 8 * 1024,
         "RSS grew from {rss_before} KiB to {rss_after} KiB"
     );
+    macdrop.stop().unwrap();
+}
+
+/// A gone port keeps its confirmed drops, and the port that takes its
+/// counter slot (the kernel counts an interface's first drop reasons per
+/// slot) starts from zero: 10 foreign frames into a one-port bridge are
+/// freed on p1 (flooded to no port), p1 goes, p2 comes, 5 more are freed
+/// on p2.
+#[test]
+fn a_gone_ports_drops_stay_and_its_slot_starts_from_zero() {
+    let mut lab = BridgeLab::new(1).unwrap();
+    let mut macdrop = Macdrop::spawn(lab.host(), &["--bridge", BRIDGE]).unwrap();
+    let foreign = |lab: &BridgeLab, i: usize, n: usize| {
+        let frame = ipv4_udp(FOREIGN_MAC, peer_mac(i), peer_ipv4(i), FOREIGN_IPV4);
+        RawSender::new(lab.peer(i), PEER_IFACE)
+            .unwrap()
+            .send(&frame, n)
+            .unwrap();
+    };
+    let drops = |r: &macdrop_tests::macdrop::Report, name: &str| {
+        r.interface(name)
+            .and_then(|i| i.kernel_drops.as_ref())
+            .map(|d| d.values().sum::<u64>())
+    };
+    macdrop.wait_for(|_| true, SETTLE).unwrap();
+    foreign(&lab, 1, 10);
+    let report = macdrop.settle(|r| drops(r, "p1") == Some(10), SETTLE);
+    assert_eq!(drops(&report, "p1"), Some(10), "{report:?}");
+
+    lab.remove_port(1).unwrap();
+    macdrop
+        .wait_for_event(|e| e.kind == "gone" && e.interface == "p1", SETTLE)
+        .unwrap();
+    let i = lab.add_port("mdp-churn").unwrap();
+    assert_eq!(port_name(i), "p2");
+    macdrop
+        .wait_for_event(|e| e.kind == "attached" && e.interface == "p2", SETTLE)
+        .unwrap();
+    foreign(&lab, i, 5);
+    let report = macdrop.settle(|r| drops(r, "p2") == Some(5), SETTLE);
+    assert_eq!(drops(&report, "p2"), Some(5), "{report:?}");
+    assert_eq!(drops(&report, "p1"), Some(10), "{report:?}");
+    assert!(report.interface("p1").unwrap().gone, "{report:?}");
     macdrop.stop().unwrap();
 }

@@ -7,7 +7,13 @@
 
 use std::{
     io,
-    os::fd::{AsRawFd as _, BorrowedFd},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
+};
+
+use anyhow::Context as _;
+use aya::{
+    Ebpf, Pod,
+    maps::{IterableMap as _, MapData, PerCpuArray, PerCpuValues},
 };
 
 /// The kernel's ENOTSUPP (524), which libc does not name.
@@ -146,4 +152,86 @@ pub fn lookup_per_cpu<T: Copy>(
         )));
     }
     Ok(())
+}
+
+/// Per-CPU copies read per batch call by [`SlotArray::read_each`]: a
+/// bounded scratch buffer whatever the number of slots, a few calls per
+/// report.
+const BATCH_COPIES: usize = 256;
+
+/// A per-CPU array indexed by counter slot (one entry per watched
+/// interface), read whole in batch calls, entry by entry on kernels
+/// without them.
+pub struct SlotArray<T: Pod + Default> {
+    map: PerCpuArray<MapData, T>,
+    /// Possible CPUs: the copies of each slot.
+    cpus: usize,
+    support: Support,
+}
+
+impl<T: Pod + Default> SlotArray<T> {
+    /// Takes the array `name` out of the object.
+    pub fn take(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<Self> {
+        let map = ebpf
+            .take_map(name)
+            .with_context(|| format!("map {name} missing from the eBPF object"))?;
+        Ok(Self {
+            map: PerCpuArray::try_from(map)
+                .with_context(|| format!("map {name} has the wrong type"))?,
+            cpus: possible_cpus()?,
+            support: Support::default(),
+        })
+    }
+
+    /// Reads entry by entry from now on, as on kernels without batch
+    /// lookups on arrays (before 5.6): a switch for tests, so that path
+    /// is checked against the batch one on a kernel that has both.
+    pub fn without_batch(&mut self) {
+        self.support.off();
+    }
+
+    /// Every CPU's copy of `slot`.
+    pub fn read(&self, slot: u32) -> anyhow::Result<PerCpuValues<T>> {
+        self.map
+            .get(&slot, 0)
+            .with_context(|| format!("cannot read slot {slot} of a per-interface map"))
+    }
+
+    /// Calls `each` with every slot below `end` and its CPUs' copies, in
+    /// slot order.
+    pub fn read_each(&mut self, end: u32, mut each: impl FnMut(u32, &[T])) -> anyhow::Result<()> {
+        let chunk = (BATCH_COPIES / self.cpus).max(1) as u32;
+        let mut copies = Vec::new();
+        let mut first = 0;
+        while first < end {
+            let n = chunk.min(end - first);
+            copies.resize(n as usize * self.cpus, T::default());
+            let fd = self.map.map().fd().as_fd();
+            let read = self
+                .support
+                .read(|| lookup_per_cpu(fd, first, n, &mut copies))
+                .context("cannot read a per-interface map")?;
+            if !read {
+                break;
+            }
+            for (i, per_cpu) in copies.chunks(self.cpus).enumerate() {
+                each(first + i as u32, per_cpu);
+            }
+            first += n;
+        }
+        // Without batch lookups: the rest slot by slot.
+        for slot in first..end {
+            each(slot, &self.read(slot)?);
+        }
+        Ok(())
+    }
+
+    /// Zeroes a slot before it is given to a new interface.
+    pub fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
+        let zeros = PerCpuValues::try_from(vec![T::default(); self.cpus])
+            .context("building zeroed per-CPU values")?;
+        self.map
+            .set(slot, zeros, 0)
+            .with_context(|| format!("cannot clear slot {slot} of a per-interface map"))
+    }
 }

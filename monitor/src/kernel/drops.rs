@@ -12,9 +12,14 @@
 //!
 //! Order of use: [`DropLayer::prepare`], load the object with
 //! [`DropLayer::globals`] (`loader::load`), fill the interface map, then
-//! [`DropLayer::attach`], [`DropLayer::take_map`] and, every interval,
+//! [`DropLayer::attach`], [`DropMaps::take`] and, every interval,
 //! [`DropLayer::read`]. The programs stay attached until the `Ebpf` is
 //! dropped.
+//!
+//! Each object counts the drops of its own namespace only (every
+//! namespace macdrop watches has an object of its own): an interface's
+//! first two reasons in its counter slot (`SlotDrops`), any further one in
+//! a hash keyed by (namespace, ifindex, reason).
 
 use std::{collections::BTreeMap, fmt, path::Path};
 
@@ -25,9 +30,12 @@ use aya::{
     programs::{BtfTracePoint, RawTracePoint},
 };
 use btf_rs::{Backend, Btf, BtfType, Member, Struct, Type};
-use monitor_common::drops::{DropKey, REASON_NONE, names};
+use monitor_common::drops::{DropKey, REASON_NONE, SlotDrops, names};
 
-use super::drop_subsys::{Subsystems, enum_members};
+use super::{
+    batch::SlotArray,
+    drop_subsys::{Subsystems, enum_members},
+};
 
 /// Reason names (without the `SKB_DROP_REASON_` prefix) of the drops that
 /// mean "the destination MAC was not one this host accepts here".
@@ -44,6 +52,64 @@ const NOT_REASONS: [&str; 2] = ["SKB_DROP_REASON_MAX", "SKB_DROP_REASON_SUBSYS_M
 
 /// The userspace view of `MACDROP_DROPS`.
 pub type DropMap = PerCpuHashMap<MapData, DropKey, u64>;
+
+/// The drop program's counters, taken out of the object.
+pub struct DropMaps {
+    /// Per counter slot: the interface's first reasons.
+    pub slots: SlotArray<SlotDrops>,
+    /// Every further (interface, reason).
+    pub hash: DropMap,
+}
+
+impl DropMaps {
+    pub fn take(ebpf: &mut Ebpf) -> anyhow::Result<Self> {
+        let map = ebpf
+            .take_map(names::DROPS)
+            .with_context(|| format!("map {} missing from the eBPF object", names::DROPS))?;
+        Ok(Self {
+            slots: SlotArray::take(ebpf, names::SLOT_DROPS)?,
+            hash: DropMap::try_from(map).context("drop map has the wrong type")?,
+        })
+    }
+
+    /// Zeroes a counter slot's drops before it is given to another
+    /// interface.
+    pub fn clear(&mut self, slot: u32) -> anyhow::Result<()> {
+        self.slots.clear(slot)
+    }
+
+    /// Removes the hash's counts of every interface `keep` rejects (by
+    /// ifindex: each namespace has a map of its own). A gone interface's
+    /// entries go once its final counts are read, so the map stays
+    /// bounded whatever comes and goes, and a new interface that reuses an
+    /// ifindex starts from zero (its slot is cleared when it is given).
+    pub fn forget(&mut self, keep: impl Fn(u32) -> bool) -> anyhow::Result<()> {
+        let stale: Vec<DropKey> = self
+            .hash
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !keep(k.ifindex))
+            .collect();
+        for key in stale {
+            match self.hash.remove(&key) {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(e) => return Err(e).context("cannot remove a drop counter"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which interface holds each counter slot below `end`, for
+/// [`DropLayer::read`].
+pub struct SlotOwners<'a> {
+    /// The namespace the object watches (its inode).
+    pub netns: u32,
+    /// One past the highest slot in use.
+    pub end: u32,
+    /// The ifindex of the interface in a slot, None if the slot is free.
+    pub ifindex: &'a dyn Fn(u32) -> Option<u32>,
+}
 /// Drop counts per (netns inode, ifindex), then per reason name.
 pub type DropCounts = BTreeMap<(u32, u32), BTreeMap<String, u64>>;
 
@@ -245,47 +311,36 @@ impl DropLayer {
         result.map_err(|e| one_line(e.as_ref()))
     }
 
-    /// Takes the drop counter map out of the object.
-    pub fn take_map(ebpf: &mut Ebpf) -> anyhow::Result<DropMap> {
-        let map = ebpf
-            .take_map(names::DROPS)
-            .with_context(|| format!("map {} missing from the eBPF object", names::DROPS))?;
-        DropMap::try_from(map).context("drop map has the wrong type")
-    }
-
     /// Cumulative drops per (netns, ifindex) and reason name, summed over
-    /// CPUs. Only watched interfaces that dropped something appear.
-    pub fn read(&self, map: &DropMap) -> anyhow::Result<DropCounts> {
+    /// CPUs and over both maps. Only watched interfaces that dropped
+    /// something appear.
+    pub fn read(&self, maps: &mut DropMaps, owners: &SlotOwners<'_>) -> anyhow::Result<DropCounts> {
         let mut out = DropCounts::new();
-        for entry in map.iter() {
+        let mut add = |netns: u32, ifindex: u32, reason: u32, n: u64| {
+            if n > 0 {
+                *out.entry((netns, ifindex))
+                    .or_default()
+                    .entry(self.reason_name(reason))
+                    .or_default() += n;
+            }
+        };
+        maps.slots
+            .read_each(owners.end, |slot, per_cpu| {
+                let Some(ifindex) = (owners.ifindex)(slot) else {
+                    return;
+                };
+                for d in per_cpu {
+                    for (n, reason) in d.frames.iter().zip(d.reason) {
+                        add(owners.netns, ifindex, reason, *n);
+                    }
+                }
+            })
+            .context("cannot read the drop counters")?;
+        for entry in maps.hash.iter() {
             let (key, per_cpu) = entry.context("cannot read the drop map")?;
-            let sum: u64 = per_cpu.iter().sum();
-            *out.entry((key.netns, key.ifindex))
-                .or_default()
-                .entry(self.reason_name(key.reason))
-                .or_default() += sum;
+            add(key.netns, key.ifindex, key.reason, per_cpu.iter().sum());
         }
         Ok(out)
-    }
-
-    /// Removes the counts of every interface `keep` rejects (by ifindex:
-    /// each namespace has a map of its own). A gone interface's entries go
-    /// once its final counts are read, so the map stays bounded whatever
-    /// comes and goes, and a new interface that reuses an ifindex starts
-    /// from zero.
-    pub fn forget(map: &mut DropMap, keep: impl Fn(u32) -> bool) -> anyhow::Result<()> {
-        let stale: Vec<DropKey> = map
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !keep(k.ifindex))
-            .collect();
-        for key in stale {
-            match map.remove(&key) {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(e) => return Err(e).context("cannot remove a drop counter"),
-            }
-        }
-        Ok(())
     }
 }
 

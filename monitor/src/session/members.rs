@@ -68,6 +68,9 @@ impl Session {
             };
             self.counters.clear(slot)?;
             self.flows.clear(slot)?;
+            if let Ok(d) = &mut self.drops {
+                d.maps.clear(slot)?;
+            }
             let mut model = Interface::new(
                 w.name.clone(),
                 w.ifindex,
@@ -276,9 +279,10 @@ impl Session {
             self.members[i].model.egress = Some(egress);
         }
         self.egress.forget(ifindex);
-        // Its final drop counts, before `follow` removes them from the map.
-        if let Ok(d) = &self.drops
-            && let Ok(all) = d.layer.read(&d.map)
+        // Its final drop counts, before `follow` removes them from the map
+        // and its slot goes to another interface.
+        if let Ok(d) = &mut self.drops
+            && let Ok(all) = d.read(self.ns.inode, &self.members, Some((slot, ifindex)))
         {
             let key = (self.ns.inode, ifindex);
             self.members[i].model.drops = Some(all.get(&key).cloned().unwrap_or_default());
@@ -318,7 +322,7 @@ impl Session {
     /// (a failure is a note: the counts stay, nothing else is wrong).
     fn forget_drops(&mut self, keep: impl Fn(u32) -> bool) {
         if let Ok(d) = &mut self.drops
-            && let Err(e) = DropLayer::forget(&mut d.map, keep)
+            && let Err(e) = d.maps.forget(keep)
         {
             self.notes.push(format!("{e:#}"));
         }

@@ -34,7 +34,7 @@ use crate::{
         config,
         config::ConfigMaps,
         counters::CounterReader,
-        drops::{DropHook, DropLayer, DropMap},
+        drops::{DropCounts, DropHook, DropLayer, DropMaps, SlotOwners},
         egress::EgressCounter,
         evidence::{Counts, EvidenceRing},
         flows::{self, FlowReader},
@@ -63,8 +63,38 @@ struct Member {
 /// The attached kfree_skb counter.
 struct Drops {
     layer: DropLayer,
-    map: DropMap,
+    maps: DropMaps,
     hook: DropHook,
+}
+
+impl Drops {
+    /// Every interface's drops; `extra`: a slot just taken from a member
+    /// that is being retired, still to be read under its ifindex.
+    fn read(
+        &mut self,
+        netns: u32,
+        members: &[Member],
+        extra: Option<(u32, u32)>,
+    ) -> anyhow::Result<DropCounts> {
+        let mut owner: Vec<Option<u32>> = Vec::new();
+        for (slot, ifindex) in members
+            .iter()
+            .filter_map(|m| Some((m.slot?, m.watched.ifindex)))
+            .chain(extra)
+        {
+            let slot = slot as usize;
+            if owner.len() <= slot {
+                owner.resize(slot + 1, None);
+            }
+            owner[slot] = Some(ifindex);
+        }
+        let owners = SlotOwners {
+            netns,
+            end: owner.len() as u32,
+            ifindex: &|slot| owner.get(slot as usize).copied().flatten(),
+        };
+        self.layer.read(&mut self.maps, &owners)
+    }
 }
 
 pub struct Session {
@@ -204,8 +234,8 @@ impl Session {
         }
         session.drops = layer.and_then(|layer| {
             let hook = layer.attach(&mut session.ebpf, batch.kernel_btf())?;
-            let map = DropLayer::take_map(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
-            Ok(Drops { layer, map, hook })
+            let maps = DropMaps::take(&mut session.ebpf).map_err(|e| format!("{e:#}"))?;
+            Ok(Drops { layer, maps, hook })
         });
         session.started = true;
         Ok(session)
@@ -294,8 +324,8 @@ impl Session {
             self.notes.extend(log.drain());
         }
         let now = Instant::now();
-        let drops = match &self.drops {
-            Ok(d) => Some(d.layer.read(&d.map)?),
+        let drops = match &mut self.drops {
+            Ok(d) => Some(d.read(self.ns.inode, &self.members, None)?),
             Err(_) => None,
         };
         // One walk of the flow map for every interface.

@@ -35,7 +35,7 @@ use macdrop::{
     netlink::{Link, NetState, VlanDevice, VlanMembership},
     topology,
 };
-use macdrop_tests::{netns::NetNs, test_run::Device};
+use macdrop_tests::{netns::NetNs, sender::pin_to_first_cpu, test_run::Device};
 use monitor_common::{
     FrameCounters, MAX_VLAN_TAGS, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_VALID, mac_word, names,
 };
@@ -904,28 +904,6 @@ fn a_frame_without_configuration_is_logged_once_a_second() {
     // A configured interface logs nothing.
     dev.run(|| assert_eq!(h.run(&frame).own, 1));
     assert!(log.drain().is_empty());
-}
-
-/// Pins the calling thread to the first CPU it may use: the hand-over
-/// between a port's and the bridge's programs is per CPU.
-fn pin_to_first_cpu() {
-    // SAFETY: plain syscalls on a zeroed cpu_set_t of the calling thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        assert_eq!(
-            libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set),
-            0
-        );
-        let first = (0..libc::CPU_SETSIZE as usize)
-            .find(|&c| libc::CPU_ISSET(c, &set))
-            .expect("a CPU");
-        libc::CPU_ZERO(&mut set);
-        libc::CPU_SET(first, &mut set);
-        assert_eq!(
-            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
-            0
-        );
-    }
 }
 
 /// Every corpus frame cut at every length: the kernel must agree with the
