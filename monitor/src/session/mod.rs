@@ -166,6 +166,12 @@ impl Session {
         capture: Option<u64>,
         batch: &mut loader::Batch<'_>,
     ) -> anyhow::Result<Self> {
+        // The previous session's load left dirty free heap behind; the two
+        // netlink connections' long-lived buffers (netlink-proto's 64 KiB
+        // reader and 8 KiB writer each, of which a datagram touches a page
+        // or two) would be carved from it and stay resident whole. Trimmed
+        // first, their untouched pages are never faulted in (`heap`).
+        crate::heap::trim();
         let (netlink, notifications) = {
             let _inside = ns.enter()?;
             (Netlink::connect()?, Notifications::subscribe()?)
