@@ -156,6 +156,10 @@ impl Attacher {
                  BPF and tc classifier support (Linux >= 5.10)"
             ))
         })?;
+        // Loaded, nothing attached yet: aya's copies of the two programs
+        // are no longer needed (`loader::shed`).
+        super::loader::shed(ebpf, xdp_program);
+        super::loader::shed(ebpf, names::TC_PROGRAM);
         Ok(Self {
             mode,
             xdp_program,

@@ -156,7 +156,10 @@ impl EgressCounter {
             prog.load()
                 .with_context(|| format!("the kernel rejected {}", names::PROGRAM))?;
             self.loaded = true;
+            // Before its first attach (`loader::shed`).
+            super::loader::shed(ebpf, names::PROGRAM);
         }
+        let prog = program(ebpf)?;
         let prog_id = prog
             .info()
             .with_context(|| format!("{} is not loaded", names::PROGRAM))?

@@ -227,6 +227,45 @@ fn finish<'a>(
     Ok(ebpf)
 }
 
+/// Frees aya's copy of a loaded program (its instructions, function and
+/// line info, ~10-25 KB a program, kept in the `Ebpf` for its lifetime
+/// though only a reload would read it): the program becomes a handle built
+/// from the kernel's `bpf_prog_info`, as for a program loaded elsewhere,
+/// holding its own fd on the same kernel program. Before any attach only:
+/// the old handle's links would go with it. Programs of other types are
+/// left as they are.
+///
+/// Best effort: the new fd comes from BPF_PROG_GET_FD_BY_ID, which needs
+/// CAP_SYS_ADMIN (CAP_BPF is not enough, and the capability is dropped
+/// after the attach unless macdrop enters other namespaces). Without it,
+/// or on any other error, the program keeps its copy and works as before.
+pub fn shed(ebpf: &mut Ebpf, name: &'static str) {
+    use aya::programs::{Program, ProgramError, SchedClassifier, Xdp};
+    use aya_obj::programs::XdpAttachType;
+
+    let Some(prog) = ebpf.program_mut(name) else {
+        return;
+    };
+    let bare = (|| -> Result<Option<Program>, ProgramError> {
+        let info = prog.info()?;
+        Ok(match prog {
+            Program::SchedClassifier(_) => Some(Program::SchedClassifier(
+                SchedClassifier::from_program_info(info, name.into())?,
+            )),
+            // macdrop attaches its XDP programs to interfaces only.
+            Program::Xdp(_) => Some(Program::Xdp(Xdp::from_program_info(
+                info,
+                name.into(),
+                XdpAttachType::Interface,
+            )?)),
+            _ => None,
+        })
+    })();
+    if let Ok(Some(bare)) = bare {
+        *prog = bare;
+    }
+}
+
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; lift it so map
 /// creation does not fail there. Harmless on newer kernels.
 fn raise_memlock_limit() {
