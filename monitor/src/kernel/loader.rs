@@ -6,7 +6,7 @@
 //! parses per namespace (~16 MB of heap and most of a session's start-up
 //! time each).
 
-use std::cell::OnceCell;
+use std::{cell::OnceCell, rc::Rc};
 
 use aya::{Ebpf, EbpfLoader};
 use monitor_common::{IFINDEX_DIRECT, names};
@@ -85,7 +85,9 @@ pub struct Values {
 
 /// The drop layer, or why it is unavailable, and the globals it sets.
 struct Drops {
-    layer: Result<DropLayer, String>,
+    /// Shared by every session of the batch: the reason names it holds
+    /// (two maps of ~100 strings) were a copy per namespace.
+    layer: Result<Rc<DropLayer>, String>,
     globals: Vec<(&'static str, u32)>,
 }
 
@@ -102,7 +104,7 @@ impl Values {
         self.drops.get_or_init(|| {
             // BTF tells the drop program where to find skb->dev and
             // friends; a kernel without it still gets the frame classes.
-            let layer = DropLayer::prepare();
+            let layer = DropLayer::prepare().map(Rc::new);
             let globals = layer
                 .as_ref()
                 .map(|l| l.globals().to_vec())
@@ -131,7 +133,7 @@ impl<'v> Batch<'v> {
     }
 
     /// The drop layer (prepared once per batch), or why it is unavailable.
-    pub fn drop_layer(&self) -> Result<DropLayer, String> {
+    pub fn drop_layer(&self) -> Result<Rc<DropLayer>, String> {
         self.values.drops().layer.clone()
     }
 

@@ -62,7 +62,8 @@ struct Member {
 
 /// The attached kfree_skb counter.
 struct Drops {
-    layer: DropLayer,
+    /// Shared by the sessions started together (`loader::Batch`).
+    layer: std::rc::Rc<DropLayer>,
     maps: DropMaps,
     hook: DropHook,
 }
