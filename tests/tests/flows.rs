@@ -203,9 +203,10 @@ fn every_flow_by_default_and_none_with_top_flows_0() {
 /// a second) into port 1: the next report sets the port's flow sampling
 /// above 1; the frames sent after that are counted exactly by class and
 /// recorded one in N per CPU, so the flow is `sampled`, not `exact`, and
-/// its count an estimate that the sampler can only round down, by less
-/// than N per CPU and sampling step; once the flood stops the sampling
-/// falls back to 1.
+/// its count an estimate, off by less than N per CPU and change of the
+/// sampling (an unfinished group rounds down; a group the sampling rose
+/// in the middle of is counted at the new N, one more way); once the
+/// flood stops the sampling falls back to 1.
 #[test]
 fn a_flood_is_sampled_and_says_so() {
     const BURST: usize = 60_000;
@@ -252,12 +253,13 @@ fn a_flood_is_sampled_and_says_so() {
         "an estimate says so: {flow}"
     );
     // Each CPU's sampler records the last frame of every N it counts; the
-    // sampling may have risen once more during the second burst.
+    // sampling may have changed once more during the second burst (up to
+    // 4 N), and each change can be off by up to the larger N either way.
     let cpus = std::thread::available_parallelism().unwrap().get() as u64;
     let frames = flow["frames"].as_u64().unwrap();
     let slack = 2 * 4 * n * cpus;
     assert!(
-        frames <= sent && frames + slack >= sent,
+        frames.abs_diff(sent) <= slack,
         "{frames} estimated for {sent} sent at 1 in {n}: {json:#}"
     );
     assert_eq!(flow["bytes"].as_u64(), Some(frames * frame.len() as u64));
