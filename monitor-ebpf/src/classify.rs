@@ -42,8 +42,8 @@ use monitor_common::{
     AddrKey, AddrSlot, BROADCAST_WORD, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED,
     IF_HANDOFF, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey,
     MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE,
-    VERDICT_VALID, VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mac_of_word, mac_word,
-    mismatch_bits, vlan_path, vlan_tag_code,
+    VERDICT_VALID, VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mac_of_word, mismatch_bits,
+    vlan_path, vlan_tag_code,
 };
 
 use crate::maps::{
@@ -58,6 +58,8 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const VLAN_HLEN: usize = 4;
+/// Where an untagged frame's EtherType is.
+const ETHERTYPE_OFF: usize = 12;
 /// The MAC's bits of a `PASSUP` word (`mac_word`).
 const MAC_BITS: u64 = 0xffff_ffff_ffff;
 
@@ -74,6 +76,25 @@ pub fn bytes_at<const LEN: usize>(
         return None;
     }
     Some(start as *const [u8; LEN])
+}
+
+/// The `mac_word` of the 6 bytes at `p`, read as one u32 and one u16
+/// (the object is built with misaligned loads allowed: `build.rs`), not
+/// as six byte loads and their shifts.
+///
+/// # Safety
+/// `p` points to 6 readable bytes (checked against `data_end`).
+#[inline(always)]
+pub unsafe fn mac_word_at(p: *const u8) -> u64 {
+    // SAFETY: 6 readable bytes at `p`, per the caller.
+    let (lo, hi) = unsafe {
+        (
+            core::ptr::read_unaligned(p.cast::<u32>()),
+            core::ptr::read_unaligned(p.add(4).cast::<u16>()),
+        )
+    };
+    // `mac_word` is little-endian: byte 0 in the low bits.
+    u64::from(u32::from_le(lo)) | u64::from(u16::from_le(hi)) << 32
 }
 
 #[inline(always)]
@@ -199,7 +220,7 @@ fn classify_into(
         return 0;
     };
     // SAFETY: `eth` is ETH_HLEN bytes inside the frame (checked by `bytes_at`), of which these are the first 6.
-    let dst = mac_word(unsafe { &*(eth as *const [u8; 6]) });
+    let dst = unsafe { mac_word_at(eth.cast()) };
 
     // The group bit: the first bit on the wire.
     if dst & 1 != 0 {
@@ -267,14 +288,14 @@ fn unicast_verdict(
 ) -> u64 {
     // The caller took untagged frames to the fast MAC; a frame with only a
     // priority tag is untagged to the kernel, and so may be to it too.
-    let vlans = if untagged {
-        VLANS_UNTAGGED
+    let (vlans, proto_off) = if untagged {
+        (VLANS_UNTAGGED, ETHERTYPE_OFF)
     } else {
-        let vlans = frame_vlan_path(data, data_end, hook_tag);
+        let (vlans, proto_off) = frame_vlan_path(data, data_end, hook_tag);
         if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
             return VERDICT_OWN;
         }
-        vlans
+        (vlans, proto_off)
     };
     let known = known_mac(netns, cfg, vlans, dst);
     if known == Some(MAC_LOCAL) {
@@ -284,36 +305,38 @@ fn unicast_verdict(
     if known == Some(MAC_PREVIOUS) {
         verdict |= VERDICT_STALE;
     }
-    let tags_removed = usize::from(hook_tag != 0);
-    if dst_ip_is_local(netns, cfg, data, data_end, tags_removed) {
+    if dst_ip_is_local(netns, cfg, data, data_end, proto_off) {
         verdict |= VERDICT_HOST_IP;
     }
     verdict
 }
 
 /// The `vlan_path` of the frame's tags: the one the hook took out
-/// (`hook_tag`, 0 if none), then those still in the data, outer first. A
-/// tag counts when its TPID and TCI are inside the frame. Straight-line
-/// code, one read per tag: a loop here multiplied the states the verifier
-/// explores in the programs' later paths several times over.
+/// (`hook_tag`, 0 if none), then those still in the data, outer first; and
+/// the offset of the EtherType after the tags read (as `dst_addr` walks
+/// them: at most `MAX_VLAN_TAGS` in all), so the network header is found
+/// without walking them again. A tag counts when its TPID and TCI are
+/// inside the frame. Straight-line code, one read per tag: a loop here
+/// multiplied the states the verifier explores in the programs' later
+/// paths several times over.
 #[inline(always)]
-fn frame_vlan_path(data: usize, data_end: usize, hook_tag: u32) -> u32 {
+fn frame_vlan_path(data: usize, data_end: usize, hook_tag: u32) -> (u32, usize) {
     let (t0, off) = if hook_tag != 0 {
-        (hook_tag, 12)
+        (hook_tag, ETHERTYPE_OFF)
     } else {
-        match tag_at(data, data_end, 12) {
-            Some(code) => (code, 16),
-            None => return VLANS_UNTAGGED,
+        match tag_at(data, data_end, ETHERTYPE_OFF) {
+            Some(code) => (code, ETHERTYPE_OFF + VLAN_HLEN),
+            None => return (VLANS_UNTAGGED, ETHERTYPE_OFF),
         }
     };
     let Some(t1) = tag_at(data, data_end, off) else {
-        return vlan_path(&[t0, 0, 0], 1);
+        return (vlan_path(&[t0, 0, 0], 1), off);
     };
     let Some(t2) = tag_at(data, data_end, off + VLAN_HLEN) else {
-        return vlan_path(&[t0, t1, 0], 2);
+        return (vlan_path(&[t0, t1, 0], 2), off + VLAN_HLEN);
     };
     let more = usize::from(tag_at(data, data_end, off + 2 * VLAN_HLEN).is_some());
-    vlan_path(&[t0, t1, t2], 3 + more)
+    (vlan_path(&[t0, t1, t2], 3 + more), off + 2 * VLAN_HLEN)
 }
 
 /// The `vlan_tag_code` of the tag at `off`, if one is there whole.
@@ -409,7 +432,7 @@ pub enum DstAddr {
 /// the flow record, so both read the same address.
 #[inline(always)]
 pub fn dst_addr(data: usize, data_end: usize, tags_removed: usize) -> Option<DstAddr> {
-    let mut off = 12;
+    let mut off = ETHERTYPE_OFF;
     let mut proto = be16_at(data, data_end, off)?;
     let mut tags = tags_removed;
     while tags < MAX_VLAN_TAGS && (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
@@ -417,7 +440,14 @@ pub fn dst_addr(data: usize, data_end: usize, tags_removed: usize) -> Option<Dst
         proto = be16_at(data, data_end, off)?;
         tags += 1;
     }
-    let l3 = off + 2;
+    dst_addr_at(data, data_end, off)
+}
+
+/// `dst_addr` of a frame whose EtherType (after its tags) is at `proto_off`.
+#[inline(always)]
+fn dst_addr_at(data: usize, data_end: usize, proto_off: usize) -> Option<DstAddr> {
+    let proto = be16_at(data, data_end, proto_off)?;
+    let l3 = proto_off + 2;
     match proto {
         // Destination address at byte 16 of the IPv4 header.
         ETH_P_IP => Some(DstAddr::V4(bytes_at::<4>(data, data_end, l3 + 16)?)),
@@ -447,17 +477,18 @@ pub fn vlan_in_data(data: usize, data_end: usize) -> Option<u16> {
 }
 
 /// Is the frame's destination IPv4/IPv6 address (or ARP target address) an
-/// address of this namespace?
+/// address of this namespace? `proto_off`: where its EtherType is, after
+/// its tags (`frame_vlan_path`).
 #[inline(always)]
 fn dst_ip_is_local(
     netns: u32,
     cfg: &IfConfig,
     data: usize,
     data_end: usize,
-    tags_removed: usize,
+    proto_off: usize,
 ) -> bool {
     let filtered = cfg.flags & IF_FILTERED != 0;
-    let key = match dst_addr(data, data_end, tags_removed) {
+    let key = match dst_addr_at(data, data_end, proto_off) {
         Some(DstAddr::V4(a)) => {
             // SAFETY: inside the frame, checked by `dst_addr`.
             let a = unsafe { *a };
