@@ -129,9 +129,10 @@ pub fn count_frame<C: EbpfContext>(
     hook_tag: u32,
     hook: Hook,
 ) -> Option<(&'static mut FrameCounters, u8, &'static IfConfig)> {
-    let netns = netns_ino();
-    let Some(cfg) = if_config(netns, ifindex) else {
-        crate::klog::unconfigured(ctx, netns, ifindex);
+    // The namespace is read where a key needs it (`netns_ino`, a load),
+    // not held in a register across the lookups.
+    let Some(cfg) = if_config(ifindex, netns_ino) else {
+        crate::klog::unconfigured(ctx, netns_ino(), ifindex);
         return None;
     };
     // One test of flags already loaded: interfaces not being handed off
@@ -143,7 +144,7 @@ pub fn count_frame<C: EbpfContext>(
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    let mismatch = classify_into(counters, netns, cfg, data, data_end, hook_tag, hook);
+    let mismatch = classify_into(counters, cfg, data, data_end, hook_tag, hook);
     Some((counters, mismatch, cfg))
 }
 
@@ -188,16 +189,21 @@ fn counted_here(flags: u32, ifindex: u32, hook: Hook) -> bool {
 
 /// The configuration of a watched interface: its `IF_BY_INDEX` entry, or
 /// for an ifindex beyond the array (or an entry not written there) its
-/// `IFACES` entry.
+/// `IFACES` entry (keyed with the namespace `netns` gives).
 #[inline(always)]
-pub fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
+pub fn if_config(ifindex: u32, netns: impl FnOnce() -> u32) -> Option<&'static IfConfig> {
     if let Some(cfg) = IF_BY_INDEX.get(ifindex)
         && cfg.flags & IF_WATCHED != 0
     {
         return Some(cfg);
     }
     // SAFETY: a map lookup; the entry is only read, and userspace changes entries by replacing them whole.
-    unsafe { IFACES.get(IfKey { netns, ifindex }) }
+    unsafe {
+        IFACES.get(IfKey {
+            netns: netns(),
+            ifindex,
+        })
+    }
 }
 
 /// The classification proper, into the counters of one interface.
@@ -205,7 +211,6 @@ pub fn if_config(netns: u32, ifindex: u32) -> Option<&'static IfConfig> {
 #[inline(always)]
 fn classify_into(
     counters: &mut FrameCounters,
-    netns: u32,
     cfg: &IfConfig,
     data: usize,
     data_end: usize,
@@ -251,7 +256,7 @@ fn classify_into(
     } else if fast {
         VERDICT_OWN
     } else {
-        unicast_verdict(netns, cfg, dst, data, data_end, hook_tag, untagged)
+        unicast_verdict(cfg, dst, data, data_end, hook_tag, untagged)
     };
     if cfg.flags & IF_PORT != 0 {
         leave_verdict(dst, verdict);
@@ -278,7 +283,6 @@ fn classify_into(
 /// destination IP is the host's and whether `dst` is a previous MAC.
 #[inline(always)]
 fn unicast_verdict(
-    netns: u32,
     cfg: &IfConfig,
     dst: u64,
     data: usize,
@@ -297,7 +301,7 @@ fn unicast_verdict(
         }
         (vlans, proto_off)
     };
-    let known = known_mac(netns, cfg, vlans, dst);
+    let known = known_mac(cfg, vlans, dst);
     if known == Some(MAC_LOCAL) {
         return VERDICT_OWN;
     }
@@ -305,7 +309,7 @@ fn unicast_verdict(
     if known == Some(MAC_PREVIOUS) {
         verdict |= VERDICT_STALE;
     }
-    if dst_ip_is_local(netns, cfg, data, data_end, proto_off) {
+    if dst_ip_is_local(cfg, data, data_end, proto_off) {
         verdict |= VERDICT_HOST_IP;
     }
     verdict
@@ -404,7 +408,7 @@ fn is_fast_mac(cfg: &IfConfig, dst: u64) -> bool {
 /// have; userspace keeps those for every path that delivers anything), or
 /// None (not delivered).
 #[inline(always)]
-fn known_mac(netns: u32, cfg: &IfConfig, vlans: u32, dst: u64) -> Option<u8> {
+fn known_mac(cfg: &IfConfig, vlans: u32, dst: u64) -> Option<u8> {
     if cfg.mac_domain == 0 {
         return None;
     }
@@ -413,7 +417,7 @@ fn known_mac(netns: u32, cfg: &IfConfig, vlans: u32, dst: u64) -> Option<u8> {
     {
         return None;
     }
-    let key = MacKey::new(netns, cfg.mac_domain, vlans, mac_of_word(dst));
+    let key = MacKey::new(netns_ino(), cfg.mac_domain, vlans, mac_of_word(dst));
     // SAFETY: a map lookup, the value copied out at once.
     unsafe { LOCAL_MACS.get(key) }.copied()
 }
@@ -480,13 +484,7 @@ pub fn vlan_in_data(data: usize, data_end: usize) -> Option<u16> {
 /// address of this namespace? `proto_off`: where its EtherType is, after
 /// its tags (`frame_vlan_path`).
 #[inline(always)]
-fn dst_ip_is_local(
-    netns: u32,
-    cfg: &IfConfig,
-    data: usize,
-    data_end: usize,
-    proto_off: usize,
-) -> bool {
+fn dst_ip_is_local(cfg: &IfConfig, data: usize, data_end: usize, proto_off: usize) -> bool {
     let filtered = cfg.flags & IF_FILTERED != 0;
     let key = match dst_addr_at(data, data_end, proto_off) {
         Some(DstAddr::V4(a)) => {
@@ -495,7 +493,7 @@ fn dst_ip_is_local(
             if filtered && let Some(local) = addr_table_says(AddrSlot::v4(&a).hi, || 0) {
                 return local;
             }
-            AddrKey::v4(netns, a)
+            AddrKey::v4(netns_ino(), a)
         }
         Some(DstAddr::V6(a)) => {
             // SAFETY: inside the frame, checked by `dst_addr`.
@@ -507,7 +505,7 @@ fn dst_ip_is_local(
             if filtered && let Some(local) = addr_table_says(hi(), lo) {
                 return local;
             }
-            AddrKey::v6(netns, *a)
+            AddrKey::v6(netns_ino(), *a)
         }
         None => return false,
     };

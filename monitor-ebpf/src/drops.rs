@@ -135,7 +135,7 @@ pub fn count_drop<R: KernelRead>(skb: u64, reason: u32) {
     if netns != netns_ino() {
         return;
     }
-    let Some(cfg) = if_config(netns, ifindex) else {
+    let Some(cfg) = if_config(ifindex, || netns) else {
         return;
     };
     if let Some(slot) = SLOT_DROPS.get_ptr_mut(cfg.slot) {

@@ -123,8 +123,7 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     let skb = ctx.skb.skb;
     // SAFETY: the context pointer the kernel passed in; plain field reads
     // the verifier rewrites into sk_buff accesses.
-    let (ifindex, pkt_type, vlan_present) =
-        unsafe { ((*skb).ingress_ifindex, (*skb).pkt_type, (*skb).vlan_present) };
+    let (ifindex, vlan_present) = unsafe { ((*skb).ingress_ifindex, (*skb).vlan_present) };
     // The core receive path moves the outermost VLAN tag out of the data
     // into skb->vlan_tci before tc (as NICs with VLAN offload do);
     // `vlan_proto` is in network byte order. Read only for tagged frames:
@@ -141,7 +140,10 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     if let Some((counters, mismatch, cfg)) =
         classify::count_frame(&ctx, data, data_end, ifindex, hook_tag, classify::Hook::Tc)
     {
-        tc::count_pkt_type(counters, pkt_type);
+        // Read here, not with the fields above: a value held across the
+        // classifier's map lookups is a stack spill and a reload.
+        // SAFETY: a context field read, as above.
+        tc::count_pkt_type(counters, unsafe { (*skb).pkt_type });
         if mismatch != 0
             && let Some(picked) = flows::sample(cfg, mismatch)
         {
