@@ -245,6 +245,10 @@ pub fn run(args: &Args) -> Result<()> {
             if let (true, Some(tcpdump)) = (flood, sc.best_tcpdump()) {
                 t.measured += &format!(" (tcpdump {tcpdump:.3})");
             }
+            // The resolution the figure has on this machine (A/A).
+            if let Some(n) = stats::Stat::of(&sc.noise()) {
+                t.measured += &format!("; A/A noise {:.3}–{:.3}", n.min, n.max);
+            }
             summary.push(t);
         }
         if let Some(auto) = veth.auto() {

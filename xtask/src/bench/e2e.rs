@@ -600,6 +600,24 @@ impl Row {
 }
 
 impl ScenarioResult {
+    /// The measurement's own resolution: each nothing-attached measurement
+    /// that has one before and after it in the same repetition, over the
+    /// mean of those two, the estimator every setup's ratio uses, applied
+    /// with nothing attached (an A/A comparison: 1.0 if the machine were
+    /// steady). Its spread is the noise any ratio above carries.
+    pub fn noise(&self) -> Vec<f64> {
+        let per_rep = self.rows.len() + 1;
+        let b: Vec<f64> = self.baseline.iter().map(|r| r.per_cpu_second).collect();
+        b.chunks(per_rep)
+            .flat_map(|rep| {
+                rep.windows(3)
+                    .filter(|w| w[0] + w[2] > 0.0)
+                    .map(|w| w[1] / ((w[0] + w[2]) / 2.0))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The row of `macdrop --attach auto`.
     pub fn auto(&self) -> Option<&Row> {
         self.rows.iter().find(|r| r.macdrop_mode() == Some("auto"))
@@ -696,6 +714,7 @@ impl Results {
                     "scenario": sc.name,
                     "description": sc.description,
                     "nothing_attached": rates_json(&sc.baseline),
+                    "noise_ratio_nothing_to_nothing": stats::json_of(&sc.noise()),
                     "setups": rows,
                     "auto": sc.auto_verdict(),
                 })
@@ -735,12 +754,14 @@ impl Results {
         for sc in &self.scenarios {
             md += &format!(
                 "\n**{}**: {}. Nothing attached: {} Mpps per CPU-second ({} Mpps received, the \
-                 path had {} of CPU 0).\n\n",
+                 path had {} of CPU 0). Noise (nothing attached measured as a setup, A/A): \
+                 ratio {}.\n\n",
                 sc.name,
                 sc.description,
                 show_mpps(&field(&sc.baseline, |r| r.per_cpu_second)),
                 show_mpps(&field(&sc.baseline, |r| r.received)),
                 stats::show(&field(&sc.baseline, |r| r.cpu_share), 2),
+                stats::show(&sc.noise(), 3),
             );
             md += "| setup | hook | Mpps per CPU-second | ratio to nothing attached | cost | \
                    Mpps received (wall) | wall-clock ratio |\n";
@@ -784,14 +805,27 @@ impl Results {
             let empty: Vec<f64> = in_situ(|k| matches!(k, Kind::EmptyInSitu))
                 .flat_map(|p| p.ns.iter().copied())
                 .collect();
+            // A frame's whole path with nothing attached, in ns of CPU 0.
+            let path_ns = 1e9 / median(&field(&sc.baseline, |r| r.per_cpu_second));
+            // The ingress classifier runs once per frame received on the
+            // watched interface: the other programs' runs per frame are
+            // theirs over its.
+            let frames = in_situ(|k| matches!(k, Kind::MacdropInSitu))
+                .find(|p| p.program == "macdrop_tc" || p.program.starts_with("macdrop_xdp"))
+                .map(|p| median(&p.runs));
             for p in in_situ(|k| matches!(k, Kind::MacdropInSitu)) {
-                out.push(Cause {
+                let mut c = Cause {
                     scenario: sc.name,
                     program: p.program.clone(),
                     ns: p.ns.clone(),
                     runs: p.runs.clone(),
                     empty: empty.clone(),
-                });
+                    share: None,
+                };
+                c.share = frames
+                    .filter(|f| *f > 0.0 && path_ns.is_finite() && !c.empty.is_empty())
+                    .map(|f| c.over_empty() * (median(&c.runs) / f) / path_ns);
+                out.push(c);
             }
         }
         out
@@ -809,6 +843,11 @@ pub struct Cause {
     pub runs: Vec<f64>,
     /// The empty tc program's ns per run in the same scenario.
     pub empty: Vec<f64>,
+    /// An estimate: the program's own cost per frame (`over_empty` times
+    /// its runs per classified frame) as a share of the frame's whole path
+    /// with nothing attached (1 / the nothing-attached rate per
+    /// CPU-second). Steadier than the ratios, which carry the A/A noise.
+    pub share: Option<f64>,
 }
 
 impl Cause {
@@ -841,6 +880,7 @@ impl Cause {
             "runs": stats::json_of(&self.runs),
             "empty_tc_ns_per_run": stats::json_of(&self.empty),
             "over_empty_ns": self.over_empty(),
+            "share_of_path_estimate": self.share,
             "conditions": conditions,
         })
     }
@@ -861,13 +901,16 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
                   reads are in both, so the difference is the program's own cost per run. \
                   The hook's dispatch around a program is in neither (the end-to-end ratios \
                   hold it). `kfree_skb` runs once for every skb any namespace drops; under a \
-                  flood that is once per frame.\n\n"
+                  flood that is once per frame. *Share of the path* (an estimate): that cost \
+                  times the program's runs per classified frame, over a frame's whole path with \
+                  nothing attached (1 / the scenario's nothing-attached rate per CPU-second).\n\n"
         .to_owned();
     md += "| scenario | program | what it does | runs | ns per run | empty tc program, ns per \
-           run | over the empty program | measured under |\n|---|---|---|---|---|---|---|---|\n";
+           run | over the empty program | share of the path (estimate) | measured under \
+           |\n|---|---|---|---|---|---|---|---|---|\n";
     for c in causes {
         md += &format!(
-            "| {} | `{}` | {} | {} | {} | {} | {:+.0} ns | {conditions} |\n",
+            "| {} | `{}` | {} | {} | {} | {} | {:+.0} ns | {} | {conditions} |\n",
             c.scenario,
             c.program,
             c.what(),
@@ -879,6 +922,8 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
                 stats::show(&c.empty, 0)
             },
             c.over_empty(),
+            c.share
+                .map_or("-".to_owned(), |s| format!("{:.1} %", s * 100.0)),
         );
     }
     md
@@ -895,4 +940,37 @@ pub fn scenario<'a>(r: &'a Results, name: &str) -> Result<&'a ScenarioResult> {
         .iter()
         .find(|s| s.name == name)
         .with_context(|| format!("no {name} scenario"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_is_each_inner_baseline_over_its_neighbours_within_a_repetition() {
+        let rate = |v: f64| Rates {
+            received: v,
+            sent: v,
+            per_cpu_second: v,
+            cpu_share: 1.0,
+        };
+        let row = || Row {
+            label: String::new(),
+            kind: Kind::Empty("tc"),
+            hook: None,
+            rates: Vec::new(),
+            ratios: Vec::new(),
+            wall_ratios: Vec::new(),
+            in_situ: Vec::new(),
+        };
+        // Two rows: three baselines per repetition, two repetitions; the
+        // pair across repetitions (4 then 8) is never compared.
+        let sc = ScenarioResult {
+            name: "t",
+            description: String::new(),
+            baseline: [2.0, 3.0, 4.0, 8.0, 4.0, 8.0].map(rate).to_vec(),
+            rows: vec![row(), row()],
+        };
+        assert_eq!(sc.noise(), [1.0, 0.5]);
+    }
 }
