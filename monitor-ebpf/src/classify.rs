@@ -432,8 +432,10 @@ pub enum DstAddr {
 
 /// The frame's destination address, after up to `MAX_VLAN_TAGS` tags
 /// (counting those already removed from the data); None for other
-/// protocols and frames too short to hold it. Shared by the classifier and
-/// the flow record, so both read the same address.
+/// protocols and frames too short to hold it. The flow record's; the
+/// classifier has the EtherType's offset from `frame_vlan_path`, which
+/// walks the tags the same way, and reads the address with the same
+/// `dst_addr_at`, so both read the same address.
 #[inline(always)]
 pub fn dst_addr(data: usize, data_end: usize, tags_removed: usize) -> Option<DstAddr> {
     let mut off = ETHERTYPE_OFF;
