@@ -41,9 +41,9 @@ use aya_ebpf::EbpfContext;
 use monitor_common::{
     AddrKey, AddrSlot, BROADCAST_WORD, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED,
     IF_HANDOFF, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey,
-    MAC_LOCAL, MAC_PREVIOUS, MAX_VLAN_TAGS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE,
-    VERDICT_VALID, VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mac_of_word, mismatch_bits,
-    vlan_path, vlan_tag_code,
+    MAC_LOCAL, MAC_PREVIOUS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE, VERDICT_VALID,
+    VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mac_of_word, mismatch_bits, vlan_path,
+    vlan_tag_code,
 };
 
 use crate::maps::{
@@ -111,15 +111,10 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 /// network header still cover the frame's tags as on the wire, as XDP and
 /// the reference model do.
 ///
-/// Returns the interface's counters (this CPU's copy), so that a hook which
-/// knows more than the frame bytes (tc: the kernel's `pkt_type`) can count
-/// that into the same slot, the frame's mismatch bits
-/// (`monitor_common::MISMATCH_*`, 0 for the common case), and the
-/// interface's configuration (for the mismatch path, so it is not looked up
-/// again); None if the
-/// interface has no configuration (logged through `ctx`, rate-bound: see
-/// `klog`), or if the frame is counted by the other hook
-/// (`hook`: which program is asking; see `counted_here`).
+/// Returns what the hook and the mismatch path need ([`Counted`]); None if
+/// the interface has no configuration (logged through `ctx`, rate-bound:
+/// see `klog`), or if the frame is counted by the other hook (`hook`:
+/// which program is asking; see `counted_here`).
 #[inline(always)]
 pub fn count_frame<C: EbpfContext>(
     ctx: &C,
@@ -128,7 +123,7 @@ pub fn count_frame<C: EbpfContext>(
     ifindex: u32,
     hook_tag: u32,
     hook: Hook,
-) -> Option<(&'static mut FrameCounters, u8, &'static IfConfig)> {
+) -> Option<Counted> {
     // The namespace is read where a key needs it (`netns_ino`, a load),
     // not held in a register across the lookups.
     let Some(cfg) = if_config(ifindex, netns_ino) else {
@@ -144,8 +139,32 @@ pub fn count_frame<C: EbpfContext>(
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    let mismatch = classify_into(counters, cfg, data, data_end, hook_tag, hook);
-    Some((counters, mismatch, cfg))
+    let (mismatch, proto_off) = classify_into(counters, cfg, data, data_end, hook_tag, hook);
+    Some(Counted {
+        counters,
+        cfg,
+        mismatch,
+        proto_off,
+    })
+}
+
+/// A frame `count_frame` counted.
+pub struct Counted {
+    /// The interface's counters (this CPU's copy), so that a hook which
+    /// knows more than the frame bytes (tc: the kernel's `pkt_type`) can
+    /// count that into the same slot.
+    pub counters: &'static mut FrameCounters,
+    /// The interface's configuration, so the mismatch path does not look
+    /// it up again.
+    pub cfg: &'static IfConfig,
+    /// The frame's mismatch bits (`monitor_common::MISMATCH_*`), 0 for
+    /// every common case.
+    pub mismatch: u8,
+    /// Where the EtherType after the frame's VLAN tags is
+    /// (`frame_vlan_path`), so a flow record finds the destination IP
+    /// without walking the tags again; meaningful only when `mismatch` is
+    /// not 0.
+    pub proto_off: usize,
 }
 
 /// The program asking `count_frame` to count a frame.
@@ -207,7 +226,8 @@ pub fn if_config(ifindex: u32, netns: impl FnOnce() -> u32) -> Option<&'static I
 }
 
 /// The classification proper, into the counters of one interface.
-/// Returns the frame's mismatch bits (0 on every common path).
+/// Returns the frame's mismatch bits (0 on every common path) and, for a
+/// mismatched frame, where its EtherType after the tags is.
 #[inline(always)]
 fn classify_into(
     counters: &mut FrameCounters,
@@ -216,13 +236,13 @@ fn classify_into(
     data_end: usize,
     hook_tag: u32,
     hook: Hook,
-) -> u8 {
+) -> (u8, usize) {
     counters.total += 1;
 
     // A frame too short for an Ethernet header has no class of its own.
     let Some(eth) = bytes_at::<ETH_HLEN>(data, data_end, 0) else {
         counters.runt += 1;
-        return 0;
+        return (0, 0);
     };
     // SAFETY: `eth` is ETH_HLEN bytes inside the frame (checked by `bytes_at`), of which these are the first 6.
     let dst = unsafe { mac_word_at(eth.cast()) };
@@ -234,7 +254,7 @@ fn classify_into(
         } else {
             counters.multicast += 1;
         }
-        return 0;
+        return (0, 0);
     }
     // Untagged: no tag taken out by the hook and none in the header read
     // above, so the common case needs no further read.
@@ -249,21 +269,28 @@ fn classify_into(
     let bridge = cfg.flags & IF_BRIDGE != 0;
     if fast && cfg.flags & IF_PASSUP_FAST == 0 && !(bridge && hook == Hook::Xdp) {
         counters.own += 1;
-        return 0;
+        return (0, 0);
     }
+    // The tags are walked once, here: the verdict needs their path, a
+    // mismatched frame's flow record the offset after them.
+    let (vlans, proto_off) = if untagged {
+        (VLANS_UNTAGGED, ETHERTYPE_OFF)
+    } else {
+        frame_vlan_path(data, data_end, hook_tag)
+    };
     let verdict = if bridge && let Some(verdict) = passed_up_verdict(dst) {
         verdict
     } else if fast {
         VERDICT_OWN
     } else {
-        unicast_verdict(cfg, dst, data, data_end, hook_tag, untagged)
+        unicast_verdict(cfg, dst, data, data_end, (vlans, proto_off), untagged)
     };
     if cfg.flags & IF_PORT != 0 {
         leave_verdict(dst, verdict);
     }
     if verdict & VERDICT_OWN != 0 {
         counters.own += 1;
-        return 0;
+        return (0, 0);
     }
     counters.foreign_unicast += 1;
     let stale = verdict & VERDICT_STALE != 0;
@@ -274,33 +301,32 @@ fn classify_into(
     if host_ip {
         counters.host_ip_wrong_mac += 1;
     }
-    mismatch_bits(cfg.flags, host_ip, stale)
+    (mismatch_bits(cfg.flags, host_ip, stale), proto_off)
 }
 
 /// The verdict on a unicast frame to `dst` (`VERDICT_*` bits), other than
 /// an untagged one to the fast MAC: own if the kernel delivers it to the
-/// host, else foreign, with whether its
-/// destination IP is the host's and whether `dst` is a previous MAC.
+/// host, else foreign, with whether its destination IP is the host's and
+/// whether `dst` is a previous MAC. `(vlans, proto_off)`: the frame's
+/// `frame_vlan_path`; `untagged`: whether it had no tag at all.
 #[inline(always)]
 fn unicast_verdict(
     cfg: &IfConfig,
     dst: u64,
     data: usize,
     data_end: usize,
-    hook_tag: u32,
+    (vlans, proto_off): (u32, usize),
     untagged: bool,
 ) -> u64 {
     // The caller took untagged frames to the fast MAC; a frame with only a
     // priority tag is untagged to the kernel, and so may be to it too.
-    let (vlans, proto_off) = if untagged {
-        (VLANS_UNTAGGED, ETHERTYPE_OFF)
-    } else {
-        let (vlans, proto_off) = frame_vlan_path(data, data_end, hook_tag);
-        if vlans == VLANS_UNTAGGED && cfg.flags & IF_FAST_MAC_VALID != 0 && is_fast_mac(cfg, dst) {
-            return VERDICT_OWN;
-        }
-        (vlans, proto_off)
-    };
+    if !untagged
+        && vlans == VLANS_UNTAGGED
+        && cfg.flags & IF_FAST_MAC_VALID != 0
+        && is_fast_mac(cfg, dst)
+    {
+        return VERDICT_OWN;
+    }
     let known = known_mac(cfg, vlans, dst);
     if known == Some(MAC_LOCAL) {
         return VERDICT_OWN;
@@ -317,9 +343,9 @@ fn unicast_verdict(
 
 /// The `vlan_path` of the frame's tags: the one the hook took out
 /// (`hook_tag`, 0 if none), then those still in the data, outer first; and
-/// the offset of the EtherType after the tags read (as `dst_addr` walks
-/// them: at most `MAX_VLAN_TAGS` in all), so the network header is found
-/// without walking them again. A tag counts when its TPID and TCI are
+/// the offset of the EtherType after the tags read (at most
+/// `MAX_VLAN_TAGS` in all, counting the one the hook took out), so the
+/// network header is found without walking them again. A tag counts when its TPID and TCI are
 /// inside the frame. Straight-line code, one read per tag: a loop here
 /// multiplied the states the verifier explores in the programs' later
 /// paths several times over.
@@ -347,13 +373,15 @@ fn frame_vlan_path(data: usize, data_end: usize, hook_tag: u32) -> (u32, usize) 
 #[inline(always)]
 fn tag_at(data: usize, data_end: usize, off: usize) -> Option<u32> {
     let tag = bytes_at::<4>(data, data_end, off)?;
+    // One load for TPID and TCI (misaligned loads allowed: `build.rs`),
+    // not four byte loads and their shifts.
     // SAFETY: 4 bytes inside the frame, checked by `bytes_at`.
-    let [a, b, c, d] = unsafe { *tag };
-    let tpid = u16::from_be_bytes([a, b]);
+    let word = u32::from_be(unsafe { core::ptr::read_unaligned(tag.cast::<u32>()) });
+    let (tpid, tci) = ((word >> 16) as u16, word as u16);
     if tpid != ETH_P_8021Q && tpid != ETH_P_8021AD {
         return None;
     }
-    Some(vlan_tag_code(tpid, u16::from_be_bytes([c, d])))
+    Some(vlan_tag_code(tpid, tci))
 }
 
 /// The verdict a port's program left for the frame being passed up to
@@ -430,28 +458,12 @@ pub enum DstAddr {
     V6(*const [u8; 16]),
 }
 
-/// The frame's destination address, after up to `MAX_VLAN_TAGS` tags
-/// (counting those already removed from the data); None for other
-/// protocols and frames too short to hold it. The flow record's; the
-/// classifier has the EtherType's offset from `frame_vlan_path`, which
-/// walks the tags the same way, and reads the address with the same
-/// `dst_addr_at`, so both read the same address.
+/// The frame's destination address, its EtherType (after its tags) being
+/// at `proto_off` (`frame_vlan_path`); None for other protocols and frames
+/// too short to hold it. The classifier's and the flow record's, so both
+/// read the same address.
 #[inline(always)]
-pub fn dst_addr(data: usize, data_end: usize, tags_removed: usize) -> Option<DstAddr> {
-    let mut off = ETHERTYPE_OFF;
-    let mut proto = be16_at(data, data_end, off)?;
-    let mut tags = tags_removed;
-    while tags < MAX_VLAN_TAGS && (proto == ETH_P_8021Q || proto == ETH_P_8021AD) {
-        off += VLAN_HLEN;
-        proto = be16_at(data, data_end, off)?;
-        tags += 1;
-    }
-    dst_addr_at(data, data_end, off)
-}
-
-/// `dst_addr` of a frame whose EtherType (after its tags) is at `proto_off`.
-#[inline(always)]
-fn dst_addr_at(data: usize, data_end: usize, proto_off: usize) -> Option<DstAddr> {
+pub fn dst_addr_at(data: usize, data_end: usize, proto_off: usize) -> Option<DstAddr> {
     let proto = be16_at(data, data_end, proto_off)?;
     let l3 = proto_off + 2;
     match proto {
@@ -490,7 +502,7 @@ fn dst_ip_is_local(cfg: &IfConfig, data: usize, data_end: usize, proto_off: usiz
     let filtered = cfg.flags & IF_FILTERED != 0;
     let key = match dst_addr_at(data, data_end, proto_off) {
         Some(DstAddr::V4(a)) => {
-            // SAFETY: inside the frame, checked by `dst_addr`.
+            // SAFETY: inside the frame, checked by `dst_addr_at`.
             let a = unsafe { *a };
             if filtered && let Some(local) = addr_table_says(AddrSlot::v4(&a).hi, || 0) {
                 return local;
@@ -498,7 +510,7 @@ fn dst_ip_is_local(cfg: &IfConfig, data: usize, data_end: usize, proto_off: usiz
             AddrKey::v4(netns_ino(), a)
         }
         Some(DstAddr::V6(a)) => {
-            // SAFETY: inside the frame, checked by `dst_addr`.
+            // SAFETY: inside the frame, checked by `dst_addr_at`.
             let a = unsafe { &*a };
             // The second word first: most slots are empty, and then the
             // first is never read.

@@ -30,7 +30,7 @@ use monitor_common::{
 };
 
 use crate::{
-    classify::{DstAddr, bytes_at, dst_addr, vlan_in_data},
+    classify::{DstAddr, bytes_at, dst_addr_at, vlan_in_data},
     maps::netns_ino,
 };
 
@@ -90,15 +90,17 @@ fn count(e: &mut FlowEntry, weight: u64, len: u64, mismatch: u8) {
 }
 
 /// Records one mismatched frame the sampler picked ([`sample`]) received
-/// on the interface configured by `cfg`. `hook_vlan`: the outermost VLAN ID when the hook took the
-/// tag out of the data (tc: `skb->vlan_tci`); `len`: the frame's length as
-/// received, that tag included, asked only when the flow is recorded.
+/// on the interface configured by `cfg`. `proto_off`: where the EtherType
+/// after its tags is (`classify::Counted`); `hook_vlan`: the outermost
+/// VLAN ID when the hook took the tag out of the data (tc:
+/// `skb->vlan_tci`); `len`: the frame's length as received, that tag
+/// included, asked only when the flow is recorded.
 #[inline(always)]
 pub fn record(
     cfg: &IfConfig,
     data: usize,
     data_end: usize,
-    tags_removed: usize,
+    proto_off: usize,
     hook_vlan: Option<u16>,
     len: impl FnOnce() -> u64,
     picked: Picked,
@@ -127,16 +129,16 @@ pub fn record(
         _pad: 0,
         dst_ip: [0; 16],
     };
-    match dst_addr(data, data_end, tags_removed) {
+    match dst_addr_at(data, data_end, proto_off) {
         Some(DstAddr::V4(a)) => {
             key.family = FLOW_IPV4;
-            // SAFETY: inside the frame, checked by `dst_addr`.
+            // SAFETY: inside the frame, checked by `dst_addr_at`.
             let a = unsafe { *a };
             key.dst_ip[..4].copy_from_slice(&a);
         }
         Some(DstAddr::V6(a)) => {
             key.family = FLOW_IPV6;
-            // SAFETY: inside the frame, checked by `dst_addr`.
+            // SAFETY: inside the frame, checked by `dst_addr_at`.
             key.dst_ip = unsafe { *a };
         }
         None => {}

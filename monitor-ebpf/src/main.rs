@@ -65,15 +65,16 @@ fn xdp_frame(
 ) -> Option<(u32, flows::Picked)> {
     let ifindex = ctx.ingress_ifindex() as u32;
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    let (_, mismatch, cfg) =
-        classify::count_frame(ctx, data, data_end, ifindex, 0, classify::Hook::Xdp)?;
-    if mismatch == 0 {
+    let counted = classify::count_frame(ctx, data, data_end, ifindex, 0, classify::Hook::Xdp)?;
+    if counted.mismatch == 0 {
         return None;
     }
-    let picked = flows::sample(cfg, mismatch)?;
+    let cfg = counted.cfg;
+    let picked = flows::sample(cfg, counted.mismatch)?;
     // The length is a helper call on multi-buffer XDP: asked only when a
     // flow is recorded (`flows::record` calls it after its flag test).
-    flows::record(cfg, data, data_end, 0, None, || frame_len(ctx), picked);
+    let len = || frame_len(ctx);
+    flows::record(cfg, data, data_end, counted.proto_off, None, len, picked);
     Some((ifindex, picked))
 }
 
@@ -135,15 +136,15 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     } else {
         0
     };
-    let tags_removed = usize::from(vlan_present != 0);
     let (data, data_end) = (ctx.data(), ctx.data_end());
-    if let Some((counters, mismatch, cfg)) =
+    if let Some(counted) =
         classify::count_frame(&ctx, data, data_end, ifindex, hook_tag, classify::Hook::Tc)
     {
         // Read here, not with the fields above: a value held across the
         // classifier's map lookups is a stack spill and a reload.
         // SAFETY: a context field read, as above.
-        tc::count_pkt_type(counters, unsafe { (*skb).pkt_type });
+        tc::count_pkt_type(counted.counters, unsafe { (*skb).pkt_type });
+        let (cfg, mismatch) = (counted.cfg, counted.mismatch);
         if mismatch != 0
             && let Some(picked) = flows::sample(cfg, mismatch)
         {
@@ -152,8 +153,8 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
             // SAFETY: context field reads, as above.
             let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
-            let len = u64::from(len) + 4 * tags_removed as u64;
-            flows::record(cfg, data, data_end, tags_removed, vlan, || len, picked);
+            let len = u64::from(len) + if vlan_present != 0 { 4 } else { 0 };
+            flows::record(cfg, data, data_end, counted.proto_off, vlan, || len, picked);
             // Evidence only with --pcap.
             if let Some((ctl, now)) = evidence::admitted(picked.weight) {
                 evidence::capture_tc(&ctx, ctl, now, ifindex, mismatch);
