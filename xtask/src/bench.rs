@@ -245,11 +245,29 @@ pub fn run(args: &Args) -> Result<()> {
             if let (true, Some(tcpdump)) = (flood, sc.best_tcpdump()) {
                 t.measured += &format!(" (tcpdump {tcpdump:.3})");
             }
+            // Where it goes: the hook's dispatch, which an empty program
+            // on the same hook pays too, beside the figure.
+            let empty = sc.empty_on_auto_hook();
+            if let Some(empty) = empty {
+                t.measured += &format!("; {} alone {:.3}", empty.label, e2e::median(&empty.ratios));
+            }
             // The resolution the figure has on this machine (A/A).
             if let Some(n) = stats::Stat::of(&sc.noise()) {
                 t.measured += &format!("; A/A noise {:.3}–{:.3}", n.min, n.max);
             }
             summary.push(t);
+            // macdrop's own part: `auto` over that empty program.
+            if let (Some(empty), Some(own)) = (empty, sc.auto_over_empty_hook()) {
+                summary.push(Target::at_least(
+                    format!(
+                        "{}, `auto` over the {} (macdrop's own part)",
+                        sc.name, empty.label
+                    ),
+                    e2e::median(&own),
+                    if flood { 0.95 } else { 0.98 },
+                    "",
+                ));
+            }
         }
         if let Some(auto) = veth.auto() {
             let a = e2e::median(&auto.ratios);

@@ -1,8 +1,13 @@
 //! Part 2: end-to-end receive rate through a veth pair between two
 //! namespaces (and through a bridge), with nothing attached, macdrop with
-//! each `--attach` mode, an empty program on each hook, and tcpdump. Every
-//! setup is measured between two measurements with nothing attached
-//! (A B A B ... A) and reported as a ratio to their mean.
+//! each `--attach` mode, an empty program on each hook, and tcpdump. Each
+//! scenario is built twice, as twin labs; one sender alternates between
+//! them every millisecond or so (`traffic::PairedFlow`), the setup attached
+//! in one twin and nothing in the other, and the setup's rate is reported
+//! as a ratio to the other twin's, measured in the same moments. Which twin
+//! carries the setup alternates from one repetition to the next, so a
+//! difference between the twins cancels; nothing attached in both (A/A)
+//! is measured as a setup, the noise every ratio carries.
 //!
 //! The flood scenarios send what macdrop exists for at the sender's full
 //! rate: every frame mismatched (foreign unicast, or the receiver's IP
@@ -27,7 +32,7 @@ use super::{
     Settings,
     proc::Proc,
     stats::{self, Stat},
-    traffic::{Flow, Rates, rates},
+    traffic::{self, PairedFlow, Path, Rates, arm_rates},
 };
 
 /// What is attached to the receiving interface.
@@ -81,6 +86,15 @@ struct Lab {
 }
 
 impl Lab {
+    /// Where its flow goes.
+    fn path(&self) -> Path<'_> {
+        Path {
+            tx: self.pair.tx(),
+            rx: self.pair.rx(),
+            dst: self.dst,
+        }
+    }
+
     /// Where the hooks go: the receiving veth, the bridge over it, or its
     /// port.
     fn iface(&self) -> &str {
@@ -300,8 +314,11 @@ pub struct InSituRuns {
 pub struct ScenarioResult {
     pub name: &'static str,
     pub description: String,
-    /// Every nothing-attached measurement.
+    /// Every nothing-attached measurement: the twin without the setup.
     pub baseline: Vec<Rates>,
+    /// Nothing attached in either twin: one twin's rate over the other's,
+    /// as a setup's ratio is taken (A/A), once per repetition.
+    pub aa: Vec<f64>,
     pub rows: Vec<Row>,
 }
 
@@ -312,26 +329,29 @@ pub struct Results {
 }
 
 pub fn run(s: &Settings) -> Result<Results> {
-    let reps = if s.quick { 1 } else { 5 };
+    // An even number, so each twin carries every setup equally often.
+    let reps = if s.quick { 1 } else { 6 };
     let window = if s.quick {
         Duration::from_millis(300)
     } else {
         Duration::from_millis(1500)
     };
+    let twins = |lab: &dyn Fn() -> Result<Lab>| -> Result<[Lab; 2]> { Ok([lab()?, lab()?]) };
     let labs = [
-        veth_lab()?,
-        bridge_lab()?,
-        flood_lab(Flood::Foreign, false)?,
-        flood_lab(Flood::HostIpWrongMac, false)?,
-        flood_lab(Flood::Foreign, true)?,
-        flood_lab(Flood::HostIpWrongMac, true)?,
+        twins(&veth_lab)?,
+        twins(&bridge_lab)?,
+        twins(&|| flood_lab(Flood::Foreign, false))?,
+        twins(&|| flood_lab(Flood::HostIpWrongMac, false))?,
+        twins(&|| flood_lab(Flood::Foreign, true))?,
+        twins(&|| flood_lab(Flood::HostIpWrongMac, true))?,
     ];
     let mut scenarios: Vec<ScenarioResult> = labs
         .iter()
-        .map(|lab| ScenarioResult {
+        .map(|[lab, _]| ScenarioResult {
             name: lab.name,
             description: lab.description.clone(),
             baseline: Vec::new(),
+            aa: Vec::new(),
             rows: lab
                 .setups
                 .iter()
@@ -348,18 +368,22 @@ pub fn run(s: &Settings) -> Result<Results> {
         })
         .collect();
     for rep in 0..reps {
-        for (lab, result) in labs.iter().zip(scenarios.iter_mut()) {
+        let (under, other) = under_test(rep);
+        for (twins, result) in labs.iter().zip(scenarios.iter_mut()) {
             println!(
                 "xtask: bench: end-to-end {} repetition {}/{reps}",
-                lab.name,
+                twins[0].name,
                 rep + 1
             );
-            let mut before = measure(lab, s, window)?;
-            result.baseline.push(before);
+            let aa = measure(twins, s, window)?;
+            result.baseline.push(aa[other]);
+            result
+                .aa
+                .push(aa[under].per_cpu_second / aa[other].per_cpu_second);
             for row in &mut result.rows {
-                let attached = attach(lab, row.kind, s)?;
-                let window_start = Instant::now() + warm_up(lab, s);
-                let measured = measure(lab, s, window);
+                let attached = attach(&twins[under], row.kind, s)?;
+                let window_start = Instant::now() + warm_up(&twins[under], s);
+                let measured = measure(twins, s, window);
                 let (hook, in_situ) = detach(attached, window_start)?;
                 for (program, ns, runs) in in_situ {
                     let at = match row.in_situ.iter().position(|p| p.program == program) {
@@ -376,15 +400,12 @@ pub fn run(s: &Settings) -> Result<Results> {
                     row.in_situ[at].ns.push(ns);
                     row.in_situ[at].runs.push(runs as f64);
                 }
-                let rate = measured?;
-                let after = measure(lab, s, window)?;
-                result.baseline.push(after);
-                row.rates.push(rate);
-                row.ratios.push(
-                    rate.per_cpu_second / ((before.per_cpu_second + after.per_cpu_second) / 2.0),
-                );
-                row.wall_ratios
-                    .push(rate.received / ((before.received + after.received) / 2.0));
+                let m = measured?;
+                result.baseline.push(m[other]);
+                row.rates.push(m[under]);
+                row.ratios
+                    .push(m[under].per_cpu_second / m[other].per_cpu_second);
+                row.wall_ratios.push(m[under].received / m[other].received);
                 if let Some(h) = hook {
                     if let Kind::Empty("tc") | Kind::EmptyInSitu = row.kind {
                         // Labelled with the hook it really used.
@@ -396,7 +417,6 @@ pub fn run(s: &Settings) -> Result<Results> {
                     }
                     row.hook = Some(h);
                 }
-                before = after;
             }
         }
     }
@@ -407,25 +427,38 @@ pub fn run(s: &Settings) -> Result<Results> {
     })
 }
 
-/// The flow's rates over `window`, after a warm-up. A flood's warm-up
-/// outlasts macdrop's report interval (`--interval 1`, below): macdrop
-/// samples a flooded interface's flow records from the first report that
-/// sees the flood on (`session::flow_sampling`), so the window measures a
-/// flood's steady state, as in any flood longer than a second.
-fn measure(lab: &Lab, s: &Settings, window: Duration) -> Result<Rates> {
-    let flow = Flow::start(lab.pair.tx(), lab.pair.rx(), lab.dst, 0, 1)?;
-    sleep(warm_up(lab, s));
+/// In repetition `rep`: which twin carries the setup, and which is the
+/// one with nothing attached. They swap every repetition.
+fn under_test(rep: usize) -> (usize, usize) {
+    if rep.is_multiple_of(2) {
+        (1, 0)
+    } else {
+        (0, 1)
+    }
+}
+
+/// Both twins' rates over `window`, the flow interleaved between them,
+/// after a warm-up. A flood's warm-up outlasts macdrop's report interval
+/// (`--interval 1`, below): macdrop samples a flooded interface's flow
+/// records from the first report that sees the flood on
+/// (`session::flow_sampling`), so the window measures a flood's steady
+/// state, as in any flood longer than a second.
+fn measure(twins: &[Lab; 2], s: &Settings, window: Duration) -> Result<[Rates; 2]> {
+    let flow = PairedFlow::start(twins.each_ref().map(Lab::path), 0, 1)?;
+    sleep(warm_up(&twins[0], s));
     let a = flow.sample();
     sleep(window);
     let b = flow.sample();
     flow.stop()?;
-    let mut r = rates(a, b);
-    if lab.flood {
-        // Nothing is received: the frames the path handled are those sent.
-        r.received = r.sent;
-        r.per_cpu_second = r.sent / r.cpu_share;
-    }
-    Ok(r)
+    Ok([0, 1].map(|i| {
+        let mut r = arm_rates(a[i], b[i]);
+        if twins[i].flood {
+            // Nothing is received: the frames the path handled are those sent.
+            r.received = r.sent;
+            r.per_cpu_second = r.sent / r.cpu_share;
+        }
+        r
+    }))
 }
 
 /// How long `measure` lets the flow run before its window.
@@ -600,27 +633,43 @@ impl Row {
 }
 
 impl ScenarioResult {
-    /// The measurement's own resolution: each nothing-attached measurement
-    /// that has one before and after it in the same repetition, over the
-    /// mean of those two, the estimator every setup's ratio uses, applied
-    /// with nothing attached (an A/A comparison: 1.0 if the machine were
-    /// steady). Its spread is the noise any ratio above carries.
+    /// The measurement's own resolution: with nothing attached in either
+    /// twin, one twin's rate over the other's, as every setup's ratio is
+    /// taken (A/A: 1.0 if the twins and the machine were steady). Its spread
+    /// is the noise any ratio above carries.
     pub fn noise(&self) -> Vec<f64> {
-        let per_rep = self.rows.len() + 1;
-        let b: Vec<f64> = self.baseline.iter().map(|r| r.per_cpu_second).collect();
-        b.chunks(per_rep)
-            .flat_map(|rep| {
-                rep.windows(3)
-                    .filter(|w| w[0] + w[2] > 0.0)
-                    .map(|w| w[1] / ((w[0] + w[2]) / 2.0))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+        self.aa.clone()
     }
 
     /// The row of `macdrop --attach auto`.
     pub fn auto(&self) -> Option<&Row> {
         self.rows.iter().find(|r| r.macdrop_mode() == Some("auto"))
+    }
+
+    /// `auto` over the empty program on the hook `auto` used, per
+    /// repetition (both measured against nothing attached in the same
+    /// repetition, in the same twin): macdrop's own part of its cost, the
+    /// hook's dispatch (what an empty program costs) taken out.
+    pub fn auto_over_empty_hook(&self) -> Option<Vec<f64>> {
+        let (auto, empty) = (self.auto()?, self.empty_on_auto_hook()?);
+        Some(
+            auto.ratios
+                .iter()
+                .zip(&empty.ratios)
+                .map(|(a, e)| a / e)
+                .collect(),
+        )
+    }
+
+    /// The empty program's row on the hook `auto` used.
+    pub fn empty_on_auto_hook(&self) -> Option<&Row> {
+        let hook = self.auto()?.hook.as_deref()?;
+        self.rows.iter().find(|r| match r.kind {
+            Kind::Empty("tc") => matches!(hook, "tcx" | "tc-clsact"),
+            Kind::Empty("xdp") => hook == "xdp-driver",
+            Kind::Empty(h) => h == hook,
+            _ => false,
+        })
     }
 
     /// The explicit macdrop mode with the highest median ratio.
@@ -737,25 +786,33 @@ impl Results {
     /// per-cause rows.
     pub fn markdown(&self, conditions: &str) -> String {
         let mut md = format!(
-            "UDP datagrams in 60-byte frames from a sender pinned to CPU 0, where the whole \
-             receive path runs (in the sender's softirq), to a receiver draining the socket on \
-             CPU 1; whatever is attached (macdrop, tcpdump, the holder of an empty program) also \
-             runs on CPU 1. The rate compared is datagrams received per second of CPU time the \
-             path got on CPU 0 (the sender thread's CPU clock plus ksoftirqd/0), i.e. the \
-             single-core rate, unaffected by other work taking turns on CPU 0; the wall-clock \
-             rate is shown beside it. Each setup is measured for {:.1} s between two \
-             measurements with nothing attached; ratio = its rate / the mean of those two. A \
-             flood is measured after 1.3 s of it, past macdrop's first report (`--interval 1`) \
-             in the flood, from which it samples the interface's flow records (its steady \
-             state in any flood longer than a second). {} repetition(s); median (min–max).\n",
+            "UDP datagrams in 60-byte frames from one sender pinned to CPU 0, where the whole \
+             receive path runs (in the sender's softirq), into two twin labs in turn: it \
+             switches between them every {} batches of {} (about a millisecond) and charges \
+             each phase's CPU time to the lab it sent into. A receiver on CPU 1 drains both \
+             labs' sockets every 200 µs without waiting on them; whatever is attached \
+             (macdrop, tcpdump, the holder of an empty program) also runs on CPU 1. The setup \
+             is attached in one twin, nothing in the other, and the rate compared is datagrams \
+             per second of CPU time each lab's path got on CPU 0 (the sender thread's CPU clock \
+             plus ksoftirqd/0 during its phases), so both are measured in the same moments and \
+             a change of the machine's speed affects both alike; ratio = the setup's twin's rate \
+             / the other twin's. The twins swap roles every repetition, so a difference between \
+             them cancels; nothing attached in both (A/A) is measured the same way in every \
+             repetition and shown as the noise. The wall-clock ratio is shown beside it. Each \
+             setup is measured for {:.1} s of the pair (about half of it per lab); a flood \
+             after 1.3 s of it, past macdrop's first report (`--interval 1`) in the flood, \
+             from which it samples the interface's flow records (its steady state in any flood \
+             longer than a second). {} repetition(s); median (min–max).\n",
+            traffic::PHASE_BATCHES,
+            traffic::BATCH,
             self.window.as_secs_f64(),
             self.reps
         );
         for sc in &self.scenarios {
             md += &format!(
                 "\n**{}**: {}. Nothing attached: {} Mpps per CPU-second ({} Mpps received, the \
-                 path had {} of CPU 0). Noise (nothing attached measured as a setup, A/A): \
-                 ratio {}.\n\n",
+                 path had {} of CPU 0 during its phases). Noise (nothing attached in either twin, \
+                 measured as a setup, A/A): ratio {}.\n\n",
                 sc.name,
                 sc.description,
                 show_mpps(&field(&sc.baseline, |r| r.per_cpu_second)),
@@ -947,30 +1004,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn noise_is_each_inner_baseline_over_its_neighbours_within_a_repetition() {
-        let rate = |v: f64| Rates {
-            received: v,
-            sent: v,
-            per_cpu_second: v,
-            cpu_share: 1.0,
-        };
-        let row = || Row {
-            label: String::new(),
-            kind: Kind::Empty("tc"),
-            hook: None,
-            rates: Vec::new(),
-            ratios: Vec::new(),
-            wall_ratios: Vec::new(),
-            in_situ: Vec::new(),
-        };
-        // Two rows: three baselines per repetition, two repetitions; the
-        // pair across repetitions (4 then 8) is never compared.
-        let sc = ScenarioResult {
-            name: "t",
-            description: String::new(),
-            baseline: [2.0, 3.0, 4.0, 8.0, 4.0, 8.0].map(rate).to_vec(),
-            rows: vec![row(), row()],
-        };
-        assert_eq!(sc.noise(), [1.0, 0.5]);
+    fn each_twin_carries_the_setup_in_every_other_repetition() {
+        let reps = 8;
+        for rep in 0..reps {
+            let (under, other) = under_test(rep);
+            assert_ne!(under, other);
+            assert!(under < 2 && other < 2);
+            assert_ne!(under_test(rep + 1).0, under, "swapped each repetition");
+        }
+        let on_first = (0..reps).filter(|&r| under_test(r).0 == 0).count();
+        assert_eq!(on_first * 2, reps, "each twin equally often");
     }
 }
