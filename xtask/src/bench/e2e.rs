@@ -785,6 +785,7 @@ impl Results {
     /// The tables; `conditions` (build, kernel, CPU, load) heads the
     /// per-cause rows.
     pub fn markdown(&self, conditions: &str) -> String {
+        let causes = self.per_cause();
         let mut md = format!(
             "UDP datagrams in 60-byte frames from one sender pinned to CPU 0, where the whole \
              receive path runs (in the sender's softirq), into two twin labs in turn: it \
@@ -844,8 +845,11 @@ impl Results {
             if let Some(v) = sc.auto_verdict() {
                 md += &format!("\n{v}.\n");
             }
+            if let Some(split) = cost_split(sc, &causes) {
+                md += &format!("\n{split}\n");
+            }
         }
-        md + &per_cause_markdown(&self.per_cause(), conditions)
+        md + &per_cause_markdown(&causes, conditions)
     }
 
     /// Each in-situ program figure of each scenario beside the empty
@@ -943,6 +947,37 @@ impl Cause {
     }
 }
 
+/// Where `auto`'s cost in scenario `sc` goes: the hook's own price (the
+/// empty program on the same hook), macdrop's own part (`auto` over it),
+/// and the in-situ estimate of each of its programs (`causes`).
+fn cost_split(sc: &ScenarioResult, causes: &[Cause]) -> Option<String> {
+    let auto = sc.auto()?;
+    let empty = sc.empty_on_auto_hook()?;
+    let own = sc.auto_over_empty_hook()?;
+    let cost = |ratio: f64| (1.0 - ratio) * 100.0;
+    let mut out = format!(
+        "Where `auto`'s cost ({:.1} %) goes: the hook itself, which the {} pays as well, \
+         {:.1} %; macdrop's own part (`auto` over that empty program, per repetition) {:.1} %",
+        cost(median(&auto.ratios)),
+        empty.label,
+        cost(median(&empty.ratios)),
+        cost(median(&own)),
+    );
+    let in_situ: Vec<String> = causes
+        .iter()
+        .filter(|c| c.scenario == sc.name)
+        .filter_map(|c| Some(format!("`{}` {:.1} %", c.program, c.share? * 100.0)))
+        .collect();
+    if !in_situ.is_empty() {
+        out += &format!(
+            ", of which the programs' own run time is estimated in situ at {} (the table \
+             below)",
+            in_situ.join(", ")
+        );
+    }
+    Some(out + ".")
+}
+
 fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
     if causes.is_empty() {
         return String::new();
@@ -1002,6 +1037,51 @@ pub fn scenario<'a>(r: &'a Results, name: &str) -> Result<&'a ScenarioResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(kind: Kind, hook: Option<&str>, ratios: &[f64]) -> Row {
+        Row {
+            label: kind.label(),
+            kind,
+            hook: hook.map(str::to_owned),
+            rates: Vec::new(),
+            ratios: ratios.to_vec(),
+            wall_ratios: Vec::new(),
+            in_situ: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn autos_cost_splits_into_the_hook_and_macdrops_own_part() {
+        let sc = ScenarioResult {
+            name: "t",
+            description: String::new(),
+            baseline: Vec::new(),
+            aa: vec![1.0],
+            rows: vec![
+                row(Kind::Macdrop("auto"), Some("tcx"), &[0.97, 0.96]),
+                row(Kind::Macdrop("xdp"), Some("xdp-driver"), &[0.5, 0.5]),
+                row(Kind::Empty("xdp"), None, &[0.9, 0.9]),
+                row(Kind::Empty("tc"), Some("tcx"), &[0.98, 0.96]),
+            ],
+        };
+        assert_eq!(sc.empty_on_auto_hook().unwrap().label, "empty tc program");
+        // Per repetition: 0.97 / 0.98 and 0.96 / 0.96.
+        let own = sc.auto_over_empty_hook().unwrap();
+        assert!((own[0] - 0.97 / 0.98).abs() < 1e-12 && own[1] == 1.0);
+        let cause = Cause {
+            scenario: "t",
+            program: "macdrop_tc".into(),
+            ns: vec![30.0],
+            runs: vec![1.0],
+            empty: vec![10.0],
+            share: Some(0.004),
+        };
+        let split = cost_split(&sc, &[cause]).unwrap();
+        assert!(split.contains("(3.5 %)"), "{split}");
+        assert!(split.contains("empty tc program pays as well, 3.0 %"), "{split}");
+        assert!(split.contains("per repetition) 0.5 %"), "{split}");
+        assert!(split.contains("`macdrop_tc` 0.4 %"), "{split}");
+    }
 
     #[test]
     fn each_twin_carries_the_setup_in_every_other_repetition() {
