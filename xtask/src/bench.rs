@@ -611,7 +611,7 @@ impl Target {
     fn at_most(what: String, v: f64, max: f64, unit: &str) -> Self {
         Self {
             what,
-            measured: measured(v, unit),
+            measured: measured_against(v, max, unit),
             target: format!("≤ {} {unit}", fmt_num(max)).trim().to_owned(),
             met: v <= max,
             estimate: false,
@@ -621,7 +621,7 @@ impl Target {
     fn at_least(what: String, v: f64, min: f64, unit: &str) -> Self {
         Self {
             what,
-            measured: measured(v, unit),
+            measured: measured_against(v, min, unit),
             target: format!("≥ {} {unit}", fmt_num(min)).trim().to_owned(),
             met: v >= min,
             estimate: false,
@@ -646,6 +646,16 @@ fn measured(v: f64, unit: &str) -> String {
     } else {
         format!("{} {unit}", fmt_num(v)).trim().to_owned()
     }
+}
+
+/// `measured`, with more decimals where the usual ones would show `v`
+/// equal to the target's `limit` while it is not (0.9497 against 0.95 is
+/// a miss, and must not read "0.95").
+fn measured_against(v: f64, limit: f64, unit: &str) -> String {
+    if !v.is_nan() && v != limit && fmt_num(v) == fmt_num(limit) {
+        return format!("{v:.5} {unit}").trim().to_owned();
+    }
+    measured(v, unit)
 }
 
 fn fmt_num(v: f64) -> String {
@@ -770,6 +780,11 @@ mod tests {
         );
         let t = Target::at_least("y".into(), 0.9312, 0.95, "");
         assert_eq!((t.measured.as_str(), t.met), ("0.931", false));
+        // A miss never reads as the target itself.
+        let t = Target::at_least("v".into(), 0.94968, 0.95, "");
+        assert_eq!((t.measured.as_str(), t.met), ("0.94968", false));
+        let t = Target::at_least("u".into(), 0.95, 0.95, "");
+        assert_eq!((t.measured.as_str(), t.met), ("0.95", true));
         let t = Target::at_least("z".into(), f64::NAN, 0.95, "");
         assert_eq!(
             (t.measured.as_str(), t.met),

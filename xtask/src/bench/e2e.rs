@@ -1078,7 +1078,10 @@ mod tests {
         };
         let split = cost_split(&sc, &[cause]).unwrap();
         assert!(split.contains("(3.5 %)"), "{split}");
-        assert!(split.contains("empty tc program pays as well, 3.0 %"), "{split}");
+        assert!(
+            split.contains("empty tc program pays as well, 3.0 %"),
+            "{split}"
+        );
         assert!(split.contains("per repetition) 0.5 %"), "{split}");
         assert!(split.contains("`macdrop_tc` 0.4 %"), "{split}");
     }
