@@ -105,9 +105,18 @@ const QEMU_MEMORY: &str = "1024";
 const QEMU_CPUS: &str = "2";
 const KERNEL_CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
 
-/// Limits per run, far above the ~1 minute they take.
-const QEMU_TIMEOUT: Duration = Duration::from_secs(420);
-const HOST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Limits per run. A TCG guest takes 5-7 minutes in CI (two at a time on
+/// 2 CPUs), its longest check (fate) about 2 minutes without a line; the
+/// host about 20 s. The ceilings keep three guests plus the host inside
+/// half of CI's 90 minutes even if each one hangs.
+const QEMU_LIMITS: console::Limits = console::Limits {
+    silence: Duration::from_secs(300),
+    total: Duration::from_secs(900),
+};
+const HOST_LIMITS: console::Limits = console::Limits {
+    silence: Duration::from_secs(180),
+    total: Duration::from_secs(300),
+};
 
 /// One entry of `--kernels`.
 #[derive(Clone, Copy, Debug)]
@@ -293,11 +302,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         let run_dir = runs.join(target.label());
         fs::create_dir_all(&run_dir)?;
         let log = run_dir.join("console.log");
-        let (mut command, source, timeout) = match target {
+        let (mut command, source, limits) = match target {
             Target::Host => {
                 let mut command = Command::new(&guest);
                 command.arg("--macdrop").arg(&macdrop);
-                (command, "native".to_owned(), HOST_TIMEOUT)
+                (command, "native".to_owned(), HOST_LIMITS)
             }
             Target::Qemu(kernel) => {
                 let (_, unpacked, image) = images
@@ -309,11 +318,11 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 (
                     command,
                     format!("{} {}", kernel.pin.package, kernel.pin.version),
-                    QEMU_TIMEOUT,
+                    QEMU_LIMITS,
                 )
             }
         };
-        let mut outcome = console::run(&mut command, target.label(), &log, timeout)?;
+        let mut outcome = console::run(&mut command, target.label(), &log, limits)?;
         // A guest kernel that dies before `/init` never ran a check (seen
         // once: 6.12 under TCG panicked in enqueue_timer 1.2 s into boot):
         // it is booted once more, its first console kept beside. Anything
@@ -328,13 +337,18 @@ pub fn run(args: &Args) -> Result<ExitCode> {
                 first.display()
             );
             fs::rename(&log, &first)?;
-            outcome = console::run(&mut command, target.label(), &log, timeout)?;
+            outcome = console::run(&mut command, target.label(), &log, limits)?;
         }
         println!(
-            "xtask: kernel-matrix: {}: {} in {} (console: {})",
+            "xtask: kernel-matrix: {}: {} in {}{} (console: {})",
             target.label(),
             result_word(&outcome),
             ui::duration(outcome.elapsed),
+            outcome
+                .problem
+                .as_deref()
+                .map(|p| format!(": {p}"))
+                .unwrap_or_default(),
             log.display()
         );
         Ok(Row {

@@ -23,6 +23,17 @@ pub const CAPS_MARKER: &str = "MACDROP-MATRIX-CAPS:";
 /// Prefix of the guest's progress lines.
 const PROGRESS: &str = "matrix: ";
 
+/// When a guest is given up on: after `silence` without a console line
+/// (stuck), or after `total` whatever it prints (a ceiling that keeps the
+/// whole matrix inside CI's budget). A slow but progressing guest (TCG on
+/// a busy 2-CPU machine ran 6.1 past a fixed 7 minutes) is never cut
+/// short by the first.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub silence: Duration,
+    pub total: Duration,
+}
+
 /// What a guest run produced.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -93,8 +104,8 @@ impl Outcome {
 
 /// Runs `command` (stdin closed, stdout and stderr read), logging every
 /// line to `log` and echoing the guest's progress and verdict lines
-/// prefixed with `[label]`. Killed after `timeout`.
-pub fn run(command: &mut Command, label: &str, log: &Path, timeout: Duration) -> Result<Outcome> {
+/// prefixed with `[label]`. Killed when it outruns `limits`.
+pub fn run(command: &mut Command, label: &str, log: &Path, limits: Limits) -> Result<Outcome> {
     let mut log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let start = Instant::now();
     let mut child = command
@@ -125,10 +136,10 @@ pub fn run(command: &mut Command, label: &str, log: &Path, timeout: Duration) ->
     drop(tx);
 
     let mut outcome = Outcome::default();
-    let deadline = start + timeout;
+    let deadline = start + limits.total;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
+        let to_deadline = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(to_deadline.min(limits.silence)) {
             Ok(raw) => {
                 let line = clean(raw.trim_end_matches('\n'));
                 let _ = writeln!(log_file, "{line}");
@@ -145,14 +156,27 @@ pub fn run(command: &mut Command, label: &str, log: &Path, timeout: Duration) ->
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let _ = child.kill();
-                outcome.problem = Some(format!("no end within {}s; killed", timeout.as_secs()));
+                let why = if Instant::now() >= deadline {
+                    format!("no end within {}s", limits.total.as_secs())
+                } else {
+                    format!("no console line for {}s", limits.silence.as_secs())
+                };
+                outcome.problem = Some(format!(
+                    "{why}; killed at {}, last line: {}",
+                    crate::ui::duration(start.elapsed()),
+                    outcome.tail.last().map_or("(none)", String::as_str)
+                ));
                 break;
             }
         }
     }
     let status = child.wait().context("waiting for the guest")?;
-    for reader in readers {
-        let _ = reader.join();
+    // After a kill the readers are left to end with the pipes: something
+    // the guest started may still hold them open.
+    if outcome.problem.is_none() {
+        for reader in readers {
+            let _ = reader.join();
+        }
     }
     outcome.elapsed = start.elapsed();
     if outcome.pass.is_none() && outcome.problem.is_none() {
@@ -195,5 +219,68 @@ mod tests {
         assert_eq!(o.pass, Some(true));
         assert_eq!(o.verdict.as_deref(), Some("PASS kernel=6.1.0 checks=3/3"));
         assert_eq!(o.caps.as_ref().unwrap()["kernel"], "6.1.0");
+    }
+
+    fn shell(script: &str, limits: Limits) -> Outcome {
+        let log = std::env::temp_dir().join(format!("console-test-{}.log", std::process::id()));
+        let mut command = Command::new("sh");
+        command.args(["-c", script]);
+        let outcome = run(&mut command, "test", &log, limits).unwrap();
+        let _ = std::fs::remove_file(&log);
+        outcome
+    }
+
+    #[test]
+    fn a_slow_guest_that_keeps_printing_is_not_killed() {
+        // 1.5 s in all, longer than the silence limit, a line every 0.3 s.
+        let outcome = shell(
+            "for i in 1 2 3 4 5; do echo matrix: check $i; sleep 0.3; done; \
+             echo 'MACDROP-MATRIX: PASS kernel=x'",
+            Limits {
+                silence: Duration::from_secs(1),
+                total: Duration::from_secs(30),
+            },
+        );
+        assert_eq!(outcome.pass, Some(true), "{:?}", outcome.problem);
+        assert!(outcome.elapsed >= Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_silent_guest_is_killed_and_its_last_line_named() {
+        let outcome = shell(
+            "echo 'matrix: sigkill/xdp: start'; exec sleep 30",
+            Limits {
+                silence: Duration::from_secs(1),
+                total: Duration::from_secs(30),
+            },
+        );
+        assert_eq!(outcome.pass, None);
+        let problem = outcome.problem.unwrap();
+        assert!(
+            problem.starts_with("no console line for 1s; killed at "),
+            "{problem}"
+        );
+        assert!(
+            problem.ends_with("last line: matrix: sigkill/xdp: start"),
+            "{problem}"
+        );
+        assert!(outcome.elapsed < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_guest_printing_forever_meets_the_ceiling() {
+        let outcome = shell(
+            "while :; do echo matrix: busy; sleep 0.2; done",
+            Limits {
+                silence: Duration::from_secs(1),
+                total: Duration::from_secs(2),
+            },
+        );
+        assert_eq!(outcome.pass, None);
+        let problem = outcome.problem.unwrap();
+        assert!(
+            problem.starts_with("no end within 2s; killed at "),
+            "{problem}"
+        );
     }
 }
