@@ -380,9 +380,11 @@ pub struct IfConfig {
     /// mismatched rate (`monitor/src/session/flow_sampling.rs`); the class
     /// counters are exact either way.
     pub flow_sample: u32,
-    /// The most common `own` destination (the device's or bridge's MAC).
-    pub fast_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The most common `own` destination (the device's or bridge's MAC)
+    /// as a `mac_word` (its top 16 bits 0), so the classifier compares a
+    /// frame's destination word with one load and one compare, holding no
+    /// second form of the MAC in registers.
+    pub fast_mac: u64,
 }
 
 /// Key of `LOCAL_MACS`: a destination MAC that matters to one MAC domain
@@ -397,8 +399,12 @@ pub struct MacKey {
     pub mac_domain: u32,
     /// `vlan_path` of the frame's tags; `VLANS_UNTAGGED` for none.
     pub vlans: u32,
-    pub mac: [u8; 6],
-    pub _pad: [u8; 2],
+    /// The MAC's `mac_word`, low 32 bits then the next 16: on this
+    /// little-endian layout the MAC's six bytes in order, written by the
+    /// classifier as two stores from the word it holds.
+    pub mac_lo: u32,
+    pub mac_hi: u16,
+    pub _pad: u16,
 }
 
 /// `LOCAL_MACS` value: the domain delivers this destination to the host.
@@ -410,14 +416,26 @@ pub const MAC_PREVIOUS: u8 = 2;
 pub const MAX_PREVIOUS_MACS: usize = 8;
 
 impl MacKey {
-    pub const fn new(netns: u32, mac_domain: u32, vlans: u32, mac: [u8; 6]) -> Self {
+    pub fn new(netns: u32, mac_domain: u32, vlans: u32, mac: [u8; 6]) -> Self {
+        Self::of_word(netns, mac_domain, vlans, mac_word(&mac))
+    }
+
+    /// The key of a `mac_word`.
+    #[inline(always)]
+    pub const fn of_word(netns: u32, mac_domain: u32, vlans: u32, word: u64) -> Self {
         Self {
             netns,
             mac_domain,
             vlans,
-            mac,
-            _pad: [0; 2],
+            mac_lo: word as u32,
+            mac_hi: (word >> 32) as u16,
+            _pad: 0,
         }
+    }
+
+    /// The key's MAC.
+    pub fn mac(&self) -> [u8; 6] {
+        mac_of_word(u64::from(self.mac_lo) | u64::from(self.mac_hi) << 32)
     }
 }
 

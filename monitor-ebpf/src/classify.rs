@@ -34,16 +34,13 @@
 //! The plain-Rust reference model in `monitor/src/classify.rs` defines the
 //! same classes; the `test_run` tests hold the two in agreement.
 
-use core::mem::offset_of;
-
 use aya_ebpf::EbpfContext;
 
 use monitor_common::{
     AddrKey, AddrSlot, BROADCAST_WORD, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED,
     IF_HANDOFF, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey,
     MAC_LOCAL, MAC_PREVIOUS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE, VERDICT_VALID,
-    VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mac_of_word, mismatch_bits, vlan_path,
-    vlan_tag_code,
+    VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mismatch_bits, vlan_path, vlan_tag_code,
 };
 
 use crate::maps::{
@@ -78,23 +75,19 @@ pub fn bytes_at<const LEN: usize>(
     Some(start as *const [u8; LEN])
 }
 
-/// The `mac_word` of the 6 bytes at `p`, read as one u32 and one u16
-/// (the object is built with misaligned loads allowed: `build.rs`), not
-/// as six byte loads and their shifts.
+/// The `mac_word` of the 6 bytes at `p`: one u64 load (the object is
+/// built with misaligned loads allowed: `build.rs`) and a mask, so the
+/// destination lives in one register and in no other form.
 ///
 /// # Safety
-/// `p` points to 6 readable bytes (checked against `data_end`).
+/// `p` points to 8 readable bytes (checked against `data_end`: the
+/// Ethernet header holds them).
 #[inline(always)]
 pub unsafe fn mac_word_at(p: *const u8) -> u64 {
-    // SAFETY: 6 readable bytes at `p`, per the caller.
-    let (lo, hi) = unsafe {
-        (
-            core::ptr::read_unaligned(p.cast::<u32>()),
-            core::ptr::read_unaligned(p.add(4).cast::<u16>()),
-        )
-    };
+    // SAFETY: 8 readable bytes at `p`, per the caller.
+    let word = unsafe { core::ptr::read_unaligned(p.cast::<u64>()) };
     // `mac_word` is little-endian: byte 0 in the low bits.
-    u64::from(u32::from_le(lo)) | u64::from(u16::from_le(hi)) << 32
+    u64::from_le(word) & MAC_BITS
 }
 
 #[inline(always)]
@@ -244,7 +237,7 @@ fn classify_into(
         counters.runt += 1;
         return (0, 0);
     };
-    // SAFETY: `eth` is ETH_HLEN bytes inside the frame (checked by `bytes_at`), of which these are the first 6.
+    // SAFETY: `eth` is ETH_HLEN bytes inside the frame (checked by `bytes_at`), of which these are the first 8.
     let dst = unsafe { mac_word_at(eth.cast()) };
 
     // The group bit: the first bit on the wire.
@@ -413,21 +406,11 @@ fn leave_verdict(dst: u64, verdict: u64) {
     }
 }
 
-/// Whether `dst` (a `mac_word`) is the interface's fast MAC: the
-/// configuration side read as one u32 and one u16 (aligned), which on this
-/// little-endian target are the word's low 32 and next 16 bits. This
-/// compare is most of the `own` path.
+/// Whether `dst` (a `mac_word`) is the interface's fast MAC. This compare
+/// is most of the `own` path.
 #[inline(always)]
 fn is_fast_mac(cfg: &IfConfig, dst: u64) -> bool {
-    const OFF: usize = offset_of!(IfConfig, fast_mac);
-    const _: () = assert!(OFF.is_multiple_of(4) && align_of::<IfConfig>() >= 4);
-    // SAFETY: `fast_mac` starts 4-aligned inside a 4-aligned IfConfig
-    // (asserted above), so both reads are aligned and within the field.
-    let (head, tail) = unsafe {
-        let base = (cfg as *const IfConfig).cast::<u8>().add(OFF);
-        (*base.cast::<u32>(), *base.add(4).cast::<u16>())
-    };
-    dst as u32 == u32::from_le(head) && (dst >> 32) as u16 == u16::from_le(tail)
+    dst == cfg.fast_mac
 }
 
 /// What the interface's MAC domain knows about unicast `dst` in VLAN path
@@ -445,7 +428,7 @@ fn known_mac(cfg: &IfConfig, vlans: u32, dst: u64) -> Option<u8> {
     {
         return None;
     }
-    let key = MacKey::new(netns_ino(), cfg.mac_domain, vlans, mac_of_word(dst));
+    let key = MacKey::of_word(netns_ino(), cfg.mac_domain, vlans, dst);
     // SAFETY: a map lookup, the value copied out at once.
     unsafe { LOCAL_MACS.get(key) }.copied()
 }

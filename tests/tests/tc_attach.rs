@@ -73,8 +73,7 @@ impl Rig {
                 mac_domain: 0,
                 flags: IF_FAST_MAC_VALID,
                 flow_sample: 0,
-                fast_mac: *mac,
-                _pad: [0; 2],
+                fast_mac: monitor_common::mac_word(mac),
             };
             ifaces.insert(IfKey { netns, ifindex }, cfg, 0).unwrap();
             ifindexes.push(ifindex);

@@ -25,7 +25,7 @@ use monitor_common::{
     ADDR_TABLE_SLOTS, AddrKey, AddrSlot, FLOW_SAMPLE_MAX, IF_BRIDGE, IF_FAST_MAC_VALID,
     IF_FILTERED, IF_FLOWS, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_WATCHED, IfConfig, IfKey,
     MAC_FILTER_WORDS, MAC_LOCAL, MAC_PREVIOUS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS,
-    MacKey, VLANS_UNTAGGED, addr_slot, mac_filter_bit, names,
+    MacKey, VLANS_UNTAGGED, addr_slot, mac_filter_bit, mac_word, names,
 };
 
 use crate::{
@@ -59,7 +59,7 @@ impl Desired {
     pub fn mac_filter(&self) -> Vec<u64> {
         let mut words = vec![0u64; MAC_FILTER_WORDS as usize];
         for key in self.local_macs.keys() {
-            set_bit(&mut words, mac_filter_bit(key.mac_domain, &key.mac));
+            set_bit(&mut words, mac_filter_bit(key.mac_domain, &key.mac()));
         }
         words
     }
@@ -191,8 +191,7 @@ pub fn desired(
                     | IF_FLOWS,
                 // `ConfigMaps::sync` keeps the sampling in effect.
                 flow_sample: 0,
-                fast_mac: fast.unwrap_or(Mac([0; 6])).0,
-                _pad: [0; 2],
+                fast_mac: fast.map_or(0, |mac| mac_word(&mac.0)),
             },
         );
     }
@@ -538,6 +537,7 @@ mod tests {
 
     use super::*;
     use crate::{netlink::Link, topology};
+    use monitor_common::mac_of_word;
 
     const BR_MAC: Mac = Mac([2, 0, 0, 0, 0x0b, 1]);
     const P1_MAC: Mac = Mac([2, 0, 0, 0, 0x0a, 1]);
@@ -579,7 +579,7 @@ mod tests {
             p1.flags,
             IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_PORT | IF_PASSUP_FAST | IF_FLOWS
         );
-        assert_eq!(p1.fast_mac, BR_MAC.0);
+        assert_eq!(mac_of_word(p1.fast_mac), BR_MAC.0);
         assert_eq!(d.local_macs[&MacKey::new(77, 3, 0, P1_MAC.0)], MAC_LOCAL);
         assert_eq!(d.local_macs[&MacKey::new(77, 3, 0, BR_MAC.0)], MAC_LOCAL);
         // The bridge device delivers its own MAC on the fast path alone;
@@ -717,7 +717,7 @@ mod tests {
         let has = |words: &[u64], bit: u32| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0;
         let macs = d.mac_filter();
         for key in d.local_macs.keys() {
-            assert!(has(&macs, mac_filter_bit(key.mac_domain, &key.mac)));
+            assert!(has(&macs, mac_filter_bit(key.mac_domain, &key.mac())));
         }
         let set: u32 = macs.iter().map(|w| w.count_ones()).sum();
         assert!(set as usize <= d.local_macs.len());
@@ -772,7 +772,7 @@ mod tests {
             netns: 77,
             ifindex: 1299,
         }];
-        assert_eq!((q.mac_domain, q.fast_mac), (1299, BR_MAC.0));
+        assert_eq!((q.mac_domain, mac_of_word(q.fast_mac)), (1299, BR_MAC.0));
     }
 
     #[test]
@@ -787,6 +787,6 @@ mod tests {
             (v0.mac_domain, v0.flags),
             (0, IF_WATCHED | IF_FILTERED | IF_FAST_MAC_VALID | IF_FLOWS)
         );
-        assert_eq!(v0.fast_mac, [2, 0, 0, 0, 0x0d, 1]);
+        assert_eq!(mac_of_word(v0.fast_mac), [2, 0, 0, 0, 0x0d, 1]);
     }
 }
