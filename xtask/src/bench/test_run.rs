@@ -325,10 +325,7 @@ impl Results {
         for (k, c) in self.classes.iter().enumerate() {
             let quiet_cell = |d: &[f64], q: &[bool]| {
                 let pairs = q.iter().filter(|q| **q).count();
-                let Some(v) = quiet_only(d, q) else {
-                    return format!("n/a ({pairs} quiet)");
-                };
-                let Some(stat) = Stat::of(&v) else {
+                let Some(stat) = quiet_only(d, q).and_then(|v| Stat::of(&v)) else {
                     return format!("n/a ({pairs} quiet)");
                 };
                 let over = match c.target_ns() {
