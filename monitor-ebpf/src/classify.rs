@@ -98,11 +98,17 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 }
 
 /// Counts one frame received on `ifindex`. Never touches the frame.
-/// `hook_tag`: the `vlan_tag_code` of the VLAN tag the kernel already took
-/// out of the frame data (at tc, the outermost tag sits in
-/// `skb->vlan_tci`), 0 if none, so the VLAN path and the walk to the
-/// network header still cover the frame's tags as on the wire, as XDP and
-/// the reference model do.
+/// `frame`: reads the frame's bounds (`data`, `data_end`) from the
+/// context, after the configuration's lookup: to the compiler each inlined
+/// map lookup is a helper call, and values read before it would be held
+/// across it as stack spills and reloads. `hook_tag`: the `vlan_tag_code`
+/// of the VLAN tag the kernel already took out of the frame data (at tc,
+/// the outermost tag sits in `skb->vlan_tci`), 0 if none, so the VLAN
+/// path and the walk to the network header still cover the frame's tags
+/// as on the wire, as XDP and the reference model do.
+///
+/// The frame is classified first and counted after (`Decided`), so the
+/// counters' pointer is not held across the classifier's lookups either.
 ///
 /// Returns what the hook and the mismatch path need ([`Counted`]); None if
 /// the interface has no configuration (logged through `ctx`, rate-bound:
@@ -111,8 +117,7 @@ fn be16_at(data: usize, data_end: usize, off: usize) -> Option<u16> {
 #[inline(always)]
 pub fn count_frame<C: EbpfContext>(
     ctx: &C,
-    data: usize,
-    data_end: usize,
+    frame: impl FnOnce(&C) -> (usize, usize),
     ifindex: u32,
     hook_tag: u32,
     hook: Hook,
@@ -128,16 +133,18 @@ pub fn count_frame<C: EbpfContext>(
     if cfg.flags & IF_HANDOFF_ANY != 0 && !counted_here(cfg.flags, ifindex, hook) {
         return None;
     }
+    let (data, data_end) = frame(ctx);
+    let decided = decide(cfg, data, data_end, hook_tag, hook);
     let counters = COUNTERS.get_ptr_mut(cfg.slot)?;
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
     let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    let (mismatch, proto_off) = classify_into(counters, cfg, data, data_end, hook_tag, hook);
+    decided.count_into(counters);
     Some(Counted {
         counters,
         cfg,
-        mismatch,
-        proto_off,
+        mismatch: decided.mismatch(cfg.flags),
+        proto_off: decided.proto_off,
     })
 }
 
@@ -218,36 +225,25 @@ pub fn if_config(ifindex: u32, netns: impl FnOnce() -> u32) -> Option<&'static I
     }
 }
 
-/// The classification proper, into the counters of one interface.
-/// Returns the frame's mismatch bits (0 on every common path) and, for a
-/// mismatched frame, where its EtherType after the tags is.
+/// The classification proper: which counter the frame goes to, and for
+/// foreign unicast its verdict bits and where its EtherType after the
+/// tags is.
 #[inline(always)]
-fn classify_into(
-    counters: &mut FrameCounters,
-    cfg: &IfConfig,
-    data: usize,
-    data_end: usize,
-    hook_tag: u32,
-    hook: Hook,
-) -> (u8, usize) {
-    counters.total += 1;
-
+fn decide(cfg: &IfConfig, data: usize, data_end: usize, hook_tag: u32, hook: Hook) -> Decided {
     // A frame too short for an Ethernet header has no class of its own.
     let Some(eth) = bytes_at::<ETH_HLEN>(data, data_end, 0) else {
-        counters.runt += 1;
-        return (0, 0);
+        return Decided::of(Class::Runt);
     };
     // SAFETY: `eth` is ETH_HLEN bytes inside the frame (checked by `bytes_at`), of which these are the first 8.
     let dst = unsafe { mac_word_at(eth.cast()) };
 
     // The group bit: the first bit on the wire.
     if dst & 1 != 0 {
-        if dst == BROADCAST_WORD {
-            counters.broadcast += 1;
+        return Decided::of(if dst == BROADCAST_WORD {
+            Class::Broadcast
         } else {
-            counters.multicast += 1;
-        }
-        return (0, 0);
+            Class::Multicast
+        });
     }
     // Untagged: no tag taken out by the hook and none in the header read
     // above, so the common case needs no further read.
@@ -261,8 +257,7 @@ fn classify_into(
     // receive path took a tag out, so the port's verdict comes first.
     let bridge = cfg.flags & IF_BRIDGE != 0;
     if fast && cfg.flags & IF_PASSUP_FAST == 0 && !(bridge && hook == Hook::Xdp) {
-        counters.own += 1;
-        return (0, 0);
+        return Decided::of(Class::Own);
     }
     // The tags are walked once, here: the verdict needs their path, a
     // mismatched frame's flow record the offset after them.
@@ -282,19 +277,77 @@ fn classify_into(
         leave_verdict(dst, verdict);
     }
     if verdict & VERDICT_OWN != 0 {
-        counters.own += 1;
-        return (0, 0);
+        return Decided::of(Class::Own);
     }
-    counters.foreign_unicast += 1;
-    let stale = verdict & VERDICT_STALE != 0;
-    if stale {
-        counters.stale_mac += 1;
+    Decided {
+        class: Class::Foreign,
+        verdict,
+        proto_off,
     }
-    let host_ip = verdict & VERDICT_HOST_IP != 0;
-    if host_ip {
-        counters.host_ip_wrong_mac += 1;
+}
+
+/// The counter a frame goes to (`FrameCounters`; `total` as well, always).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Runt,
+    Broadcast,
+    Multicast,
+    Own,
+    Foreign,
+}
+
+/// The classifier's decision on one frame, counted by `count_into`.
+#[derive(Clone, Copy)]
+struct Decided {
+    class: Class,
+    /// For `Class::Foreign`, its `VERDICT_HOST_IP` and `VERDICT_STALE`
+    /// bits; 0 otherwise.
+    verdict: u64,
+    /// For `Class::Foreign`, where its EtherType after its tags is.
+    proto_off: usize,
+}
+
+impl Decided {
+    #[inline(always)]
+    fn of(class: Class) -> Self {
+        Self {
+            class,
+            verdict: 0,
+            proto_off: 0,
+        }
     }
-    (mismatch_bits(cfg.flags, host_ip, stale), proto_off)
+
+    #[inline(always)]
+    fn count_into(self, c: &mut FrameCounters) {
+        c.total += 1;
+        match self.class {
+            Class::Runt => c.runt += 1,
+            Class::Broadcast => c.broadcast += 1,
+            Class::Multicast => c.multicast += 1,
+            Class::Own => c.own += 1,
+            Class::Foreign => {
+                c.foreign_unicast += 1;
+                if self.verdict & VERDICT_STALE != 0 {
+                    c.stale_mac += 1;
+                }
+                if self.verdict & VERDICT_HOST_IP != 0 {
+                    c.host_ip_wrong_mac += 1;
+                }
+            }
+        }
+    }
+
+    /// The frame's mismatch bits (`monitor_common::MISMATCH_*`), 0 for
+    /// every class but foreign unicast.
+    #[inline(always)]
+    fn mismatch(self, if_flags: u32) -> u8 {
+        if self.class != Class::Foreign {
+            return 0;
+        }
+        let host_ip = self.verdict & VERDICT_HOST_IP != 0;
+        let stale = self.verdict & VERDICT_STALE != 0;
+        mismatch_bits(if_flags, host_ip, stale)
+    }
 }
 
 /// The verdict on a unicast frame to `dst` (`VERDICT_*` bits), other than

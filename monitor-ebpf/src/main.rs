@@ -64,13 +64,15 @@ fn xdp_frame(
     frame_len: impl FnOnce(&XdpContext) -> u64,
 ) -> Option<(u32, flows::Picked)> {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let (data, data_end) = (ctx.data(), ctx.data_end());
-    let counted = classify::count_frame(ctx, data, data_end, ifindex, 0, classify::Hook::Xdp)?;
+    let frame = |ctx: &XdpContext| (ctx.data(), ctx.data_end());
+    let counted = classify::count_frame(ctx, frame, ifindex, 0, classify::Hook::Xdp)?;
     if counted.mismatch == 0 {
         return None;
     }
     let cfg = counted.cfg;
     let picked = flows::sample(cfg, counted.mismatch)?;
+    // Read again rather than held across the classifier's lookups.
+    let (data, data_end) = frame(ctx);
     // The length is a helper call on multi-buffer XDP: asked only when a
     // flow is recorded (`flows::record` calls it after its flag test).
     let len = || frame_len(ctx);
@@ -136,9 +138,10 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     } else {
         0
     };
-    let (data, data_end) = (ctx.data(), ctx.data_end());
-    if let Some(counted) =
-        classify::count_frame(&ctx, data, data_end, ifindex, hook_tag, classify::Hook::Tc)
+    // The frame's bounds are read after the classifier's lookups, where
+    // used (`count_frame`), as is every field needed only later.
+    let frame = |ctx: &aya_ebpf::programs::TcContext| (ctx.data(), ctx.data_end());
+    if let Some(counted) = classify::count_frame(&ctx, frame, ifindex, hook_tag, classify::Hook::Tc)
     {
         // Read here, not with the fields above: a value held across the
         // classifier's map lookups is a stack spill and a reload.
@@ -151,9 +154,11 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
             // The flow's VLAN is the outermost tag, as XDP sees it in the
             // data, and its length the frame's on the wire, that tag in.
             // SAFETY: context field reads, as above.
-            let (vlan_tci, len) = unsafe { ((*skb).vlan_tci, (*skb).len) };
+            let (vlan_present, vlan_tci, len) =
+                unsafe { ((*skb).vlan_present, (*skb).vlan_tci, (*skb).len) };
             let vlan = (vlan_present != 0).then_some((vlan_tci & 0x0fff) as u16);
             let len = u64::from(len) + if vlan_present != 0 { 4 } else { 0 };
+            let (data, data_end) = frame(&ctx);
             flows::record(cfg, data, data_end, counted.proto_off, vlan, || len, picked);
             // Evidence only with --pcap.
             if let Some((ctl, now)) = evidence::admitted(picked.weight) {
