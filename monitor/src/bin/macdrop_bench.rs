@@ -18,9 +18,10 @@
 //!   Then `macdrop_tc_egress` (the egress source-MAC counter of uplinks)
 //!   against the empty tc program, per source class.
 //! - `attach-empty`: attaches an empty baseline program to an interface
-//!   until stdin closes (end-to-end baselines); with `--self-stats`, also
-//!   the kernel's run-time statistics of that program, the baseline of
-//!   `macdrop --self-stats`'s per-program figures.
+//!   until stdin closes (end-to-end baselines, and the in-situ baseline
+//!   beside macdrop's programs on the same interface).
+//! - `prog-stats`: every loaded program's runs and run time by the
+//!   kernel's statistics, read twice around an end-to-end window.
 //! - `flow-read`: the time of a read of a running macdrop's flow table,
 //!   as a report does it (`FlowReader::read`), found by its pid.
 //! - `counter-read`: the time of one full counter read of N slots, as a
@@ -48,13 +49,8 @@ use aya::{
 use clap::{Parser, Subcommand, ValueEnum};
 use macdrop::{
     kernel::{
-        config,
-        config::ConfigMaps,
-        counters::CounterReader,
-        flows::FlowReader,
-        loader,
-        self_stats::{StatsEnabled, add_program_stats},
-        tc, test_run,
+        config, config::ConfigMaps, counters::CounterReader, flows::FlowReader, loader, tc,
+        test_run,
     },
     mac::Mac,
     netlink::{Link, NetState},
@@ -103,11 +99,6 @@ enum Command {
         iface: String,
         #[arg(long, value_enum)]
         hook: EmptyHook,
-        /// Keep BPF run-time statistics on while attached (BPF_ENABLE_STATS,
-        /// as `macdrop --self-stats` does) and print the program's runs and
-        /// run time as JSON when stdin closes.
-        #[arg(long)]
-        self_stats: bool,
     },
     /// Time raw TCX link creates and detaches on PREFIX1..PREFIXCOUNT,
     /// serially (1 thread) and from each number of THREADS, interleaved.
@@ -132,6 +123,11 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
+    /// Print the kernel's run-time statistics of every loaded BPF program
+    /// (runs and run time, counted while BPF_ENABLE_STATS is held by
+    /// anyone) as one JSON line: two readings around a window give each
+    /// program's cost per run over the same moments and the same frames.
+    ProgStats,
     /// Time full counter reads of SLOTS slots.
     CounterRead {
         #[arg(long, default_value_t = 1000)]
@@ -160,11 +156,8 @@ fn main() -> anyhow::Result<()> {
             reps,
             ports,
         } => test_run(&iface, repeat, reps, ports)?,
-        Command::AttachEmpty {
-            iface,
-            hook,
-            self_stats,
-        } => return attach_empty(&iface, hook, self_stats),
+        Command::AttachEmpty { iface, hook } => return attach_empty(&iface, hook),
+        Command::ProgStats => prog_stats()?,
         Command::CounterRead { slots, reps } => counter_read(slots, reps)?,
         Command::FlowRead {
             pid,
@@ -834,11 +827,8 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Sche
 
 // ---- attach-empty -----------------------------------------------------------
 
-fn attach_empty(iface: &str, hook: EmptyHook, self_stats: bool) -> anyhow::Result<()> {
+fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
     let mut ebpf = loader::load(netns_inode()?, &[])?;
-    // On from before the attach, so every run is counted; off again when
-    // this process ends, whatever happens.
-    let _stats = self_stats.then(StatsEnabled::enable).transpose()?;
     // The links live as long as these bindings; dropping them detaches.
     let mut _xdp_link = None;
     let mut _tc_link = None;
@@ -884,20 +874,25 @@ fn attach_empty(iface: &str, hook: EmptyHook, self_stats: bool) -> anyhow::Resul
     // Until the caller closes our stdin (or dies).
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
-    if self_stats {
-        // The kernel's figures for the program, read while still attached.
-        let mut stats = BTreeMap::new();
-        add_program_stats(&ebpf, &mut stats);
-        let name = match hook {
-            EmptyHook::Tc => EMPTY_TC,
-            _ => EMPTY_XDP,
-        };
-        let s = stats.get(name).copied().unwrap_or_default();
-        let out = json!({ "program": name, "runs": s.runs, "run_time_ns": s.run_time_ns });
-        writeln!(std::io::stdout(), "{out}")?;
-        std::io::stdout().flush()?;
-    }
     Ok(())
+}
+
+// ---- prog-stats -------------------------------------------------------------
+
+/// Every loaded program's kernel name (truncated to 15 bytes by the
+/// kernel), id, runs and run time.
+fn prog_stats() -> anyhow::Result<serde_json::Value> {
+    let mut out = Vec::new();
+    for info in aya::programs::loaded_programs() {
+        let info = info.context("listing loaded BPF programs")?;
+        out.push(json!({
+            "id": info.id(),
+            "name": info.name_as_str().unwrap_or_default(),
+            "runs": info.run_count(),
+            "run_time_ns": u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+        }));
+    }
+    Ok(json!(out))
 }
 
 // ---- counter-read -----------------------------------------------------------

@@ -16,12 +16,13 @@
 //! host), so their rate is the frames sent per CPU-second of the path.
 
 use std::{
+    collections::BTreeMap,
     net::{Ipv4Addr, SocketAddrV4},
     thread::sleep,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, ensure};
 use macdrop_tests::{
     lab::{Iface, PairLab, PairOptions},
     netns::{BENCH_PREFIX, NetNs},
@@ -40,17 +41,16 @@ use super::{
 enum Kind {
     /// `macdrop watch --iface IF --attach MODE`.
     Macdrop(&'static str),
-    /// The same with `--self-stats`: the kernel's run-time statistics of
-    /// each of macdrop's programs in the real path (cache misses and all),
-    /// which cost two clock reads per run themselves, so the ratio of this
-    /// row is not `auto`'s.
+    /// The same with `--self-stats` (BPF run-time statistics on), and the
+    /// empty tc program attached beside it on the same interface: the
+    /// kernel's statistics of each program, read around the window
+    /// (`macdrop-bench prog-stats`), give macdrop's programs and the empty
+    /// one over the same frames in the same moments (cache misses and
+    /// all). The statistics cost two clock reads per run and the empty
+    /// program runs too, so the ratio of this row is not `auto`'s.
     MacdropInSitu,
     /// `macdrop-bench attach-empty --hook HOOK`.
     Empty(&'static str),
-    /// `macdrop-bench attach-empty --hook tc --self-stats`: the same
-    /// statistics for the empty tc program, the baseline of the in-situ
-    /// figures (their clock reads included).
-    EmptyInSitu,
     /// `tcpdump -i IF -w /dev/null`, with `-p` if false.
     Tcpdump { promisc: bool },
 }
@@ -59,11 +59,12 @@ impl Kind {
     fn label(self) -> String {
         match self {
             Kind::Macdrop(mode) => format!("macdrop --attach {mode}"),
-            Kind::MacdropInSitu => "macdrop --attach auto --self-stats".into(),
+            Kind::MacdropInSitu => {
+                "macdrop --attach auto --self-stats, empty tc program beside it".into()
+            }
             Kind::Empty("xdp") => "empty XDP program (driver)".into(),
             Kind::Empty("xdp-generic") => "empty XDP program (generic)".into(),
             Kind::Empty(_) => "empty tc program".into(),
-            Kind::EmptyInSitu => "empty tc program --self-stats".into(),
             Kind::Tcpdump { promisc: true } => "tcpdump -w /dev/null".into(),
             Kind::Tcpdump { promisc: false } => "tcpdump -p -w /dev/null".into(),
         }
@@ -111,11 +112,10 @@ enum Flood {
     HostIpWrongMac,
 }
 
-const FLOOD_SETUPS: [Kind; 5] = [
+const FLOOD_SETUPS: [Kind; 4] = [
     Kind::Macdrop("auto"),
     Kind::MacdropInSitu,
     Kind::Empty("tc"),
-    Kind::EmptyInSitu,
     Kind::Tcpdump { promisc: true },
 ];
 
@@ -174,7 +174,7 @@ fn flood_lab(flood: Flood, bridge: bool) -> Result<Lab> {
     })
 }
 
-const VETH_SETUPS: [Kind; 11] = [
+const VETH_SETUPS: [Kind; 10] = [
     Kind::Macdrop("auto"),
     Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
@@ -183,19 +183,17 @@ const VETH_SETUPS: [Kind; 11] = [
     Kind::Empty("xdp"),
     Kind::Empty("xdp-generic"),
     Kind::Empty("tc"),
-    Kind::EmptyInSitu,
     Kind::Tcpdump { promisc: true },
     Kind::Tcpdump { promisc: false },
 ];
 
-const BRIDGE_SETUPS: [Kind; 7] = [
+const BRIDGE_SETUPS: [Kind; 6] = [
     Kind::Macdrop("auto"),
     Kind::MacdropInSitu,
     Kind::Macdrop("xdp"),
     Kind::Macdrop("tc"),
     Kind::Empty("xdp-generic"),
     Kind::Empty("tc"),
-    Kind::EmptyInSitu,
 ];
 
 /// The bench's own namespaces (`macdrop-b-*`), sender and receiver.
@@ -309,6 +307,9 @@ pub struct InSituRuns {
     pub ns: Vec<f64>,
     /// Runs counted, one per repetition.
     pub runs: Vec<f64>,
+    /// Per repetition, its ns per run less the empty tc program's over
+    /// the same interval (empty when the empty program did not run).
+    pub over_empty: Vec<f64>,
 }
 
 pub struct ScenarioResult {
@@ -375,17 +376,29 @@ pub fn run(s: &Settings) -> Result<Results> {
                 twins[0].name,
                 rep + 1
             );
-            let aa = measure(twins, s, window)?;
+            let aa = measure(twins, s, window, &mut || Ok(()))?;
             result.baseline.push(aa[other]);
             result
                 .aa
                 .push(aa[under].per_cpu_second / aa[other].per_cpu_second);
             for row in &mut result.rows {
                 let attached = attach(&twins[under], row.kind, s)?;
-                let window_start = Instant::now() + warm_up(&twins[under], s);
-                let measured = measure(twins, s, window);
-                let (hook, in_situ) = detach(attached, window_start)?;
-                for (program, ns, runs) in in_situ {
+                // In situ: every program's statistics at the window's
+                // start and end.
+                let mut readings = Vec::new();
+                let measured = measure(twins, s, window, &mut || {
+                    if let Kind::MacdropInSitu = row.kind {
+                        readings.push(prog_stats(&twins[under], s)?);
+                    }
+                    Ok(())
+                });
+                let hook = detach(attached)?;
+                let programs = in_situ(&readings);
+                let empty_ns = programs
+                    .iter()
+                    .find(|(p, _, _)| p == EMPTY_TC)
+                    .map(|&(_, ns, _)| ns);
+                for (program, ns, runs) in programs {
                     let at = match row.in_situ.iter().position(|p| p.program == program) {
                         Some(at) => at,
                         None => {
@@ -393,12 +406,14 @@ pub fn run(s: &Settings) -> Result<Results> {
                                 program,
                                 ns: Vec::new(),
                                 runs: Vec::new(),
+                                over_empty: Vec::new(),
                             });
                             row.in_situ.len() - 1
                         }
                     };
                     row.in_situ[at].ns.push(ns);
                     row.in_situ[at].runs.push(runs as f64);
+                    row.in_situ[at].over_empty.extend(empty_ns.map(|e| ns - e));
                 }
                 let m = measured?;
                 result.baseline.push(m[other]);
@@ -407,7 +422,7 @@ pub fn run(s: &Settings) -> Result<Results> {
                     .push(m[under].per_cpu_second / m[other].per_cpu_second);
                 row.wall_ratios.push(m[under].received / m[other].received);
                 if let Some(h) = hook {
-                    if let Kind::Empty("tc") | Kind::EmptyInSitu = row.kind {
+                    if let Kind::Empty("tc") = row.kind {
                         // Labelled with the hook it really used.
                         row.label = format!(
                             "{} ({})",
@@ -442,14 +457,23 @@ fn under_test(rep: usize) -> (usize, usize) {
 /// (`--interval 1`, below): macdrop samples a flooded interface's flow
 /// records from the first report that sees the flood on
 /// (`session::flow_sampling`), so the window measures a flood's steady
-/// state, as in any flood longer than a second.
-fn measure(twins: &[Lab; 2], s: &Settings, window: Duration) -> Result<[Rates; 2]> {
+/// state, as in any flood longer than a second. `at_edges` runs right
+/// after the window's start and right after its end (in-situ readings).
+fn measure(
+    twins: &[Lab; 2],
+    s: &Settings,
+    window: Duration,
+    at_edges: &mut dyn FnMut() -> Result<()>,
+) -> Result<[Rates; 2]> {
     let flow = PairedFlow::start(twins.each_ref().map(Lab::path), 0, 1)?;
     sleep(warm_up(&twins[0], s));
     let a = flow.sample();
+    let edge = at_edges();
     sleep(window);
     let b = flow.sample();
+    let edge = edge.and_then(|()| at_edges());
     flow.stop()?;
+    edge?;
     Ok([0, 1].map(|i| {
         let mut r = arm_rates(a[i], b[i]);
         if twins[i].flood {
@@ -475,6 +499,8 @@ struct Attached {
     kind: Kind,
     proc: Option<Proc>,
     hook: Option<String>,
+    /// In situ: the empty tc program beside macdrop.
+    beside: Option<Proc>,
 }
 
 /// Starts what `kind` needs on the receiving interface (pinned to the
@@ -511,26 +537,9 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
                 .map(|(_, h)| h.trim_end_matches(')').to_owned());
             (Some(p), hook)
         }
-        Kind::Empty(_) | Kind::EmptyInSitu => {
-            let (hook, stats) = match kind {
-                Kind::Empty(hook) => (hook, None::<&std::ffi::OsStr>),
-                _ => ("tc", Some("--self-stats".as_ref())),
-            };
-            let mut argv: Vec<&std::ffi::OsStr> = vec![
-                s.bench_bin.as_os_str(),
-                "attach-empty".as_ref(),
-                "--iface".as_ref(),
-                lab.iface().as_ref(),
-                "--hook".as_ref(),
-                hook.as_ref(),
-            ];
-            argv.extend(stats);
-            let cmd = pinned(&argv);
-            let mut p = Proc::spawn("macdrop-bench attach-empty", cmd, true)?;
-            // "ready HOOK": the hook really used (clsact below Linux 6.6).
-            let line = p.wait_line(true, timeout, |l| l.starts_with("ready"))?;
-            let used = line.text.strip_prefix("ready").map(str::trim);
-            (Some(p), used.filter(|h| !h.is_empty()).map(str::to_owned))
+        Kind::Empty(hook) => {
+            let (p, used) = attach_empty(lab, hook, s)?;
+            (Some(p), used)
         }
         Kind::Tcpdump { promisc } => {
             let mut argv: Vec<&std::ffi::OsStr> = vec![
@@ -548,76 +557,134 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
             (Some(p), None)
         }
     };
-    Ok(Attached { kind, proc, hook })
+    // The in-situ baseline: after macdrop, so TCX runs it after macdrop's
+    // program, on the same frames.
+    let beside = match kind {
+        Kind::MacdropInSitu => Some(attach_empty(lab, "tc", s)?.0),
+        _ => None,
+    };
+    Ok(Attached {
+        kind,
+        proc,
+        hook,
+        beside,
+    })
 }
+
+/// `macdrop-bench attach-empty --hook HOOK` on the lab's interface, in
+/// place; the hook it really used (clsact below Linux 6.6).
+fn attach_empty(lab: &Lab, hook: &str, s: &Settings) -> Result<(Proc, Option<String>)> {
+    let argv: [&std::ffi::OsStr; 6] = [
+        s.bench_bin.as_os_str(),
+        "attach-empty".as_ref(),
+        "--iface".as_ref(),
+        lab.iface().as_ref(),
+        "--hook".as_ref(),
+        hook.as_ref(),
+    ];
+    let cmd = lab.pair.rx().command_on_cpus("1", &argv);
+    let mut p = Proc::spawn("macdrop-bench attach-empty", cmd, true)?;
+    // "ready HOOK".
+    let line = p.wait_line(true, Duration::from_secs(60), |l| l.starts_with("ready"))?;
+    let used = line.text.strip_prefix("ready").map(str::trim);
+    Ok((p, used.filter(|h| !h.is_empty()).map(str::to_owned)))
+}
+
+/// The empty tc program's name (`macdrop-bench attach-empty`).
+const EMPTY_TC: &str = "bench_empty_tc";
 
 /// Programs by name, each with its average ns per run and its runs.
 type InSitu = Vec<(String, f64, u64)>;
 
-/// Stops what `attach` started; returns macdrop's hook and, in situ
-/// (`--self-stats`), the programs' average ns per run: macdrop's over its
-/// reports from the first one read after `window_start` to the final one
-/// (so a flood's figures are those of its steady state, the flow records
-/// sampled, not an average with the unsampled first second), or since the
-/// load when no report fell inside the window; the empty program's since
-/// the load, from what `attach-empty` prints when it stops.
-fn detach(a: Attached, window_start: Instant) -> Result<(Option<String>, InSitu)> {
-    let mut in_situ = Vec::new();
+/// One reading of every loaded program's statistics
+/// (`macdrop-bench prog-stats`, on the receiver's CPU): kernel name
+/// (15 bytes at most) -> (runs, run time in ns), summed over programs of
+/// the same name.
+type Reading = BTreeMap<String, (u64, u64)>;
+
+fn prog_stats(lab: &Lab, s: &Settings) -> Result<Reading> {
+    let argv: [&std::ffi::OsStr; 2] = [s.bench_bin.as_os_str(), "prog-stats".as_ref()];
+    let out = lab
+        .pair
+        .rx()
+        .command_on_cpus("1", &argv)
+        .output()
+        .context("running macdrop-bench prog-stats")?;
+    ensure!(
+        out.status.success(),
+        "macdrop-bench prog-stats failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let programs: Vec<Value> =
+        serde_json::from_slice(&out.stdout).context("reading macdrop-bench prog-stats")?;
+    let mut reading = Reading::new();
+    for p in programs {
+        let (Some(name), Some(runs), Some(ns)) = (
+            p["name"].as_str(),
+            p["runs"].as_u64(),
+            p["run_time_ns"].as_u64(),
+        ) else {
+            continue;
+        };
+        let e = reading.entry(name.to_owned()).or_default();
+        e.0 += runs;
+        e.1 += ns;
+    }
+    Ok(reading)
+}
+
+/// The programs that ran between the first reading and the last, with
+/// their average ns per run over exactly that interval: macdrop's and the
+/// empty tc program's over the same frames. Names are the kernel's
+/// (truncated to 15 bytes), given in full for macdrop's programs.
+fn in_situ(readings: &[Reading]) -> InSitu {
+    let (Some(first), Some(last)) = (readings.first(), readings.last()) else {
+        return Vec::new();
+    };
+    last.iter()
+        .filter(|(name, _)| name.starts_with("macdrop_") || name.starts_with("bench_empty"))
+        .filter_map(|(name, &(runs, ns))| {
+            let (runs0, ns0) = first.get(name).copied().unwrap_or_default();
+            let n = runs.checked_sub(runs0).filter(|n| *n > 0)?;
+            let avg = ns.saturating_sub(ns0) as f64 / n as f64;
+            Some((full_name(name), avg, n))
+        })
+        .collect()
+}
+
+/// A program's name as the object has it, from the kernel's 15 bytes
+/// (the two `kfree_skb` programs, tp_btf and raw, share theirs; macdrop
+/// loads one).
+fn full_name(kernel: &str) -> String {
+    const NAMES: [&str; 3] = [
+        "macdrop_kfree_skb_*",
+        "macdrop_xdp_legacy",
+        "macdrop_tc_egress",
+    ];
+    NAMES
+        .into_iter()
+        .find(|n| kernel.len() == 15 && n.starts_with(kernel))
+        .unwrap_or(kernel)
+        .to_owned()
+}
+
+/// Stops what `attach` started; returns the hook macdrop reported.
+fn detach(a: Attached) -> Result<Option<String>> {
+    let timeout = Duration::from_secs(30);
     if let Some(mut p) = a.proc {
-        let timeout = Duration::from_secs(30);
         match a.kind {
-            Kind::Empty(_) | Kind::EmptyInSitu => {
+            Kind::Empty(_) => {
                 p.stop_by_stdin(timeout)?;
             }
             _ => {
                 p.stop(timeout)?;
             }
         }
-        if let Kind::EmptyInSitu = a.kind {
-            in_situ = p
-                .rest_of_stdout()
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(&l.text).ok())
-                .filter_map(|v| {
-                    let runs = v["runs"].as_u64().filter(|n| *n > 0)?;
-                    let ns = v["run_time_ns"].as_u64()? as f64 / runs as f64;
-                    Some((v["program"].as_str()?.to_owned(), ns, runs))
-                })
-                .collect();
-        }
-        if let Kind::MacdropInSitu = a.kind {
-            let reports: Vec<(Instant, Value)> = p
-                .rest_of_stdout()
-                .into_iter()
-                .filter_map(|l| Some((l.at, serde_json::from_str::<Value>(&l.text).ok()?)))
-                .filter(|(_, v)| v["self_stats"].is_object())
-                .collect();
-            let first = reports
-                .iter()
-                .find(|(at, _)| *at >= window_start)
-                .map(|(_, v)| &v["self_stats"]);
-            if let Some((_, last)) = reports.last()
-                && let Some(stats) = last["self_stats"].as_object()
-            {
-                in_situ = stats
-                    .iter()
-                    .filter_map(|(prog, s)| {
-                        let (runs, ns) = (s["runs"].as_u64()?, s["avg_ns"].as_f64()?);
-                        let (runs0, ns0) = first
-                            .filter(|f| !std::ptr::eq(*f, &last["self_stats"]))
-                            .and_then(|f| {
-                                Some((f[prog]["runs"].as_u64()?, f[prog]["avg_ns"].as_f64()?))
-                            })
-                            .unwrap_or((0, 0.0));
-                        let n = runs.checked_sub(runs0).filter(|n| *n > 0)?;
-                        let avg = (runs as f64 * ns - runs0 as f64 * ns0) / n as f64;
-                        Some((prog.clone(), avg, n))
-                    })
-                    .collect();
-            }
-        }
     }
-    Ok((a.hook, in_situ))
+    if let Some(mut p) = a.beside {
+        p.stop_by_stdin(timeout)?;
+    }
+    Ok(a.hook)
 }
 
 impl Row {
@@ -831,7 +898,7 @@ impl Results {
                     r.hook.as_deref().unwrap_or(match r.kind {
                         Kind::Empty("xdp") => "xdp-driver",
                         Kind::Empty("xdp-generic") => "xdp-generic",
-                        Kind::Empty(_) | Kind::EmptyInSitu => "tc (hook not reported)",
+                        Kind::Empty(_) => "tc (hook not reported)",
                         Kind::Tcpdump { .. } => "AF_PACKET",
                         _ => "-",
                     }),
@@ -863,7 +930,8 @@ impl Results {
                     .filter(move |r| kind(&r.kind))
                     .flat_map(|r| r.in_situ.iter())
             };
-            let empty: Vec<f64> = in_situ(|k| matches!(k, Kind::EmptyInSitu))
+            let empty: Vec<f64> = in_situ(|k| matches!(k, Kind::MacdropInSitu))
+                .filter(|p| p.program == EMPTY_TC)
                 .flat_map(|p| p.ns.iter().copied())
                 .collect();
             // A frame's whole path with nothing attached, in ns of CPU 0.
@@ -874,17 +942,19 @@ impl Results {
             let frames = in_situ(|k| matches!(k, Kind::MacdropInSitu))
                 .find(|p| p.program == "macdrop_tc" || p.program.starts_with("macdrop_xdp"))
                 .map(|p| median(&p.runs));
-            for p in in_situ(|k| matches!(k, Kind::MacdropInSitu)) {
+            for p in in_situ(|k| matches!(k, Kind::MacdropInSitu)).filter(|p| p.program != EMPTY_TC)
+            {
                 let mut c = Cause {
                     scenario: sc.name,
                     program: p.program.clone(),
                     ns: p.ns.clone(),
                     runs: p.runs.clone(),
                     empty: empty.clone(),
+                    over: p.over_empty.clone(),
                     share: None,
                 };
                 c.share = frames
-                    .filter(|f| *f > 0.0 && path_ns.is_finite() && !c.empty.is_empty())
+                    .filter(|f| *f > 0.0 && path_ns.is_finite() && !c.over.is_empty())
                     .map(|f| c.over_empty() * (median(&c.runs) / f) / path_ns);
                 out.push(c);
             }
@@ -902,8 +972,10 @@ pub struct Cause {
     pub ns: Vec<f64>,
     /// Runs in each repetition (since the load: start-up included).
     pub runs: Vec<f64>,
-    /// The empty tc program's ns per run in the same scenario.
+    /// The empty tc program's ns per run in the same scenario, beside it.
     pub empty: Vec<f64>,
+    /// Per repetition, `ns` less `empty` over the same interval.
+    pub over: Vec<f64>,
     /// An estimate: the program's own cost per frame (`over_empty` times
     /// its runs per classified frame) as a share of the frame's whole path
     /// with nothing attached (1 / the nothing-attached rate per
@@ -919,17 +991,19 @@ impl Cause {
             "macdrop_xdp" | "macdrop_xdp_legacy" => {
                 "ingress classifier (XDP): class counters, flow record"
             }
-            "macdrop_kfree_skb_btf" | "macdrop_kfree_skb_raw" => {
-                "confirmed drops (`kfree_skb`): every skb freed as dropped"
-            }
+            "macdrop_kfree_skb_*" => "confirmed drops (`kfree_skb`): every skb freed as dropped",
             _ => "other",
         }
     }
 
-    /// The program's own cost per run: its figure less the empty
-    /// program's (which holds the statistics' clock reads).
+    /// The program's own cost per run: the median over the repetitions of
+    /// its figure less the empty program's over the same frames (which
+    /// holds the statistics' clock reads); NaN if never paired.
     pub fn over_empty(&self) -> f64 {
-        median(&self.ns) - median(&self.empty)
+        if self.over.is_empty() {
+            return f64::NAN;
+        }
+        median(&self.over)
     }
 
     fn json(&self, conditions: &str) -> Value {
@@ -983,19 +1057,23 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
         return String::new();
     }
     let mut md = "\n**Per cause, in situ.** Each of macdrop's programs as it ran in the rows \
-                  `macdrop --attach auto --self-stats` above, by the kernel's run-time \
-                  statistics (BPF_ENABLE_STATS, held by a file descriptor only while the row \
-                  runs): runs and average ns per run from macdrop's first report inside the \
-                  measured window to its final one (a flood's steady state, its flow records \
-                  sampled; since the load if no report fell inside), beside the empty tc \
-                  program's (since its load) in the row `empty tc program --self-stats` of the \
-                  same scenario. The statistics' own two clock \
-                  reads are in both, so the difference is the program's own cost per run. \
-                  The hook's dispatch around a program is in neither (the end-to-end ratios \
-                  hold it). `kfree_skb` runs once for every skb any namespace drops; under a \
-                  flood that is once per frame. *Share of the path* (an estimate): that cost \
-                  times the program's runs per classified frame, over a frame's whole path with \
-                  nothing attached (1 / the scenario's nothing-attached rate per CPU-second).\n\n"
+                  `macdrop --attach auto --self-stats, empty tc program beside it` above, by \
+                  the kernel's run-time statistics (BPF_ENABLE_STATS, held by a file \
+                  descriptor only while the row runs), beside the empty tc program attached \
+                  after macdrop's on the same interface: every program's runs and run time \
+                  are read right after the measured window starts and right after it ends \
+                  (`macdrop-bench prog-stats`), so macdrop's programs and the empty one are \
+                  timed over the same frames in the same moments (a flood's steady state, \
+                  its flow records sampled). The statistics' own two clock reads are in \
+                  both, so the difference, taken per repetition, is the program's own cost \
+                  per run; *over the empty program* is its median. The hook's dispatch \
+                  around a program is in neither (the end-to-end ratios hold it). \
+                  `kfree_skb` runs once for every skb any namespace drops; under a flood \
+                  that is once per frame (`macdrop_kfree_skb_*`: the kernel shortens program \
+                  names to 15 bytes, which the tp_btf and raw flavours share; macdrop loads \
+                  one). *Share of the path* (an estimate): that cost times the program's \
+                  runs per classified frame, over a frame's whole path with nothing \
+                  attached (1 / the scenario's nothing-attached rate per CPU-second).\n\n"
         .to_owned();
     md += "| scenario | program | what it does | runs | ns per run | empty tc program, ns per \
            run | over the empty program | share of the path (estimate) | measured under \
@@ -1074,6 +1152,7 @@ mod tests {
             ns: vec![30.0],
             runs: vec![1.0],
             empty: vec![10.0],
+            over: vec![20.0],
             share: Some(0.004),
         };
         let split = cost_split(&sc, &[cause]).unwrap();
@@ -1084,6 +1163,48 @@ mod tests {
         );
         assert!(split.contains("per repetition) 0.5 %"), "{split}");
         assert!(split.contains("`macdrop_tc` 0.4 %"), "{split}");
+    }
+
+    #[test]
+    fn in_situ_figures_are_over_the_same_interval_and_paired_per_repetition() {
+        let reading = |tc: (u64, u64), empty: (u64, u64)| -> Reading {
+            [
+                ("macdrop_tc".to_owned(), tc),
+                (EMPTY_TC.to_owned(), empty),
+                ("macdrop_kfree_s".to_owned(), (5, 500)),
+                ("someone_else".to_owned(), (1, 1)),
+            ]
+            .into()
+        };
+        let before = reading((100, 10_000), (100, 5_000));
+        let after = reading((300, 40_000), (300, 11_000));
+        let mut got = in_situ(&[before, after]);
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        // Only what ran in between, over the interval: 30,000 ns / 200 runs
+        // and 6,000 / 200; the drop program did not run, others are not ours.
+        assert_eq!(
+            got,
+            vec![
+                (EMPTY_TC.to_owned(), 30.0, 200),
+                ("macdrop_tc".to_owned(), 150.0, 200)
+            ]
+        );
+        assert_eq!(full_name("macdrop_kfree_s"), "macdrop_kfree_skb_*");
+        assert_eq!(full_name("macdrop_xdp_leg"), "macdrop_xdp_legacy");
+        assert_eq!(full_name("macdrop_tc"), "macdrop_tc");
+        assert!(in_situ(&[]).is_empty());
+        // The median of the per-repetition differences (20, 10, 25), not
+        // the difference of the medians (40 - 15).
+        let cause = Cause {
+            scenario: "t",
+            program: "macdrop_tc".into(),
+            ns: vec![30.0, 60.0, 40.0],
+            runs: vec![1.0; 3],
+            empty: vec![10.0, 50.0, 15.0],
+            over: vec![20.0, 10.0, 25.0],
+            share: None,
+        };
+        assert_eq!(cause.over_empty(), 20.0);
     }
 
     #[test]

@@ -119,17 +119,6 @@ impl Proc {
         wait_child(&mut child, &self.name, timeout).map(|s| (s, t.elapsed()))
     }
 
-    /// The stdout lines not read yet, up to its end: call after the exit
-    /// (the reader thread may still be passing on the last lines). Gives
-    /// up after 5 s without a line, should a grandchild hold the pipe.
-    pub fn rest_of_stdout(&self) -> Vec<Line> {
-        let mut out = Vec::new();
-        while let Ok(line) = self.stdout.recv_timeout(Duration::from_secs(5)) {
-            out.push(line);
-        }
-        out
-    }
-
     /// Closes stdin and waits up to `timeout` for the exit, then SIGKILL.
     pub fn stop_by_stdin(&mut self, timeout: Duration) -> Result<ExitStatus> {
         self.close_stdin();
