@@ -1015,6 +1015,7 @@ impl Cause {
             "runs": stats::json_of(&self.runs),
             "empty_tc_ns_per_run": stats::json_of(&self.empty),
             "over_empty_ns": self.over_empty(),
+            "over_empty_ns_per_repetition": stats::json_of(&self.over),
             "share_of_path_estimate": self.share,
             "conditions": conditions,
         })
@@ -1066,7 +1067,7 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
                   timed over the same frames in the same moments (a flood's steady state, \
                   its flow records sampled). The statistics' own two clock reads are in \
                   both, so the difference, taken per repetition, is the program's own cost \
-                  per run; *over the empty program* is its median. The hook's dispatch \
+                  per run; *over the empty program* is its median (and range). The hook's dispatch \
                   around a program is in neither (the end-to-end ratios hold it). \
                   `kfree_skb` runs once for every skb any namespace drops; under a flood \
                   that is once per frame (`macdrop_kfree_skb_*`: the kernel shortens program \
@@ -1080,7 +1081,7 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
            |\n|---|---|---|---|---|---|---|---|---|\n";
     for c in causes {
         md += &format!(
-            "| {} | `{}` | {} | {} | {} | {} | {:+.0} ns | {} | {conditions} |\n",
+            "| {} | `{}` | {} | {} | {} | {} | {} | {} | {conditions} |\n",
             c.scenario,
             c.program,
             c.what(),
@@ -1091,7 +1092,12 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
             } else {
                 stats::show(&c.empty, 0)
             },
-            c.over_empty(),
+            // The paired differences' median, and their range: how far
+            // the repetitions agree.
+            Stat::of(&c.over).map_or("not measured".to_owned(), |o| format!(
+                "{:+.0} ns ({:+.0}–{:+.0})",
+                o.median, o.min, o.max
+            )),
             c.share
                 .map_or("-".to_owned(), |s| format!("{:.1} %", s * 100.0)),
         );
