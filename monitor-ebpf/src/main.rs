@@ -138,8 +138,9 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
     } else {
         0
     };
-    // The frame's bounds are read after the classifier's lookups, where
-    // used (`count_frame`), as is every field needed only later.
+    // The frame's bounds are read by `count_frame` after the interface's
+    // configuration is looked up, and again where a flow record needs
+    // them, as is every field needed only later.
     let frame = |ctx: &aya_ebpf::programs::TcContext| (ctx.data(), ctx.data_end());
     if let Some(counted) = classify::count_frame(&ctx, frame, ifindex, hook_tag, classify::Hook::Tc)
     {
