@@ -19,7 +19,8 @@
 //!   against the empty tc program, per source class.
 //! - `attach-empty`: attaches an empty baseline program to an interface
 //!   until stdin closes (end-to-end baselines, and the in-situ baseline
-//!   beside macdrop's programs on the same interface).
+//!   beside macdrop's programs on the same interface, with `--floor` the
+//!   floor baseline `bench_floor_tc` after it).
 //! - `prog-stats`: every loaded program's runs and run time by the
 //!   kernel's statistics, read twice around an end-to-end window.
 //! - `flow-read`: the time of a read of a running macdrop's flow table,
@@ -63,6 +64,7 @@ use serde_json::json;
 
 const EMPTY_XDP: &str = "bench_empty_xdp";
 const EMPTY_TC: &str = "bench_empty_tc";
+const FLOOR_TC: &str = "bench_floor_tc";
 
 #[derive(Parser)]
 #[command(
@@ -99,6 +101,10 @@ enum Command {
         iface: String,
         #[arg(long, value_enum)]
         hook: EmptyHook,
+        /// With `--hook tc`: also the floor baseline (`bench_floor_tc`),
+        /// after the empty program, for the in-situ split of macdrop's cost.
+        #[arg(long)]
+        floor: bool,
     },
     /// Time raw TCX link creates and detaches on PREFIX1..PREFIXCOUNT,
     /// serially (1 thread) and from each number of THREADS, interleaved.
@@ -156,7 +162,7 @@ fn main() -> anyhow::Result<()> {
             reps,
             ports,
         } => test_run(&iface, repeat, reps, ports)?,
-        Command::AttachEmpty { iface, hook } => return attach_empty(&iface, hook),
+        Command::AttachEmpty { iface, hook, floor } => return attach_empty(&iface, hook, floor),
         Command::ProgStats => prog_stats()?,
         Command::CounterRead { slots, reps } => counter_read(slots, reps)?,
         Command::FlowRead {
@@ -827,11 +833,15 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut Sche
 
 // ---- attach-empty -----------------------------------------------------------
 
-fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
+fn attach_empty(iface: &str, hook: EmptyHook, floor: bool) -> anyhow::Result<()> {
+    ensure!(
+        !floor || matches!(hook, EmptyHook::Tc),
+        "--floor is a tc program: use it with --hook tc"
+    );
     let mut ebpf = loader::load(netns_inode()?, &[])?;
     // The links live as long as these bindings; dropping them detaches.
     let mut _xdp_link = None;
-    let mut _tc_link = None;
+    let mut _tc_links = Vec::new();
     // The hook really used, for the caller's label: TCX needs Linux 6.6.
     let used = match hook {
         EmptyHook::Xdp | EmptyHook::XdpGeneric => {
@@ -853,19 +863,29 @@ fn attach_empty(iface: &str, hook: EmptyHook) -> anyhow::Result<()> {
             }
         }
         EmptyHook::Tc => {
-            let p = classifier(&mut ebpf, EMPTY_TC)?;
-            p.load()?;
             let tcx = macdrop::kernel_version::running() >= (6, 6);
-            let options = if tcx {
-                TcAttachOptions::TcxOrder(LinkOrder::default())
-            } else {
+            if !tcx {
                 let _ = aya::programs::tc::qdisc_add_clsact(iface);
-                TcAttachOptions::Netlink(Default::default())
+            }
+            // In this order: each appended after those already attached.
+            let names: &[&str] = if floor {
+                &[EMPTY_TC, FLOOR_TC]
+            } else {
+                &[EMPTY_TC]
             };
-            _tc_link = Some(
-                p.attach_with_options(iface, TcAttachType::Ingress, options)
-                    .with_context(|| format!("attaching {EMPTY_TC} to {iface}"))?,
-            );
+            for &name in names {
+                let p = classifier(&mut ebpf, name)?;
+                p.load()?;
+                let options = if tcx {
+                    TcAttachOptions::TcxOrder(LinkOrder::default())
+                } else {
+                    TcAttachOptions::Netlink(Default::default())
+                };
+                _tc_links.push(
+                    p.attach_with_options(iface, TcAttachType::Ingress, options)
+                        .with_context(|| format!("attaching {name} to {iface}"))?,
+                );
+            }
             if tcx { "tcx" } else { "clsact" }
         }
     };

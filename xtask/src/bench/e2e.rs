@@ -42,7 +42,8 @@ enum Kind {
     /// `macdrop watch --iface IF --attach MODE`.
     Macdrop(&'static str),
     /// The same with `--self-stats` (BPF run-time statistics on), and the
-    /// empty tc program attached beside it on the same interface: the
+    /// empty tc program attached beside it on the same interface, the
+    /// floor baseline (`macdrop-bench attach-empty --floor`) after it: the
     /// kernel's statistics of each program, read around the window
     /// (`macdrop-bench prog-stats`), give macdrop's programs and the empty
     /// one over the same frames in the same moments (cache misses and
@@ -60,7 +61,7 @@ impl Kind {
         match self {
             Kind::Macdrop(mode) => format!("macdrop --attach {mode}"),
             Kind::MacdropInSitu => {
-                "macdrop --attach auto --self-stats, empty tc program beside it".into()
+                "macdrop --attach auto --self-stats, empty and floor tc programs beside it".into()
             }
             Kind::Empty("xdp") => "empty XDP program (driver)".into(),
             Kind::Empty("xdp-generic") => "empty XDP program (generic)".into(),
@@ -538,7 +539,7 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
             (Some(p), hook)
         }
         Kind::Empty(hook) => {
-            let (p, used) = attach_empty(lab, hook, s)?;
+            let (p, used) = attach_empty(lab, hook, false, s)?;
             (Some(p), used)
         }
         Kind::Tcpdump { promisc } => {
@@ -560,7 +561,7 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
     // The in-situ baseline: after macdrop, so TCX runs it after macdrop's
     // program, on the same frames.
     let beside = match kind {
-        Kind::MacdropInSitu => Some(attach_empty(lab, "tc", s)?.0),
+        Kind::MacdropInSitu => Some(attach_empty(lab, "tc", true, s)?.0),
         _ => None,
     };
     Ok(Attached {
@@ -572,9 +573,15 @@ fn attach(lab: &Lab, kind: Kind, s: &Settings) -> Result<Attached> {
 }
 
 /// `macdrop-bench attach-empty --hook HOOK` on the lab's interface, in
-/// place; the hook it really used (clsact below Linux 6.6).
-fn attach_empty(lab: &Lab, hook: &str, s: &Settings) -> Result<(Proc, Option<String>)> {
-    let argv: [&std::ffi::OsStr; 6] = [
+/// place (with `floor`, the floor baseline after the empty program); the
+/// hook it really used (clsact below Linux 6.6).
+fn attach_empty(
+    lab: &Lab,
+    hook: &str,
+    floor: bool,
+    s: &Settings,
+) -> Result<(Proc, Option<String>)> {
+    let mut argv: Vec<&std::ffi::OsStr> = vec![
         s.bench_bin.as_os_str(),
         "attach-empty".as_ref(),
         "--iface".as_ref(),
@@ -582,6 +589,9 @@ fn attach_empty(lab: &Lab, hook: &str, s: &Settings) -> Result<(Proc, Option<Str
         "--hook".as_ref(),
         hook.as_ref(),
     ];
+    if floor {
+        argv.push("--floor".as_ref());
+    }
     let cmd = lab.pair.rx().command_on_cpus("1", &argv);
     let mut p = Proc::spawn("macdrop-bench attach-empty", cmd, true)?;
     // "ready HOOK".
@@ -592,6 +602,10 @@ fn attach_empty(lab: &Lab, hook: &str, s: &Settings) -> Result<(Proc, Option<Str
 
 /// The empty tc program's name (`macdrop-bench attach-empty`).
 const EMPTY_TC: &str = "bench_empty_tc";
+/// The floor baseline's (`macdrop-bench attach-empty --floor`). Both
+/// names fit the kernel's 15 bytes, so its statistics carry them whole.
+const FLOOR_TC: &str = "bench_floor_tc";
+const _: () = assert!(EMPTY_TC.len() <= 15 && FLOOR_TC.len() <= 15);
 
 /// Programs by name, each with its average ns per run and its runs.
 type InSitu = Vec<(String, f64, u64)>;
@@ -642,7 +656,7 @@ fn in_situ(readings: &[Reading]) -> InSitu {
         return Vec::new();
     };
     last.iter()
-        .filter(|(name, _)| name.starts_with("macdrop_") || name.starts_with("bench_empty"))
+        .filter(|(name, _)| name.starts_with("macdrop_") || name.starts_with("bench_"))
         .filter_map(|(name, &(runs, ns))| {
             let (runs0, ns0) = first.get(name).copied().unwrap_or_default();
             let n = runs.checked_sub(runs0).filter(|n| *n > 0)?;
@@ -992,6 +1006,10 @@ impl Cause {
                 "ingress classifier (XDP): class counters, flow record"
             }
             "macdrop_kfree_skb_*" => "confirmed drops (`kfree_skb`): every skb freed as dropped",
+            FLOOR_TC => {
+                "floor, not macdrop: the interface's config slot, the destination MAC against \
+                 it, one per-CPU counter"
+            }
             _ => "other",
         }
     }
@@ -1038,16 +1056,24 @@ fn cost_split(sc: &ScenarioResult, causes: &[Cause]) -> Option<String> {
         cost(median(&empty.ratios)),
         cost(median(&own)),
     );
-    let in_situ: Vec<String> = causes
-        .iter()
-        .filter(|c| c.scenario == sc.name)
-        .filter_map(|c| Some(format!("`{}` {:.1} %", c.program, c.share? * 100.0)))
+    let share = |c: &Cause| Some(format!("`{}` {:.1} %", c.program, c.share? * 100.0));
+    let here = causes.iter().filter(|c| c.scenario == sc.name);
+    let in_situ: Vec<String> = here
+        .clone()
+        .filter(|c| c.program != FLOOR_TC)
+        .filter_map(share)
         .collect();
     if !in_situ.is_empty() {
         out += &format!(
             ", of which the programs' own run time is estimated in situ at {} (the table \
              below)",
             in_situ.join(", ")
+        );
+    }
+    if let Some(floor) = here.clone().find(|c| c.program == FLOOR_TC).and_then(share) {
+        out += &format!(
+            "; the floor baseline, which only reaches the interface's config, the frame and \
+             one counter, costs {floor} by itself"
         );
     }
     Some(out + ".")
@@ -1058,10 +1084,16 @@ fn per_cause_markdown(causes: &[Cause], conditions: &str) -> String {
         return String::new();
     }
     let mut md = "\n**Per cause, in situ.** Each of macdrop's programs as it ran in the rows \
-                  `macdrop --attach auto --self-stats, empty tc program beside it` above, by \
-                  the kernel's run-time statistics (BPF_ENABLE_STATS, held by a file \
-                  descriptor only while the row runs), beside the empty tc program attached \
-                  after macdrop's on the same interface: every program's runs and run time \
+                  `macdrop --attach auto --self-stats, empty and floor tc programs beside it` \
+                  above, by the kernel's run-time statistics (BPF_ENABLE_STATS, held by a \
+                  file descriptor only while the row runs), beside the empty tc program \
+                  attached after macdrop's on the same interface and, after that, the floor \
+                  baseline (`bench_floor_tc`, not macdrop: it looks up the interface's config \
+                  slot, compares the frame's destination MAC with it and adds to one per-CPU \
+                  counter, the least any count of frames per interface and destination does; \
+                  so what reaching the maps and the frame costs on this machine, with the \
+                  cache and TLB misses the test-run figures do not show, stands apart from \
+                  what macdrop's logic adds): every program's runs and run time \
                   are read right after the measured window starts and right after it ends \
                   (`macdrop-bench prog-stats`), so macdrop's programs and the empty one are \
                   timed over the same frames in the same moments (a flood's steady state, \
@@ -1173,25 +1205,28 @@ mod tests {
 
     #[test]
     fn in_situ_figures_are_over_the_same_interval_and_paired_per_repetition() {
-        let reading = |tc: (u64, u64), empty: (u64, u64)| -> Reading {
+        let reading = |tc: (u64, u64), empty: (u64, u64), floor: (u64, u64)| -> Reading {
             [
                 ("macdrop_tc".to_owned(), tc),
                 (EMPTY_TC.to_owned(), empty),
+                (FLOOR_TC.to_owned(), floor),
                 ("macdrop_kfree_s".to_owned(), (5, 500)),
                 ("someone_else".to_owned(), (1, 1)),
             ]
             .into()
         };
-        let before = reading((100, 10_000), (100, 5_000));
-        let after = reading((300, 40_000), (300, 11_000));
+        let before = reading((100, 10_000), (100, 5_000), (100, 6_000));
+        let after = reading((300, 40_000), (300, 11_000), (300, 14_000));
         let mut got = in_situ(&[before, after]);
         got.sort_by(|a, b| a.0.cmp(&b.0));
-        // Only what ran in between, over the interval: 30,000 ns / 200 runs
-        // and 6,000 / 200; the drop program did not run, others are not ours.
+        // Only what ran in between, over the interval: 30,000 ns / 200 runs,
+        // 6,000 / 200 and 8,000 / 200; the drop program did not run, others
+        // are not ours.
         assert_eq!(
             got,
             vec![
                 (EMPTY_TC.to_owned(), 30.0, 200),
+                (FLOOR_TC.to_owned(), 40.0, 200),
                 ("macdrop_tc".to_owned(), 150.0, 200)
             ]
         );
