@@ -66,7 +66,7 @@ pub const FLOW_WAYS: usize = 2;
 pub const FLOW_SAMPLE_MAX: u32 = 1 << 16;
 
 /// Whether the mismatched frame that brought an interface's sampler count
-/// (`FLOW_SAMPLER`, per CPU, counted before this test) to `count` is
+/// (`SlotCounters::flow_sampler`, per CPU, counted before this test) to `count` is
 /// recorded in the flow table, and with what weight: every frame with
 /// weight 1 while `mask` (`IfConfig::flow_sample`) is 0; else one frame in
 /// `mask + 1`, the one whose count is a multiple of it, standing for
@@ -105,9 +105,6 @@ pub mod names {
     pub const LOCAL_ADDRS: &str = "MACDROP_LOCAL_ADDRS";
     /// Per-CPU array of `FlowBucket`s: the mismatched flows.
     pub const FLOWS: &str = "MACDROP_FLOWS";
-    /// Per-CPU u64 per counter slot: the mismatched frames that reached
-    /// the flow sampler of an interface with `IfConfig::flow_sample` set.
-    pub const FLOW_SAMPLER: &str = "MACDROP_FLOW_SAMPLER";
     /// Global (read-only after load) holding the inode number of the network
     /// namespace this object instance serves.
     pub const NETNS_INO: &str = "MACDROP_NETNS_INO";
@@ -768,6 +765,19 @@ impl FrameCounters {
     }
 }
 
+/// One counter slot's value in `COUNTERS`, per CPU: the interface's frame
+/// counters, and beside them its flow sampler's count (`flow_weight`: the
+/// mismatched frames that reached the sampler while the interface's flows
+/// were sampled), so that a frame of a flood finds both with one lookup
+/// and in the same cache lines. The sampler's count is not a frame class:
+/// userspace reads `frames` only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SlotCounters {
+    pub frames: FrameCounters,
+    pub flow_sampler: u64,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // Each: #[repr(C)], Copy, only integers and byte arrays, no implicit
@@ -783,6 +793,8 @@ mod pod {
     unsafe impl aya::Pod for super::AddrKey {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::FrameCounters {}
+    // SAFETY: see above.
+    unsafe impl aya::Pod for super::SlotCounters {}
     // SAFETY: see above.
     unsafe impl aya::Pod for super::AddrSlot {}
     // SAFETY: see above.
@@ -806,6 +818,7 @@ const _: () = assert!(core::mem::size_of::<MacKey>() == 20);
 const _: () = assert!(core::mem::size_of::<AddrKey>() == 20);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 104);
 const _: () = assert!(core::mem::size_of::<FrameCounters>() == 8 * FrameCounters::FIELDS.len());
+const _: () = assert!(core::mem::size_of::<SlotCounters>() == 112);
 const _: () = assert!(core::mem::size_of::<AddrSlot>() == 16);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 40);
 const _: () = assert!(core::mem::size_of::<FlowKey>() == 4 + 4 + 6 + 6 + 2 + 1 + 1 + 16);

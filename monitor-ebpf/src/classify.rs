@@ -39,8 +39,9 @@ use aya_ebpf::EbpfContext;
 use monitor_common::{
     AddrKey, AddrSlot, BROADCAST_WORD, FrameCounters, IF_BRIDGE, IF_FAST_MAC_VALID, IF_FILTERED,
     IF_HANDOFF, IF_HANDOFF_ANY, IF_PASSUP_FAST, IF_PORT, IF_TC_MUTED, IF_WATCHED, IfConfig, IfKey,
-    MAC_LOCAL, MAC_PREVIOUS, MacKey, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE, VERDICT_VALID,
-    VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mismatch_bits, vlan_path, vlan_tag_code,
+    MAC_LOCAL, MAC_PREVIOUS, MacKey, SlotCounters, VERDICT_HOST_IP, VERDICT_OWN, VERDICT_STALE,
+    VERDICT_VALID, VLANS_UNTAGGED, addr_slot, mac_filter_bit_of_word, mismatch_bits, vlan_path,
+    vlan_tag_code,
 };
 
 use crate::maps::{
@@ -138,8 +139,8 @@ pub fn count_frame<C: EbpfContext>(
     let counters = COUNTERS.get_ptr_mut(cfg.slot)?;
     // SAFETY: a per-CPU array slot, valid for the whole program run and
     // touched by nothing else on this CPU meanwhile.
-    let counters: &'static mut FrameCounters = unsafe { &mut *counters };
-    decided.count_into(counters);
+    let counters: &'static mut SlotCounters = unsafe { &mut *counters };
+    decided.count_into(&mut counters.frames);
     Some(Counted {
         counters,
         cfg,
@@ -152,8 +153,9 @@ pub fn count_frame<C: EbpfContext>(
 pub struct Counted {
     /// The interface's counters (this CPU's copy), so that a hook which
     /// knows more than the frame bytes (tc: the kernel's `pkt_type`) can
-    /// count that into the same slot.
-    pub counters: &'static mut FrameCounters,
+    /// count that into the same slot, and the flow sampler
+    /// (`flows::sample`) count beside them.
+    pub counters: &'static mut SlotCounters,
     /// The interface's configuration, so the mismatch path does not look
     /// it up again.
     pub cfg: &'static IfConfig,

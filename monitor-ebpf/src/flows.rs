@@ -18,7 +18,8 @@
 //! Under a flood, userspace sets the interface's `flow_sample`
 //! (`monitor_common::flow_weight`): then only one mismatched frame in
 //! `2^k` per CPU builds its key and touches a bucket, counted `2^k` times
-//! and marked sampled; the others cost a per-CPU counter increment. The
+//! and marked sampled; the others cost an increment of a count kept in
+//! the interface's counter slot (`SlotCounters::flow_sampler`). The
 //! programs ask [`sample`] first and go no further for a frame it passes
 //! over: `--pcap`'s rate bound considers the sampled frames only
 //! (`evidence::admitted`).
@@ -26,7 +27,7 @@
 use aya_ebpf::{macros::map, maps::PerCpuArray};
 use monitor_common::{
     FLOW_BUCKETS, FLOW_IPV4, FLOW_IPV6, FLOW_NO_IP, FLOW_NO_VLAN, FlowBucket, FlowEntry, FlowKey,
-    IF_FLOWS, IfConfig, MAX_INTERFACES, flow_bucket, flow_weight,
+    IF_FLOWS, IfConfig, flow_bucket, flow_weight,
 };
 
 use crate::{
@@ -37,11 +38,6 @@ use crate::{
 /// Mismatched flows of every watched interface, per CPU.
 #[map(name = "MACDROP_FLOWS")]
 static FLOWS: PerCpuArray<FlowBucket> = PerCpuArray::with_max_entries(FLOW_BUCKETS, 0);
-
-/// Per counter slot, per CPU: the mismatched frames that reached the
-/// sampler while the interface's flows were sampled (`flow_weight`).
-#[map(name = "MACDROP_FLOW_SAMPLER")]
-static SAMPLER: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
 /// A mismatched frame the sampler picked: its mismatch bits (non-zero)
 /// and how many frames it stands for.
@@ -54,9 +50,12 @@ pub struct Picked {
 /// Whether a mismatched frame (`mismatch`: its non-zero bits) on the
 /// interface configured by `cfg` is recorded, and with what weight
 /// (`flow_weight`): every frame with weight 1 unless the interface's flows
-/// are sampled; None for a frame the sampler passes over.
+/// are sampled; None for a frame the sampler passes over. `count`: the
+/// interface's sampler count on this CPU, in its counter slot
+/// (`SlotCounters::flow_sampler`: a frame of a flood reaches it without a
+/// lookup of its own).
 #[inline(always)]
-pub fn sample(cfg: &IfConfig, mismatch: u8) -> Option<Picked> {
+pub fn sample(count: &mut u64, cfg: &IfConfig, mismatch: u8) -> Option<Picked> {
     let mask = cfg.flow_sample;
     if mask == 0 {
         return Some(Picked {
@@ -64,10 +63,6 @@ pub fn sample(cfg: &IfConfig, mismatch: u8) -> Option<Picked> {
             weight: 1,
         });
     }
-    let count = SAMPLER.get_ptr_mut(cfg.slot)?;
-    // SAFETY: this CPU's copy of the slot's count, touched by nothing else
-    // on this CPU during the program run.
-    let count = unsafe { &mut *count };
     *count += 1;
     let weight = flow_weight(*count, mask)?;
     Some(Picked { mismatch, weight })

@@ -70,7 +70,7 @@ fn xdp_frame(
         return None;
     }
     let cfg = counted.cfg;
-    let picked = flows::sample(cfg, counted.mismatch)?;
+    let picked = flows::sample(&mut counted.counters.flow_sampler, cfg, counted.mismatch)?;
     // Read again rather than held across the classifier's lookups.
     let (data, data_end) = frame(ctx);
     // The length is a helper call on multi-buffer XDP: asked only when a
@@ -147,10 +147,10 @@ pub fn macdrop_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
         // Read here, not with the fields above: a value held across the
         // classifier's map lookups is a stack spill and a reload.
         // SAFETY: a context field read, as above.
-        tc::count_pkt_type(counted.counters, unsafe { (*skb).pkt_type });
+        tc::count_pkt_type(&mut counted.counters.frames, unsafe { (*skb).pkt_type });
         let (cfg, mismatch) = (counted.cfg, counted.mismatch);
         if mismatch != 0
-            && let Some(picked) = flows::sample(cfg, mismatch)
+            && let Some(picked) = flows::sample(&mut counted.counters.flow_sampler, cfg, mismatch)
         {
             // The flow's VLAN is the outermost tag, as XDP sees it in the
             // data, and its length the frame's on the wire, that tag in.
@@ -212,9 +212,9 @@ pub fn bench_floor_tc(ctx: aya_ebpf::programs::TcContext) -> i32 {
         // of a per-CPU array slot.
         unsafe {
             if classify::mac_word_at(eth.cast()) == cfg.fast_mac {
-                (*c).own += 1;
+                (*c).frames.own += 1;
             } else {
-                (*c).foreign_unicast += 1;
+                (*c).frames.foreign_unicast += 1;
             }
         }
     }

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, PerCpuArray},
 };
 use monitor_common::{
-    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, FrameCounters, IFINDEX_DIRECT, IfConfig, IfKey,
-    MAC_FILTER_WORDS, MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, NO_PREALLOC,
+    ADDR_TABLE_SLOTS, AddrKey, AddrSlot, IFINDEX_DIRECT, IfConfig, IfKey, MAC_FILTER_WORDS,
+    MAX_INTERFACES, MAX_LOCAL_ADDRS, MAX_LOCAL_MACS, MacKey, NO_PREALLOC, SlotCounters,
 };
 
 /// Watched interfaces: (netns, ifindex) -> slot and how to judge `own`.
@@ -25,9 +25,10 @@ pub static IFACES: HashMap<IfKey, IfConfig> = HashMap::with_max_entries(MAX_INTE
 #[map(name = "MACDROP_IF_BY_INDEX")]
 pub static IF_BY_INDEX: Array<IfConfig> = Array::with_max_entries(IFINDEX_DIRECT, 0);
 
-/// Frame counters per slot, one copy per CPU (no atomics on the hot path).
+/// Frame counters per slot (and the slot's flow sampler count), one copy
+/// per CPU (no atomics on the hot path).
 #[map(name = "MACDROP_COUNTERS")]
-pub static COUNTERS: PerCpuArray<FrameCounters> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
+pub static COUNTERS: PerCpuArray<SlotCounters> = PerCpuArray::with_max_entries(MAX_INTERFACES, 0);
 
 /// Per receiving interface (its MAC domain) and VLAN path: the
 /// destinations the kernel delivers to the host from it (value

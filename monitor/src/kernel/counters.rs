@@ -6,12 +6,14 @@
 //! lookups on arrays (before 5.6) are read slot by slot.
 
 use aya::Ebpf;
-use monitor_common::{FrameCounters, names};
+use monitor_common::{FrameCounters, SlotCounters, names};
 
 use super::batch::SlotArray;
 
+/// The counter slots' frame counters (`SlotCounters::frames`; the flow
+/// sampler's count beside them is the kernel's business).
 pub struct CounterReader {
-    counters: SlotArray<FrameCounters>,
+    counters: SlotArray<SlotCounters>,
 }
 
 impl CounterReader {
@@ -50,8 +52,8 @@ impl CounterReader {
     }
 }
 
-fn sum(per_cpu: &[FrameCounters]) -> FrameCounters {
+fn sum(per_cpu: &[SlotCounters]) -> FrameCounters {
     let mut sum = FrameCounters::default();
-    per_cpu.iter().for_each(|c| sum.add(c));
+    per_cpu.iter().for_each(|c| sum.add(&c.frames));
     sum
 }

@@ -4,14 +4,16 @@
 
 use aya::maps::{Map, MapData, PerCpuArray, PerCpuValues};
 use macdrop::kernel::counters::CounterReader;
-use monitor_common::{FrameCounters, MAX_INTERFACES, names};
+use monitor_common::{FrameCounters, MAX_INTERFACES, SlotCounters, names};
 
-/// Each CPU's copy of a slot, distinct in every field, slot and CPU.
-fn copy(slot: u32, cpu: usize) -> FrameCounters {
-    let mut c = FrameCounters::default();
-    for (i, field) in c.values_mut().into_iter().enumerate() {
+/// Each CPU's copy of a slot, distinct in every field, slot and CPU (the
+/// flow sampler's count too, which no read may add to a frame counter).
+fn copy(slot: u32, cpu: usize) -> SlotCounters {
+    let mut c = SlotCounters::default();
+    for (i, field) in c.frames.values_mut().into_iter().enumerate() {
         *field = u64::from(slot) << 20 | (cpu as u64) << 8 | i as u64;
     }
+    c.flow_sampler = u64::from(slot) << 20 | (cpu as u64) << 8 | 0xff;
     c
 }
 
@@ -24,7 +26,7 @@ fn batch_and_slot_by_slot_reads_sum_every_slot_alike() {
     };
     let mut reader = CounterReader::take(&mut ebpf).unwrap();
     // A second handle on the same map, to write what the programs would.
-    let mut writer: PerCpuArray<_, FrameCounters> =
+    let mut writer: PerCpuArray<_, SlotCounters> =
         PerCpuArray::try_from(Map::PerCpuArray(MapData::from_id(id).unwrap())).unwrap();
     let cpus = aya::util::nr_cpus().unwrap();
     // More slots than one batch call reads on any machine, ending mid-call.
@@ -36,7 +38,7 @@ fn batch_and_slot_by_slot_reads_sum_every_slot_alike() {
     let want: Vec<FrameCounters> = (0..end)
         .map(|slot| {
             let mut sum = FrameCounters::default();
-            (0..cpus).for_each(|c| sum.add(&copy(slot, c)));
+            (0..cpus).for_each(|c| sum.add(&copy(slot, c).frames));
             sum
         })
         .collect();
