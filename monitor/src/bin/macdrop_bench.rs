@@ -867,7 +867,10 @@ fn attach_empty(iface: &str, hook: EmptyHook, floor: bool) -> anyhow::Result<()>
             if !tcx {
                 let _ = aya::programs::tc::qdisc_add_clsact(iface);
             }
-            // In this order: each appended after those already attached.
+            // TCX appends each after those already attached, so the floor
+            // runs after the empty program; under clsact the order is the
+            // kernel's choice of priorities. Both run on every frame either
+            // way, which is all their statistics need.
             let names: &[&str] = if floor {
                 &[EMPTY_TC, FLOOR_TC]
             } else {
