@@ -1193,7 +1193,26 @@ mod tests {
             over: vec![20.0],
             share: Some(0.004),
         };
-        let split = cost_split(&sc, &[cause]).unwrap();
+        // The floor baseline is not macdrop: beside the hook, never among
+        // macdrop's programs.
+        let floor = Cause {
+            scenario: "t",
+            program: FLOOR_TC.into(),
+            ns: vec![20.0],
+            runs: vec![1.0],
+            empty: vec![10.0],
+            over: vec![10.0],
+            share: Some(0.002),
+        };
+        let split = cost_split(&sc, &[cause, floor]).unwrap();
+        assert!(
+            split.contains("estimated in situ at `macdrop_tc` 0.4 % (the table below); the floor"),
+            "{split}"
+        );
+        assert!(
+            split.ends_with("costs `bench_floor_tc` 0.2 % by itself."),
+            "{split}"
+        );
         assert!(split.contains("(3.5 %)"), "{split}");
         assert!(
             split.contains("empty tc program pays as well, 3.0 %"),
